@@ -1,0 +1,294 @@
+//! Command-line flags, spelled the Prometheus way (`--web.listen-address`,
+//! `--path.procfs`, `--collector.<name>` / `--no-collector.<name>`), plus the
+//! optional TOML config file whose keys are the same flag names.
+//!
+//! Precedence: built-in defaults < config file < command line. The file is
+//! turned into flags placed before the real ones, and every flag overrides
+//! its earlier occurrences, so the command line always wins.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use dcmon_protocol::duration::parse_duration;
+use dcmon_protocol::logging::{LogFormat, parse_level};
+
+use crate::collector;
+
+/// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "dcmon-exporter", version, args_override_self = true)]
+pub struct Cli {
+    /// TOML file whose keys are flag names (`"web.listen-address" = ":9870"`,
+    /// or nested: `[collector]` `cpu = false`). Flags given here win.
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on for the web interface and telemetry.
+    #[arg(long = "web.listen-address", default_value = ":9870")]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    pub telemetry_path: String,
+
+    /// procfs mountpoint.
+    #[arg(long = "path.procfs", default_value = "/proc")]
+    pub procfs: PathBuf,
+
+    /// sysfs mountpoint.
+    #[arg(long = "path.sysfs", default_value = "/sys")]
+    pub sysfs: PathBuf,
+
+    /// rootfs mountpoint (for os-release and filesystem mount points).
+    #[arg(long = "path.rootfs", default_value = "/")]
+    pub rootfs: PathBuf,
+
+    /// udev data path (disk model, serial and path labels).
+    #[arg(long = "path.udev.data", default_value = "/run/udev/data")]
+    pub udev_data: PathBuf,
+
+    /// Turn off every collector not explicitly enabled with --collector.<name>.
+    #[arg(long = "collector.disable-defaults")]
+    pub disable_defaults: bool,
+
+    /// Longest a collector may run in one scrape before it reports failure.
+    #[arg(long = "collector.timeout", default_value = "8s", value_parser = parse_duration)]
+    pub collector_timeout: Duration,
+
+    /// Regexp of mount points to ignore in the filesystem collector.
+    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = DEFAULT_MOUNT_POINTS_EXCLUDE)]
+    pub fs_mount_points_exclude: String,
+
+    /// Regexp of filesystem types to ignore in the filesystem collector.
+    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = DEFAULT_FS_TYPES_EXCLUDE)]
+    pub fs_types_exclude: String,
+
+    /// How long to wait for statfs on a mount before marking it stale.
+    #[arg(long = "collector.filesystem.mount-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub fs_mount_timeout: Duration,
+
+    /// Regexp of block devices to ignore in the diskstats collector.
+    #[arg(long = "collector.diskstats.device-exclude", default_value = DEFAULT_DISKSTATS_EXCLUDE)]
+    pub diskstats_device_exclude: String,
+
+    /// Regexp of network devices to include in netdev (unanchored, as node_exporter).
+    #[arg(long = "collector.netdev.device-include")]
+    pub netdev_device_include: Option<String>,
+
+    /// Regexp of network devices to exclude from netdev.
+    #[arg(long = "collector.netdev.device-exclude")]
+    pub netdev_device_exclude: Option<String>,
+
+    /// Regexp of network devices to ignore in the netclass collector.
+    #[arg(long = "collector.netclass.ignored-devices", default_value = "^$")]
+    pub netclass_ignored_devices: String,
+
+    /// Regexp of hwmon chips to include.
+    #[arg(long = "collector.hwmon.chip-include")]
+    pub hwmon_chip_include: Option<String>,
+
+    /// Regexp of hwmon chips to exclude.
+    #[arg(long = "collector.hwmon.chip-exclude")]
+    pub hwmon_chip_exclude: Option<String>,
+
+    /// Only log messages with the given severity or above: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info", value_parser = parse_level)]
+    pub log_level: String,
+
+    /// Output format of log messages: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt")]
+    pub log_format: LogFormat,
+}
+
+/// node_exporter's defaults, so the same mounts and devices are skipped.
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
+    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// node_exporter's default pseudo-filesystem list.
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+/// node_exporter's default: partitions, ram, loop and floppy devices.
+pub const DEFAULT_DISKSTATS_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+
+/// Parsed command line: the fixed flags plus the collector toggles.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The fixed flags.
+    pub cli: Cli,
+    /// `(name, Some(true|false))` for collectors switched explicitly.
+    pub toggles: Vec<(&'static str, Option<bool>)>,
+}
+
+/// The full clap command, with one `--collector.X` / `--no-collector.X` pair
+/// per registered collector.
+pub fn command() -> Command {
+    let mut cmd = Cli::command();
+    for info in collector::ALL {
+        let on = format!("collector.{}", info.name);
+        let off = format!("no-collector.{}", info.name);
+        let default = if info.default_enabled { "enabled" } else { "disabled" };
+        cmd = cmd
+            .arg(
+                Arg::new(on.clone())
+                    .long(on.clone())
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(off.clone())
+                    .help(format!("Enable the {} collector (default: {default}).", info.name)),
+            )
+            .arg(
+                Arg::new(off.clone())
+                    .long(off)
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(on)
+                    .hide(true),
+            );
+    }
+    cmd
+}
+
+/// Parses `args` (program name first), folding in the config file if one is named.
+pub fn parse_from(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
+    let mut cmd = command();
+    let args = match config_file_arg(&args) {
+        Some(path) => with_config_file(&cmd, &path, args)?,
+        None => args,
+    };
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let toggles = collector::ALL
+        .iter()
+        .map(|info| (info.name, toggle(&matches, info.name)))
+        .collect();
+    Ok(Parsed { cli, toggles })
+}
+
+fn toggle(matches: &ArgMatches, name: &str) -> Option<bool> {
+    if matches.get_flag(&format!("collector.{name}")) {
+        Some(true)
+    } else if matches.get_flag(&format!("no-collector.{name}")) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Finds `--config.file F` or `--config.file=F` before full parsing.
+fn config_file_arg(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let arg = arg.to_str()?;
+        if arg == "--config.file" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config.file=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// Returns `args` with the file's settings inserted as flags right after the
+/// program name, so that the real command line, parsed later, wins.
+fn with_config_file(cmd: &Command, path: &PathBuf, args: Vec<OsString>) -> Result<Vec<OsString>, clap::Error> {
+    let fail = |msg: String| {
+        clap::Error::raw(
+            clap::error::ErrorKind::InvalidValue,
+            format!("config file {}: {msg}\n", path.display()),
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| fail(e.to_string()))?;
+    let mut settings = Vec::new();
+    flatten("", &table, &mut settings).map_err(fail)?;
+    let known = |long: &str| cmd.get_arguments().any(|a| a.get_long() == Some(long));
+    let mut flags = Vec::new();
+    for (key, value) in settings {
+        if key == "config.file" || !known(&key) {
+            return Err(fail(format!("unknown setting {key:?}")));
+        }
+        match value {
+            Setting::Bool(true) => flags.push(format!("--{key}")),
+            Setting::Bool(false) if known(&format!("no-{key}")) => flags.push(format!("--no-{key}")),
+            Setting::Bool(false) => {}
+            Setting::Text(text) => flags.push(format!("--{key}={text}")),
+        }
+    }
+    let mut out = Vec::with_capacity(args.len() + flags.len());
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    out.extend(flags.into_iter().map(OsString::from));
+    out.extend(args);
+    Ok(out)
+}
+
+enum Setting {
+    Bool(bool),
+    Text(String),
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, Setting)>) -> Result<(), String> {
+    for (key, value) in table {
+        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out)?,
+            toml::Value::Boolean(b) => out.push((key, Setting::Bool(*b))),
+            toml::Value::String(s) => out.push((key, Setting::Text(s.clone()))),
+            toml::Value::Integer(i) => out.push((key, Setting::Text(i.to_string()))),
+            other => return Err(format!("setting {key:?}: unsupported value {}", other.type_str())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        std::iter::once("dcmon-exporter").chain(list.iter().copied()).map(OsString::from).collect()
+    }
+
+    #[test]
+    fn verify_cli() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn collector_toggles_last_one_wins() {
+        let parsed = parse_from(args(&["--no-collector.cpu", "--collector.cpu", "--no-collector.hwmon"])).unwrap();
+        let get = |n| parsed.toggles.iter().find(|(name, _)| *name == n).unwrap().1;
+        assert_eq!(get("cpu"), Some(true));
+        assert_eq!(get("hwmon"), Some(false));
+        assert_eq!(get("meminfo"), None);
+    }
+
+    #[test]
+    fn flags_win_over_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exporter.toml");
+        std::fs::write(
+            &file,
+            "\"web.listen-address\" = \"127.0.0.1:1\"\n[path]\nprocfs = \"/fixture/proc\"\n[collector]\ncpu = false\ntimeout = \"3s\"\n",
+        )
+        .unwrap();
+        let parsed = parse_from(args(&[
+            "--config.file",
+            file.to_str().unwrap(),
+            "--web.listen-address=127.0.0.1:2",
+        ]))
+        .unwrap();
+        assert_eq!(parsed.cli.listen_address, "127.0.0.1:2");
+        assert_eq!(parsed.cli.procfs, PathBuf::from("/fixture/proc"));
+        assert_eq!(parsed.cli.collector_timeout, Duration::from_secs(3));
+        assert!(parsed.toggles.contains(&("cpu", Some(false))));
+    }
+
+    #[test]
+    fn unknown_config_setting_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exporter.toml");
+        std::fs::write(&file, "[web]\nlisten = \":1\"\n").unwrap();
+        let err = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("unknown setting \"web.listen\""), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! `netdev`: per-interface traffic counters from `/proc/net/dev` (parsed by
+//! `procfs-core`), as `node_network_{receive,transmit}_*_total{device}`.
+
+use procfs_core::FromRead;
+use procfs_core::net::{DeviceStatus, InterfaceDeviceStatus};
+
+use super::{CollectError, Collector};
+use crate::config::{Config, DeviceFilter};
+use crate::roots::Roots;
+use crate::snapshot::Snapshot;
+
+/// Flag and label name.
+pub const NAME: &str = "netdev";
+
+type Stat = (&'static str, fn(&DeviceStatus) -> u64);
+
+/// `/proc/net/dev` columns, named as node_exporter names them.
+const STATS: [Stat; 16] = [
+    ("receive_bytes", |d| d.recv_bytes),
+    ("receive_packets", |d| d.recv_packets),
+    ("receive_errs", |d| d.recv_errs),
+    ("receive_drop", |d| d.recv_drop),
+    ("receive_fifo", |d| d.recv_fifo),
+    ("receive_frame", |d| d.recv_frame),
+    ("receive_compressed", |d| d.recv_compressed),
+    ("receive_multicast", |d| d.recv_multicast),
+    ("transmit_bytes", |d| d.sent_bytes),
+    ("transmit_packets", |d| d.sent_packets),
+    ("transmit_errs", |d| d.sent_errs),
+    ("transmit_drop", |d| d.sent_drop),
+    ("transmit_fifo", |d| d.sent_fifo),
+    ("transmit_colls", |d| d.sent_colls),
+    ("transmit_carrier", |d| d.sent_carrier),
+    ("transmit_compressed", |d| d.sent_compressed),
+];
+
+/// The `netdev` collector.
+#[derive(Debug)]
+pub struct NetdevCollector {
+    roots: Roots,
+    devices: DeviceFilter,
+}
+
+/// Builds the collector.
+pub fn new(config: &Config) -> NetdevCollector {
+    NetdevCollector {
+        roots: config.roots.clone(),
+        devices: config.netdev_devices.clone(),
+    }
+}
+
+impl Collector for NetdevCollector {
+    fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
+        let path = self.roots.proc("net/dev");
+        let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, e))?;
+        let InterfaceDeviceStatus(devices) =
+            InterfaceDeviceStatus::from_read(&bytes[..]).map_err(|e| CollectError::parse(&path, e.to_string()))?;
+        let mut names: Vec<&String> = devices.keys().filter(|n| !self.devices.ignored(n)).collect();
+        names.sort();
+        for (stat, read) in &STATS {
+            let family = out.family(
+                format!("node_network_{stat}_total"),
+                format!("Network device statistic {stat}."),
+                crate::snapshot::Kind::Counter,
+            );
+            for name in &names {
+                family.push(vec![("device", (*name).clone())], read(&devices[*name]) as f64);
+            }
+        }
+        Ok(())
+    }
+}

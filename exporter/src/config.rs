@@ -1,0 +1,186 @@
+//! The validated configuration every part of the exporter runs from.
+//! Built from the parsed flags (and config file) before anything starts, so
+//! a bad regexp or address is reported at start-up, not at the first scrape.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::cli::{self, Parsed};
+use crate::collector;
+use crate::roots::Roots;
+
+/// A device or chip filter with node_exporter's semantics: a name is skipped
+/// when it matches `exclude`, or when `include` is set and it does not match.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Only names matching this are kept, when set.
+    pub include: Option<Regex>,
+    /// Names matching this are skipped.
+    pub exclude: Option<Regex>,
+}
+
+impl DeviceFilter {
+    /// Whether `name` is filtered out.
+    pub fn ignored(&self, name: &str) -> bool {
+        self.exclude.as_ref().is_some_and(|re| re.is_match(name))
+            || self.include.as_ref().is_some_and(|re| !re.is_match(name))
+    }
+}
+
+/// Everything the exporter runs from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port`; an empty host listens on every address.
+    pub listen_address: String,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Where host files are read from.
+    pub roots: Roots,
+    /// Names of the enabled collectors.
+    pub enabled: HashSet<&'static str>,
+    /// Per-collector time limit within one scrape.
+    pub collector_timeout: Duration,
+    /// Mount points the filesystem collector skips.
+    pub fs_mount_points_exclude: Regex,
+    /// Filesystem types the filesystem collector skips.
+    pub fs_types_exclude: Regex,
+    /// How long a statfs may take before the mount is treated as stuck.
+    pub fs_mount_timeout: Duration,
+    /// Block devices the diskstats collector skips.
+    pub diskstats_device_exclude: Regex,
+    /// Network devices for netdev.
+    pub netdev_devices: DeviceFilter,
+    /// Network devices netclass skips.
+    pub netclass_ignored_devices: Regex,
+    /// hwmon chips to read.
+    pub hwmon_chips: DeviceFilter,
+}
+
+impl Default for Config {
+    /// node_exporter's defaults with every default collector enabled.
+    fn default() -> Self {
+        Self {
+            listen_address: ":9870".into(),
+            telemetry_path: "/metrics".into(),
+            roots: Roots::default(),
+            enabled: collector::ALL
+                .iter()
+                .filter(|c| c.default_enabled)
+                .map(|c| c.name)
+                .collect(),
+            collector_timeout: Duration::from_secs(8),
+            fs_mount_points_exclude: Regex::new(cli::DEFAULT_MOUNT_POINTS_EXCLUDE).expect("valid default"),
+            fs_types_exclude: Regex::new(cli::DEFAULT_FS_TYPES_EXCLUDE).expect("valid default"),
+            fs_mount_timeout: Duration::from_secs(5),
+            diskstats_device_exclude: Regex::new(cli::DEFAULT_DISKSTATS_EXCLUDE).expect("valid default"),
+            netdev_devices: DeviceFilter::default(),
+            netclass_ignored_devices: Regex::new("^$").expect("valid default"),
+            hwmon_chips: DeviceFilter::default(),
+        }
+    }
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {msg}")]
+pub struct ConfigError {
+    flag: &'static str,
+    msg: String,
+}
+
+fn regex(flag: &'static str, pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(pattern).map_err(|e| ConfigError {
+        flag,
+        msg: e.to_string(),
+    })
+}
+
+fn optional_regex(flag: &'static str, pattern: Option<&str>) -> Result<Option<Regex>, ConfigError> {
+    pattern.map(|p| regex(flag, p)).transpose()
+}
+
+impl Config {
+    /// Validates parsed flags into a configuration.
+    pub fn from_parsed(parsed: Parsed) -> Result<Self, ConfigError> {
+        let Parsed { cli, toggles } = parsed;
+        if !cli.telemetry_path.starts_with('/') {
+            return Err(ConfigError {
+                flag: "web.telemetry-path",
+                msg: "must start with '/'".into(),
+            });
+        }
+        let enabled = collector::ALL
+            .iter()
+            .filter(|info| {
+                let explicit = toggles.iter().find(|(n, _)| *n == info.name).and_then(|(_, t)| *t);
+                explicit.unwrap_or(info.default_enabled && !cli.disable_defaults)
+            })
+            .map(|info| info.name)
+            .collect();
+        Ok(Self {
+            listen_address: cli.listen_address,
+            telemetry_path: cli.telemetry_path,
+            roots: Roots {
+                procfs: cli.procfs,
+                sysfs: cli.sysfs,
+                rootfs: cli.rootfs,
+                udev_data: cli.udev_data,
+            },
+            enabled,
+            collector_timeout: cli.collector_timeout,
+            fs_mount_points_exclude: regex("collector.filesystem.mount-points-exclude", &cli.fs_mount_points_exclude)?,
+            fs_types_exclude: regex("collector.filesystem.fs-types-exclude", &cli.fs_types_exclude)?,
+            fs_mount_timeout: cli.fs_mount_timeout,
+            diskstats_device_exclude: regex("collector.diskstats.device-exclude", &cli.diskstats_device_exclude)?,
+            netdev_devices: DeviceFilter {
+                include: optional_regex("collector.netdev.device-include", cli.netdev_device_include.as_deref())?,
+                exclude: optional_regex("collector.netdev.device-exclude", cli.netdev_device_exclude.as_deref())?,
+            },
+            netclass_ignored_devices: regex("collector.netclass.ignored-devices", &cli.netclass_ignored_devices)?,
+            hwmon_chips: DeviceFilter {
+                include: optional_regex("collector.hwmon.chip-include", cli.hwmon_chip_include.as_deref())?,
+                exclude: optional_regex("collector.hwmon.chip-exclude", cli.hwmon_chip_exclude.as_deref())?,
+            },
+        })
+    }
+
+    /// Whether the named collector runs.
+    pub fn collector_enabled(&self, name: &str) -> bool {
+        self.enabled.contains(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let argv = std::iter::once("dcmon-exporter").chain(args.iter().copied()).map(Into::into).collect();
+        Config::from_parsed(cli::parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn disable_defaults_keeps_only_named_collectors() {
+        let cfg = config(&["--collector.disable-defaults", "--collector.meminfo"]).unwrap();
+        assert_eq!(cfg.enabled, HashSet::from(["meminfo"]));
+    }
+
+    #[test]
+    fn bad_regexp_names_the_flag() {
+        let err = config(&["--collector.hwmon.chip-include=("]).unwrap_err();
+        assert!(err.to_string().starts_with("--collector.hwmon.chip-include:"), "{err}");
+    }
+
+    #[test]
+    fn device_filter_follows_node_exporter() {
+        let filter = DeviceFilter {
+            include: Some(Regex::new("^eth").unwrap()),
+            exclude: Some(Regex::new("eth1").unwrap()),
+        };
+        assert!(!filter.ignored("eth0"));
+        assert!(filter.ignored("eth1"));
+        assert!(filter.ignored("lo"));
+    }
+}

@@ -1,0 +1,131 @@
+//! Where the collectors read the host from: the `--path.procfs`,
+//! `--path.sysfs`, `--path.rootfs` and `--path.udev.data` roots, so tests point them at
+//! recorded fixture trees. Every host file a collector reads goes through here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::collector::CollectError;
+
+/// The three filesystem roots, as node_exporter names them.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// `/proc`, or a fixture tree standing in for it.
+    pub procfs: PathBuf,
+    /// `/sys`, or a fixture tree standing in for it.
+    pub sysfs: PathBuf,
+    /// `/`, for files such as `/etc/os-release` and for mount points.
+    pub rootfs: PathBuf,
+    /// The udev database (`/run/udev/data`), for disk model and serial labels.
+    pub udev_data: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Self {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+            udev_data: "/run/udev/data".into(),
+        }
+    }
+}
+
+impl Roots {
+    /// A path under the procfs root (`rel` has no leading slash).
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.procfs.join(rel)
+    }
+
+    /// A path under the sysfs root.
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sysfs.join(rel)
+    }
+
+    /// `path` as seen from the host, re-rooted under `--path.rootfs`
+    /// (node_exporter's `rootfsFilePath`).
+    pub fn root(&self, path: &str) -> PathBuf {
+        self.rootfs.join(path.trim_start_matches('/'))
+    }
+
+    /// Strips the rootfs prefix from a mount point read from the host's
+    /// mount table, so a containerised exporter reports `/home`, not
+    /// `/host/home` (node_exporter's `rootfsStripPrefix`).
+    pub fn strip_rootfs<'a>(&self, mount_point: &'a str) -> Option<&'a str> {
+        if self.rootfs == Path::new("/") {
+            return Some(mount_point);
+        }
+        let prefix = self.rootfs.to_str()?.trim_end_matches('/');
+        match mount_point.strip_prefix(prefix) {
+            Some("") => Some("/"),
+            Some(rest) if rest.starts_with('/') => Some(rest),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a whole file, naming the path in the error.
+pub fn read_string(path: &Path) -> Result<String, CollectError> {
+    std::fs::read_to_string(path).map_err(|source| CollectError::io(path, source))
+}
+
+/// Reads a one-value sysfs attribute, trimmed. `Ok(None)` when the file does
+/// not exist or the kernel refuses to read it (many attributes return EINVAL
+/// or EOPNOTSUPP for devices that lack the feature).
+pub fn read_attribute(path: &Path) -> Result<Option<String>, CollectError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(err) if is_absent(&err) => Ok(None),
+        Err(source) => Err(CollectError::io(path, source)),
+    }
+}
+
+/// Whether an I/O error means "this attribute is not there for this device".
+pub fn is_absent(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+    ) || matches!(err.raw_os_error(), Some(22 | 95 | 61 | 5 | 19 | 16 | 11 | 524))
+}
+
+/// Names of the entries of a directory, sorted. Missing directory → empty.
+pub fn list_dir(path: &Path) -> Result<Vec<String>, CollectError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CollectError::io(path, source)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_rootfs_prefix_from_mount_points() {
+        let roots = Roots {
+            rootfs: "/host".into(),
+            ..Roots::default()
+        };
+        assert_eq!(roots.strip_rootfs("/host/home"), Some("/home"));
+        assert_eq!(roots.strip_rootfs("/host"), Some("/"));
+        assert_eq!(roots.strip_rootfs("/hostile"), None);
+        assert_eq!(roots.strip_rootfs("/proc"), None);
+        assert_eq!(Roots::default().strip_rootfs("/proc"), Some("/proc"));
+    }
+
+    #[test]
+    fn root_rejoins_absolute_paths() {
+        let roots = Roots {
+            rootfs: "/tmp/fx".into(),
+            ..Roots::default()
+        };
+        assert_eq!(roots.root("/etc/os-release"), PathBuf::from("/tmp/fx/etc/os-release"));
+    }
+}
