@@ -163,12 +163,25 @@ impl Collector for Snapshot {
             let mut metric_encoder = encoder.encode_descriptor(name, &family.help, None, metric_type)?;
             for sample in &family.samples {
                 let mut sample_encoder = metric_encoder.encode_family(&sample.labels)?;
-                match family.kind {
-                    Kind::Counter => sample_encoder.encode_counter::<NoLabelSet, f64, f64>(&sample.value, None)?,
-                    Kind::Gauge | Kind::Untyped => sample_encoder.encode_gauge(&sample.value)?,
+                // Whole numbers are written without a fraction (`26442`, not
+                // `26442.0`), as node_exporter writes them.
+                match (family.kind, exact_integer(sample.value)) {
+                    (Kind::Counter, Some(int)) if int >= 0 => {
+                        sample_encoder.encode_counter::<NoLabelSet, u64, f64>(&(int as u64), None)?
+                    }
+                    (Kind::Counter, _) => sample_encoder.encode_counter::<NoLabelSet, f64, f64>(&sample.value, None)?,
+                    (_, Some(int)) => sample_encoder.encode_gauge(&int)?,
+                    (_, None) => sample_encoder.encode_gauge(&sample.value)?,
                 }
             }
         }
         Ok(())
     }
+}
+
+/// `value` as an integer when it is one exactly (and within the range where
+/// every integer is representable, 2^53).
+fn exact_integer(value: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0;
+    (value.fract() == 0.0 && value.abs() <= LIMIT).then_some(value as i64)
 }

@@ -100,7 +100,7 @@ impl DiskstatsCollector {
             ],
             1.0,
         );
-        if udev.contains_key("ID_FS_TYPE") {
+        if udev.get("ID_FS_TYPE").is_some_and(|t| !t.is_empty()) {
             out.gauge(
                 "node_disk_filesystem_info",
                 "Info about disk filesystem.",
@@ -114,7 +114,7 @@ impl DiskstatsCollector {
                 1.0,
             );
         }
-        if udev.contains_key("DM_NAME") {
+        if udev.get("DM_NAME").is_some_and(|n| !n.is_empty()) {
             out.gauge(
                 "node_disk_device_mapper_info",
                 "Info about disk device mapper.",

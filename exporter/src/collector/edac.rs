@@ -23,6 +23,12 @@ pub fn new(config: &Config) -> EdacCollector {
     }
 }
 
+/// The kernel's default label `mc#0csrow#1channel#0` in node_exporter's
+/// spelling, `mc0_csrow1_channel0`.
+fn format_dimm_label(raw: &str) -> String {
+    raw.replace('#', "").replace("csrow", "_csrow").replace("channel", "_channel")
+}
+
 fn count(path: &std::path::Path) -> Result<Option<f64>, CollectError> {
     Ok(read_attribute(path)?.and_then(|v| v.parse().ok()))
 }
@@ -80,7 +86,8 @@ impl Collector for EdacCollector {
                     let Some(channel) = file.strip_prefix("ch").and_then(|r| r.strip_suffix("_ce_count")) else {
                         continue;
                     };
-                    let label = read_attribute(&row_dir.join(format!("ch{channel}_dimm_label")))?.unwrap_or_default();
+                    let label = read_attribute(&row_dir.join(format!("ch{channel}_dimm_label")))?
+                        .map_or_else(|| "unknown".to_owned(), |raw| format_dimm_label(&raw));
                     let channel_labels = || {
                         vec![
                             ("channel", channel.to_owned()),
