@@ -48,18 +48,21 @@ impl Roots {
         self.rootfs.join(path.trim_start_matches('/'))
     }
 
-    /// Strips the rootfs prefix from a mount point read from the host's
-    /// mount table, so a containerised exporter reports `/home`, not
-    /// `/host/home` (node_exporter's `rootfsStripPrefix`).
-    pub fn strip_rootfs<'a>(&self, mount_point: &'a str) -> Option<&'a str> {
-        if self.rootfs == Path::new("/") {
-            return Some(mount_point);
+    /// Strips the rootfs prefix from a mount point, so an exporter that reads
+    /// its own mount table in a container reports `/home`, not `/host/home`
+    /// (node_exporter's `rootfsStripPrefix`). Paths outside the prefix, as
+    /// the host's `/proc/1/mountinfo` lists them, are already host paths.
+    pub fn strip_rootfs<'a>(&self, mount_point: &'a str) -> &'a str {
+        let Some(prefix) = self.rootfs.to_str().map(|p| p.trim_end_matches('/')) else {
+            return mount_point;
+        };
+        if prefix.is_empty() {
+            return mount_point;
         }
-        let prefix = self.rootfs.to_str()?.trim_end_matches('/');
         match mount_point.strip_prefix(prefix) {
-            Some("") => Some("/"),
-            Some(rest) if rest.starts_with('/') => Some(rest),
-            _ => None,
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => mount_point,
         }
     }
 }
@@ -113,11 +116,11 @@ mod tests {
             rootfs: "/host".into(),
             ..Roots::default()
         };
-        assert_eq!(roots.strip_rootfs("/host/home"), Some("/home"));
-        assert_eq!(roots.strip_rootfs("/host"), Some("/"));
-        assert_eq!(roots.strip_rootfs("/hostile"), None);
-        assert_eq!(roots.strip_rootfs("/proc"), None);
-        assert_eq!(Roots::default().strip_rootfs("/proc"), Some("/proc"));
+        assert_eq!(roots.strip_rootfs("/host/home"), "/home");
+        assert_eq!(roots.strip_rootfs("/host"), "/");
+        assert_eq!(roots.strip_rootfs("/hostile"), "/hostile");
+        assert_eq!(roots.strip_rootfs("/proc"), "/proc");
+        assert_eq!(Roots::default().strip_rootfs("/proc"), "/proc");
     }
 
     #[test]

@@ -38,6 +38,30 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// Decodes the octal escapes the kernel writes in mountinfo fields
+/// (`\040` space, `\011` tab, `\012` newline, `\134` backslash), which
+/// `procfs-core` leaves as they are.
+pub fn unescape_mount_field(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(digits) => {
+                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// statvfs figures of one mount.
 #[derive(Debug, Clone, Copy)]
 struct Usage {
@@ -84,12 +108,13 @@ impl FilesystemCollector {
         let mut mounts: Vec<Mount> = Vec::new();
         for info in infos {
             let Some(host_point) = info.mount_point.to_str() else { continue };
-            let Some(mountpoint) = self.roots.strip_rootfs(host_point) else { continue };
+            let host_point = unescape_mount_field(host_point);
+            let mountpoint = self.roots.strip_rootfs(&host_point);
             if self.mount_points_exclude.is_match(mountpoint) || self.fs_types_exclude.is_match(&info.fs_type) {
                 continue;
             }
             let mount = Mount {
-                device: info.mount_source.clone().unwrap_or_else(|| "none".into()),
+                device: info.mount_source.as_deref().map_or_else(|| "none".into(), unescape_mount_field),
                 fstype: info.fs_type.clone(),
                 mountpoint: mountpoint.to_owned(),
                 read_only: info.mount_options.contains_key("ro"),
@@ -188,5 +213,16 @@ impl Collector for FilesystemCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_mountinfo_escapes() {
+        assert_eq!(unescape_mount_field(r"/mnt/a\040b\011c\134d"), "/mnt/a b\tc\\d");
+        assert_eq!(unescape_mount_field(r"/plain\09x"), r"/plain\09x");
     }
 }
