@@ -72,6 +72,20 @@ pub fn read_string(path: &Path) -> Result<String, CollectError> {
     std::fs::read_to_string(path).map_err(|source| CollectError::io(path, source))
 }
 
+/// Reads `path` and parses it with a `procfs-core` type. The crate's parse
+/// errors describe themselves as internal bugs; they are reported as what
+/// they are here, a file with unexpected content.
+pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, CollectError> {
+    let bytes = std::fs::read(path).map_err(|source| CollectError::io(path, source))?;
+    T::from_read(&bytes[..]).map_err(|err| {
+        let detail = match err {
+            procfs_core::ProcError::InternalError(_) => "a line has missing or non-numeric fields".to_owned(),
+            other => other.to_string(),
+        };
+        CollectError::parse(path, format!("unexpected content: {detail}"))
+    })
+}
+
 /// Reads a one-value sysfs attribute, trimmed. `Ok(None)` when the file does
 /// not exist or the kernel refuses to read it (many attributes return EINVAL
 /// or EOPNOTSUPP for devices that lack the feature).

@@ -1,4 +1,6 @@
 //! Integration tests of dcmon-exporter, built as one binary.
 
+mod bad_input;
 mod common;
 mod fixture_compare;
+mod http;

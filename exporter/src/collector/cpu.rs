@@ -31,9 +31,6 @@ pub fn new(config: &Config) -> CpuCollector {
 impl Collector for CpuCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let stat = read_proc_stat(&self.roots)?;
-        if stat.cpus.is_empty() {
-            return Err(CollectError::NoData("no cpuN lines in /proc/stat".into()));
-        }
         let seconds = out.family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", Kind::Counter);
         for line in &stat.cpus {
             for (mode, ticks) in MODES.iter().zip(line.ticks) {

@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 
-use procfs_core::FromRead;
 use procfs_core::{DiskStat, DiskStats};
 use regex::Regex;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::roots::{Roots, read_attribute};
+use crate::roots::{Roots, read_attribute, read_procfs};
 use crate::snapshot::{Kind, Labels, Snapshot};
 
 /// Flag and label name.
@@ -154,8 +153,7 @@ impl DiskstatsCollector {
 impl Collector for DiskstatsCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let path = self.roots.proc("diskstats");
-        let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, e))?;
-        let DiskStats(disks) = DiskStats::from_read(&bytes[..]).map_err(|e| CollectError::parse(&path, e.to_string()))?;
+        let DiskStats(disks) = read_procfs(&path)?;
         for disk in disks.iter().filter(|d| !self.exclude.is_match(&d.name)) {
             let labels: Labels = vec![("device", disk.name.clone())];
             for (name, help, read) in &COUNTERS {

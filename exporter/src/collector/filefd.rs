@@ -16,6 +16,10 @@ pub fn parse_file_nr(path: &Path, text: &str) -> Result<(f64, f64), CollectError
     let [allocated, _unused, maximum] = fields[..] else {
         return Err(CollectError::parse(path, format!("expected 3 columns, got {text:?}")));
     };
+    // The kernel ends the line with a newline; without it the read was short.
+    if !text.ends_with('\n') {
+        return Err(CollectError::parse(path, format!("truncated line {text:?}")));
+    }
     let number = |t: &str| t.parse::<f64>().map_err(|_| CollectError::parse(path, format!("bad number {t:?}")));
     Ok((number(allocated)?, number(maximum)?))
 }
@@ -51,5 +55,6 @@ mod tests {
     fn parses_file_nr() {
         assert_eq!(parse_file_nr(Path::new("f"), "1024\t0\t1631329\n").unwrap(), (1024.0, 1631329.0));
         assert!(parse_file_nr(Path::new("f"), "1024 0").is_err());
+        assert!(parse_file_nr(Path::new("f"), "1024\t0\t16").is_err(), "no newline: short read");
     }
 }

@@ -13,13 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use procfs_core::FromRead;
 use procfs_core::process::MountInfos;
 use regex::Regex;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::roots::Roots;
+use crate::roots::{Roots, read_procfs};
 use crate::snapshot::{Labels, Snapshot};
 
 /// Flag and label name.
@@ -99,12 +98,12 @@ impl FilesystemCollector {
     /// The mounts to report, deduplicated by mount point (the last mount on
     /// a mount point is the visible one).
     pub fn mounts(&self) -> Result<Vec<Mount>, CollectError> {
-        let (path, bytes) = ["1/mountinfo", "self/mountinfo"]
+        let path = ["1/mountinfo", "self/mountinfo"]
             .iter()
             .map(|rel| self.roots.proc(rel))
-            .find_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+            .find(|p| p.exists())
             .ok_or_else(|| CollectError::NoData("no mountinfo under procfs".into()))?;
-        let infos = MountInfos::from_read(&bytes[..]).map_err(|e| CollectError::parse(&path, e.to_string()))?;
+        let infos: MountInfos = read_procfs(&path)?;
         let mut mounts: Vec<Mount> = Vec::new();
         for info in infos {
             let Some(host_point) = info.mount_point.to_str() else { continue };

@@ -12,14 +12,16 @@ use crate::snapshot::Snapshot;
 /// Flag and label name.
 pub const NAME: &str = "loadavg";
 
-/// The three load averages of a `/proc/loadavg` line.
+/// The three load averages of a `/proc/loadavg` line. The kernel always
+/// writes five fields (`0.21 0.37 0.39 1/719 19737`); anything shorter is a
+/// truncated read, whose last number cannot be trusted.
 pub fn parse_loadavg(path: &Path, text: &str) -> Result<[f64; 3], CollectError> {
-    let mut fields = text.split_ascii_whitespace();
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    if fields.len() != 5 || !fields[3].contains('/') {
+        return Err(CollectError::parse(path, format!("expected 'avg1 avg5 avg15 running/total lastpid', got {text:?}")));
+    }
     let mut loads = [0.0; 3];
-    for slot in &mut loads {
-        let token = fields
-            .next()
-            .ok_or_else(|| CollectError::parse(path, format!("expected 3 load averages in {text:?}")))?;
+    for (slot, token) in loads.iter_mut().zip(&fields) {
         *slot = token
             .parse()
             .map_err(|_| CollectError::parse(path, format!("bad load average {token:?}")))?;
@@ -64,7 +66,8 @@ mod tests {
     #[test]
     fn rejects_truncated_and_garbage() {
         assert!(parse_loadavg(Path::new("loadavg"), "0.21 0.37").is_err());
-        let err = parse_loadavg(Path::new("loadavg"), "0.21 abc 0.39").unwrap_err();
+        assert!(parse_loadavg(Path::new("loadavg"), "0.21 0.37 0.3").is_err());
+        let err = parse_loadavg(Path::new("loadavg"), "0.21 abc 0.39 1/719 19737").unwrap_err();
         assert!(err.to_string().contains("\"abc\""), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use procfs_core::net::{DeviceStatus, InterfaceDeviceStatus};
 
 use super::{CollectError, Collector};
 use crate::config::{Config, DeviceFilter};
-use crate::roots::Roots;
+use crate::roots::{Roots, read_string};
 use crate::snapshot::Snapshot;
 
 /// Flag and label name.
@@ -52,9 +52,15 @@ pub fn new(config: &Config) -> NetdevCollector {
 impl Collector for NetdevCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let path = self.roots.proc("net/dev");
-        let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, e))?;
-        let InterfaceDeviceStatus(devices) =
-            InterfaceDeviceStatus::from_read(&bytes[..]).map_err(|e| CollectError::parse(&path, e.to_string()))?;
+        let text = read_string(&path)?;
+        // procfs-core skips the two header lines unseen; check them, so a
+        // garbage file is an error rather than "no interfaces".
+        let mut header = text.lines();
+        if !(header.next().is_some_and(|l| l.starts_with("Inter-|")) && header.next().is_some_and(|l| l.contains("face |"))) {
+            return Err(CollectError::parse(&path, "missing the 'Inter-|' / 'face |' header lines"));
+        }
+        let InterfaceDeviceStatus(devices) = InterfaceDeviceStatus::from_read(text.as_bytes())
+            .map_err(|_| CollectError::parse(&path, "unexpected content: a line has missing or non-numeric fields"))?;
         let mut names: Vec<&String> = devices.keys().filter(|n| !self.devices.ignored(n)).collect();
         names.sort();
         for (stat, read) in &STATS {

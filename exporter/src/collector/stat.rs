@@ -63,7 +63,12 @@ pub fn parse_proc_stat(path: &Path, text: &str) -> Result<ProcStat, CollectError
         let mut fields = line.split_ascii_whitespace();
         let Some(key) = fields.next() else { continue };
         match key {
-            "cpu" => {}
+            "cpu" => {
+                // The all-CPU total is not exported, but must be well formed.
+                for token in fields {
+                    number(line, Some(token))?;
+                }
+            }
             "intr" => stat.intr = Some(number(line, fields.next())?),
             "ctxt" => stat.ctxt = Some(number(line, fields.next())?),
             "btime" => stat.btime = Some(number(line, fields.next())?),
@@ -87,6 +92,13 @@ pub fn parse_proc_stat(path: &Path, text: &str) -> Result<ProcStat, CollectError
                 stat.cpus.push(CpuLine { cpu: cpu.to_owned(), ticks });
             }
         }
+    }
+    let required = [("intr", stat.intr), ("ctxt", stat.ctxt), ("btime", stat.btime), ("processes", stat.processes)];
+    if let Some((missing, _)) = required.iter().find(|(_, v)| v.is_none()) {
+        return Err(CollectError::parse(path, format!("no {missing} line")));
+    }
+    if stat.cpus.is_empty() {
+        return Err(CollectError::parse(path, "no cpuN lines"));
     }
     Ok(stat)
 }
@@ -174,5 +186,9 @@ mod tests {
         assert!(err.to_string().contains("\"12x\""), "{err}");
         let err = parse_proc_stat(Path::new("/proc/stat"), "cpu0 1 2\n").unwrap_err();
         assert!(err.to_string().contains("too few columns"), "{err}");
+        let err = parse_proc_stat(Path::new("/proc/stat"), "cpu  1 2 3 4\ncpu0 1 2 3 4\n").unwrap_err();
+        assert!(err.to_string().contains("no intr line"), "{err}");
+        let err = parse_proc_stat(Path::new("/proc/stat"), "cpu  1 2 3 4x\n").unwrap_err();
+        assert!(err.to_string().contains("\"4x\""), "{err}");
     }
 }

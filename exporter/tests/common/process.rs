@@ -1,0 +1,138 @@
+//! Starting real exporter processes (ours and Debian's node_exporter) on
+//! loopback ports for end-to-end tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `dcmon-exporter` on a free loopback port with extra `args`.
+    pub fn exporter(args: &[&str]) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut all = vec!["--web.listen-address".to_owned(), addr.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Server::start(Path::new(env!("CARGO_BIN_EXE_dcmon-exporter")), &all, addr)
+    }
+
+    /// Starts Debian's `prometheus-node-exporter` with its default collectors.
+    pub fn node_exporter() -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let binary = which("prometheus-node-exporter")
+            .or_else(|| which("node_exporter"))
+            .expect("prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)");
+        Server::start(&binary, &[format!("--web.listen-address={addr}")], addr)
+    }
+
+    fn start(binary: &Path, args: &[String], addr: String) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = Command::new(binary)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let server = Server {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            assert!(Instant::now() < deadline, "server did not listen on {}: {}", self.addr, self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines (waiting briefly for them to be flushed).
+    pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let file = std::fs::File::open(&self.log).unwrap();
+            let lines: Vec<String> = BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| l.contains(needle))
+                .collect();
+            if !lines.is_empty() || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Process id, for reading its resource usage.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The full path of `program` on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// `GET url` with headers; returns (status, headers, body bytes).
+pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let client = reqwest::blocking::Client::builder().no_gzip().build().unwrap();
+    let mut request = client.get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().unwrap().to_vec())
+}
+
+/// `GET url` as text, asserting 200.
+pub fn get_text(url: &str) -> String {
+    let (status, _, body) = get(url, &[]);
+    assert_eq!(status, 200, "GET {url}");
+    String::from_utf8(body).unwrap()
+}
