@@ -26,14 +26,17 @@ impl Server {
         Server::start(Path::new(env!("CARGO_BIN_EXE_dcmon-exporter")), &all, addr)
     }
 
-    /// Starts Debian's `prometheus-node-exporter` with its default collectors.
-    pub fn node_exporter() -> Server {
+    /// Starts Debian's `prometheus-node-exporter` with its default
+    /// collectors and extra `args`.
+    pub fn node_exporter(args: &[&str]) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let binary = which("prometheus-node-exporter")
             .or_else(|| which("node_exporter"))
             .expect("prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)");
-        Server::start(&binary, &[format!("--web.listen-address={addr}")], addr)
+        let mut all = vec![format!("--web.listen-address={addr}")];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Server::start(&binary, &all, addr)
     }
 
     fn start(binary: &Path, args: &[String], addr: String) -> Server {
