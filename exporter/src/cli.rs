@@ -126,14 +126,21 @@ pub fn command() -> Command {
     for info in collector::ALL {
         let on = format!("collector.{}", info.name);
         let off = format!("no-collector.{}", info.name);
-        let default = if info.default_enabled { "enabled" } else { "disabled" };
+        let default = if info.default_enabled {
+            "enabled"
+        } else {
+            "disabled"
+        };
         cmd = cmd
             .arg(
                 Arg::new(on.clone())
                     .long(on.clone())
                     .action(ArgAction::SetTrue)
                     .overrides_with(off.clone())
-                    .help(format!("Enable the {} collector (default: {default}).", info.name)),
+                    .help(format!(
+                        "Enable the {} collector (default: {default}).",
+                        info.name
+                    )),
             )
             .arg(
                 Arg::new(off.clone())
@@ -189,7 +196,11 @@ fn config_file_arg(args: &[OsString]) -> Option<PathBuf> {
 
 /// Returns `args` with the file's settings inserted as flags right after the
 /// program name, so that the real command line, parsed later, wins.
-fn with_config_file(cmd: &Command, path: &PathBuf, args: Vec<OsString>) -> Result<Vec<OsString>, clap::Error> {
+fn with_config_file(
+    cmd: &Command,
+    path: &PathBuf,
+    args: Vec<OsString>,
+) -> Result<Vec<OsString>, clap::Error> {
     let fail = |msg: String| {
         clap::Error::raw(
             clap::error::ErrorKind::InvalidValue,
@@ -197,7 +208,9 @@ fn with_config_file(cmd: &Command, path: &PathBuf, args: Vec<OsString>) -> Resul
         )
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| fail(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| fail(e.to_string()))?;
     let mut settings = Vec::new();
     flatten("", &table, &mut settings).map_err(fail)?;
     let known = |long: &str| cmd.get_arguments().any(|a| a.get_long() == Some(long));
@@ -208,7 +221,9 @@ fn with_config_file(cmd: &Command, path: &PathBuf, args: Vec<OsString>) -> Resul
         }
         match value {
             Setting::Bool(true) => flags.push(format!("--{key}")),
-            Setting::Bool(false) if known(&format!("no-{key}")) => flags.push(format!("--no-{key}")),
+            Setting::Bool(false) if known(&format!("no-{key}")) => {
+                flags.push(format!("--no-{key}"))
+            }
             Setting::Bool(false) => {}
             Setting::Text(text) => flags.push(format!("--{key}={text}")),
         }
@@ -226,15 +241,28 @@ enum Setting {
     Text(String),
 }
 
-fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, Setting)>) -> Result<(), String> {
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, Setting)>,
+) -> Result<(), String> {
     for (key, value) in table {
-        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match value {
             toml::Value::Table(inner) => flatten(&key, inner, out)?,
             toml::Value::Boolean(b) => out.push((key, Setting::Bool(*b))),
             toml::Value::String(s) => out.push((key, Setting::Text(s.clone()))),
             toml::Value::Integer(i) => out.push((key, Setting::Text(i.to_string()))),
-            other => return Err(format!("setting {key:?}: unsupported value {}", other.type_str())),
+            other => {
+                return Err(format!(
+                    "setting {key:?}: unsupported value {}",
+                    other.type_str()
+                ));
+            }
         }
     }
     Ok(())
@@ -245,7 +273,10 @@ mod tests {
     use super::*;
 
     fn args(list: &[&str]) -> Vec<OsString> {
-        std::iter::once("dcmon-exporter").chain(list.iter().copied()).map(OsString::from).collect()
+        std::iter::once("dcmon-exporter")
+            .chain(list.iter().copied())
+            .map(OsString::from)
+            .collect()
     }
 
     #[test]
@@ -255,8 +286,20 @@ mod tests {
 
     #[test]
     fn collector_toggles_last_one_wins() {
-        let parsed = parse_from(args(&["--no-collector.cpu", "--collector.cpu", "--no-collector.hwmon"])).unwrap();
-        let get = |n| parsed.toggles.iter().find(|(name, _)| *name == n).unwrap().1;
+        let parsed = parse_from(args(&[
+            "--no-collector.cpu",
+            "--collector.cpu",
+            "--no-collector.hwmon",
+        ]))
+        .unwrap();
+        let get = |n| {
+            parsed
+                .toggles
+                .iter()
+                .find(|(name, _)| *name == n)
+                .unwrap()
+                .1
+        };
         assert_eq!(get("cpu"), Some(true));
         assert_eq!(get("hwmon"), Some(false));
         assert_eq!(get("meminfo"), None);
@@ -289,6 +332,9 @@ mod tests {
         let file = dir.path().join("exporter.toml");
         std::fs::write(&file, "[web]\nlisten = \":1\"\n").unwrap();
         let err = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap_err();
-        assert!(err.to_string().contains("unknown setting \"web.listen\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown setting \"web.listen\""),
+            "{err}"
+        );
     }
 }

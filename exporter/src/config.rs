@@ -71,10 +71,12 @@ impl Default for Config {
                 .map(|c| c.name)
                 .collect(),
             collector_timeout: Duration::from_secs(8),
-            fs_mount_points_exclude: Regex::new(cli::DEFAULT_MOUNT_POINTS_EXCLUDE).expect("valid default"),
+            fs_mount_points_exclude: Regex::new(cli::DEFAULT_MOUNT_POINTS_EXCLUDE)
+                .expect("valid default"),
             fs_types_exclude: Regex::new(cli::DEFAULT_FS_TYPES_EXCLUDE).expect("valid default"),
             fs_mount_timeout: Duration::from_secs(5),
-            diskstats_device_exclude: Regex::new(cli::DEFAULT_DISKSTATS_EXCLUDE).expect("valid default"),
+            diskstats_device_exclude: Regex::new(cli::DEFAULT_DISKSTATS_EXCLUDE)
+                .expect("valid default"),
             netdev_devices: DeviceFilter::default(),
             netclass_ignored_devices: Regex::new("^$").expect("valid default"),
             hwmon_chips: DeviceFilter::default(),
@@ -114,7 +116,10 @@ impl Config {
         let enabled = collector::ALL
             .iter()
             .filter(|info| {
-                let explicit = toggles.iter().find(|(n, _)| *n == info.name).and_then(|(_, t)| *t);
+                let explicit = toggles
+                    .iter()
+                    .find(|(n, _)| *n == info.name)
+                    .and_then(|(_, t)| *t);
                 explicit.unwrap_or(info.default_enabled && !cli.disable_defaults)
             })
             .map(|info| info.name)
@@ -130,18 +135,42 @@ impl Config {
             },
             enabled,
             collector_timeout: cli.collector_timeout,
-            fs_mount_points_exclude: regex("collector.filesystem.mount-points-exclude", &cli.fs_mount_points_exclude)?,
-            fs_types_exclude: regex("collector.filesystem.fs-types-exclude", &cli.fs_types_exclude)?,
+            fs_mount_points_exclude: regex(
+                "collector.filesystem.mount-points-exclude",
+                &cli.fs_mount_points_exclude,
+            )?,
+            fs_types_exclude: regex(
+                "collector.filesystem.fs-types-exclude",
+                &cli.fs_types_exclude,
+            )?,
             fs_mount_timeout: cli.fs_mount_timeout,
-            diskstats_device_exclude: regex("collector.diskstats.device-exclude", &cli.diskstats_device_exclude)?,
+            diskstats_device_exclude: regex(
+                "collector.diskstats.device-exclude",
+                &cli.diskstats_device_exclude,
+            )?,
             netdev_devices: DeviceFilter {
-                include: optional_regex("collector.netdev.device-include", cli.netdev_device_include.as_deref())?,
-                exclude: optional_regex("collector.netdev.device-exclude", cli.netdev_device_exclude.as_deref())?,
+                include: optional_regex(
+                    "collector.netdev.device-include",
+                    cli.netdev_device_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.netdev.device-exclude",
+                    cli.netdev_device_exclude.as_deref(),
+                )?,
             },
-            netclass_ignored_devices: regex("collector.netclass.ignored-devices", &cli.netclass_ignored_devices)?,
+            netclass_ignored_devices: regex(
+                "collector.netclass.ignored-devices",
+                &cli.netclass_ignored_devices,
+            )?,
             hwmon_chips: DeviceFilter {
-                include: optional_regex("collector.hwmon.chip-include", cli.hwmon_chip_include.as_deref())?,
-                exclude: optional_regex("collector.hwmon.chip-exclude", cli.hwmon_chip_exclude.as_deref())?,
+                include: optional_regex(
+                    "collector.hwmon.chip-include",
+                    cli.hwmon_chip_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.hwmon.chip-exclude",
+                    cli.hwmon_chip_exclude.as_deref(),
+                )?,
             },
         })
     }
@@ -157,7 +186,10 @@ mod tests {
     use super::*;
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
-        let argv = std::iter::once("dcmon-exporter").chain(args.iter().copied()).map(Into::into).collect();
+        let argv = std::iter::once("dcmon-exporter")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
         Config::from_parsed(cli::parse_from(argv).unwrap())
     }
 
@@ -170,7 +202,11 @@ mod tests {
     #[test]
     fn bad_regexp_names_the_flag() {
         let err = config(&["--collector.hwmon.chip-include=("]).unwrap_err();
-        assert!(err.to_string().starts_with("--collector.hwmon.chip-include:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("--collector.hwmon.chip-include:"),
+            "{err}"
+        );
     }
 
     #[test]

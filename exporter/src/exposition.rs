@@ -11,7 +11,8 @@ use crate::snapshot::Snapshot;
 /// Content-Type of the Prometheus text format, which Prometheus 3 requires.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content-Type of OpenMetrics 1.0.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The exposition formats the exporter speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,10 @@ pub fn encode(snapshot: Snapshot, format: Format) -> String {
 
 /// Gzips `body` at a fast level: scrapes are frequent, bodies are small.
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
     encoder.write_all(body).expect("writing into a Vec");
     encoder.finish().expect("writing into a Vec")
 }
@@ -112,9 +116,20 @@ mod tests {
     fn prometheus_scrape_accept_header_gets_openmetrics() {
         let prometheus3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
         assert_eq!(negotiate(Some(prometheus3)), Format::OpenMetrics);
-        assert_eq!(negotiate(Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5")), Format::Text);
-        assert_eq!(negotiate(Some("application/openmetrics-text; version=2.0.0")), Format::Text);
-        assert_eq!(negotiate(Some("application/openmetrics-text;q=0")), Format::Text);
+        assert_eq!(
+            negotiate(Some(
+                "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"
+            )),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text; version=2.0.0")),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
     }
 
     #[test]
@@ -128,14 +143,27 @@ mod tests {
 
     fn sample_snapshot() -> Snapshot {
         let mut snap = Snapshot::new();
-        snap.counter("node_forks_total", "Total number of forks.", vec![], 26442.0);
+        snap.counter(
+            "node_forks_total",
+            "Total number of forks.",
+            vec![],
+            26442.0,
+        );
         snap.gauge(
             "node_hwmon_temp_celsius",
             "Hardware monitor for temperature (input)",
-            vec![("chip", "platform_coretemp_0".into()), ("sensor", "temp\"1\\".into())],
+            vec![
+                ("chip", "platform_coretemp_0".into()),
+                ("sensor", "temp\"1\\".into()),
+            ],
             55.0,
         );
-        snap.family("node_netstat_Tcp_InErrs", "Statistic TcpInErrs.", Kind::Untyped).push(vec![], 5.0);
+        snap.family(
+            "node_netstat_Tcp_InErrs",
+            "Statistic TcpInErrs.",
+            Kind::Untyped,
+        )
+        .push(vec![], 5.0);
         snap.sort();
         snap
     }
@@ -144,16 +172,32 @@ mod tests {
     fn text_004_keeps_names_help_and_escapes_labels() {
         let text = encode(sample_snapshot(), Format::Text);
         assert!(text.contains("# HELP node_forks_total Total number of forks.\n# TYPE node_forks_total counter\nnode_forks_total 26442\n"), "{text}");
-        assert!(text.contains("# HELP node_hwmon_temp_celsius Hardware monitor for temperature (input)\n"), "{text}");
-        assert!(text.contains(r#"node_hwmon_temp_celsius{chip="platform_coretemp_0",sensor="temp\"1\\"} 55"#), "{text}");
-        assert!(text.contains("# TYPE node_netstat_Tcp_InErrs untyped\n"), "{text}");
+        assert!(
+            text.contains(
+                "# HELP node_hwmon_temp_celsius Hardware monitor for temperature (input)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"node_hwmon_temp_celsius{chip="platform_coretemp_0",sensor="temp\"1\\"} 55"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE node_netstat_Tcp_InErrs untyped\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"));
     }
 
     #[test]
     fn openmetrics_has_counter_family_and_eof() {
         let text = encode(sample_snapshot(), Format::OpenMetrics);
-        assert!(text.contains("# TYPE node_forks counter\nnode_forks_total 26442\n"), "{text}");
+        assert!(
+            text.contains("# TYPE node_forks counter\nnode_forks_total 26442\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -41,7 +41,11 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let header_str = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     let format = exposition::negotiate(header_str(header::ACCEPT));
     let gzip = exposition::accepts_gzip(header_str(header::ACCEPT_ENCODING));
 
@@ -53,7 +57,13 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let content_type = [(header::CONTENT_TYPE, format.content_type())];
     if gzip {
         let compressed = exposition::gzip(body.as_bytes());
-        (StatusCode::OK, content_type, [(header::CONTENT_ENCODING, "gzip")], compressed).into_response()
+        (
+            StatusCode::OK,
+            content_type,
+            [(header::CONTENT_ENCODING, "gzip")],
+            compressed,
+        )
+            .into_response()
     } else {
         (StatusCode::OK, content_type, body).into_response()
     }

@@ -72,7 +72,10 @@ async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
         for addr in addrs {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => return Ok(listener),
-                Err(err) => last_err = Some(anyhow::Error::from(err).context(format!("listening on {addr}"))),
+                Err(err) => {
+                    last_err =
+                        Some(anyhow::Error::from(err).context(format!("listening on {addr}")))
+                }
             }
         }
     }
@@ -81,7 +84,8 @@ async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},

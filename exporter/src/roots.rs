@@ -79,7 +79,9 @@ pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, CollectEr
     let bytes = std::fs::read(path).map_err(|source| CollectError::io(path, source))?;
     T::from_read(&bytes[..]).map_err(|err| {
         let detail = match err {
-            procfs_core::ProcError::InternalError(_) => "a line has missing or non-numeric fields".to_owned(),
+            procfs_core::ProcError::InternalError(_) => {
+                "a line has missing or non-numeric fields".to_owned()
+            }
             other => other.to_string(),
         };
         CollectError::parse(path, format!("unexpected content: {detail}"))
@@ -102,7 +104,10 @@ pub fn is_absent(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
-    ) || matches!(err.raw_os_error(), Some(22 | 95 | 61 | 5 | 19 | 16 | 11 | 524))
+    ) || matches!(
+        err.raw_os_error(),
+        Some(22 | 95 | 61 | 5 | 19 | 16 | 11 | 524)
+    )
 }
 
 /// Names of the entries of a directory, sorted. Missing directory → empty.
@@ -143,6 +148,9 @@ mod tests {
             rootfs: "/tmp/fx".into(),
             ..Roots::default()
         };
-        assert_eq!(roots.root("/etc/os-release"), PathBuf::from("/tmp/fx/etc/os-release"));
+        assert_eq!(
+            roots.root("/etc/os-release"),
+            PathBuf::from("/tmp/fx/etc/os-release")
+        );
     }
 }

@@ -46,8 +46,18 @@ fn collect_process(out: &mut Snapshot) -> Result<(), Box<dyn std::error::Error>>
         vec![],
         (stat.utime + stat.stime) as f64 / ticks,
     );
-    out.gauge("process_open_fds", "Number of open file descriptors.", vec![], open_fds);
-    out.gauge("process_max_fds", "Maximum number of open file descriptors.", vec![], max_fds as f64);
+    out.gauge(
+        "process_open_fds",
+        "Number of open file descriptors.",
+        vec![],
+        open_fds,
+    );
+    out.gauge(
+        "process_max_fds",
+        "Maximum number of open file descriptors.",
+        vec![],
+        max_fds as f64,
+    );
     out.gauge(
         "process_virtual_memory_bytes",
         "Virtual memory size in bytes.",

@@ -87,19 +87,36 @@ impl Snapshot {
     }
 
     /// Adds one gauge sample.
-    pub fn gauge(&mut self, name: impl Into<Cow<'static, str>>, help: impl Into<Cow<'static, str>>, labels: Labels, value: f64) {
+    pub fn gauge(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+        labels: Labels,
+        value: f64,
+    ) {
         self.family(name, help, Kind::Gauge).push(labels, value);
     }
 
     /// Adds one counter sample.
-    pub fn counter(&mut self, name: impl Into<Cow<'static, str>>, help: impl Into<Cow<'static, str>>, labels: Labels, value: f64) {
+    pub fn counter(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+        labels: Labels,
+        value: f64,
+    ) {
         self.family(name, help, Kind::Counter).push(labels, value);
     }
 
     /// Moves every family of `other` into `self`, merging families by name.
     pub fn absorb(&mut self, other: Snapshot) {
         for family in other.families {
-            let Family { name, help, kind, samples } = family;
+            let Family {
+                name,
+                help,
+                kind,
+                samples,
+            } = family;
             self.family(name, help, kind).samples.extend(samples);
         }
     }
@@ -160,16 +177,17 @@ impl Collector for Snapshot {
                 Kind::Gauge => (&*family.name, MetricType::Gauge),
                 Kind::Untyped => (&*family.name, MetricType::Unknown),
             };
-            let mut metric_encoder = encoder.encode_descriptor(name, &family.help, None, metric_type)?;
+            let mut metric_encoder =
+                encoder.encode_descriptor(name, &family.help, None, metric_type)?;
             for sample in &family.samples {
                 let mut sample_encoder = metric_encoder.encode_family(&sample.labels)?;
                 // Whole numbers are written without a fraction (`26442`, not
                 // `26442.0`), as node_exporter writes them.
                 match (family.kind, exact_integer(sample.value)) {
-                    (Kind::Counter, Some(int)) if int >= 0 => {
-                        sample_encoder.encode_counter::<NoLabelSet, u64, f64>(&(int as u64), None)?
-                    }
-                    (Kind::Counter, _) => sample_encoder.encode_counter::<NoLabelSet, f64, f64>(&sample.value, None)?,
+                    (Kind::Counter, Some(int)) if int >= 0 => sample_encoder
+                        .encode_counter::<NoLabelSet, u64, f64>(&(int as u64), None)?,
+                    (Kind::Counter, _) => sample_encoder
+                        .encode_counter::<NoLabelSet, f64, f64>(&sample.value, None)?,
                     (_, Some(int)) => sample_encoder.encode_gauge(&int)?,
                     (_, None) => sample_encoder.encode_gauge(&sample.value)?,
                 }

@@ -64,17 +64,27 @@ fn scrape_with_damaged_files(damage: fn(&[u8]) -> Vec<u8>) {
     let text = get_text(&exporter.url("/metrics"));
     for (file, collectors) in FILES {
         for collector in *collectors {
-            assert_eq!(success(&text, collector), 0.0, "{collector} reading damaged {file}");
+            assert_eq!(
+                success(&text, collector),
+                0.0,
+                "{collector} reading damaged {file}"
+            );
             let logged = exporter.log_lines_containing(&format!("collector={collector} "));
             assert!(
-                logged.iter().any(|l| l.contains("collector failed") && l.contains(file)),
+                logged
+                    .iter()
+                    .any(|l| l.contains("collector failed") && l.contains(file)),
                 "no log line naming {file} for {collector}:\n{}",
                 exporter.log_text()
             );
         }
     }
     for healthy in ["uname", "os", "time"] {
-        assert_eq!(success(&text, healthy), 1.0, "{healthy} should be unaffected");
+        assert_eq!(
+            success(&text, healthy),
+            1.0,
+            "{healthy} should be unaffected"
+        );
     }
 }
 

@@ -17,9 +17,18 @@ use crate::common::{ParsedFamily, fixtures, parse_exposition, unpack_ttar};
 /// Families both exporters emit whose differences are deliberate; each one
 /// is explained in the README's compatibility section.
 const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
-    ("node_scrape_collector_success", "each exporter lists its own collectors"),
-    ("node_scrape_collector_duration_seconds", "timings differ run to run"),
-    ("node_time_seconds", "the clock: node_exporter's test drops it from the expected output"),
+    (
+        "node_scrape_collector_success",
+        "each exporter lists its own collectors",
+    ),
+    (
+        "node_scrape_collector_duration_seconds",
+        "timings differ run to run",
+    ),
+    (
+        "node_time_seconds",
+        "the clock: node_exporter's test drops it from the expected output",
+    ),
 ];
 
 /// The node_exporter fixture trees, with `sys.ttar` and `udev.ttar`
@@ -48,7 +57,9 @@ pub fn node_exporter_config() -> Config {
         },
         netclass_ignored_devices: Regex::new("(dmz|int)").unwrap(),
         hwmon_chips: DeviceFilter {
-            include: Some(Regex::new("(applesmc|asus_nb_wmi|coretemp|hwmon4|ieee80211|nct6779)").unwrap()),
+            include: Some(
+                Regex::new("(applesmc|asus_nb_wmi|coretemp|hwmon4|ieee80211|nct6779)").unwrap(),
+            ),
             exclude: None,
         },
         ..Config::default()
@@ -57,7 +68,10 @@ pub fn node_exporter_config() -> Config {
 
 /// One scrape of `config`, encoded as text 0.0.4 and parsed back.
 pub fn scrape_families(config: &Config) -> BTreeMap<String, ParsedFamily> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut snapshot = runtime.block_on(Scraper::new(config).scrape());
     snapshot.sort();
     parse_exposition(&encode(snapshot, Format::Text))
@@ -66,22 +80,31 @@ pub fn scrape_families(config: &Config) -> BTreeMap<String, ParsedFamily> {
 #[test]
 fn os_collectors_match_node_exporter_expected_output() {
     let ours = scrape_families(&node_exporter_config());
-    let expected_text = std::fs::read_to_string(fixtures().join("procfs/node_exporter/e2e-output.txt")).unwrap();
+    let expected_text =
+        std::fs::read_to_string(fixtures().join("procfs/node_exporter/e2e-output.txt")).unwrap();
     let expected = parse_exposition(&expected_text);
 
     let mut compared = Vec::new();
     let mut problems = Vec::new();
     for (name, family) in &ours {
-        let Some(theirs) = expected.get(name) else { continue };
+        let Some(theirs) = expected.get(name) else {
+            continue;
+        };
         if DELIBERATE_DIFFERENCES.iter().any(|(n, _)| n == name) {
             continue;
         }
         compared.push(name.clone());
         if family.kind != theirs.kind {
-            problems.push(format!("{name}: type {} vs node_exporter {}", family.kind, theirs.kind));
+            problems.push(format!(
+                "{name}: type {} vs node_exporter {}",
+                family.kind, theirs.kind
+            ));
         }
         if family.help != theirs.help {
-            problems.push(format!("{name}: help {:?} vs node_exporter {:?}", family.help, theirs.help));
+            problems.push(format!(
+                "{name}: help {:?} vs node_exporter {:?}",
+                family.help, theirs.help
+            ));
         }
         for (labels, value) in &family.series {
             match theirs.series.get(labels) {
@@ -92,11 +115,22 @@ fn os_collectors_match_node_exporter_expected_output() {
                 Some(_) => {}
             }
         }
-        for labels in theirs.series.keys().filter(|l| !family.series.contains_key(*l)) {
-            problems.push(format!("{name}{{{labels}}}: missing (node_exporter has it)"));
+        for labels in theirs
+            .series
+            .keys()
+            .filter(|l| !family.series.contains_key(*l))
+        {
+            problems.push(format!(
+                "{name}{{{labels}}}: missing (node_exporter has it)"
+            ));
         }
     }
-    assert!(problems.is_empty(), "{} differences:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     // Guard against a vacuous pass: every collector with a fixture is compared.
     for must in [
         "node_cpu_seconds_total",
@@ -117,7 +151,10 @@ fn os_collectors_match_node_exporter_expected_output() {
         "node_os_info",
         "node_time_clocksource_current_info",
     ] {
-        assert!(compared.iter().any(|n| n == must), "{must} was not compared");
+        assert!(
+            compared.iter().any(|n| n == must),
+            "{must} was not compared"
+        );
     }
 }
 
@@ -127,8 +164,15 @@ fn every_collector_succeeds_on_the_fixture_tree() {
     let success = &ours["node_scrape_collector_success"].series;
     for (labels, value) in success {
         // This tree has no /proc/net/dev: netdev fails there, and only there.
-        let expected = if labels.contains("\"netdev\"") { 0.0 } else { 1.0 };
-        assert_eq!(*value, expected, "node_scrape_collector_success{{{labels}}}");
+        let expected = if labels.contains("\"netdev\"") {
+            0.0
+        } else {
+            1.0
+        };
+        assert_eq!(
+            *value, expected,
+            "node_scrape_collector_success{{{labels}}}"
+        );
     }
     assert_eq!(success.len(), dcmon_exporter::collector::ALL.len());
 }
@@ -138,7 +182,12 @@ fn filesystem_skips_pseudo_filesystems_like_node_exporter() {
     let tmp = tempfile::tempdir().unwrap();
     let config = node_exporter_config();
     let collector = dcmon_exporter::collector::filesystem::new(&config);
-    let points: Vec<String> = collector.mounts().unwrap().into_iter().map(|m| m.mountpoint).collect();
+    let points: Vec<String> = collector
+        .mounts()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mountpoint)
+        .collect();
     let kubelet = "/var/lib/kubelet/plugins/kubernetes.io/vsphere-volume/mounts/[vsanDatastore]";
     let vmdk = "bafb9e5a-8856-7e6c-699c-801844e77a4a/kubernetes-dynamic-pvc-3eba5bba-48a3-11e8-89ab-005056b92113.vmdk";
     assert_eq!(
@@ -165,11 +214,18 @@ fn filesystem_skips_pseudo_filesystems_like_node_exporter() {
     let errors = &families["node_filesystem_device_error"].series;
     assert_eq!(errors.len(), 8);
     for (labels, value) in errors {
-        let expected = if labels.contains("mountpoint=\"/\"") { 0.0 } else { 1.0 };
+        let expected = if labels.contains("mountpoint=\"/\"") {
+            0.0
+        } else {
+            1.0
+        };
         assert_eq!(*value, expected, "{labels}");
     }
     let sizes = &families["node_filesystem_size_bytes"].series;
-    assert_eq!(sizes.keys().collect::<Vec<_>>(), ["device=\"/dev/dm-2\",fstype=\"ext4\",mountpoint=\"/\""]);
+    assert_eq!(
+        sizes.keys().collect::<Vec<_>>(),
+        ["device=\"/dev/dm-2\",fstype=\"ext4\",mountpoint=\"/\""]
+    );
 }
 
 #[test]
@@ -185,9 +241,22 @@ fn netdev_reports_every_proc_net_dev_column() {
     });
     let text = std::fs::read_to_string(proc.join("net/dev")).unwrap();
     let columns = [
-        "receive_bytes", "receive_packets", "receive_errs", "receive_drop", "receive_fifo", "receive_frame",
-        "receive_compressed", "receive_multicast", "transmit_bytes", "transmit_packets", "transmit_errs",
-        "transmit_drop", "transmit_fifo", "transmit_colls", "transmit_carrier", "transmit_compressed",
+        "receive_bytes",
+        "receive_packets",
+        "receive_errs",
+        "receive_drop",
+        "receive_fifo",
+        "receive_frame",
+        "receive_compressed",
+        "receive_multicast",
+        "transmit_bytes",
+        "transmit_packets",
+        "transmit_errs",
+        "transmit_drop",
+        "transmit_fifo",
+        "transmit_colls",
+        "transmit_carrier",
+        "transmit_compressed",
     ];
     let mut checked = 0;
     for line in text.lines().skip(2) {
@@ -195,7 +264,11 @@ fn netdev_reports_every_proc_net_dev_column() {
         let device = device.trim();
         for (column, raw) in columns.iter().zip(values.split_ascii_whitespace()) {
             let series = &families[&format!("node_network_{column}_total")].series;
-            assert_eq!(series[&format!("device={device:?}")], raw.parse::<f64>().unwrap(), "{device} {column}");
+            assert_eq!(
+                series[&format!("device={device:?}")],
+                raw.parse::<f64>().unwrap(),
+                "{device} {column}"
+            );
             checked += 1;
         }
     }

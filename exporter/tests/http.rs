@@ -10,9 +10,15 @@ fn default_scrape_is_text_004_with_the_content_type_prometheus_3_requires() {
     let exporter = Server::exporter(&[]);
     let (status, headers, body) = get(&exporter.url("/metrics"), &[]);
     assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("# TYPE node_cpu_seconds_total counter\n"), "{text}");
+    assert!(
+        text.contains("# TYPE node_cpu_seconds_total counter\n"),
+        "{text}"
+    );
     assert!(!text.contains("# EOF"));
     // Every family carries HELP and TYPE.
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
@@ -24,10 +30,14 @@ fn default_scrape_is_text_004_with_the_content_type_prometheus_3_requires() {
 #[test]
 fn openmetrics_when_accept_asks_for_it() {
     let exporter = Server::exporter(&[]);
-    let accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+    let accept =
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
     let (status, headers, body) = get(&exporter.url("/metrics"), &[("accept", accept)]);
     assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(
+        headers["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = String::from_utf8(body).unwrap();
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("# TYPE node_cpu_seconds counter\n"), "{text}");
@@ -40,7 +50,9 @@ fn gzip_when_accepted() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-encoding"], "gzip");
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
     assert!(text.contains("node_load1 "), "{text}");
     let (_, plain_headers, _) = get(&exporter.url("/metrics"), &[]);
     assert!(plain_headers.get("content-encoding").is_none());
@@ -63,7 +75,10 @@ fn disabled_collectors_are_not_run() {
         .lines()
         .filter(|l| l.starts_with("node_scrape_collector_success"))
         .collect();
-    assert_eq!(collectors, ["node_scrape_collector_success{collector=\"loadavg\"} 1"]);
+    assert_eq!(
+        collectors,
+        ["node_scrape_collector_success{collector=\"loadavg\"} 1"]
+    );
     assert!(text.contains("dcmon_exporter_build_info{version="));
     assert!(text.contains("process_resident_memory_bytes "));
 }

@@ -11,11 +11,14 @@ use crate::common::process::{Server, get_text, which};
 
 /// Remarks promtool makes on node_exporter's own output for names dcmon
 /// keeps for compatibility: `/proc/meminfo` field names are CamelCase.
-const ACCEPTED_REMARKS: &[&str] = &[r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$"];
+const ACCEPTED_REMARKS: &[&str] = &[
+    r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
+];
 
 #[test]
 fn live_output_passes_promtool_check_metrics() {
-    let promtool = which("promtool").expect("promtool is not installed (apt-get install prometheus)");
+    let promtool =
+        which("promtool").expect("promtool is not installed (apt-get install prometheus)");
     let exporter = Server::exporter(&[]);
     let text = get_text(&exporter.url("/metrics"));
     let mut child = Command::new(promtool)
@@ -25,22 +28,38 @@ fn live_output_passes_promtool_check_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    let remarks = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    let accepted: Vec<regex::Regex> = ACCEPTED_REMARKS.iter().map(|r| regex::Regex::new(r).unwrap()).collect();
+    let remarks = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let accepted: Vec<regex::Regex> = ACCEPTED_REMARKS
+        .iter()
+        .map(|r| regex::Regex::new(r).unwrap())
+        .collect();
     let unexpected: Vec<&str> = remarks
         .lines()
         .filter(|l| !l.trim().is_empty())
         .filter(|l| !accepted.iter().any(|re| re.is_match(l)))
         .collect();
-    assert!(unexpected.is_empty(), "promtool remarks:\n{}", unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "promtool remarks:\n{}",
+        unexpected.join("\n")
+    );
     // The accepted exception really is exercised, so the list stays honest.
     assert!(remarks.contains("node_memory_MemTotal_bytes"), "{remarks}");
 }
 
 fn series(text: &str, name: &str) -> BTreeMap<String, f64> {
-    parse_exposition(text).remove(name).map(|f| f.series).unwrap_or_default()
+    parse_exposition(text)
+        .remove(name)
+        .map(|f| f.series)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -66,10 +85,22 @@ fn stable_series_agree_with_node_exporter() {
         series(&ours, "node_memory_SwapTotal_bytes"),
         series(&theirs, "node_memory_SwapTotal_bytes")
     );
-    assert_eq!(series(&ours, "node_uname_info"), series(&theirs, "node_uname_info"));
-    assert_eq!(series(&ours, "node_boot_time_seconds"), series(&theirs, "node_boot_time_seconds"));
-    assert_eq!(series(&ours, "node_filefd_maximum"), series(&theirs, "node_filefd_maximum"));
-    assert_eq!(series(&ours, "node_os_info"), series(&theirs, "node_os_info"));
+    assert_eq!(
+        series(&ours, "node_uname_info"),
+        series(&theirs, "node_uname_info")
+    );
+    assert_eq!(
+        series(&ours, "node_boot_time_seconds"),
+        series(&theirs, "node_boot_time_seconds")
+    );
+    assert_eq!(
+        series(&ours, "node_filefd_maximum"),
+        series(&theirs, "node_filefd_maximum")
+    );
+    assert_eq!(
+        series(&ours, "node_os_info"),
+        series(&theirs, "node_os_info")
+    );
 
     let cpus = |text: &str| -> BTreeSet<String> {
         series(text, "node_cpu_seconds_total")
@@ -81,14 +112,22 @@ fn stable_series_agree_with_node_exporter() {
     assert!(!cpus(&ours).is_empty());
 
     // Same mounts, same sizes (free space moves; size and inode totals do not).
-    for name in ["node_filesystem_size_bytes", "node_filesystem_files", "node_filesystem_readonly"] {
+    for name in [
+        "node_filesystem_size_bytes",
+        "node_filesystem_files",
+        "node_filesystem_readonly",
+    ] {
         let a = series(&ours, name);
         let b = series(&theirs, name);
         assert!(!a.is_empty(), "{name} missing");
         assert_eq!(a, b, "{name}");
     }
     // Same interfaces and block devices.
-    for name in ["node_network_receive_bytes_total", "node_network_up", "node_disk_reads_completed_total"] {
+    for name in [
+        "node_network_receive_bytes_total",
+        "node_network_up",
+        "node_disk_reads_completed_total",
+    ] {
         let a: BTreeSet<_> = series(&ours, name).into_keys().collect();
         let b: BTreeSet<_> = series(&theirs, name).into_keys().collect();
         assert_eq!(a, b, "{name} series");

@@ -53,7 +53,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
         if digits == 0 {
             return Err(fail("expected a number"));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| fail("number too large"))?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| fail("number too large"))?;
         rest = &rest[digits..];
         let (unit, unit_ms) = UNITS
             .iter()
@@ -83,13 +85,29 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
-        assert_eq!(parse_duration("1m500ms").unwrap(), Duration::from_millis(60_500));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            parse_duration("1m500ms").unwrap(),
+            Duration::from_millis(60_500)
+        );
     }
 
     #[test]
     fn rejects_malformed_durations() {
-        for bad in ["", "5", "s", "1x", "1s1m", "1m1m", "-1s", "1.5s", "99999999999999999999y"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1x",
+            "1s1m",
+            "1m1m",
+            "-1s",
+            "1.5s",
+            "99999999999999999999y",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -28,7 +28,9 @@ impl FromStr for LogFormat {
 pub fn parse_level(s: &str) -> Result<String, String> {
     match s {
         "debug" | "info" | "warn" | "error" => Ok(s.to_owned()),
-        other => Err(format!("unknown log level {other:?} (use debug, info, warn or error)")),
+        other => Err(format!(
+            "unknown log level {other:?} (use debug, info, warn or error)"
+        )),
     }
 }
 
@@ -42,7 +44,11 @@ pub fn init(level: &str, format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Logfmt => registry
-            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

@@ -13,7 +13,9 @@ use crate::snapshot::{Kind, Snapshot};
 pub const NAME: &str = "cpu";
 
 /// Modes in `/proc/stat` column order (the first eight columns).
-const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
 
 /// The `cpu` collector.
 #[derive(Debug)]
@@ -31,7 +33,11 @@ pub fn new(config: &Config) -> CpuCollector {
 impl Collector for CpuCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let stat = read_proc_stat(&self.roots)?;
-        let seconds = out.family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", Kind::Counter);
+        let seconds = out.family(
+            "node_cpu_seconds_total",
+            "Seconds the CPUs spent in each mode.",
+            Kind::Counter,
+        );
         for line in &stat.cpus {
             for (mode, ticks) in MODES.iter().zip(line.ticks) {
                 seconds.push(
@@ -47,7 +53,10 @@ impl Collector for CpuCollector {
         );
         for line in &stat.cpus {
             for (mode, ticks) in [("user", line.ticks[8]), ("nice", line.ticks[9])] {
-                guest.push(vec![("cpu", line.cpu.clone()), ("mode", mode.to_owned())], ticks as f64 / USER_HZ);
+                guest.push(
+                    vec![("cpu", line.cpu.clone()), ("mode", mode.to_owned())],
+                    ticks as f64 / USER_HZ,
+                );
             }
         }
         Ok(())

@@ -39,23 +39,91 @@ type Counter = (&'static str, &'static str, fn(&DiskStat) -> Option<f64>);
 
 /// Every counter, in node_exporter's names and units.
 const COUNTERS: [Counter; 17] = [
-    ("node_disk_reads_completed_total", "The total number of reads completed successfully.", |d| Some(d.reads as f64)),
-    ("node_disk_reads_merged_total", "The total number of reads merged.", |d| Some(d.merged as f64)),
-    ("node_disk_read_bytes_total", "The total number of bytes read successfully.", |d| Some(d.sectors_read as f64 * SECTOR_BYTES)),
-    ("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads.", |d| Some(d.time_reading as f64 * SECONDS_PER_MS)),
-    ("node_disk_writes_completed_total", "The total number of writes completed successfully.", |d| Some(d.writes as f64)),
-    ("node_disk_writes_merged_total", "The number of writes merged.", |d| Some(d.writes_merged as f64)),
-    ("node_disk_written_bytes_total", "The total number of bytes written successfully.", |d| Some(d.sectors_written as f64 * SECTOR_BYTES)),
-    ("node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes.", |d| Some(d.time_writing as f64 * SECONDS_PER_MS)),
-    ("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.", |d| Some(d.time_in_progress as f64 * SECONDS_PER_MS)),
-    ("node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os.", |d| Some(d.weighted_time_in_progress as f64 * SECONDS_PER_MS)),
-    ("node_disk_discards_completed_total", "The total number of discards completed successfully.", |d| d.discards.map(|v| v as f64)),
-    ("node_disk_discards_merged_total", "The total number of discards merged.", |d| d.discards_merged.map(|v| v as f64)),
-    ("node_disk_discarded_sectors_total", "The total number of sectors discarded successfully.", |d| d.sectors_discarded.map(|v| v as f64)),
-    ("node_disk_discard_time_seconds_total", "This is the total number of seconds spent by all discards.", |d| d.time_discarding.map(|v| v as f64 * SECONDS_PER_MS)),
-    ("node_disk_flush_requests_total", "The total number of flush requests completed successfully", |d| d.flushes.map(|v| v as f64)),
-    ("node_disk_flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests.", |d| d.time_flushing.map(|v| v as f64 * SECONDS_PER_MS)),
-    ("node_disk_io_now", "The number of I/Os currently in progress.", |d| Some(d.in_progress as f64)),
+    (
+        "node_disk_reads_completed_total",
+        "The total number of reads completed successfully.",
+        |d| Some(d.reads as f64),
+    ),
+    (
+        "node_disk_reads_merged_total",
+        "The total number of reads merged.",
+        |d| Some(d.merged as f64),
+    ),
+    (
+        "node_disk_read_bytes_total",
+        "The total number of bytes read successfully.",
+        |d| Some(d.sectors_read as f64 * SECTOR_BYTES),
+    ),
+    (
+        "node_disk_read_time_seconds_total",
+        "The total number of seconds spent by all reads.",
+        |d| Some(d.time_reading as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_writes_completed_total",
+        "The total number of writes completed successfully.",
+        |d| Some(d.writes as f64),
+    ),
+    (
+        "node_disk_writes_merged_total",
+        "The number of writes merged.",
+        |d| Some(d.writes_merged as f64),
+    ),
+    (
+        "node_disk_written_bytes_total",
+        "The total number of bytes written successfully.",
+        |d| Some(d.sectors_written as f64 * SECTOR_BYTES),
+    ),
+    (
+        "node_disk_write_time_seconds_total",
+        "This is the total number of seconds spent by all writes.",
+        |d| Some(d.time_writing as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_io_time_seconds_total",
+        "Total seconds spent doing I/Os.",
+        |d| Some(d.time_in_progress as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_io_time_weighted_seconds_total",
+        "The weighted # of seconds spent doing I/Os.",
+        |d| Some(d.weighted_time_in_progress as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_discards_completed_total",
+        "The total number of discards completed successfully.",
+        |d| d.discards.map(|v| v as f64),
+    ),
+    (
+        "node_disk_discards_merged_total",
+        "The total number of discards merged.",
+        |d| d.discards_merged.map(|v| v as f64),
+    ),
+    (
+        "node_disk_discarded_sectors_total",
+        "The total number of sectors discarded successfully.",
+        |d| d.sectors_discarded.map(|v| v as f64),
+    ),
+    (
+        "node_disk_discard_time_seconds_total",
+        "This is the total number of seconds spent by all discards.",
+        |d| d.time_discarding.map(|v| v as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_flush_requests_total",
+        "The total number of flush requests completed successfully",
+        |d| d.flushes.map(|v| v as f64),
+    ),
+    (
+        "node_disk_flush_requests_time_seconds_total",
+        "This is the total number of seconds spent by all flush requests.",
+        |d| d.time_flushing.map(|v| v as f64 * SECONDS_PER_MS),
+    ),
+    (
+        "node_disk_io_now",
+        "The number of I/Os currently in progress.",
+        |d| Some(d.in_progress as f64),
+    ),
 ];
 
 /// Properties of one device from the udev database (`E:KEY=VALUE` lines).
@@ -76,8 +144,12 @@ impl DiskstatsCollector {
         let udev = read_udev(&self.roots, disk.major, disk.minor);
         let prop = |key: &str| udev.get(key).cloned().unwrap_or_default();
         let device = || ("device", disk.name.clone());
-        let rotational = read_attribute(&self.roots.sys(&format!("block/{}/queue/rotational", disk.name)))?
-            .unwrap_or_else(|| "0".into());
+        let rotational = read_attribute(
+            &self
+                .roots
+                .sys(&format!("block/{}/queue/rotational", disk.name)),
+        )?
+        .unwrap_or_else(|| "0".into());
         let serial = udev
             .get("ID_SERIAL_SHORT")
             .or_else(|| udev.get("ID_SERIAL"))
@@ -129,7 +201,11 @@ impl DiskstatsCollector {
             );
         }
         let ata = [
-            ("ID_ATA_WRITE_CACHE", "node_disk_ata_write_cache", "ATA disk has a write cache."),
+            (
+                "ID_ATA_WRITE_CACHE",
+                "node_disk_ata_write_cache",
+                "ATA disk has a write cache.",
+            ),
             (
                 "ID_ATA_WRITE_CACHE_ENABLED",
                 "node_disk_ata_write_cache_enabled",
@@ -158,7 +234,11 @@ impl Collector for DiskstatsCollector {
             let labels: Labels = vec![("device", disk.name.clone())];
             for (name, help, read) in &COUNTERS {
                 if let Some(value) = read(disk) {
-                    let kind = if name.ends_with("_total") { Kind::Counter } else { Kind::Gauge };
+                    let kind = if name.ends_with("_total") {
+                        Kind::Counter
+                    } else {
+                        Kind::Gauge
+                    };
                     out.family(*name, *help, kind).push(labels.clone(), value);
                 }
             }

@@ -26,7 +26,9 @@ pub fn new(config: &Config) -> EdacCollector {
 /// The kernel's default label `mc#0csrow#1channel#0` in node_exporter's
 /// spelling, `mc0_csrow1_channel0`.
 fn format_dimm_label(raw: &str) -> String {
-    raw.replace('#', "").replace("csrow", "_csrow").replace("channel", "_channel")
+    raw.replace('#', "")
+        .replace("csrow", "_csrow")
+        .replace("channel", "_channel")
 }
 
 fn count(path: &std::path::Path) -> Result<Option<f64>, CollectError> {
@@ -37,14 +39,25 @@ impl Collector for EdacCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let base = self.roots.sys("devices/system/edac/mc");
         for mc in list_dir(&base)? {
-            let Some(controller) = mc.strip_prefix("mc").filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            let Some(controller) = mc
+                .strip_prefix("mc")
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
                 continue;
             };
             let dir = base.join(&mc);
             let ctl = || -> Labels { vec![("controller", controller.to_owned())] };
             let totals = [
-                ("ce_count", "node_edac_correctable_errors_total", "Total correctable memory errors."),
-                ("ue_count", "node_edac_uncorrectable_errors_total", "Total uncorrectable memory errors."),
+                (
+                    "ce_count",
+                    "node_edac_correctable_errors_total",
+                    "Total correctable memory errors.",
+                ),
+                (
+                    "ue_count",
+                    "node_edac_uncorrectable_errors_total",
+                    "Total uncorrectable memory errors.",
+                ),
             ];
             for (file, name, help) in totals {
                 if let Some(v) = count(&dir.join(file))? {
@@ -53,8 +66,16 @@ impl Collector for EdacCollector {
             }
             // Errors the controller could not attribute to a csrow.
             let unknown = [
-                ("ce_noinfo_count", "node_edac_csrow_correctable_errors_total", "Total correctable memory errors for this csrow."),
-                ("ue_noinfo_count", "node_edac_csrow_uncorrectable_errors_total", "Total uncorrectable memory errors for this csrow."),
+                (
+                    "ce_noinfo_count",
+                    "node_edac_csrow_correctable_errors_total",
+                    "Total correctable memory errors for this csrow.",
+                ),
+                (
+                    "ue_noinfo_count",
+                    "node_edac_csrow_uncorrectable_errors_total",
+                    "Total uncorrectable memory errors for this csrow.",
+                ),
             ];
             for (file, name, help) in unknown {
                 if let Some(v) = count(&dir.join(file))? {
@@ -64,7 +85,10 @@ impl Collector for EdacCollector {
                 }
             }
             for entry in list_dir(&dir)? {
-                let Some(csrow) = entry.strip_prefix("csrow").filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+                let Some(csrow) = entry
+                    .strip_prefix("csrow")
+                    .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                else {
                     continue;
                 };
                 let row_dir = dir.join(&entry);
@@ -74,8 +98,16 @@ impl Collector for EdacCollector {
                     labels
                 };
                 let rows = [
-                    ("ce_count", "node_edac_csrow_correctable_errors_total", "Total correctable memory errors for this csrow."),
-                    ("ue_count", "node_edac_csrow_uncorrectable_errors_total", "Total uncorrectable memory errors for this csrow."),
+                    (
+                        "ce_count",
+                        "node_edac_csrow_correctable_errors_total",
+                        "Total correctable memory errors for this csrow.",
+                    ),
+                    (
+                        "ue_count",
+                        "node_edac_csrow_uncorrectable_errors_total",
+                        "Total uncorrectable memory errors for this csrow.",
+                    ),
                 ];
                 for (file, name, help) in rows {
                     if let Some(v) = count(&row_dir.join(file))? {
@@ -83,7 +115,10 @@ impl Collector for EdacCollector {
                     }
                 }
                 for file in list_dir(&row_dir)? {
-                    let Some(channel) = file.strip_prefix("ch").and_then(|r| r.strip_suffix("_ce_count")) else {
+                    let Some(channel) = file
+                        .strip_prefix("ch")
+                        .and_then(|r| r.strip_suffix("_ce_count"))
+                    else {
                         continue;
                     };
                     let label = read_attribute(&row_dir.join(format!("ch{channel}_dimm_label")))?
@@ -97,8 +132,16 @@ impl Collector for EdacCollector {
                         ]
                     };
                     let channels = [
-                        ("ce_count", "node_edac_channel_correctable_errors_total", "Total correctable memory errors for this channel."),
-                        ("ue_count", "node_edac_channel_uncorrectable_errors_total", "Total uncorrectable memory errors for this channel."),
+                        (
+                            "ce_count",
+                            "node_edac_channel_correctable_errors_total",
+                            "Total correctable memory errors for this channel.",
+                        ),
+                        (
+                            "ue_count",
+                            "node_edac_channel_uncorrectable_errors_total",
+                            "Total uncorrectable memory errors for this channel.",
+                        ),
                     ];
                     for (suffix, name, help) in channels {
                         if let Some(v) = count(&row_dir.join(format!("ch{channel}_{suffix}")))? {

@@ -45,10 +45,14 @@ pub fn unescape_mount_field(raw: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(digits) => {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push(value as u8);
                 i += 4;
             }
@@ -106,14 +110,21 @@ impl FilesystemCollector {
         let infos: MountInfos = read_procfs(&path)?;
         let mut mounts: Vec<Mount> = Vec::new();
         for info in infos {
-            let Some(host_point) = info.mount_point.to_str() else { continue };
+            let Some(host_point) = info.mount_point.to_str() else {
+                continue;
+            };
             let host_point = unescape_mount_field(host_point);
             let mountpoint = self.roots.strip_rootfs(&host_point);
-            if self.mount_points_exclude.is_match(mountpoint) || self.fs_types_exclude.is_match(&info.fs_type) {
+            if self.mount_points_exclude.is_match(mountpoint)
+                || self.fs_types_exclude.is_match(&info.fs_type)
+            {
                 continue;
             }
             let mount = Mount {
-                device: info.mount_source.as_deref().map_or_else(|| "none".into(), unescape_mount_field),
+                device: info
+                    .mount_source
+                    .as_deref()
+                    .map_or_else(|| "none".into(), unescape_mount_field),
                 fstype: info.fs_type.clone(),
                 mountpoint: mountpoint.to_owned(),
                 read_only: info.mount_options.contains_key("ro"),
@@ -140,7 +151,10 @@ impl FilesystemCollector {
                 let result = nix::sys::statvfs::statvfs(&path);
                 if tx.send(result).is_err() {
                     // The collector gave up on us: the mount may be asked again.
-                    registry.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    registry
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
             })
             .map_err(|e| CollectError::io(&self.roots.root(&mount.mountpoint), e))?;
@@ -196,15 +210,39 @@ impl Collector for FilesystemCollector {
             );
             let Some(u) = usage else { continue };
             let series = [
-                ("node_filesystem_size_bytes", "Filesystem size in bytes.", u.size),
-                ("node_filesystem_free_bytes", "Filesystem free space in bytes.", u.free),
-                ("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", u.avail),
-                ("node_filesystem_files", "Filesystem total file nodes.", u.files),
-                ("node_filesystem_files_free", "Filesystem total free file nodes.", u.files_free),
+                (
+                    "node_filesystem_size_bytes",
+                    "Filesystem size in bytes.",
+                    u.size,
+                ),
+                (
+                    "node_filesystem_free_bytes",
+                    "Filesystem free space in bytes.",
+                    u.free,
+                ),
+                (
+                    "node_filesystem_avail_bytes",
+                    "Filesystem space available to non-root users in bytes.",
+                    u.avail,
+                ),
+                (
+                    "node_filesystem_files",
+                    "Filesystem total file nodes.",
+                    u.files,
+                ),
+                (
+                    "node_filesystem_files_free",
+                    "Filesystem total free file nodes.",
+                    u.files_free,
+                ),
                 (
                     "node_filesystem_readonly",
                     "Filesystem read-only status.",
-                    if u.read_only || mount.read_only { 1.0 } else { 0.0 },
+                    if u.read_only || mount.read_only {
+                        1.0
+                    } else {
+                        0.0
+                    },
                 ),
             ];
             for (name, help, value) in series {
@@ -221,7 +259,10 @@ mod tests {
 
     #[test]
     fn decodes_mountinfo_escapes() {
-        assert_eq!(unescape_mount_field(r"/mnt/a\040b\011c\134d"), "/mnt/a b\tc\\d");
+        assert_eq!(
+            unescape_mount_field(r"/mnt/a\040b\011c\134d"),
+            "/mnt/a b\tc\\d"
+        );
         assert_eq!(unescape_mount_field(r"/plain\09x"), r"/plain\09x");
     }
 }

@@ -39,7 +39,13 @@ pub fn clean_name(raw: &str) -> String {
         .trim()
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == ':' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ':' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     lowered.trim_matches('_').to_owned()
 }
@@ -48,7 +54,9 @@ pub fn clean_name(raw: &str) -> String {
 pub fn split_sensor_file(file: &str) -> Option<(&str, &str, &str)> {
     let type_end = file.find(|c: char| c.is_ascii_digit())?;
     let (kind, rest) = file.split_at(type_end);
-    let id_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let id_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let (id, property) = rest.split_at(id_end);
     let property = match property {
         "" => "",
@@ -65,11 +73,15 @@ fn read_sensors(dir: &Path) -> Result<BTreeMap<String, HashMap<String, String>>,
     let mut sensors: BTreeMap<String, HashMap<String, String>> = BTreeMap::new();
     for base in [dir.to_path_buf(), dir.join("device")] {
         for file in list_dir(&base)? {
-            let Some((kind, id, property)) = split_sensor_file(&file) else { continue };
+            let Some((kind, id, property)) = split_sensor_file(&file) else {
+                continue;
+            };
             if !TYPES.contains(&kind) {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(base.join(&file)) else { continue };
+            let Ok(text) = std::fs::read_to_string(base.join(&file)) else {
+                continue;
+            };
             sensors
                 .entry(format!("{kind}{id}"))
                 .or_default()
@@ -84,9 +96,14 @@ impl HwmonCollector {
     /// (suffixed with the `name` attribute when several chips share a
     /// device), else the cleaned `name`, else the `hwmonN` directory name.
     fn chip_name(&self, dir: &Path, shared_devices: &HashMap<PathBuf, usize>) -> String {
-        let name = std::fs::read_to_string(dir.join("name")).ok().map(|n| clean_name(&n));
+        let name = std::fs::read_to_string(dir.join("name"))
+            .ok()
+            .map(|n| clean_name(&n));
         if let Ok(device) = std::fs::canonicalize(dir.join("device")) {
-            let dev_name = device.file_name().map(|n| clean_name(&n.to_string_lossy())).unwrap_or_default();
+            let dev_name = device
+                .file_name()
+                .map(|n| clean_name(&n.to_string_lossy()))
+                .unwrap_or_default();
             let dev_type = device
                 .parent()
                 .and_then(Path::file_name)
@@ -108,7 +125,10 @@ impl HwmonCollector {
         }
         match name {
             Some(name) if !name.is_empty() => name,
-            _ => dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            _ => dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         }
     }
 
@@ -122,13 +142,19 @@ impl HwmonCollector {
             );
         }
         for (sensor, properties) in read_sensors(dir)? {
-            let kind = &sensor[..sensor.find(|c: char| c.is_ascii_digit()).unwrap_or(sensor.len())];
+            let kind = &sensor[..sensor
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(sensor.len())];
             let label = properties.get("label");
             if let Some(label) = label {
                 out.gauge(
                     "node_hwmon_sensor_label",
                     "Label for given chip and sensor",
-                    vec![("chip", chip.to_owned()), ("label", label.clone()), ("sensor", sensor.clone())],
+                    vec![
+                        ("chip", chip.to_owned()),
+                        ("label", label.clone()),
+                        ("sensor", sensor.clone()),
+                    ],
                     1.0,
                 );
             }
@@ -136,8 +162,12 @@ impl HwmonCollector {
                 if property == "label" {
                     continue;
                 }
-                let Ok(raw) = text.parse::<f64>() else { continue };
-                let Some((name, help, value)) = describe(kind, property, properties.contains_key(""), raw) else {
+                let Ok(raw) = text.parse::<f64>() else {
+                    continue;
+                };
+                let Some((name, help, value)) =
+                    describe(kind, property, properties.contains_key(""), raw)
+                else {
                     continue;
                 };
                 // freq sensors are keyed by their label (`sclk`), as node_exporter does.
@@ -145,7 +175,12 @@ impl HwmonCollector {
                     ("freq", Some(l)) => l.clone(),
                     _ => sensor.clone(),
                 };
-                out.gauge(name, help, vec![("chip", chip.to_owned()), ("sensor", sensor_label)], value);
+                out.gauge(
+                    name,
+                    help,
+                    vec![("chip", chip.to_owned()), ("sensor", sensor_label)],
+                    value,
+                );
             }
         }
         Ok(())
@@ -170,7 +205,11 @@ fn describe(kind: &str, property: &str, has_bare: bool, raw: f64) -> Option<(Str
         ));
     }
     if element == "beep" {
-        return Some((format!("{base}_beep_enabled"), "Hardware monitor sensor has beeping enabled".into(), raw));
+        return Some((
+            format!("{base}_beep_enabled"),
+            "Hardware monitor sensor has beeping enabled".into(),
+            raw,
+        ));
     }
     let suffix = |unit: &str| match element {
         "input" => format!("{base}_{unit}"),
@@ -182,14 +221,26 @@ fn describe(kind: &str, property: &str, has_bare: bool, raw: f64) -> Option<(Str
             format!("Hardware monitor for temperature ({element})"),
             raw * 0.001,
         )),
-        "in" => Some((suffix("volts"), format!("Hardware monitor for voltage ({element})"), raw * 0.001)),
-        "fan" if matches!(element, "input" | "min" | "max" | "target") => {
-            Some((suffix("rpm"), format!("Hardware monitor for fan revolutions per minute ({element})"), raw))
-        }
-        "fan" => Some((format!("{base}_{element}"), format!("Hardware monitor fan element {element}"), raw)),
-        "freq" if element == "input" => {
-            Some(("node_hwmon_freq_freq_mhz".into(), "Hardware monitor for GPU frequency in MHz".into(), raw / 1e6))
-        }
+        "in" => Some((
+            suffix("volts"),
+            format!("Hardware monitor for voltage ({element})"),
+            raw * 0.001,
+        )),
+        "fan" if matches!(element, "input" | "min" | "max" | "target") => Some((
+            suffix("rpm"),
+            format!("Hardware monitor for fan revolutions per minute ({element})"),
+            raw,
+        )),
+        "fan" => Some((
+            format!("{base}_{element}"),
+            format!("Hardware monitor fan element {element}"),
+            raw,
+        )),
+        "freq" if element == "input" => Some((
+            "node_hwmon_freq_freq_mhz".into(),
+            "Hardware monitor for GPU frequency in MHz".into(),
+            raw / 1e6,
+        )),
         _ => None,
     }
 }
@@ -197,7 +248,10 @@ fn describe(kind: &str, property: &str, has_bare: bool, raw: f64) -> Option<(Str
 impl Collector for HwmonCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let class = self.roots.sys("class/hwmon");
-        let dirs: Vec<PathBuf> = list_dir(&class)?.into_iter().map(|n| class.join(n)).collect();
+        let dirs: Vec<PathBuf> = list_dir(&class)?
+            .into_iter()
+            .map(|n| class.join(n))
+            .collect();
         let mut shared_devices: HashMap<PathBuf, usize> = HashMap::new();
         for dir in &dirs {
             if let Ok(device) = std::fs::canonicalize(dir.join("device")) {
@@ -221,9 +275,15 @@ mod tests {
 
     #[test]
     fn splits_sensor_files() {
-        assert_eq!(split_sensor_file("temp1_crit_alarm"), Some(("temp", "1", "crit_alarm")));
+        assert_eq!(
+            split_sensor_file("temp1_crit_alarm"),
+            Some(("temp", "1", "crit_alarm"))
+        );
         assert_eq!(split_sensor_file("fan2_input"), Some(("fan", "2", "input")));
-        assert_eq!(split_sensor_file("intrusion0_alarm"), Some(("intrusion", "0", "alarm")));
+        assert_eq!(
+            split_sensor_file("intrusion0_alarm"),
+            Some(("intrusion", "0", "alarm"))
+        );
         assert_eq!(split_sensor_file("name"), None);
     }
 

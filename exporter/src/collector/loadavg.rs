@@ -18,7 +18,10 @@ pub const NAME: &str = "loadavg";
 pub fn parse_loadavg(path: &Path, text: &str) -> Result<[f64; 3], CollectError> {
     let fields: Vec<&str> = text.split_ascii_whitespace().collect();
     if fields.len() != 5 || !fields[3].contains('/') {
-        return Err(CollectError::parse(path, format!("expected 'avg1 avg5 avg15 running/total lastpid', got {text:?}")));
+        return Err(CollectError::parse(
+            path,
+            format!("expected 'avg1 avg5 avg15 running/total lastpid', got {text:?}"),
+        ));
     }
     let mut loads = [0.0; 3];
     for (slot, token) in loads.iter_mut().zip(&fields) {

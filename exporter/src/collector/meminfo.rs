@@ -26,16 +26,21 @@ pub fn parse_meminfo(path: &Path, text: &str) -> Result<Vec<(String, f64)>, Coll
         let token = parts
             .next()
             .ok_or_else(|| CollectError::parse(path, format!("no value in line {line:?}")))?;
-        let mut value: f64 = token
-            .parse()
-            .map_err(|_| CollectError::parse(path, format!("bad value {token:?} in line {line:?}")))?;
+        let mut value: f64 = token.parse().map_err(|_| {
+            CollectError::parse(path, format!("bad value {token:?} in line {line:?}"))
+        })?;
         let key = key.replace('(', "_").replace(')', "");
         let name = match parts.next() {
             Some("kB") => {
                 value *= 1024.0;
                 format!("node_memory_{key}_bytes")
             }
-            Some(unit) => return Err(CollectError::parse(path, format!("unknown unit {unit:?} in line {line:?}"))),
+            Some(unit) => {
+                return Err(CollectError::parse(
+                    path,
+                    format!("unknown unit {unit:?} in line {line:?}"),
+                ));
+            }
             None => format!("node_memory_{key}"),
         };
         fields.push((name, value));
@@ -64,7 +69,12 @@ impl Collector for MeminfoCollector {
         let path = self.roots.proc("meminfo");
         for (name, value) in parse_meminfo(&path, &read_string(&path)?)? {
             let field = name.trim_start_matches("node_memory_").to_owned();
-            out.gauge(name, format!("Memory information field {field}."), vec![], value);
+            out.gauge(
+                name,
+                format!("Memory information field {field}."),
+                vec![],
+                value,
+            );
         }
         Ok(())
     }
@@ -76,13 +86,17 @@ mod tests {
 
     #[test]
     fn names_follow_node_exporter() {
-        let text = "MemTotal:        3742148 kB\nActive(anon):    2020004 kB\nHugePages_Total:       0\n";
+        let text =
+            "MemTotal:        3742148 kB\nActive(anon):    2020004 kB\nHugePages_Total:       0\n";
         let fields = parse_meminfo(Path::new("meminfo"), text).unwrap();
         assert_eq!(
             fields,
             vec![
                 ("node_memory_MemTotal_bytes".to_owned(), 3742148.0 * 1024.0),
-                ("node_memory_Active_anon_bytes".to_owned(), 2020004.0 * 1024.0),
+                (
+                    "node_memory_Active_anon_bytes".to_owned(),
+                    2020004.0 * 1024.0
+                ),
                 ("node_memory_HugePages_Total".to_owned(), 0.0),
             ]
         );

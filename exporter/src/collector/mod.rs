@@ -180,7 +180,11 @@ impl Scraper {
     /// with the per-collector success and duration families added.
     pub async fn scrape(&self) -> Snapshot {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let tasks: Vec<_> = self.entries.iter().map(|entry| (entry.name, self.start(entry))).collect();
+        let tasks: Vec<_> = self
+            .entries
+            .iter()
+            .map(|entry| (entry.name, self.start(entry)))
+            .collect();
         let mut merged = Snapshot::new();
         for (name, task) in tasks {
             let outcome = match task {
@@ -189,7 +193,9 @@ impl Scraper {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(join_err)) => Outcome::Done(
                         Snapshot::new(),
-                        Err(CollectError::NoData(format!("collector panicked: {join_err}"))),
+                        Err(CollectError::NoData(format!(
+                            "collector panicked: {join_err}"
+                        ))),
                         Duration::ZERO,
                     ),
                     Err(_) => Outcome::TimedOut,
@@ -237,7 +243,10 @@ impl Scraper {
                 (0.0, self.timeout.as_secs_f64())
             }
             Outcome::StillRunning => {
-                tracing::error!(collector = name, "collector skipped: its previous run has not finished");
+                tracing::error!(
+                    collector = name,
+                    "collector skipped: its previous run has not finished"
+                );
                 (0.0, 0.0)
             }
         };

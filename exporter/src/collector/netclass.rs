@@ -47,7 +47,11 @@ pub fn new(config: &Config) -> NetclassCollector {
 }
 
 fn property(out: &mut Snapshot, suffix: &str, device: &str, value: f64) {
-    let kind = if suffix.ends_with("_total") { Kind::Counter } else { Kind::Gauge };
+    let kind = if suffix.ends_with("_total") {
+        Kind::Counter
+    } else {
+        Kind::Gauge
+    };
     out.family(
         format!("node_network_{suffix}"),
         format!("Network device property: {suffix}"),
@@ -66,7 +70,8 @@ impl Collector for NetclassCollector {
             }
             let attr = |name: &str| read_attribute(&dir.join(name));
             let operstate = attr("operstate")?.unwrap_or_default();
-            let flags = attr("flags")?.and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+            let flags = attr("flags")?
+                .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
             let adminstate = match flags {
                 Some(f) if f & 1 == 1 => "up",
                 Some(_) => "down",
@@ -95,7 +100,9 @@ impl Collector for NetclassCollector {
             for (file, suffix, hex) in NUMERIC {
                 let Some(text) = attr(file)? else { continue };
                 let parsed = if hex {
-                    i64::from_str_radix(text.trim_start_matches("0x"), 16).ok().map(|v| v as f64)
+                    i64::from_str_radix(text.trim_start_matches("0x"), 16)
+                        .ok()
+                        .map(|v| v as f64)
                 } else {
                     text.parse::<f64>().ok()
                 };
@@ -104,7 +111,10 @@ impl Collector for NetclassCollector {
                 }
             }
             // Mbit/s → bytes/s; the kernel reports -1 when the link is down.
-            if let Some(speed) = attr("speed")?.and_then(|s| s.parse::<i64>().ok()).filter(|s| *s >= 0) {
+            if let Some(speed) = attr("speed")?
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|s| *s >= 0)
+            {
                 property(out, "speed_bytes", &device, speed as f64 * 125_000.0);
             }
             if let Some(qlen) = attr("tx_queue_len")?.and_then(|s| s.parse::<f64>().ok()) {

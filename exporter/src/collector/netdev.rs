@@ -56,12 +56,25 @@ impl Collector for NetdevCollector {
         // procfs-core skips the two header lines unseen; check them, so a
         // garbage file is an error rather than "no interfaces".
         let mut header = text.lines();
-        if !(header.next().is_some_and(|l| l.starts_with("Inter-|")) && header.next().is_some_and(|l| l.contains("face |"))) {
-            return Err(CollectError::parse(&path, "missing the 'Inter-|' / 'face |' header lines"));
+        if !(header.next().is_some_and(|l| l.starts_with("Inter-|"))
+            && header.next().is_some_and(|l| l.contains("face |")))
+        {
+            return Err(CollectError::parse(
+                &path,
+                "missing the 'Inter-|' / 'face |' header lines",
+            ));
         }
         let InterfaceDeviceStatus(devices) = InterfaceDeviceStatus::from_read(text.as_bytes())
-            .map_err(|_| CollectError::parse(&path, "unexpected content: a line has missing or non-numeric fields"))?;
-        let mut names: Vec<&String> = devices.keys().filter(|n| !self.devices.ignored(n)).collect();
+            .map_err(|_| {
+                CollectError::parse(
+                    &path,
+                    "unexpected content: a line has missing or non-numeric fields",
+                )
+            })?;
+        let mut names: Vec<&String> = devices
+            .keys()
+            .filter(|n| !self.devices.ignored(n))
+            .collect();
         names.sort();
         for (stat, read) in &STATS {
             let family = out.family(
@@ -70,7 +83,10 @@ impl Collector for NetdevCollector {
                 crate::snapshot::Kind::Counter,
             );
             for name in &names {
-                family.push(vec![("device", (*name).clone())], read(&devices[*name]) as f64);
+                family.push(
+                    vec![("device", (*name).clone())],
+                    read(&devices[*name]) as f64,
+                );
             }
         }
         Ok(())

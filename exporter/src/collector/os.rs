@@ -23,7 +23,10 @@ pub fn parse_os_release(text: &str) -> HashMap<String, String> {
                 .and_then(|v| v.strip_suffix('"'))
                 .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
                 .unwrap_or(v);
-            (k.trim().to_owned(), unquoted.replace("\\\"", "\"").replace("\\\\", "\\"))
+            (
+                k.trim().to_owned(),
+                unquoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+            )
         })
         .collect()
 }
@@ -54,7 +57,10 @@ pub fn new(config: &Config) -> OsCollector {
 
 impl Collector for OsCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
-        let candidates = [self.roots.root("/etc/os-release"), self.roots.root("/usr/lib/os-release")];
+        let candidates = [
+            self.roots.root("/etc/os-release"),
+            self.roots.root("/usr/lib/os-release"),
+        ];
         let text = candidates
             .iter()
             .find_map(|p| std::fs::read_to_string(p).ok())
@@ -84,7 +90,11 @@ impl Collector for OsCollector {
             out.gauge(
                 "node_os_version",
                 "Metric containing the major.minor part of the OS version.",
-                vec![("id", get("ID")), ("id_like", get("ID_LIKE")), ("name", get("NAME"))],
+                vec![
+                    ("id", get("ID")),
+                    ("id_like", get("ID_LIKE")),
+                    ("name", get("NAME")),
+                ],
                 version,
             );
         }
@@ -98,7 +108,8 @@ mod tests {
 
     #[test]
     fn parses_quoted_values_and_version() {
-        let fields = parse_os_release("NAME=\"Debian GNU/Linux\"\nID=debian\n# comment\nVERSION_ID='12'\n");
+        let fields =
+            parse_os_release("NAME=\"Debian GNU/Linux\"\nID=debian\n# comment\nVERSION_ID='12'\n");
         assert_eq!(fields["NAME"], "Debian GNU/Linux");
         assert_eq!(fields["VERSION_ID"], "12");
         assert_eq!(version_number("20.04.2"), Some(20.04));

@@ -36,7 +36,12 @@ pub fn parse_psi(path: &Path, text: &str) -> Result<PsiTotals, CollectError> {
         match kind {
             "some" => totals.some = Some(total),
             "full" => totals.full = Some(total),
-            other => return Err(CollectError::parse(path, format!("unknown line kind {other:?}"))),
+            other => {
+                return Err(CollectError::parse(
+                    path,
+                    format!("unknown line kind {other:?}"),
+                ));
+            }
         }
     }
     Ok(totals)
@@ -118,7 +123,9 @@ impl Collector for PressureCollector {
         if found_any {
             Ok(())
         } else {
-            Err(CollectError::NoData("pressure stall information not available".into()))
+            Err(CollectError::NoData(
+                "pressure stall information not available".into(),
+            ))
         }
     }
 }
@@ -131,9 +138,25 @@ mod tests {
     fn parses_some_and_full() {
         let text = "some avg10=0.18 avg60=0.34 avg300=0.10 total=159886802\nfull avg10=0.18 avg60=0.34 avg300=0.10 total=159229614\n";
         let totals = parse_psi(Path::new("io"), text).unwrap();
-        assert_eq!(totals, PsiTotals { some: Some(159886802), full: Some(159229614) });
-        let irq = parse_psi(Path::new("irq"), "full avg10=0.00 avg60=0.00 avg300=0.00 total=8494").unwrap();
-        assert_eq!(irq, PsiTotals { some: None, full: Some(8494) });
+        assert_eq!(
+            totals,
+            PsiTotals {
+                some: Some(159886802),
+                full: Some(159229614)
+            }
+        );
+        let irq = parse_psi(
+            Path::new("irq"),
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=8494",
+        )
+        .unwrap();
+        assert_eq!(
+            irq,
+            PsiTotals {
+                some: None,
+                full: Some(8494)
+            }
+        );
     }
 
     #[test]

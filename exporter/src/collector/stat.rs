@@ -54,10 +54,11 @@ pub struct ProcStat {
 pub fn parse_proc_stat(path: &Path, text: &str) -> Result<ProcStat, CollectError> {
     let mut stat = ProcStat::default();
     let number = |line: &str, token: Option<&str>| -> Result<u64, CollectError> {
-        let token = token.ok_or_else(|| CollectError::parse(path, format!("missing value in line {line:?}")))?;
-        token
-            .parse()
-            .map_err(|_| CollectError::parse(path, format!("bad number {token:?} in line {line:?}")))
+        let token = token
+            .ok_or_else(|| CollectError::parse(path, format!("missing value in line {line:?}")))?;
+        token.parse().map_err(|_| {
+            CollectError::parse(path, format!("bad number {token:?} in line {line:?}"))
+        })
     };
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -76,7 +77,9 @@ pub fn parse_proc_stat(path: &Path, text: &str) -> Result<ProcStat, CollectError
             "procs_running" => stat.procs_running = Some(number(line, fields.next())?),
             "procs_blocked" => stat.procs_blocked = Some(number(line, fields.next())?),
             _ => {
-                let Some(cpu) = key.strip_prefix("cpu") else { continue };
+                let Some(cpu) = key.strip_prefix("cpu") else {
+                    continue;
+                };
                 if cpu.is_empty() || !cpu.bytes().all(|b| b.is_ascii_digit()) {
                     continue;
                 }
@@ -87,13 +90,24 @@ pub fn parse_proc_stat(path: &Path, text: &str) -> Result<ProcStat, CollectError
                     count += 1;
                 }
                 if count < 4 {
-                    return Err(CollectError::parse(path, format!("too few columns in line {line:?}")));
+                    return Err(CollectError::parse(
+                        path,
+                        format!("too few columns in line {line:?}"),
+                    ));
                 }
-                stat.cpus.push(CpuLine { cpu: cpu.to_owned(), ticks });
+                stat.cpus.push(CpuLine {
+                    cpu: cpu.to_owned(),
+                    ticks,
+                });
             }
         }
     }
-    let required = [("intr", stat.intr), ("ctxt", stat.ctxt), ("btime", stat.btime), ("processes", stat.processes)];
+    let required = [
+        ("intr", stat.intr),
+        ("ctxt", stat.ctxt),
+        ("btime", stat.btime),
+        ("processes", stat.processes),
+    ];
     if let Some((missing, _)) = required.iter().find(|(_, v)| v.is_none()) {
         return Err(CollectError::parse(path, format!("no {missing} line")));
     }
@@ -126,7 +140,12 @@ impl Collector for StatCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let stat = read_proc_stat(&self.roots)?;
         if let Some(v) = stat.intr {
-            out.counter("node_intr_total", "Total number of interrupts serviced.", vec![], v as f64);
+            out.counter(
+                "node_intr_total",
+                "Total number of interrupts serviced.",
+                vec![],
+                v as f64,
+            );
         }
         if let Some(v) = stat.ctxt {
             out.counter(
@@ -137,10 +156,20 @@ impl Collector for StatCollector {
             );
         }
         if let Some(v) = stat.processes {
-            out.counter("node_forks_total", "Total number of forks.", vec![], v as f64);
+            out.counter(
+                "node_forks_total",
+                "Total number of forks.",
+                vec![],
+                v as f64,
+            );
         }
         if let Some(v) = stat.btime {
-            out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.", vec![], v as f64);
+            out.gauge(
+                "node_boot_time_seconds",
+                "Node boot time, in unixtime.",
+                vec![],
+                v as f64,
+            );
         }
         if let Some(v) = stat.procs_running {
             out.gauge(
@@ -172,8 +201,14 @@ mod tests {
         let stat = parse_proc_stat(Path::new("stat"), text).unwrap();
         assert_eq!(stat.cpus.len(), 2);
         assert_eq!(stat.cpus[0].cpu, "0");
-        assert_eq!(stat.cpus[0].ticks, [44490, 19, 21045, 1087069, 220, 1, 3410, 0, 2, 1]);
-        assert_eq!(stat.cpus[1].cpu, "3", "CPU numbers come from the line, not its position");
+        assert_eq!(
+            stat.cpus[0].ticks,
+            [44490, 19, 21045, 1087069, 220, 1, 3410, 0, 2, 1]
+        );
+        assert_eq!(
+            stat.cpus[1].cpu, "3",
+            "CPU numbers come from the line, not its position"
+        );
         assert_eq!(stat.cpus[1].ticks[4..], [0; 6]);
         assert_eq!(stat.intr, Some(8885917));
         assert_eq!(stat.btime, Some(1418183276));
@@ -186,7 +221,8 @@ mod tests {
         assert!(err.to_string().contains("\"12x\""), "{err}");
         let err = parse_proc_stat(Path::new("/proc/stat"), "cpu0 1 2\n").unwrap_err();
         assert!(err.to_string().contains("too few columns"), "{err}");
-        let err = parse_proc_stat(Path::new("/proc/stat"), "cpu  1 2 3 4\ncpu0 1 2 3 4\n").unwrap_err();
+        let err =
+            parse_proc_stat(Path::new("/proc/stat"), "cpu  1 2 3 4\ncpu0 1 2 3 4\n").unwrap_err();
         assert!(err.to_string().contains("no intr line"), "{err}");
         let err = parse_proc_stat(Path::new("/proc/stat"), "cpu  1 2 3 4x\n").unwrap_err();
         assert!(err.to_string().contains("\"4x\""), "{err}");

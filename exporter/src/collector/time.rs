@@ -38,14 +38,19 @@ impl Collector for TimeCollector {
         );
         let base = self.roots.sys("devices/system/clocksource");
         for entry in list_dir(&base)? {
-            let Some(device) = entry.strip_prefix("clocksource") else { continue };
+            let Some(device) = entry.strip_prefix("clocksource") else {
+                continue;
+            };
             let dir = base.join(&entry);
             if let Some(available) = read_attribute(&dir.join("available_clocksource"))? {
                 for source in available.split_ascii_whitespace() {
                     out.gauge(
                         "node_time_clocksource_available_info",
                         "Available clocksources read from '/sys/devices/system/clocksource'.",
-                        vec![("clocksource", source.to_owned()), ("device", device.to_owned())],
+                        vec![
+                            ("clocksource", source.to_owned()),
+                            ("device", device.to_owned()),
+                        ],
                         1.0,
                     );
                 }

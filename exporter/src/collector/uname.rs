@@ -19,7 +19,8 @@ pub fn new(_config: &Config) -> UnameCollector {
 
 impl Collector for UnameCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
-        let uts = nix::sys::utsname::uname().map_err(|e| CollectError::NoData(format!("uname: {e}")))?;
+        let uts =
+            nix::sys::utsname::uname().map_err(|e| CollectError::NoData(format!("uname: {e}")))?;
         let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
         let nodename = text(uts.nodename());
         let domainname = text(uts.domainname());

@@ -106,7 +106,11 @@ pub fn parse_exposition(text: &str) -> BTreeMap<String, ParsedFamily> {
             continue;
         } else {
             let (name, labels, value) = parse_sample(line);
-            families.entry(name).or_default().series.insert(labels, value);
+            families
+                .entry(name)
+                .or_default()
+                .series
+                .insert(labels, value);
         }
     }
     families

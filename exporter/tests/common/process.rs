@@ -61,7 +61,12 @@ impl Server {
     fn wait_until_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(Instant::now() < deadline, "server did not listen on {}: {}", self.addr, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server did not listen on {}: {}",
+                self.addr,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -108,7 +113,11 @@ impl Drop for Server {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The full path of `program` on `PATH`.
@@ -122,7 +131,10 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// `GET url` with headers; returns (status, headers, body bytes).
 pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let client = reqwest::blocking::Client::builder().no_gzip().build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap();
     let mut request = client.get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
