@@ -1,6 +1,5 @@
 //! `dcmon-exporter` entry point: parse flags, validate, serve.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = bind(&config.listen_address).await?;
+    let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
     let scraper = Scraper::new(&config);
     let enabled: Vec<_> = scraper.collector_names().collect();
     tracing::info!(address = %listener.local_addr()?, collectors = ?enabled, "listening");
@@ -48,47 +47,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         telemetry_path: config.telemetry_path.clone(),
     });
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
         .await
         .context("serving HTTP")
-}
-
-/// Binds `host:port`; an empty host (`:9870`) means every address, IPv6 and
-/// IPv4, falling back to IPv4 alone where IPv6 is disabled.
-async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let candidates: Vec<String> = match address.strip_prefix(':') {
-        Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
-        None => vec![address.to_owned()],
-    };
-    let mut last_err = None;
-    for candidate in &candidates {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(candidate).await {
-            Ok(addrs) => addrs.collect(),
-            Err(err) => {
-                last_err = Some(anyhow::Error::from(err).context(format!("resolving {candidate}")));
-                continue;
-            }
-        };
-        for addr in addrs {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => return Ok(listener),
-                Err(err) => {
-                    last_err =
-                        Some(anyhow::Error::from(err).context(format!("listening on {addr}")))
-                }
-            }
-        }
-    }
-    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no address to listen on in {address:?}")))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -1,8 +1,8 @@
-//! Types and small codecs shared by `dcmon-exporter` and `dcmon-receiver`.
-//!
-//! This crate holds only what both programs must agree on. It does no I/O and
-//! starts no runtime.
+//! What `dcmon-exporter` and `dcmon-receiver` share: wire types and codecs
+//! both must agree on, and the few start-up pieces (flags' duration syntax,
+//! logging, listening) that behave the same in both.
 #![deny(missing_docs)]
 
 pub mod duration;
 pub mod logging;
+pub mod net;

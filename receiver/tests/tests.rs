@@ -1,0 +1,3 @@
+//! Integration tests of dcmon-receiver over real loopback HTTP.
+
+mod auth;
