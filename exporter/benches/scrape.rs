@@ -25,7 +25,11 @@ struct Target {
 
 impl Target {
     fn start(name: &'static str, program: &str, args: &[String]) -> Target {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let mut all = vec![format!("--web.listen-address={addr}")];
         all.extend(args.iter().cloned());
@@ -65,9 +69,14 @@ impl Target {
         self.wire_bytes = body.len();
         let mut text = String::new();
         use std::io::Read;
-        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
         self.body_bytes = text.len();
-        self.series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        self.series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
     }
 
     /// (user + system CPU seconds, peak RSS bytes) from /proc/<pid>.
@@ -101,7 +110,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let scrapes: usize = std::env::var("BENCH_SCRAPES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let scrapes: usize = std::env::var("BENCH_SCRAPES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let node_exporter = ["prometheus-node-exporter", "node_exporter"]
         .into_iter()
         .find(|p| Command::new(p).arg("--version").output().is_ok())
@@ -111,7 +123,10 @@ fn main() {
         Target::start("dcmon-exporter", ours, &[]),
         Target::start("node_exporter", node_exporter, &[]),
     ];
-    let client = reqwest::blocking::Client::builder().no_gzip().build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap();
     // Warm up both (first scrape pays for lazy initialisation).
     for target in &mut targets {
         for _ in 0..5 {

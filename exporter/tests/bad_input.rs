@@ -117,19 +117,41 @@ fn a_hung_collector_times_out_without_failing_the_scrape() {
     // Opening a FIFO that has no writer blocks forever: a real hang, as a
     // stuck NFS mount or a wedged driver gives.
     std::fs::remove_file(proc.join("loadavg")).unwrap();
-    nix::unistd::mkfifo(&proc.join("loadavg"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let exporter = Server::exporter(&["--path.procfs", proc.to_str().unwrap(), "--collector.timeout", "1s"]);
+    nix::unistd::mkfifo(
+        &proc.join("loadavg"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let exporter = Server::exporter(&[
+        "--path.procfs",
+        proc.to_str().unwrap(),
+        "--collector.timeout",
+        "1s",
+    ]);
 
     for scrape in 1..=2 {
         let started = std::time::Instant::now();
         let text = get_text(&exporter.url("/metrics"));
         let took = started.elapsed();
-        assert!(took < std::time::Duration::from_secs(5), "scrape {scrape} took {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "scrape {scrape} took {took:?}"
+        );
         assert_eq!(success(&text, "loadavg"), 0.0, "scrape {scrape}");
         assert_eq!(success(&text, "meminfo"), 1.0, "scrape {scrape}");
         assert!(text.contains("node_memory_MemTotal_bytes "));
     }
-    assert!(!exporter.log_lines_containing("collector timed out").is_empty());
+    assert!(
+        !exporter
+            .log_lines_containing("collector timed out")
+            .is_empty()
+    );
     // The second scrape does not start another reader behind the hung one.
-    assert!(!exporter.log_lines_containing("previous run has not finished").is_empty(), "{}", exporter.log_text());
+    assert!(
+        !exporter
+            .log_lines_containing("previous run has not finished")
+            .is_empty(),
+        "{}",
+        exporter.log_text()
+    );
 }
