@@ -2,9 +2,8 @@
 //! `--path.procfs`, `--collector.<name>` / `--no-collector.<name>`), plus the
 //! optional TOML config file whose keys are the same flag names.
 //!
-//! Precedence: built-in defaults < config file < command line. The file is
-//! turned into flags placed before the real ones, and every flag overrides
-//! its earlier occurrences, so the command line always wins.
+//! Precedence: built-in defaults < config file < command line (see
+//! `dcmon_protocol::config_file`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -156,10 +155,7 @@ pub fn command() -> Command {
 /// Parses `args` (program name first), folding in the config file if one is named.
 pub fn parse_from(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
     let mut cmd = command();
-    let args = match config_file_arg(&args) {
-        Some(path) => with_config_file(&cmd, &path, args)?,
-        None => args,
-    };
+    let args = dcmon_protocol::config_file::merge_into_args(&cmd, args)?;
     let matches = cmd.try_get_matches_from_mut(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     let toggles = collector::ALL
@@ -177,95 +173,6 @@ fn toggle(matches: &ArgMatches, name: &str) -> Option<bool> {
     } else {
         None
     }
-}
-
-/// Finds `--config.file F` or `--config.file=F` before full parsing.
-fn config_file_arg(args: &[OsString]) -> Option<PathBuf> {
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let arg = arg.to_str()?;
-        if arg == "--config.file" {
-            return iter.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.strip_prefix("--config.file=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    None
-}
-
-/// Returns `args` with the file's settings inserted as flags right after the
-/// program name, so that the real command line, parsed later, wins.
-fn with_config_file(
-    cmd: &Command,
-    path: &PathBuf,
-    args: Vec<OsString>,
-) -> Result<Vec<OsString>, clap::Error> {
-    let fail = |msg: String| {
-        clap::Error::raw(
-            clap::error::ErrorKind::InvalidValue,
-            format!("config file {}: {msg}\n", path.display()),
-        )
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| fail(e.to_string()))?;
-    let mut settings = Vec::new();
-    flatten("", &table, &mut settings).map_err(fail)?;
-    let known = |long: &str| cmd.get_arguments().any(|a| a.get_long() == Some(long));
-    let mut flags = Vec::new();
-    for (key, value) in settings {
-        if key == "config.file" || !known(&key) {
-            return Err(fail(format!("unknown setting {key:?}")));
-        }
-        match value {
-            Setting::Bool(true) => flags.push(format!("--{key}")),
-            Setting::Bool(false) if known(&format!("no-{key}")) => {
-                flags.push(format!("--no-{key}"))
-            }
-            Setting::Bool(false) => {}
-            Setting::Text(text) => flags.push(format!("--{key}={text}")),
-        }
-    }
-    let mut out = Vec::with_capacity(args.len() + flags.len());
-    let mut args = args.into_iter();
-    out.extend(args.next());
-    out.extend(flags.into_iter().map(OsString::from));
-    out.extend(args);
-    Ok(out)
-}
-
-enum Setting {
-    Bool(bool),
-    Text(String),
-}
-
-fn flatten(
-    prefix: &str,
-    table: &toml::Table,
-    out: &mut Vec<(String, Setting)>,
-) -> Result<(), String> {
-    for (key, value) in table {
-        let key = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::Table(inner) => flatten(&key, inner, out)?,
-            toml::Value::Boolean(b) => out.push((key, Setting::Bool(*b))),
-            toml::Value::String(s) => out.push((key, Setting::Text(s.clone()))),
-            toml::Value::Integer(i) => out.push((key, Setting::Text(i.to_string()))),
-            other => {
-                return Err(format!(
-                    "setting {key:?}: unsupported value {}",
-                    other.type_str()
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

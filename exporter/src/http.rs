@@ -12,6 +12,7 @@ use axum::routing::get;
 use crate::collector::Scraper;
 use crate::exposition;
 use crate::self_metrics;
+use dcmon_protocol::exposition as negotiation;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -46,8 +47,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let format = exposition::negotiate(header_str(header::ACCEPT));
-    let gzip = exposition::accepts_gzip(header_str(header::ACCEPT_ENCODING));
+    let format = negotiation::negotiate(header_str(header::ACCEPT));
+    let gzip = negotiation::accepts_gzip(header_str(header::ACCEPT_ENCODING));
 
     let mut snapshot = state.scraper.scrape().await;
     self_metrics::collect(&mut snapshot);
@@ -56,7 +57,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 
     let content_type = [(header::CONTENT_TYPE, format.content_type())];
     if gzip {
-        let compressed = exposition::gzip(body.as_bytes());
+        let compressed = negotiation::gzip(body.as_bytes());
         (
             StatusCode::OK,
             content_type,

@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 
 use dcmon_exporter::collector::Scraper;
 use dcmon_exporter::config::{Config, DeviceFilter};
-use dcmon_exporter::exposition::{Format, encode};
+use dcmon_exporter::exposition::encode;
 use dcmon_exporter::roots::Roots;
+use dcmon_protocol::exposition::Format;
 use regex::Regex;
 
 use crate::common::{ParsedFamily, fixtures, parse_exposition, unpack_ttar};

@@ -3,6 +3,11 @@
 //! logging, listening) that behave the same in both.
 #![deny(missing_docs)]
 
+pub mod config_file;
 pub mod duration;
+pub mod exposition;
 pub mod logging;
 pub mod net;
+pub mod prompb;
+pub mod prompb_v2;
+pub mod remote_write;

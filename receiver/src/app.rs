@@ -1,22 +1,89 @@
 //! The router: every route sits behind [`auth::require_principal`], so an
 //! endpoint cannot be added unauthenticated by accident.
 
-use axum::Router;
-use axum::middleware;
+use std::sync::Arc;
+use std::time::Instant;
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::api;
 use crate::auth::{self, Authenticator};
 use crate::error::{ApiError, ErrorKind};
+use crate::metrics::{HandlerLabels, Metrics};
+use crate::storage::Storage;
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted (compressed) request body.
+    pub max_request_bytes: usize,
+}
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// Sample storage.
+    pub storage: Storage,
+    /// The receiver's own metrics.
+    pub metrics: Metrics,
+    /// Request limits.
+    pub limits: Limits,
+}
 
 /// The receiver's HTTP application.
-pub fn router(auth: Authenticator) -> Router {
+pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
     Router::new()
+        .route("/api/v1/write", post(api::write::write))
+        .route("/api/dcmon/stats", get(api::dcmon::stats))
+        .route("/health", get(api::dcmon::health))
+        .route("/metrics", get(api::dcmon::metrics))
         .fallback(not_found)
+        // The write handler enforces its own limit, with a 413 of its own.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            record_duration,
+        ))
         .layer(middleware::from_fn_with_state(
             auth,
             auth::require_principal,
         ))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::new(ErrorKind::NotFound, "no such endpoint")
+}
+
+/// Observes each request's latency under its route pattern.
+async fn record_duration(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let handler = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&HandlerLabels { handler })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Shorthand for tests and `main`: the shared state.
+pub fn state(storage: Storage, limits: Limits) -> Arc<AppState> {
+    Arc::new(AppState {
+        storage,
+        metrics: Metrics::default(),
+        limits,
+    })
 }

@@ -1,17 +1,45 @@
-//! Command-line flags, spelled the Prometheus way.
+//! Command-line flags, spelled the Prometheus way, with the optional TOML
+//! `--config.file` (keys are flag names; flags on the command line win).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 
 /// dcmon-receiver: remote-write ingest, storage, PromQL API and command queue.
 #[derive(Debug, Parser)]
-#[command(name = "dcmon-receiver", version)]
+#[command(name = "dcmon-receiver", version, args_override_self = true)]
 pub struct Cli {
-    /// Address to listen on (`:9871` listens on every address).
-    #[arg(long = "web.listen-address", default_value = ":9871")]
+    /// TOML file whose keys are flag names (`"storage.retention" = "7d"`).
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on (`:8000` listens on every address).
+    #[arg(long = "web.listen-address", default_value = ":8000")]
     pub listen_address: String,
+
+    /// Largest accepted request body (compressed), in bytes.
+    #[arg(long = "web.max-request-bytes", default_value_t = 32 << 20)]
+    pub max_request_bytes: usize,
+
+    /// SQLite database file.
+    #[arg(long = "storage.path", default_value = "./data/dcmon.db")]
+    pub storage_path: PathBuf,
+
+    /// How long samples are kept.
+    #[arg(long = "storage.retention", default_value = "7d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// How often fresh samples are packed into compressed chunks.
+    #[arg(long = "storage.compaction-interval", default_value = "1m", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+
+    /// How often data past the retention window is dropped.
+    #[arg(long = "storage.retention-interval", default_value = "10m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
 
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
@@ -27,12 +55,41 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// Parses `args` (program name first), folding in the config file if named.
+pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let mut cmd = Cli::command();
+    let args = dcmon_protocol::config_file::merge_into_args(&cmd, args)?;
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use super::*;
 
     #[test]
     fn verify_cli() {
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_win_over_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("receiver.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nretention = \"3d\"\npath = \"/var/lib/dcmon/x.db\"\n",
+        )
+        .unwrap();
+        let args = [
+            "dcmon-receiver",
+            "--config.file",
+            file.to_str().unwrap(),
+            "--storage.retention=1d",
+        ];
+        let cli = parse_from(args.iter().map(Into::into).collect()).unwrap();
+        assert_eq!(cli.retention, Duration::from_secs(86400));
+        assert_eq!(cli.storage_path, PathBuf::from("/var/lib/dcmon/x.db"));
+        assert_eq!(cli.listen_address, ":8000");
     }
 }

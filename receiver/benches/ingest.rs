@@ -1,0 +1,1103 @@
+//! Ingest benchmark: the same deterministic fleet workload sent over
+//! Prometheus Remote-Write 1.0 to dcmon-receiver, Prometheus and
+//! VictoriaMetrics, one after the other.
+//!
+//! Run with `cargo bench -p dcmon-receiver --bench ingest`. It prints
+//! figures (ingest rate, peak RSS, on-disk bytes per sample); it asserts
+//! nothing about them.
+//!
+//! Knobs (environment): `BENCH_HOSTS` (100), `BENCH_SERIES` per host (300),
+//! `BENCH_HOURS` of data ending now (24), `BENCH_SENDERS` threads (4),
+//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`).
+//!
+//! The workload: every host sends one request per 30 s tick holding one
+//! sample of each of its series. Series mix per host: ~20% counters with
+//! two decimals (CPU seconds), ~15% integer byte counters, ~35% gauges
+//! (memory bytes, temperatures, load averages, GPU power and utilisation),
+//! ~30% constant series (systemd unit states). Timestamps are the tick plus
+//! a fixed per-host scrape offset, with a few milliseconds of jitter on
+//! about one scrape in ten. Requests are built right before they are sent,
+//! so the sender's CPU use is part of the picture on small machines.
+
+use std::collections::HashSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
+use reqwest::blocking::Client;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+
+/// Seed of the workload generator; the same seed gives the same values.
+const SEED: u64 = 0x6463_6d6f_6e2d_6265;
+/// Scrape interval.
+const INTERVAL_MS: i64 = 30_000;
+/// How many ticks a sender thread may run ahead of the slowest one. Keeps
+/// every system's "too old" window (Prometheus: head max time - 1h) clear.
+const MAX_LEAD_TICKS: usize = 20;
+/// Retries of one request before the run is abandoned.
+const MAX_RETRIES: u32 = 30;
+/// How long the dcmon head may take to drain after the send phase.
+const DCMON_SETTLE_LIMIT: Duration = Duration::from_secs(300);
+/// Settle time for Prometheus and VictoriaMetrics.
+const PEER_SETTLE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ingest bench: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Dcmon,
+    Prometheus,
+    VictoriaMetrics,
+}
+
+impl System {
+    const ALL: [System; 3] = [System::Dcmon, System::Prometheus, System::VictoriaMetrics];
+
+    fn key(self) -> &'static str {
+        match self {
+            System::Dcmon => "dcmon",
+            System::Prometheus => "prometheus",
+            System::VictoriaMetrics => "victoriametrics",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            System::Dcmon => "dcmon",
+            System::Prometheus => "Prometheus",
+            System::VictoriaMetrics => "VictoriaMetrics",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Config {
+    hosts: usize,
+    series: usize,
+    senders: usize,
+    ticks: usize,
+    /// Timestamp (ms) of the first tick, a multiple of the interval.
+    first_tick_ms: i64,
+    only: Vec<System>,
+}
+
+impl Config {
+    fn from_env() -> Result<Config, String> {
+        let hosts = env_parse("BENCH_HOSTS", 100usize)?;
+        let series = env_parse("BENCH_SERIES", 300usize)?;
+        let hours = env_parse("BENCH_HOURS", 24f64)?;
+        let senders = env_parse("BENCH_SENDERS", 4usize)?;
+        if hosts == 0 || series == 0 || senders == 0 || hours.is_nan() || hours <= 0.0 {
+            return Err(
+                "BENCH_HOSTS, BENCH_SERIES, BENCH_SENDERS and BENCH_HOURS must be positive".into(),
+            );
+        }
+        let ticks = ((hours * 3600.0 * 1000.0 / INTERVAL_MS as f64).round() as usize).max(1);
+        // The last tick plus the largest host offset and jitter stays at or
+        // before now.
+        let now = now_ms();
+        let last_tick_ms = (now - INTERVAL_MS - 10).div_euclid(INTERVAL_MS) * INTERVAL_MS;
+        let first_tick_ms = last_tick_ms - (ticks as i64 - 1) * INTERVAL_MS;
+        let only = match std::env::var("BENCH_ONLY") {
+            Ok(list) if !list.trim().is_empty() => {
+                let mut only = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let system = System::ALL
+                        .into_iter()
+                        .find(|s| s.key().eq_ignore_ascii_case(name))
+                        .ok_or_else(|| {
+                            format!(
+                                "BENCH_ONLY: unknown system {name:?} \
+                                 (expected dcmon, prometheus, victoriametrics)"
+                            )
+                        })?;
+                    if !only.contains(&system) {
+                        only.push(system);
+                    }
+                }
+                only
+            }
+            _ => System::ALL.to_vec(),
+        };
+        Ok(Config {
+            hosts,
+            series,
+            senders: senders.min(hosts),
+            ticks,
+            first_tick_ms,
+            only,
+        })
+    }
+
+    fn total_samples(&self) -> u64 {
+        (self.hosts * self.series * self.ticks) as u64
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: cannot parse {v:?}")),
+        _ => Ok(default),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+// ---------------------------------------------------------------------------
+// Workload generator
+
+/// splitmix64: tiny, fast, and good enough for synthetic metrics.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with the given probability in percent.
+    fn percent(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+}
+
+/// How one series' next value is produced.
+#[derive(Debug, Clone)]
+enum Gen {
+    /// Counter kept in hundredths; increments of `lo..=hi` hundredths.
+    Centi { value: u64, lo: u64, hi: u64 },
+    /// Integer byte counter with irregular increments around `rate`, in
+    /// multiples of `block`.
+    Bytes { value: u64, rate: u64, block: u64 },
+    /// Gauge as a random walk over integer units; the value is
+    /// `units * mul / div`, so decimal steps stay exact decimals.
+    Walk {
+        units: i64,
+        step: i64,
+        min: i64,
+        max: i64,
+        keep_percent: u64,
+        mul: f64,
+        div: f64,
+    },
+    /// The same value forever.
+    Constant(f64),
+}
+
+impl Gen {
+    fn next(&mut self, rng: &mut Rng) -> f64 {
+        match self {
+            Gen::Centi { value, lo, hi } => {
+                *value += rng.between(*lo, *hi);
+                *value as f64 / 100.0
+            }
+            Gen::Bytes { value, rate, block } => {
+                let roll = rng.below(100);
+                let inc = if roll < 5 {
+                    0
+                } else if roll < 7 {
+                    // A burst.
+                    *rate * rng.between(5, 20)
+                } else {
+                    rng.below(*rate * 2 + 1)
+                };
+                *value += inc / *block * *block;
+                *value as f64
+            }
+            Gen::Walk {
+                units,
+                step,
+                min,
+                max,
+                keep_percent,
+                mul,
+                div,
+            } => {
+                if !rng.percent(*keep_percent) {
+                    let delta = rng.below(2 * *step as u64 + 1) as i64 - *step;
+                    *units = (*units + delta).clamp(*min, *max);
+                }
+                *units as f64 * *mul / *div
+            }
+            Gen::Constant(v) => *v,
+        }
+    }
+}
+
+const CPU_MODES: [(&str, u64, u64); 8] = [
+    ("idle", 1800, 3000),
+    ("iowait", 0, 120),
+    ("irq", 0, 15),
+    ("nice", 0, 4),
+    ("softirq", 0, 60),
+    ("steal", 0, 0),
+    ("system", 0, 400),
+    ("user", 0, 900),
+];
+
+const MEMORY_NAMES: [&str; 8] = [
+    "node_memory_MemFree_bytes",
+    "node_memory_MemAvailable_bytes",
+    "node_memory_Cached_bytes",
+    "node_memory_Buffers_bytes",
+    "node_memory_Active_bytes",
+    "node_memory_Inactive_bytes",
+    "node_memory_Dirty_bytes",
+    "node_memory_Slab_bytes",
+];
+
+const UNIT_STATES: [&str; 5] = ["activating", "active", "deactivating", "failed", "inactive"];
+
+/// One host: its series (labels built once, the one sample rewritten every
+/// tick), their generators and its own random stream.
+#[derive(Debug)]
+struct Host {
+    rng: Rng,
+    offset_ms: i64,
+    series: Vec<SeriesSamples>,
+    gens: Vec<Gen>,
+}
+
+impl Host {
+    fn new(host: usize, count: usize) -> Host {
+        let mut rng = Rng::new(SEED ^ (host as u64).wrapping_mul(0xa076_1d64_78bd_642f));
+        let offset_ms = rng.below(INTERVAL_MS as u64) as i64;
+        let instance = format!("host{host:03}");
+        let counters = count * 20 / 100;
+        let bytes = count * 35 / 100;
+        let gauges = count * 70 / 100;
+        let mut series = Vec::with_capacity(count);
+        let mut gens = Vec::with_capacity(count);
+        for i in 0..count {
+            let (name, extra, generator) = if i < counters {
+                counter_series(i, &mut rng)
+            } else if i < bytes {
+                byte_series(i - counters, &mut rng)
+            } else if i < gauges {
+                gauge_series(i - bytes, &mut rng)
+            } else {
+                constant_series(i - gauges)
+            };
+            let mut labels = vec![
+                ("__name__".to_owned(), name),
+                ("instance".to_owned(), instance.clone()),
+                ("job".to_owned(), "dcmon".to_owned()),
+            ];
+            labels.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            labels.sort();
+            series.push(SeriesSamples {
+                labels,
+                samples: vec![(0, 0.0)],
+            });
+            gens.push(generator);
+        }
+        Host {
+            rng,
+            offset_ms,
+            series,
+            gens,
+        }
+    }
+
+    /// Advances every series to the tick and returns the compressed
+    /// Remote-Write 1.0 body.
+    fn request(&mut self, tick_ms: i64) -> Vec<u8> {
+        // Jitter is per scrape: all samples of one scrape share a timestamp.
+        let jitter = if self.rng.percent(10) {
+            self.rng.below(11) as i64 - 5
+        } else {
+            0
+        };
+        let ts = tick_ms + self.offset_ms + jitter;
+        for (s, g) in self.series.iter_mut().zip(self.gens.iter_mut()) {
+            s.samples[0] = (ts, g.next(&mut self.rng));
+        }
+        compress(&encode_v1(&self.series))
+    }
+}
+
+type SeriesSpec = (String, Vec<(&'static str, String)>, Gen);
+
+fn counter_series(k: usize, rng: &mut Rng) -> SeriesSpec {
+    let (mode, lo, hi) = CPU_MODES[k % CPU_MODES.len()];
+    // 1000 s .. 2e6 s, in hundredths.
+    let start = rng.between(100_000, 200_000_000);
+    (
+        "node_cpu_seconds_total".to_owned(),
+        vec![
+            ("cpu", (k / CPU_MODES.len()).to_string()),
+            ("mode", mode.to_owned()),
+        ],
+        Gen::Centi {
+            value: start,
+            lo,
+            hi,
+        },
+    )
+}
+
+fn byte_series(k: usize, rng: &mut Rng) -> SeriesSpec {
+    let n = k / 4;
+    let (name, device, block) = match k % 4 {
+        0 => ("node_network_receive_bytes_total", format!("eth{n}"), 1),
+        1 => ("node_network_transmit_bytes_total", format!("eth{n}"), 1),
+        2 => ("node_disk_read_bytes_total", format!("nvme{n}n1"), 4096),
+        _ => ("node_disk_written_bytes_total", format!("nvme{n}n1"), 4096),
+    };
+    let start = rng.below(1_000_000_000_000) / block * block;
+    let rate = 10u64.pow(rng.between(3, 8) as u32) * rng.between(1, 9);
+    (
+        name.to_owned(),
+        vec![("device", device)],
+        Gen::Bytes {
+            value: start,
+            rate,
+            block,
+        },
+    )
+}
+
+fn gauge_series(k: usize, rng: &mut Rng) -> SeriesSpec {
+    let j = k / 6;
+    let walk = |units: i64, step, min, max, keep_percent, mul, div| Gen::Walk {
+        units,
+        step,
+        min,
+        max,
+        keep_percent,
+        mul,
+        div,
+    };
+    // Memory in 4 KiB pages: 256 MiB .. 1 TiB, a few MiB per tick.
+    let memory = |rng: &mut Rng| {
+        let pages = rng.between(1 << 16, 1 << 27) as i64;
+        walk(pages, 512, 1 << 16, 1 << 28, 30, 4096.0, 1.0)
+    };
+    match k % 6 {
+        0 => (
+            MEMORY_NAMES[j % MEMORY_NAMES.len()].to_owned(),
+            vec![("numa", (j / MEMORY_NAMES.len()).to_string())],
+            memory(rng),
+        ),
+        1 => (
+            // Half degrees.
+            "node_hwmon_temp_celsius".to_owned(),
+            vec![
+                ("chip", format!("platform_coretemp_{}", j / 16)),
+                ("sensor", format!("temp{}", j % 16 + 1)),
+            ],
+            walk(rng.between(70, 150) as i64, 1, 50, 190, 60, 1.0, 2.0),
+        ),
+        2 if j < 3 => (
+            ["node_load1", "node_load5", "node_load15"][j].to_owned(),
+            Vec::new(),
+            walk(
+                rng.between(0, 4000) as i64,
+                40 / (j as i64 + 1),
+                0,
+                20_000,
+                10,
+                1.0,
+                100.0,
+            ),
+        ),
+        2 => (
+            // Watts with two decimals.
+            "DCGM_FI_DEV_POWER_USAGE".to_owned(),
+            vec![("gpu", (j - 3).to_string())],
+            walk(
+                rng.between(6_000, 40_000) as i64,
+                1_500,
+                5_000,
+                70_000,
+                5,
+                1.0,
+                100.0,
+            ),
+        ),
+        3 => (
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE".to_owned(),
+            vec![("gpu", j.to_string())],
+            walk(rng.between(0, 100) as i64, 20, 0, 100, 50, 1.0, 100.0),
+        ),
+        4 => (
+            // Whole degrees.
+            "DCGM_FI_DEV_GPU_TEMP".to_owned(),
+            vec![("gpu", j.to_string())],
+            walk(rng.between(35, 75) as i64, 1, 25, 95, 60, 1.0, 1.0),
+        ),
+        _ => (
+            "DCGM_FI_DEV_FB_USED_bytes".to_owned(),
+            vec![("gpu", j.to_string())],
+            memory(rng),
+        ),
+    }
+}
+
+fn constant_series(k: usize) -> SeriesSpec {
+    let state = UNIT_STATES[k % UNIT_STATES.len()];
+    (
+        "node_systemd_unit_state".to_owned(),
+        vec![
+            ("name", format!("unit{}.service", k / UNIT_STATES.len())),
+            ("state", state.to_owned()),
+        ],
+        Gen::Constant(if state == "active" { 1.0 } else { 0.0 }),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+
+#[derive(Debug)]
+struct Target {
+    url: String,
+    token: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SendTotals {
+    requests: u64,
+    retries: u64,
+    /// Sender CPU spent generating, encoding and compressing (all threads).
+    build: Duration,
+}
+
+/// Sends the whole workload with `config.senders` threads; returns the wall
+/// time of the send phase.
+fn send_phase(config: &Config, target: &Target) -> Result<(Duration, SendTotals), String> {
+    let progress: Vec<AtomicUsize> = (0..config.senders).map(|_| AtomicUsize::new(0)).collect();
+    let abort = AtomicBool::new(false);
+    let start = Instant::now();
+    let results: Vec<Result<SendTotals, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..config.senders)
+            .map(|me| {
+                let progress = &progress;
+                let abort = &abort;
+                scope.spawn(move || {
+                    let result = sender(config, target, me, progress, abort);
+                    progress[me].store(usize::MAX, Ordering::Release);
+                    if result.is_err() {
+                        abort.store(true, Ordering::Release);
+                    }
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("sender thread panicked".into()))
+            })
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    let mut totals = SendTotals::default();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(t) => {
+                totals.requests += t.requests;
+                totals.retries += t.retries;
+                totals.build += t.build;
+            }
+            Err(e) if first_error.is_none() && e != ABORTED => first_error = Some(e),
+            Err(_) => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None if abort.load(Ordering::Acquire) => Err(ABORTED.into()),
+        None => Ok((elapsed, totals)),
+    }
+}
+
+const ABORTED: &str = "aborted";
+
+fn sender(
+    config: &Config,
+    target: &Target,
+    me: usize,
+    progress: &[AtomicUsize],
+    abort: &AtomicBool,
+) -> Result<SendTotals, String> {
+    let client = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let mut hosts: Vec<Host> = (me..config.hosts)
+        .step_by(config.senders)
+        .map(|h| Host::new(h, config.series))
+        .collect();
+    let mut totals = SendTotals::default();
+    for tick in 0..config.ticks {
+        // Stay within MAX_LEAD_TICKS of the slowest sender.
+        loop {
+            if abort.load(Ordering::Acquire) {
+                return Err(ABORTED.into());
+            }
+            let slowest = progress
+                .iter()
+                .map(|p| p.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(usize::MAX);
+            if tick <= slowest.saturating_add(MAX_LEAD_TICKS) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let tick_ms = config.first_tick_ms + tick as i64 * INTERVAL_MS;
+        for host in &mut hosts {
+            let built = Instant::now();
+            let body = host.request(tick_ms);
+            totals.build += built.elapsed();
+            post(&client, target, &body, &mut totals.retries)?;
+            totals.requests += 1;
+        }
+        progress[me].store(tick + 1, Ordering::Release);
+    }
+    Ok(totals)
+}
+
+/// POSTs one body, retrying on 5xx, 429 and connection errors.
+fn post(client: &Client, target: &Target, body: &[u8], retries: &mut u64) -> Result<(), String> {
+    let mut attempt = 0u32;
+    loop {
+        let mut request = client
+            .post(&target.url)
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header(CONTENT_ENCODING, "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body.to_vec());
+        if let Some(token) = &target.token {
+            request = request.bearer_auth(token);
+        }
+        let reason = match request.send() {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success() {
+                    // Drain the (normally empty) body so the connection is reused.
+                    let _ = response.bytes();
+                    return Ok(());
+                }
+                let text = response.text().unwrap_or_default();
+                if !(status.is_server_error() || status.as_u16() == 429) {
+                    return Err(format!(
+                        "POST {} answered {status}: {}",
+                        target.url,
+                        text.trim()
+                    ));
+                }
+                format!("{status}: {}", text.trim())
+            }
+            Err(e) => format!("{e}"),
+        };
+        attempt += 1;
+        *retries += 1;
+        if attempt > MAX_RETRIES {
+            return Err(format!(
+                "POST {} still failing after {MAX_RETRIES} retries: {reason}",
+                target.url
+            ));
+        }
+        std::thread::sleep(Duration::from_millis((20u64 << attempt.min(6)).min(1000)));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Servers
+
+/// A server process with its own temporary directory; killed on drop.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    /// Everything the server stores, nothing else (logs live beside it).
+    data: PathBuf,
+    log: PathBuf,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `program` in a fresh directory after writing `files` (name,
+    /// content) into it. In `args`, `{DIR}` is that directory, `{DATA}` the
+    /// data directory in it and `{ADDR}` a free loopback address.
+    fn spawn(
+        program: &str,
+        args: &[String],
+        system: System,
+        files: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("dcmon-ingest-bench-{}-", system.key()))
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let log = dir.path().join("server.log");
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.replace("{DATA}", &data.display().to_string())
+                    .replace("{ADDR}", &addr)
+                    .replace("{DIR}", &dir.path().display().to_string())
+            })
+            .collect();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        Ok(Server {
+            child,
+            data,
+            log,
+            base: format!("http://{addr}"),
+            _dir: dir,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!(
+                "server exited ({status}); log tail:\n{}",
+                self.log_tail()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until `path` answers 200 (or, with `None`, the port accepts).
+    fn wait_ready(&mut self, path: Option<&str>, client: &Client) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.check_alive()?;
+            let ready = match path {
+                None => TcpStream::connect(self.addr()).is_ok(),
+                Some(path) => client
+                    .get(self.url(path))
+                    .send()
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false),
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "server at {} not ready after 120 s; log tail:\n{}",
+                    self.base,
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Peak resident set (`VmHWM`) in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kib| kib * 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Total length of all files under `path`.
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// Runs
+
+#[derive(Debug)]
+struct Outcome {
+    system: System,
+    samples: u64,
+    send: Duration,
+    peak_rss: u64,
+    disk_bytes: u64,
+    retries: u64,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.samples as f64 / self.send.as_secs_f64()
+    }
+
+    fn bytes_per_sample(&self) -> f64 {
+        self.disk_bytes as f64 / self.samples as f64
+    }
+}
+
+fn run_system(config: &Config, system: System, control: &Client) -> Result<Outcome, String> {
+    let (program, args, ready_path, write_path): (String, Vec<String>, Option<&str>, &str) =
+        match system {
+            System::Dcmon => (
+                env!("CARGO_BIN_EXE_dcmon-receiver").to_owned(),
+                [
+                    "--web.listen-address",
+                    "{ADDR}",
+                    "--storage.path",
+                    "{DATA}/dcmon.db",
+                    "--admin-token-file",
+                    "{DATA}/token",
+                    "--storage.compaction-interval",
+                    "1s",
+                    "--storage.retention",
+                    "30d",
+                    "--log.level",
+                    "warn",
+                ]
+                .map(String::from)
+                .to_vec(),
+                None,
+                "/api/v1/write",
+            ),
+            System::Prometheus => {
+                let program = find_in_path("prometheus").ok_or(NOT_INSTALLED)?;
+                (
+                    program.display().to_string(),
+                    [
+                        "--config.file={DIR}/prometheus.yml",
+                        "--storage.tsdb.path={DATA}",
+                        "--web.listen-address={ADDR}",
+                        "--web.enable-remote-write-receiver",
+                        "--storage.tsdb.retention.time=30d",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    Some("/-/ready"),
+                    "/api/v1/write",
+                )
+            }
+            System::VictoriaMetrics => {
+                let program = find_in_path("victoria-metrics").ok_or(NOT_INSTALLED)?;
+                (
+                    program.display().to_string(),
+                    [
+                        "-storageDataPath={DATA}",
+                        "-httpListenAddr={ADDR}",
+                        "-retentionPeriod=30d",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    Some("/health"),
+                    "/api/v1/write",
+                )
+            }
+        };
+    let files: &[(&str, &str)] = match system {
+        System::Prometheus => &[("prometheus.yml", "global:\n  scrape_interval: 1m\n")],
+        _ => &[],
+    };
+    let mut server = Server::spawn(&program, &args, system, files)?;
+    server.wait_ready(ready_path, control)?;
+    let token = if system == System::Dcmon {
+        let file = server.data.join("token");
+        Some(
+            std::fs::read_to_string(&file)
+                .map_err(|e| format!("{}: {e}", file.display()))?
+                .trim()
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    measure(config, system, server, token, write_path, control)
+}
+
+const NOT_INSTALLED: &str = "not installed";
+
+fn measure(
+    config: &Config,
+    system: System,
+    mut server: Server,
+    token: Option<String>,
+    write_path: &str,
+    control: &Client,
+) -> Result<Outcome, String> {
+    let target = Target {
+        url: server.url(write_path),
+        token: token.clone(),
+    };
+    println!("{}: sending ...", system.label());
+    let (send, totals) = send_phase(config, &target).map_err(|e| {
+        let tail = server.log_tail();
+        format!("{}: {e}\nserver log tail:\n{tail}", system.label())
+    })?;
+    let rss_after_send = server.peak_rss();
+    println!(
+        "{}: sent {} requests in {:.1} s ({} retries; sender build+encode+compress {:.1} s CPU)",
+        system.label(),
+        totals.requests,
+        send.as_secs_f64(),
+        totals.retries,
+        totals.build.as_secs_f64()
+    );
+    let settle = Instant::now();
+    match system {
+        System::Dcmon => {
+            let token = token.unwrap_or_default();
+            let deadline = Instant::now() + DCMON_SETTLE_LIMIT;
+            let stats = loop {
+                server.check_alive()?;
+                let stats: serde_json::Value = control
+                    .get(server.url("/api/dcmon/stats"))
+                    .bearer_auth(&token)
+                    .send()
+                    .and_then(|r| r.error_for_status())
+                    .and_then(|r| r.json())
+                    .map_err(|e| format!("dcmon stats: {e}"))?;
+                if stats["head_samples"].as_u64() == Some(0) {
+                    break stats;
+                }
+                if Instant::now() > deadline {
+                    println!(
+                        "dcmon: head not empty after {} s (head_samples {}); measuring anyway",
+                        DCMON_SETTLE_LIMIT.as_secs(),
+                        stats["head_samples"]
+                    );
+                    break stats;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            };
+            let stored = stats["samples"].as_u64().unwrap_or(0);
+            println!(
+                "dcmon: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
+                 bytes_per_sample {:.3}",
+                settle.elapsed().as_secs_f64(),
+                stats["db_bytes"],
+                stats["bytes_per_sample"].as_f64().unwrap_or(f64::NAN)
+            );
+            if stored != config.total_samples() {
+                println!(
+                    "dcmon: note: stored {stored} samples, sent {}",
+                    config.total_samples()
+                );
+            }
+        }
+        System::Prometheus => std::thread::sleep(PEER_SETTLE),
+        System::VictoriaMetrics => {
+            if let Err(e) = control
+                .get(server.url("/internal/force_flush"))
+                .send()
+                .and_then(|r| r.error_for_status())
+            {
+                println!("VictoriaMetrics: force_flush failed: {e}");
+            }
+            std::thread::sleep(PEER_SETTLE);
+        }
+    }
+    server.check_alive()?;
+    let peak_rss = rss_after_send.max(server.peak_rss());
+    let disk_bytes = dir_bytes(&server.data);
+    drop(server);
+    Ok(Outcome {
+        system,
+        samples: config.total_samples(),
+        send,
+        peak_rss,
+        disk_bytes,
+        retries: totals.retries,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+fn run() -> Result<(), String> {
+    let config = Config::from_env()?;
+    // The generator must give every series of a host a distinct label set.
+    let probe = Host::new(0, config.series);
+    let distinct: HashSet<&Vec<(String, String)>> =
+        probe.series.iter().map(|s| &s.labels).collect();
+    if distinct.len() != config.series {
+        return Err(format!(
+            "generator produced {} distinct label sets for {} series",
+            distinct.len(),
+            config.series
+        ));
+    }
+    drop(probe);
+
+    println!(
+        "workload: {} hosts x {} series, {} ticks of {} s ({:.1} h ending {}), {} samples, \
+         {} requests of {} samples, {} sender threads",
+        config.hosts,
+        config.series,
+        config.ticks,
+        INTERVAL_MS / 1000,
+        config.ticks as f64 * INTERVAL_MS as f64 / 3_600_000.0,
+        config.first_tick_ms + (config.ticks as i64 - 1) * INTERVAL_MS,
+        config.total_samples(),
+        config.hosts * config.ticks,
+        config.series,
+        config.senders
+    );
+
+    let control = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let mut outcomes = Vec::new();
+    for &system in &config.only {
+        match run_system(&config, system, &control) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) if e == NOT_INSTALLED => println!(
+                "{}: binary not installed, skipping (install with: \
+                 apt-get install prometheus victoria-metrics)",
+                system.label()
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+
+    println!();
+    println!(
+        "{:<16} {:>12} {:>9} {:>12} {:>13} {:>14} {:>13} {:>8}",
+        "system",
+        "samples",
+        "seconds",
+        "samples/s",
+        "peak RSS MiB",
+        "disk bytes",
+        "bytes/sample",
+        "retries"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<16} {:>12} {:>9.2} {:>12.0} {:>13.1} {:>14} {:>13.3} {:>8}",
+            o.system.label(),
+            o.samples,
+            o.send.as_secs_f64(),
+            o.rate(),
+            o.peak_rss as f64 / (1024.0 * 1024.0),
+            o.disk_bytes,
+            o.bytes_per_sample(),
+            o.retries
+        );
+    }
+    if let Some(dcmon) = outcomes.iter().find(|o| o.system == System::Dcmon) {
+        for peer in outcomes.iter().filter(|o| o.system != System::Dcmon) {
+            println!(
+                "dcmon/{}: ingest rate {:.2}x, bytes/sample {:.2}x, peak RSS {:.2}x",
+                peer.system.label(),
+                dcmon.rate() / peer.rate(),
+                dcmon.bytes_per_sample() / peer.bytes_per_sample(),
+                dcmon.peak_rss as f64 / peer.peak_rss as f64
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! dcmon's own JSON endpoints: `/api/dcmon/stats`, `/health`, and the
+//! receiver's `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dcmon_protocol::exposition;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorKind};
+use crate::storage::StorageError;
+
+fn internal(err: StorageError) -> ApiError {
+    tracing::error!(error = %err, "storage query failed");
+    ApiError::new(ErrorKind::Internal, "storage query failed")
+}
+
+/// `GET /api/dcmon/stats`: what is stored and how compactly.
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let storage = state.storage.clone();
+    let bounds = tokio::task::spawn_blocking(move || storage.time_bounds())
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "stats task failed"))?
+        .map_err(internal)?;
+    let storage = &state.storage;
+    let samples = storage.sample_count();
+    let db_bytes = storage.disk_bytes();
+    let counters = storage.counters();
+    let rejected: serde_json::Map<String, serde_json::Value> = rejected_by_reason(&state);
+    Ok(Json(json!({
+        "series": storage.series_count(),
+        "samples": samples,
+        "head_samples": samples - counters.chunk_samples.load(Ordering::Relaxed),
+        "db_bytes": db_bytes,
+        "bytes_per_sample": if samples > 0 { db_bytes as f64 / samples as f64 } else { 0.0 },
+        "oldest_timestamp_ms": bounds.map(|b| b.oldest_ms),
+        "newest_timestamp_ms": bounds.map(|b| b.newest_ms),
+        "retention_seconds": storage.options().retention.as_secs(),
+        "ingest": {
+            "requests": state.metrics.write_requests.get(),
+            "samples": state.metrics.ingested_samples.get(),
+            "commits": counters.commits.load(Ordering::Relaxed),
+            "rejected": rejected,
+        },
+        "compactions": counters.compactions.load(Ordering::Relaxed),
+        "retention_runs": counters.retention_runs.load(Ordering::Relaxed),
+        "chunks_dropped": counters.chunks_dropped.load(Ordering::Relaxed),
+        "series_dropped": counters.series_dropped.load(Ordering::Relaxed),
+    })))
+}
+
+fn rejected_by_reason(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
+    let text = exposition::encode(
+        state.metrics.refreshed(&state.storage),
+        exposition::Format::Text,
+    );
+    text.lines()
+        .filter_map(|line| line.strip_prefix("dcmon_receiver_rejected_requests_total{reason=\""))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .map(|(reason, value)| {
+            (
+                reason.to_owned(),
+                json!(value.trim().parse::<f64>().unwrap_or(0.0)),
+            )
+        })
+        .collect()
+}
+
+/// `GET /health`: 200 while the database answers, 503 otherwise.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let storage = state.storage.clone();
+    let check = tokio::task::spawn_blocking(move || storage.time_bounds()).await;
+    match check {
+        Ok(Ok(_)) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "error", "database": err.to_string()})),
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "database": "check failed"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: the receiver's own metrics, text or OpenMetrics by `Accept`.
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = exposition::negotiate(accept);
+    let body = exposition::encode(state.metrics.refreshed(&state.storage), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}

@@ -1,0 +1,4 @@
+//! HTTP handlers, one module per API area.
+
+pub mod dcmon;
+pub mod write;

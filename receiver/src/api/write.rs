@@ -1,0 +1,195 @@
+//! `POST /api/v1/write`: Prometheus Remote-Write 1.0 and 2.0.
+//!
+//! Status codes tell the sender whether a retry can help: 2xx stored; 400
+//! (malformed, invalid, too old or too far in the future), 413 (too large)
+//! and 415 (content type or encoding not spoken) never succeed on retry; 5xx
+//! means "try again" and nothing was acknowledged. Remote-Write 2.0 answers,
+//! errors included, carry the `X-Prometheus-Remote-Write-*-Written` headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dcmon_protocol::remote_write::{self, Batch, DecodeError, Version, headers};
+
+use crate::app::AppState;
+use crate::storage::now_ms;
+
+/// How far ahead of the receiver's clock a sample may be (Prometheus: 10 min).
+pub const MAX_AHEAD: Duration = Duration::from_secs(600);
+
+/// Decompressed bodies may be this many times larger than the body limit.
+const DECOMPRESSION_FACTOR: usize = 8;
+
+/// A refused write: status, metric reason and message for the sender.
+#[derive(Debug)]
+struct Rejection {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DecodeError> for Rejection {
+    fn from(err: DecodeError) -> Self {
+        let reason = match &err {
+            DecodeError::Snappy(_) => "bad_snappy",
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Protobuf(_) => "bad_protobuf",
+            DecodeError::MissingName { .. } => "missing_metric_name",
+            DecodeError::EmptyLabelName { .. } => "invalid_label_name",
+            DecodeError::DuplicateLabel { .. } => "duplicate_label",
+            DecodeError::BadSymbolRef(_) => "bad_symbol_reference",
+            DecodeError::NativeHistograms(_) => "native_histograms",
+        };
+        let status = match err {
+            DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Rejection::new(status, reason, err.to_string())
+    }
+}
+
+/// The handler.
+pub async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let version = remote_write::version_from_content_type(content_type).unwrap_or(Version::V2);
+    let outcome = accept(&state, &headers, body).await;
+    let written = outcome.as_ref().map_or(0, |n| *n);
+    let mut response = match outcome {
+        Ok(_) => match version {
+            // Prometheus answers 1.0 writes with 204; the 2.0 spec asks for 200.
+            Version::V1 => StatusCode::NO_CONTENT.into_response(),
+            Version::V2 => StatusCode::OK.into_response(),
+        },
+        Err(rejection) => {
+            state.metrics.reject(rejection.reason);
+            if rejection.status.is_server_error() {
+                tracing::error!(reason = rejection.reason, error = %rejection.message, "write failed");
+            } else {
+                tracing::debug!(reason = rejection.reason, error = %rejection.message, "write refused");
+            }
+            (
+                rejection.status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                rejection.message + "\n",
+            )
+                .into_response()
+        }
+    };
+    if version == Version::V2 {
+        let h = response.headers_mut();
+        h.insert(headers::SAMPLES_WRITTEN, HeaderValue::from(written));
+        h.insert(headers::HISTOGRAMS_WRITTEN, HeaderValue::from(0));
+        h.insert(headers::EXEMPLARS_WRITTEN, HeaderValue::from(0));
+    }
+    response
+}
+
+/// Decodes, validates and stores one request; the number of samples written.
+async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, Rejection> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let version = remote_write::version_from_content_type(content_type).map_err(|e| {
+        Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            e.to_string(),
+        )
+    })?;
+    if let Some(encoding) = headers.get(headers::CONTENT_ENCODING)
+        && !encoding.as_bytes().eq_ignore_ascii_case(headers::SNAPPY.as_bytes())
+    {
+        return Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_encoding",
+            format!("unsupported content encoding {encoding:?}: only snappy is accepted"),
+        ));
+    }
+    let limit = state.limits.max_request_bytes;
+    let compressed = axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body exceeds {limit} bytes"),
+            )
+        } else {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading request body: {err}"),
+            )
+        }
+    })?;
+    let raw = remote_write::decompress(&compressed, limit.saturating_mul(DECOMPRESSION_FACTOR))?;
+    let batch = remote_write::decode(version, &raw)?;
+    check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
+    let samples = batch.sample_count();
+    state
+        .storage
+        .append(batch.series, batch.metadata)
+        .await
+        .map_err(|e| {
+            Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                format!("storing samples: {e}"),
+            )
+        })?;
+    state.metrics.ingested_samples.inc_by(samples as u64);
+    state.metrics.write_requests.inc();
+    Ok(samples)
+}
+
+/// Refuses samples more than [`MAX_AHEAD`] in the future, as Prometheus
+/// does, and samples already past the retention window (they would be
+/// dropped at once). Late samples within the window are welcome.
+fn check_timestamps(batch: &Batch, now: i64, retention: Duration) -> Result<(), Rejection> {
+    let newest_allowed = now + MAX_AHEAD.as_millis() as i64;
+    let oldest_allowed = now - retention.as_millis() as i64;
+    for series in &batch.series {
+        for (ts, _) in &series.samples {
+            if *ts > newest_allowed {
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "too_far_in_future",
+                    format!(
+                        "sample of {} at {ts} is more than {}s ahead of the receiver's clock ({now})",
+                        remote_write::describe(&series.labels),
+                        MAX_AHEAD.as_secs()
+                    ),
+                ));
+            }
+            if *ts < oldest_allowed {
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "too_old",
+                    format!(
+                        "sample of {} at {ts} is older than the retention window ({}s)",
+                        remote_write::describe(&series.labels),
+                        retention.as_secs()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

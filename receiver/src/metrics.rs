@@ -1,0 +1,140 @@
+//! The receiver's own metrics, served at `/metrics`: ingest and rejection
+//! counters, request latency, and storage figures read at scrape time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::storage::Storage;
+
+/// Label set of a rejection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why the request was refused.
+    pub reason: String,
+}
+
+/// Label set of a request duration.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    /// Route pattern (`/api/v1/write`).
+    pub handler: String,
+}
+
+/// Every metric the receiver exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Samples accepted.
+    pub ingested_samples: Counter,
+    /// Write requests accepted.
+    pub write_requests: Counter,
+    /// Requests refused, by reason.
+    pub rejected: Family<ReasonLabels, Counter>,
+    /// Request latency by route.
+    pub request_duration: Family<HandlerLabels, Histogram>,
+    series: Gauge,
+    samples: Gauge,
+    db_bytes: Gauge,
+    compactions: Counter<u64, AtomicU64>,
+    retention_runs: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("dcmon_receiver");
+        let metrics = Metrics {
+            ingested_samples: Counter::default(),
+            write_requests: Counter::default(),
+            rejected: Family::default(),
+            request_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            series: Gauge::default(),
+            samples: Gauge::default(),
+            db_bytes: Gauge::default(),
+            compactions: Counter::default(),
+            retention_runs: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "ingested_samples",
+            "Samples accepted through remote write",
+            metrics.ingested_samples.clone(),
+        );
+        registry.register(
+            "write_requests",
+            "Remote-write requests accepted",
+            metrics.write_requests.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused, by reason",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer HTTP requests, by route",
+            metrics.request_duration.clone(),
+        );
+        registry.register("series", "Series stored", metrics.series.clone());
+        registry.register(
+            "samples",
+            "Samples stored (chunks and head)",
+            metrics.samples.clone(),
+        );
+        registry.register(
+            "db_bytes",
+            "Bytes the database occupies on disk",
+            metrics.db_bytes.clone(),
+        );
+        registry.register(
+            "compactions",
+            "Compaction passes completed",
+            metrics.compactions.clone(),
+        );
+        registry.register(
+            "retention_runs",
+            "Retention passes completed",
+            metrics.retention_runs.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a refused request.
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Refreshes the storage figures and returns the registry to encode.
+    pub fn refreshed(&self, storage: &Storage) -> &Registry {
+        self.series.set(storage.series_count() as i64);
+        self.samples.set(storage.sample_count() as i64);
+        self.db_bytes.set(storage.disk_bytes() as i64);
+        let counters = storage.counters();
+        let sync = |counter: &Counter<u64, AtomicU64>, source: &AtomicU64| {
+            let target = source.load(Ordering::Relaxed);
+            let current = counter.get();
+            if target > current {
+                counter.inc_by(target - current);
+            }
+        };
+        sync(&self.compactions, &counters.compactions);
+        sync(&self.retention_runs, &counters.retention_runs);
+        &self.registry
+    }
+}

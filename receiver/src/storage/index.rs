@@ -1,0 +1,330 @@
+//! The in-memory series index: every series' labels by id, a hash lookup
+//! from labels to id (for ingest), and postings (label name → value →
+//! sorted series ids) to answer label matchers (for queries). It is
+//! rebuilt from the `series` table on start and kept in step with it by the
+//! writer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use regex::Regex;
+
+/// Identifier of a series: its rowid in the `series` table.
+pub type SeriesId = u64;
+
+/// A series' labels, sorted by name, `__name__` included.
+pub type Labels = Arc<[(String, String)]>;
+
+/// How a matcher compares a label's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~` (fully anchored)
+    Regex,
+    /// `!~` (fully anchored)
+    NotRegex,
+}
+
+/// One label matcher, as in `{job="node", instance=~"gpu.*"}`. A missing
+/// label matches as the empty string, as in Prometheus.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Label name.
+    pub name: String,
+    /// Comparison.
+    pub op: MatchOp,
+    /// Literal value, or the regex source.
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+impl Matcher {
+    /// A matcher; regexes are anchored at both ends, as PromQL's are.
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, regex::Error> {
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(Regex::new(&format!("^(?s:{value})$"))?),
+            _ => None,
+        };
+        Ok(Self {
+            name: name.into(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// Whether a label value (empty when the label is absent) matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match self.op {
+            MatchOp::Equal => value == self.value,
+            MatchOp::NotEqual => value != self.value,
+            MatchOp::Regex => self.regex.as_ref().is_some_and(|re| re.is_match(value)),
+            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|re| re.is_match(value)),
+        }
+    }
+}
+
+/// Series and postings.
+#[derive(Debug, Default)]
+pub struct SeriesIndex {
+    series: HashMap<SeriesId, Labels>,
+    by_hash: HashMap<u64, Vec<SeriesId>>,
+    postings: HashMap<String, BTreeMap<String, Vec<SeriesId>>>,
+}
+
+/// Stable hash of a label set, for the labels → id lookup.
+pub fn hash_labels(labels: &[(String, String)]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl SeriesIndex {
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether there are no series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The id of the series with exactly these (sorted) labels.
+    pub fn lookup(&self, hash: u64, labels: &[(String, String)]) -> Option<SeriesId> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|id| self.series.get(id).is_some_and(|l| &l[..] == labels))
+    }
+
+    /// Labels of a series.
+    pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
+        self.series.get(&id)
+    }
+
+    /// All series ids.
+    pub fn ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.series.keys().copied()
+    }
+
+    /// Adds a series. Ids must be new.
+    pub fn insert(&mut self, id: SeriesId, labels: Labels) {
+        self.by_hash
+            .entry(hash_labels(&labels))
+            .or_default()
+            .push(id);
+        for (name, value) in labels.iter() {
+            let list = self
+                .postings
+                .entry(name.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default();
+            // Ids only grow, so appending keeps the list sorted; restore
+            // order if an older id arrives late (index rebuild).
+            if list.last().is_some_and(|last| *last > id) {
+                let at = list.partition_point(|x| *x < id);
+                list.insert(at, id);
+            } else {
+                list.push(id);
+            }
+        }
+        self.series.insert(id, labels);
+    }
+
+    /// Removes a series (retention dropped its last sample).
+    pub fn remove(&mut self, id: SeriesId) {
+        let Some(labels) = self.series.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = self.by_hash.get_mut(&hash_labels(&labels)) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&hash_labels(&labels));
+            }
+        }
+        for (name, value) in labels.iter() {
+            if let Some(values) = self.postings.get_mut(name) {
+                if let Some(list) = values.get_mut(value) {
+                    list.retain(|x| *x != id);
+                    if list.is_empty() {
+                        values.remove(value);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Ids of the series matching every matcher, ascending.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        // Start from the most selective postings list: a matcher that cannot
+        // match the empty string selects only series having that label.
+        let mut candidates: Option<Vec<SeriesId>> = None;
+        for matcher in matchers.iter().filter(|m| !m.matches("")) {
+            let ids = self.postings_matching(matcher);
+            candidates = Some(match candidates {
+                None => ids,
+                Some(current) => intersect(&current, &ids),
+            });
+        }
+        let mut ids = candidates.unwrap_or_else(|| {
+            let mut all: Vec<SeriesId> = self.series.keys().copied().collect();
+            all.sort_unstable();
+            all
+        });
+        // Matchers that also match an absent label are checked per series.
+        let rest: Vec<&Matcher> = matchers.iter().filter(|m| m.matches("")).collect();
+        if !rest.is_empty() {
+            ids.retain(|id| {
+                let labels = &self.series[id];
+                rest.iter().all(|m| {
+                    let value = labels
+                        .iter()
+                        .find(|(n, _)| *n == m.name)
+                        .map_or("", |(_, v)| v.as_str());
+                    m.matches(value)
+                })
+            });
+        }
+        ids
+    }
+
+    /// Union of the postings of every value of `matcher.name` it matches.
+    fn postings_matching(&self, matcher: &Matcher) -> Vec<SeriesId> {
+        let Some(values) = self.postings.get(&matcher.name) else {
+            return Vec::new();
+        };
+        if matcher.op == MatchOp::Equal {
+            return values.get(&matcher.value).cloned().unwrap_or_default();
+        }
+        let mut ids: Vec<SeriesId> = values
+            .iter()
+            .filter(|(value, _)| matcher.matches(value))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Distinct label names, sorted.
+    pub fn label_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.postings.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Distinct values of one label, sorted.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.postings
+            .get(name)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn index() -> SeriesIndex {
+        let mut index = SeriesIndex::default();
+        index.insert(
+            1,
+            labels(&[("__name__", "up"), ("instance", "a"), ("job", "node")]),
+        );
+        index.insert(
+            2,
+            labels(&[("__name__", "up"), ("instance", "b"), ("job", "dcmon")]),
+        );
+        index.insert(3, labels(&[("__name__", "node_load1"), ("instance", "a")]));
+        index
+    }
+
+    fn m(name: &str, op: MatchOp, value: &str) -> Matcher {
+        Matcher::new(name, op, value).unwrap()
+    }
+
+    #[test]
+    fn selects_with_all_four_matchers() {
+        let index = index();
+        assert_eq!(
+            index.select(&[m("__name__", MatchOp::Equal, "up")]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            index.select(&[
+                m("__name__", MatchOp::Equal, "up"),
+                m("job", MatchOp::NotEqual, "node")
+            ]),
+            vec![2]
+        );
+        assert_eq!(
+            index.select(&[
+                m("instance", MatchOp::Regex, "a|b"),
+                m("__name__", MatchOp::NotRegex, "up")
+            ]),
+            vec![3]
+        );
+        // Regexes are anchored: "a" does not match "ab".
+        assert_eq!(
+            index.select(&[m("instance", MatchOp::Regex, "")]),
+            Vec::<SeriesId>::new()
+        );
+        // An absent label matches `=""` and `!="x"`.
+        assert_eq!(index.select(&[m("job", MatchOp::Equal, "")]), vec![3]);
+        assert_eq!(
+            index.select(&[m("job", MatchOp::NotEqual, "node")]),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
+    fn lookup_and_remove() {
+        let mut index = index();
+        let l = labels(&[("__name__", "up"), ("instance", "b"), ("job", "dcmon")]);
+        assert_eq!(index.lookup(hash_labels(&l), &l), Some(2));
+        index.remove(2);
+        assert_eq!(index.lookup(hash_labels(&l), &l), None);
+        assert_eq!(index.label_values("job"), vec!["node"]);
+        assert_eq!(index.len(), 2);
+    }
+}

@@ -1,0 +1,369 @@
+//! Sample storage in one SQLite file.
+//!
+//! Writes go through a single writer thread that owns the write connection:
+//! concurrent remote-write requests are grouped into one transaction (one
+//! fsync for many requests), and each request is answered only after its
+//! transaction committed. Fresh samples are recorded in `head_log` and kept
+//! in memory (the head); a compaction pass packs them into per-series
+//! chunks; retention drops chunks and then series past the retention
+//! window. Reads use separate read-only connections (WAL allows them beside
+//! the writer) plus the in-memory index and head.
+
+pub mod chunk;
+pub mod head;
+pub mod index;
+pub mod read;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use self::head::Head;
+use self::index::{Labels, SeriesIndex};
+
+/// Why storage could not do what was asked. Every variant is on our side
+/// (a retry may succeed), so it maps to HTTP 5xx.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Stored data could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The writer has stopped (shutdown in progress).
+    #[error("storage is shutting down")]
+    Closed,
+}
+
+/// Tunables, with the defaults the receiver runs with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long samples are kept.
+    pub retention: Duration,
+    /// Time span of one chunk.
+    pub chunk_window: Duration,
+    /// How often head samples are packed into chunks.
+    pub compaction_interval: Duration,
+    /// Head size (samples) that triggers a compaction at once.
+    pub head_max_samples: usize,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            chunk_window: Duration::from_secs(2 * 3600),
+            compaction_interval: Duration::from_secs(60),
+            head_max_samples: 1_000_000,
+            retention_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Result of one append.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Samples stored.
+    pub samples: usize,
+    /// Series seen for the first time.
+    pub new_series: usize,
+}
+
+/// Result of one compaction pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Series whose head samples moved into chunks.
+    pub series: usize,
+    /// Samples moved.
+    pub samples: usize,
+}
+
+/// Result of one retention pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Chunks deleted.
+    pub chunks: usize,
+    /// Series deleted because no sample was left.
+    pub series: usize,
+}
+
+/// Counters kept by the writer, for `/api/dcmon/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Samples appended since start.
+    pub samples_appended: AtomicU64,
+    /// Write transactions committed since start.
+    pub commits: AtomicU64,
+    /// Samples currently packed in chunks.
+    pub chunk_samples: AtomicU64,
+    /// Compaction passes completed.
+    pub compactions: AtomicU64,
+    /// Retention passes completed.
+    pub retention_runs: AtomicU64,
+    /// Chunks dropped by retention.
+    pub chunks_dropped: AtomicU64,
+    /// Series dropped by retention.
+    pub series_dropped: AtomicU64,
+}
+
+/// State shared by the writer thread and readers.
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    options: Options,
+    index: RwLock<SeriesIndex>,
+    head: RwLock<Head>,
+    readers: Mutex<Vec<Connection>>,
+    counters: Counters,
+}
+
+enum Job {
+    Append {
+        series: Vec<SeriesSamples>,
+        metadata: Vec<FamilyMetadata>,
+        reply: oneshot::Sender<Result<AppendOutcome, StorageError>>,
+    },
+    Compact {
+        reply: Option<oneshot::Sender<Result<CompactionOutcome, StorageError>>>,
+    },
+    Retention {
+        now_ms: i64,
+        reply: Option<oneshot::Sender<Result<RetentionOutcome, StorageError>>>,
+    },
+    Shutdown,
+}
+
+/// The storage handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Append { .. } => "Append",
+            Job::Compact { .. } => "Compact",
+            Job::Retention { .. } => "Retention",
+            Job::Shutdown => "Shutdown",
+        })
+    }
+}
+
+/// Queue depth in front of the writer; senders wait beyond it.
+const JOB_QUEUE: usize = 256;
+
+impl Storage {
+    /// Opens (or creates) the database at `path`, rebuilds the index and
+    /// replays the head log, and starts the writer thread.
+    pub fn open(path: &Path, options: Options) -> Result<Storage, StorageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::Corrupt(format!("creating {}: {e}", dir.display())))?;
+        }
+        let conn = schema::open_writer(path)?;
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            options,
+            index: RwLock::new(SeriesIndex::default()),
+            head: RwLock::new(Head::default()),
+            readers: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
+        writer::load(&conn, &shared)?;
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("storage-writer".into())
+            .spawn(move || writer::Writer::new(conn, thread_shared).run(rx))
+            .map_err(|e| StorageError::Corrupt(format!("starting the writer thread: {e}")))?;
+        Ok(Storage {
+            shared,
+            jobs: tx,
+            writer: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Durably stores `series` (and the metadata that came with them).
+    /// Returns once the samples are committed and visible to reads.
+    pub async fn append(
+        &self,
+        series: Vec<SeriesSamples>,
+        metadata: Vec<FamilyMetadata>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Append {
+                series,
+                metadata,
+                reply,
+            })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs a compaction pass now and waits for it.
+    pub async fn compact(&self) -> Result<CompactionOutcome, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Compact { reply: Some(reply) })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs a retention pass as of `now_ms` and waits for it.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Retention {
+                now_ms,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Starts the background compaction and retention schedule; it ends when
+    /// the storage is closed.
+    pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
+        let jobs = self.jobs.clone();
+        let options = self.shared.options.clone();
+        tokio::spawn(async move {
+            let mut compaction = tokio::time::interval(options.compaction_interval);
+            let mut retention = tokio::time::interval(options.retention_interval);
+            compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let job = tokio::select! {
+                    _ = compaction.tick() => Job::Compact { reply: None },
+                    _ = retention.tick() => Job::Retention { now_ms: now_ms(), reply: None },
+                };
+                if jobs.send(job).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Lets the writer finish every job queued so far, stops it, and waits
+    /// for it. Appends after this fail with [`StorageError::Closed`].
+    pub async fn close(&self) {
+        let _ = self.jobs.send(Job::Shutdown).await;
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    /// The labels of every series, for index-level queries.
+    pub fn series_count(&self) -> usize {
+        read_lock(&self.shared.index).len()
+    }
+
+    /// Samples held (chunks and head).
+    pub fn sample_count(&self) -> u64 {
+        self.shared.counters.chunk_samples.load(Ordering::Relaxed)
+            + read_lock(&self.shared.head).len() as u64
+    }
+
+    /// Writer counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Bytes the database occupies on disk (main file and WAL).
+    pub fn disk_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.shared.path.display()));
+        [self.shared.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Runs `f` with a read-only connection from the pool.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let pooled = self
+            .shared
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => schema::open_reader(&self.shared.path)?,
+        };
+        let result = f(&conn);
+        self.shared
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        result
+    }
+
+    /// Runs `PRAGMA integrity_check` on a read connection.
+    pub fn integrity_check(&self) -> Result<String, StorageError> {
+        self.with_reader(|conn| {
+            Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?)
+        })
+    }
+
+    /// Shared labels of a series, if it exists.
+    pub fn labels(&self, id: index::SeriesId) -> Option<Labels> {
+        read_lock(&self.shared.index).labels(id).cloned()
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `series_id << 24 | window`: the chunk's rowid.
+fn chunk_key(series: index::SeriesId, window: i64) -> i64 {
+    ((series as i64) << 24) | (window & 0xff_ffff)
+}
+
+/// The window number of a timestamp.
+fn window_of(ts_ms: i64, window: Duration) -> i64 {
+    ts_ms
+        .div_euclid(window.as_millis() as i64)
+        .clamp(0, 0xff_ffff)
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! The read path the query engine uses: the series matching label matchers,
+//! each with its samples in `[start, end]` in time order, merged from chunks
+//! and the head (the head, being newer, wins where both hold a timestamp).
+
+use rusqlite::params;
+
+use super::chunk::{self, RawSample};
+use super::head;
+use super::index::{Labels, Matcher, SeriesId};
+use super::{Storage, StorageError, chunk_key, read_lock, window_of};
+
+/// One series and its samples in the requested range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    /// The series' labels, `__name__` included, sorted by name.
+    pub labels: Labels,
+    /// `(timestamp ms, value)` in time order; stale markers included.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Oldest and newest timestamps stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// Oldest sample, ms.
+    pub oldest_ms: i64,
+    /// Newest sample, ms.
+    pub newest_ms: i64,
+}
+
+impl Storage {
+    /// Series matching all `matchers` (sorted by labels), with their samples
+    /// in `[start_ms, end_ms]`. Series with no sample in range are left out.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesData>, StorageError> {
+        let selected: Vec<(SeriesId, Labels)> = {
+            let index = read_lock(&self.shared.index);
+            index
+                .select(matchers)
+                .into_iter()
+                .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
+                .collect()
+        };
+        let window = self.shared.options.chunk_window;
+        let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
+        let mut result = self.with_reader(|conn| {
+            let mut load = conn.prepare_cached(
+                "SELECT data FROM chunks WHERE key >= ?1 AND key <= ?2 ORDER BY key",
+            )?;
+            let mut out = Vec::with_capacity(selected.len());
+            for (id, labels) in selected {
+                let mut samples: Vec<RawSample> = Vec::new();
+                let mut rows = load.query(params![
+                    chunk_key(id, first_window),
+                    chunk_key(id, last_window)
+                ])?;
+                while let Some(row) = rows.next()? {
+                    let data: Vec<u8> = row.get(0)?;
+                    let decoded = chunk::decode(&data)
+                        .map_err(|e| StorageError::Corrupt(format!("series {id}: {e}")))?;
+                    samples.extend(
+                        decoded
+                            .into_iter()
+                            .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
+                    );
+                }
+                out.push((id, labels, samples));
+            }
+            Ok(out)
+        })?;
+        // Overlay the head afterwards, under its lock, so a compaction that
+        // ran meanwhile is seen either in chunks or in the head (merging the
+        // same sample twice is harmless).
+        let head = read_lock(&self.shared.head);
+        let mut series: Vec<SeriesData> = result
+            .drain(..)
+            .filter_map(|(id, labels, from_chunks)| {
+                let merged = head::merge(from_chunks, head.range(id, start_ms, end_ms));
+                (!merged.is_empty()).then(|| SeriesData {
+                    labels,
+                    samples: merged
+                        .into_iter()
+                        .map(|(t, bits)| (t, f64::from_bits(bits)))
+                        .collect(),
+                })
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(series)
+    }
+
+    /// Oldest and newest sample timestamps, if any sample is stored.
+    pub fn time_bounds(&self) -> Result<Option<TimeBounds>, StorageError> {
+        let from_chunks: (Option<i64>, Option<i64>) = self.with_reader(|conn| {
+            Ok(
+                conn.query_row("SELECT MIN(min_ts), MAX(max_ts) FROM chunks", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+            )
+        })?;
+        let from_head = read_lock(&self.shared.head).time_bounds();
+        let oldest = [from_chunks.0, from_head.map(|b| b.0)]
+            .into_iter()
+            .flatten()
+            .min();
+        let newest = [from_chunks.1, from_head.map(|b| b.1)]
+            .into_iter()
+            .flatten()
+            .max();
+        Ok(oldest.zip(newest).map(|(oldest_ms, newest_ms)| TimeBounds {
+            oldest_ms,
+            newest_ms,
+        }))
+    }
+
+    /// Distinct label names, sorted.
+    pub fn label_names(&self) -> Vec<String> {
+        read_lock(&self.shared.index).label_names()
+    }
+
+    /// Distinct values of a label, sorted.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        read_lock(&self.shared.index).label_values(name)
+    }
+}

@@ -1,0 +1,119 @@
+//! The database file: connection settings and versioned migrations.
+//!
+//! Layout (version 1):
+//! - `series(id, labels)`: every series once; `labels` is a JSON array of
+//!   `[name, value]` pairs sorted by name.
+//! - `head_log(id, data)`: the write-ahead record of acknowledged samples not
+//!   yet packed into chunks; one snappy-compressed blob per write
+//!   transaction (see `head::encode_log`).
+//! - `chunks(key, min_ts, max_ts, count, data)`: compressed samples of one
+//!   series in one time window. `key = series_id << 24 | window number`, so a
+//!   series' chunks are adjacent and in time order in the rowid b-tree, and
+//!   no separate index is needed.
+//! - `metadata(family, type, help, unit)`: what senders say about metric
+//!   families.
+//!
+//! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
+//! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+/// Schema version this build writes.
+pub const CURRENT_VERSION: i64 = 1;
+
+/// Migration `n` (1-based) brings a database from version `n-1` to `n`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE series (
+        id     INTEGER PRIMARY KEY,
+        labels TEXT NOT NULL
+    );
+    CREATE TABLE head_log (
+        id   INTEGER PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE chunks (
+        key    INTEGER PRIMARY KEY,
+        min_ts INTEGER NOT NULL,
+        max_ts INTEGER NOT NULL,
+        count  INTEGER NOT NULL,
+        data   BLOB NOT NULL
+    );
+    CREATE TABLE metadata (
+        family TEXT PRIMARY KEY,
+        type   TEXT NOT NULL,
+        help   TEXT NOT NULL,
+        unit   TEXT NOT NULL
+    );
+"];
+
+/// Opens (creating if needed) the database for writing and migrates it.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // Must precede the first table: lets retention hand pages back with
+    // `PRAGMA incremental_vacuum` instead of the file only ever growing.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the write is acknowledged.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a read connection (the writer must have created the file).
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > CURRENT_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "database schema version {version} is newer than this dcmon-receiver understands ({CURRENT_VERSION})"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let target = index as i64 + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        tracing::info!(version = target, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT_VERSION);
+        let vacuum: i64 = conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .unwrap();
+        assert_eq!(vacuum, 2, "incremental auto-vacuum");
+        drop(conn);
+        open_writer(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(open_writer(&path).is_err());
+    }
+}

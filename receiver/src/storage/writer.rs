@@ -1,0 +1,480 @@
+//! The writer thread: the only code that writes to the database. It groups
+//! queued appends into one transaction, runs compaction in slices between
+//! appends, and runs retention.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::mpsc;
+
+use super::chunk::{self, RawSample};
+use super::head::{self, LogEntry};
+use super::index::{Labels, SeriesId, hash_labels};
+use super::{
+    AppendOutcome, CompactionOutcome, Job, RetentionOutcome, Shared, StorageError, chunk_key,
+    read_lock, window_of, write_lock,
+};
+
+/// Most appends merged into one transaction.
+const GROUP_JOBS: usize = 512;
+/// Most series compacted per transaction, so appends are not held up long.
+const COMPACTION_SLICE: usize = 1000;
+
+/// Rebuilds the in-memory index and head from the database.
+pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageError> {
+    let mut index = write_lock(&shared.index);
+    let mut statement = conn.prepare("SELECT id, labels FROM series")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (id, json) = row?;
+        let labels: Vec<(String, String)> = serde_json::from_str(&json)
+            .map_err(|e| StorageError::Corrupt(format!("series {id} labels: {e}")))?;
+        index.insert(id as SeriesId, labels.into());
+    }
+    drop(index);
+    let mut head = write_lock(&shared.head);
+    let mut statement = conn.prepare("SELECT data FROM head_log ORDER BY id")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let blob: Vec<u8> = row.get(0)?;
+        for (id, ts, bits) in head::decode_log(&blob).map_err(StorageError::Corrupt)? {
+            head.append(id, [(ts, bits)]);
+        }
+    }
+    let chunk_samples: i64 =
+        conn.query_row("SELECT COALESCE(SUM(count), 0) FROM chunks", [], |r| {
+            r.get(0)
+        })?;
+    shared
+        .counters
+        .chunk_samples
+        .store(chunk_samples as u64, Ordering::Relaxed);
+    tracing::info!(
+        series = read_lock(&shared.index).len(),
+        head_samples = head.len(),
+        chunk_samples,
+        "storage opened"
+    );
+    Ok(())
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    /// Jobs taken off the queue while grouping appends, to run next.
+    deferred: VecDeque<Job>,
+    stopping: bool,
+}
+
+type AppendJob = (
+    Vec<SeriesSamples>,
+    Vec<FamilyMetadata>,
+    tokio::sync::oneshot::Sender<Result<AppendOutcome, StorageError>>,
+);
+
+impl Writer {
+    pub(super) fn new(conn: Connection, shared: Arc<Shared>) -> Self {
+        Self {
+            conn,
+            shared,
+            deferred: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    pub(super) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while !self.stopping {
+            let job = match self.deferred.pop_front() {
+                Some(job) => job,
+                None => match jobs.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            self.handle(job, &mut jobs);
+        }
+        // Checkpoint so the main file holds everything and the WAL is small.
+        if let Err(err) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(error = %err, "final WAL checkpoint failed");
+        }
+        tracing::info!("storage writer stopped");
+    }
+
+    fn handle(&mut self, job: Job, jobs: &mut mpsc::Receiver<Job>) {
+        match job {
+            Job::Append {
+                series,
+                metadata,
+                reply,
+            } => {
+                let mut group = vec![(series, metadata, reply)];
+                self.gather_appends(jobs, &mut group);
+                self.append_group(group);
+                // Bound the head's memory under heavy ingest, whatever the schedule.
+                if read_lock(&self.shared.head).len() >= self.shared.options.head_max_samples {
+                    let _ = self.compact_logged(jobs);
+                }
+            }
+            Job::Compact { reply } => {
+                let result = self.compact_logged(jobs);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Job::Retention { now_ms, reply } => {
+                let result = self.retention(now_ms);
+                if let Err(err) = &result {
+                    tracing::error!(error = %err, "retention failed");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Job::Shutdown => self.stopping = true,
+        }
+    }
+
+    /// Takes further queued appends (up to the group size) without waiting;
+    /// other jobs are kept, in order, for later.
+    fn gather_appends(&mut self, jobs: &mut mpsc::Receiver<Job>, group: &mut Vec<AppendJob>) {
+        while group.len() < GROUP_JOBS {
+            match jobs.try_recv() {
+                Ok(Job::Append {
+                    series,
+                    metadata,
+                    reply,
+                }) => group.push((series, metadata, reply)),
+                Ok(other) => {
+                    self.deferred.push_back(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Commits a group of appends in one transaction, then publishes the
+    /// samples to the in-memory index and head, then answers each request.
+    fn append_group(&mut self, group: Vec<AppendJob>) {
+        let mut outcomes = vec![AppendOutcome::default(); group.len()];
+        let result = self.commit_group(&group, &mut outcomes);
+        match result {
+            Ok((new_series, entries)) => {
+                {
+                    let mut index = write_lock(&self.shared.index);
+                    for (id, labels) in new_series {
+                        index.insert(id, labels);
+                    }
+                }
+                {
+                    let mut head = write_lock(&self.shared.head);
+                    for (id, ts, bits) in &entries {
+                        head.append(*id, [(*ts, *bits)]);
+                    }
+                }
+                let counters = &self.shared.counters;
+                counters
+                    .samples_appended
+                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, requests = group.len(), "write transaction failed");
+                let message = err.to_string();
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(StorageError::Corrupt(message.clone())));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit_group(
+        &mut self,
+        group: &[AppendJob],
+        outcomes: &mut [AppendOutcome],
+    ) -> Result<(Vec<(SeriesId, Labels)>, Vec<LogEntry>), StorageError> {
+        let tx = self.conn.transaction()?;
+        let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
+        let mut created: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut entries: Vec<LogEntry> = Vec::new();
+        {
+            let index = read_lock(&self.shared.index);
+            let mut insert_series = tx.prepare_cached("INSERT INTO series (labels) VALUES (?1)")?;
+            let mut upsert_metadata = tx.prepare_cached(
+                "INSERT INTO metadata (family, type, help, unit) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (family) DO UPDATE SET type = excluded.type, help = excluded.help, unit = excluded.unit",
+            )?;
+            for ((series_list, metadata, _), outcome) in group.iter().zip(outcomes.iter_mut()) {
+                for series in series_list {
+                    let hash = hash_labels(&series.labels);
+                    let known = index.lookup(hash, &series.labels).or_else(|| {
+                        created
+                            .get(&hash)?
+                            .iter()
+                            .map(|&i| &new_series[i])
+                            .find(|(_, labels)| labels[..] == series.labels[..])
+                            .map(|(id, _)| *id)
+                    });
+                    let id = match known {
+                        Some(id) => id,
+                        None => {
+                            let json =
+                                serde_json::to_string(&series.labels).expect("labels serialise");
+                            insert_series.execute(params![json])?;
+                            let id = tx.last_insert_rowid() as SeriesId;
+                            created.entry(hash).or_default().push(new_series.len());
+                            new_series.push((id, series.labels.clone().into()));
+                            outcome.new_series += 1;
+                            id
+                        }
+                    };
+                    entries.extend(series.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())));
+                    outcome.samples += series.samples.len();
+                }
+                for meta in metadata.iter().filter(|m| !m.family.is_empty()) {
+                    upsert_metadata.execute(params![
+                        meta.family,
+                        meta.kind,
+                        meta.help,
+                        meta.unit
+                    ])?;
+                }
+            }
+        }
+        if !entries.is_empty() {
+            tx.execute(
+                "INSERT INTO head_log (data) VALUES (?1)",
+                params![head::encode_log(&entries)],
+            )?;
+        }
+        tx.commit()?;
+        Ok((new_series, entries))
+    }
+
+    fn compact_logged(&mut self, jobs: &mut mpsc::Receiver<Job>) -> Result<CompactionOutcome, StorageError> {
+        let result = self.compact(jobs);
+        if let Err(err) = &result {
+            tracing::error!(error = %err, "compaction failed");
+        }
+        result
+    }
+
+    /// Packs every head sample present now into chunks, a slice of series
+    /// per transaction, serving queued appends between slices. The head log
+    /// is trimmed only when the whole pass is done; if the process dies
+    /// mid-pass, replaying the log merges the same samples again, which
+    /// changes nothing.
+    fn compact(
+        &mut self,
+        jobs: &mut mpsc::Receiver<Job>,
+    ) -> Result<CompactionOutcome, StorageError> {
+        let cut = read_lock(&self.shared.head).cut();
+        let log_cut: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM head_log", [], |r| {
+                    r.get(0)
+                })?;
+        let mut outcome = CompactionOutcome::default();
+        for slice in cut.chunks(COMPACTION_SLICE) {
+            let moved = self.compact_slice(slice)?;
+            {
+                let mut head = write_lock(&self.shared.head);
+                for (id, count) in slice {
+                    head.drain_prefix(*id, *count);
+                }
+            }
+            outcome.series += slice.len();
+            outcome.samples += moved;
+            // Let waiting writers in between slices.
+            let mut group = Vec::new();
+            self.gather_appends(jobs, &mut group);
+            if !group.is_empty() {
+                self.append_group(group);
+            }
+        }
+        self.conn
+            .execute("DELETE FROM head_log WHERE id <= ?1", params![log_cut])?;
+        self.shared
+            .counters
+            .compactions
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            series = outcome.series,
+            samples = outcome.samples,
+            "compaction pass done"
+        );
+        Ok(outcome)
+    }
+
+    fn compact_slice(&mut self, slice: &[(SeriesId, usize)]) -> Result<usize, StorageError> {
+        let window = self.shared.options.chunk_window;
+        let tx = self.conn.transaction()?;
+        let mut moved = 0;
+        let mut chunk_delta: i64 = 0;
+        {
+            let head = read_lock(&self.shared.head);
+            let mut load = tx.prepare_cached("SELECT count, data FROM chunks WHERE key = ?1")?;
+            let mut store = tx.prepare_cached(
+                "INSERT OR REPLACE INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (id, count) in slice {
+                let samples = head.prefix(*id, *count);
+                moved += samples.len();
+                let mut by_window: HashMap<i64, Vec<RawSample>> = HashMap::new();
+                for sample in samples {
+                    by_window
+                        .entry(window_of(sample.0, window))
+                        .or_default()
+                        .push(sample);
+                }
+                for (window_number, newer) in by_window {
+                    let key = chunk_key(*id, window_number);
+                    let existing: Option<(i64, Vec<u8>)> = load
+                        .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let (old_count, older) = match existing {
+                        Some((old_count, data)) => (
+                            old_count,
+                            chunk::decode(&data)
+                                .map_err(|e| StorageError::Corrupt(format!("chunk {key}: {e}")))?,
+                        ),
+                        None => (0, Vec::new()),
+                    };
+                    let merged = head::merge(older, newer);
+                    let (first, last) = (merged[0].0, merged[merged.len() - 1].0);
+                    store.execute(params![
+                        key,
+                        first,
+                        last,
+                        merged.len() as i64,
+                        chunk::encode(&merged)
+                    ])?;
+                    chunk_delta += merged.len() as i64 - old_count;
+                }
+            }
+        }
+        tx.commit()?;
+        let counters = &self.shared.counters;
+        if chunk_delta >= 0 {
+            counters
+                .chunk_samples
+                .fetch_add(chunk_delta as u64, Ordering::Relaxed);
+        } else {
+            counters
+                .chunk_samples
+                .fetch_sub(chunk_delta.unsigned_abs(), Ordering::Relaxed);
+        }
+        Ok(moved)
+    }
+
+    /// Drops samples older than the retention window (whole chunks, and the
+    /// older part of the chunk holding the cutoff), then series with no
+    /// sample left, then hands free pages back to the filesystem.
+    fn retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
+        let cutoff = now_ms - self.shared.options.retention.as_millis() as i64;
+        // Windows before the cutoff's window end before the cutoff; the
+        // cutoff's own window is trimmed sample by sample.
+        let first_kept_window = window_of(cutoff, self.shared.options.chunk_window);
+        let ids: Vec<SeriesId> = read_lock(&self.shared.index).ids().collect();
+        let mut outcome = RetentionOutcome::default();
+        let mut dropped_samples: i64 = 0;
+        let mut empty = Vec::new();
+        let tx = self.conn.transaction()?;
+        {
+            let mut old_counts = tx.prepare_cached(
+                "SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE key >= ?1 AND key < ?2",
+            )?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM chunks WHERE key >= ?1 AND key < ?2")?;
+            let mut boundary =
+                tx.prepare_cached("SELECT min_ts, count, data FROM chunks WHERE key = ?1")?;
+            let mut rewrite = tx.prepare_cached(
+                "UPDATE chunks SET min_ts = ?2, count = ?3, data = ?4 WHERE key = ?1",
+            )?;
+            let mut delete_one = tx.prepare_cached("DELETE FROM chunks WHERE key = ?1")?;
+            let mut any_left = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM chunks WHERE key >= ?1 AND key < ?2)",
+            )?;
+            let mut delete_series = tx.prepare_cached("DELETE FROM series WHERE id = ?1")?;
+            let head = read_lock(&self.shared.head);
+            for id in ids {
+                let (start, cut, end) = (
+                    chunk_key(id, 0),
+                    chunk_key(id, first_kept_window),
+                    chunk_key(id + 1, 0),
+                );
+                let (samples, chunks): (i64, i64) =
+                    old_counts.query_row(params![start, cut], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if chunks > 0 {
+                    delete.execute(params![start, cut])?;
+                    dropped_samples += samples;
+                    outcome.chunks += chunks as usize;
+                }
+                // The window holding the cutoff keeps only its newer samples.
+                let edge: Option<(i64, i64, Vec<u8>)> = boundary
+                    .query_row(params![cut], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                if let Some((_, count, data)) = edge.filter(|(min_ts, _, _)| *min_ts < cutoff) {
+                    let mut kept = chunk::decode(&data)
+                        .map_err(|e| StorageError::Corrupt(format!("chunk {cut}: {e}")))?;
+                    kept.retain(|(t, _)| *t >= cutoff);
+                    dropped_samples += count - kept.len() as i64;
+                    if kept.is_empty() {
+                        delete_one.execute(params![cut])?;
+                        outcome.chunks += 1;
+                    } else {
+                        rewrite.execute(params![
+                            cut,
+                            kept[0].0,
+                            kept.len() as i64,
+                            chunk::encode(&kept)
+                        ])?;
+                    }
+                }
+                let has_chunks: bool = any_left.query_row(params![start, end], |r| r.get(0))?;
+                if !has_chunks && !head.has_samples_since(id, cutoff) {
+                    delete_series.execute(params![id as i64])?;
+                    empty.push(id);
+                }
+            }
+        }
+        tx.commit()?;
+        {
+            let mut head = write_lock(&self.shared.head);
+            head.drop_before(cutoff);
+            let mut index = write_lock(&self.shared.index);
+            for id in &empty {
+                index.remove(*id);
+            }
+        }
+        outcome.series = empty.len();
+        // Return the freed pages to the filesystem so the file tracks the data.
+        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        let counters = &self.shared.counters;
+        counters
+            .chunk_samples
+            .fetch_sub(dropped_samples as u64, Ordering::Relaxed);
+        counters.retention_runs.fetch_add(1, Ordering::Relaxed);
+        counters
+            .chunks_dropped
+            .fetch_add(outcome.chunks as u64, Ordering::Relaxed);
+        counters
+            .series_dropped
+            .fetch_add(outcome.series as u64, Ordering::Relaxed);
+        tracing::debug!(
+            chunks = outcome.chunks,
+            series = outcome.series,
+            "retention pass done"
+        );
+        Ok(outcome)
+    }
+}
