@@ -1032,7 +1032,7 @@ fn run() -> Result<(), String> {
     drop(probe);
 
     println!(
-        "workload: {} hosts x {} series, {} ticks of {} s ({:.1} h ending {}), {} samples, \
+        "workload: {} hosts x {} series, {} ticks of {} s ({:.1} h, last tick at {} ms), {} samples, \
          {} requests of {} samples, {} sender threads",
         config.hosts,
         config.series,

@@ -18,7 +18,9 @@ fn acknowledged_samples_survive_kill_9() {
 
 #[test]
 fn sigterm_mid_stream_exits_cleanly_and_keeps_acknowledged_samples() {
-    stream_then_stop(|receiver| assert!(receiver.terminate().success(), "exit status after SIGTERM"));
+    stream_then_stop(|receiver| {
+        assert!(receiver.terminate().success(), "exit status after SIGTERM")
+    });
 }
 
 /// Four senders stream writes; `end_receiver` ends the receiver mid-stream; every

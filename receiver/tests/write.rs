@@ -17,7 +17,10 @@ fn all() -> Vec<Matcher> {
 
 /// Stops the receiver gracefully and reads everything back through the
 /// storage read path: labels → (timestamp, value bits).
-fn stored(mut receiver: Receiver) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> {
+/// A stored series: labels and `(timestamp, value bits)`.
+type StoredSeries = (Vec<(String, String)>, Vec<(i64, u64)>);
+
+fn stored(mut receiver: Receiver) -> Vec<StoredSeries> {
     assert!(
         receiver.terminate().success(),
         "graceful stop:\n{}",
@@ -148,7 +151,6 @@ fn resent_and_late_samples_are_harmless() {
     );
 }
 
-/// Every malformed request: (what, headers, body, token, expected status).
 #[test]
 fn malformed_requests_get_their_status_and_store_nothing() {
     let receiver = Receiver::start(&["--web.max-request-bytes", "4096"]);
@@ -192,7 +194,15 @@ fn malformed_requests_get_their_status_and_store_nothing() {
         &[("__name__", "up")],
         &[(now - 30 * 86_400_000, 1.0)],
     )]));
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, Option<&str>, u16)> = vec![
+    // (what, headers, body, token, expected status)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        Option<&'a str>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no token",
             v1.clone(),

@@ -113,7 +113,9 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
         )
     })?;
     if let Some(encoding) = headers.get(headers::CONTENT_ENCODING)
-        && !encoding.as_bytes().eq_ignore_ascii_case(headers::SNAPPY.as_bytes())
+        && !encoding
+            .as_bytes()
+            .eq_ignore_ascii_case(headers::SNAPPY.as_bytes())
     {
         return Err(Rejection::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -12,7 +12,10 @@ const HOUR: i64 = 3_600_000;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn series(name: &str, instance: &str, samples: &[(i64, f64)]) -> SeriesSamples {
@@ -31,14 +34,28 @@ fn m(name: &str, op: MatchOp, value: &str) -> Matcher {
 }
 
 /// `(instance, [(ts, bits)])` of every selected series.
-fn dump(storage: &Storage, matchers: &[Matcher], start: i64, end: i64) -> Vec<(String, Vec<(i64, u64)>)> {
+fn dump(
+    storage: &Storage,
+    matchers: &[Matcher],
+    start: i64,
+    end: i64,
+) -> Vec<(String, Vec<(i64, u64)>)> {
     storage
         .select(matchers, start, end)
         .unwrap()
         .into_iter()
         .map(|s| {
-            let instance = s.labels.iter().find(|(n, _)| n == "instance").unwrap().1.clone();
-            (instance, s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect())
+            let instance = s
+                .labels
+                .iter()
+                .find(|(n, _)| n == "instance")
+                .unwrap()
+                .1
+                .clone();
+            (
+                instance,
+                s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+            )
         })
         .collect()
 }
@@ -59,28 +76,57 @@ fn reads_merge_head_and_chunks_in_time_order_across_compaction_and_reopen() {
     let storage = Storage::open(&path, options()).unwrap();
     rt.block_on(async {
         // Three hours of data in two requests, second one out of order.
-        let later: Vec<(i64, f64)> = (0..180).map(|i| (base + HOUR + i * 30_000, i as f64)).collect();
+        let later: Vec<(i64, f64)> = (0..180)
+            .map(|i| (base + HOUR + i * 30_000, i as f64))
+            .collect();
         let earlier: Vec<(i64, f64)> = (0..120).map(|i| (base + i * 30_000, -(i as f64))).collect();
-        storage.append(vec![series("load", "a", &later)], vec![]).await.unwrap();
-        storage.append(vec![series("load", "a", &earlier), series("load", "b", &[(base, f64::from_bits(STALE_NAN))])], vec![]).await.unwrap();
+        storage
+            .append(vec![series("load", "a", &later)], vec![])
+            .await
+            .unwrap();
+        storage
+            .append(
+                vec![
+                    series("load", "a", &earlier),
+                    series("load", "b", &[(base, f64::from_bits(STALE_NAN))]),
+                ],
+                vec![],
+            )
+            .await
+            .unwrap();
     });
     let expect_a: Vec<(i64, u64)> = (0..120)
         .map(|i| (base + i * 30_000, (-(i as f64)).to_bits()))
         .chain((0..180).map(|i| (base + HOUR + i * 30_000, (i as f64).to_bits())))
         .collect();
-    let a_only = [m("__name__", MatchOp::Equal, "load"), m("instance", MatchOp::Equal, "a")];
-    assert_eq!(dump(&storage, &a_only, 0, i64::MAX), vec![("a".to_owned(), expect_a.clone())]);
+    let a_only = [
+        m("__name__", MatchOp::Equal, "load"),
+        m("instance", MatchOp::Equal, "a"),
+    ];
+    assert_eq!(
+        dump(&storage, &a_only, 0, i64::MAX),
+        vec![("a".to_owned(), expect_a.clone())]
+    );
 
     // After compaction the same answer comes from chunks.
     let outcome = rt.block_on(storage.compact()).unwrap();
     assert_eq!(outcome.samples, 301);
-    assert_eq!(dump(&storage, &a_only, 0, i64::MAX), vec![("a".to_owned(), expect_a.clone())]);
+    assert_eq!(
+        dump(&storage, &a_only, 0, i64::MAX),
+        vec![("a".to_owned(), expect_a.clone())]
+    );
     // Range limits are inclusive and cut inside chunks.
     let range = dump(&storage, &a_only, base + 30_000, base + 90_000);
     assert_eq!(range[0].1, expect_a[1..4].to_vec());
     // A resent sample overrides the chunk's value; the stale marker survives.
-    rt.block_on(storage.append(vec![series("load", "a", &[(base + 60_000, 42.0)])], vec![])).unwrap();
-    let everything = dump(&storage, &[m("__name__", MatchOp::Regex, "lo.*")], 0, i64::MAX);
+    rt.block_on(storage.append(vec![series("load", "a", &[(base + 60_000, 42.0)])], vec![]))
+        .unwrap();
+    let everything = dump(
+        &storage,
+        &[m("__name__", MatchOp::Regex, "lo.*")],
+        0,
+        i64::MAX,
+    );
     assert_eq!(everything.len(), 2);
     assert_eq!(everything[0].1[2], (base + 60_000, 42.0f64.to_bits()));
     assert_eq!(everything[1].1, vec![(base, STALE_NAN)]);
@@ -90,7 +136,12 @@ fn reads_merge_head_and_chunks_in_time_order_across_compaction_and_reopen() {
     let storage = Storage::open(&path, options()).unwrap();
     assert_eq!(storage.series_count(), 2);
     assert_eq!(storage.sample_count(), 302);
-    let again = dump(&storage, &[m("__name__", MatchOp::Regex, "lo.*")], 0, i64::MAX);
+    let again = dump(
+        &storage,
+        &[m("__name__", MatchOp::Regex, "lo.*")],
+        0,
+        i64::MAX,
+    );
     assert_eq!(again, everything);
     assert_eq!(storage.label_values("instance"), vec!["a", "b"]);
     assert_eq!(storage.integrity_check().unwrap(), "ok");
@@ -105,8 +156,16 @@ fn retention_trims_samples_then_drops_empty_series() {
     let now = 1_800_000_000_000i64;
     rt.block_on(async {
         let old: Vec<(i64, f64)> = (0..5).map(|i| (now - 30 * HOUR + i * HOUR, 1.0)).collect();
-        let mixed: Vec<(i64, f64)> = (0..30).map(|i| (now - 29 * HOUR + i * HOUR, i as f64)).collect();
-        storage.append(vec![series("m", "old", &old), series("m", "mixed", &mixed)], vec![]).await.unwrap();
+        let mixed: Vec<(i64, f64)> = (0..30)
+            .map(|i| (now - 29 * HOUR + i * HOUR, i as f64))
+            .collect();
+        storage
+            .append(
+                vec![series("m", "old", &old), series("m", "mixed", &mixed)],
+                vec![],
+            )
+            .await
+            .unwrap();
         storage.compact().await.unwrap();
         let outcome = storage.apply_retention(now).await.unwrap();
         assert_eq!(outcome.series, 1, "the all-old series is gone");

@@ -260,7 +260,10 @@ impl Writer {
         Ok((new_series, entries))
     }
 
-    fn compact_logged(&mut self, jobs: &mut mpsc::Receiver<Job>) -> Result<CompactionOutcome, StorageError> {
+    fn compact_logged(
+        &mut self,
+        jobs: &mut mpsc::Receiver<Job>,
+    ) -> Result<CompactionOutcome, StorageError> {
         let result = self.compact(jobs);
         if let Err(err) = &result {
             tracing::error!(error = %err, "compaction failed");
@@ -303,6 +306,7 @@ impl Writer {
         }
         self.conn
             .execute("DELETE FROM head_log WHERE id <= ?1", params![log_cut])?;
+        self.shrink_files()?;
         self.shared
             .counters
             .compactions
@@ -374,6 +378,18 @@ impl Writer {
                 .fetch_sub(chunk_delta.unsigned_abs(), Ordering::Relaxed);
         }
         Ok(moved)
+    }
+
+    /// Hands the pages freed by compaction or retention back to the
+    /// filesystem and empties the WAL, so the files on disk track the data
+    /// rather than their high-water mark. A busy reader only postpones the
+    /// WAL truncation to the next pass.
+    fn shrink_files(&self) -> Result<(), StorageError> {
+        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        let _busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(())
     }
 
     /// Drops samples older than the retention window (whole chunks, and the
@@ -457,8 +473,7 @@ impl Writer {
             }
         }
         outcome.series = empty.len();
-        // Return the freed pages to the filesystem so the file tracks the data.
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        self.shrink_files()?;
         let counters = &self.shared.counters;
         counters
             .chunk_samples
