@@ -670,8 +670,10 @@ impl Server {
         system: System,
         files: &[(&str, &str)],
     ) -> Result<Server, String> {
+        // BENCH_KEEP=1 leaves the data directories behind for inspection.
         let dir = tempfile::Builder::new()
             .prefix(&format!("dcmon-ingest-bench-{}-", system.key()))
+            .disable_cleanup(std::env::var_os("BENCH_KEEP").is_some())
             .tempdir()
             .map_err(|e| format!("temporary directory: {e}"))?;
         let data = dir.path().join("data");
@@ -852,8 +854,10 @@ fn run_system(config: &Config, system: System, control: &Client) -> Result<Outco
                     "{DATA}/dcmon.db",
                     "--admin-token-file",
                     "{DATA}/token",
+                    // The head-size trigger compacts during the run; the
+                    // interval only finishes the tail after it.
                     "--storage.compaction-interval",
-                    "1s",
+                    "10s",
                     "--storage.retention",
                     "30d",
                     "--log.level",
@@ -950,6 +954,10 @@ fn measure(
         System::Dcmon => {
             let token = token.unwrap_or_default();
             let deadline = Instant::now() + DCMON_SETTLE_LIMIT;
+            // The head empties slice by slice during a compaction pass; the
+            // log trim and file shrink end the pass. Wait for a pass that
+            // finished after the head was seen empty.
+            let mut compactions_when_empty: Option<u64> = None;
             let stats = loop {
                 server.check_alive()?;
                 let stats: serde_json::Value = control
@@ -960,7 +968,12 @@ fn measure(
                     .and_then(|r| r.json())
                     .map_err(|e| format!("dcmon stats: {e}"))?;
                 if stats["head_samples"].as_u64() == Some(0) {
-                    break stats;
+                    let passes = stats["compactions"].as_u64().unwrap_or(0);
+                    match compactions_when_empty {
+                        Some(before) if passes > before => break stats,
+                        Some(_) => {}
+                        None => compactions_when_empty = Some(passes),
+                    }
                 }
                 if Instant::now() > deadline {
                     println!(

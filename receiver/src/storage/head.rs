@@ -2,7 +2,7 @@
 //! memory (per series, in arrival order) for reads and compaction, and in
 //! the `head_log` table for durability; on start the log is replayed.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::chunk::RawSample;
 use super::index::SeriesId;
@@ -10,7 +10,7 @@ use super::index::SeriesId;
 /// In-memory head samples.
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<SeriesId, Vec<RawSample>>,
+    series: FxHashMap<SeriesId, Vec<RawSample>>,
     total: usize,
 }
 
@@ -21,6 +21,13 @@ impl Head {
         let before = list.len();
         list.extend(samples);
         self.total += list.len() - before;
+    }
+
+    /// Appends log entries, one map lookup per run of the same series.
+    pub fn append_entries(&mut self, entries: &[LogEntry]) {
+        for run in entries.chunk_by(|a, b| a.0 == b.0) {
+            self.append(run[0].0, run.iter().map(|(_, ts, bits)| (*ts, *bits)));
+        }
     }
 
     /// Samples held.

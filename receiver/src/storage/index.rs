@@ -4,11 +4,12 @@
 //! rebuilt from the `series` table on start and kept in step with it by the
 //! writer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use regex::Regex;
+use rustc_hash::{FxHashMap, FxHasher};
 
 /// Identifier of a series: its rowid in the `series` table.
 pub type SeriesId = u64;
@@ -73,17 +74,24 @@ impl Matcher {
     }
 }
 
+/// A label set flattened into one buffer (see [`flatten`]).
+type FlatLabels = Box<[u8]>;
+
 /// Series and postings.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    series: HashMap<SeriesId, Labels>,
-    by_hash: HashMap<u64, Vec<SeriesId>>,
-    postings: HashMap<String, BTreeMap<String, Vec<SeriesId>>>,
+    series: FxHashMap<SeriesId, Labels>,
+    /// Label-set hash → the series with that hash, each with its labels
+    /// flattened into one buffer: ingest compares against one contiguous
+    /// allocation instead of chasing a pointer per label string.
+    by_hash: FxHashMap<u64, Vec<(SeriesId, FlatLabels)>>,
+    postings: FxHashMap<String, BTreeMap<String, Vec<SeriesId>>>,
 }
 
-/// Stable hash of a label set, for the labels → id lookup.
+/// Hash of a label set, for the labels → id lookup. Fx, not SipHash: it is
+/// on the ingest hot path, and only authenticated senders choose labels.
 pub fn hash_labels(labels: &[(String, String)]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hasher = FxHasher::default();
     labels.hash(&mut hasher);
     hasher.finish()
 }
@@ -104,8 +112,8 @@ impl SeriesIndex {
         self.by_hash
             .get(&hash)?
             .iter()
-            .copied()
-            .find(|id| self.series.get(id).is_some_and(|l| &l[..] == labels))
+            .find(|(_, key)| key_matches(key, labels))
+            .map(|(id, _)| *id)
     }
 
     /// Labels of a series.
@@ -123,7 +131,7 @@ impl SeriesIndex {
         self.by_hash
             .entry(hash_labels(&labels))
             .or_default()
-            .push(id);
+            .push((id, flatten(&labels)));
         for (name, value) in labels.iter() {
             let list = self
                 .postings
@@ -149,7 +157,7 @@ impl SeriesIndex {
             return;
         };
         if let Some(ids) = self.by_hash.get_mut(&hash_labels(&labels)) {
-            ids.retain(|x| *x != id);
+            ids.retain(|(x, _)| *x != id);
             if ids.is_empty() {
                 self.by_hash.remove(&hash_labels(&labels));
             }
@@ -235,6 +243,36 @@ impl SeriesIndex {
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// Labels as one buffer: name, 0xff, value, 0xff, … (0xff never occurs in
+/// UTF-8, so the encoding is unambiguous).
+fn flatten(labels: &[(String, String)]) -> FlatLabels {
+    let mut key = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    for (name, value) in labels {
+        key.extend_from_slice(name.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(value.as_bytes());
+        key.push(0xff);
+    }
+    key.into_boxed_slice()
+}
+
+/// Whether `labels` flatten to `key`, without building the buffer.
+fn key_matches(key: &[u8], labels: &[(String, String)]) -> bool {
+    let mut rest = key;
+    for (name, value) in labels {
+        for part in [name.as_bytes(), value.as_bytes()] {
+            match rest
+                .strip_prefix(part)
+                .and_then(|r| r.strip_prefix(&[0xff]))
+            {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+    }
+    rest.is_empty()
 }
 
 fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {

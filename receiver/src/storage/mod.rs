@@ -127,10 +127,20 @@ struct Shared {
     counters: Counters,
 }
 
+/// An append prepared by the caller, off the writer thread: samples of
+/// series the index already knows are resolved to ids and encoded as a
+/// head-log blob; only new series are left for the writer.
+#[derive(Debug)]
+struct PreparedAppend {
+    known: Vec<head::LogEntry>,
+    known_blob: Vec<u8>,
+    unknown: Vec<SeriesSamples>,
+    metadata: Vec<FamilyMetadata>,
+}
+
 enum Job {
     Append {
-        series: Vec<SeriesSamples>,
-        metadata: Vec<FamilyMetadata>,
+        prepared: PreparedAppend,
         reply: oneshot::Sender<Result<AppendOutcome, StorageError>>,
     },
     Compact {
@@ -208,16 +218,42 @@ impl Storage {
         series: Vec<SeriesSamples>,
         metadata: Vec<FamilyMetadata>,
     ) -> Result<AppendOutcome, StorageError> {
+        let prepared = self.prepare(series, metadata);
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Append {
-                series,
-                metadata,
-                reply,
-            })
+            .send(Job::Append { prepared, reply })
             .await
             .map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Resolves known series and encodes their log blob in the caller's
+    /// thread, so the single writer does as little per sample as possible.
+    fn prepare(&self, series: Vec<SeriesSamples>, metadata: Vec<FamilyMetadata>) -> PreparedAppend {
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        {
+            let index = read_lock(&self.shared.index);
+            for s in series {
+                match index.lookup(index::hash_labels(&s.labels), &s.labels) {
+                    Some(id) => {
+                        known.extend(s.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())))
+                    }
+                    None => unknown.push(s),
+                }
+            }
+        }
+        let known_blob = if known.is_empty() {
+            Vec::new()
+        } else {
+            head::encode_log(&known)
+        };
+        PreparedAppend {
+            known,
+            known_blob,
+            unknown,
+            metadata,
+        }
     }
 
     /// Runs a compaction pass now and waits for it.

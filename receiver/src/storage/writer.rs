@@ -6,7 +6,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
@@ -14,8 +13,8 @@ use super::chunk::{self, RawSample};
 use super::head::{self, LogEntry};
 use super::index::{Labels, SeriesId, hash_labels};
 use super::{
-    AppendOutcome, CompactionOutcome, Job, RetentionOutcome, Shared, StorageError, chunk_key,
-    read_lock, window_of, write_lock,
+    AppendOutcome, CompactionOutcome, Job, PreparedAppend, RetentionOutcome, Shared, StorageError,
+    chunk_key, read_lock, window_of, write_lock,
 };
 
 /// Most appends merged into one transaction.
@@ -72,8 +71,7 @@ pub(super) struct Writer {
 }
 
 type AppendJob = (
-    Vec<SeriesSamples>,
-    Vec<FamilyMetadata>,
+    PreparedAppend,
     tokio::sync::oneshot::Sender<Result<AppendOutcome, StorageError>>,
 );
 
@@ -107,12 +105,8 @@ impl Writer {
 
     fn handle(&mut self, job: Job, jobs: &mut mpsc::Receiver<Job>) {
         match job {
-            Job::Append {
-                series,
-                metadata,
-                reply,
-            } => {
-                let mut group = vec![(series, metadata, reply)];
+            Job::Append { prepared, reply } => {
+                let mut group = vec![(prepared, reply)];
                 self.gather_appends(jobs, &mut group);
                 self.append_group(group);
                 // Bound the head's memory under heavy ingest, whatever the schedule.
@@ -144,11 +138,7 @@ impl Writer {
     fn gather_appends(&mut self, jobs: &mut mpsc::Receiver<Job>, group: &mut Vec<AppendJob>) {
         while group.len() < GROUP_JOBS {
             match jobs.try_recv() {
-                Ok(Job::Append {
-                    series,
-                    metadata,
-                    reply,
-                }) => group.push((series, metadata, reply)),
+                Ok(Job::Append { prepared, reply }) => group.push((prepared, reply)),
                 Ok(other) => {
                     self.deferred.push_back(other);
                     break;
@@ -161,41 +151,54 @@ impl Writer {
     /// Commits a group of appends in one transaction, then publishes the
     /// samples to the in-memory index and head, then answers each request.
     fn append_group(&mut self, group: Vec<AppendJob>) {
-        let mut outcomes = vec![AppendOutcome::default(); group.len()];
+        let mut outcomes: Vec<AppendOutcome> = group
+            .iter()
+            .map(|(prepared, _)| AppendOutcome {
+                samples: prepared.known.len(),
+                new_series: 0,
+            })
+            .collect();
         let result = self.commit_group(&group, &mut outcomes);
         match result {
-            Ok((new_series, entries)) => {
+            Ok((new_series, new_entries)) => {
                 {
                     let mut index = write_lock(&self.shared.index);
                     for (id, labels) in new_series {
                         index.insert(id, labels);
                     }
                 }
+                let mut appended = new_entries.len();
                 {
                     let mut head = write_lock(&self.shared.head);
-                    for (id, ts, bits) in &entries {
-                        head.append(*id, [(*ts, *bits)]);
+                    for (prepared, _) in &group {
+                        head.append_entries(&prepared.known);
+                        appended += prepared.known.len();
                     }
+                    head.append_entries(&new_entries);
                 }
                 let counters = &self.shared.counters;
                 counters
                     .samples_appended
-                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    .fetch_add(appended as u64, Ordering::Relaxed);
                 counters.commits.fetch_add(1, Ordering::Relaxed);
-                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, requests = group.len(), "write transaction failed");
                 let message = err.to_string();
-                for (_, _, reply) in group {
+                for (_, reply) in group {
                     let _ = reply.send(Err(StorageError::Corrupt(message.clone())));
                 }
             }
         }
     }
 
+    /// Writes a group in one transaction: each request's pre-encoded log
+    /// blob of known series as is; series new to the index are inserted
+    /// (unless an earlier request created them meanwhile) and their samples
+    /// logged in one more blob. Returns the new series and their entries.
     #[allow(clippy::type_complexity)]
     fn commit_group(
         &mut self,
@@ -205,18 +208,22 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
         let mut created: HashMap<u64, Vec<usize>> = HashMap::new();
-        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut new_entries: Vec<LogEntry> = Vec::new();
         {
             let index = read_lock(&self.shared.index);
+            let mut insert_log = tx.prepare_cached("INSERT INTO head_log (data) VALUES (?1)")?;
             let mut insert_series = tx.prepare_cached("INSERT INTO series (labels) VALUES (?1)")?;
             let mut upsert_metadata = tx.prepare_cached(
                 "INSERT INTO metadata (family, type, help, unit) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (family) DO UPDATE SET type = excluded.type, help = excluded.help, unit = excluded.unit",
             )?;
-            for ((series_list, metadata, _), outcome) in group.iter().zip(outcomes.iter_mut()) {
-                for series in series_list {
+            for ((prepared, _), outcome) in group.iter().zip(outcomes.iter_mut()) {
+                if !prepared.known_blob.is_empty() {
+                    insert_log.execute(params![prepared.known_blob])?;
+                }
+                for series in &prepared.unknown {
                     let hash = hash_labels(&series.labels);
-                    let known = index.lookup(hash, &series.labels).or_else(|| {
+                    let existing = index.lookup(hash, &series.labels).or_else(|| {
                         created
                             .get(&hash)?
                             .iter()
@@ -224,7 +231,7 @@ impl Writer {
                             .find(|(_, labels)| labels[..] == series.labels[..])
                             .map(|(id, _)| *id)
                     });
-                    let id = match known {
+                    let id = match existing {
                         Some(id) => id,
                         None => {
                             let json =
@@ -237,10 +244,10 @@ impl Writer {
                             id
                         }
                     };
-                    entries.extend(series.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())));
+                    new_entries.extend(series.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())));
                     outcome.samples += series.samples.len();
                 }
-                for meta in metadata.iter().filter(|m| !m.family.is_empty()) {
+                for meta in prepared.metadata.iter().filter(|m| !m.family.is_empty()) {
                     upsert_metadata.execute(params![
                         meta.family,
                         meta.kind,
@@ -249,15 +256,12 @@ impl Writer {
                     ])?;
                 }
             }
-        }
-        if !entries.is_empty() {
-            tx.execute(
-                "INSERT INTO head_log (data) VALUES (?1)",
-                params![head::encode_log(&entries)],
-            )?;
+            if !new_entries.is_empty() {
+                insert_log.execute(params![head::encode_log(&new_entries)])?;
+            }
         }
         tx.commit()?;
-        Ok((new_series, entries))
+        Ok((new_series, new_entries))
     }
 
     fn compact_logged(
@@ -385,7 +389,11 @@ impl Writer {
     /// rather than their high-water mark. A busy reader only postpones the
     /// WAL truncation to the next pass.
     fn shrink_files(&self) -> Result<(), StorageError> {
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // The pragma frees one page per step; it must be run to completion.
+        let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = vacuum.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
         let _busy: i64 = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
