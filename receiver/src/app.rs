@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
-use crate::auth::{self, Authenticator};
+use crate::auth::{self, Access, Authenticator};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{HandlerLabels, Metrics};
 use crate::storage::Storage;
@@ -36,11 +36,27 @@ pub struct AppState {
 
 /// The receiver's HTTP application.
 pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
+    let guarded = |access: Access, routes: Router<Arc<AppState>>| {
+        routes.route_layer(middleware::from_fn_with_state(access, auth::require_access))
+    };
+    let write = guarded(
+        Access::Write,
+        Router::new().route("/api/v1/write", post(api::write::write)),
+    );
+    let read = guarded(
+        Access::Read,
+        Router::new().route("/metrics", get(api::dcmon::metrics)),
+    );
+    let admin = guarded(
+        Access::Admin,
+        Router::new().route("/api/dcmon/stats", get(api::dcmon::stats)),
+    );
+    let any = Router::new().route("/health", get(api::dcmon::health));
     Router::new()
-        .route("/api/v1/write", post(api::write::write))
-        .route("/api/dcmon/stats", get(api::dcmon::stats))
-        .route("/health", get(api::dcmon::health))
-        .route("/metrics", get(api::dcmon::metrics))
+        .merge(write)
+        .merge(read)
+        .merge(admin)
+        .merge(any)
         .fallback(not_found)
         // The write handler enforces its own limit, with a 413 of its own.
         .layer(DefaultBodyLimit::disable())

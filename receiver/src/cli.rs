@@ -5,9 +5,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
+
+use crate::auth::Scope;
 
 /// dcmon-receiver: remote-write ingest, storage, PromQL API and command queue.
 #[derive(Debug, Parser)]
@@ -26,7 +28,11 @@ pub struct Cli {
     pub max_request_bytes: usize,
 
     /// SQLite database file.
-    #[arg(long = "storage.path", default_value = "./data/dcmon.db")]
+    #[arg(
+        long = "storage.path",
+        default_value = "./data/dcmon.db",
+        global = true
+    )]
     pub storage_path: PathBuf,
 
     /// How long samples are kept.
@@ -53,6 +59,43 @@ pub struct Cli {
     /// Output format of log messages: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt")]
     pub log_format: LogFormat,
+
+    /// Without a subcommand the receiver serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Administrative subcommands, run against the database in `--storage.path`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scoped API tokens for Grafana (read) and stock Prometheus (write).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// `dcmon-receiver token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Creates a token and prints it once (only its hash is stored).
+    Create {
+        /// Unique name, for listing and revoking.
+        #[arg(long)]
+        name: String,
+        /// `read` (query API, for Grafana) or `write` (remote write, for Prometheus).
+        #[arg(long, value_enum)]
+        scope: Scope,
+    },
+    /// Lists tokens (never their secrets).
+    List,
+    /// Revokes a token; refused from the next request on.
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// Parses `args` (program name first), folding in the config file if named.

@@ -13,6 +13,9 @@
 //! - `metadata(family, type, help, unit)`: what senders say about metric
 //!   families.
 //!
+//! Version 2 adds `tokens(name, scope, hash, created_ms, revoked_ms)`: the
+//! scoped API tokens, by SHA-256 hash.
+//!
 //! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
 //! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
 
@@ -21,10 +24,11 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i64 = 1;
+pub const CURRENT_VERSION: i64 = 2;
 
 /// Migration `n` (1-based) brings a database from version `n-1` to `n`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE series (
         id     INTEGER PRIMARY KEY,
         labels TEXT NOT NULL
@@ -46,7 +50,18 @@ const MIGRATIONS: &[&str] = &["
         help   TEXT NOT NULL,
         unit   TEXT NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE tokens (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        scope      TEXT NOT NULL,
+        hash       BLOB NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+",
+];
 
 /// Opens (creating if needed) the database for writing and migrates it.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {

@@ -120,6 +120,30 @@ impl Receiver {
         child.wait().unwrap()
     }
 
+    /// Runs `dcmon-receiver <args>` against this receiver's database;
+    /// returns (success, stdout, stderr).
+    pub fn admin_command(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+            .args(args)
+            .arg("--storage.path")
+            .arg(self.db_path())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Creates a scoped token with the CLI and returns it.
+    pub fn create_token(&self, name: &str, scope: &str) -> String {
+        let (ok, stdout, stderr) =
+            self.admin_command(&["token", "create", "--name", name, "--scope", scope]);
+        assert!(ok, "token create failed: {stderr}");
+        stdout.trim().to_owned()
+    }
+
     /// The process log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()

@@ -1,81 +1,9 @@
-//! Who is calling. Every request must carry `Authorization: Bearer <token>`;
-//! the token is resolved to a [`Principal`] before any handler runs.
-//!
-//! Today the only principal is the admin (its token lives in a 0600 file
-//! created on first start). Per-host JWTs and scoped read/write tokens are
-//! further [`Principal`] variants resolved by the same middleware.
+//! The admin token: random, 256 bits, kept in a 0600 file the receiver
+//! creates on first start. It is never logged; the log names the file.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
-use subtle::ConstantTimeEq;
-
-use crate::error::{ApiError, ErrorKind};
-
-/// The authenticated caller of a request, stored in its extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// Holder of the admin token: every right.
-    Admin,
-}
-
-/// Secrets the middleware checks tokens against.
-#[derive(Clone)]
-pub struct Authenticator {
-    admin_token: Arc<str>,
-}
-
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Authenticator { admin_token: <redacted> }")
-    }
-}
-
-impl Authenticator {
-    /// Checks tokens against `admin_token`.
-    pub fn new(admin_token: impl Into<Arc<str>>) -> Self {
-        Self {
-            admin_token: admin_token.into(),
-        }
-    }
-
-    /// Resolves a bearer token, comparing in constant time.
-    pub fn principal(&self, token: &str) -> Option<Principal> {
-        bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())).then_some(Principal::Admin)
-    }
-}
-
-/// Rejects any request without a valid bearer token (401), otherwise
-/// records the [`Principal`] for the handlers.
-pub async fn require_principal(
-    State(auth): State<Authenticator>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::Unauthorized,
-                "missing 'Authorization: Bearer <token>' header",
-            )
-        })?;
-    let principal = auth
-        .principal(token)
-        .ok_or_else(|| ApiError::new(ErrorKind::Unauthorized, "invalid token"))?;
-    request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
-}
 
 /// Why the admin token could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -177,13 +105,5 @@ mod tests {
         let path = dir.path().join("admin-token");
         std::fs::write(&path, "short\n").unwrap();
         assert!(load_or_create_admin_token(&path).is_err());
-    }
-
-    #[test]
-    fn only_the_exact_token_is_admin() {
-        let auth = Authenticator::new("a".repeat(64));
-        assert_eq!(auth.principal(&"a".repeat(64)), Some(Principal::Admin));
-        assert_eq!(auth.principal(&"a".repeat(63)), None);
-        assert_eq!(auth.principal(""), None);
     }
 }

@@ -1,0 +1,185 @@
+//! Who is calling, and what they may do. Every request must carry
+//! `Authorization: Bearer <token>`; the token is resolved to a [`Principal`]
+//! before any handler runs (401 otherwise), and each route group states the
+//! [`Access`] it needs (403 when the principal lacks it).
+//!
+//! Principals: the admin (token in a 0600 file, full rights) and scoped
+//! tokens created by the admin (`read` for Grafana, `write` for a stock
+//! Prometheus), stored only as SHA-256 hashes. Per-host JWTs are the next
+//! variant resolved here.
+
+pub mod admin;
+pub mod scoped;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+pub use self::admin::{TokenFileError, load_or_create_admin_token};
+pub use self::scoped::{Scope, TokenStore};
+use crate::error::{ApiError, ErrorKind};
+
+/// The authenticated caller of a request, stored in its extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Holder of the admin token: every right.
+    Admin,
+    /// Holder of a scoped token.
+    Token {
+        /// The token's name, for logs and audit.
+        name: String,
+        /// What it may do.
+        scope: Scope,
+    },
+}
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any authenticated caller (`/health`).
+    Any,
+    /// Reading: the query API and `/metrics`.
+    Read,
+    /// Writing samples: `/api/v1/write`.
+    Write,
+    /// Everything else: the dcmon API.
+    Admin,
+}
+
+impl Principal {
+    /// Whether this principal may use a route requiring `access`.
+    pub fn may(&self, access: Access) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Token { scope, .. } => match access {
+                Access::Any => true,
+                Access::Read => *scope == Scope::Read,
+                Access::Write => *scope == Scope::Write,
+                Access::Admin => false,
+            },
+        }
+    }
+}
+
+/// Resolves bearer tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    admin_token: Arc<str>,
+    tokens: Option<Arc<TokenStore>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator { admin_token: <redacted> }")
+    }
+}
+
+impl Authenticator {
+    /// Checks tokens against `admin_token` and, when given, the scoped tokens.
+    pub fn new(admin_token: impl Into<Arc<str>>, tokens: Option<Arc<TokenStore>>) -> Self {
+        Self {
+            admin_token: admin_token.into(),
+            tokens,
+        }
+    }
+
+    /// Resolves a bearer token: the admin token (compared in constant
+    /// time), else a scoped token that is not revoked.
+    pub fn principal(&self, token: &str) -> Result<Option<Principal>, ApiError> {
+        if bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
+            return Ok(Some(Principal::Admin));
+        }
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        let found = tokens.lookup(token).map_err(|err| {
+            tracing::error!(error = %err, "token lookup failed");
+            ApiError::new(ErrorKind::Internal, "token lookup failed")
+        })?;
+        Ok(found.map(|(name, scope)| Principal::Token { name, scope }))
+    }
+}
+
+/// Rejects any request without a valid bearer token (401), otherwise
+/// records the [`Principal`] for the handlers.
+pub async fn require_principal(
+    State(auth): State<Authenticator>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unauthorized,
+                "missing 'Authorization: Bearer <token>' header",
+            )
+        })?;
+    let principal = auth
+        .principal(token)?
+        .ok_or_else(|| ApiError::new(ErrorKind::Unauthorized, "invalid or revoked token"))?;
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+/// Refuses (403) a principal that lacks the route group's access.
+pub async fn require_access(
+    State(access): State<Access>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let allowed = request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|p| p.may(access));
+    if !allowed {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "this token's scope does not allow {} access",
+                format!("{access:?}").to_lowercase()
+            ),
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_token_is_admin() {
+        let auth = Authenticator::new("a".repeat(64), None);
+        assert_eq!(
+            auth.principal(&"a".repeat(64)).unwrap(),
+            Some(Principal::Admin)
+        );
+        assert_eq!(auth.principal(&"a".repeat(63)).unwrap(), None);
+        assert_eq!(auth.principal("").unwrap(), None);
+    }
+
+    #[test]
+    fn scopes_grant_only_their_routes() {
+        let read = Principal::Token {
+            name: "grafana".into(),
+            scope: Scope::Read,
+        };
+        let write = Principal::Token {
+            name: "prom".into(),
+            scope: Scope::Write,
+        };
+        assert!(read.may(Access::Read) && read.may(Access::Any));
+        assert!(!read.may(Access::Write) && !read.may(Access::Admin));
+        assert!(write.may(Access::Write) && !write.may(Access::Read) && !write.may(Access::Admin));
+        assert!(Principal::Admin.may(Access::Admin));
+    }
+}
