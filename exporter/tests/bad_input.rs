@@ -17,15 +17,24 @@ const FILES: &[(&str, &[&str])] = &[
     ("pressure/cpu", &["pressure"]),
     ("sys/fs/file-nr", &["filefd"]),
     ("1/mountinfo", &["filesystem"]),
+    ("vmstat", &["vmstat"]),
+    ("net/netstat", &["netstat"]),
+    ("net/sockstat", &["sockstat"]),
 ];
 
-/// A copy of the real Linux 6.18 /proc snapshot, plus a mount table.
+/// A copy of the real Linux 6.18 /proc snapshot, plus a mount table and sockstat.
 fn copy_proc_tree(dest: &Path) {
     let source = fixtures().join("procfs/local_debian12_kernel6.18_vm/proc");
     copy_dir(&source, dest);
-    let mountinfo = fixtures().join("procfs/node_exporter/proc/1/mountinfo");
+    // The VM snapshot has no mount table or sockstat: borrow node_exporter's.
+    let node_exporter = fixtures().join("procfs/node_exporter/proc");
     std::fs::create_dir_all(dest.join("1")).unwrap();
-    std::fs::copy(mountinfo, dest.join("1/mountinfo")).unwrap();
+    std::fs::copy(node_exporter.join("1/mountinfo"), dest.join("1/mountinfo")).unwrap();
+    std::fs::copy(
+        node_exporter.join("net/sockstat"),
+        dest.join("net/sockstat"),
+    )
+    .unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {

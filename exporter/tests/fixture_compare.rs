@@ -151,6 +151,12 @@ fn os_collectors_match_node_exporter_expected_output() {
         "node_edac_correctable_errors_total",
         "node_os_info",
         "node_time_clocksource_current_info",
+        "node_vmstat_pgfault",
+        "node_sockstat_TCP_mem_bytes",
+        "node_sockstat_sockets_used",
+        "node_netstat_Tcp_InErrs",
+        "node_netstat_Ip6_InOctets",
+        "node_netstat_TcpExt_ListenDrops",
     ] {
         assert!(
             compared.iter().any(|n| n == must),

@@ -26,11 +26,14 @@ pub mod loadavg;
 pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
+pub mod netstat;
 pub mod os;
 pub mod pressure;
+pub mod sockstat;
 pub mod stat;
 pub mod time;
 pub mod uname;
+pub mod vmstat;
 
 /// Why a collector produced no (or partial) data.
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +119,14 @@ pub const ALL: &[CollectorInfo] = &[
     info!(meminfo, true),
     info!(netclass, true),
     info!(netdev, true),
+    info!(netstat, true),
     info!(os, true),
     info!(pressure, true),
+    info!(sockstat, true),
     info!(stat, true),
     info!(time, true),
     info!(uname, true),
+    info!(vmstat, true),
 ];
 
 struct Entry {
