@@ -27,10 +27,14 @@ fn main() -> ExitCode {
 fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
     let config = Config::from_parsed(parsed)?;
     // One thread serves HTTP; collectors run on the blocking pool, whose
-    // threads exit when idle. This keeps the resident set small.
+    // threads exit when idle. The pool is capped at 8 threads: every thread
+    // gets its own glibc malloc arena, and arenas are most of the resident
+    // set. Cheap collectors queue for microseconds; up to 7 collectors can
+    // hang at once (each is skipped while stuck) before the rest wait too,
+    // and even then the per-collector timeout bounds every scrape.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(64)
+        .max_blocking_threads(8)
         .thread_keep_alive(Duration::from_secs(30))
         .build()
         .context("starting the runtime")?;
