@@ -88,6 +88,16 @@ pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, CollectEr
     })
 }
 
+/// Reads a whole file that may legitimately be missing (a kernel without
+/// PSI, IPv6 or a protocol): `Ok(None)` then.
+pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if is_absent(&err) => Ok(None),
+        Err(source) => Err(CollectError::io(path, source)),
+    }
+}
+
 /// Reads a one-value sysfs attribute, trimmed. `Ok(None)` when the file does
 /// not exist or the kernel refuses to read it (many attributes return EINVAL
 /// or EOPNOTSUPP for devices that lack the feature).

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::roots::{Roots, is_absent};
+use crate::roots::{Roots, read_optional};
 use crate::snapshot::{Kind, Snapshot};
 
 /// Flag and label name.
@@ -103,10 +103,8 @@ impl Collector for NetstatCollector {
         let mut found = false;
         for (file, parse) in sources {
             let path = self.roots.proc(file);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(err) if is_absent(&err) => continue,
-                Err(err) => return Err(CollectError::io(&path, err)),
+            let Some(text) = read_optional(&path)? else {
+                continue;
             };
             found = true;
             for (proto, field, value) in parse(&path, &text)? {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::roots::Roots;
+use crate::roots::{Roots, read_optional};
 use crate::snapshot::Snapshot;
 
 /// Flag and label name.
@@ -105,11 +105,8 @@ impl Collector for PressureCollector {
         let mut found_any = false;
         for resource in ["cpu", "io", "memory", "irq"] {
             let path = self.roots.proc(&format!("pressure/{resource}"));
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                // No PSI on this kernel (or irq PSI off): node_exporter skips it.
-                Err(err) if crate::roots::is_absent(&err) => continue,
-                Err(err) => return Err(CollectError::io(&path, err)),
+            let Some(text) = read_optional(&path)? else {
+                continue;
             };
             found_any = true;
             let totals = parse_psi(&path, &text)?;

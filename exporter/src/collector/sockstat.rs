@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::roots::{Roots, is_absent};
+use crate::roots::{Roots, read_optional};
 use crate::snapshot::Snapshot;
 
 /// Flag and label name.
@@ -60,10 +60,8 @@ impl Collector for SockstatCollector {
         let mut found = false;
         for file in ["net/sockstat", "net/sockstat6"] {
             let path = self.roots.proc(file);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(err) if is_absent(&err) => continue,
-                Err(err) => return Err(CollectError::io(&path, err)),
+            let Some(text) = read_optional(&path)? else {
+                continue;
             };
             found = true;
             for (protocol, field, value) in parse_sockstat(&path, &text)? {
