@@ -13,7 +13,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dcmon_protocol::remote_write::{self, Batch, DecodeError, Version, headers};
+use dcmon_protocol::remote_write::{
+    self, Batch, DecodeError, UnsupportedContentType, Version, headers,
+};
 
 use crate::app::AppState;
 use crate::storage::now_ms;
@@ -67,8 +69,10 @@ pub async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let version = remote_write::version_from_content_type(content_type).unwrap_or(Version::V2);
-    let outcome = accept(&state, &headers, body).await;
+    // Parsed once: the answer's shape depends on it even when it is refused.
+    let negotiated = remote_write::version_from_content_type(content_type);
+    let version = negotiated.clone().unwrap_or(Version::V2);
+    let outcome = accept(&state, negotiated, &headers, body).await;
     let written = outcome.as_ref().map_or(0, |n| *n);
     let mut response = match outcome {
         Ok(_) => match version {
@@ -101,11 +105,13 @@ pub async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
 }
 
 /// Decodes, validates and stores one request; the number of samples written.
-async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, Rejection> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let version = remote_write::version_from_content_type(content_type).map_err(|e| {
+async fn accept(
+    state: &AppState,
+    negotiated: Result<Version, UnsupportedContentType>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<usize, Rejection> {
+    let version = negotiated.map_err(|e| {
         Rejection::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_content_type",

@@ -68,11 +68,6 @@ impl Head {
         }
     }
 
-    /// Whether a series has head samples.
-    pub fn contains(&self, id: SeriesId) -> bool {
-        self.series.contains_key(&id)
-    }
-
     /// A series' head samples in `[start, end]`, sorted, later writes
     /// winning over earlier ones at the same timestamp.
     pub fn range(&self, id: SeriesId, start: i64, end: i64) -> Vec<RawSample> {
@@ -258,6 +253,6 @@ mod tests {
         head.drain_prefix(2, 1);
         assert_eq!(head.len(), 1);
         assert_eq!(head.range(1, 0, 100), vec![(30, 3)]);
-        assert!(!head.contains(2));
+        assert_eq!(head.cut(), vec![(1, 1)], "series 2 left the head");
     }
 }

@@ -26,7 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use self::head::Head;
-use self::index::{Labels, SeriesIndex};
+use self::index::SeriesIndex;
 
 /// Why storage could not do what was asked. Every variant is on our side
 /// (a retry may succeed), so it maps to HTTP 5xx.
@@ -368,11 +368,6 @@ impl Storage {
         self.with_reader(|conn| {
             Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?)
         })
-    }
-
-    /// Shared labels of a series, if it exists.
-    pub fn labels(&self, id: index::SeriesId) -> Option<Labels> {
-        read_lock(&self.shared.index).labels(id).cloned()
     }
 }
 
