@@ -9,11 +9,14 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use clap::{
+    Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
+};
 use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 
 use crate::collector;
+use crate::identity::register::RegisterArgs;
 
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
 #[derive(Debug, Parser)]
@@ -99,6 +102,18 @@ pub struct Cli {
     /// Output format of log messages: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt")]
     pub log_format: LogFormat,
+
+    /// Without a subcommand the exporter serves `/metrics` (and ships to
+    /// its receiver once registered).
+    #[command(subcommand)]
+    pub command: Option<ExporterCommand>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ExporterCommand {
+    /// Enrols this host with a dcmon receiver (needs the admin token once).
+    Register(RegisterArgs),
 }
 
 /// node_exporter's defaults, so the same mounts and devices are skipped.

@@ -7,6 +7,7 @@ pub mod collector;
 pub mod config;
 pub mod exposition;
 pub mod http;
+pub mod identity;
 pub mod roots;
 pub mod self_metrics;
 pub mod snapshot;

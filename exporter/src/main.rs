@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::Scraper;
 use dcmon_exporter::config::Config;
-use dcmon_exporter::{cli, http};
+use dcmon_exporter::{cli, http, identity};
 
 fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os().collect()) {
@@ -15,7 +16,11 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     dcmon_protocol::logging::init(&parsed.cli.log_level, parsed.cli.log_format);
-    match run(parsed) {
+    let result = match &parsed.cli.command {
+        Some(ExporterCommand::Register(args)) => identity::register::run(args).map(drop),
+        None => run(parsed),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "dcmon-exporter stopped");

@@ -6,6 +6,7 @@
 pub mod config_file;
 pub mod duration;
 pub mod exposition;
+pub mod identity;
 pub mod logging;
 pub mod net;
 pub mod prompb;

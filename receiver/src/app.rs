@@ -2,7 +2,7 @@
 //! endpoint cannot be added unauthenticated by accident.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
-use crate::auth::{self, Access, Authenticator};
+use crate::auth::{self, Access, Authenticator, ClientStore};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{HandlerLabels, Metrics};
 use crate::storage::Storage;
@@ -32,6 +32,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request limits.
     pub limits: Limits,
+    /// Enrolled hosts.
+    pub clients: Arc<ClientStore>,
+    /// How often hosts are expected to write (their status derives from it).
+    pub push_interval: Duration,
 }
 
 /// The receiver's HTTP application.
@@ -49,7 +53,11 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
     );
     let admin = guarded(
         Access::Admin,
-        Router::new().route("/api/dcmon/stats", get(api::dcmon::stats)),
+        Router::new()
+            .route("/api/dcmon/stats", get(api::dcmon::stats))
+            .route("/api/dcmon/register", post(api::clients::register))
+            .route("/api/dcmon/clients", get(api::clients::list))
+            .route("/api/dcmon/clients/{id}/revoke", post(api::clients::revoke)),
     );
     let any = Router::new().route("/health", get(api::dcmon::health));
     Router::new()
@@ -96,10 +104,17 @@ async fn record_duration(
 }
 
 /// Shorthand for tests and `main`: the shared state.
-pub fn state(storage: Storage, limits: Limits) -> Arc<AppState> {
+pub fn state(
+    storage: Storage,
+    limits: Limits,
+    clients: Arc<ClientStore>,
+    push_interval: Duration,
+) -> Arc<AppState> {
     Arc::new(AppState {
         storage,
         metrics: Metrics::default(),
         limits,
+        clients,
+        push_interval,
     })
 }

@@ -47,6 +47,11 @@ pub struct Cli {
     #[arg(long = "storage.retention-interval", default_value = "10m", value_parser = parse_duration)]
     pub retention_interval: Duration,
 
+    /// How often enrolled hosts write. A host silent for two intervals gets
+    /// `up 0` and status `stale`; for ten, `offline`.
+    #[arg(long = "clients.push-interval", default_value = "30s", value_parser = parse_duration)]
+    pub push_interval: Duration,
+
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
     #[arg(long = "admin-token-file", default_value = "./data/admin-token")]
@@ -73,6 +78,24 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Enrolled hosts (`dcmon-exporter register` adds them).
+    Client {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+}
+
+/// `dcmon-receiver client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientAction {
+    /// Lists enrolled hosts with their status.
+    List,
+    /// Revokes a host's key; its next request is refused.
+    Revoke {
+        /// Client id or host name.
+        id: String,
     },
 }
 

@@ -7,5 +7,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod heartbeat;
 pub mod metrics;
 pub mod storage;

@@ -1,15 +1,17 @@
 //! `dcmon-receiver` entry point: parse flags, open storage, serve, and on
 //! SIGTERM stop accepting, finish in-flight writes, flush and exit 0.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use dcmon_receiver::app::{self, Limits};
 use std::sync::Arc;
 
-use dcmon_receiver::auth::{Authenticator, TokenStore, load_or_create_admin_token};
-use dcmon_receiver::cli::{self, Cli, Command, TokenAction};
-use dcmon_receiver::storage::{Options, Storage};
+use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
+use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
+use dcmon_receiver::heartbeat;
+use dcmon_receiver::storage::{Options, Storage, now_ms};
 
 fn main() -> ExitCode {
     let cli = match cli::parse_from(std::env::args_os().collect()) {
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     dcmon_protocol::logging::init(&cli.log_level, cli.log_format);
     let result = match &cli.command {
         Some(Command::Token { action }) => run_token_command(&cli, action),
+        Some(Command::Client { action }) => run_client_command(&cli, action),
         None => run(cli),
     };
     match result {
@@ -62,6 +65,39 @@ fn run_token_command(cli: &Cli, action: &TokenAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `dcmon-receiver client list|revoke`.
+fn run_client_command(cli: &Cli, action: &ClientAction) -> anyhow::Result<()> {
+    let store = ClientStore::open(&cli.storage_path)
+        .with_context(|| format!("opening {}", cli.storage_path.display()))?;
+    match action {
+        ClientAction::List => {
+            println!(
+                "{:<24} {:<24} {:<8} {:<20} {:<10} fingerprint",
+                "id", "hostname", "status", "last_seen", "version"
+            );
+            for client in store.list(now_ms(), cli.push_interval)? {
+                let seen = client
+                    .last_seen
+                    .map_or_else(|| "-".to_owned(), |s| format!("{s:.0}"));
+                println!(
+                    "{:<24} {:<24} {:<8} {:<20} {:<10} {}",
+                    client.id,
+                    client.hostname,
+                    client.status,
+                    seen,
+                    client.exporter_version,
+                    client.key_fingerprint
+                );
+            }
+        }
+        ClientAction::Revoke { id } => {
+            let revoked = store.revoke(id)?;
+            eprintln!("Revoked client {revoked}; its next request is refused.");
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (token, created) = load_or_create_admin_token(&cli.admin_token_file)?;
     if created {
@@ -76,12 +112,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let storage = Storage::open(&cli.storage_path, options)
         .with_context(|| format!("opening storage {}", cli.storage_path.display()))?;
     let tokens = Arc::new(TokenStore::open(&cli.storage_path).context("opening the token table")?);
+    let clients =
+        Arc::new(ClientStore::open(&cli.storage_path).context("opening the clients table")?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
         let maintenance = storage.spawn_maintenance();
+        let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), cli.push_interval);
         let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
         tracing::info!(address = %listener.local_addr()?, storage = %cli.storage_path.display(), "listening");
         let state = app::state(
@@ -89,12 +128,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Limits {
                 max_request_bytes: cli.max_request_bytes,
             },
+            Arc::clone(&clients),
+            cli.push_interval,
         );
-        let served = axum::serve(listener, app::router(state, Authenticator::new(token, Some(tokens))))
+        let auth = Authenticator::new(token)
+            .with_tokens(tokens)
+            .with_clients(Arc::clone(&clients));
+        // Connection info: the clients registry shows each host's address.
+        let app = app::router(state, auth).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
             .await;
         // In-flight requests are done; write what is queued and stop.
         maintenance.abort();
+        presence.abort();
+        if let Err(err) = clients.flush_activity() {
+            tracing::warn!(error = %err, "saving client activity failed");
+        }
         storage.close().await;
         served.context("serving HTTP")
     })

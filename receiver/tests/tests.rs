@@ -3,6 +3,7 @@
 mod auth;
 mod common;
 mod durability;
+mod identity;
 mod prometheus_e2e;
 mod retention;
 mod write;

@@ -1,4 +1,5 @@
 //! HTTP handlers, one module per API area.
 
+pub mod clients;
 pub mod dcmon;
 pub mod write;

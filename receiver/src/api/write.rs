@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -18,6 +19,7 @@ use dcmon_protocol::remote_write::{
 };
 
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::storage::now_ms;
 
 /// How far ahead of the receiver's clock a sample may be (Prometheus: 10 min).
@@ -65,14 +67,19 @@ impl From<DecodeError> for Rejection {
 }
 
 /// The handler.
-pub async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn write(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     // Parsed once: the answer's shape depends on it even when it is refused.
     let negotiated = remote_write::version_from_content_type(content_type);
     let version = negotiated.clone().unwrap_or(Version::V2);
-    let outcome = accept(&state, negotiated, &headers, body).await;
+    let outcome = accept(&state, &principal, negotiated, &headers, body).await;
     let written = outcome.as_ref().map_or(0, |n| *n);
     let mut response = match outcome {
         Ok(_) => match version {
@@ -107,6 +114,7 @@ pub async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
 /// Decodes, validates and stores one request; the number of samples written.
 async fn accept(
     state: &AppState,
+    principal: &Principal,
     negotiated: Result<Version, UnsupportedContentType>,
     headers: &HeaderMap,
     body: Body,
@@ -148,7 +156,10 @@ async fn accept(
         }
     })?;
     let raw = remote_write::decompress(&compressed, limit.saturating_mul(DECOMPRESSION_FACTOR))?;
-    let batch = remote_write::decode(version, &raw)?;
+    let mut batch = remote_write::decode(version, &raw)?;
+    if let Principal::Client { instance, .. } = principal {
+        claim_instance(&mut batch, instance);
+    }
     check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
     let samples = batch.sample_count();
     state
@@ -165,6 +176,26 @@ async fn accept(
     state.metrics.ingested_samples.inc_by(samples as u64);
     state.metrics.write_requests.inc();
     Ok(samples)
+}
+
+/// Sets `instance` (and `host`, where a sender added one) on every series
+/// of an enrolled host to the host's own name: a host can only ever write
+/// its own series, whatever it sends.
+fn claim_instance(batch: &mut Batch, instance: &str) {
+    for series in &mut batch.series {
+        set_label(&mut series.labels, "instance", instance);
+        if series.labels.iter().any(|(name, _)| name == "host") {
+            set_label(&mut series.labels, "host", instance);
+        }
+    }
+}
+
+/// Sets a label in a name-sorted label set.
+fn set_label(labels: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match labels.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        Ok(at) => value.clone_into(&mut labels[at].1),
+        Err(at) => labels.insert(at, (name.to_owned(), value.to_owned())),
+    }
 }
 
 /// Refuses samples more than [`MAX_AHEAD`] in the future, as Prometheus
@@ -200,4 +231,50 @@ fn check_timestamps(batch: &Batch, now: i64, retention: Duration) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcmon_protocol::remote_write::SeriesSamples;
+
+    #[test]
+    fn a_host_writes_only_its_own_instance() {
+        let series = |labels: &[(&str, &str)]| SeriesSamples {
+            labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            samples: vec![(1, 1.0)],
+        };
+        let mut batch = Batch {
+            series: vec![
+                series(&[("__name__", "up"), ("instance", "other"), ("job", "x")]),
+                series(&[("__name__", "up"), ("job", "x")]),
+                series(&[("__name__", "a"), ("host", "other")]),
+            ],
+            ..Batch::default()
+        };
+        claim_instance(&mut batch, "gpu-01");
+        let labels: Vec<Vec<(String, String)>> =
+            batch.series.into_iter().map(|s| s.labels).collect();
+        let expect = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels,
+            vec![
+                expect(&[("__name__", "up"), ("instance", "gpu-01"), ("job", "x")]),
+                expect(&[("__name__", "up"), ("instance", "gpu-01"), ("job", "x")]),
+                expect(&[
+                    ("__name__", "a"),
+                    ("host", "gpu-01"),
+                    ("instance", "gpu-01")
+                ]),
+            ]
+        );
+    }
 }

@@ -3,23 +3,27 @@
 //! before any handler runs (401 otherwise), and each route group states the
 //! [`Access`] it needs (403 when the principal lacks it).
 //!
-//! Principals: the admin (token in a 0600 file, full rights) and scoped
+//! Principals: the admin (token in a 0600 file, full rights), scoped
 //! tokens created by the admin (`read` for Grafana, `write` for a stock
-//! Prometheus), stored only as SHA-256 hashes. Per-host JWTs are the next
-//! variant resolved here.
+//! Prometheus), stored only as SHA-256 hashes, and enrolled hosts, which
+//! sign a short-lived RS256 JWT per request.
 
 pub mod admin;
+pub mod clients;
+pub mod jwt;
 pub mod scoped;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 pub use self::admin::{TokenFileError, load_or_create_admin_token};
+pub use self::clients::ClientStore;
 pub use self::scoped::{Scope, TokenStore};
 use crate::error::{ApiError, ErrorKind};
 
@@ -34,6 +38,13 @@ pub enum Principal {
         name: String,
         /// What it may do.
         scope: Scope,
+    },
+    /// An enrolled host, authenticated by its JWT.
+    Client {
+        /// Client id.
+        id: String,
+        /// Its host name: the `instance` of everything it writes.
+        instance: String,
     },
 }
 
@@ -61,6 +72,8 @@ impl Principal {
                 Access::Write => *scope == Scope::Write,
                 Access::Admin => false,
             },
+            // Hosts write their own samples; they never read the fleet's.
+            Principal::Client { .. } => matches!(access, Access::Any | Access::Write),
         }
     }
 }
@@ -70,6 +83,7 @@ impl Principal {
 pub struct Authenticator {
     admin_token: Arc<str>,
     tokens: Option<Arc<TokenStore>>,
+    clients: Option<Arc<ClientStore>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -79,19 +93,50 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Checks tokens against `admin_token` and, when given, the scoped tokens.
-    pub fn new(admin_token: impl Into<Arc<str>>, tokens: Option<Arc<TokenStore>>) -> Self {
+    /// Checks tokens against `admin_token` only.
+    pub fn new(admin_token: impl Into<Arc<str>>) -> Self {
         Self {
             admin_token: admin_token.into(),
-            tokens,
+            tokens: None,
+            clients: None,
         }
     }
 
+    /// Also accepts the scoped tokens of `tokens`.
+    pub fn with_tokens(mut self, tokens: Arc<TokenStore>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Also accepts JWTs signed by the clients of `clients`.
+    pub fn with_clients(mut self, clients: Arc<ClientStore>) -> Self {
+        self.clients = Some(clients);
+        self
+    }
+
     /// Resolves a bearer token: the admin token (compared in constant
-    /// time), else a scoped token that is not revoked.
+    /// time), a client JWT, else a scoped token that is not revoked.
     pub fn principal(&self, token: &str) -> Result<Option<Principal>, ApiError> {
         if bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
             return Ok(Some(Principal::Admin));
+        }
+        if let Some(clients) = &self.clients
+            && jwt::looks_like_jwt(token)
+        {
+            return match jwt::verify(token, clients, crate::storage::now_ms() / 1000) {
+                Ok(client) => Ok(Some(Principal::Client {
+                    id: client.id,
+                    instance: client.instance,
+                })),
+                Err(jwt::JwtError::Store(err)) => {
+                    tracing::error!(error = %err, "client lookup failed");
+                    Err(ApiError::new(ErrorKind::Internal, "client lookup failed"))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "client token refused");
+                    Err(ApiError::new(ErrorKind::Unauthorized, err.to_string()))
+                }
+            };
         }
         let Some(tokens) = &self.tokens else {
             return Ok(None);
@@ -126,6 +171,20 @@ pub async fn require_principal(
     let principal = auth
         .principal(token)?
         .ok_or_else(|| ApiError::new(ErrorKind::Unauthorized, "invalid or revoked token"))?;
+    if let (Principal::Client { id, .. }, Some(clients)) = (&principal, &auth.clients) {
+        let address = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string());
+        // `dcmon-exporter/<version>`: the registry shows what each host runs.
+        let version = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.strip_prefix("dcmon-exporter/"))
+            .map(|v| v.chars().take(64).collect());
+        clients.record_activity(id, address, version);
+    }
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
@@ -158,7 +217,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_token_is_admin() {
-        let auth = Authenticator::new("a".repeat(64), None);
+        let auth = Authenticator::new("a".repeat(64));
         assert_eq!(
             auth.principal(&"a".repeat(64)).unwrap(),
             Some(Principal::Admin)
@@ -181,5 +240,11 @@ mod tests {
         assert!(!read.may(Access::Write) && !read.may(Access::Admin));
         assert!(write.may(Access::Write) && !write.may(Access::Read) && !write.may(Access::Admin));
         assert!(Principal::Admin.may(Access::Admin));
+        let host = Principal::Client {
+            id: "c1".into(),
+            instance: "gpu-01".into(),
+        };
+        assert!(host.may(Access::Write) && host.may(Access::Any));
+        assert!(!host.may(Access::Read) && !host.may(Access::Admin));
     }
 }

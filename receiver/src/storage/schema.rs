@@ -16,6 +16,11 @@
 //! Version 2 adds `tokens(name, scope, hash, created_ms, revoked_ms)`: the
 //! scoped API tokens, by SHA-256 hash.
 //!
+//! Version 3 adds the host identities: `clients` (one row per host name,
+//! its public key and activity), `registration_nonces` (nonces of accepted
+//! registrations, so a captured request cannot be replayed) and `settings`
+//! (receiver-wide values such as the JWT audience).
+//!
 //! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
 //! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
 
@@ -24,7 +29,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// Migration `n` (1-based) brings a database from version `n-1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -59,6 +64,28 @@ const MIGRATIONS: &[&str] = &[
         hash       BLOB NOT NULL UNIQUE,
         created_ms INTEGER NOT NULL,
         revoked_ms INTEGER
+    );
+",
+    "
+    CREATE TABLE clients (
+        id               TEXT PRIMARY KEY,
+        hostname         TEXT NOT NULL UNIQUE,
+        machine_id       TEXT NOT NULL,
+        public_key       TEXT NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        exporter_version TEXT NOT NULL,
+        registered_ms    INTEGER NOT NULL,
+        last_seen_ms     INTEGER,
+        last_address     TEXT,
+        revoked_ms       INTEGER
+    );
+    CREATE TABLE registration_nonces (
+        nonce   TEXT PRIMARY KEY,
+        seen_ms INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
 ",
 ];

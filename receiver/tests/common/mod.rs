@@ -274,3 +274,9 @@ pub fn open_storage(path: &Path) -> dcmon_receiver::storage::Storage {
     dcmon_receiver::storage::Storage::open(path, dcmon_receiver::storage::Options::default())
         .unwrap()
 }
+
+/// Matches series named `name`.
+pub fn name_matcher(name: &str) -> dcmon_receiver::storage::index::Matcher {
+    use dcmon_receiver::storage::index::{MatchOp, Matcher};
+    Matcher::new("__name__", MatchOp::Equal, name).unwrap()
+}

@@ -1,0 +1,166 @@
+//! `dcmon-exporter register`: enrols this host with a receiver. Generates a
+//! new RSA key, proves possession by signing the registration, presents the
+//! admin token once (it is never written on the host) and stores the key
+//! and the receiver's answer in the state directory. Registering again
+//! replaces the key.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use dcmon_protocol::identity::{self, KEY_BITS, RegisterRequest, RegisterResponse};
+use rsa::RsaPrivateKey;
+
+use super::{Enrollment, StateDir};
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dcmon-exporter";
+
+/// Flags of `dcmon-exporter register`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegisterArgs {
+    /// Receiver base URL, e.g. `https://dcmon.example:8000`.
+    #[arg(long)]
+    pub server: String,
+
+    /// File holding the admin token. Without it the token is read from
+    /// standard input (one line).
+    #[arg(long = "admin-token-file", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Where the host key and enrollment are kept.
+    #[arg(long = "state-dir", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Host name to register (the `instance` label of this host's samples).
+    /// Default: the system's host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+
+    /// File holding the machine id.
+    #[arg(long = "machine-id-file", default_value = "/etc/machine-id")]
+    pub machine_id_file: PathBuf,
+}
+
+/// Runs the registration; prints what happened.
+pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
+    let state = StateDir::open(&args.state_dir)?;
+    let admin_token = read_admin_token(args)?;
+    let hostname = match &args.hostname {
+        Some(name) => name.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if !identity::is_hostname(&hostname) {
+        bail!("host name {hostname:?} is not a valid instance name; pass --hostname");
+    }
+    let machine_id = std::fs::read_to_string(&args.machine_id_file)
+        .with_context(|| format!("reading {}", args.machine_id_file.display()))?
+        .trim()
+        .to_owned();
+    eprintln!("Generating a {KEY_BITS}-bit RSA key for {hostname}...");
+    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, KEY_BITS)
+        .context("generating the host key")?;
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).context("no randomness for the nonce")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs() as i64;
+    let request = RegisterRequest::signed(
+        &key,
+        &hostname,
+        &machine_id,
+        now,
+        &identity::hex(&nonce),
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    let server = args.server.trim_end_matches('/').to_owned();
+    let answer = send(&server, &admin_token, &request)?;
+    let enrollment = Enrollment {
+        server,
+        client_id: answer.client_id,
+        instance: answer.instance,
+        audience: answer.audience,
+    };
+    state.save(&key, &enrollment)?;
+    eprintln!(
+        "{} {} as client {} with {}.\nKey and enrollment are in {}; start shipping with:\n  dcmon-exporter --state-dir {}",
+        if answer.replaced {
+            "Re-registered"
+        } else {
+            "Registered"
+        },
+        enrollment.instance,
+        enrollment.client_id,
+        enrollment.server,
+        state.path().display(),
+        state.path().display(),
+    );
+    Ok(enrollment)
+}
+
+fn read_admin_token(args: &RegisterArgs) -> anyhow::Result<String> {
+    let token = match &args.admin_token_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the admin token from {}", file.display()))?,
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprint!("Admin token: ");
+                std::io::stderr().flush().ok();
+            }
+            let mut line = String::new();
+            stdin
+                .lock()
+                .read_line(&mut line)
+                .context("reading the admin token from standard input")?;
+            line
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        bail!("the admin token is empty");
+    }
+    Ok(token)
+}
+
+fn send(
+    server: &str,
+    admin_token: &str,
+    request: &RegisterRequest,
+) -> anyhow::Result<RegisterResponse> {
+    let url = format!("{server}/api/dcmon/register");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let response = client
+            .post(&url)
+            .bearer_auth(admin_token)
+            .json(request)
+            .send()
+            .await
+            .with_context(|| format!("sending the registration to {url}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            // The receiver answers errors as Prometheus does: {"error": "..."}.
+            let reason = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                .unwrap_or(body);
+            bail!("the receiver refused the registration ({status}): {reason}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("parsing the answer of {url}"))
+    })
+}

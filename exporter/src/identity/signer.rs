@@ -1,0 +1,67 @@
+//! Signs the short-lived RS256 JWT that authenticates each request of an
+//! enrolled host. A fresh token per request: a captured one is useless
+//! after a few minutes, and no token is ever stored.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use dcmon_protocol::identity::{self, Claims};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+
+use super::Enrollment;
+
+/// How long each token is valid (the receiver accepts at most 5 minutes).
+pub const TOKEN_LIFETIME_SECS: i64 = 120;
+
+/// Signs request tokens for one enrollment.
+pub struct JwtSigner {
+    client_id: String,
+    audience: String,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("client_id", &self.client_id)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    /// A signer for `enrollment` with the host's `key`.
+    pub fn new(enrollment: &Enrollment, key: &RsaPrivateKey) -> anyhow::Result<JwtSigner> {
+        let der = key.to_pkcs1_der().context("encoding the host key")?;
+        Ok(JwtSigner {
+            client_id: enrollment.client_id.clone(),
+            audience: enrollment.audience.clone(),
+            key: EncodingKey::from_rsa_der(der.as_bytes()),
+        })
+    }
+
+    /// A token issued at Unix time `now_secs`.
+    pub fn token_at(&self, now_secs: i64) -> anyhow::Result<String> {
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).context("no randomness for the token id")?;
+        let claims = Claims {
+            sub: self.client_id.clone(),
+            aud: self.audience.clone(),
+            iat: now_secs,
+            exp: now_secs + TOKEN_LIFETIME_SECS,
+            jti: identity::hex(&jti),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .context("signing the request token")
+    }
+
+    /// `Authorization` header value for a request made now.
+    pub fn authorization(&self) -> anyhow::Result<String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(format!("Bearer {}", self.token_at(now)?))
+    }
+}

@@ -1,0 +1,184 @@
+//! The state directory: where the host key and enrollment live. It must not
+//! be writable by other users (anyone who can replace the key or the
+//! enrollment can impersonate the host), and the key must not be readable
+//! by them.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rsa::RsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use serde::{Deserialize, Serialize};
+
+/// File name of the private key.
+pub const KEY_FILE: &str = "client.key";
+/// File name of the enrollment.
+pub const ENROLLMENT_FILE: &str = "enrollment.json";
+
+/// What registration left behind: enough to ship without the admin token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// Receiver base URL, e.g. `https://dcmon.example:8000`.
+    pub server: String,
+    /// Client id (`sub`).
+    pub client_id: String,
+    /// The `instance` label the receiver gives this host.
+    pub instance: String,
+    /// JWT audience naming the receiver.
+    pub audience: String,
+}
+
+impl Enrollment {
+    /// The receiver's remote-write URL.
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.server.trim_end_matches('/'))
+    }
+}
+
+/// A checked state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Opens `path`, creating it (mode 0700) if missing. Refuses a
+    /// directory other users can write to.
+    pub fn open(path: &Path) -> anyhow::Result<StateDir> {
+        if !path.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .with_context(|| format!("creating state directory {}", path.display()))?;
+        }
+        let meta = fs::metadata(path)
+            .with_context(|| format!("reading state directory {}", path.display()))?;
+        if !meta.is_dir() {
+            bail!("state directory {} is not a directory", path.display());
+        }
+        if meta.permissions().mode() & 0o002 != 0 {
+            bail!(
+                "refusing state directory {}: it is world-writable (mode {:o}); use a directory only this user can write, e.g. chmod 700",
+                path.display(),
+                meta.permissions().mode() & 0o7777
+            );
+        }
+        Ok(StateDir {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The enrollment, if this host was registered.
+    pub fn enrollment(&self) -> anyhow::Result<Option<Enrollment>> {
+        let file = self.path.join(ENROLLMENT_FILE);
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+        };
+        let enrollment =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        Ok(Some(enrollment))
+    }
+
+    /// The host's private key. Refuses a key file other users can read.
+    pub fn private_key(&self) -> anyhow::Result<RsaPrivateKey> {
+        let file = self.path.join(KEY_FILE);
+        let mode = fs::metadata(&file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "refusing private key {}: readable by other users (mode {:o}); chmod 600 it",
+                file.display(),
+                mode & 0o7777
+            );
+        }
+        let pem =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        RsaPrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("parsing {}", file.display()))
+    }
+
+    /// Stores a new key and its enrollment, each replacing the old one
+    /// atomically (write beside, fsync, rename).
+    pub fn save(&self, key: &RsaPrivateKey, enrollment: &Enrollment) -> anyhow::Result<()> {
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .context("encoding the private key")?;
+        self.replace(KEY_FILE, pem.as_bytes())?;
+        let json = serde_json::to_vec_pretty(enrollment).context("encoding the enrollment")?;
+        self.replace(ENROLLMENT_FILE, &json)
+    }
+
+    fn replace(&self, name: &str, contents: &[u8]) -> anyhow::Result<()> {
+        let target = self.path.join(name);
+        let temporary = self.path.join(format!(".{name}.tmp"));
+        let _ = fs::remove_file(&temporary);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .with_context(|| format!("creating {}", temporary.display()))?;
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        fs::rename(&temporary, &target)
+            .with_context(|| format!("replacing {}", target.display()))?;
+        fs::File::open(&self.path)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("syncing {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_world_writable_dirs_and_exposed_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let state = StateDir::open(&dir).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(state.enrollment().unwrap().is_none());
+
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let enrollment = Enrollment {
+            server: "http://127.0.0.1:8000/".into(),
+            client_id: "c1".into(),
+            instance: "gpu-01".into(),
+            audience: "dcmon-receiver/x".into(),
+        };
+        state.save(&key, &enrollment).unwrap();
+        assert_eq!(state.enrollment().unwrap(), Some(enrollment.clone()));
+        assert_eq!(enrollment.write_url(), "http://127.0.0.1:8000/api/v1/write");
+        assert_eq!(state.private_key().unwrap(), key);
+        let key_file = dir.join(KEY_FILE);
+        assert_eq!(
+            fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = state.private_key().unwrap_err().to_string();
+        assert!(err.contains("readable by other users"), "{err}");
+
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = StateDir::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("world-writable"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Host enrolment and the clients registry (all admin-only):
+//! `POST /api/dcmon/register`, `GET /api/dcmon/clients`,
+//! `POST /api/dcmon/clients/{id}/revoke`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use dcmon_protocol::identity::{ClientInfo, RegisterRequest, RegisterResponse, RegistrationError};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::clients::ClientError;
+use crate::error::{ApiError, ErrorKind};
+use crate::storage::now_ms;
+
+fn store_failure(err: ClientError) -> ApiError {
+    match err {
+        ClientError::Replayed => ApiError::new(ErrorKind::Unauthorized, err.to_string()),
+        ClientError::Unknown(_) => ApiError::new(ErrorKind::NotFound, err.to_string()),
+        err => {
+            tracing::error!(error = %err, "clients table failed");
+            ApiError::new(ErrorKind::Internal, "clients table failed")
+        }
+    }
+}
+
+/// Runs a clients-table operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "clients task failed"))?
+        .map_err(store_failure)
+}
+
+/// `POST /api/dcmon/register`: verifies the host's proof of possession and
+/// stores its key. A bad proof, a stale timestamp or a replayed nonce is a
+/// 401: the request does not prove what it claims.
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let request: RegisterRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorKind::BadData,
+            format!("invalid registration body: {e}"),
+        )
+    })?;
+    let verified = request.verify(now_ms() / 1000).map_err(|err| {
+        let kind = match err {
+            RegistrationError::BadSignature | RegistrationError::StaleTimestamp(_) => {
+                ErrorKind::Unauthorized
+            }
+            _ => ErrorKind::BadData,
+        };
+        tracing::warn!(hostname = %request.hostname, error = %err, "registration refused");
+        ApiError::new(kind, err.to_string())
+    })?;
+    let clients = Arc::clone(&state.clients);
+    let hostname = request.hostname.clone();
+    let fingerprint = verified.fingerprint.clone();
+    let response = blocking(move || clients.register(&request, &verified)).await?;
+    tracing::info!(
+        hostname,
+        client_id = response.client_id,
+        key = fingerprint,
+        replaced = response.replaced,
+        "client registered"
+    );
+    Ok(Json(response))
+}
+
+/// `GET /api/dcmon/clients`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let clients = Arc::clone(&state.clients);
+    let interval = state.push_interval;
+    let listed: Vec<ClientInfo> = blocking(move || clients.list(now_ms(), interval)).await?;
+    Ok(Json(json!({ "status": "success", "data": listed })))
+}
+
+/// `POST /api/dcmon/clients/{id}/revoke` (id or host name).
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let clients = Arc::clone(&state.clients);
+    let revoked = blocking(move || clients.revoke(&id)).await?;
+    tracing::info!(client_id = revoked, "client revoked");
+    Ok(Json(
+        json!({ "status": "success", "data": { "id": revoked } }),
+    ))
+}

@@ -1,0 +1,84 @@
+//! Presence series for pushed hosts. A scraping Prometheus writes `up` for
+//! every target it scrapes; hosts that push have nobody to do that, so the
+//! receiver writes, every push interval and for every enrolled client,
+//! `up{job="dcmon",instance}` (1 while its writes arrive, 0 once silent for
+//! more than two intervals) and `dcmon_client_last_seen_timestamp_seconds`.
+//! `up == 0` alerts then work for pushed hosts as for scraped ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcmon_protocol::remote_write::SeriesSamples;
+
+use crate::auth::ClientStore;
+use crate::auth::clients::ClientError;
+use crate::storage::{Storage, now_ms};
+
+/// The presence series of every non-revoked client at `now_ms`.
+pub fn presence_series(
+    clients: &ClientStore,
+    now_ms: i64,
+    push_interval: Duration,
+) -> Result<Vec<SeriesSamples>, ClientError> {
+    let mut series = Vec::new();
+    for client in clients.list(now_ms, push_interval)? {
+        if client.status == "revoked" {
+            continue;
+        }
+        let up = if client.status == "online" { 1.0 } else { 0.0 };
+        series.push(SeriesSamples {
+            labels: vec![
+                ("__name__".into(), "up".into()),
+                ("instance".into(), client.hostname.clone()),
+                ("job".into(), "dcmon".into()),
+            ],
+            samples: vec![(now_ms, up)],
+        });
+        if let Some(seen) = client.last_seen {
+            series.push(SeriesSamples {
+                labels: vec![
+                    (
+                        "__name__".into(),
+                        "dcmon_client_last_seen_timestamp_seconds".into(),
+                    ),
+                    ("instance".into(), client.hostname),
+                ],
+                samples: vec![(now_ms, seen)],
+            });
+        }
+    }
+    Ok(series)
+}
+
+/// Every `push_interval`, on multiples of it: writes the clients' activity
+/// to their table and their presence series to storage.
+pub fn spawn(
+    clients: Arc<ClientStore>,
+    storage: Storage,
+    push_interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval_ms = push_interval.as_millis().max(1) as i64;
+        loop {
+            let now = now_ms();
+            let next_tick = (now / interval_ms + 1) * interval_ms;
+            tokio::time::sleep(Duration::from_millis((next_tick - now) as u64)).await;
+            let store = Arc::clone(&clients);
+            let series = tokio::task::spawn_blocking(move || {
+                store.flush_activity()?;
+                presence_series(&store, next_tick, push_interval)
+            })
+            .await;
+            match series {
+                Ok(Ok(series)) if series.is_empty() => {}
+                Ok(Ok(series)) => {
+                    if let Err(err) = storage.append(series, Vec::new()).await {
+                        tracing::warn!(error = %err, "writing client presence failed");
+                    }
+                }
+                Ok(Err(err)) => tracing::warn!(error = %err, "reading clients failed"),
+                Err(err) => tracing::warn!(error = %err, "heartbeat task failed"),
+            }
+        }
+    })
+}
