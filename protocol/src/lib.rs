@@ -3,6 +3,7 @@
 //! logging, listening) that behave the same in both.
 #![deny(missing_docs)]
 
+pub mod commands;
 pub mod config_file;
 pub mod duration;
 pub mod exposition;

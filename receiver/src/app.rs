@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 
 use crate::api;
 use crate::auth::{self, Access, Authenticator, ClientStore};
+use crate::commands::CommandQueue;
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{HandlerLabels, Metrics};
 use crate::storage::Storage;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub clients: Arc<ClientStore>,
     /// How often hosts are expected to write (their status derives from it).
     pub push_interval: Duration,
+    /// The command queue.
+    pub commands: Arc<CommandQueue>,
+    /// Lowest fan duty a command may set, percent.
+    pub min_duty: u8,
 }
 
 /// The receiver's HTTP application.
@@ -57,13 +62,32 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
             .route("/api/dcmon/stats", get(api::dcmon::stats))
             .route("/api/dcmon/register", post(api::clients::register))
             .route("/api/dcmon/clients", get(api::clients::list))
-            .route("/api/dcmon/clients/{id}/revoke", post(api::clients::revoke)),
+            .route("/api/dcmon/clients/{id}/revoke", post(api::clients::revoke))
+            .route(
+                "/api/dcmon/commands",
+                post(api::commands::create).get(api::commands::list),
+            )
+            .route("/api/dcmon/commands/{id}", get(api::commands::get))
+            .route(
+                "/api/dcmon/commands/{id}/cancel",
+                post(api::commands::cancel),
+            ),
+    );
+    let host = guarded(
+        Access::Host,
+        Router::new()
+            .route("/api/dcmon/commands/next", get(api::commands::next))
+            .route(
+                "/api/dcmon/commands/{id}/result",
+                post(api::commands::result),
+            ),
     );
     let any = Router::new().route("/health", get(api::dcmon::health));
     Router::new()
         .merge(write)
         .merge(read)
         .merge(admin)
+        .merge(host)
         .merge(any)
         .fallback(not_found)
         // The write handler enforces its own limit, with a 413 of its own.
@@ -101,20 +125,4 @@ async fn record_duration(
         .get_or_create(&HandlerLabels { handler })
         .observe(started.elapsed().as_secs_f64());
     response
-}
-
-/// Shorthand for tests and `main`: the shared state.
-pub fn state(
-    storage: Storage,
-    limits: Limits,
-    clients: Arc<ClientStore>,
-    push_interval: Duration,
-) -> Arc<AppState> {
-    Arc::new(AppState {
-        storage,
-        metrics: Metrics::default(),
-        limits,
-        clients,
-        push_interval,
-    })
 }

@@ -52,6 +52,16 @@ pub struct Cli {
     #[arg(long = "clients.push-interval", default_value = "30s", value_parser = parse_duration)]
     pub push_interval: Duration,
 
+    /// Lowest fan duty (percent) a command may set; hosts enforce their own floor too.
+    #[arg(long = "commands.min-duty", default_value_t = dcmon_protocol::commands::DEFAULT_MIN_DUTY,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub min_duty: u8,
+
+    /// How long a delivered command may take to report its result before it
+    /// counts as failed.
+    #[arg(long = "commands.result-timeout", default_value = "5m", value_parser = parse_duration)]
+    pub result_timeout: Duration,
+
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
     #[arg(long = "admin-token-file", default_value = "./data/admin-token")]

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request is malformed (400).
     BadData,
+    /// The object is not in a state that allows this (409).
+    Conflict,
     /// Something failed on our side (500); details stay in the log.
     Internal,
 }
@@ -28,6 +30,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::BadData => StatusCode::BAD_REQUEST,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -38,6 +41,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::BadData => "bad_data",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
         }
     }

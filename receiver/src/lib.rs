@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod heartbeat;
 pub mod metrics;

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use dcmon_receiver::app::{self, Limits};
+use dcmon_receiver::app::{self, AppState, Limits};
 use std::sync::Arc;
 
 use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
+use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
 use dcmon_receiver::storage::{Options, Storage, now_ms};
 
@@ -114,6 +115,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let tokens = Arc::new(TokenStore::open(&cli.storage_path).context("opening the token table")?);
     let clients =
         Arc::new(ClientStore::open(&cli.storage_path).context("opening the clients table")?);
+    let commands = Arc::new(
+        CommandQueue::open(&cli.storage_path, cli.result_timeout, cli.retention)
+            .context("opening the command queue")?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,14 +128,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), cli.push_interval);
         let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
         tracing::info!(address = %listener.local_addr()?, storage = %cli.storage_path.display(), "listening");
-        let state = app::state(
-            storage.clone(),
-            Limits {
+        let state = Arc::new(AppState {
+            storage: storage.clone(),
+            metrics: Default::default(),
+            limits: Limits {
                 max_request_bytes: cli.max_request_bytes,
             },
-            Arc::clone(&clients),
-            cli.push_interval,
-        );
+            clients: Arc::clone(&clients),
+            push_interval: cli.push_interval,
+            commands,
+            min_duty: cli.min_duty,
+        });
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
             .with_clients(Arc::clone(&clients));

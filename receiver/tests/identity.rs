@@ -2,88 +2,17 @@
 //! per-request RS256 JWTs. Every forged or broken credential is a 401 and
 //! stores nothing; a valid host can write only under its own `instance`.
 
-use std::sync::OnceLock;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dcmon_protocol::identity::{Claims, RegisterRequest, RegisterResponse, hex};
+use dcmon_protocol::identity::{Claims, RegisterRequest};
 use dcmon_protocol::remote_write::{Version, compress, encode_v1};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 
+use crate::common::hosts::{
+    claims, keys, now_secs, post_registration, random_nonce, register, registration, rs256,
+};
 use crate::common::{Receiver, client, now_ms, series, write_headers};
-
-/// Two host keys shared by the tests (generating one takes a moment).
-fn keys() -> &'static [RsaPrivateKey; 2] {
-    static KEYS: OnceLock<[RsaPrivateKey; 2]> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let mut rng = rsa::rand_core::OsRng;
-        [
-            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
-            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
-        ]
-    })
-}
-
-fn now_secs() -> i64 {
-    now_ms() / 1000
-}
-
-fn random_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).unwrap();
-    hex(&bytes)
-}
-
-fn registration(key: &RsaPrivateKey, host: &str) -> RegisterRequest {
-    RegisterRequest::signed(key, host, "0123abcd", now_secs(), &random_nonce(), "0.1.0").unwrap()
-}
-
-/// POSTs a registration with `token`; (status, body).
-fn post_registration(
-    receiver: &Receiver,
-    token: Option<&str>,
-    body: &RegisterRequest,
-) -> (u16, serde_json::Value) {
-    let mut request = client()
-        .post(receiver.url("/api/dcmon/register"))
-        .json(body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or_default())
-}
-
-fn register(receiver: &Receiver, key: &RsaPrivateKey, host: &str) -> RegisterResponse {
-    let (status, body) =
-        post_registration(receiver, Some(&receiver.token), &registration(key, host));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
-}
-
-fn claims(client: &RegisterResponse) -> Claims {
-    Claims {
-        sub: client.client_id.clone(),
-        aud: client.audience.clone(),
-        iat: now_secs(),
-        exp: now_secs() + 120,
-        jti: random_nonce(),
-    }
-}
-
-fn rs256(key: &RsaPrivateKey, claims: &Claims) -> String {
-    let der = key.to_pkcs1_der().unwrap();
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        claims,
-        &EncodingKey::from_rsa_der(der.as_bytes()),
-    )
-    .unwrap()
-}
 
 /// Remote-writes one sample of `metric` claiming `instance="someone-else"`.
 fn write_as(receiver: &Receiver, token: &str, metric: &str) -> (u16, String) {

@@ -57,6 +57,8 @@ pub enum Access {
     Read,
     /// Writing samples: `/api/v1/write`.
     Write,
+    /// A host's own command endpoints (poll, result).
+    Host,
     /// Everything else: the dcmon API.
     Admin,
 }
@@ -70,10 +72,12 @@ impl Principal {
                 Access::Any => true,
                 Access::Read => *scope == Scope::Read,
                 Access::Write => *scope == Scope::Write,
-                Access::Admin => false,
+                Access::Host | Access::Admin => false,
             },
             // Hosts write their own samples; they never read the fleet's.
-            Principal::Client { .. } => matches!(access, Access::Any | Access::Write),
+            Principal::Client { .. } => {
+                matches!(access, Access::Any | Access::Write | Access::Host)
+            }
         }
     }
 }
@@ -245,6 +249,8 @@ mod tests {
             instance: "gpu-01".into(),
         };
         assert!(host.may(Access::Write) && host.may(Access::Any));
+        assert!(host.may(Access::Host));
         assert!(!host.may(Access::Read) && !host.may(Access::Admin));
+        assert!(!read.may(Access::Host) && !write.may(Access::Host));
     }
 }

@@ -21,6 +21,9 @@
 //! registrations, so a captured request cannot be replayed) and `settings`
 //! (receiver-wide values such as the JWT audience).
 //!
+//! Version 4 adds `commands`: the command queue, one row per command with
+//! the time of every transition and the host's result.
+//!
 //! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
 //! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
 
@@ -29,7 +32,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i64 = 3;
+pub const CURRENT_VERSION: i64 = 4;
 
 /// Migration `n` (1-based) brings a database from version `n-1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -87,6 +90,24 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+",
+    "
+    CREATE TABLE commands (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id    TEXT NOT NULL,
+        command      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_by   TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        expires_ms   INTEGER NOT NULL,
+        delivered_ms INTEGER,
+        deadline_ms  INTEGER,
+        finished_ms  INTEGER,
+        exit_code    INTEGER,
+        output       TEXT,
+        error        TEXT
+    );
+    CREATE INDEX commands_by_client ON commands (client_id, status, id);
 ",
 ];
 

@@ -1,0 +1,348 @@
+//! The command schema: what an admin may ask a host to do. Typed, so an
+//! unknown type, action or field is refused when the command is created
+//! (and again on the host before it runs); no command carries free text
+//! that could reach a shell.
+
+use serde::{Deserialize, Serialize};
+
+/// Lowest duty the receiver accepts by default, percent.
+pub const DEFAULT_MIN_DUTY: u8 = 25;
+/// Fan zones of the supported Supermicro boards (0: CPU/system, 1: peripheral).
+pub const ZONES: [u8; 2] = [0, 1];
+
+/// A command, as created: `{"type": "fan_control", "params": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    content = "params",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub enum Command {
+    /// Fan control through the BMC.
+    FanControl(FanAction),
+    /// Reboot the host (refused unless the host's config allows it).
+    Reboot(RebootParams),
+}
+
+/// `fan_control` actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FanAction {
+    /// Board, mode, zone duties and fan sensors. (Braces: serde checks
+    /// unknown fields only on struct variants.)
+    GetStatus {},
+    /// Set the BMC fan mode.
+    SetMode {
+        /// The mode.
+        mode: FanMode,
+    },
+    /// Set a zone's duty (switches to full mode first).
+    SetZoneDuty {
+        /// Zone number.
+        zone: u8,
+        /// Percent.
+        duty: u8,
+        /// Return to the previous mode after this many seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revert_after_s: Option<u32>,
+    },
+    /// Back to the host's configured default mode.
+    RestoreAuto {},
+}
+
+/// `reboot` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebootParams {
+    /// Seconds to wait before rebooting.
+    #[serde(default)]
+    pub delay_s: u32,
+}
+
+/// Supermicro BMC fan modes (`ipmitool raw 0x30 0x45 0x01 <code>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanMode {
+    /// 0: standard.
+    Standard,
+    /// 1: full speed.
+    Full,
+    /// 2: optimal.
+    Optimal,
+    /// 3: PUE (read back only; not settable through dcmon).
+    Pue,
+    /// 4: heavy I/O.
+    HeavyIo,
+}
+
+impl FanMode {
+    /// The BMC's code for this mode.
+    pub fn code(self) -> u8 {
+        match self {
+            FanMode::Standard => 0,
+            FanMode::Full => 1,
+            FanMode::Optimal => 2,
+            FanMode::Pue => 3,
+            FanMode::HeavyIo => 4,
+        }
+    }
+
+    /// The mode for a BMC code.
+    pub fn from_code(code: u8) -> Option<FanMode> {
+        [
+            FanMode::Standard,
+            FanMode::Full,
+            FanMode::Optimal,
+            FanMode::Pue,
+            FanMode::HeavyIo,
+        ]
+        .into_iter()
+        .find(|m| m.code() == code)
+    }
+
+    /// Lower-case name, as in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            FanMode::Standard => "standard",
+            FanMode::Full => "full",
+            FanMode::Optimal => "optimal",
+            FanMode::Pue => "pue",
+            FanMode::HeavyIo => "heavy_io",
+        }
+    }
+
+    /// Parses a mode name.
+    pub fn parse(name: &str) -> Option<FanMode> {
+        [
+            FanMode::Standard,
+            FanMode::Full,
+            FanMode::Optimal,
+            FanMode::Pue,
+            FanMode::HeavyIo,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+}
+
+/// Why a command is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCommand {
+    /// Zone outside [`ZONES`].
+    #[error("zone {0} does not exist (zones: 0, 1)")]
+    Zone(u8),
+    /// Duty outside `[min, 100]`.
+    #[error("duty {duty}% is outside the allowed {min}..=100%")]
+    Duty {
+        /// Requested duty.
+        duty: u8,
+        /// The floor in force.
+        min: u8,
+    },
+    /// PUE mode cannot be set.
+    #[error("mode pue cannot be set; use standard, full, optimal or heavy_io")]
+    Mode,
+    /// A revert longer than a day.
+    #[error("revert_after_s must be 1..=86400")]
+    Revert,
+}
+
+impl Command {
+    /// Checks values the types cannot express, with the duty floor in force.
+    pub fn validate(&self, min_duty: u8) -> Result<(), InvalidCommand> {
+        match *self {
+            Command::FanControl(FanAction::SetZoneDuty {
+                zone,
+                duty,
+                revert_after_s,
+            }) => {
+                if !ZONES.contains(&zone) {
+                    return Err(InvalidCommand::Zone(zone));
+                }
+                if duty < min_duty || duty > 100 {
+                    return Err(InvalidCommand::Duty {
+                        duty,
+                        min: min_duty,
+                    });
+                }
+                if revert_after_s.is_some_and(|s| s == 0 || s > 86_400) {
+                    return Err(InvalidCommand::Revert);
+                }
+                Ok(())
+            }
+            Command::FanControl(FanAction::SetMode { mode: FanMode::Pue }) => {
+                Err(InvalidCommand::Mode)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The `type` field's value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::FanControl(_) => "fan_control",
+            Command::Reboot(_) => "reboot",
+        }
+    }
+}
+
+/// Lifecycle of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Waiting for the host to poll.
+    Pending,
+    /// Handed to the host (at most once).
+    Delivered,
+    /// The host reported success.
+    Succeeded,
+    /// The host reported failure, or no result came in time.
+    Failed,
+    /// Not delivered before it expired.
+    Expired,
+    /// Cancelled by an admin before delivery.
+    Cancelled,
+}
+
+impl CommandStatus {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Succeeded => "succeeded",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Expired => "expired",
+            CommandStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a status name.
+    pub fn parse(name: &str) -> Option<CommandStatus> {
+        [
+            CommandStatus::Pending,
+            CommandStatus::Delivered,
+            CommandStatus::Succeeded,
+            CommandStatus::Failed,
+            CommandStatus::Expired,
+            CommandStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+/// What a host hands to `GET /api/dcmon/commands/next`'s caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredCommand {
+    /// Command id.
+    pub id: i64,
+    /// The command.
+    pub command: Command,
+    /// Unix seconds by which the result must arrive.
+    pub deadline: i64,
+}
+
+/// `POST /api/dcmon/commands/{id}/result` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    /// `succeeded` or `failed`.
+    pub status: CommandStatus,
+    /// Exit code of the tool run, if one ran.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// What the command printed or returned (JSON for `get_status`).
+    #[serde(default)]
+    pub output: String,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Largest `output` the receiver keeps, bytes.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_shape_parses() {
+        let command: Command = serde_json::from_str(
+            r#"{"type": "fan_control", "params": {"action": "set_zone_duty", "zone": 0, "duty": 60}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            command,
+            Command::FanControl(FanAction::SetZoneDuty {
+                zone: 0,
+                duty: 60,
+                revert_after_s: None
+            })
+        );
+        assert_eq!(command.validate(25), Ok(()));
+        let mode: Command = serde_json::from_str(
+            r#"{"type": "fan_control", "params": {"action": "set_mode", "mode": "heavy_io"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            mode,
+            Command::FanControl(FanAction::SetMode {
+                mode: FanMode::HeavyIo
+            })
+        );
+        let reboot: Command =
+            serde_json::from_str(r#"{"type": "reboot", "params": {"delay_s": 30}}"#).unwrap();
+        assert_eq!(reboot, Command::Reboot(RebootParams { delay_s: 30 }));
+    }
+
+    #[test]
+    fn unknown_types_actions_fields_and_modes_are_refused() {
+        for bad in [
+            r#"{"type": "shell", "params": {"cmd": "rm -rf /"}}"#,
+            r#"{"type": "fan_control", "params": {"action": "spin"}}"#,
+            r#"{"type": "fan_control", "params": {"action": "set_mode", "mode": "turbo"}}"#,
+            r#"{"type": "fan_control", "params": {"action": "set_zone_duty", "zone": 0, "duty": 60, "x": 1}}"#,
+            r#"{"type": "fan_control", "params": {"action": "set_zone_duty", "zone": 0, "duty": 300}}"#,
+            r#"{"type": "reboot", "params": {"delay_s": 1, "force": true}}"#,
+            r#"{"type": "fan_control", "params": {"action": "get_status", "x": 1}}"#,
+            r#"{"type": "fan_control", "params": {"action": "restore_auto", "mode": "full"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Command>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked_against_the_floor() {
+        let duty = |zone, duty| {
+            Command::FanControl(FanAction::SetZoneDuty {
+                zone,
+                duty,
+                revert_after_s: None,
+            })
+        };
+        assert_eq!(duty(7, 50).validate(25), Err(InvalidCommand::Zone(7)));
+        assert_eq!(
+            duty(1, 20).validate(25),
+            Err(InvalidCommand::Duty { duty: 20, min: 25 })
+        );
+        assert!(duty(1, 101).validate(25).is_err());
+        assert!(duty(1, 100).validate(25).is_ok());
+        assert!(duty(1, 25).validate(25).is_ok());
+        assert_eq!(
+            Command::FanControl(FanAction::SetMode { mode: FanMode::Pue }).validate(25),
+            Err(InvalidCommand::Mode)
+        );
+    }
+
+    #[test]
+    fn mode_codes_round_trip() {
+        for code in 0..=4 {
+            assert_eq!(FanMode::from_code(code).unwrap().code(), code);
+        }
+        assert_eq!(FanMode::from_code(9), None);
+        assert_eq!(FanMode::parse("heavy_io"), Some(FanMode::HeavyIo));
+    }
+}

@@ -1,0 +1,215 @@
+//! The command API. Admin: `POST /api/dcmon/commands`, `GET
+//! /api/dcmon/commands[?client=&status=&limit=]`, `GET
+//! /api/dcmon/commands/{id}`, `POST /api/dcmon/commands/{id}/cancel`.
+//! Hosts (client JWT): `GET /api/dcmon/commands/next` (long poll) and
+//! `POST /api/dcmon/commands/{id}/result`, for their own commands only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use dcmon_protocol::commands::{Command, CommandResult, CommandStatus};
+use dcmon_protocol::duration::parse_duration;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::commands::{CommandQueue, CommandRecord, QueueError};
+use crate::error::{ApiError, ErrorKind};
+
+/// Default time a command waits for its host.
+const DEFAULT_EXPIRY: Duration = Duration::from_secs(600);
+/// Longest a command may wait for its host.
+const MAX_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
+/// Longest a host's poll is held open.
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+fn queue_failure(err: QueueError) -> ApiError {
+    match err {
+        QueueError::NotFound(_) => ApiError::new(ErrorKind::NotFound, err.to_string()),
+        QueueError::UnknownClient(_) | QueueError::BadResult => {
+            ApiError::new(ErrorKind::BadData, err.to_string())
+        }
+        QueueError::WrongState { .. } => ApiError::new(ErrorKind::Conflict, err.to_string()),
+        QueueError::Sqlite(err) => {
+            tracing::error!(error = %err, "command queue failed");
+            ApiError::new(ErrorKind::Internal, "command queue failed")
+        }
+    }
+}
+
+/// Runs a queue operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    queue: &Arc<CommandQueue>,
+    work: impl FnOnce(&CommandQueue) -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let queue = Arc::clone(queue);
+    tokio::task::spawn_blocking(move || work(&queue))
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "command task failed"))?
+        .map_err(queue_failure)
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::BadData, message)
+}
+
+/// The client id of a host caller; admins and tokens are not hosts.
+fn host(principal: &Principal) -> Result<&str, ApiError> {
+    match principal {
+        Principal::Client { id, .. } => Ok(id),
+        _ => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "only an enrolled host polls and answers its commands",
+        )),
+    }
+}
+
+/// `POST /api/dcmon/commands`:
+/// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CommandRecord>), ApiError> {
+    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the body must be a JSON object: {e}")))?;
+    let client = match fields.remove("client") {
+        Some(Value::String(client)) if !client.is_empty() => client,
+        _ => return Err(bad("\"client\" (client id or host name) is required")),
+    };
+    let expires_in = match fields.remove("expires_in") {
+        None => DEFAULT_EXPIRY,
+        Some(Value::String(text)) => parse_duration(&text).map_err(|e| bad(e.to_string()))?,
+        Some(Value::Number(secs)) => secs
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| bad("\"expires_in\" must be positive"))?,
+        Some(_) => return Err(bad("\"expires_in\" must be a duration like \"10m\"")),
+    };
+    if expires_in.is_zero() || expires_in > MAX_EXPIRY {
+        return Err(bad("\"expires_in\" must be between 1s and 7d"));
+    }
+    let command: Command = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| bad(format!("invalid command: {e}")))?;
+    command
+        .validate(state.min_duty)
+        .map_err(|e| bad(format!("invalid command: {e}")))?;
+    let record = blocking(&state.commands, move |queue| {
+        queue.create(&client, &command, "admin", expires_in)
+    })
+    .await?;
+    tracing::info!(
+        id = record.id,
+        client = record.client_id,
+        command = %serde_json::to_string(&record.command).unwrap_or_default(),
+        "command created"
+    );
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// Filters of the list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    client: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/dcmon/commands`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(
+            CommandStatus::parse(name).ok_or_else(|| bad(format!("unknown status {name:?}")))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    let client = query.client.filter(|c| !c.is_empty());
+    let records = blocking(&state.commands, move |queue| {
+        queue.list(client.as_deref(), status, limit)
+    })
+    .await?;
+    Ok(Json(json!({ "status": "success", "data": records })))
+}
+
+/// `GET /api/dcmon/commands/{id}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<CommandRecord>, ApiError> {
+    let record = blocking(&state.commands, move |queue| queue.get(id)).await?;
+    record
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no command {id}")))
+}
+
+/// `POST /api/dcmon/commands/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<CommandRecord>, ApiError> {
+    let record = blocking(&state.commands, move |queue| queue.cancel(id)).await?;
+    tracing::info!(id, "command cancelled");
+    Ok(Json(record))
+}
+
+/// Long-poll parameters.
+#[derive(Debug, Deserialize)]
+pub struct PollQuery {
+    timeout: Option<String>,
+}
+
+/// `GET /api/dcmon/commands/next[?timeout=30s]`: this host's oldest
+/// pending command (200), or 204 when none came within the timeout.
+pub async fn next(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<PollQuery>,
+) -> Result<Response, ApiError> {
+    let client_id = host(&principal)?;
+    let timeout = match query.timeout.as_deref() {
+        None => Duration::from_secs(30),
+        Some(text) => parse_duration(text)
+            .map_err(|e| bad(e.to_string()))?
+            .min(MAX_POLL),
+    };
+    let delivered = state
+        .commands
+        .wait_next(client_id, timeout)
+        .await
+        .map_err(queue_failure)?;
+    Ok(match delivered {
+        Some(command) => {
+            tracing::info!(id = command.id, client = client_id, "command delivered");
+            Json(command).into_response()
+        }
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// `POST /api/dcmon/commands/{id}/result`.
+pub async fn result(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<CommandRecord>, ApiError> {
+    let client_id = host(&principal)?.to_owned();
+    let result: CommandResult =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid result: {e}")))?;
+    let record = blocking(&state.commands, move |queue| {
+        queue.finish(&client_id, id, result)
+    })
+    .await?;
+    tracing::info!(id, status = record.status.name(), "command finished");
+    Ok(Json(record))
+}

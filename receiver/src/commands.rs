@@ -1,0 +1,378 @@
+//! The command queue: admins create commands for one host; the host
+//! long-polls, takes its oldest pending command (moving it to `delivered`
+//! in the same statement, so no command is handed out twice), runs it and
+//! reports the result.
+//!
+//! States: `pending → delivered → succeeded | failed`, `pending → expired |
+//! cancelled`; a delivered command whose result does not arrive by its
+//! deadline becomes `failed`. Every transition keeps its time; finished
+//! commands are kept for the retention window.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use dcmon_protocol::commands::{
+    Command, CommandResult, CommandStatus, DeliveredCommand, MAX_OUTPUT_BYTES,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::storage::now_ms;
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No such command (or not this host's).
+    #[error("no command {0}")]
+    NotFound(i64),
+    /// No active client with this id or host name.
+    #[error("no active client with id or host name {0:?}")]
+    UnknownClient(String),
+    /// The command is not in a state that allows this.
+    #[error("command {id} is {status}, not {expected}")]
+    WrongState {
+        /// Command id.
+        id: i64,
+        /// Its status.
+        status: &'static str,
+        /// The status the operation needs.
+        expected: &'static str,
+    },
+    /// A result other than succeeded/failed.
+    #[error("a result must be succeeded or failed")]
+    BadResult,
+}
+
+/// A command as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandRecord {
+    /// Id.
+    pub id: i64,
+    /// Target client id.
+    pub client_id: String,
+    /// Target host name.
+    pub hostname: Option<String>,
+    /// The command.
+    #[serde(flatten)]
+    pub command: Command,
+    /// Current status.
+    pub status: CommandStatus,
+    /// Who created it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: f64,
+    /// Unix seconds after which a pending command expires.
+    pub expires_at: f64,
+    /// Unix seconds of delivery.
+    pub delivered_at: Option<f64>,
+    /// Unix seconds by which a delivered command's result is due.
+    pub deadline: Option<f64>,
+    /// Unix seconds of the final transition.
+    pub finished_at: Option<f64>,
+    /// The host's exit code.
+    pub exit_code: Option<i32>,
+    /// The host's output.
+    pub output: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The queue.
+pub struct CommandQueue {
+    conn: Mutex<Connection>,
+    /// Woken when a command is created, so long polls answer at once.
+    created: Notify,
+    result_timeout: Duration,
+    keep_for: Duration,
+}
+
+impl std::fmt::Debug for CommandQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandQueue").finish_non_exhaustive()
+    }
+}
+
+const SELECT: &str = "SELECT c.id, c.client_id, k.hostname, c.command, c.status, c.created_by,
+        c.created_ms, c.expires_ms, c.delivered_ms, c.deadline_ms, c.finished_ms,
+        c.exit_code, c.output, c.error
+    FROM commands c LEFT JOIN clients k ON k.id = c.client_id";
+
+fn seconds(ms: Option<i64>) -> Option<f64> {
+    ms.map(|ms| ms as f64 / 1000.0)
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<CommandRecord> {
+    let command: String = row.get(3)?;
+    let status: String = row.get(4)?;
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("stored {what} unreadable").into(),
+        )
+    };
+    Ok(CommandRecord {
+        id: row.get(0)?,
+        client_id: row.get(1)?,
+        hostname: row.get(2)?,
+        command: serde_json::from_str(&command).map_err(|_| bad("command"))?,
+        status: CommandStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        created_by: row.get(5)?,
+        created_at: row.get::<_, i64>(6)? as f64 / 1000.0,
+        expires_at: row.get::<_, i64>(7)? as f64 / 1000.0,
+        delivered_at: seconds(row.get(8)?),
+        deadline: seconds(row.get(9)?),
+        finished_at: seconds(row.get(10)?),
+        exit_code: row.get(11)?,
+        output: row.get(12)?,
+        error: row.get(13)?,
+    })
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+impl CommandQueue {
+    /// Opens the queue in the database at `path`. A delivered command
+    /// fails when no result arrives within `result_timeout`; finished
+    /// commands are kept for `keep_for`.
+    pub fn open(
+        path: &Path,
+        result_timeout: Duration,
+        keep_for: Duration,
+    ) -> Result<CommandQueue, QueueError> {
+        Ok(CommandQueue {
+            conn: Mutex::new(crate::storage::schema::open_writer(path)?),
+            created: Notify::new(),
+            result_timeout,
+            keep_for,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `command` for the active client named by id or host name.
+    pub fn create(
+        &self,
+        client: &str,
+        command: &Command,
+        created_by: &str,
+        expires_in: Duration,
+    ) -> Result<CommandRecord, QueueError> {
+        let now = now_ms();
+        let id = {
+            let conn = self.conn();
+            let client_id: String = conn
+                .query_row(
+                    "SELECT id FROM clients WHERE (id = ?1 OR hostname = ?1) AND revoked_ms IS NULL",
+                    params![client],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| QueueError::UnknownClient(client.to_owned()))?;
+            let json = serde_json::to_string(command).expect("commands always serialize");
+            conn.execute(
+                "INSERT INTO commands (client_id, command, status, created_by, created_ms, expires_ms)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                params![
+                    client_id,
+                    json,
+                    created_by,
+                    now,
+                    now + expires_in.as_millis() as i64
+                ],
+            )?;
+            conn.last_insert_rowid()
+        };
+        // Read before waking pollers: the answer shows the command as created.
+        let record = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        self.created.notify_waiters();
+        Ok(record)
+    }
+
+    /// One command.
+    pub fn get(&self, id: i64) -> Result<Option<CommandRecord>, QueueError> {
+        self.sweep()?;
+        Ok(self
+            .conn()
+            .query_row(&format!("{SELECT} WHERE c.id = ?1"), params![id], record)
+            .optional()?)
+    }
+
+    /// Commands, newest first, optionally for one client (id or host
+    /// name) and in one status.
+    pub fn list(
+        &self,
+        client: Option<&str>,
+        status: Option<CommandStatus>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, QueueError> {
+        self.sweep()?;
+        let conn = self.conn();
+        let mut statement = conn.prepare(&format!(
+            "{SELECT} WHERE (?1 IS NULL OR c.client_id = ?1 OR k.hostname = ?1)
+                AND (?2 IS NULL OR c.status = ?2)
+             ORDER BY c.id DESC LIMIT ?3"
+        ))?;
+        let rows = statement.query_map(
+            params![client, status.map(CommandStatus::name), limit as i64],
+            record,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Cancels a pending command.
+    pub fn cancel(&self, id: i64) -> Result<CommandRecord, QueueError> {
+        self.sweep()?;
+        let changed = self.conn().execute(
+            "UPDATE commands SET status = 'cancelled', finished_ms = ?2
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, now_ms()],
+        )?;
+        let current = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        if changed == 0 {
+            return Err(QueueError::WrongState {
+                id,
+                status: current.status.name(),
+                expected: "pending",
+            });
+        }
+        Ok(current)
+    }
+
+    /// Hands out `client_id`'s oldest pending command, marking it delivered
+    /// in the same statement: two pollers never get the same command.
+    pub fn take_next(&self, client_id: &str) -> Result<Option<DeliveredCommand>, QueueError> {
+        self.sweep()?;
+        let now = now_ms();
+        let deadline = now + self.result_timeout.as_millis() as i64;
+        let taken: Option<(i64, String)> = self
+            .conn()
+            .query_row(
+                "UPDATE commands SET status = 'delivered', delivered_ms = ?2, deadline_ms = ?3
+                 WHERE id = (SELECT id FROM commands
+                             WHERE client_id = ?1 AND status = 'pending' AND expires_ms > ?2
+                             ORDER BY id LIMIT 1)
+                 RETURNING id, command",
+                params![client_id, now, deadline],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, command)) = taken else {
+            return Ok(None);
+        };
+        let command = serde_json::from_str(&command).map_err(|_| QueueError::NotFound(id))?;
+        Ok(Some(DeliveredCommand {
+            id,
+            command,
+            deadline: deadline / 1000,
+        }))
+    }
+
+    /// Waits up to `timeout` for a command for `client_id`.
+    pub async fn wait_next(
+        self: &std::sync::Arc<Self>,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<DeliveredCommand>, QueueError> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before looking, so a command created in between
+            // still wakes this poll.
+            let created = self.created.notified();
+            tokio::pin!(created);
+            created.as_mut().enable();
+            let queue = std::sync::Arc::clone(self);
+            let client = client_id.to_owned();
+            let taken = tokio::task::spawn_blocking(move || queue.take_next(&client))
+                .await
+                .expect("queue task panicked")?;
+            if taken.is_some() {
+                return Ok(taken);
+            }
+            if tokio::time::timeout_at(until, created).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Records the host's result for its delivered command.
+    pub fn finish(
+        &self,
+        client_id: &str,
+        id: i64,
+        result: CommandResult,
+    ) -> Result<CommandRecord, QueueError> {
+        if !matches!(
+            result.status,
+            CommandStatus::Succeeded | CommandStatus::Failed
+        ) {
+            return Err(QueueError::BadResult);
+        }
+        self.sweep()?;
+        let changed = self.conn().execute(
+            "UPDATE commands SET status = ?3, finished_ms = ?4, exit_code = ?5, output = ?6,
+                 error = ?7
+             WHERE id = ?1 AND client_id = ?2 AND status = 'delivered'",
+            params![
+                id,
+                client_id,
+                result.status.name(),
+                now_ms(),
+                result.exit_code,
+                truncate(result.output, MAX_OUTPUT_BYTES),
+                result.error.map(|e| truncate(e, 4096)),
+            ],
+        )?;
+        let current = self
+            .get(id)?
+            .filter(|c| c.client_id == client_id)
+            .ok_or(QueueError::NotFound(id))?;
+        if changed == 0 {
+            return Err(QueueError::WrongState {
+                id,
+                status: current.status.name(),
+                expected: "delivered",
+            });
+        }
+        Ok(current)
+    }
+
+    /// Expires pending commands past their expiry, fails delivered ones
+    /// past their deadline, and forgets finished ones past the keep time.
+    pub fn sweep(&self) -> Result<(), QueueError> {
+        let now = now_ms();
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE commands SET status = 'expired', finished_ms = ?1
+             WHERE status = 'pending' AND expires_ms <= ?1",
+            params![now],
+        )?;
+        conn.execute(
+            "UPDATE commands SET status = 'failed', finished_ms = ?1, error = 'no result'
+             WHERE status = 'delivered' AND deadline_ms <= ?1",
+            params![now],
+        )?;
+        conn.execute(
+            "DELETE FROM commands WHERE finished_ms < ?1",
+            params![now - self.keep_for.as_millis() as i64],
+        )?;
+        Ok(())
+    }
+}
