@@ -16,6 +16,7 @@ use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 
 use crate::collector;
+use crate::fans::cli::{FanArgs, FansAction};
 use crate::identity::register::RegisterArgs;
 
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
@@ -103,6 +104,10 @@ pub struct Cli {
     #[arg(long = "log.format", default_value = "logfmt")]
     pub log_format: LogFormat,
 
+    /// Fan control settings.
+    #[command(flatten)]
+    pub fans: FanArgs,
+
     /// Without a subcommand the exporter serves `/metrics` (and ships to
     /// its receiver once registered).
     #[command(subcommand)]
@@ -114,6 +119,12 @@ pub struct Cli {
 pub enum ExporterCommand {
     /// Enrols this host with a dcmon receiver (needs the admin token once).
     Register(RegisterArgs),
+    /// Local Supermicro fan control (needs root and /dev/ipmi0).
+    Fans {
+        /// What to do.
+        #[command(subcommand)]
+        action: FansAction,
+    },
 }
 
 /// node_exporter's defaults, so the same mounts and devices are skipped.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::Scraper;
 use dcmon_exporter::config::Config;
-use dcmon_exporter::{cli, http, identity};
+use dcmon_exporter::{cli, fans, http, identity};
 
 fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os().collect()) {
@@ -18,6 +18,10 @@ fn main() -> ExitCode {
     dcmon_protocol::logging::init(&parsed.cli.log_level, parsed.cli.log_format);
     let result = match &parsed.cli.command {
         Some(ExporterCommand::Register(args)) => identity::register::run(args).map(drop),
+        Some(ExporterCommand::Fans { action }) => {
+            let controller = parsed.cli.fans.controller(&parsed.cli.sysfs);
+            fans::cli::run(&controller, action)
+        }
         None => run(parsed),
     };
     match result {

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod fans;
 mod fixture_compare;
 mod http;
 mod peers;

@@ -1,0 +1,96 @@
+//! `dcmon-exporter fans status | mode <mode> | set <zone> <percent> | auto`:
+//! local fan control with the same safety rules as remote commands.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use dcmon_protocol::commands::FanMode;
+use dcmon_protocol::duration::parse_duration;
+
+use super::{Board, FanController, FanPolicy, Ipmitool};
+
+/// Fan flags, shared by the `fans` CLI and the command runner.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanArgs {
+    /// ipmitool executable.
+    #[arg(long = "fans.ipmitool-path", default_value = "ipmitool", global = true)]
+    pub ipmitool_path: PathBuf,
+
+    /// Longest one ipmitool run may take before it is killed.
+    #[arg(long = "fans.timeout", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+
+    /// Lowest duty this host accepts, percent (whatever the receiver allows).
+    #[arg(long = "fans.min-duty", default_value_t = 25, global = true,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub min_duty: u8,
+
+    /// Mode `auto`/`restore_auto` and shutdown return to: standard, optimal, full or heavy_io.
+    #[arg(long = "fans.default-mode", default_value = "optimal", value_parser = parse_mode, global = true)]
+    pub default_mode: FanMode,
+
+    /// Wait after a mode change before setting duty (the BMC needs a moment).
+    #[arg(long = "fans.settle", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub settle: Duration,
+}
+
+fn parse_mode(text: &str) -> Result<FanMode, String> {
+    FanMode::parse(text)
+        .filter(|m| *m != FanMode::Pue)
+        .ok_or_else(|| format!("unknown fan mode {text:?}: standard, full, optimal or heavy_io"))
+}
+
+impl FanArgs {
+    /// The controller for this host, its board read from DMI under `sysfs`.
+    pub fn controller(&self, sysfs: &Path) -> FanController {
+        FanController::new(
+            Box::new(Ipmitool {
+                path: self.ipmitool_path.clone(),
+                timeout: self.timeout,
+            }),
+            Board::detect(sysfs),
+            FanPolicy {
+                min_duty: self.min_duty,
+                default_mode: self.default_mode,
+                settle: self.settle,
+            },
+        )
+    }
+}
+
+/// `dcmon-exporter fans …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum FansAction {
+    /// Board, mode and zone duties, as JSON.
+    Status,
+    /// Sets the BMC fan mode.
+    Mode {
+        /// standard, full, optimal or heavy_io.
+        #[arg(value_parser = parse_mode)]
+        mode: FanMode,
+    },
+    /// Sets a zone's duty (switches to full mode first).
+    Set {
+        /// Zone: 0 (CPU/system) or 1 (peripheral).
+        zone: u8,
+        /// Duty, percent.
+        percent: u8,
+    },
+    /// Back to the default mode (`--fans.default-mode`).
+    Auto,
+}
+
+/// Runs one action and prints the resulting status as JSON. A local duty
+/// is deliberately left in place when the command exits: `auto` ends it.
+pub fn run(controller: &FanController, action: &FansAction) -> anyhow::Result<()> {
+    let status = match action {
+        FansAction::Status => controller.status()?,
+        FansAction::Mode { mode } => controller.set_mode(*mode)?,
+        FansAction::Set { zone, percent } => controller.set_zone_duty(*zone, *percent, None)?,
+        FansAction::Auto => controller.restore_auto()?,
+    };
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}

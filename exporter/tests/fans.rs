@@ -1,0 +1,208 @@
+//! `dcmon-exporter fans …` against the stand-in `ipmitool`
+//! (`tests/fixtures/bin/ipmitool`), which keeps a Supermicro BMC's fan state
+//! in files and logs every argv: the exact raw bytes of each action, the
+//! host's safety rules, board refusal, BMC errors and hangs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A fake BMC and a DMI tree for one test.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(board_vendor: &str, board_name: &str) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let dmi = dir.path().join("sys/class/dmi/id");
+        std::fs::create_dir_all(&dmi).unwrap();
+        std::fs::write(dmi.join("board_vendor"), format!("{board_vendor}\n")).unwrap();
+        std::fs::write(dmi.join("board_name"), format!("{board_name}\n")).unwrap();
+        std::fs::create_dir(dir.path().join("bmc")).unwrap();
+        Bench { dir }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("bmc")
+    }
+
+    fn set(&self, file: &str, contents: &str) {
+        std::fs::write(self.state().join(file), contents).unwrap();
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.state().join(file))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Commands ipmitool received since the last call.
+    fn take_argv(&self) -> Vec<String> {
+        let log = self.state().join("argv.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Runs `dcmon-exporter fans <args>`; (success, stdout, stderr).
+    fn fans(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_dcmon-exporter"))
+            .arg("--path.sysfs")
+            .arg(self.dir.path().join("sys"))
+            .arg("--fans.ipmitool-path")
+            .arg(stand_in())
+            .args(["--fans.settle", "0s", "--fans.timeout", "2s", "fans"])
+            .args(args)
+            .env("FAKE_IPMI_STATE", self.state())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn stand_in() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin/ipmitool")
+}
+
+#[test]
+fn each_action_sends_its_exact_raw_bytes_and_reads_back() {
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    bench.set("mode", "2");
+
+    let (ok, stdout, stderr) = bench.fans(&["status"]);
+    assert!(ok, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["mode"], "optimal");
+    assert_eq!(status["zones"]["0"], 100);
+    assert_eq!(status["board"]["name"], "X11DPG-OT-CPU");
+    assert_eq!(
+        bench.take_argv(),
+        [
+            "raw 0x30 0x45 0x00",
+            "raw 0x30 0x70 0x66 0x00 0x00",
+            "raw 0x30 0x70 0x66 0x00 0x01"
+        ]
+    );
+
+    // A duty: full mode first (the BMC overrides manual duty otherwise),
+    // then the duty, each read back.
+    let (ok, stdout, stderr) = bench.fans(&["set", "1", "60"]);
+    assert!(ok, "{stderr}");
+    let argv = bench.take_argv();
+    assert_eq!(
+        argv[..6],
+        [
+            "raw 0x30 0x45 0x00",
+            "raw 0x30 0x45 0x00",
+            "raw 0x30 0x45 0x01 0x01",
+            "raw 0x30 0x45 0x00",
+            "raw 0x30 0x70 0x66 0x01 0x01 0x3c",
+            "raw 0x30 0x70 0x66 0x00 0x01",
+        ]
+    );
+    assert_eq!(
+        (bench.read("mode"), bench.read("duty1")),
+        ("1".into(), "60".into())
+    );
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["zones"]["1"], 60);
+
+    for (mode, code) in [
+        ("standard", "0x00"),
+        ("heavy_io", "0x04"),
+        ("optimal", "0x02"),
+    ] {
+        let (ok, _, stderr) = bench.fans(&["mode", mode]);
+        assert!(ok, "{stderr}");
+        assert_eq!(
+            bench.take_argv()[..2],
+            [
+                format!("raw 0x30 0x45 0x01 {code}"),
+                "raw 0x30 0x45 0x00".into()
+            ]
+        );
+    }
+    let (ok, _, _) = bench.fans(&["auto"]);
+    assert!(ok);
+    assert_eq!(
+        bench.take_argv()[0],
+        "raw 0x30 0x45 0x01 0x02",
+        "default mode: optimal"
+    );
+}
+
+#[test]
+fn the_host_refuses_unsafe_duties_and_unknown_modes_without_touching_the_bmc() {
+    let bench = Bench::new("Supermicro", "H12SSL-i");
+    for args in [
+        &["set", "0", "20"][..],
+        &["set", "0", "101"],
+        &["set", "7", "50"],
+        &["--fans.min-duty", "40", "set", "0", "35"],
+    ] {
+        let (ok, _, stderr) = bench.fans(args);
+        assert!(!ok, "{args:?}");
+        assert!(stderr.contains("refused"), "{args:?}: {stderr}");
+    }
+    let (ok, _, stderr) = bench.fans(&["mode", "turbo"]);
+    assert!(!ok && stderr.contains("unknown fan mode"), "{stderr}");
+    assert!(bench.take_argv().is_empty(), "nothing reached the BMC");
+}
+
+#[test]
+fn unverified_boards_are_refused_by_name_and_get_no_raw_bytes() {
+    for (vendor, board, expected) in [
+        ("Supermicro", "X9DRi-LN4+", "X9DRi-LN4+ is an X9 board"),
+        ("Supermicro", "X14DBM-AP", "X14/H14"),
+        ("Dell Inc.", "0JP31P", "Dell Inc. 0JP31P"),
+    ] {
+        let bench = Bench::new(vendor, board);
+        let (ok, _, stderr) = bench.fans(&["set", "0", "50"]);
+        assert!(!ok);
+        assert!(stderr.contains(expected), "{board}: {stderr}");
+        let (ok, stdout, _) = bench.fans(&["status"]);
+        assert!(ok);
+        assert!(stdout.contains(expected), "status names why: {stdout}");
+        assert!(bench.take_argv().is_empty(), "{board}: no raw command sent");
+    }
+}
+
+#[test]
+fn bmc_errors_and_hangs_are_reported() {
+    let bench = Bench::new("Supermicro", "X12DPG-QT6");
+    bench.set("fail", "");
+    let (ok, _, stderr) = bench.fans(&["mode", "full"]);
+    assert!(!ok);
+    assert!(stderr.contains("rsp=0xcc"), "{stderr}");
+
+    std::fs::remove_file(bench.state().join("fail")).unwrap();
+    bench.set("hang", "");
+    let started = Instant::now();
+    let (ok, _, stderr) = bench.fans(&["status"]);
+    assert!(!ok);
+    assert!(stderr.contains("did not answer within"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "killed at the timeout"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_dcmon-exporter"))
+        .arg("--path.sysfs")
+        .arg(bench.dir.path().join("sys"))
+        .args([
+            "--fans.ipmitool-path",
+            "/nonexistent/ipmitool",
+            "fans",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("install ipmitool"));
+}
