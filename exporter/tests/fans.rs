@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dcmon_exporter::fans::{Board, FanController, FanPolicy, Ipmitool, Temperature};
+use dcmon_protocol::commands::FanMode;
+
 /// A fake BMC and a DMI tree for one test.
 struct Bench {
     dir: tempfile::TempDir,
@@ -20,7 +23,27 @@ impl Bench {
         std::fs::write(dmi.join("board_vendor"), format!("{board_vendor}\n")).unwrap();
         std::fs::write(dmi.join("board_name"), format!("{board_name}\n")).unwrap();
         std::fs::create_dir(dir.path().join("bmc")).unwrap();
+        // A per-test wrapper binds the stand-in to this test's BMC state.
+        let wrapper = dir.path().join("ipmitool");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nFAKE_IPMI_STATE='{}' exec '{}' \"$@\"\n",
+                dir.path().join("bmc").display(),
+                stand_in().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         Bench { dir }
+    }
+
+    fn ipmitool(&self) -> PathBuf {
+        self.dir.path().join("ipmitool")
     }
 
     fn state(&self) -> PathBuf {
@@ -52,10 +75,9 @@ impl Bench {
             .arg("--path.sysfs")
             .arg(self.dir.path().join("sys"))
             .arg("--fans.ipmitool-path")
-            .arg(stand_in())
+            .arg(self.ipmitool())
             .args(["--fans.settle", "0s", "--fans.timeout", "2s", "fans"])
             .args(args)
-            .env("FAKE_IPMI_STATE", self.state())
             .output()
             .unwrap();
         (
@@ -205,4 +227,147 @@ fn bmc_errors_and_hangs_are_reported() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("install ipmitool"));
+}
+
+/// A controller on the stand-in BMC, as the exporter builds it.
+fn controller(bench: &Bench) -> FanController {
+    FanController::new(
+        Box::new(Ipmitool {
+            path: bench.ipmitool(),
+            timeout: Duration::from_secs(2),
+        }),
+        Board::detect(&bench.dir.path().join("sys")),
+        FanPolicy {
+            min_duty: 25,
+            default_mode: FanMode::Optimal,
+            settle: Duration::ZERO,
+        },
+    )
+}
+
+fn hot(celsius: f64) -> Vec<Temperature> {
+    vec![Temperature {
+        name: "CPU1 Temp".into(),
+        celsius,
+        critical: 95.0,
+    }]
+}
+
+#[test]
+fn a_manual_duty_is_reasserted_when_the_bmc_drifts() {
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    let fans = controller(&bench);
+    fans.set_zone_duty(0, 55, None).unwrap();
+    bench.take_argv();
+    // Nothing to do while the BMC holds full mode.
+    fans.maintain(&hot(40.0));
+    assert_eq!(bench.take_argv(), ["raw 0x30 0x45 0x00"]);
+    // The BMC falls back to standard on its own: full mode and the duty return.
+    bench.set("mode", "0");
+    bench.set("duty0", "100");
+    fans.maintain(&hot(40.0));
+    assert_eq!(bench.read("mode"), "1");
+    assert_eq!(bench.read("duty0"), "55");
+    assert_eq!(fans.gauges().reasserts, 1);
+    assert!(fans.gauges().manual_override);
+}
+
+#[test]
+fn the_thermal_guard_sets_full_speed_when_a_temperature_is_critical() {
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    let fans = controller(&bench);
+    // Without a manual duty the BMC's own control is in charge.
+    fans.maintain(&hot(99.0));
+    assert!(bench.take_argv().is_empty());
+    fans.set_zone_duty(1, 30, None).unwrap();
+    fans.maintain(&hot(95.0));
+    assert_eq!(bench.read("mode"), "1");
+    assert_eq!(
+        (bench.read("duty0"), bench.read("duty1")),
+        ("100".into(), "100".into())
+    );
+    let gauges = fans.gauges();
+    assert_eq!(gauges.thermal_guard_trips, 1);
+    assert!(!gauges.manual_override, "the guard ends the manual duty");
+    let mut snapshot = dcmon_exporter::snapshot::Snapshot::new();
+    gauges.write_to(&mut snapshot);
+    let trips = snapshot.get("dcmon_fan_thermal_guard_trips_total").unwrap();
+    assert_eq!(trips.samples[0].value, 1.0);
+}
+
+#[test]
+fn a_manual_duty_reverts_after_its_time_and_on_shutdown() {
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    bench.set("mode", "4");
+    let fans = controller(&bench);
+    fans.set_zone_duty(0, 70, Some(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(bench.read("mode"), "1");
+    std::thread::sleep(Duration::from_millis(150));
+    fans.maintain(&[]);
+    assert_eq!(
+        bench.read("mode"),
+        "4",
+        "back to the mode it left (heavy I/O)"
+    );
+    assert!(!fans.gauges().manual_override);
+
+    fans.set_zone_duty(0, 70, None).unwrap();
+    fans.release();
+    assert_eq!(bench.read("mode"), "2", "the configured default (optimal)");
+    bench.take_argv();
+    fans.release();
+    assert!(bench.take_argv().is_empty(), "nothing to restore twice");
+}
+
+#[test]
+fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
+    use dcmon_exporter::runner::{RunnerOptions, execute};
+    use dcmon_protocol::commands::{Command, CommandStatus, FanAction, RebootParams};
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    let fans = controller(&bench);
+    let options = RunnerOptions {
+        server: "http://unused".into(),
+        min_duty: 40,
+        allow_reboot: false,
+    };
+    let duty = |duty| {
+        Command::FanControl(FanAction::SetZoneDuty {
+            zone: 0,
+            duty,
+            revert_after_s: None,
+        })
+    };
+    // Below this host's floor, whatever the receiver allowed.
+    let result = execute(&fans, &options, &duty(30));
+    assert_eq!(result.status, CommandStatus::Failed);
+    assert!(result.error.unwrap().contains("refused by this host"));
+    assert!(bench.take_argv().is_empty());
+
+    let result = execute(&fans, &options, &duty(45));
+    assert_eq!(
+        result.status,
+        CommandStatus::Succeeded,
+        "{:?}",
+        result.error
+    );
+    let output: serde_json::Value = serde_json::from_str(&result.output).unwrap();
+    assert_eq!(output["zones"]["0"], 45);
+
+    let result = execute(
+        &fans,
+        &options,
+        &Command::Reboot(RebootParams { delay_s: 0 }),
+    );
+    assert_eq!(result.status, CommandStatus::Failed);
+    assert!(result.error.unwrap().contains("not allowed"));
+
+    bench.set("fail", "");
+    let result = execute(
+        &fans,
+        &options,
+        &Command::FanControl(FanAction::GetStatus {}),
+    );
+    assert_eq!(result.status, CommandStatus::Failed);
+    assert!(result.error.unwrap().contains("rsp=0xcc"));
 }
