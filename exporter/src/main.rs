@@ -7,7 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use dcmon_exporter::collector::Scraper;
 use dcmon_exporter::config::Config;
+use dcmon_exporter::shipper::{SharedScraper, Shipper};
 use dcmon_exporter::{cli, http};
+use tokio::sync::watch;
+
+/// How long shutdown waits for the shipper to spool what it holds.
+const SHIPPER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os().collect()) {
@@ -43,15 +48,50 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
-    let scraper = Scraper::new(&config);
-    let enabled: Vec<_> = scraper.collector_names().collect();
+    let scraper = Arc::new(SharedScraper::new(Scraper::new(&config)));
+    let enabled: Vec<_> = scraper.inner().collector_names().collect();
+    // One signal stops both the HTTP server and the shipper; the shipper
+    // then spools what it has not delivered.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        dcmon_protocol::net::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let shipper = if config.remote_write.endpoints.is_empty() {
+        None
+    } else {
+        Some(
+            Shipper::start(
+                config.remote_write.clone(),
+                Arc::clone(&scraper),
+                stopping.clone(),
+            )
+            .await
+            .context("starting the remote-write shipper")?,
+        )
+    };
     tracing::info!(address = %listener.local_addr()?, collectors = ?enabled, "listening");
     let state = Arc::new(http::AppState {
         scraper,
+        shipper: shipper.as_ref().map(Shipper::metrics),
         telemetry_path: config.telemetry_path.clone(),
     });
+    let mut until_stopped = stopping.clone();
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
+        .with_graceful_shutdown(async move {
+            let _ = until_stopped.wait_for(|stop| *stop).await;
+        })
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    if let Some(shipper) = shipper {
+        // Spooling is a few small file writes; the limit only guards
+        // against a hung disk keeping the process alive.
+        if tokio::time::timeout(SHIPPER_STOP_TIMEOUT, shipper.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the shipper did not stop in time; unsent batches may be lost");
+        }
+    }
+    Ok(())
 }
