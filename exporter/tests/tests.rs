@@ -5,3 +5,4 @@ mod common;
 mod fixture_compare;
 mod http;
 mod peers;
+mod shipping;

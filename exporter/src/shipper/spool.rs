@@ -233,6 +233,11 @@ impl Spool {
         self.entries.keys().next().copied()
     }
 
+    /// Every spooled batch, oldest first.
+    pub fn keys(&self) -> Vec<SpoolKey> {
+        self.entries.keys().copied().collect()
+    }
+
     /// Reads a batch back, checking its header and checksum. A corrupt file
     /// is removed from disk and from the index.
     pub fn read(&mut self, key: SpoolKey) -> Result<Batch, SpoolError> {
