@@ -5,4 +5,5 @@ mod common;
 mod durability;
 mod prometheus_e2e;
 mod retention;
+mod shipping;
 mod write;
