@@ -179,7 +179,6 @@ fn config(state_dir: &Path, endpoints: Vec<EndpointConfig>) -> ShipperConfig {
         timeout: Duration::from_secs(5),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(300),
-        ..ShipperConfig::default()
     }
 }
 
