@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{
     Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
 };
+use dcmon_protocol::config_file;
 use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 
@@ -96,6 +97,60 @@ pub struct Cli {
     #[arg(long = "collector.hwmon.chip-exclude")]
     pub hwmon_chip_exclude: Option<String>,
 
+    /// Directory for the exporter's state: the remote-write spool lives in
+    /// its `spool/` subdirectory. Created mode 0700; a world-writable one is
+    /// refused.
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        default_value = "/var/lib/dcmon-exporter"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Remote-write endpoint to push to (repeatable). Without one, the
+    /// exporter only serves /metrics.
+    #[arg(long = "remote-write.url", value_name = "URL")]
+    pub remote_write_urls: Vec<String>,
+
+    /// File holding a bearer token for the --remote-write.url endpoints
+    /// (re-read on every request).
+    #[arg(long = "remote-write.bearer-token-file", value_name = "FILE")]
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+
+    /// Basic-auth user name for the --remote-write.url endpoints.
+    #[arg(long = "remote-write.basic-auth.username", value_name = "NAME")]
+    pub remote_write_basic_auth_username: Option<String>,
+
+    /// File holding the basic-auth password (re-read on every request).
+    #[arg(long = "remote-write.basic-auth.password-file", value_name = "FILE")]
+    pub remote_write_basic_auth_password_file: Option<PathBuf>,
+
+    /// How often to collect and push; samples are stamped with ticks on
+    /// multiples of it since the Unix epoch.
+    #[arg(long = "remote-write.interval", default_value = "30s", value_parser = parse_duration)]
+    pub remote_write_interval: Duration,
+
+    /// Longest one remote-write request may take.
+    #[arg(long = "remote-write.timeout", default_value = "30s", value_parser = parse_duration)]
+    pub remote_write_timeout: Duration,
+
+    /// The `instance` label of pushed samples (default: the host name).
+    #[arg(long = "remote-write.instance", value_name = "NAME")]
+    pub remote_write_instance: Option<String>,
+
+    /// Label added to every pushed series that lacks it (repeatable).
+    #[arg(long = "remote-write.external-label", value_name = "NAME=VALUE", value_parser = parse_label)]
+    pub remote_write_external_labels: Vec<(String, String)>,
+
+    /// Most disk space each endpoint's spool may use (bytes, or with a
+    /// KiB/MiB/GiB or KB/MB/GB suffix); the oldest batches are dropped first.
+    #[arg(long = "remote-write.spool.max-bytes", default_value = "256MiB", value_parser = parse_bytes)]
+    pub remote_write_spool_max_bytes: u64,
+
+    /// Spooled batches older than this are dropped.
+    #[arg(long = "remote-write.spool.max-age", default_value = "7d", value_parser = parse_duration)]
+    pub remote_write_spool_max_age: Duration,
+
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", value_parser = parse_level)]
     pub log_level: String,
@@ -107,6 +162,10 @@ pub struct Cli {
     /// Fan control settings.
     #[command(flatten)]
     pub fans: FanArgs,
+
+    /// Let the receiver's `reboot` commands run on this host.
+    #[arg(long = "commands.allow-reboot")]
+    pub allow_reboot: bool,
 
     /// Without a subcommand the exporter serves `/metrics` (and ships to
     /// its receiver once registered).
@@ -142,6 +201,85 @@ pub struct Parsed {
     pub cli: Cli,
     /// `(name, Some(true|false))` for collectors switched explicitly.
     pub toggles: Vec<(&'static str, Option<bool>)>,
+    /// The config file's `[[remote_write]]` endpoints.
+    pub file_endpoints: Vec<FileEndpoint>,
+}
+
+/// One `[[remote_write]]` table of the config file, named as in
+/// Prometheus's `remote_write` configuration:
+///
+/// ```toml
+/// [[remote_write]]
+/// url = "https://mimir.example/api/v1/push"
+/// basic_auth = { username = "fleet", password_file = "/etc/dcmon/mimir-password" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEndpoint {
+    /// The remote-write URL.
+    pub url: String,
+    /// File holding a bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth.
+    pub basic_auth: Option<FileBasicAuth>,
+}
+
+/// `basic_auth` of a `[[remote_write]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBasicAuth {
+    /// User name.
+    pub username: String,
+    /// File holding the password.
+    pub password_file: PathBuf,
+}
+
+/// The config-file section that holds endpoint tables rather than flags.
+const REMOTE_WRITE_SECTION: &str = "remote_write";
+
+/// `name=value`, with a valid Prometheus label name that is not reserved.
+fn parse_label(input: &str) -> Result<(String, String), String> {
+    let (name, value) = input
+        .split_once('=')
+        .ok_or_else(|| format!("{input:?} is not NAME=VALUE"))?;
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid || name.starts_with("__") {
+        return Err(format!("{name:?} is not a valid label name"));
+    }
+    if value.is_empty() {
+        return Err(format!("label {name:?} has an empty value"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// A size in bytes: a whole number with an optional unit (`B`, `KB`, `MB`,
+/// `GB`, `KiB`, `MiB`, `GiB`).
+pub fn parse_bytes(input: &str) -> Result<u64, String> {
+    let trimmed = input.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {input:?}: expected e.g. 256MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("invalid size {input:?}: unknown unit {other:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {input:?} is too large"))
 }
 
 /// The full clap command, with one `--collector.X` / `--no-collector.X` pair
@@ -181,14 +319,29 @@ pub fn command() -> Command {
 /// Parses `args` (program name first), folding in the config file if one is named.
 pub fn parse_from(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
     let mut cmd = command();
-    let args = dcmon_protocol::config_file::merge_into_args(&cmd, args)?;
+    let file = config_file::config_file_path(&args);
+    let (args, mut sections) =
+        config_file::merge_into_args_with_sections(&cmd, args, &[REMOTE_WRITE_SECTION])?;
+    let file_endpoints = match (sections.remove(REMOTE_WRITE_SECTION), file) {
+        (Some(value), Some(file)) => value.try_into().map_err(|e: toml::de::Error| {
+            config_file::config_file_error(
+                &file,
+                format!("[[{REMOTE_WRITE_SECTION}]]: {}", e.message()),
+            )
+        })?,
+        _ => Vec::new(),
+    };
     let matches = cmd.try_get_matches_from_mut(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     let toggles = collector::ALL
         .iter()
         .map(|info| (info.name, toggle(&matches, info.name)))
         .collect();
-    Ok(Parsed { cli, toggles })
+    Ok(Parsed {
+        cli,
+        toggles,
+        file_endpoints,
+    })
 }
 
 fn toggle(matches: &ArgMatches, name: &str) -> Option<bool> {
@@ -257,6 +410,85 @@ mod tests {
         assert_eq!(parsed.cli.procfs, PathBuf::from("/fixture/proc"));
         assert_eq!(parsed.cli.collector_timeout, Duration::from_secs(3));
         assert!(parsed.toggles.contains(&("cpu", Some(false))));
+    }
+
+    #[test]
+    fn remote_write_urls_and_labels_repeat() {
+        let parsed = parse_from(args(&[
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.url",
+            "http://b/api/v1/write",
+            "--remote-write.external-label=dc=fra1",
+            "--remote-write.external-label=rack=r7",
+        ]))
+        .unwrap();
+        assert_eq!(
+            parsed.cli.remote_write_urls,
+            ["http://a/api/v1/write", "http://b/api/v1/write"]
+        );
+        assert_eq!(
+            parsed.cli.remote_write_external_labels,
+            [("dc".into(), "fra1".into()), ("rack".into(), "r7".into())]
+        );
+        assert_eq!(parsed.cli.remote_write_interval, Duration::from_secs(30));
+        assert_eq!(parsed.cli.remote_write_spool_max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn bad_external_labels_are_refused() {
+        for bad in ["dc", "1dc=x", "__name__=x", "dc="] {
+            let flag = format!("--remote-write.external-label={bad}");
+            assert!(parse_from(args(&[&flag])).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("64 KiB"), Ok(64 << 10));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+    }
+
+    #[test]
+    fn config_file_declares_endpoints_as_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exporter.toml");
+        std::fs::write(
+            &file,
+            "[remote-write]\ninterval = \"15s\"\n\n[[remote_write]]\nurl = \"http://a/api/v1/write\"\nbearer_token_file = \"/etc/a\"\n\n[[remote_write]]\nurl = \"https://b/push\"\nbasic_auth = { username = \"u\", password_file = \"/etc/b\" }\n",
+        )
+        .unwrap();
+        let parsed = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap();
+        assert_eq!(parsed.cli.remote_write_interval, Duration::from_secs(15));
+        assert_eq!(
+            parsed.file_endpoints,
+            [
+                FileEndpoint {
+                    url: "http://a/api/v1/write".into(),
+                    bearer_token_file: Some("/etc/a".into()),
+                    basic_auth: None,
+                },
+                FileEndpoint {
+                    url: "https://b/push".into(),
+                    bearer_token_file: None,
+                    basic_auth: Some(FileBasicAuth {
+                        username: "u".into(),
+                        password_file: "/etc/b".into(),
+                    }),
+                },
+            ]
+        );
+
+        std::fs::write(
+            &file,
+            "[[remote_write]]\nurl = \"http://a\"\ntoken = \"x\"\n",
+        )
+        .unwrap();
+        let err = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("unknown field `token`"), "{err}");
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! a bad regexp or address is reported at start-up, not at the first scrape.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
 use crate::cli::{self, Parsed};
 use crate::collector;
+use crate::fans::{Board, FanController, FanPolicy, Ipmitool};
 use crate::roots::Roots;
+use crate::shipper::{EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels};
 
 /// A device or chip filter with node_exporter's semantics: a name is skipped
 /// when it matches `exclude`, or when `include` is set and it does not match.
@@ -56,6 +59,13 @@ pub struct Config {
     pub netclass_ignored_devices: Regex,
     /// hwmon chips to read.
     pub hwmon_chips: DeviceFilter,
+    /// The remote-write shipper; it runs only when it has endpoints.
+    pub remote_write: ShipperConfig,
+    /// This host's fan control (shared by the fan collector and the
+    /// command runner).
+    pub fans: Arc<FanController>,
+    /// Whether `reboot` commands from the receiver may run.
+    pub allow_reboot: bool,
 }
 
 impl Default for Config {
@@ -80,6 +90,16 @@ impl Default for Config {
             netdev_devices: DeviceFilter::default(),
             netclass_ignored_devices: Regex::new("^$").expect("valid default"),
             hwmon_chips: DeviceFilter::default(),
+            remote_write: ShipperConfig::default(),
+            fans: Arc::new(FanController::new(
+                Box::new(Ipmitool {
+                    path: "ipmitool".into(),
+                    timeout: Duration::from_secs(10),
+                }),
+                Board::detect(&Roots::default().sysfs),
+                FanPolicy::default(),
+            )),
+            allow_reboot: false,
         }
     }
 }
@@ -106,7 +126,9 @@ fn optional_regex(flag: &'static str, pattern: Option<&str>) -> Result<Option<Re
 impl Config {
     /// Validates parsed flags into a configuration.
     pub fn from_parsed(parsed: Parsed) -> Result<Self, ConfigError> {
-        let Parsed { cli, toggles } = parsed;
+        let remote_write = remote_write(&parsed)?;
+        let Parsed { cli, toggles, .. } = parsed;
+        let fans = Arc::new(cli.fans.controller(&cli.sysfs));
         if !cli.telemetry_path.starts_with('/') {
             return Err(ConfigError {
                 flag: "web.telemetry-path",
@@ -172,6 +194,9 @@ impl Config {
                     cli.hwmon_chip_exclude.as_deref(),
                 )?,
             },
+            remote_write,
+            fans,
+            allow_reboot: cli.allow_reboot,
         })
     }
 
@@ -179,6 +204,100 @@ impl Config {
     pub fn collector_enabled(&self, name: &str) -> bool {
         self.enabled.contains(name)
     }
+}
+
+/// The shipper's settings: command-line endpoints share the command-line
+/// auth flags; each config-file `[[remote_write]]` table has its own.
+fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
+    let cli = &parsed.cli;
+    let fail = |flag, msg: &str| ConfigError {
+        flag,
+        msg: msg.into(),
+    };
+    let cli_auth = match (
+        &cli.remote_write_bearer_token_file,
+        &cli.remote_write_basic_auth_username,
+        &cli.remote_write_basic_auth_password_file,
+    ) {
+        (None, None, None) => EndpointAuth::None,
+        (Some(file), None, None) => EndpointAuth::Bearer(file.clone()),
+        (None, Some(username), Some(password_file)) => EndpointAuth::Basic {
+            username: username.clone(),
+            password_file: password_file.clone(),
+        },
+        (Some(_), _, _) => {
+            return Err(fail(
+                "remote-write.bearer-token-file",
+                "cannot be combined with basic auth",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(fail(
+                "remote-write.basic-auth.username",
+                "needs --remote-write.basic-auth.password-file",
+            ));
+        }
+        (None, None, Some(_)) => {
+            return Err(fail(
+                "remote-write.basic-auth.password-file",
+                "needs --remote-write.basic-auth.username",
+            ));
+        }
+    };
+    if cli.remote_write_urls.is_empty() && !matches!(cli_auth, EndpointAuth::None) {
+        return Err(fail(
+            "remote-write.url",
+            "remote-write credentials are given, but no --remote-write.url to use them",
+        ));
+    }
+    if cli.remote_write_interval < Duration::from_millis(100) {
+        return Err(fail("remote-write.interval", "must be at least 100ms"));
+    }
+    let mut endpoints: Vec<EndpointConfig> = cli
+        .remote_write_urls
+        .iter()
+        .map(|url| EndpointConfig::new(url.clone(), cli_auth.clone()))
+        .collect();
+    for table in &parsed.file_endpoints {
+        let auth = match (&table.bearer_token_file, &table.basic_auth) {
+            (None, None) => EndpointAuth::None,
+            (Some(file), None) => EndpointAuth::Bearer(file.clone()),
+            (None, Some(basic)) => EndpointAuth::Basic {
+                username: basic.username.clone(),
+                password_file: basic.password_file.clone(),
+            },
+            (Some(_), Some(_)) => {
+                return Err(fail(
+                    "config.file",
+                    &format!(
+                        "[[remote_write]] {}: bearer_token_file and basic_auth exclude each other",
+                        table.url
+                    ),
+                ));
+            }
+        };
+        endpoints.push(EndpointConfig::new(table.url.clone(), auth));
+    }
+    let defaults = ShipperConfig::default();
+    Ok(ShipperConfig {
+        interval: cli.remote_write_interval,
+        labels: TargetLabels {
+            instance: cli
+                .remote_write_instance
+                .clone()
+                .unwrap_or(defaults.labels.instance),
+            job: defaults.labels.job,
+            external: cli.remote_write_external_labels.clone(),
+        },
+        endpoints,
+        state_dir: cli.state_dir.clone(),
+        spool: SpoolLimits {
+            max_bytes: cli.remote_write_spool_max_bytes,
+            max_age: cli.remote_write_spool_max_age,
+        },
+        timeout: cli.remote_write_timeout,
+        ..defaults
+    })
 }
 
 #[cfg(test)]
@@ -207,6 +326,41 @@ mod tests {
                 .starts_with("--collector.hwmon.chip-include:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn command_line_endpoints_share_the_auth_flags() {
+        let cfg = config(&[
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.url=http://b/api/v1/write",
+            "--remote-write.basic-auth.username=fleet",
+            "--remote-write.basic-auth.password-file=/etc/pw",
+            "--remote-write.instance=gpu-01",
+        ])
+        .unwrap();
+        let rw = &cfg.remote_write;
+        assert_eq!(rw.endpoints.len(), 2);
+        for endpoint in &rw.endpoints {
+            assert!(
+                matches!(&endpoint.auth, EndpointAuth::Basic { username, .. } if username == "fleet"),
+                "{endpoint:?}"
+            );
+        }
+        assert_eq!(rw.labels.instance, "gpu-01");
+        assert_eq!(rw.labels.job, "dcmon");
+    }
+
+    #[test]
+    fn no_url_means_no_endpoints_and_half_auth_is_refused() {
+        assert!(config(&[]).unwrap().remote_write.endpoints.is_empty());
+        let err = config(&[
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.basic-auth.username=fleet",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("password-file"), "{err}");
+        let err = config(&["--remote-write.bearer-token-file=/etc/t"]).unwrap_err();
+        assert!(err.to_string().starts_with("--remote-write.url:"), "{err}");
     }
 
     #[test]

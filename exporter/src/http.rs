@@ -9,16 +9,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::collector::Scraper;
 use crate::exposition;
 use crate::self_metrics;
+use crate::shipper::{SharedScraper, ShipperMetrics};
 use dcmon_protocol::exposition as negotiation;
 
 /// What the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    /// Runs the collectors.
-    pub scraper: Scraper,
+    /// Runs the collectors (shared with the shipper).
+    pub scraper: Arc<SharedScraper>,
+    /// The shipper's counters, when it runs.
+    pub shipper: Option<Arc<ShipperMetrics>>,
     /// Path of the metrics endpoint, for the landing page link.
     pub telemetry_path: String,
 }
@@ -52,6 +54,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 
     let mut snapshot = state.scraper.scrape().await;
     self_metrics::collect(&mut snapshot);
+    if let Some(shipper) = &state.shipper {
+        shipper.collect(&mut snapshot);
+    }
     snapshot.sort();
     let body = exposition::encode(snapshot, format);
 

@@ -1,6 +1,7 @@
 //! dcmon-exporter: collects host, GPU, IPMI, NVMe and apt metrics and serves
 //! them at `/metrics` with node_exporter's names, so existing dashboards and
-//! alert rules work unchanged.
+//! alert rules work unchanged, and optionally pushes the same metrics to
+//! remote-write endpoints with an on-disk spool for outages.
 
 pub mod cli;
 pub mod collector;
@@ -12,4 +13,5 @@ pub mod identity;
 pub mod roots;
 pub mod runner;
 pub mod self_metrics;
+pub mod shipper;
 pub mod snapshot;

@@ -8,7 +8,16 @@ use anyhow::Context;
 use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::Scraper;
 use dcmon_exporter::config::Config;
+use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
+use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
+use dcmon_exporter::shipper::{
+    EndpointAuth, EndpointConfig, RequestSigner, SharedScraper, Shipper,
+};
 use dcmon_exporter::{cli, fans, http, identity};
+use tokio::sync::watch;
+
+/// How long shutdown waits for the shipper to spool what it holds.
+const SHIPPER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os().collect()) {
@@ -50,17 +59,109 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// The receiver this host is enrolled with, if `dcmon-exporter register`
+/// ran: its enrollment and the signer of per-request JWTs.
+fn enrollment(config: &Config) -> anyhow::Result<Option<(Enrollment, Arc<JwtSigner>)>> {
+    // A host that never registered may not even have its state directory.
+    if !config
+        .remote_write
+        .state_dir
+        .join(identity::state_dir::ENROLLMENT_FILE)
+        .exists()
+    {
+        return Ok(None);
+    }
+    let state = StateDir::open(&config.remote_write.state_dir)?;
+    let Some(enrollment) = state.enrollment()? else {
+        return Ok(None);
+    };
+    let signer = Arc::new(JwtSigner::new(&enrollment, &state.private_key()?)?);
+    Ok(Some((enrollment, signer)))
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let enrolled = enrollment(&config)?;
+    if let Some((enrollment, signer)) = &enrolled {
+        tracing::info!(
+            server = enrollment.server,
+            client_id = enrollment.client_id,
+            instance = enrollment.instance,
+            "enrolled: shipping to the receiver and polling its commands"
+        );
+        // The receiver labels this host's samples with its registered name;
+        // other endpoints get the same `instance`.
+        config.remote_write.labels.instance = enrollment.instance.clone();
+        config.remote_write.add_endpoint(EndpointConfig::new(
+            enrollment.write_url(),
+            EndpointAuth::Signer(Arc::clone(signer) as Arc<dyn RequestSigner>),
+        ));
+    }
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
-    let scraper = Scraper::new(&config);
-    let enabled: Vec<_> = scraper.collector_names().collect();
+    let scraper = Arc::new(SharedScraper::new(Scraper::new(&config)));
+    let enabled: Vec<_> = scraper.inner().collector_names().collect();
+    // One signal stops both the HTTP server and the shipper; the shipper
+    // then spools what it has not delivered.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        dcmon_protocol::net::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let shipper = if config.remote_write.endpoints.is_empty() {
+        None
+    } else {
+        Some(
+            Shipper::start(
+                config.remote_write.clone(),
+                Arc::clone(&scraper),
+                stopping.clone(),
+            )
+            .await
+            .context("starting the remote-write shipper")?,
+        )
+    };
+    let runner = match &enrolled {
+        Some((enrollment, signer)) => {
+            let runner = CommandRunner::new(
+                RunnerOptions {
+                    server: enrollment.server.clone(),
+                    min_duty: config.fans.policy().min_duty,
+                    allow_reboot: config.allow_reboot,
+                },
+                Arc::clone(signer),
+                Arc::clone(&config.fans),
+            )?;
+            Some(tokio::spawn(runner.run()))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, collectors = ?enabled, "listening");
     let state = Arc::new(http::AppState {
         scraper,
+        shipper: shipper.as_ref().map(Shipper::metrics),
         telemetry_path: config.telemetry_path.clone(),
     });
+    let mut until_stopped = stopping.clone();
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
+        .with_graceful_shutdown(async move {
+            let _ = until_stopped.wait_for(|stop| *stop).await;
+        })
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    if let Some(shipper) = shipper {
+        // Spooling is a few small file writes; the limit only guards
+        // against a hung disk keeping the process alive.
+        if tokio::time::timeout(SHIPPER_STOP_TIMEOUT, shipper.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the shipper did not stop in time; unsent batches may be lost");
+        }
+    }
+    if let Some(runner) = runner {
+        runner.abort();
+    }
+    // A manual fan duty must not outlive the exporter.
+    let fans = Arc::clone(&config.fans);
+    let _ = tokio::task::spawn_blocking(move || fans.release()).await;
+    Ok(())
 }

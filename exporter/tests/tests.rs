@@ -6,3 +6,4 @@ mod fans;
 mod fixture_compare;
 mod http;
 mod peers;
+mod shipping;

@@ -14,10 +14,34 @@ use clap::Command;
 /// (if any) inserted right after the program name. Unknown settings are an
 /// error naming the file and key.
 pub fn merge_into_args(cmd: &Command, args: Vec<OsString>) -> Result<Vec<OsString>, clap::Error> {
+    merge_into_args_with_sections(cmd, args, &[]).map(|(args, _)| args)
+}
+
+/// Like [`merge_into_args`], but the top-level keys named in `sections` are
+/// not flags: they are returned untouched for the caller to deserialise (for
+/// settings a flag cannot express, such as an array of tables).
+pub fn merge_into_args_with_sections(
+    cmd: &Command,
+    args: Vec<OsString>,
+    sections: &[&str],
+) -> Result<(Vec<OsString>, toml::Table), clap::Error> {
     match config_file_arg(&args) {
-        Some(path) => with_config_file(cmd, &path, args),
-        None => Ok(args),
+        Some(path) => with_config_file(cmd, &path, args, sections),
+        None => Ok((args, toml::Table::new())),
     }
+}
+
+/// A config-file error naming the file, as clap reports a bad flag value.
+pub fn config_file_error(path: &Path, msg: impl std::fmt::Display) -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::InvalidValue,
+        format!("config file {}: {msg}\n", path.display()),
+    )
+}
+
+/// The file named by `--config.file`, if any.
+pub fn config_file_path(args: &[OsString]) -> Option<PathBuf> {
+    config_file_arg(args)
 }
 
 /// Finds `--config.file F` or `--config.file=F` before full parsing.
@@ -41,17 +65,19 @@ fn with_config_file(
     cmd: &Command,
     path: &Path,
     args: Vec<OsString>,
-) -> Result<Vec<OsString>, clap::Error> {
-    let fail = |msg: String| {
-        clap::Error::raw(
-            clap::error::ErrorKind::InvalidValue,
-            format!("config file {}: {msg}\n", path.display()),
-        )
-    };
+    sections: &[&str],
+) -> Result<(Vec<OsString>, toml::Table), clap::Error> {
+    let fail = |msg: String| config_file_error(path, msg);
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let table: toml::Table = text
+    let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| fail(e.to_string()))?;
+    let mut taken = toml::Table::new();
+    for section in sections {
+        if let Some(value) = table.remove(*section) {
+            taken.insert((*section).to_owned(), value);
+        }
+    }
     let mut settings = Vec::new();
     flatten("", &table, &mut settings).map_err(fail)?;
     let known = |long: &str| cmd.get_arguments().any(|a| a.get_long() == Some(long));
@@ -74,7 +100,7 @@ fn with_config_file(
     out.extend(args.next());
     out.extend(flags.into_iter().map(OsString::from));
     out.extend(args);
-    Ok(out)
+    Ok((out, taken))
 }
 
 enum Setting {

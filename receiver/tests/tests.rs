@@ -7,4 +7,5 @@ mod durability;
 mod identity;
 mod prometheus_e2e;
 mod retention;
+mod shipping;
 mod write;

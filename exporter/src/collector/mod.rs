@@ -19,6 +19,7 @@ use crate::snapshot::Snapshot;
 pub mod cpu;
 pub mod diskstats;
 pub mod edac;
+pub mod fan;
 pub mod filefd;
 pub mod filesystem;
 pub mod hwmon;
@@ -112,6 +113,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(cpu, true),
     info!(diskstats, true),
     info!(edac, true),
+    info!(fan, true),
     info!(filefd, true),
     info!(filesystem, true),
     info!(hwmon, true),

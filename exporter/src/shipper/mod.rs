@@ -1,0 +1,289 @@
+//! The remote-write shipper: collects on its own schedule with the same
+//! collectors as `/metrics`, and pushes each round to every configured
+//! endpoint, spooling to disk while an endpoint is unreachable.
+//!
+//! - [`schedule`]: tick alignment (samples carry the tick time),
+//! - [`batch`]: a scrape turned into a compressed Remote-Write 1.0 body,
+//! - [`endpoint`]: one HTTP attempt, its auth and its classification,
+//! - [`retry`]: backoff with jitter and `Retry-After`,
+//! - [`spool`]: the crash-safe on-disk queue of one endpoint,
+//! - [`worker`]: the loop feeding one endpoint,
+//! - [`metrics`]: the shipper's own counters.
+//!
+//! Every endpoint has its own worker and spool, so a slow or dead endpoint
+//! never delays another: the collection loop hands each worker the batch
+//! over a short channel, and spools it for that worker when the channel is
+//! full.
+
+pub mod batch;
+pub mod endpoint;
+pub mod metrics;
+pub mod retry;
+pub mod schedule;
+pub mod scrape;
+pub mod spool;
+pub mod state_dir;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use batch::{Batch, TargetLabels};
+pub use endpoint::{EndpointAuth, EndpointConfig, RequestSigner};
+pub use metrics::ShipperMetrics;
+pub use scrape::SharedScraper;
+pub use spool::SpoolLimits;
+
+use crate::self_metrics;
+use endpoint::{Endpoint, EndpointError};
+use metrics::EndpointMetrics;
+use retry::Backoff;
+use spool::Spool;
+use state_dir::StateDirError;
+use worker::{SpoolHandle, Worker};
+
+/// Fresh batches a worker may have queued before the collection loop spools
+/// for it instead: enough to ride out one slow request.
+const CHANNEL_CAPACITY: usize = 2;
+
+/// Everything the shipper runs from.
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    /// Collection interval; ticks are multiples of it since the epoch.
+    pub interval: Duration,
+    /// Labels added to every series.
+    pub labels: TargetLabels,
+    /// Where to ship. Empty: the shipper does not run.
+    pub endpoints: Vec<EndpointConfig>,
+    /// Holds `spool/<endpoint-id>/`.
+    pub state_dir: PathBuf,
+    /// Bounds of each endpoint's spool.
+    pub spool: SpoolLimits,
+    /// Longest one request may take.
+    pub timeout: Duration,
+    /// First retry delay; doubles per failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay (unless the server's `Retry-After` asks for more).
+    pub max_backoff: Duration,
+}
+
+impl ShipperConfig {
+    /// Adds an endpoint built by code rather than flags, e.g. the receiver
+    /// this host is enrolled with, authorised by a per-request JWT signer.
+    pub fn add_endpoint(&mut self, endpoint: EndpointConfig) {
+        self.endpoints.push(endpoint);
+    }
+
+    /// The spool directory of an endpoint.
+    pub fn spool_dir(&self, endpoint: &EndpointConfig) -> PathBuf {
+        self.state_dir.join("spool").join(endpoint.id())
+    }
+}
+
+impl Default for ShipperConfig {
+    /// 30 s interval, this host's name as `instance`, no endpoints, the
+    /// packaged state directory, a 256 MiB / 7 day spool, and Prometheus's
+    /// remote-write timeout and backoff (30 s; 250 ms doubling up to 5 s,
+    /// so a returning endpoint is found within seconds).
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            labels: TargetLabels {
+                instance: hostname(),
+                job: "dcmon".into(),
+                external: Vec::new(),
+            },
+            endpoints: Vec::new(),
+            state_dir: PathBuf::from("/var/lib/dcmon-exporter"),
+            spool: SpoolLimits {
+                max_bytes: 256 << 20,
+                max_age: Duration::from_secs(7 * 86_400),
+            },
+            timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// This host's name, the default `instance` label.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Why the shipper could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    /// The state directory is unusable.
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    /// An endpoint is misconfigured.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// Two endpoints with the same URL would share a spool.
+    #[error("remote-write URL {0} is configured twice")]
+    Duplicate(String),
+    /// A spool directory could not be opened.
+    #[error("opening the spool {path}: {source}")]
+    Spool {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running shipper.
+#[derive(Debug)]
+pub struct Shipper {
+    metrics: Arc<ShipperMetrics>,
+    tasks: JoinSet<()>,
+}
+
+impl Shipper {
+    /// Checks the state directory, opens every spool and starts the
+    /// collection loop and one worker per endpoint. Everything stops when
+    /// `shutdown` becomes `true`; [`Shipper::stopped`] waits for that.
+    pub async fn start(
+        config: ShipperConfig,
+        scraper: Arc<SharedScraper>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Shipper, ShipperError> {
+        state_dir::prepare(&config.state_dir)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut prepared = Vec::new();
+        for endpoint_config in &config.endpoints {
+            if !seen.insert(endpoint_config.url.clone()) {
+                return Err(ShipperError::Duplicate(endpoint_config.display_url()));
+            }
+            let endpoint = Endpoint::new(endpoint_config.clone(), config.timeout)?;
+            let dir = config.spool_dir(endpoint_config);
+            let limits = config.spool;
+            let opened = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || Spool::open(&dir, limits)
+            })
+            .await
+            .expect("opening a spool panicked");
+            let (spool, corrupt) =
+                opened.map_err(|source| ShipperError::Spool { path: dir, source })?;
+            let name = endpoint_config.display_url();
+            let metrics = Arc::new(EndpointMetrics::new(name.clone()));
+            metrics.corrupt_files(corrupt.corrupt);
+            if !spool.is_empty() {
+                tracing::info!(endpoint = %name, batches = spool.len(), bytes = spool.bytes(), "spooled batches found; sending them oldest first");
+            }
+            prepared.push((
+                endpoint,
+                SpoolHandle::new(spool, Arc::clone(&metrics), name),
+                metrics,
+            ));
+        }
+        let metrics = Arc::new(ShipperMetrics::new(
+            prepared.iter().map(|(_, _, m)| Arc::clone(m)).collect(),
+        ));
+        let mut tasks = JoinSet::new();
+        let mut outlets = Vec::new();
+        for (endpoint, spool, endpoint_metrics) in prepared {
+            tracing::info!(endpoint = %endpoint.config().display_url(), spool = %config.spool_dir(endpoint.config()).display(), "shipping");
+            let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+            outlets.push(Outlet {
+                sender,
+                spool: spool.clone(),
+            });
+            tasks.spawn(
+                Worker {
+                    endpoint,
+                    spool,
+                    metrics: endpoint_metrics,
+                    fresh: receiver,
+                    shutdown: shutdown.clone(),
+                    backoff: Backoff::new(config.min_backoff, config.max_backoff),
+                }
+                .run(),
+            );
+        }
+        tasks.spawn(collect_loop(
+            config,
+            scraper,
+            Arc::clone(&metrics),
+            outlets,
+            shutdown,
+        ));
+        Ok(Shipper { metrics, tasks })
+    }
+
+    /// The shipper's metrics, for `/metrics`.
+    pub fn metrics(&self) -> Arc<ShipperMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Waits until the collection loop and every worker have stopped (after
+    /// shutdown, once undelivered batches are spooled).
+    pub async fn stopped(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(err) = result {
+                tracing::error!(error = %err, "shipper task failed");
+            }
+        }
+    }
+}
+
+/// Where the collection loop hands a batch to one endpoint.
+struct Outlet {
+    sender: mpsc::Sender<Arc<Batch>>,
+    spool: SpoolHandle,
+}
+
+/// Collects on every tick and hands the batch to each endpoint.
+async fn collect_loop(
+    config: ShipperConfig,
+    scraper: Arc<SharedScraper>,
+    metrics: Arc<ShipperMetrics>,
+    outlets: Vec<Outlet>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_tick = i64::MIN;
+    loop {
+        // The next tick after the last one collected: a round that overran
+        // skips the ticks it missed rather than stamping them late.
+        let mut tick = schedule::next_tick_ms(SystemTime::now(), config.interval);
+        if tick <= last_tick {
+            tick = last_tick + config.interval.as_millis() as i64;
+        }
+        let wait = schedule::until_tick(SystemTime::now(), tick);
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let snapshot = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            snapshot = scraper.scrape() => snapshot,
+        };
+        let mut snapshot = snapshot;
+        self_metrics::collect(&mut snapshot);
+        metrics.collect(&mut snapshot);
+        let batch = Arc::new(Batch::from_snapshot(&snapshot, tick, &config.labels));
+        last_tick = tick;
+        for outlet in &outlets {
+            if let Err(mpsc::error::TrySendError::Full(batch)) =
+                outlet.sender.try_send(Arc::clone(&batch))
+            {
+                // The worker is stuck on a slow request: keep the batch on
+                // its spool rather than wait for it.
+                outlet.spool.push(batch).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A real `dcmon-exporter` process for end-to-end tests with the receiver,
+//! and a receiver that can be brought back on the address it had (the
+//! exporter's remote-write URL must stay valid across a receiver restart).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `dcmon-exporter` binary, built once per test run. It is not a
+/// dependency of this crate, so Cargo does not build it for these tests;
+/// it lands in the same target directory as `dcmon-receiver`.
+pub fn exporter_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let receiver = Path::new(env!("CARGO_BIN_EXE_dcmon-receiver"));
+        let profile_dir = receiver.parent().expect("binary in a profile directory");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(workspace).args([
+            "build",
+            "-p",
+            "dcmon-exporter",
+            "--bin",
+            "dcmon-exporter",
+        ]);
+        // The profile directory is named after the profile, except `dev`.
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                build.args(["--profile", profile]);
+            }
+        }
+        if let Some(target) = profile_dir.parent() {
+            build.arg("--target-dir").arg(target);
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p dcmon-exporter failed");
+        let binary = profile_dir.join("dcmon-exporter");
+        assert!(
+            binary.exists(),
+            "{} missing after the build",
+            binary.display()
+        );
+        binary
+    })
+}
+
+/// A free loopback address.
+pub fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn wait_for_port(addr: &str, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap()
+}
+
+/// A running exporter with its own state directory, killed on drop.
+pub struct Exporter {
+    child: Option<Child>,
+    /// `127.0.0.1:port` of its `/metrics`.
+    pub addr: String,
+    /// `--state-dir`, kept across restarts.
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts an exporter with a fresh state directory and extra flags.
+    pub fn start(args: &[&str]) -> Exporter {
+        let tmp = tempfile::tempdir().unwrap();
+        let state_dir = tmp.path().join("state");
+        let mut exporter = Exporter {
+            child: None,
+            addr: free_addr(),
+            log: tmp.path().join("exporter.log"),
+            state_dir,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _tmp: tmp,
+        };
+        exporter.spawn();
+        exporter
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(exporter_binary())
+            .arg("--web.listen-address")
+            .arg(&self.addr)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for_port(&self.addr, "exporter", &self.log);
+    }
+
+    /// SIGTERM (a graceful stop, which spools unsent batches); panics
+    /// unless it exits successfully.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let status = sigterm(&mut child);
+        assert!(
+            status.success(),
+            "exporter exited with {status}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Stops gracefully and starts again with the same state and flags.
+    pub fn restart(&mut self) {
+        self.terminate();
+        self.spawn();
+    }
+
+    /// Its `/metrics` page.
+    pub fn metrics(&self) -> String {
+        super::client()
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// The sum of the values of the `/metrics` lines starting with `prefix`
+    /// (a metric name with the start of its labels).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A receiver process on a fixed address and database, for bringing one
+/// back where it was after [`super::Receiver::kill`].
+pub struct ReceiverOnAddr {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ReceiverOnAddr {
+    /// Starts `dcmon-receiver` on `addr` with the database and admin token
+    /// in `dir` (as laid out by [`super::Receiver`]).
+    pub fn start(addr: &str, dir: &Path) -> ReceiverOnAddr {
+        let log = dir.join("stderr.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+            .arg("--web.listen-address")
+            .arg(addr)
+            .arg("--storage.path")
+            .arg(dir.join("dcmon.db"))
+            .arg("--admin-token-file")
+            .arg(dir.join("admin-token"))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        wait_for_port(addr, "receiver", &log);
+        ReceiverOnAddr {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGTERM; panics unless it exits successfully.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let status = sigterm(&mut child);
+        assert!(
+            status.success(),
+            "receiver exited with {status}:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for ReceiverOnAddr {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
