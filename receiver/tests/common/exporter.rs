@@ -93,7 +93,12 @@ pub struct Exporter {
 impl Exporter {
     /// Starts an exporter with a fresh state directory and extra flags.
     pub fn start(args: &[&str]) -> Exporter {
-        let tmp = tempfile::tempdir().unwrap();
+        Exporter::start_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// Starts an exporter whose state directory is `<tmp>/state` (where
+    /// [`register`] may have enrolled it).
+    pub fn start_in(tmp: tempfile::TempDir, args: &[&str]) -> Exporter {
         let state_dir = tmp.path().join("state");
         let mut exporter = Exporter {
             child: None,
@@ -168,6 +173,24 @@ impl Exporter {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Runs `dcmon-exporter register` for `hostname` into `state_dir`, with the
+/// admin token read from `admin_token_file`.
+pub fn register(
+    server: &str,
+    admin_token_file: &Path,
+    hostname: &str,
+    state_dir: &Path,
+) -> std::process::Output {
+    Command::new(exporter_binary())
+        .args(["register", "--server", server, "--hostname", hostname])
+        .arg("--admin-token-file")
+        .arg(admin_token_file)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .unwrap()
 }
 
 impl Drop for Exporter {
