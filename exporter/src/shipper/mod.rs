@@ -23,7 +23,7 @@ pub mod schedule;
 pub mod scrape;
 pub mod spool;
 pub mod state_dir;
-pub mod worker;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,7 +73,17 @@ pub struct ShipperConfig {
 
 impl ShipperConfig {
     /// Adds an endpoint built by code rather than flags, e.g. the receiver
-    /// this host is enrolled with, authorised by a per-request JWT signer.
+    /// this host is enrolled with, authorised by a per-request JWT signer:
+    ///
+    /// ```ignore
+    /// config.remote_write.add_endpoint(EndpointConfig::new(
+    ///     format!("{server}/api/v1/write"),
+    ///     EndpointAuth::Signer(Arc::new(jwt_signer)),
+    /// ));
+    /// ```
+    ///
+    /// Call it before [`Shipper::start`]; its spool directory follows from
+    /// the URL like any other endpoint's.
     pub fn add_endpoint(&mut self, endpoint: EndpointConfig) {
         self.endpoints.push(endpoint);
     }

@@ -189,36 +189,36 @@ impl Worker {
     /// Runs until shutdown, then spools whatever was not delivered.
     pub async fn run(mut self) {
         let name = self.endpoint.config().display_url();
-        let mut fresh: VecDeque<Arc<Batch>> = VecDeque::new();
+        let mut queued: VecDeque<Arc<Batch>> = VecDeque::new();
         let mut retry_at: Option<Instant> = None;
         let mut failing = false;
         loop {
-            let has_work = !fresh.is_empty() || (self.spool.has_batches() && retry_at.is_none());
+            let has_work = !queued.is_empty() || (self.spool.has_batches() && retry_at.is_none());
             if !has_work {
                 tokio::select! {
                     biased;
                     _ = self.shutdown.wait_for(|stop| *stop) => break,
                     received = self.fresh.recv() => match received {
-                        Some(batch) => fresh.push_back(batch),
+                        Some(batch) => queued.push_back(batch),
                         None => break,
                     },
                     _ = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
                 }
             }
             while let Ok(batch) = self.fresh.try_recv() {
-                fresh.push_back(batch);
+                queued.push_back(batch);
             }
             if let Some(at) = retry_at {
                 if Instant::now() < at {
                     // Backing off: keep fresh batches safe on disk meanwhile.
-                    while let Some(batch) = fresh.pop_front() {
+                    while let Some(batch) = queued.pop_front() {
                         self.spool.push(batch).await;
                     }
                     continue;
                 }
                 retry_at = None;
             }
-            let source = match fresh.pop_front() {
+            let source = match queued.pop_front() {
                 Some(batch) => Source::Fresh(batch),
                 None => match self.spool.oldest().await {
                     Oldest::Batch(key, batch) => Source::Spooled(key, Arc::new(batch)),
@@ -234,7 +234,7 @@ impl Worker {
                 _ = self.shutdown.wait_for(|stop| *stop) => {
                     // Abandon the request; the batch is kept for next time.
                     if let Source::Fresh(batch) = source {
-                        fresh.push_front(batch);
+                        queued.push_front(batch);
                     }
                     break;
                 }
@@ -292,10 +292,10 @@ impl Worker {
         // Shutting down: the collection loop stops at the same signal and
         // then closes the channel; everything still queued goes to disk.
         while let Some(batch) = self.fresh.recv().await {
-            fresh.push_back(batch);
+            queued.push_back(batch);
         }
-        let unsent = fresh.len();
-        for batch in fresh {
+        let unsent = queued.len();
+        for batch in queued {
             self.spool.push(batch).await;
         }
         tracing::debug!(endpoint = %name, spooled = unsent, "shipper stopped");
