@@ -4,6 +4,7 @@ mod auth;
 mod commands;
 mod common;
 mod durability;
+mod enrolment;
 mod identity;
 mod prometheus_e2e;
 mod retention;

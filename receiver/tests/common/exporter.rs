@@ -144,6 +144,12 @@ impl Exporter {
         );
     }
 
+    /// Starts again after [`Exporter::terminate`], same state and flags.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
     /// Stops gracefully and starts again with the same state and flags.
     pub fn restart(&mut self) {
         self.terminate();
