@@ -7,6 +7,7 @@ mod durability;
 mod enrolment;
 mod identity;
 mod prometheus_e2e;
+mod quickstart;
 mod retention;
 mod shipping;
 mod write;
