@@ -8,4 +8,5 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod metrics;
+pub mod promql;
 pub mod storage;

@@ -4,5 +4,6 @@ mod auth;
 mod common;
 mod durability;
 mod prometheus_e2e;
+mod promql_conformance;
 mod retention;
 mod write;
