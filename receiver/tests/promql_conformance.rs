@@ -18,7 +18,7 @@ use dcmon_protocol::remote_write::SeriesSamples;
 use dcmon_receiver::promql::{Engine, EngineOptions, QueryResult, Value};
 use dcmon_receiver::storage::{Options, Storage};
 
-use script::{Case, Command, Expected, LabelSet, LoadBlock};
+use script::{AnnotationMatch, Case, Command, Expected, KindSpec, LabelSet, LoadBlock};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promql")
@@ -287,18 +287,51 @@ fn check_range_mode(case: &Case, engine: &Engine) -> Result<(), String> {
     }
 }
 
+/// Prometheus's annotation rules: every expected annotation must be among
+/// those produced, and every produced one must be expected.
+fn check_annotations(kind: &str, spec: &KindSpec, produced: &[String]) -> Result<(), String> {
+    let matches = |m: &AnnotationMatch, text: &str| match m {
+        AnnotationMatch::Any => true,
+        AnnotationMatch::Exact(want) => want == text,
+        AnnotationMatch::Regex(re) => regex::Regex::new(re).is_ok_and(|re| re.is_match(text)),
+    };
+    if spec.none && !produced.is_empty() {
+        return Err(format!("unexpected {kind}s: {produced:?}"));
+    }
+    if spec.at_least_one && produced.is_empty() {
+        return Err(format!("expected a {kind}, got none"));
+    }
+    if spec.expected.is_empty() {
+        return Ok(());
+    }
+    for m in &spec.expected {
+        if !produced.iter().any(|p| matches(m, p)) {
+            return Err(format!(
+                "expected {kind} {m:?} not produced (got {produced:?})"
+            ));
+        }
+    }
+    for p in produced {
+        if !spec.expected.iter().any(|m| matches(m, p)) {
+            return Err(format!("unexpected {kind} {p:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one case; `Err` holds why it failed.
 fn run_case(case: &Case, engine: &Engine) -> Result<(), String> {
     if case.histograms {
         return Err("native histograms are not supported".into());
     }
-    if case.wants_annotations {
-        return Err("warnings/infos are not produced".into());
-    }
     let result = match case.range {
         Some((start, end, step)) => engine.range_query(&case.expr, start, end, step),
         None => engine.instant_query(&case.expr, case.at_ms),
     };
+    if let Ok(r) = &result {
+        check_annotations("warning", &case.annotations.warn, &r.warnings)?;
+        check_annotations("info", &case.annotations.info, &r.infos)?;
+    }
     check(case, result.map_err(|e| e.to_string()))?;
     if case.range.is_none() {
         check_range_mode(case, engine)?;

@@ -49,6 +49,9 @@ pub fn eval(ev: &Evaluator<'_>, agg: &AggregateExpr, t: i64) -> Result<Value, Qu
         }
         T_QUANTILE => {
             let phi = scalar_param(param, "quantile")?;
+            if let Some(p) = &agg.param {
+                warn_quantile(ev, phi, p);
+            }
             reduce(input, grouping, |values| quantile(phi, values))
         }
         T_SUM => reduce(input, grouping, |values| {
@@ -73,6 +76,19 @@ pub fn eval(ev: &Evaluator<'_>, agg: &AggregateExpr, t: i64) -> Result<Value, Qu
         }
     };
     Ok(Value::Vector(out))
+}
+
+/// Warns when a quantile parameter is outside [0, 1] (or NaN).
+pub fn warn_quantile(ev: &Evaluator<'_>, phi: f64, param: &promql_parser::parser::Expr) {
+    if !(0.0..=1.0).contains(&phi) {
+        ev.warn(
+            &format!(
+                "quantile value should be between 0 and 1, got {}",
+                format_float(phi)
+            ),
+            param,
+        );
+    }
 }
 
 fn scalar_param(param: Option<Value>, what: &str) -> Result<f64, QueryError> {

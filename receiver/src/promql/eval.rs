@@ -2,7 +2,8 @@
 //! [`super::plan`] fetched; a range query repeats that at every step and
 //! gathers the points into series.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use promql_parser::parser::{Expr, SubqueryExpr};
@@ -13,6 +14,15 @@ use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
 use super::{QueryError, aggregate, binary, functions, selector};
 use crate::storage::index::Labels;
 
+/// Warnings and infos collected while evaluating, deduplicated.
+#[derive(Debug, Default)]
+pub struct Annotations {
+    /// `PromQL warning: …`
+    pub warnings: BTreeSet<String>,
+    /// `PromQL info: …`
+    pub infos: BTreeSet<String>,
+}
+
 /// Evaluates one query over its prefetched data.
 #[derive(Debug)]
 pub struct Evaluator<'q> {
@@ -21,6 +31,7 @@ pub struct Evaluator<'q> {
     data: &'q SelectorData,
     deadline: Instant,
     max_samples: usize,
+    annotations: RefCell<Annotations>,
 }
 
 impl<'q> Evaluator<'q> {
@@ -36,7 +47,37 @@ impl<'q> Evaluator<'q> {
             data,
             deadline,
             max_samples,
+            annotations: RefCell::default(),
         }
+    }
+
+    /// The annotations collected so far.
+    pub fn into_annotations(self) -> Annotations {
+        self.annotations.into_inner()
+    }
+
+    /// Records a warning about `expr` (its position is appended).
+    pub fn warn(&self, message: &str, expr: &Expr) {
+        let text = format!("PromQL warning: {message} ({})", self.position(expr));
+        self.annotations.borrow_mut().warnings.insert(text);
+    }
+
+    /// Records an info note about `expr`.
+    pub fn info(&self, message: &str, expr: &Expr) {
+        let text = format!("PromQL info: {message} ({})", self.position(expr));
+        self.annotations.borrow_mut().infos.insert(text);
+    }
+
+    /// `line:column` of `expr` in the query text. The parser keeps no
+    /// positions, so this finds the expression's printed form in the text
+    /// (its first occurrence), falling back to the start.
+    fn position(&self, expr: &Expr) -> String {
+        let printed = expr.to_string();
+        let offset = self.query.source.find(&printed).unwrap_or(0);
+        let before = &self.query.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{line}:{column}")
     }
 
     /// An instant query's value.

@@ -8,7 +8,7 @@ use promql_parser::parser::{Call, Expr, VectorSelector};
 use regex::Regex;
 
 use super::QueryError;
-use super::aggregate::valid_label_name;
+use super::aggregate::{valid_label_name, warn_quantile};
 use super::eval::Evaluator;
 use super::histogram::histogram_quantile;
 use super::range_fns::{self, Window};
@@ -105,9 +105,37 @@ pub fn eval(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
             }
             label_join(vector(0)?, &string(1)?, &string(2)?, &sources)?
         }
-        "sort" => sort_by_value(vector(0)?, false),
-        "sort_desc" => sort_by_value(vector(0)?, true),
-        "histogram_quantile" => histogram_quantile(scalar(0)?, vector(1)?),
+        "sort" | "sort_desc" => {
+            if ev.query.is_range {
+                ev.warn(
+                    "sort is ineffective for range queries since results are always ordered by labels",
+                    &Expr::Call(call.clone()),
+                );
+            }
+            sort_by_value(vector(0)?, name == "sort_desc")
+        }
+        "histogram_quantile" => {
+            let phi = scalar(0)?;
+            warn_quantile(ev, phi, args[0]);
+            let result = histogram_quantile(phi, vector(1)?);
+            for (metric, le) in &result.malformed {
+                ev.warn(
+                    &format!(
+                        "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {metric:?}"
+                    ),
+                    args[1],
+                );
+            }
+            for metric in &result.forced_monotonic {
+                ev.info(
+                    &format!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?}"
+                    ),
+                    args[1],
+                );
+            }
+            result.samples
+        }
         _ => match math_function(name) {
             Some(f) => map_values(vector(0)?, f),
             None => return Err(QueryError::unsupported(format!("function {name}()"))),
@@ -123,7 +151,11 @@ fn range_function(
     t: i64,
 ) -> Result<Value, QueryError> {
     let (matrix_arg, param) = match name {
-        "quantile_over_time" => (args[1], ev.eval_scalar(args[0], t)?),
+        "quantile_over_time" => {
+            let phi = ev.eval_scalar(args[0], t)?;
+            warn_quantile(ev, phi, args[0]);
+            (args[1], phi)
+        }
         "predict_linear" => (args[0], ev.eval_scalar(args[1], t)?),
         _ => (args[0], 0.0),
     };

@@ -3,18 +3,33 @@
 
 use std::collections::HashMap;
 
-use super::value::{Sample, drop_metric_name, label_value};
+use super::value::{METRIC_NAME, Sample, drop_metric_name, label_value};
 use crate::storage::index::Labels;
+
+/// The answer of `histogram_quantile` and what to tell the user about it.
+#[derive(Debug, Default)]
+pub struct QuantileResult {
+    /// One sample per histogram.
+    pub samples: Vec<Sample>,
+    /// `(metric name, le value)` of series ignored for a missing or
+    /// malformed `le`.
+    pub malformed: Vec<(String, String)>,
+    /// Metric names whose bucket counts had to be made monotonic.
+    pub forced_monotonic: Vec<String>,
+}
 
 /// The φ-quantile of each bucket group in `buckets` (grouped by all labels
 /// but `le`; the metric name is dropped from the result, so two histograms
-/// differing only in name collide, as in Prometheus). Series without a
-/// parsable `le` are ignored.
-pub fn histogram_quantile(phi: f64, buckets: Vec<Sample>) -> Vec<Sample> {
+/// differing only in name collide, as in Prometheus).
+pub fn histogram_quantile(phi: f64, buckets: Vec<Sample>) -> QuantileResult {
+    let mut result = QuantileResult::default();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in buckets {
-        let Some(le) = label_value(&s.labels, "le").and_then(parse_le) else {
+        let le_text = label_value(&s.labels, "le").unwrap_or("");
+        let Some(le) = parse_le(le_text) else {
+            let name = label_value(&s.labels, METRIC_NAME).unwrap_or("");
+            result.malformed.push((name.to_owned(), le_text.to_owned()));
             continue;
         };
         let key: Labels = s
@@ -30,13 +45,18 @@ pub fn histogram_quantile(phi: f64, buckets: Vec<Sample>) -> Vec<Sample> {
         });
         groups[at].1.push((le, s.value));
     }
-    groups
-        .into_iter()
-        .map(|(labels, mut bounds)| Sample {
+    for (labels, mut bounds) in groups {
+        let (value, forced) = bucket_quantile(phi, &mut bounds);
+        if forced {
+            let name = label_value(&labels, METRIC_NAME).unwrap_or("");
+            result.forced_monotonic.push(name.to_owned());
+        }
+        result.samples.push(Sample {
             labels: drop_metric_name(&labels),
-            value: bucket_quantile(phi, &mut bounds),
-        })
-        .collect()
+            value,
+        });
+    }
+    result
 }
 
 /// Parses an `le` value like Go's ParseFloat (`+Inf`, `1e3`, …).
@@ -50,20 +70,21 @@ fn parse_le(text: &str) -> Option<f64> {
 }
 
 /// The quantile of one histogram given `(upper bound, cumulative count)`
-/// pairs: linear interpolation inside the bucket the rank falls in.
-fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+/// pairs: linear interpolation inside the bucket the rank falls in. The
+/// flag tells whether counts had to be forced monotonic.
+fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
     if phi.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if phi < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if phi > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     // Merge buckets with the same bound (e.g. `le="1"` and `le="1.0"`).
     buckets.dedup_by(|later, kept| {
@@ -74,27 +95,33 @@ fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
             false
         }
     });
-    // Counts must not decrease; scrapes at slightly different times can
-    // make them, and Prometheus evens them out.
+    // Counts must not decrease. Scrapes at slightly different times, or
+    // float error, can make them; Prometheus evens them out, silently when
+    // the dip is float noise.
+    let mut forced = false;
     for i in 1..buckets.len() {
-        if buckets[i].1 < buckets[i - 1].1 {
-            buckets[i].1 = buckets[i - 1].1;
+        let previous = buckets[i - 1].1;
+        if buckets[i].1 < previous {
+            if (previous - buckets[i].1) > 1e-12 * previous.abs() {
+                forced = true;
+            }
+            buckets[i].1 = previous;
         }
     }
     if buckets.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let observations = buckets[buckets.len() - 1].1;
     if observations == 0.0 || observations.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let mut rank = phi * observations;
     let b = buckets.partition_point(|(_, count)| *count < rank);
     if b == buckets.len() - 1 {
-        return buckets[buckets.len() - 2].0;
+        return (buckets[buckets.len() - 2].0, forced);
     }
     if b == 0 && buckets[0].0 <= 0.0 {
-        return buckets[0].0;
+        return (buckets[0].0, forced);
     }
     let (mut start, end, mut count) = (0.0, buckets[b].0, buckets[b].1);
     if b > 0 {
@@ -102,7 +129,7 @@ fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
         count -= buckets[b - 1].1;
         rank -= buckets[b - 1].1;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), forced)
 }
 
 #[cfg(test)]
@@ -113,6 +140,12 @@ mod tests {
     fn median_interpolates_within_a_bucket() {
         let mut b = vec![(1.0, 10.0), (2.0, 30.0), (f64::INFINITY, 40.0)];
         // rank 20 falls in (1, 2] holding 20 observations: 1 + 0.5.
-        assert_eq!(bucket_quantile(0.5, &mut b), 1.5);
+        assert_eq!(bucket_quantile(0.5, &mut b), (1.5, false));
+    }
+
+    #[test]
+    fn decreasing_counts_are_fixed_and_reported() {
+        let mut b = vec![(1.0, 10.0), (2.0, 8.0), (f64::INFINITY, 20.0)];
+        assert!(bucket_quantile(0.5, &mut b).1);
     }
 }

@@ -13,7 +13,7 @@ mod error;
 mod eval;
 mod functions;
 mod histogram;
-mod plan;
+pub mod plan;
 mod range_fns;
 mod selector;
 pub mod value;
@@ -21,6 +21,7 @@ pub mod value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use self::aggregate::valid_label_name;
 pub use self::error::{QueryError, QueryErrorKind};
 pub use self::value::{Sample, Series, Value};
 use crate::storage::Storage;
@@ -61,6 +62,10 @@ pub struct QueryResult {
     /// Evaluation time of an instant query (ms), used to stamp scalars,
     /// strings and vector samples in the API's answer.
     pub time_ms: i64,
+    /// Warnings about the query (`PromQL warning: …`).
+    pub warnings: Vec<String>,
+    /// Informational notes about the query (`PromQL info: …`).
+    pub infos: Vec<String>,
 }
 
 /// Evaluates PromQL over a storage.
@@ -79,6 +84,21 @@ impl Engine {
         }
     }
 
+    /// The same engine with a shorter timeout (a request's `timeout`).
+    pub fn with_timeout(&self, timeout: Duration) -> Engine {
+        let mut options = (*self.options).clone();
+        options.timeout = options.timeout.min(timeout);
+        Engine {
+            storage: self.storage.clone(),
+            options: Arc::new(options),
+        }
+    }
+
+    /// The storage queried.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// The settings in force.
     pub fn options(&self) -> &EngineOptions {
         &self.options
@@ -87,8 +107,13 @@ impl Engine {
     /// Evaluates `query` at `time_ms`.
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<QueryResult, QueryError> {
         let expr = parse(query)?;
-        let value = self.run(&expr, time_ms, time_ms, 1)?;
-        Ok(QueryResult { value, time_ms })
+        let (value, notes) = self.run(query, &expr, time_ms, time_ms, None)?;
+        Ok(QueryResult {
+            value,
+            time_ms,
+            warnings: notes.warnings.into_iter().collect(),
+            infos: notes.infos.into_iter().collect(),
+        })
     }
 
     /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms`.
@@ -124,35 +149,43 @@ impl Engine {
                 )));
             }
         }
-        let value = self.run(&expr, start_ms, end_ms, step_ms)?;
+        let (value, notes) = self.run(query, &expr, start_ms, end_ms, Some(step_ms))?;
         Ok(QueryResult {
             value,
             time_ms: start_ms,
+            warnings: notes.warnings.into_iter().collect(),
+            infos: notes.infos.into_iter().collect(),
         })
     }
 
+    /// Evaluates `expr`: once at `start_ms` without a step, else at every
+    /// step from `start_ms` to `end_ms`.
     fn run(
         &self,
+        source: &str,
         expr: &promql_parser::parser::Expr,
         start_ms: i64,
         end_ms: i64,
-        step_ms: i64,
-    ) -> Result<Value, QueryError> {
+        step_ms: Option<i64>,
+    ) -> Result<(Value, eval::Annotations), QueryError> {
         let deadline = Instant::now() + self.options.timeout;
         let query = plan::Query {
+            source: source.to_owned(),
+            is_range: step_ms.is_some(),
             start_ms,
             end_ms,
-            step_ms,
+            step_ms: step_ms.unwrap_or(1),
             lookback_ms: self.options.lookback_delta.as_millis() as i64,
             default_subquery_step_ms: self.options.default_subquery_step.as_millis() as i64,
         };
         let data = plan::fetch(&self.storage, expr, &query, self.options.max_samples)?;
         let evaluator = eval::Evaluator::new(&query, &data, deadline, self.options.max_samples);
-        if start_ms == end_ms && step_ms == 1 {
-            evaluator.instant(expr, start_ms)
+        let value = if step_ms.is_some() {
+            evaluator.range(expr)?
         } else {
-            evaluator.range(expr)
-        }
+            evaluator.instant(expr, start_ms)?
+        };
+        Ok((value, evaluator.into_annotations()))
     }
 }
 

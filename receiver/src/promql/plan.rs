@@ -17,6 +17,10 @@ use crate::storage::read::SeriesData;
 /// The query being evaluated: its time span and settings.
 #[derive(Debug, Clone)]
 pub struct Query {
+    /// The query text (for annotation positions).
+    pub source: String,
+    /// Whether this is a range query.
+    pub is_range: bool,
     /// First evaluation time, ms.
     pub start_ms: i64,
     /// Last evaluation time, ms.
@@ -154,7 +158,7 @@ fn collect_spans<'e>(
 }
 
 /// The parser's matchers (plus the metric name) as storage matchers.
-fn storage_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+pub fn storage_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
     if !selector.matchers.or_matchers.is_empty() {
         return Err(QueryError::unsupported("`or` inside label matchers"));
     }

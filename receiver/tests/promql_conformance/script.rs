@@ -38,6 +38,37 @@ pub enum Expected {
     },
 }
 
+/// How an expected annotation is matched.
+#[derive(Debug, Clone)]
+pub enum AnnotationMatch {
+    /// Any annotation of the kind.
+    Any,
+    /// Exactly this text.
+    Exact(String),
+    /// An unanchored regex search.
+    Regex(String),
+}
+
+/// Expectations about warnings (or infos) of one case.
+#[derive(Debug, Clone, Default)]
+pub struct KindSpec {
+    /// `expect warn …` lines.
+    pub expected: Vec<AnnotationMatch>,
+    /// `expect no_warn`.
+    pub none: bool,
+    /// Legacy `eval_warn`: at least one.
+    pub at_least_one: bool,
+}
+
+/// Expectations about annotations.
+#[derive(Debug, Clone, Default)]
+pub struct AnnotationSpec {
+    /// Warnings.
+    pub warn: KindSpec,
+    /// Infos.
+    pub info: KindSpec,
+}
+
 /// An eval command.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -51,8 +82,8 @@ pub struct Case {
     pub at_ms: i64,
     /// Whether result order matters.
     pub ordered: bool,
-    /// Whether the case wants warnings/infos we do not produce.
-    pub wants_annotations: bool,
+    /// What the case says about warnings and infos.
+    pub annotations: AnnotationSpec,
     /// The expectation.
     pub expected: Expected,
     /// The expected series hold native histograms.
@@ -400,11 +431,13 @@ fn parse_eval(
         range: range_spec,
         at_ms,
         ordered: modifier.as_deref() == Some("ordered"),
-        wants_annotations: matches!(modifier.as_deref(), Some("warn") | Some("info")),
+        annotations: AnnotationSpec::default(),
         expected: Expected::Vector(Vec::new()),
         histograms: false,
     };
     let mut fail = modifier.as_deref() == Some("fail");
+    case.annotations.warn.at_least_one = modifier.as_deref() == Some("warn");
+    case.annotations.info.at_least_one = modifier.as_deref() == Some("info");
     let mut vector: Vec<(LabelSet, Vec<Option<f64>>)> = Vec::new();
     let mut matrix_spec = range_spec.map(|(s, _, step)| (s, step));
     let mut scalar = None;
@@ -433,10 +466,21 @@ fn parse_eval(
         }
         if let Some(rest) = l.strip_prefix("expect ") {
             let word = rest.split_whitespace().next().unwrap_or("");
+            let detail = rest[word.len()..].trim();
+            let matcher = if let Some(m) = detail.strip_prefix("msg:") {
+                AnnotationMatch::Exact(m.trim().to_owned())
+            } else if let Some(r) = detail.strip_prefix("regex:") {
+                AnnotationMatch::Regex(r.trim().to_owned())
+            } else {
+                AnnotationMatch::Any
+            };
             match word {
                 "fail" => fail = true,
                 "ordered" => case.ordered = true,
-                "warn" | "info" => case.wants_annotations = true,
+                "warn" => case.annotations.warn.expected.push(matcher),
+                "info" => case.annotations.info.expected.push(matcher),
+                "no_warn" => case.annotations.warn.none = true,
+                "no_info" => case.annotations.info.none = true,
                 _ => {}
             }
             continue;
