@@ -11,9 +11,11 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
+use crate::api::query::QueryService;
 use crate::auth::{self, Access, Authenticator};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{HandlerLabels, Metrics};
+use crate::promql::{Engine, EngineOptions};
 use crate::storage::Storage;
 
 /// Request limits.
@@ -32,10 +34,13 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request limits.
     pub limits: Limits,
+    /// The PromQL engine behind the query API.
+    pub query: QueryService,
 }
 
 /// The receiver's HTTP application.
 pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
+    use api::query as q;
     let guarded = |access: Access, routes: Router<Arc<AppState>>| {
         routes.route_layer(middleware::from_fn_with_state(access, auth::require_access))
     };
@@ -45,7 +50,32 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
     );
     let read = guarded(
         Access::Read,
-        Router::new().route("/metrics", get(api::dcmon::metrics)),
+        Router::new()
+            .route("/metrics", get(api::dcmon::metrics))
+            .route("/api/v1/query", get(q::query).post(q::query))
+            .route(
+                "/api/v1/query_range",
+                get(q::query_range).post(q::query_range),
+            )
+            .route("/api/v1/series", get(q::series).post(q::series))
+            .route("/api/v1/labels", get(q::labels).post(q::labels))
+            .route(
+                "/api/v1/label/{name}/values",
+                get(q::label_values).post(q::label_values),
+            )
+            .route("/api/v1/metadata", get(q::metadata).post(q::metadata))
+            .route(
+                "/api/v1/query_exemplars",
+                get(q::query_exemplars).post(q::query_exemplars),
+            )
+            .route(
+                "/api/v1/status/buildinfo",
+                get(q::buildinfo).post(q::buildinfo),
+            )
+            .route(
+                "/api/v1/format_query",
+                get(q::format_query).post(q::format_query),
+            ),
     );
     let admin = guarded(
         Access::Admin,
@@ -95,11 +125,32 @@ async fn record_duration(
     response
 }
 
-/// Shorthand for tests and `main`: the shared state.
+/// Shorthand for tests: the shared state, with the default query settings.
 pub fn state(storage: Storage, limits: Limits) -> Arc<AppState> {
+    state_with_query(
+        storage,
+        limits,
+        EngineOptions::default(),
+        DEFAULT_QUERY_CONCURRENCY,
+    )
+}
+
+/// Prometheus's default `--query.max-concurrency`.
+pub const DEFAULT_QUERY_CONCURRENCY: usize = 20;
+
+/// The shared state, with the query engine's settings and the number of
+/// queries that may run at once.
+pub fn state_with_query(
+    storage: Storage,
+    limits: Limits,
+    engine: EngineOptions,
+    max_concurrency: usize,
+) -> Arc<AppState> {
+    let query = QueryService::new(Engine::new(storage.clone(), engine), max_concurrency);
     Arc::new(AppState {
         storage,
         metrics: Metrics::default(),
         limits,
+        query,
     })
 }

@@ -17,6 +17,12 @@ pub enum ErrorKind {
     NotFound,
     /// The request is malformed (400).
     BadData,
+    /// A query failed while it was evaluated (422).
+    Execution,
+    /// The client went away or cancelled the query (499).
+    Canceled,
+    /// A query ran out of time (503).
+    Timeout,
     /// Something failed on our side (500); details stay in the log.
     Internal,
 }
@@ -28,6 +34,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::BadData => StatusCode::BAD_REQUEST,
+            ErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Canceled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -38,6 +47,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::BadData => "bad_data",
+            ErrorKind::Execution => "execution",
+            ErrorKind::Canceled => "canceled",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal",
         }
     }

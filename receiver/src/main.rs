@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dcmon_receiver::auth::{Authenticator, TokenStore, load_or_create_admin_token};
 use dcmon_receiver::cli::{self, Cli, Command, TokenAction};
+use dcmon_receiver::promql::EngineOptions;
 use dcmon_receiver::storage::{Options, Storage};
 
 fn main() -> ExitCode {
@@ -84,11 +85,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let maintenance = storage.spawn_maintenance();
         let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
         tracing::info!(address = %listener.local_addr()?, storage = %cli.storage_path.display(), "listening");
-        let state = app::state(
+        let engine = EngineOptions {
+            lookback_delta: cli.query_lookback_delta,
+            timeout: cli.query_timeout,
+            max_samples: cli.query_max_samples,
+            ..EngineOptions::default()
+        };
+        let state = app::state_with_query(
             storage.clone(),
             Limits {
                 max_request_bytes: cli.max_request_bytes,
             },
+            engine,
+            cli.query_max_concurrency,
         );
         let served = axum::serve(listener, app::router(state, Authenticator::new(token, Some(tokens))))
             .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())

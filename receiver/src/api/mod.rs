@@ -1,4 +1,6 @@
 //! HTTP handlers, one module per API area.
 
 pub mod dcmon;
+pub mod query;
+pub mod query_params;
 pub mod write;
