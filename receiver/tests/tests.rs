@@ -5,5 +5,6 @@ mod common;
 mod durability;
 mod prometheus_e2e;
 mod promql_conformance;
+mod query_api;
 mod retention;
 mod write;
