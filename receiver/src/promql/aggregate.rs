@@ -25,7 +25,11 @@ pub fn eval(ev: &Evaluator<'_>, agg: &AggregateExpr, t: i64) -> Result<Value, Qu
         None => None,
     };
     let input = ev.eval_vector(&agg.expr, t)?;
-    let grouping = agg.modifier.as_ref();
+    let grouping = &Grouper {
+        ev,
+        node: agg as *const AggregateExpr as usize,
+        grouping: agg.modifier.as_ref(),
+    };
     let out = match op {
         T_TOPK | T_BOTTOMK => {
             let k = scalar_param(param, "k")?;
@@ -119,12 +123,27 @@ fn group_labels(labels: &[(String, String)], grouping: Option<&LabelModifier>) -
     }
 }
 
+/// How to find a sample's group: the grouping, and (through the
+/// evaluator's cache) each series' group labels computed once per query.
+struct Grouper<'a, 'q> {
+    ev: &'a Evaluator<'q>,
+    node: usize,
+    grouping: Option<&'a LabelModifier>,
+}
+
+impl Grouper<'_, '_> {
+    fn labels(&self, labels: &Labels) -> Labels {
+        self.ev
+            .derived_labels(self.node, labels, |l| group_labels(l, self.grouping))
+    }
+}
+
 /// Splits `input` into groups, keeping the order of first appearance.
-fn groups(input: Vec<Sample>, grouping: Option<&LabelModifier>) -> Vec<(Labels, Vec<Sample>)> {
+fn groups(input: Vec<Sample>, grouper: &Grouper<'_, '_>) -> Vec<(Labels, Vec<Sample>)> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in input {
-        let key = group_labels(&s.labels, grouping);
+        let key = grouper.labels(&s.labels);
         let at = *index.entry(key.clone()).or_insert_with(|| {
             out.push((key, Vec::new()));
             out.len() - 1
@@ -136,7 +155,7 @@ fn groups(input: Vec<Sample>, grouping: Option<&LabelModifier>) -> Vec<(Labels, 
 
 fn reduce(
     input: Vec<Sample>,
-    grouping: Option<&LabelModifier>,
+    grouping: &Grouper<'_, '_>,
     f: impl Fn(&mut [f64]) -> f64,
 ) -> Vec<Sample> {
     groups(input, grouping)
@@ -164,12 +183,7 @@ fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
 
 /// `topk`/`bottomk`: the k best samples of each group, best first, NaN
 /// never preferred over a number.
-fn select_k(
-    input: Vec<Sample>,
-    grouping: Option<&LabelModifier>,
-    k: f64,
-    largest: bool,
-) -> Vec<Sample> {
+fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: bool) -> Vec<Sample> {
     if k < 1.0 {
         return Vec::new();
     }
@@ -194,11 +208,11 @@ fn select_k(
     out
 }
 
-fn count_values(input: Vec<Sample>, grouping: Option<&LabelModifier>, label: &str) -> Vec<Sample> {
+fn count_values(input: Vec<Sample>, grouping: &Grouper<'_, '_>, label: &str) -> Vec<Sample> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
-        let base = group_labels(&s.labels, grouping);
+        let base = grouping.labels(&s.labels);
         let key = with_label(&base, label, &format_float(s.value));
         let at = *index.entry(key.clone()).or_insert_with(|| {
             out.push(Sample {

@@ -13,7 +13,7 @@ use rustc_hash::FxHashSet;
 
 use super::QueryError;
 use super::eval::Evaluator;
-use super::value::{METRIC_NAME, Sample, Value, drop_metric_name, label_value, with_label};
+use super::value::{METRIC_NAME, Sample, Value, label_value, with_label};
 use crate::storage::index::Labels;
 
 /// Evaluates `b` at `t`.
@@ -31,8 +31,8 @@ pub fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value, QueryEr
                 value
             }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool),
-        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool),
+        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(ev, op, l, r, false, return_bool),
+        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(ev, op, r, l, true, return_bool),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
             let card = b
@@ -88,6 +88,7 @@ fn apply(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), QueryError> {
 }
 
 fn vector_scalar(
+    ev: &Evaluator<'_>,
     op: TokenId,
     vector: Vec<Sample>,
     scalar: f64,
@@ -114,7 +115,7 @@ fn vector_scalar(
         if keep {
             out.push(Sample {
                 labels: if drop_name {
-                    drop_metric_name(&s.labels)
+                    ev.drop_name(&s.labels)
                 } else {
                     s.labels
                 },

@@ -7,7 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use promql_parser::parser::{Expr, SubqueryExpr};
-use rustc_hash::FxHashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::{Query, SelectorData, offset_ms};
 use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
@@ -32,7 +35,19 @@ pub struct Evaluator<'q> {
     deadline: Instant,
     max_samples: usize,
     annotations: RefCell<Annotations>,
+    label_cache: RefCell<LabelCache>,
+    subquery_steps: RefCell<FxHashMap<(usize, i64), Rc<Vec<Sample>>>>,
 }
+
+/// Derived label sets (name dropped, aggregation group, …) by transform
+/// and input. Series keep the same `Arc` from step to step, so a range
+/// query derives each label set once instead of once per step. The input
+/// `Arc` is held as part of the entry, so its address cannot be reused by
+/// another label set while the entry exists.
+type LabelCache = FxHashMap<(usize, usize), (Labels, Labels)>;
+
+/// Transform key of [`Evaluator::drop_name`] (never a node address).
+const DROP_NAME: usize = 0;
 
 impl<'q> Evaluator<'q> {
     /// An evaluator over `data`.
@@ -48,7 +63,36 @@ impl<'q> Evaluator<'q> {
             deadline,
             max_samples,
             annotations: RefCell::default(),
+            label_cache: RefCell::default(),
+            subquery_steps: RefCell::default(),
         }
+    }
+
+    /// `transform(input)`, computed once per distinct input `Arc` and
+    /// `transform_key` (use the address of the syntax node doing it).
+    pub fn derived_labels(
+        &self,
+        transform_key: usize,
+        input: &Labels,
+        transform: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        let key = (transform_key, Arc::as_ptr(input) as *const u8 as usize);
+        if let Some((_, derived)) = self.label_cache.borrow().get(&key) {
+            return Arc::clone(derived);
+        }
+        let derived = transform(input);
+        self.label_cache
+            .borrow_mut()
+            .insert(key, (Arc::clone(input), Arc::clone(&derived)));
+        derived
+    }
+
+    /// `labels` without the metric name, shared across steps.
+    pub fn drop_name(&self, labels: &Labels) -> Labels {
+        if !labels.iter().any(|(n, _)| n == super::value::METRIC_NAME) {
+            return Arc::clone(labels);
+        }
+        self.derived_labels(DROP_NAME, labels, drop_metric_name)
     }
 
     /// The annotations collected so far.
@@ -149,7 +193,7 @@ impl<'q> Evaluator<'q> {
                     let negated: Vec<Sample> = samples
                         .into_iter()
                         .map(|s| Sample {
-                            labels: drop_metric_name(&s.labels),
+                            labels: self.drop_name(&s.labels),
                             value: -s.value,
                         })
                         .collect();
@@ -213,20 +257,8 @@ impl<'q> Evaluator<'q> {
         let mut order: Vec<Labels> = Vec::new();
         while ts <= end {
             self.check_deadline()?;
-            let samples = match self.eval(&sq.expr, ts)? {
-                Value::Scalar(v) => vec![Sample {
-                    labels: empty_labels(),
-                    value: v,
-                }],
-                Value::Vector(samples) => samples,
-                other => {
-                    return Err(QueryError::bad_data(format!(
-                        "subquery is only allowed on instant vector or scalar, got {}",
-                        other.type_name()
-                    )));
-                }
-            };
-            for s in samples {
+            let samples = self.subquery_step(sq, ts)?;
+            for s in samples.iter() {
                 by_labels
                     .entry(s.labels.clone())
                     .or_insert_with(|| {
@@ -246,6 +278,35 @@ impl<'q> Evaluator<'q> {
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(series))
+    }
+
+    /// The inner expression of `sq` at `ts`. Inner steps sit on multiples
+    /// of the subquery's step whatever the outer time, so in a range query
+    /// consecutive outer steps share most of them: each is evaluated once.
+    fn subquery_step(&self, sq: &SubqueryExpr, ts: i64) -> Result<Rc<Vec<Sample>>, QueryError> {
+        let key = (sq as *const SubqueryExpr as usize, ts);
+        if let Some(cached) = self.subquery_steps.borrow().get(&key) {
+            return Ok(Rc::clone(cached));
+        }
+        let samples = Rc::new(match self.eval(&sq.expr, ts)? {
+            Value::Scalar(v) => vec![Sample {
+                labels: empty_labels(),
+                value: v,
+            }],
+            Value::Vector(samples) => samples,
+            other => {
+                return Err(QueryError::bad_data(format!(
+                    "subquery is only allowed on instant vector or scalar, got {}",
+                    other.type_name()
+                )));
+            }
+        });
+        if self.query.is_range {
+            self.subquery_steps
+                .borrow_mut()
+                .insert(key, Rc::clone(&samples));
+        }
+        Ok(samples)
     }
 
     /// The window `(start, end]` a range-vector argument covers at `t`, in

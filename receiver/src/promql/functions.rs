@@ -13,9 +13,7 @@ use super::eval::Evaluator;
 use super::histogram::histogram_quantile;
 use super::range_fns::{self, Window};
 use super::selector;
-use super::value::{
-    METRIC_NAME, Sample, Value, drop_metric_name, empty_labels, label_value, with_label,
-};
+use super::value::{METRIC_NAME, Sample, Value, empty_labels, label_value, with_label};
 use crate::storage::index::Labels;
 
 /// Evaluates `call` at `t`.
@@ -73,23 +71,23 @@ pub fn eval(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
         "round" => {
             let to_nearest = if args.len() > 1 { scalar(1)? } else { 1.0 };
             let inverse = 1.0 / to_nearest;
-            map_values(vector(0)?, |v| (v * inverse + 0.5).floor() / inverse)
+            map_values(ev, vector(0)?, |v| (v * inverse + 0.5).floor() / inverse)
         }
         "clamp" => {
             let (min, max) = (scalar(1)?, scalar(2)?);
             if max < min {
                 Vec::new()
             } else {
-                map_values(vector(0)?, |v| go_max(min, go_min(max, v)))
+                map_values(ev, vector(0)?, |v| go_max(min, go_min(max, v)))
             }
         }
         "clamp_min" => {
             let min = scalar(1)?;
-            map_values(vector(0)?, |v| go_max(min, v))
+            map_values(ev, vector(0)?, |v| go_max(min, v))
         }
         "clamp_max" => {
             let max = scalar(1)?;
-            map_values(vector(0)?, |v| go_min(max, v))
+            map_values(ev, vector(0)?, |v| go_min(max, v))
         }
         "label_replace" => label_replace(
             vector(0)?,
@@ -137,7 +135,7 @@ pub fn eval(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
             result.samples
         }
         _ => match math_function(name) {
-            Some(f) => map_values(vector(0)?, f),
+            Some(f) => map_values(ev, vector(0)?, f),
             None => return Err(QueryError::unsupported(format!("function {name}()"))),
         },
     };
@@ -163,6 +161,44 @@ fn range_function(
         .window_of(matrix_arg, t)
         .ok_or_else(|| QueryError::bad_data(format!("{name}() needs a range vector")))?;
     let keep_name = range_fns::keeps_name(name);
+    let labels_of = |labels: &Labels| {
+        if keep_name {
+            labels.clone()
+        } else {
+            ev.drop_name(labels)
+        }
+    };
+    if let Expr::MatrixSelector(ms) = unwrap_parens(matrix_arg) {
+        // Straight from the fetched samples: no copy of the window unless
+        // it holds a stale marker to skip.
+        let data = ev.selector_data(&ms.vs);
+        let mut out = Vec::new();
+        for s in data.iter() {
+            let window = selector::window_slice(&s.samples, end_ms, end_ms - start_ms);
+            let filtered;
+            let points = if window.iter().any(|(_, v)| selector::is_stale(*v)) {
+                filtered = selector::window(&s.samples, end_ms, end_ms - start_ms);
+                &filtered[..]
+            } else {
+                window
+            };
+            if points.is_empty() {
+                continue;
+            }
+            let w = Window {
+                points,
+                start_ms,
+                end_ms,
+            };
+            if let Some(value) = range_fns::apply(name, w, param, t) {
+                out.push(Sample {
+                    labels: labels_of(&s.labels),
+                    value,
+                });
+            }
+        }
+        return Ok(Value::Vector(out));
+    }
     let out = ev
         .eval_matrix(matrix_arg, t)?
         .into_iter()
@@ -173,11 +209,7 @@ fn range_function(
                 end_ms,
             };
             range_fns::apply(name, window, param, t).map(|value| Sample {
-                labels: if keep_name {
-                    s.labels.clone()
-                } else {
-                    drop_metric_name(&s.labels)
-                },
+                labels: labels_of(&s.labels),
                 value,
             })
         })
@@ -241,11 +273,11 @@ fn math_function(name: &str) -> Option<fn(f64) -> f64> {
 }
 
 /// Applies `f` to every value, dropping the metric name.
-fn map_values(samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Vec<Sample> {
+fn map_values(ev: &Evaluator<'_>, samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Vec<Sample> {
     samples
         .into_iter()
         .map(|s| Sample {
-            labels: drop_metric_name(&s.labels),
+            labels: ev.drop_name(&s.labels),
             value: f(s.value),
         })
         .collect()
@@ -269,13 +301,15 @@ fn timestamp(ev: &Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<Sample>, Quer
             .iter()
             .filter_map(|s| {
                 selector::latest(&s.samples, at, ev.query.lookback_ms).map(|(ts, _)| Sample {
-                    labels: drop_metric_name(&s.labels),
+                    labels: ev.drop_name(&s.labels),
                     value: ts as f64 / 1000.0,
                 })
             })
             .collect());
     }
-    Ok(map_values(ev.eval_vector(arg, t)?, |_| t as f64 / 1000.0))
+    Ok(map_values(ev, ev.eval_vector(arg, t)?, |_| {
+        t as f64 / 1000.0
+    }))
 }
 
 /// The labels `absent()` reports: the selector's equality matchers (other

@@ -33,6 +33,13 @@ pub fn instant(series: &[SeriesData], t: i64, lookback_ms: i64) -> Vec<Sample> {
         .collect()
 }
 
+/// The samples in `(t - range, t]` as stored (stale markers included).
+pub fn window_slice(samples: &[(i64, f64)], t: i64, range_ms: i64) -> &[(i64, f64)] {
+    let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
+    let to = samples.partition_point(|(ts, _)| *ts <= t);
+    &samples[from..to.max(from)]
+}
+
 /// The samples in `(t - range, t]`, stale markers dropped.
 pub fn window(samples: &[(i64, f64)], t: i64, range_ms: i64) -> Vec<(i64, f64)> {
     let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
