@@ -36,8 +36,11 @@ pub struct Evaluator<'q> {
     max_samples: usize,
     annotations: RefCell<Annotations>,
     label_cache: RefCell<LabelCache>,
-    subquery_steps: RefCell<FxHashMap<(usize, i64), Rc<Vec<Sample>>>>,
+    subquery_steps: RefCell<SubqueryCache>,
 }
+
+/// Inner results of subqueries by (subquery node, inner step time).
+type SubqueryCache = FxHashMap<(usize, i64), Rc<Vec<Sample>>>;
 
 /// Derived label sets (name dropped, aggregation group, …) by transform
 /// and input. Series keep the same `Arc` from step to step, so a range
