@@ -161,6 +161,7 @@ fn range_function(
         .window_of(matrix_arg, t)
         .ok_or_else(|| QueryError::bad_data(format!("{name}() needs a range vector")))?;
     let keep_name = range_fns::keeps_name(name);
+    let mut non_counters = NonCounters::new(matches!(name, "rate" | "increase"));
     let labels_of = |labels: &Labels| {
         if keep_name {
             labels.clone()
@@ -191,12 +192,14 @@ fn range_function(
                 end_ms,
             };
             if let Some(value) = range_fns::apply(name, w, param, t) {
+                non_counters.note(&s.labels);
                 out.push(Sample {
                     labels: labels_of(&s.labels),
                     value,
                 });
             }
         }
+        non_counters.report(ev, matrix_arg);
         return Ok(Value::Vector(out));
     }
     let out = ev
@@ -208,13 +211,58 @@ fn range_function(
                 start_ms,
                 end_ms,
             };
-            range_fns::apply(name, window, param, t).map(|value| Sample {
+            let value = range_fns::apply(name, window, param, t)?;
+            non_counters.note(&s.labels);
+            Some(Sample {
                 labels: labels_of(&s.labels),
                 value,
             })
         })
         .collect();
+    non_counters.report(ev, matrix_arg);
     Ok(Value::Vector(out))
+}
+
+/// Metric names `rate`/`increase` were applied to that do not look like
+/// counters, for Prometheus's "might not be a counter" info.
+struct NonCounters {
+    enabled: bool,
+    names: Vec<String>,
+}
+
+impl NonCounters {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            names: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, labels: &[(String, String)]) {
+        if !self.enabled {
+            return;
+        }
+        let Some(name) = label_value(labels, METRIC_NAME) else {
+            return;
+        };
+        let counter_like = ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix));
+        if !counter_like && !self.names.iter().any(|n| n == name) {
+            self.names.push(name.to_owned());
+        }
+    }
+
+    fn report(&self, ev: &Evaluator<'_>, arg: &Expr) {
+        for name in &self.names {
+            ev.info(
+                &format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                ),
+                arg,
+            );
+        }
+    }
 }
 
 /// Go's math.Max: NaN wins.

@@ -16,6 +16,8 @@ mod histogram;
 pub mod plan;
 mod range_fns;
 mod selector;
+#[cfg(test)]
+mod tests;
 pub mod value;
 
 use std::sync::Arc;
