@@ -5,7 +5,10 @@
 //! Each in-scope case (scope `core` or `subquery` in `cases-index.tsv`) is
 //! evaluated as written; an instant case is also evaluated as a range
 //! query from one minute before to one minute after, as Prometheus's own
-//! harness does, and the point at the instant must match too.
+//! harness does, and the point at the instant must match too; and, unless
+//! it depends on the evaluation time, it is evaluated with every selector
+//! pinned by `@` to the case's time at other times, which must not change
+//! the answer.
 //!
 //! `PROMQL_WRITE_EXPECTED=1` rewrites `expected-pass.txt` from this run.
 
@@ -13,10 +16,12 @@ mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dcmon_protocol::remote_write::SeriesSamples;
 use dcmon_receiver::promql::{Engine, EngineOptions, QueryResult, Value};
 use dcmon_receiver::storage::{Options, Storage};
+use promql_parser::parser::{AtModifier, Expr};
 
 use script::{AnnotationMatch, Case, Command, Expected, KindSpec, LabelSet, LoadBlock};
 
@@ -319,6 +324,84 @@ fn check_annotations(kind: &str, spec: &KindSpec, produced: &[String]) -> Result
     Ok(())
 }
 
+/// Functions whose value depends on the evaluation time itself, which
+/// makes the `@` invariance check meaningless (upstream's list).
+const TIME_DEPENDENT: &[&str] = &[
+    "time",
+    "timestamp",
+    "predict_linear",
+    "minute",
+    "hour",
+    "month",
+    "year",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+/// Gives every selector and subquery without `@` (and not inside a
+/// subquery that has one) an `@ at`.
+fn pin_at(expr: &mut Expr, at: SystemTime) {
+    match expr {
+        Expr::VectorSelector(vs) => {
+            vs.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::Subquery(sq) => {
+            sq.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = a.param.as_mut() {
+                pin_at(p, at);
+            }
+            pin_at(&mut a.expr, at);
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, at),
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, at);
+            pin_at(&mut b.rhs, at);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, at),
+        Expr::Call(c) => c.args.args.iter_mut().for_each(|a| pin_at(a, at)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Prometheus's `@` invariance check: with every selector pinned to the
+/// case's time, evaluating at other times must give the same answer.
+fn check_at_invariance(case: &Case, engine: &Engine) -> Result<(), String> {
+    if matches!(case.expected, Expected::Fail)
+        || TIME_DEPENDENT
+            .iter()
+            .any(|f| case.expr.contains(&format!("{f}(")))
+    {
+        return Ok(());
+    }
+    let Ok(mut expr) = promql_parser::parser::parse(&case.expr) else {
+        return Ok(());
+    };
+    let t = case.at_ms;
+    pin_at(&mut expr, UNIX_EPOCH + Duration::from_millis(t as u64));
+    let times = if t == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * t, 0, t / 5, t, 10 * t]
+    };
+    for at in times {
+        let result = engine.instant_query_parsed(&case.expr, &expr, at);
+        check(case, result.map_err(|e| e.to_string()))
+            .map_err(|e| format!("pinned with @ and evaluated at {at} ms: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Runs one case; `Err` holds why it failed.
 fn run_case(case: &Case, engine: &Engine) -> Result<(), String> {
     if case.histograms {
@@ -335,6 +418,7 @@ fn run_case(case: &Case, engine: &Engine) -> Result<(), String> {
     check(case, result.map_err(|e| e.to_string()))?;
     if case.range.is_none() {
         check_range_mode(case, engine)?;
+        check_at_invariance(case, engine)?;
     }
     Ok(())
 }

@@ -109,7 +109,17 @@ impl Engine {
     /// Evaluates `query` at `time_ms`.
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<QueryResult, QueryError> {
         let expr = parse(query)?;
-        let (value, notes) = self.run(query, &expr, time_ms, time_ms, None)?;
+        self.instant_query_parsed(query, &expr, time_ms)
+    }
+
+    /// Evaluates an already parsed `expr` (whose text is `query`) at `time_ms`.
+    pub fn instant_query_parsed(
+        &self,
+        query: &str,
+        expr: &promql_parser::parser::Expr,
+        time_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let (value, notes) = self.run(query, expr, time_ms, time_ms, None)?;
         Ok(QueryResult {
             value,
             time_ms,
