@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
+use crate::api::query::QueryService;
 use crate::auth::{self, Access, Authenticator, ClientStore};
 use crate::commands::CommandQueue;
 use crate::error::{ApiError, ErrorKind};
@@ -41,10 +42,13 @@ pub struct AppState {
     pub commands: Arc<CommandQueue>,
     /// Lowest fan duty a command may set, percent.
     pub min_duty: u8,
+    /// The PromQL engine behind the query API.
+    pub query: QueryService,
 }
 
 /// The receiver's HTTP application.
 pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
+    use api::query as q;
     let guarded = |access: Access, routes: Router<Arc<AppState>>| {
         routes.route_layer(middleware::from_fn_with_state(access, auth::require_access))
     };
@@ -54,7 +58,32 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
     );
     let read = guarded(
         Access::Read,
-        Router::new().route("/metrics", get(api::dcmon::metrics)),
+        Router::new()
+            .route("/metrics", get(api::dcmon::metrics))
+            .route("/api/v1/query", get(q::query).post(q::query))
+            .route(
+                "/api/v1/query_range",
+                get(q::query_range).post(q::query_range),
+            )
+            .route("/api/v1/series", get(q::series).post(q::series))
+            .route("/api/v1/labels", get(q::labels).post(q::labels))
+            .route(
+                "/api/v1/label/{name}/values",
+                get(q::label_values).post(q::label_values),
+            )
+            .route("/api/v1/metadata", get(q::metadata).post(q::metadata))
+            .route(
+                "/api/v1/query_exemplars",
+                get(q::query_exemplars).post(q::query_exemplars),
+            )
+            .route(
+                "/api/v1/status/buildinfo",
+                get(q::buildinfo).post(q::buildinfo),
+            )
+            .route(
+                "/api/v1/format_query",
+                get(q::format_query).post(q::format_query),
+            ),
     );
     let admin = guarded(
         Access::Admin,

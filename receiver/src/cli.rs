@@ -62,6 +62,23 @@ pub struct Cli {
     #[arg(long = "commands.result-timeout", default_value = "5m", value_parser = parse_duration)]
     pub result_timeout: Duration,
 
+    /// Longest a query may run before it is aborted.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Most samples a single query may load into memory; beyond it the
+    /// query fails (protects a small box from one huge query).
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+
+    /// Most queries evaluated at once; further queries wait for a slot.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
+
+    /// How far back an instant selector looks for the latest sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]
+    pub query_lookback_delta: Duration,
+
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
     #[arg(long = "admin-token-file", default_value = "./data/admin-token")]

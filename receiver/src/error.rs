@@ -19,6 +19,12 @@ pub enum ErrorKind {
     BadData,
     /// The object is not in a state that allows this (409).
     Conflict,
+    /// A query failed while it was evaluated (422).
+    Execution,
+    /// The client went away or cancelled the query (499).
+    Canceled,
+    /// A query ran out of time (503).
+    Timeout,
     /// Something failed on our side (500); details stay in the log.
     Internal,
 }
@@ -31,6 +37,9 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::BadData => StatusCode::BAD_REQUEST,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Canceled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -42,6 +51,9 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::BadData => "bad_data",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Execution => "execution",
+            ErrorKind::Canceled => "canceled",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal",
         }
     }

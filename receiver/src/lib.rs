@@ -10,4 +10,5 @@ pub mod commands;
 pub mod error;
 pub mod heartbeat;
 pub mod metrics;
+pub mod promql;
 pub mod storage;

@@ -8,10 +8,12 @@ use anyhow::Context;
 use dcmon_receiver::app::{self, AppState, Limits};
 use std::sync::Arc;
 
+use dcmon_receiver::api::query::QueryService;
 use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
+use dcmon_receiver::promql::{Engine, EngineOptions};
 use dcmon_receiver::storage::{Options, Storage, now_ms};
 
 fn main() -> ExitCode {
@@ -128,6 +130,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), cli.push_interval);
         let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
         tracing::info!(address = %listener.local_addr()?, storage = %cli.storage_path.display(), "listening");
+        let engine = EngineOptions {
+            lookback_delta: cli.query_lookback_delta,
+            timeout: cli.query_timeout,
+            max_samples: cli.query_max_samples,
+            ..EngineOptions::default()
+        };
+        let query = QueryService::new(Engine::new(storage.clone(), engine), cli.query_max_concurrency);
         let state = Arc::new(AppState {
             storage: storage.clone(),
             metrics: Default::default(),
@@ -138,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             push_interval: cli.push_interval,
             commands,
             min_duty: cli.min_duty,
+            query,
         });
         let auth = Authenticator::new(token)
             .with_tokens(tokens)

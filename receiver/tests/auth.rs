@@ -51,7 +51,8 @@ fn every_path_requires_the_admin_token() {
     }
     for (path, expected) in [
         ("/", 404),
-        ("/api/v1/query", 404),
+        // Reached, but without its `query` parameter.
+        ("/api/v1/query", 400),
         ("/api/v1/write", 405),
         ("/health", 200),
         ("/api/dcmon/stats", 200),

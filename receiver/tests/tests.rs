@@ -7,6 +7,8 @@ mod durability;
 mod enrolment;
 mod identity;
 mod prometheus_e2e;
+mod promql_conformance;
+mod query_api;
 mod quickstart;
 mod retention;
 mod shipping;

@@ -116,6 +116,19 @@ impl Storage {
         }))
     }
 
+    /// Labels of the series matching all `matchers`, from the index alone
+    /// (whatever their samples' times), sorted.
+    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let index = read_lock(&self.shared.index);
+        let mut labels: Vec<Labels> = index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| index.labels(id).cloned())
+            .collect();
+        labels.sort();
+        labels
+    }
+
     /// Distinct label names, sorted.
     pub fn label_names(&self) -> Vec<String> {
         read_lock(&self.shared.index).label_names()
@@ -124,5 +137,37 @@ impl Storage {
     /// Distinct values of a label, sorted.
     pub fn label_values(&self, name: &str) -> Vec<String> {
         read_lock(&self.shared.index).label_values(name)
+    }
+}
+
+/// What a sender said about one metric family (remote-write metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyInfo {
+    /// Metric family name.
+    pub family: String,
+    /// `counter`, `gauge`, `histogram`, … as sent.
+    pub kind: String,
+    /// HELP text.
+    pub help: String,
+    /// Unit.
+    pub unit: String,
+}
+
+impl Storage {
+    /// Stored metadata of every metric family, sorted by family name.
+    pub fn metadata(&self) -> Result<Vec<FamilyInfo>, StorageError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT family, type, help, unit FROM metadata ORDER BY family")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(FamilyInfo {
+                    family: r.get(0)?,
+                    kind: r.get(1)?,
+                    help: r.get(2)?,
+                    unit: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 }

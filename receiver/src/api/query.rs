@@ -1,0 +1,397 @@
+//! The Prometheus HTTP query API (`/api/v1/query`, `query_range`, `series`,
+//! `labels`, label values, `metadata`, `query_exemplars`,
+//! `status/buildinfo`, `format_query`), answering in Prometheus's JSON
+//! shapes so Grafana's stock Prometheus data source works unchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use promql_parser::parser::Expr;
+use serde_json::{Value as JsonValue, json};
+use tokio::sync::Semaphore;
+
+use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorKind};
+use crate::promql::value::format_float;
+use crate::promql::{Engine, QueryError, QueryErrorKind, QueryResult, Value};
+use crate::storage::index::{Labels, Matcher};
+use crate::storage::now_ms;
+
+/// The engine as the API uses it, with a bound on queries run at once.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    engine: Engine,
+    slots: Arc<Semaphore>,
+}
+
+impl QueryService {
+    /// At most `max_concurrency` queries evaluate at once; the others wait
+    /// (within their timeout) for a slot.
+    pub fn new(engine: Engine, max_concurrency: usize) -> Self {
+        Self {
+            engine,
+            slots: Arc::new(Semaphore::new(max_concurrency.max(1))),
+        }
+    }
+
+    /// Runs `f` on a blocking thread once a slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        timeout: Option<i64>,
+        f: impl FnOnce(Engine) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let default = self.engine.options().timeout;
+        let timeout = timeout.map_or(default, |ms| {
+            default.min(Duration::from_millis(ms.max(0) as u64))
+        });
+        let permit = tokio::time::timeout(timeout, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| query_error(QueryError::timeout()))?
+            .map_err(|_| ApiError::new(ErrorKind::Internal, "query slots closed"))?;
+        let engine = self.engine.with_timeout(timeout);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(engine)
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
+        .map_err(query_error)
+    }
+}
+
+fn query_error(err: QueryError) -> ApiError {
+    let kind = match err.kind {
+        QueryErrorKind::BadData => ErrorKind::BadData,
+        QueryErrorKind::Execution => ErrorKind::Execution,
+        QueryErrorKind::Timeout => ErrorKind::Timeout,
+        QueryErrorKind::Canceled => ErrorKind::Canceled,
+        QueryErrorKind::Internal => ErrorKind::Internal,
+    };
+    ApiError::new(kind, err.message)
+}
+
+/// `{"status":"success","data":…}` plus non-empty `warnings`/`infos`.
+fn success(data: JsonValue, warnings: &[String], infos: &[String]) -> Json<JsonValue> {
+    let mut body = json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    if !infos.is_empty() {
+        body["infos"] = json!(infos);
+    }
+    Json(body)
+}
+
+/// A timestamp in seconds, as an integer when whole (Prometheus prints
+/// `4`, not `4.0`).
+fn seconds(ms: i64) -> JsonValue {
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
+fn labels_json(labels: &[(String, String)]) -> JsonValue {
+    JsonValue::Object(
+        labels
+            .iter()
+            .map(|(n, v)| (n.clone(), JsonValue::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn point(ms: i64, value: f64) -> JsonValue {
+    json!([seconds(ms), format_float(value)])
+}
+
+/// The `data` of a query answer.
+fn result_json(result: &QueryResult) -> JsonValue {
+    let t = result.time_ms;
+    let (kind, data) = match &result.value {
+        Value::Scalar(v) => ("scalar", point(t, *v)),
+        Value::String(s) => ("string", json!([seconds(t), s])),
+        Value::Vector(samples) => (
+            "vector",
+            JsonValue::Array(
+                samples
+                    .iter()
+                    .map(|s| json!({"metric": labels_json(&s.labels), "value": point(t, s.value)}))
+                    .collect(),
+            ),
+        ),
+        Value::Matrix(series) => (
+            "matrix",
+            JsonValue::Array(
+                series
+                    .iter()
+                    .map(|s| {
+                        let values: Vec<JsonValue> =
+                            s.points.iter().map(|(ms, v)| point(*ms, *v)).collect();
+                        json!({"metric": labels_json(&s.labels), "values": values})
+                    })
+                    .collect(),
+            ),
+        ),
+    };
+    json!({"resultType": kind, "result": data})
+}
+
+fn required_query(params: &Params) -> Result<String, ApiError> {
+    params
+        .get("query")
+        .map(str::to_owned)
+        .ok_or_else(|| bad_param("query", "missing parameter"))
+}
+
+/// `GET|POST /api/v1/query`
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let expr = required_query(&params)?;
+    let time = params.time_or("time", now_ms())?;
+    let timeout = params.duration("timeout")?;
+    let result = state
+        .query
+        .run(timeout, move |engine| engine.instant_query(&expr, time))
+        .await?;
+    Ok(success(
+        result_json(&result),
+        &result.warnings,
+        &result.infos,
+    ))
+}
+
+/// `GET|POST /api/v1/query_range`
+pub async fn query_range(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let expr = required_query(&params)?;
+    let start = params.time("start")?;
+    let end = params.time("end")?;
+    let step = params
+        .duration("step")?
+        .ok_or_else(|| bad_param("step", "missing parameter"))?;
+    let timeout = params.duration("timeout")?;
+    let result = state
+        .query
+        .run(timeout, move |engine| {
+            engine.range_query(&expr, start, end, step)
+        })
+        .await?;
+    Ok(success(
+        result_json(&result),
+        &result.warnings,
+        &result.infos,
+    ))
+}
+
+/// The matchers of each `match[]` selector.
+fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    params
+        .all("match[]")
+        .into_iter()
+        .map(|text| {
+            let expr = crate::promql::parse(text).map_err(query_error)?;
+            match expr {
+                Expr::VectorSelector(vs) => {
+                    crate::promql::plan::storage_matchers(&vs).map_err(query_error)
+                }
+                _ => Err(bad_param("match[]", "expected a vector selector")),
+            }
+        })
+        .collect()
+}
+
+/// Series matching any of `selectors`: from the index alone when no time
+/// range was asked for, else only those with samples in the range.
+async fn matching_series(
+    state: &AppState,
+    params: &Params,
+    selectors: Vec<Vec<Matcher>>,
+) -> Result<Vec<Labels>, ApiError> {
+    let ranged = params.get("start").is_some() || params.get("end").is_some();
+    let start = params.time_or("start", MIN_TIME_MS)?;
+    let end = params.time_or("end", MAX_TIME_MS)?;
+    state
+        .query
+        .run(None, move |engine| {
+            let mut found: BTreeSet<Labels> = BTreeSet::new();
+            for matchers in &selectors {
+                if ranged {
+                    let series = engine.storage().select(matchers, start, end)?;
+                    found.extend(series.into_iter().map(|s| s.labels));
+                } else {
+                    found.extend(engine.storage().series_labels(matchers));
+                }
+            }
+            Ok(found.into_iter().collect())
+        })
+        .await
+}
+
+/// Truncates to `limit`, with Prometheus's warning when it cut anything.
+fn limited<T>(mut items: Vec<T>, limit: Option<usize>, warnings: &mut Vec<String>) -> Vec<T> {
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        items.truncate(limit);
+        warnings.push("results truncated due to limit".to_owned());
+    }
+    items
+}
+
+/// `GET|POST /api/v1/series`
+pub async fn series(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::BadData,
+            "no match[] parameter provided",
+        ));
+    }
+    let limit = params.limit()?;
+    let found = matching_series(&state, &params, selectors).await?;
+    let mut warnings = Vec::new();
+    let found = limited(found, limit, &mut warnings);
+    let data: Vec<JsonValue> = found.iter().map(|l| labels_json(l)).collect();
+    Ok(success(JsonValue::Array(data), &warnings, &[]))
+}
+
+/// `GET|POST /api/v1/labels`
+pub async fn labels(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let selectors = selectors(&params)?;
+    let limit = params.limit()?;
+    let names: Vec<String> = if selectors.is_empty() {
+        state.storage.label_names()
+    } else {
+        let found = matching_series(&state, &params, selectors).await?;
+        let names: BTreeSet<String> = found
+            .iter()
+            .flat_map(|l| l.iter().map(|(n, _)| n.clone()))
+            .collect();
+        names.into_iter().collect()
+    };
+    let mut warnings = Vec::new();
+    let names = limited(names, limit, &mut warnings);
+    Ok(success(json!(names), &warnings, &[]))
+}
+
+/// `GET|POST /api/v1/label/{name}/values`
+pub async fn label_values(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    if !crate::promql::valid_label_name(&name) {
+        return Err(ApiError::new(
+            ErrorKind::BadData,
+            format!("invalid label name: {name:?}"),
+        ));
+    }
+    let params = Params::from_request(request).await?;
+    let selectors = selectors(&params)?;
+    let limit = params.limit()?;
+    let values: Vec<String> = if selectors.is_empty() {
+        state.storage.label_values(&name)
+    } else {
+        let found = matching_series(&state, &params, selectors).await?;
+        let values: BTreeSet<String> = found
+            .iter()
+            .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+            .collect();
+        values.into_iter().collect()
+    };
+    let mut warnings = Vec::new();
+    let values = limited(values, limit, &mut warnings);
+    Ok(success(json!(values), &warnings, &[]))
+}
+
+/// `GET|POST /api/v1/metadata`, from the metadata remote-write senders
+/// sent (`metric`, `limit` and `limit_per_metric` honoured; one entry per
+/// family, since only the latest is stored).
+pub async fn metadata(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let metric = params.get("metric").map(str::to_owned);
+    let limit = params.limit()?;
+    let storage = state.storage.clone();
+    let families = tokio::task::spawn_blocking(move || storage.metadata())
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "metadata task failed"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading metadata");
+            ApiError::new(ErrorKind::Internal, "reading metadata failed")
+        })?;
+    let mut data: BTreeMap<String, JsonValue> = BTreeMap::new();
+    for family in families {
+        if metric.as_ref().is_some_and(|m| *m != family.family) {
+            continue;
+        }
+        if limit.is_some_and(|l| data.len() >= l) {
+            break;
+        }
+        data.insert(
+            family.family,
+            json!([{"type": family.kind, "help": family.help, "unit": family.unit}]),
+        );
+    }
+    Ok(success(json!(data), &[], &[]))
+}
+
+/// `GET|POST /api/v1/query_exemplars`: exemplars are not stored, so the
+/// answer is always empty (after checking the query parses).
+pub async fn query_exemplars(request: Request) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    if let Some(text) = params.get("query") {
+        crate::promql::parse(text).map_err(query_error)?;
+    }
+    Ok(success(json!([]), &[], &[]))
+}
+
+/// `GET|POST /api/v1/status/buildinfo`. The version is the Prometheus
+/// version whose query semantics the engine follows, so clients that
+/// check it (Grafana) enable the matching features.
+pub async fn buildinfo() -> Json<JsonValue> {
+    success(
+        json!({
+            "version": PROMETHEUS_COMPATIBLE_VERSION,
+            "revision": concat!("dcmon-receiver ", env!("CARGO_PKG_VERSION")),
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": "",
+        }),
+        &[],
+        &[],
+    )
+}
+
+/// The Prometheus version `buildinfo` reports.
+pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "3.0.0";
+
+/// `GET|POST /api/v1/format_query`
+pub async fn format_query(request: Request) -> Result<Json<JsonValue>, ApiError> {
+    let params = Params::from_request(request).await?;
+    let text = required_query(&params)?;
+    let expr = crate::promql::parse(&text).map_err(query_error)?;
+    Ok(success(json!(expr.prettify()), &[], &[]))
+}

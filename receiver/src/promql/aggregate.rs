@@ -1,0 +1,236 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, …) with
+//! `by`/`without` grouping.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK, TokenType,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::QueryError;
+use super::eval::Evaluator;
+use super::value::{
+    KahanSum, METRIC_NAME, Sample, Value, format_float, mean, quantile, variance, with_label,
+};
+use crate::storage::index::Labels;
+
+/// Evaluates `agg` at `t`.
+pub fn eval(ev: &Evaluator<'_>, agg: &AggregateExpr, t: i64) -> Result<Value, QueryError> {
+    let op = agg.op.id();
+    let param = match &agg.param {
+        Some(p) => Some(ev.eval(p, t)?),
+        None => None,
+    };
+    let input = ev.eval_vector(&agg.expr, t)?;
+    let grouping = &Grouper {
+        ev,
+        node: agg as *const AggregateExpr as usize,
+        grouping: agg.modifier.as_ref(),
+    };
+    let out = match op {
+        T_TOPK | T_BOTTOMK => {
+            let k = scalar_param(param, "k")?;
+            if k.is_nan() {
+                return Err(QueryError::bad_data("Parameter value is NaN"));
+            }
+            select_k(input, grouping, k, op == T_TOPK)
+        }
+        T_COUNT_VALUES => {
+            let Some(Value::String(label)) = param else {
+                return Err(QueryError::bad_data(
+                    "count_values needs a string parameter",
+                ));
+            };
+            if !valid_label_name(&label) {
+                return Err(QueryError::execution(format!(
+                    "invalid label name {label:?}"
+                )));
+            }
+            count_values(input, grouping, &label)
+        }
+        T_QUANTILE => {
+            let phi = scalar_param(param, "quantile")?;
+            if let Some(p) = &agg.param {
+                warn_quantile(ev, phi, p);
+            }
+            reduce(input, grouping, |values| quantile(phi, values))
+        }
+        T_SUM => reduce(input, grouping, |values| {
+            let mut sum = KahanSum::default();
+            values.iter().for_each(|v| sum.add(*v));
+            sum.value()
+        }),
+        T_AVG => reduce(input, grouping, |values| mean(values.iter().copied())),
+        T_COUNT => reduce(input, grouping, |values| values.len() as f64),
+        T_GROUP => reduce(input, grouping, |_| 1.0),
+        T_MIN => reduce(input, grouping, |values| extreme(values, |a, b| a < b)),
+        T_MAX => reduce(input, grouping, |values| extreme(values, |a, b| a > b)),
+        T_STDVAR => reduce(input, grouping, |values| variance(values.iter().copied())),
+        T_STDDEV => reduce(input, grouping, |values| {
+            variance(values.iter().copied()).sqrt()
+        }),
+        other => {
+            return Err(QueryError::unsupported(format!(
+                "aggregation {}",
+                TokenType::new(other)
+            )));
+        }
+    };
+    Ok(Value::Vector(out))
+}
+
+/// Warns when a quantile parameter is outside [0, 1] (or NaN).
+pub fn warn_quantile(ev: &Evaluator<'_>, phi: f64, param: &promql_parser::parser::Expr) {
+    if !(0.0..=1.0).contains(&phi) {
+        ev.warn(
+            &format!(
+                "quantile value should be between 0 and 1, got {}",
+                format_float(phi)
+            ),
+            param,
+        );
+    }
+}
+
+fn scalar_param(param: Option<Value>, what: &str) -> Result<f64, QueryError> {
+    match param {
+        Some(Value::Scalar(v)) => Ok(v),
+        _ => Err(QueryError::bad_data(format!(
+            "expected a scalar {what} parameter"
+        ))),
+    }
+}
+
+/// The label set of the group a series belongs to.
+fn group_labels(labels: &[(String, String)], grouping: Option<&LabelModifier>) -> Labels {
+    match grouping {
+        None => Vec::new().into(),
+        Some(LabelModifier::Include(by)) => labels
+            .iter()
+            .filter(|(n, _)| by.labels.iter().any(|l| l == n))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        Some(LabelModifier::Exclude(without)) => labels
+            .iter()
+            .filter(|(n, _)| n != METRIC_NAME && !without.labels.iter().any(|l| l == n))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+    }
+}
+
+/// How to find a sample's group: the grouping, and (through the
+/// evaluator's cache) each series' group labels computed once per query.
+struct Grouper<'a, 'q> {
+    ev: &'a Evaluator<'q>,
+    node: usize,
+    grouping: Option<&'a LabelModifier>,
+}
+
+impl Grouper<'_, '_> {
+    fn labels(&self, labels: &Labels) -> Labels {
+        self.ev
+            .derived_labels(self.node, labels, |l| group_labels(l, self.grouping))
+    }
+}
+
+/// Splits `input` into groups, keeping the order of first appearance.
+fn groups(input: Vec<Sample>, grouper: &Grouper<'_, '_>) -> Vec<(Labels, Vec<Sample>)> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    for s in input {
+        let key = grouper.labels(&s.labels);
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            out.push((key, Vec::new()));
+            out.len() - 1
+        });
+        out[at].1.push(s);
+    }
+    out
+}
+
+fn reduce(
+    input: Vec<Sample>,
+    grouping: &Grouper<'_, '_>,
+    f: impl Fn(&mut [f64]) -> f64,
+) -> Vec<Sample> {
+    groups(input, grouping)
+        .into_iter()
+        .map(|(labels, members)| {
+            let mut values: Vec<f64> = members.iter().map(|s| s.value).collect();
+            Sample {
+                labels,
+                value: f(&mut values),
+            }
+        })
+        .collect()
+}
+
+/// `min`/`max`: NaN only when every value is NaN.
+fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
+    let mut best = values[0];
+    for &v in &values[1..] {
+        if better(v, best) || best.is_nan() {
+            best = v;
+        }
+    }
+    best
+}
+
+/// `topk`/`bottomk`: the k best samples of each group, best first, NaN
+/// never preferred over a number.
+fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: bool) -> Vec<Sample> {
+    if k < 1.0 {
+        return Vec::new();
+    }
+    let k = if k >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        k as usize
+    };
+    let order = |a: &Sample, b: &Sample| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if largest => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+    };
+    let mut out = Vec::new();
+    for (_, mut members) in groups(input, grouping) {
+        members.sort_by(order);
+        members.truncate(k);
+        out.extend(members);
+    }
+    out
+}
+
+fn count_values(input: Vec<Sample>, grouping: &Grouper<'_, '_>, label: &str) -> Vec<Sample> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<Sample> = Vec::new();
+    for s in input {
+        let base = grouping.labels(&s.labels);
+        let key = with_label(&base, label, &format_float(s.value));
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            out.push(Sample {
+                labels: key,
+                value: 0.0,
+            });
+            out.len() - 1
+        });
+        out[at].value += 1.0;
+    }
+    out
+}
+
+/// Whether `name` is a valid (legacy) label name.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

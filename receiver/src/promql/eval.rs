@@ -1,0 +1,393 @@
+//! The evaluator: computes an expression's value at one time from the data
+//! [`super::plan`] fetched; a range query repeats that at every step and
+//! gathers the points into series.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use promql_parser::parser::{Expr, SubqueryExpr};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::plan::{Query, SelectorData, offset_ms};
+use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
+use super::{QueryError, aggregate, binary, functions, selector};
+use crate::storage::index::Labels;
+
+/// Warnings and infos collected while evaluating, deduplicated.
+#[derive(Debug, Default)]
+pub struct Annotations {
+    /// `PromQL warning: …`
+    pub warnings: BTreeSet<String>,
+    /// `PromQL info: …`
+    pub infos: BTreeSet<String>,
+}
+
+/// Evaluates one query over its prefetched data.
+#[derive(Debug)]
+pub struct Evaluator<'q> {
+    /// The query's time span and settings.
+    pub query: &'q Query,
+    data: &'q SelectorData,
+    deadline: Instant,
+    max_samples: usize,
+    annotations: RefCell<Annotations>,
+    label_cache: RefCell<LabelCache>,
+    subquery_steps: RefCell<SubqueryCache>,
+}
+
+/// Inner results of subqueries by (subquery node, inner step time).
+type SubqueryCache = FxHashMap<(usize, i64), Rc<Vec<Sample>>>;
+
+/// Derived label sets (name dropped, aggregation group, …) by transform
+/// and input. Series keep the same `Arc` from step to step, so a range
+/// query derives each label set once instead of once per step. The input
+/// `Arc` is held as part of the entry, so its address cannot be reused by
+/// another label set while the entry exists.
+type LabelCache = FxHashMap<(usize, usize), (Labels, Labels)>;
+
+/// Transform key of [`Evaluator::drop_name`] (never a node address).
+const DROP_NAME: usize = 0;
+
+impl<'q> Evaluator<'q> {
+    /// An evaluator over `data`.
+    pub fn new(
+        query: &'q Query,
+        data: &'q SelectorData,
+        deadline: Instant,
+        max_samples: usize,
+    ) -> Self {
+        Self {
+            query,
+            data,
+            deadline,
+            max_samples,
+            annotations: RefCell::default(),
+            label_cache: RefCell::default(),
+            subquery_steps: RefCell::default(),
+        }
+    }
+
+    /// `transform(input)`, computed once per distinct input `Arc` and
+    /// `transform_key` (use the address of the syntax node doing it).
+    pub fn derived_labels(
+        &self,
+        transform_key: usize,
+        input: &Labels,
+        transform: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        let key = (transform_key, Arc::as_ptr(input) as *const u8 as usize);
+        if let Some((_, derived)) = self.label_cache.borrow().get(&key) {
+            return Arc::clone(derived);
+        }
+        let derived = transform(input);
+        self.label_cache
+            .borrow_mut()
+            .insert(key, (Arc::clone(input), Arc::clone(&derived)));
+        derived
+    }
+
+    /// `labels` without the metric name, shared across steps.
+    pub fn drop_name(&self, labels: &Labels) -> Labels {
+        if !labels.iter().any(|(n, _)| n == super::value::METRIC_NAME) {
+            return Arc::clone(labels);
+        }
+        self.derived_labels(DROP_NAME, labels, drop_metric_name)
+    }
+
+    /// The annotations collected so far.
+    pub fn into_annotations(self) -> Annotations {
+        self.annotations.into_inner()
+    }
+
+    /// Records a warning about `expr` (its position is appended).
+    pub fn warn(&self, message: &str, expr: &Expr) {
+        let text = format!("PromQL warning: {message} ({})", self.position(expr));
+        self.annotations.borrow_mut().warnings.insert(text);
+    }
+
+    /// Records an info note about `expr`.
+    pub fn info(&self, message: &str, expr: &Expr) {
+        let text = format!("PromQL info: {message} ({})", self.position(expr));
+        self.annotations.borrow_mut().infos.insert(text);
+    }
+
+    /// `line:column` of `expr` in the query text. The parser keeps no
+    /// positions, so this finds the expression's printed form in the text
+    /// (its first occurrence), falling back to the start.
+    fn position(&self, expr: &Expr) -> String {
+        let printed = expr.to_string();
+        let offset = self.query.source.find(&printed).unwrap_or(0);
+        let before = &self.query.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{line}:{column}")
+    }
+
+    /// An instant query's value.
+    pub fn instant(&self, expr: &Expr, t: i64) -> Result<Value, QueryError> {
+        let value = self.eval(expr, t)?;
+        if let Value::Vector(samples) = &value {
+            check_unique(samples)?;
+        }
+        Ok(value)
+    }
+
+    /// A range query's value: a matrix sorted by labels.
+    pub fn range(&self, expr: &Expr) -> Result<Value, QueryError> {
+        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut total = 0usize;
+        let mut t = self.query.start_ms;
+        while t <= self.query.end_ms {
+            self.check_deadline()?;
+            match self.eval(expr, t)? {
+                Value::Scalar(v) => {
+                    by_labels.entry(empty_labels()).or_default().push((t, v));
+                    total += 1;
+                }
+                Value::Vector(samples) => {
+                    check_unique(&samples)?;
+                    total += samples.len();
+                    for s in samples {
+                        by_labels.entry(s.labels).or_default().push((t, s.value));
+                    }
+                }
+                other => {
+                    return Err(QueryError::bad_data(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )));
+                }
+            }
+            if total > self.max_samples {
+                return Err(QueryError::too_many_samples());
+            }
+            t += self.query.step_ms;
+        }
+        let mut series: Vec<Series> = by_labels
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(series))
+    }
+
+    /// Fails once the query's deadline has passed.
+    pub fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            Err(QueryError::timeout())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The value of `expr` at time `t` (ms).
+    pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value, QueryError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(samples) => {
+                    let negated: Vec<Sample> = samples
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: self.drop_name(&s.labels),
+                            value: -s.value,
+                        })
+                        .collect();
+                    check_unique(&negated)?;
+                    Ok(Value::Vector(negated))
+                }
+                other => Err(QueryError::bad_data(format!(
+                    "unary minus is not defined on {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => {
+                let at = vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
+                let series = self.data.get(vs);
+                Ok(Value::Vector(selector::instant(
+                    &series,
+                    at - offset_ms(&vs.offset),
+                    self.query.lookback_ms,
+                )))
+            }
+            Expr::MatrixSelector(ms) => {
+                let at = ms.vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
+                let series = self.data.get(&ms.vs);
+                Ok(Value::Matrix(selector::range(
+                    &series,
+                    at - offset_ms(&ms.vs.offset),
+                    ms.range.as_millis() as i64,
+                )))
+            }
+            Expr::Subquery(sq) => self.subquery(sq, t),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Call(call) => {
+                let value = functions::eval(self, call, t)?;
+                if let Value::Vector(samples) = &value {
+                    check_unique(samples)?;
+                }
+                Ok(value)
+            }
+            Expr::Extension(_) => Err(QueryError::unsupported("extension expressions")),
+        }
+    }
+
+    /// A subquery: the inner expression at every multiple of its step in
+    /// the left-open window `(t - range, t]`.
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Value, QueryError> {
+        let base = sq.at.as_ref().map_or(t, |at| self.query.at_ms(at));
+        let end = base - offset_ms(&sq.offset);
+        let start = end - sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map_or(self.query.default_subquery_step_ms, |s| {
+                s.as_millis() as i64
+            })
+            .max(1);
+        let mut ts = start.div_euclid(step) * step;
+        if ts <= start {
+            ts += step;
+        }
+        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut order: Vec<Labels> = Vec::new();
+        while ts <= end {
+            self.check_deadline()?;
+            let samples = self.subquery_step(sq, ts)?;
+            for s in samples.iter() {
+                by_labels
+                    .entry(s.labels.clone())
+                    .or_insert_with(|| {
+                        order.push(s.labels.clone());
+                        Vec::new()
+                    })
+                    .push((ts, s.value));
+            }
+            ts += step;
+        }
+        let mut series: Vec<Series> = order
+            .into_iter()
+            .map(|labels| {
+                let points = by_labels.remove(&labels).unwrap_or_default();
+                Series { labels, points }
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(series))
+    }
+
+    /// The inner expression of `sq` at `ts`. Inner steps sit on multiples
+    /// of the subquery's step whatever the outer time, so in a range query
+    /// consecutive outer steps share most of them: each is evaluated once.
+    fn subquery_step(&self, sq: &SubqueryExpr, ts: i64) -> Result<Rc<Vec<Sample>>, QueryError> {
+        let key = (sq as *const SubqueryExpr as usize, ts);
+        if let Some(cached) = self.subquery_steps.borrow().get(&key) {
+            return Ok(Rc::clone(cached));
+        }
+        let samples = Rc::new(match self.eval(&sq.expr, ts)? {
+            Value::Scalar(v) => vec![Sample {
+                labels: empty_labels(),
+                value: v,
+            }],
+            Value::Vector(samples) => samples,
+            other => {
+                return Err(QueryError::bad_data(format!(
+                    "subquery is only allowed on instant vector or scalar, got {}",
+                    other.type_name()
+                )));
+            }
+        });
+        if self.query.is_range {
+            self.subquery_steps
+                .borrow_mut()
+                .insert(key, Rc::clone(&samples));
+        }
+        Ok(samples)
+    }
+
+    /// The window `(start, end]` a range-vector argument covers at `t`, in
+    /// ms, looking through parentheses.
+    pub fn window_of(&self, expr: &Expr, t: i64) -> Option<(i64, i64)> {
+        match expr {
+            Expr::Paren(p) => self.window_of(&p.expr, t),
+            Expr::MatrixSelector(ms) => {
+                let end = ms.vs.at.as_ref().map_or(t, |at| self.query.at_ms(at))
+                    - offset_ms(&ms.vs.offset);
+                Some((end - ms.range.as_millis() as i64, end))
+            }
+            Expr::Subquery(sq) => {
+                let end =
+                    sq.at.as_ref().map_or(t, |at| self.query.at_ms(at)) - offset_ms(&sq.offset);
+                Some((end - sq.range.as_millis() as i64, end))
+            }
+            _ => None,
+        }
+    }
+
+    /// Evaluates `expr` expecting a scalar.
+    pub fn eval_scalar(&self, expr: &Expr, t: i64) -> Result<f64, QueryError> {
+        match self.eval(expr, t)? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(QueryError::bad_data(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` expecting an instant vector.
+    pub fn eval_vector(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>, QueryError> {
+        match self.eval(expr, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(QueryError::bad_data(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` expecting a range vector.
+    pub fn eval_matrix(&self, expr: &Expr, t: i64) -> Result<Vec<Series>, QueryError> {
+        match self.eval(expr, t)? {
+            Value::Matrix(m) => Ok(m),
+            other => Err(QueryError::bad_data(format!(
+                "expected range vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// Prometheus refuses a vector holding one label set twice (typically after
+/// a function dropped the metric name of two series).
+pub fn check_unique(samples: &[Sample]) -> Result<(), QueryError> {
+    if samples.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = FxHashSet::default();
+    for s in samples {
+        if !seen.insert(&s.labels) {
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Evaluator<'_> {
+    /// The prefetched series of `selector`.
+    pub fn selector_data(
+        &self,
+        selector: &promql_parser::parser::VectorSelector,
+    ) -> std::sync::Arc<Vec<crate::storage::read::SeriesData>> {
+        self.data.get(selector)
+    }
+}

@@ -1,0 +1,151 @@
+//! `histogram_quantile` over classic histograms: `_bucket` series with an
+//! `le` label holding cumulative counts.
+
+use std::collections::HashMap;
+
+use super::value::{METRIC_NAME, Sample, drop_metric_name, label_value};
+use crate::storage::index::Labels;
+
+/// The answer of `histogram_quantile` and what to tell the user about it.
+#[derive(Debug, Default)]
+pub struct QuantileResult {
+    /// One sample per histogram.
+    pub samples: Vec<Sample>,
+    /// `(metric name, le value)` of series ignored for a missing or
+    /// malformed `le`.
+    pub malformed: Vec<(String, String)>,
+    /// Metric names whose bucket counts had to be made monotonic.
+    pub forced_monotonic: Vec<String>,
+}
+
+/// The φ-quantile of each bucket group in `buckets` (grouped by all labels
+/// but `le`; the metric name is dropped from the result, so two histograms
+/// differing only in name collide, as in Prometheus).
+pub fn histogram_quantile(phi: f64, buckets: Vec<Sample>) -> QuantileResult {
+    let mut result = QuantileResult::default();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
+    for s in buckets {
+        let le_text = label_value(&s.labels, "le").unwrap_or("");
+        let Some(le) = parse_le(le_text) else {
+            let name = label_value(&s.labels, METRIC_NAME).unwrap_or("");
+            result.malformed.push((name.to_owned(), le_text.to_owned()));
+            continue;
+        };
+        let key: Labels = s
+            .labels
+            .iter()
+            .filter(|(n, _)| n != "le")
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push((le, s.value));
+    }
+    for (labels, mut bounds) in groups {
+        let (value, forced) = bucket_quantile(phi, &mut bounds);
+        if forced {
+            let name = label_value(&labels, METRIC_NAME).unwrap_or("");
+            result.forced_monotonic.push(name.to_owned());
+        }
+        result.samples.push(Sample {
+            labels: drop_metric_name(&labels),
+            value,
+        });
+    }
+    result
+}
+
+/// Parses an `le` value like Go's ParseFloat (`+Inf`, `1e3`, …).
+fn parse_le(text: &str) -> Option<f64> {
+    match text.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        other => other.parse().ok(),
+    }
+}
+
+/// The quantile of one histogram given `(upper bound, cumulative count)`
+/// pairs: linear interpolation inside the bucket the rank falls in. The
+/// flag tells whether counts had to be forced monotonic.
+fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    if phi.is_nan() {
+        return (f64::NAN, false);
+    }
+    if phi < 0.0 {
+        return (f64::NEG_INFINITY, false);
+    }
+    if phi > 1.0 {
+        return (f64::INFINITY, false);
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return (f64::NAN, false);
+    }
+    // Merge buckets with the same bound (e.g. `le="1"` and `le="1.0"`).
+    buckets.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+    // Counts must not decrease. Scrapes at slightly different times, or
+    // float error, can make them; Prometheus evens them out, silently when
+    // the dip is float noise.
+    let mut forced = false;
+    for i in 1..buckets.len() {
+        let previous = buckets[i - 1].1;
+        if buckets[i].1 < previous {
+            if (previous - buckets[i].1) > 1e-12 * previous.abs() {
+                forced = true;
+            }
+            buckets[i].1 = previous;
+        }
+    }
+    if buckets.len() < 2 {
+        return (f64::NAN, forced);
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 || observations.is_nan() {
+        return (f64::NAN, forced);
+    }
+    let mut rank = phi * observations;
+    let b = buckets.partition_point(|(_, count)| *count < rank);
+    if b == buckets.len() - 1 {
+        return (buckets[buckets.len() - 2].0, forced);
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return (buckets[0].0, forced);
+    }
+    let (mut start, end, mut count) = (0.0, buckets[b].0, buckets[b].1);
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    (start + (end - start) * (rank / count), forced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_interpolates_within_a_bucket() {
+        let mut b = vec![(1.0, 10.0), (2.0, 30.0), (f64::INFINITY, 40.0)];
+        // rank 20 falls in (1, 2] holding 20 observations: 1 + 0.5.
+        assert_eq!(bucket_quantile(0.5, &mut b), (1.5, false));
+    }
+
+    #[test]
+    fn decreasing_counts_are_fixed_and_reported() {
+        let mut b = vec![(1.0, 10.0), (2.0, 8.0), (f64::INFINITY, 20.0)];
+        assert!(bucket_quantile(0.5, &mut b).1);
+    }
+}

@@ -1,0 +1,185 @@
+//! Before evaluation: find the time span each selector is read over during
+//! the whole query (through offsets, `@`, subqueries and lookback), and
+//! fetch each selector's series once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::QueryError;
+use crate::storage::Storage;
+use crate::storage::index::{MatchOp, Matcher};
+use crate::storage::read::SeriesData;
+
+/// The query being evaluated: its time span and settings.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The query text (for annotation positions).
+    pub source: String,
+    /// Whether this is a range query.
+    pub is_range: bool,
+    /// First evaluation time, ms.
+    pub start_ms: i64,
+    /// Last evaluation time, ms.
+    pub end_ms: i64,
+    /// Step, ms (1 for instant queries).
+    pub step_ms: i64,
+    /// Instant-selector lookback, ms.
+    pub lookback_ms: i64,
+    /// Subquery step when none is given, ms.
+    pub default_subquery_step_ms: i64,
+}
+
+impl Query {
+    /// The time an `@` modifier pins evaluation to, ms.
+    pub fn at_ms(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.start_ms,
+            AtModifier::End => self.end_ms,
+            AtModifier::At(time) => system_time_ms(*time),
+        }
+    }
+}
+
+/// Milliseconds since the epoch (negative before it).
+pub fn system_time_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_millis() as i64,
+        Err(before) => -(before.duration().as_millis() as i64),
+    }
+}
+
+/// An offset in ms (negative offsets look into the future).
+pub fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// The series of every selector, keyed by the selector node's address.
+#[derive(Debug, Default)]
+pub struct SelectorData {
+    by_node: HashMap<usize, Arc<Vec<SeriesData>>>,
+}
+
+impl SelectorData {
+    /// The series fetched for `selector`.
+    pub fn get(&self, selector: &VectorSelector) -> Arc<Vec<SeriesData>> {
+        self.by_node
+            .get(&node_key(selector))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn node_key(selector: &VectorSelector) -> usize {
+    selector as *const VectorSelector as usize
+}
+
+/// Fetches every selector's data for the whole query.
+pub fn fetch(
+    storage: &Storage,
+    expr: &Expr,
+    query: &Query,
+    max_samples: usize,
+) -> Result<SelectorData, QueryError> {
+    let mut spans = Vec::new();
+    collect_spans(expr, query, query.start_ms, query.end_ms, &mut spans)?;
+    let mut data = SelectorData::default();
+    let mut samples = 0usize;
+    for (selector, from, to) in spans {
+        let matchers = storage_matchers(selector)?;
+        let series = storage.select(&matchers, from, to)?;
+        samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
+        if samples > max_samples {
+            return Err(QueryError::too_many_samples());
+        }
+        data.by_node.insert(node_key(selector), Arc::new(series));
+    }
+    Ok(data)
+}
+
+/// Walks `expr`, evaluated at times in `[lo, hi]`, recording for each
+/// selector the span of sample timestamps it can look at.
+fn collect_spans<'e>(
+    expr: &'e Expr,
+    query: &Query,
+    lo: i64,
+    hi: i64,
+    spans: &mut Vec<(&'e VectorSelector, i64, i64)>,
+) -> Result<(), QueryError> {
+    let shifted = |at: &Option<AtModifier>, offset: &Option<Offset>| {
+        let (lo, hi) = match at {
+            Some(at) => (query.at_ms(at), query.at_ms(at)),
+            None => (lo, hi),
+        };
+        let off = offset_ms(offset);
+        (lo - off, hi - off)
+    };
+    match expr {
+        Expr::VectorSelector(vs) => {
+            let (lo, hi) = shifted(&vs.at, &vs.offset);
+            spans.push((vs, lo - query.lookback_ms, hi));
+        }
+        Expr::MatrixSelector(ms) => {
+            let (lo, hi) = shifted(&ms.vs.at, &ms.vs.offset);
+            spans.push((&ms.vs, lo - ms.range.as_millis() as i64, hi));
+        }
+        Expr::Subquery(sq) => {
+            let (lo, hi) = shifted(&sq.at, &sq.offset);
+            collect_spans(&sq.expr, query, lo - sq.range.as_millis() as i64, hi, spans)?;
+        }
+        Expr::Aggregate(agg) => {
+            if let Some(param) = &agg.param {
+                collect_spans(param, query, lo, hi, spans)?;
+            }
+            collect_spans(&agg.expr, query, lo, hi, spans)?;
+        }
+        Expr::Unary(u) => collect_spans(&u.expr, query, lo, hi, spans)?,
+        Expr::Binary(b) => {
+            collect_spans(&b.lhs, query, lo, hi, spans)?;
+            collect_spans(&b.rhs, query, lo, hi, spans)?;
+        }
+        Expr::Paren(p) => collect_spans(&p.expr, query, lo, hi, spans)?,
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                collect_spans(arg, query, lo, hi, spans)?;
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+        Expr::Extension(_) => return Err(QueryError::unsupported("extension expressions")),
+    }
+    Ok(())
+}
+
+/// The parser's matchers (plus the metric name) as storage matchers.
+pub fn storage_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+    if !selector.matchers.or_matchers.is_empty() {
+        return Err(QueryError::unsupported("`or` inside label matchers"));
+    }
+    let mut out = Vec::with_capacity(selector.matchers.matchers.len() + 1);
+    if let Some(name) = &selector.name {
+        out.push(
+            Matcher::new("__name__", MatchOp::Equal, name.as_str())
+                .map_err(|e| QueryError::bad_data(e.to_string()))?,
+        );
+    }
+    for m in &selector.matchers.matchers {
+        let op = match m.op {
+            ParserOp::Equal => MatchOp::Equal,
+            ParserOp::NotEqual => MatchOp::NotEqual,
+            ParserOp::Re(_) => MatchOp::Regex,
+            ParserOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(
+            Matcher::new(m.name.as_str(), op, m.value.as_str())
+                .map_err(|e| QueryError::bad_data(format!("invalid regular expression: {e}")))?,
+        );
+    }
+    Ok(out)
+}

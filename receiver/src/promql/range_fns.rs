@@ -1,0 +1,227 @@
+//! Functions of a range vector: `rate` and friends and the `*_over_time`
+//! family. Each maps one series' window to at most one value.
+
+use super::value::{KahanSum, mean, quantile, variance};
+
+/// The window a range function sees: its points and its bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    /// Points in `(start, end]`, in time order.
+    pub points: &'a [(i64, f64)],
+    /// Left (open) bound, ms.
+    pub start_ms: i64,
+    /// Right (closed) bound, ms.
+    pub end_ms: i64,
+}
+
+/// Whether a function keeps the metric name (only the "pick a sample"
+/// functions do).
+pub fn keeps_name(name: &str) -> bool {
+    matches!(name, "last_over_time" | "first_over_time")
+}
+
+/// Whether `name` is a range function implemented here.
+pub fn is_range_function(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "resets"
+            | "changes"
+            | "avg_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "quantile_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+    )
+}
+
+/// Applies range function `name` (with its scalar parameter, if any) at
+/// evaluation time `t_ms`.
+pub fn apply(name: &str, w: Window<'_>, param: f64, t_ms: i64) -> Option<f64> {
+    let values = || w.points.iter().map(|(_, v)| *v);
+    let points = w.points;
+    match name {
+        "rate" => extrapolated_delta(w, true, true),
+        "increase" => extrapolated_delta(w, true, false),
+        "delta" => extrapolated_delta(w, false, false),
+        "irate" => instant_delta(points, true),
+        "idelta" => instant_delta(points, false),
+        "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
+        "predict_linear" => (points.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(points, t_ms);
+            slope * param + intercept
+        }),
+        "resets" => (!points.is_empty())
+            .then(|| points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+        "changes" => (!points.is_empty()).then(|| {
+            points
+                .windows(2)
+                .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
+                .count() as f64
+        }),
+        _ if points.is_empty() => None,
+        "avg_over_time" => Some(mean(values())),
+        "sum_over_time" => {
+            let mut sum = KahanSum::default();
+            values().for_each(|v| sum.add(v));
+            Some(sum.value())
+        }
+        "count_over_time" => Some(points.len() as f64),
+        "min_over_time" => Some(extreme(values(), |a, b| a < b)),
+        "max_over_time" => Some(extreme(values(), |a, b| a > b)),
+        "quantile_over_time" => Some(quantile(param, &mut values().collect::<Vec<_>>())),
+        "stddev_over_time" => Some(variance(values()).sqrt()),
+        "stdvar_over_time" => Some(variance(values())),
+        "last_over_time" => points.last().map(|p| p.1),
+        "first_over_time" => points.first().map(|p| p.1),
+        "present_over_time" => Some(1.0),
+        _ => None,
+    }
+}
+
+/// NaN only when every value is NaN.
+fn extreme(mut values: impl Iterator<Item = f64>, better: impl Fn(f64, f64) -> bool) -> f64 {
+    let mut best = values.next().unwrap_or(f64::NAN);
+    for v in values {
+        if better(v, best) || best.is_nan() {
+            best = v;
+        }
+    }
+    best
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, corrected
+/// for counter resets and extrapolated towards the window's bounds the way
+/// Prometheus does (at most half an average interval beyond the outermost
+/// samples, and never below a counter's zero point).
+fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let points = w.points;
+    if points.len() < 2 {
+        return None;
+    }
+    let (first_t, first_v) = points[0];
+    let (last_t, last_v) = points[points.len() - 1];
+    let mut delta = last_v - first_v;
+    if is_counter {
+        for pair in points.windows(2) {
+            if pair[1].1 < pair[0].1 {
+                delta += pair[0].1;
+            }
+        }
+    }
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let mut to_start = (first_t - w.start_ms) as f64 / 1000.0;
+    let mut to_end = (w.end_ms - last_t) as f64 / 1000.0;
+    let average_interval = sampled / (points.len() - 1) as f64;
+    let threshold = average_interval * 1.1;
+    if to_start >= threshold {
+        to_start = average_interval / 2.0;
+    }
+    if is_counter && delta > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / delta);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_interval / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (w.end_ms - w.start_ms) as f64 / 1000.0;
+    }
+    Some(delta * factor)
+}
+
+/// `irate` and `idelta`: from the last two samples only.
+fn instant_delta(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (prev_t, prev_v) = points[points.len() - 2];
+    let (last_t, last_v) = points[points.len() - 1];
+    let interval = (last_t - prev_t) as f64 / 1000.0;
+    if is_rate && interval == 0.0 {
+        return None;
+    }
+    let change = if is_rate && last_v < prev_v {
+        // A counter reset: the counter counted up from zero.
+        last_v
+    } else {
+        last_v - prev_v
+    };
+    Some(if is_rate { change / interval } else { change })
+}
+
+/// Least-squares `(slope per second, value at intercept_ms)`, with
+/// compensated sums; a constant series has slope exactly 0.
+fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
+    let first = points[0].1;
+    if points.iter().all(|p| p.1 == first) {
+        if first.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, first);
+    }
+    let n = points.len() as f64;
+    let (mut sx, mut sy, mut sxy, mut sx2) = (
+        KahanSum::default(),
+        KahanSum::default(),
+        KahanSum::default(),
+        KahanSum::default(),
+    );
+    for &(t, v) in points {
+        let x = (t - intercept_ms) as f64 / 1000.0;
+        sx.add(x);
+        sy.add(v);
+        sxy.add(x * v);
+        sx2.add(x * x);
+    }
+    let (sx, sy, sxy, sx2) = (sx.value(), sy.value(), sxy.value(), sx2.value());
+    let cov_xy = sxy - sx * sy / n;
+    let var_x = sx2 - sx * sx / n;
+    let slope = cov_xy / var_x;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increase_extrapolates_to_the_window() {
+        // 0..100 by 10 every 5m, window (0, 50m]: samples at 5m..50m.
+        let points: Vec<(i64, f64)> = (1..=10).map(|i| (i * 300_000, i as f64 * 10.0)).collect();
+        let w = Window {
+            points: &points,
+            start_ms: 0,
+            end_ms: 3_000_000,
+        };
+        // 90 over 45m, extended by the zero point / half interval: 100.
+        assert_eq!(apply("increase", w, 0.0, 3_000_000), Some(100.0));
+    }
+
+    #[test]
+    fn deriv_of_a_line() {
+        let points = [(0, 1.0), (1000, 3.0), (2000, 5.0)];
+        let w = Window {
+            points: &points,
+            start_ms: -1,
+            end_ms: 2000,
+        };
+        assert_eq!(apply("deriv", w, 0.0, 2000), Some(2.0));
+    }
+}

@@ -1,0 +1,84 @@
+//! Engine behaviour the conformance corpus does not pin down: error kinds,
+//! limits and annotations.
+
+use dcmon_protocol::remote_write::SeriesSamples;
+
+use super::{Engine, EngineOptions, QueryErrorKind, Value};
+use crate::storage::{Options, Storage};
+
+fn engine_with(
+    series: &[(&str, &[(i64, f64)])],
+    options: EngineOptions,
+) -> (Engine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("q.db"), Options::default()).unwrap();
+    let batch = series
+        .iter()
+        .map(|(name, samples)| SeriesSamples {
+            labels: vec![
+                ("__name__".into(), (*name).into()),
+                ("job".into(), "x".into()),
+            ],
+            samples: samples.to_vec(),
+        })
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(storage.append(batch, Vec::new()))
+        .unwrap();
+    (Engine::new(storage, options), dir)
+}
+
+const RAMP: &[(i64, f64)] = &[(0, 0.0), (60_000, 10.0), (120_000, 20.0)];
+
+#[test]
+fn rate_of_a_gauge_name_adds_an_info() {
+    let (engine, _dir) = engine_with(
+        &[("temp", RAMP), ("reqs_total", RAMP)],
+        EngineOptions::default(),
+    );
+    let result = engine.instant_query("rate(temp[5m])", 120_000).unwrap();
+    assert_eq!(
+        result.infos,
+        [
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"temp\" (1:6)"
+        ]
+    );
+    let result = engine
+        .instant_query("rate(reqs_total[5m])", 120_000)
+        .unwrap();
+    assert!(result.infos.is_empty());
+}
+
+#[test]
+fn unsupported_features_are_bad_data_naming_them() {
+    let (engine, _dir) = engine_with(&[("temp", RAMP)], EngineOptions::default());
+    for (query, feature) in [
+        ("mad_over_time(temp[5m])", "mad_over_time"),
+        ("sort_by_label(temp, \"job\")", "sort_by_label"),
+        ("hour()", "hour"),
+    ] {
+        let err = engine.instant_query(query, 120_000).unwrap_err();
+        assert_eq!(err.kind, QueryErrorKind::BadData, "{query}");
+        assert!(err.message.contains(feature), "{query}: {}", err.message);
+    }
+}
+
+#[test]
+fn limits_fail_with_their_error_kinds() {
+    let options = EngineOptions {
+        max_samples: 2,
+        ..EngineOptions::default()
+    };
+    let (engine, _dir) = engine_with(&[("temp", RAMP)], options);
+    let err = engine.instant_query("temp[5m]", 120_000).unwrap_err();
+    assert_eq!(err.kind, QueryErrorKind::Execution);
+    let (engine, _dir) = engine_with(&[], EngineOptions::default());
+    let err = engine.range_query("1", 0, 11_000_000, 1000).unwrap_err();
+    assert_eq!(err.kind, QueryErrorKind::BadData);
+    assert!(err.message.contains("11,000 points"));
+    let ok = engine.range_query("1", 0, 10_999_000, 1000).unwrap();
+    assert!(matches!(ok.value, Value::Matrix(m) if m[0].points.len() == 11_000));
+}

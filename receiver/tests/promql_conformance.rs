@@ -1,0 +1,542 @@
+//! Runs Prometheus's PromQL test scripts (`promql/testdata/*.test`) against
+//! dcmon's engine over a real storage, and fails when a case listed in
+//! `promql/expected-pass.txt` no longer passes.
+//!
+//! Each in-scope case (scope `core` or `subquery` in `cases-index.tsv`) is
+//! evaluated as written; an instant case is also evaluated as a range
+//! query from one minute before to one minute after, as Prometheus's own
+//! harness does, and the point at the instant must match too; and, unless
+//! it depends on the evaluation time, it is evaluated with every selector
+//! pinned by `@` to the case's time at other times, which must not change
+//! the answer.
+//!
+//! `PROMQL_WRITE_EXPECTED=1` rewrites `expected-pass.txt` from this run.
+
+mod script;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dcmon_protocol::remote_write::SeriesSamples;
+use dcmon_receiver::promql::{Engine, EngineOptions, QueryResult, Value};
+use dcmon_receiver::storage::{Options, Storage};
+use promql_parser::parser::{AtModifier, Expr};
+
+use script::{AnnotationMatch, Case, Command, Expected, KindSpec, LabelSet, LoadBlock};
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promql")
+}
+
+/// `file:line` of every in-scope case.
+fn in_scope() -> BTreeSet<String> {
+    let index = std::fs::read_to_string(corpus_dir().join("cases-index.tsv")).unwrap();
+    index
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            matches!(cols.get(3), Some(&"core") | Some(&"subquery"))
+                .then(|| format!("{}:{}", cols[0], cols[1]))
+        })
+        .collect()
+}
+
+/// A storage in a temporary directory holding the given load blocks.
+struct Loaded {
+    engine: Engine,
+    storage: Storage,
+    _dir: tempfile::TempDir,
+}
+
+fn load(runtime: &tokio::runtime::Runtime, blocks: &[LoadBlock]) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("test.db"), Options::default()).unwrap();
+    for block in blocks {
+        let series: Vec<SeriesSamples> = block
+            .iter()
+            .filter(|(_, samples)| !samples.is_empty())
+            .map(|(labels, samples)| SeriesSamples {
+                labels: labels.clone(),
+                samples: samples.clone(),
+            })
+            .collect();
+        if !series.is_empty() {
+            runtime
+                .block_on(storage.append(series, Vec::new()))
+                .unwrap();
+        }
+    }
+    let options = EngineOptions {
+        max_samples: usize::MAX,
+        ..EngineOptions::default()
+    };
+    Loaded {
+        engine: Engine::new(storage.clone(), options),
+        storage,
+        _dir: dir,
+    }
+}
+
+/// Prometheus's test comparison: relative error below 1e-6, an expected 0
+/// must be exactly 0, NaN equals NaN, stale markers only equal each other.
+fn floats_equal(expected: f64, actual: f64) -> bool {
+    const STALE: u64 = 0x7ff0_0000_0000_0002;
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    if expected.to_bits() == STALE || actual.to_bits() == STALE {
+        return expected.to_bits() == actual.to_bits();
+    }
+    if expected.is_nan() && actual.is_nan() {
+        return true;
+    }
+    if expected == actual {
+        return true;
+    }
+    let diff = (expected - actual).abs();
+    let sum = expected.abs() + actual.abs();
+    if expected == 0.0 || actual == 0.0 || sum < MIN_NORMAL {
+        return diff < 1e-6 * MIN_NORMAL;
+    }
+    diff / sum.min(f64::MAX) < 1e-6
+}
+
+fn labels_of(labels: &[(String, String)]) -> LabelSet {
+    labels.to_vec()
+}
+
+fn show(labels: &LabelSet) -> String {
+    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Compares an instant vector with the expectation.
+fn check_vector(
+    expected: &[(LabelSet, f64)],
+    actual: &[(LabelSet, f64)],
+    ordered: bool,
+) -> Result<(), String> {
+    if expected.len() != actual.len() {
+        return Err(format!(
+            "expected {} elements, got {}: {}",
+            expected.len(),
+            actual.len(),
+            actual
+                .iter()
+                .map(|(l, v)| format!("{} {v}", show(l)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    for (pos, (labels, value)) in actual.iter().enumerate() {
+        let Some(at) = expected.iter().position(|(l, _)| l == labels) else {
+            return Err(format!("unexpected metric {} {value}", show(labels)));
+        };
+        if !floats_equal(expected[at].1, *value) {
+            return Err(format!(
+                "{}: expected {}, got {value}",
+                show(labels),
+                expected[at].1
+            ));
+        }
+        if ordered && at != pos {
+            return Err(format!("{} at position {pos}, expected {at}", show(labels)));
+        }
+    }
+    Ok(())
+}
+
+type MatrixOut = Vec<(LabelSet, Vec<(i64, f64)>)>;
+
+fn check_matrix(
+    start_ms: i64,
+    step_ms: i64,
+    expected: &[(LabelSet, Vec<Option<f64>>)],
+    actual: &MatrixOut,
+) -> Result<(), String> {
+    if !actual.windows(2).all(|w| w[0].0 < w[1].0) {
+        return Err("matrix not sorted by labels".into());
+    }
+    if expected.len() != actual.len() {
+        return Err(format!(
+            "expected {} series, got {}: {}",
+            expected.len(),
+            actual.len(),
+            actual
+                .iter()
+                .map(|(l, p)| format!("{} {p:?}", show(l)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    for (labels, points) in actual {
+        let Some((_, values)) = expected.iter().find(|(l, _)| l == labels) else {
+            return Err(format!("unexpected series {}", show(labels)));
+        };
+        let wanted: Vec<(i64, f64)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| v.map(|v| (start_ms + k as i64 * step_ms, v)))
+            .collect();
+        let same = wanted.len() == points.len()
+            && wanted
+                .iter()
+                .zip(points)
+                .all(|(w, p)| w.0 == p.0 && floats_equal(w.1, p.1));
+        if !same {
+            return Err(format!(
+                "{}: expected {wanted:?}, got {points:?}",
+                show(labels)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn matrix_of(value: &Value) -> Option<MatrixOut> {
+    match value {
+        Value::Matrix(series) => Some(
+            series
+                .iter()
+                .map(|s| (labels_of(&s.labels), s.points.clone()))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Checks one result (or error) against a case's expectation.
+fn check(case: &Case, result: Result<QueryResult, String>) -> Result<(), String> {
+    let result = match (&case.expected, result) {
+        (Expected::Fail, Err(_)) => return Ok(()),
+        (Expected::Fail, Ok(r)) => {
+            return Err(format!("expected an error, got a {}", r.value.type_name()));
+        }
+        (_, Err(e)) => return Err(format!("error: {e}")),
+        (_, Ok(r)) => r,
+    };
+    match (&case.expected, &result.value) {
+        (Expected::Scalar(want), Value::Scalar(got)) => {
+            if floats_equal(*want, *got) {
+                Ok(())
+            } else {
+                Err(format!("expected scalar {want}, got {got}"))
+            }
+        }
+        (Expected::String(want), Value::String(got)) => {
+            if want == got {
+                Ok(())
+            } else {
+                Err(format!("expected string {want:?}, got {got:?}"))
+            }
+        }
+        (Expected::Vector(want), Value::Vector(got)) => {
+            let got: Vec<(LabelSet, f64)> = got
+                .iter()
+                .map(|s| (labels_of(&s.labels), s.value))
+                .collect();
+            check_vector(want, &got, case.ordered)
+        }
+        (
+            Expected::Matrix {
+                start_ms,
+                step_ms,
+                series,
+            },
+            value @ Value::Matrix(_),
+        ) => check_matrix(
+            *start_ms,
+            *step_ms,
+            series,
+            &matrix_of(value).unwrap_or_default(),
+        ),
+        (_, value) => Err(format!("unexpected result type {}", value.type_name())),
+    }
+}
+
+/// The extra range-mode check of an instant case: the same expression as
+/// a range query around the instant must give the same answer there.
+fn check_range_mode(case: &Case, engine: &Engine) -> Result<(), String> {
+    let skip = case.ordered
+        || matches!(
+            case.expected,
+            Expected::Fail | Expected::String(_) | Expected::Matrix { .. }
+        )
+        || ["start()", "end()", "range()", "step()"]
+            .iter()
+            .any(|f| case.expr.contains(f));
+    if skip {
+        return Ok(());
+    }
+    let t = case.at_ms;
+    let result = engine
+        .range_query(&case.expr, t - 60_000, t + 60_000, 60_000)
+        .map_err(|e| format!("range mode: error: {e}"))?;
+    let matrix = matrix_of(&result.value).ok_or("range mode: no matrix")?;
+    if !matrix.windows(2).all(|w| w[0].0 < w[1].0) {
+        return Err("range mode: matrix not sorted".into());
+    }
+    let at_t: Vec<(LabelSet, f64)> = matrix
+        .iter()
+        .filter_map(|(l, points)| points.iter().find(|p| p.0 == t).map(|p| (l.clone(), p.1)))
+        .collect();
+    match &case.expected {
+        Expected::Scalar(want) => match at_t.as_slice() {
+            [(_, got)] if floats_equal(*want, *got) => Ok(()),
+            other => Err(format!("range mode: expected scalar {want}, got {other:?}")),
+        },
+        Expected::Vector(want) => {
+            check_vector(want, &at_t, false).map_err(|e| format!("range mode: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prometheus's annotation rules: every expected annotation must be among
+/// those produced, and every produced one must be expected.
+fn check_annotations(kind: &str, spec: &KindSpec, produced: &[String]) -> Result<(), String> {
+    let matches = |m: &AnnotationMatch, text: &str| match m {
+        AnnotationMatch::Any => true,
+        AnnotationMatch::Exact(want) => want == text,
+        AnnotationMatch::Regex(re) => regex::Regex::new(re).is_ok_and(|re| re.is_match(text)),
+    };
+    if spec.none && !produced.is_empty() {
+        return Err(format!("unexpected {kind}s: {produced:?}"));
+    }
+    if spec.at_least_one && produced.is_empty() {
+        return Err(format!("expected a {kind}, got none"));
+    }
+    if spec.expected.is_empty() {
+        return Ok(());
+    }
+    for m in &spec.expected {
+        if !produced.iter().any(|p| matches(m, p)) {
+            return Err(format!(
+                "expected {kind} {m:?} not produced (got {produced:?})"
+            ));
+        }
+    }
+    for p in produced {
+        if !spec.expected.iter().any(|m| matches(m, p)) {
+            return Err(format!("unexpected {kind} {p:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Functions whose value depends on the evaluation time itself, which
+/// makes the `@` invariance check meaningless (upstream's list).
+const TIME_DEPENDENT: &[&str] = &[
+    "time",
+    "timestamp",
+    "predict_linear",
+    "minute",
+    "hour",
+    "month",
+    "year",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+/// Gives every selector and subquery without `@` (and not inside a
+/// subquery that has one) an `@ at`.
+fn pin_at(expr: &mut Expr, at: SystemTime) {
+    match expr {
+        Expr::VectorSelector(vs) => {
+            vs.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::Subquery(sq) => {
+            sq.at.get_or_insert(AtModifier::At(at));
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = a.param.as_mut() {
+                pin_at(p, at);
+            }
+            pin_at(&mut a.expr, at);
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, at),
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, at);
+            pin_at(&mut b.rhs, at);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, at),
+        Expr::Call(c) => c.args.args.iter_mut().for_each(|a| pin_at(a, at)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Prometheus's `@` invariance check: with every selector pinned to the
+/// case's time, evaluating at other times must give the same answer.
+fn check_at_invariance(case: &Case, engine: &Engine) -> Result<(), String> {
+    if matches!(case.expected, Expected::Fail)
+        || TIME_DEPENDENT
+            .iter()
+            .any(|f| case.expr.contains(&format!("{f}(")))
+    {
+        return Ok(());
+    }
+    let Ok(mut expr) = promql_parser::parser::parse(&case.expr) else {
+        return Ok(());
+    };
+    let t = case.at_ms;
+    pin_at(&mut expr, UNIX_EPOCH + Duration::from_millis(t as u64));
+    let times = if t == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * t, 0, t / 5, t, 10 * t]
+    };
+    for at in times {
+        let result = engine.instant_query_parsed(&case.expr, &expr, at);
+        check(case, result.map_err(|e| e.to_string()))
+            .map_err(|e| format!("pinned with @ and evaluated at {at} ms: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs one case; `Err` holds why it failed.
+fn run_case(case: &Case, engine: &Engine) -> Result<(), String> {
+    if case.histograms {
+        return Err("native histograms are not supported".into());
+    }
+    let result = match case.range {
+        Some((start, end, step)) => engine.range_query(&case.expr, start, end, step),
+        None => engine.instant_query(&case.expr, case.at_ms),
+    };
+    if let Ok(r) = &result {
+        check_annotations("warning", &case.annotations.warn, &r.warnings)?;
+        check_annotations("info", &case.annotations.info, &r.infos)?;
+    }
+    check(case, result.map_err(|e| e.to_string()))?;
+    if case.range.is_none() {
+        check_range_mode(case, engine)?;
+        check_at_invariance(case, engine)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn promql_conformance() {
+    let scope = in_scope();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir().join("testdata"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    let mut outcomes: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let commands = match script::parse(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                for id in scope
+                    .iter()
+                    .filter(|id| id.starts_with(&format!("{file}:")))
+                {
+                    outcomes.insert(id.clone(), Err(format!("script parse error: {e}")));
+                }
+                continue;
+            }
+        };
+        let mut blocks = Vec::new();
+        let mut loaded: Option<Loaded> = None;
+        for command in commands {
+            match command {
+                Command::Clear => {
+                    blocks.clear();
+                    loaded = None;
+                }
+                Command::Load(series) => {
+                    blocks.push(series);
+                    loaded = None;
+                }
+                Command::Eval(case) => {
+                    let id = format!("{file}:{}", case.line);
+                    if !scope.contains(&id) {
+                        continue;
+                    }
+                    let current = loaded.get_or_insert_with(|| load(&runtime, &blocks));
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_case(&case, &current.engine)
+                    }))
+                    .unwrap_or_else(|_| Err("panicked".into()));
+                    if let Err(e) = &outcome {
+                        println!("FAIL {id}: {}\n     {e}", case.expr);
+                    }
+                    outcomes.insert(id, outcome);
+                }
+            }
+        }
+        if let Some(current) = loaded.take() {
+            runtime.block_on(current.storage.close());
+        }
+    }
+    for id in &scope {
+        outcomes
+            .entry(id.clone())
+            .or_insert_with(|| Err("case not found in the script".into()));
+    }
+    report_and_compare(&outcomes);
+}
+
+fn report_and_compare(outcomes: &BTreeMap<String, Result<(), String>>) {
+    let mut per_file: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (id, outcome) in outcomes {
+        let file = id.split(':').next().unwrap_or("");
+        let entry = per_file.entry(file).or_default();
+        if outcome.is_ok() {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    for (file, (passed, failed)) in &per_file {
+        println!("{file}: {passed} passed, {failed} failed");
+    }
+    let passed: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, o)| o.is_ok())
+        .map(|(id, _)| id)
+        .collect();
+    println!(
+        "total: {} passed, {} failed (of {} in-scope cases)",
+        passed.len(),
+        outcomes.len() - passed.len(),
+        outcomes.len()
+    );
+    let expected_path = corpus_dir().join("expected-pass.txt");
+    if std::env::var_os("PROMQL_WRITE_EXPECTED").is_some() {
+        let mut text = String::new();
+        for id in &passed {
+            text.push_str(id);
+            text.push('\n');
+        }
+        std::fs::write(&expected_path, text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    let regressed: Vec<&str> = expected
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|id| !matches!(outcomes.get(*id), Some(Ok(()))))
+        .collect();
+    assert!(
+        regressed.is_empty(),
+        "cases listed in expected-pass.txt no longer pass: {regressed:?}"
+    );
+}
