@@ -148,6 +148,7 @@ fn forged_and_broken_client_tokens_are_refused_without_storing() {
     let token = rs256(key, &claims(&host));
     for (path, expected) in [
         ("/metrics", 403),
+        ("/api/v1/query?query=up", 403),
         ("/api/dcmon/clients", 403),
         ("/health", 200),
     ] {
