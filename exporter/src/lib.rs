@@ -11,3 +11,4 @@ pub mod identity;
 pub mod roots;
 pub mod self_metrics;
 pub mod snapshot;
+pub mod tool;

@@ -4,4 +4,5 @@ mod bad_input;
 mod common;
 mod fixture_compare;
 mod http;
+mod ipmi;
 mod peers;

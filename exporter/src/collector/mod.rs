@@ -22,6 +22,8 @@ pub mod edac;
 pub mod filefd;
 pub mod filesystem;
 pub mod hwmon;
+pub mod ipmi;
+pub mod ipmi_parse;
 pub mod loadavg;
 pub mod meminfo;
 pub mod netclass;
@@ -115,6 +117,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(filefd, true),
     info!(filesystem, true),
     info!(hwmon, true),
+    info!(ipmi, true),
     info!(loadavg, true),
     info!(meminfo, true),
     info!(netclass, true),
