@@ -5,4 +5,5 @@ mod common;
 mod fixture_compare;
 mod http;
 mod ipmi;
+mod nvme;
 mod peers;

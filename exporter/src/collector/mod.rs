@@ -29,6 +29,8 @@ pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
 pub mod netstat;
+pub mod nvme;
+pub mod nvme_parse;
 pub mod os;
 pub mod pressure;
 pub mod sockstat;
@@ -123,6 +125,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(netclass, true),
     info!(netdev, true),
     info!(netstat, true),
+    info!(nvme, true),
     info!(os, true),
     info!(pressure, true),
     info!(sockstat, true),
