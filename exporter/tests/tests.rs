@@ -1,5 +1,6 @@
 //! Integration tests of dcmon-exporter, built as one binary.
 
+mod apt;
 mod bad_input;
 mod common;
 mod fixture_compare;

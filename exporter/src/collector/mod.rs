@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 
+pub mod apt;
+pub mod apt_parse;
 pub mod cpu;
 pub mod diskstats;
 pub mod edac;
@@ -113,6 +115,7 @@ macro_rules! info {
 
 /// Every collector, in the order they appear in `--help`.
 pub const ALL: &[CollectorInfo] = &[
+    info!(apt, true),
     info!(cpu, true),
     info!(diskstats, true),
     info!(edac, true),
