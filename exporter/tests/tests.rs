@@ -4,6 +4,7 @@ mod apt;
 mod bad_input;
 mod common;
 mod fixture_compare;
+mod gpu;
 mod http;
 mod ipmi;
 mod nvme;

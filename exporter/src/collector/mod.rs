@@ -23,6 +23,9 @@ pub mod diskstats;
 pub mod edac;
 pub mod filefd;
 pub mod filesystem;
+pub mod gpu;
+pub mod gpu_nvml;
+pub mod gpu_source;
 pub mod hwmon;
 pub mod ipmi;
 pub mod ipmi_parse;
@@ -121,6 +124,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(edac, true),
     info!(filefd, true),
     info!(filesystem, true),
+    info!(gpu, true),
     info!(hwmon, true),
     info!(ipmi, true),
     info!(loadavg, true),
