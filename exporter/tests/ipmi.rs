@@ -326,3 +326,42 @@ fn hung_ipmitool_is_killed_and_the_scrape_goes_on() {
     let logged = exporter.log_lines_containing("killed");
     assert!(!logged.is_empty(), "{}", exporter.log_text());
 }
+
+#[test]
+fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
+    let dir = fixtures().join("ipmitool/local_no-bmc");
+    let bmc = StandIn::new(
+        "ipmitool",
+        &[(
+            "*",
+            Reply::ReplayStreams {
+                stdout: dir.join("ipmitool_sensor.stdout"),
+                stderr: dir.join("ipmitool_sensor.stderr"),
+                code: 1,
+            },
+        )],
+    );
+    let exporter = Server::exporter(&[
+        "--collector.disable-defaults",
+        "--collector.ipmi",
+        "--collector.gpu",
+        "--collector.ipmi.ipmitool-path",
+        bmc.path.to_str().unwrap(),
+        "--collector.ipmi.cache-ttl=0s",
+    ]);
+    for _ in 0..3 {
+        let text = get_text(&exporter.url("/metrics"));
+        assert_eq!(collector_success(&text, "ipmi"), 0.0);
+    }
+    assert_eq!(
+        bmc.calls().len(),
+        3,
+        "asked on every scrape with a zero TTL"
+    );
+    assert_eq!(exporter.log_lines_containing("no BMC readable").len(), 1);
+    // Hosts without the NVIDIA driver: one line at start-up (none on a GPU host).
+    let gpu_lines = exporter.log_lines_containing("NVIDIA driver not available");
+    assert!(gpu_lines.len() <= 1, "{gpu_lines:?}");
+    let text = exporter.log_text();
+    assert!(!text.contains("collector failed"), "{text}");
+}

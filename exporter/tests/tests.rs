@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod fixture_compare;
 mod gpu;
+mod hardware_catalog;
 mod http;
 mod ipmi;
 mod nvme;
