@@ -28,6 +28,9 @@ pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
 /// How often a running tool is polled for its exit.
 const POLL: Duration = Duration::from_millis(5);
 
+/// How long the pipes may stay open once the tool's group has been killed.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// What a finished tool printed and how it exited.
 #[derive(Debug, Clone)]
 pub struct ToolOutput {
@@ -181,11 +184,18 @@ pub fn run(program: &Path, args: &[OsString], timeout: Duration) -> Result<ToolO
     // The tool has exited, but something it started may still hold the
     // pipes open; wait for both readers only until the deadline, then kill
     // the rest of its group so the readers see end-of-file.
-    for _ in 0..2 {
+    let mut closed = 0;
+    while closed < 2 {
         let left = deadline.saturating_duration_since(Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            kill_group(group);
-            break;
+        match done_rx.recv_timeout(left) {
+            Ok(()) => closed += 1,
+            Err(_) => break,
+        }
+    }
+    if closed < 2 {
+        kill_group(group);
+        while closed < 2 && done_rx.recv_timeout(LINGER).is_ok() {
+            closed += 1;
         }
     }
     Ok(ToolOutput {
@@ -244,12 +254,13 @@ fn spawn_reader(pipe: Option<impl Read + Send + 'static>, done: mpsc::Sender<()>
     })
 }
 
+/// A finished reader's text. A reader still blocked (a grandchild that
+/// left the group holds the pipe) is abandoned rather than waited for: its
+/// output is reported as empty and its thread ends with the pipe.
 fn collect(reader: Reader) -> String {
-    // The reader only finishes once the pipe is closed; after the group
-    // kill above that is immediate. A grandchild that left the group could
-    // still hold it: rather than block the collector on it, drop the output.
     if !reader.is_finished() {
-        std::thread::sleep(Duration::from_millis(50));
+        // It may be between signalling and returning; give it a moment.
+        std::thread::sleep(Duration::from_millis(10));
         if !reader.is_finished() {
             return String::new();
         }
@@ -323,6 +334,7 @@ mod tests {
         .unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(out.succeeded());
+        assert_eq!(out.stdout, "hi\n");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let pid = pid.trim();
         // Killed with the group once the deadline passed.
@@ -332,6 +344,33 @@ mod tests {
             state.is_empty() || state.contains(") Z"),
             "grandchild {pid} still running: {state}"
         );
+    }
+
+    #[test]
+    fn grandchild_outside_the_group_is_abandoned_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let started = Instant::now();
+        // `setsid` puts the sleep in a session of its own, out of reach of
+        // the group kill, still holding stdout.
+        let out = sh(
+            &format!(
+                "setsid sleep 30 & echo $! > {}; echo hi",
+                pid_file.display()
+            ),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let elapsed = started.elapsed();
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        assert!(out.succeeded());
+        assert_eq!(out.stdout, "", "the held pipe's output is dropped");
     }
 
     #[test]
