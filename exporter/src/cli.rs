@@ -151,6 +151,61 @@ pub struct Cli {
     #[arg(long = "remote-write.spool.max-age", default_value = "7d", value_parser = parse_duration)]
     pub remote_write_spool_max_age: Duration,
 
+    /// The ipmitool program (a name looked up on PATH, or a path).
+    #[arg(long = "collector.ipmi.ipmitool-path", default_value = "ipmitool")]
+    pub ipmi_ipmitool_path: PathBuf,
+
+    /// Remote BMC to read over the network (`-I lanplus -H`); unset: the
+    /// local BMC through `/dev/ipmi0` (`-I open`).
+    #[arg(long = "collector.ipmi.host")]
+    pub ipmi_host: Option<String>,
+
+    /// User name for the remote BMC (`-U`).
+    #[arg(long = "collector.ipmi.user", requires = "ipmi_host")]
+    pub ipmi_user: Option<String>,
+
+    /// File holding the remote BMC's password (`-f`; never on the command line).
+    #[arg(long = "collector.ipmi.password-file", requires = "ipmi_host")]
+    pub ipmi_password_file: Option<PathBuf>,
+
+    /// Longest one ipmitool run may take before it is killed.
+    #[arg(long = "collector.ipmi.timeout", default_value = "20s", value_parser = parse_duration)]
+    pub ipmi_timeout: Duration,
+
+    /// How long IPMI readings are reused before the BMC is asked again
+    /// (BMCs answer slowly; 0s asks on every scrape).
+    #[arg(long = "collector.ipmi.cache-ttl", default_value = "30s", value_parser = parse_duration)]
+    pub ipmi_cache_ttl: Duration,
+
+    /// The nvme-cli program.
+    #[arg(long = "collector.nvme.nvme-path", default_value = "nvme")]
+    pub nvme_path: PathBuf,
+
+    /// Longest one nvme-cli run may take before it is killed.
+    #[arg(long = "collector.nvme.timeout", default_value = "5s", value_parser = parse_duration)]
+    pub nvme_timeout: Duration,
+
+    /// The apt-get program.
+    #[arg(long = "collector.apt.apt-get-path", default_value = "apt-get")]
+    pub apt_get_path: PathBuf,
+
+    /// The apt-mark program (lists held packages).
+    #[arg(long = "collector.apt.apt-mark-path", default_value = "apt-mark")]
+    pub apt_mark_path: PathBuf,
+
+    /// The apt program (`apt list --installed` finds obsolete packages).
+    #[arg(long = "collector.apt.apt-path", default_value = "apt")]
+    pub apt_path: PathBuf,
+
+    /// How often pending upgrades are recomputed in the background
+    /// (`apt update` itself is never run).
+    #[arg(long = "collector.apt.interval", default_value = "15m", value_parser = parse_duration)]
+    pub apt_interval: Duration,
+
+    /// Longest one apt-get simulation may take before it is killed.
+    #[arg(long = "collector.apt.timeout", default_value = "2m", value_parser = parse_duration)]
+    pub apt_timeout: Duration,
+
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", value_parser = parse_level)]
     pub log_level: String,

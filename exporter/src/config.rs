@@ -3,6 +3,7 @@
 //! a bad regexp or address is reported at start-up, not at the first scrape.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,56 @@ pub struct Config {
     pub fans: Arc<FanController>,
     /// Whether `reboot` commands from the receiver may run.
     pub allow_reboot: bool,
+    /// How the ipmi collector reaches its BMC.
+    pub ipmi: IpmiConfig,
+    /// nvme-cli program and time limit.
+    pub nvme: ToolConfig,
+    /// apt programs, interval and time limit.
+    pub apt: AptConfig,
+}
+
+/// An external program and how long one run of it may take.
+#[derive(Debug, Clone)]
+pub struct ToolConfig {
+    /// Program name (looked up on PATH) or path.
+    pub program: PathBuf,
+    /// Hard limit per run; the tool is killed after it.
+    pub timeout: Duration,
+}
+
+/// The ipmi collector's settings.
+#[derive(Debug, Clone)]
+pub struct IpmiConfig {
+    /// ipmitool and its per-run limit.
+    pub ipmitool: ToolConfig,
+    /// A remote BMC (lanplus); `None` for the local one.
+    pub remote: Option<IpmiRemote>,
+    /// How long readings are reused.
+    pub cache_ttl: Duration,
+}
+
+/// A BMC reached over the network with `-I lanplus`.
+#[derive(Debug, Clone)]
+pub struct IpmiRemote {
+    /// Host name or address (`-H`).
+    pub host: String,
+    /// User (`-U`).
+    pub user: Option<String>,
+    /// Password file (`-f`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// The apt collector's settings.
+#[derive(Debug, Clone)]
+pub struct AptConfig {
+    /// apt-get and its per-run limit.
+    pub apt_get: ToolConfig,
+    /// apt-mark (held packages); shares apt-get's limit.
+    pub apt_mark: PathBuf,
+    /// apt (`apt list --installed`, for obsolete packages); same limit.
+    pub apt: PathBuf,
+    /// How often the background run repeats.
+    pub interval: Duration,
 }
 
 impl Default for Config {
@@ -100,6 +151,27 @@ impl Default for Config {
                 FanPolicy::default(),
             )),
             allow_reboot: false,
+            ipmi: IpmiConfig {
+                ipmitool: ToolConfig {
+                    program: "ipmitool".into(),
+                    timeout: Duration::from_secs(20),
+                },
+                remote: None,
+                cache_ttl: Duration::from_secs(30),
+            },
+            nvme: ToolConfig {
+                program: "nvme".into(),
+                timeout: Duration::from_secs(5),
+            },
+            apt: AptConfig {
+                apt_get: ToolConfig {
+                    program: "apt-get".into(),
+                    timeout: Duration::from_secs(120),
+                },
+                apt_mark: "apt-mark".into(),
+                apt: "apt".into(),
+                interval: Duration::from_secs(15 * 60),
+            },
         }
     }
 }
@@ -197,6 +269,31 @@ impl Config {
             remote_write,
             fans,
             allow_reboot: cli.allow_reboot,
+            ipmi: IpmiConfig {
+                ipmitool: ToolConfig {
+                    program: cli.ipmi_ipmitool_path,
+                    timeout: cli.ipmi_timeout,
+                },
+                remote: cli.ipmi_host.map(|host| IpmiRemote {
+                    host,
+                    user: cli.ipmi_user,
+                    password_file: cli.ipmi_password_file,
+                }),
+                cache_ttl: cli.ipmi_cache_ttl,
+            },
+            nvme: ToolConfig {
+                program: cli.nvme_path,
+                timeout: cli.nvme_timeout,
+            },
+            apt: AptConfig {
+                apt_get: ToolConfig {
+                    program: cli.apt_get_path,
+                    timeout: cli.apt_timeout,
+                },
+                apt_mark: cli.apt_mark_path,
+                apt: cli.apt_path,
+                interval: cli.apt_interval,
+            },
         })
     }
 

@@ -15,3 +15,4 @@ pub mod runner;
 pub mod self_metrics;
 pub mod shipper;
 pub mod snapshot;
+pub mod tool;

@@ -1,9 +1,14 @@
 //! Integration tests of dcmon-exporter, built as one binary.
 
+mod apt;
 mod bad_input;
 mod common;
 mod fans;
 mod fixture_compare;
+mod gpu;
+mod hardware_catalog;
 mod http;
+mod ipmi;
+mod nvme;
 mod peers;
 mod shipping;

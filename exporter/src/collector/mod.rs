@@ -16,18 +16,27 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 
+pub mod apt;
+pub mod apt_parse;
 pub mod cpu;
 pub mod diskstats;
 pub mod edac;
 pub mod fan;
 pub mod filefd;
 pub mod filesystem;
+pub mod gpu;
+pub mod gpu_nvml;
+pub mod gpu_source;
 pub mod hwmon;
+pub mod ipmi;
+pub mod ipmi_parse;
 pub mod loadavg;
 pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
 pub mod netstat;
+pub mod nvme;
+pub mod nvme_parse;
 pub mod os;
 pub mod pressure;
 pub mod sockstat;
@@ -110,18 +119,22 @@ macro_rules! info {
 
 /// Every collector, in the order they appear in `--help`.
 pub const ALL: &[CollectorInfo] = &[
+    info!(apt, true),
     info!(cpu, true),
     info!(diskstats, true),
     info!(edac, true),
     info!(fan, true),
     info!(filefd, true),
     info!(filesystem, true),
+    info!(gpu, true),
     info!(hwmon, true),
+    info!(ipmi, true),
     info!(loadavg, true),
     info!(meminfo, true),
     info!(netclass, true),
     info!(netdev, true),
     info!(netstat, true),
+    info!(nvme, true),
     info!(os, true),
     info!(pressure, true),
     info!(sockstat, true),

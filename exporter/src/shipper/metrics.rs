@@ -81,16 +81,36 @@ impl EndpointMetrics {
 #[derive(Debug, Default)]
 pub struct ShipperMetrics {
     endpoints: Vec<Arc<EndpointMetrics>>,
+    skipped_ticks: AtomicU64,
 }
 
 impl ShipperMetrics {
     /// Metrics over these endpoints.
     pub fn new(endpoints: Vec<Arc<EndpointMetrics>>) -> Self {
-        Self { endpoints }
+        Self {
+            endpoints,
+            skipped_ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts ticks never collected because a collection overran them.
+    pub fn skipped(&self, ticks: u64) {
+        self.skipped_ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
+    /// Ticks skipped so far.
+    pub fn skipped_ticks(&self) -> u64 {
+        self.skipped_ticks.load(Ordering::Relaxed)
     }
 
     /// Appends the shipper families to `out`.
     pub fn collect(&self, out: &mut Snapshot) {
+        out.counter(
+            "dcmon_remote_write_ticks_skipped_total",
+            "Collection ticks skipped because the previous collection overran them (no batch exists for them).",
+            vec![],
+            self.skipped_ticks() as f64,
+        );
         for m in &self.endpoints {
             let label = || m.endpoint.clone();
             for (result, counter) in [

@@ -266,9 +266,15 @@ async fn collect_loop(
     loop {
         // The next tick after the last one collected: a round that overran
         // skips the ticks it missed rather than stamping them late.
+        let interval_ms = config.interval.as_millis() as i64;
         let mut tick = schedule::next_tick_ms(SystemTime::now(), config.interval);
         if tick <= last_tick {
-            tick = last_tick + config.interval.as_millis() as i64;
+            tick = last_tick + interval_ms;
+        }
+        if last_tick != i64::MIN && tick > last_tick + interval_ms {
+            let skipped = (tick - last_tick) / interval_ms - 1;
+            tracing::warn!(skipped, "collection overran the interval; ticks skipped");
+            metrics.skipped(skipped as u64);
         }
         let wait = schedule::until_tick(SystemTime::now(), tick);
         tokio::select! {

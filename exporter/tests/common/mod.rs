@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod stand_in;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,135 @@
+//! The seam between the gpu collector and NVML: a [`GpuSource`] hands out
+//! plain readings, so the collector (names, units, labels) is tested with a
+//! fake source and NVML itself stays in `gpu_nvml`.
+//!
+//! Every reading is an `Option`: NVML answers `NOT_SUPPORTED` for many
+//! fields on GeForce cards and under MIG, and a missing field must drop one
+//! series, not the GPU.
+
+use std::collections::BTreeMap;
+
+/// Driver-wide facts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DriverInfo {
+    /// `595.71.05`.
+    pub driver_version: String,
+    /// CUDA driver API version as `major.minor` (`13.1`).
+    pub cuda_version: String,
+}
+
+/// One running compute process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcess {
+    /// Process id (in the host's pid namespace).
+    pub pid: u32,
+    /// Process name; empty when it cannot be read.
+    pub name: String,
+    /// GPU memory it uses, bytes; `None` when NVML cannot tell (WDDM, MIG).
+    pub used_memory_bytes: Option<f64>,
+}
+
+/// XID errors seen on one GPU since the exporter started, by XID code.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct XidCounts {
+    /// XID code → (count, Unix time of the latest occurrence).
+    pub by_code: BTreeMap<u64, (u64, f64)>,
+}
+
+/// Everything read from one GPU in one scrape, in NVML's units converted
+/// to Prometheus base units (bytes, hertz, watts, joules, ratios 0–1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuReading {
+    /// NVML index.
+    pub index: u32,
+    /// UUID as NVML prints it (`GPU-…`).
+    pub uuid: String,
+    /// Product name (`NVIDIA H100 80GB HBM3`).
+    pub name: String,
+    /// Board serial number.
+    pub serial: Option<String>,
+    /// VBIOS version.
+    pub vbios_version: Option<String>,
+    /// PCI bus id (`00000000:18:00.0`).
+    pub pci_bus_id: Option<String>,
+    /// CUDA compute capability (`9.0`).
+    pub compute_cap: Option<String>,
+    /// GPU core temperature, °C.
+    pub temperature_gpu: Option<f64>,
+    /// HBM temperature, °C.
+    pub temperature_memory: Option<f64>,
+    /// Utilisation ratios.
+    pub utilization_gpu: Option<f64>,
+    /// Memory-controller utilisation ratio.
+    pub utilization_memory: Option<f64>,
+    /// Encoder utilisation ratio.
+    pub utilization_encoder: Option<f64>,
+    /// Decoder utilisation ratio.
+    pub utilization_decoder: Option<f64>,
+    /// Framebuffer memory, bytes.
+    pub memory_total: Option<f64>,
+    /// Used framebuffer memory, bytes.
+    pub memory_used: Option<f64>,
+    /// Free framebuffer memory, bytes.
+    pub memory_free: Option<f64>,
+    /// Memory reserved by the driver, bytes.
+    pub memory_reserved: Option<f64>,
+    /// Power draw, watts.
+    pub power_draw: Option<f64>,
+    /// Power management limit, watts.
+    pub power_limit: Option<f64>,
+    /// Enforced power limit, watts.
+    pub enforced_power_limit: Option<f64>,
+    /// Default power limit, watts.
+    pub power_default_limit: Option<f64>,
+    /// Energy since the driver loaded, joules.
+    pub energy_joules: Option<f64>,
+    /// Fan speed ratio (intended speed of fan 0).
+    pub fan_speed: Option<f64>,
+    /// Current clocks, hertz: graphics, SM, memory, video.
+    pub clocks_current: [Option<f64>; 4],
+    /// Maximum clocks, hertz: graphics, SM, memory.
+    pub clocks_max: [Option<f64>; 3],
+    /// Compute mode (NVML enum value: 0 default, 2 prohibited, 3 exclusive process).
+    pub compute_mode: Option<f64>,
+    /// Performance state, 0 (P0) to 15.
+    pub pstate: Option<f64>,
+    /// PCIe link generation and width.
+    pub pcie_link_gen: Option<f64>,
+    /// PCIe link width (lanes).
+    pub pcie_link_width: Option<f64>,
+    /// PCIe replay counter.
+    pub pcie_replay_counter: Option<f64>,
+    /// PCIe throughput, bytes per second (rx, tx).
+    pub pcie_throughput: [Option<f64>; 2],
+    /// ECC errors: [corrected volatile, corrected aggregate, uncorrected volatile, uncorrected aggregate].
+    pub ecc_errors: [Option<f64>; 4],
+    /// Remapped rows: correctable, uncorrectable, pending, failure.
+    pub remapped_rows: [Option<f64>; 4],
+    /// Pages pending retirement (pre-Ampere), 0/1.
+    pub retired_pages_pending: Option<f64>,
+    /// Active clock-event (throttle) reasons as `(reason name, active)`.
+    pub clock_event_reasons: Vec<(&'static str, bool)>,
+    /// Running compute processes.
+    pub processes: Vec<GpuProcess>,
+    /// XID errors since start.
+    pub xid: XidCounts,
+}
+
+/// Why GPU readings could not be taken at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GpuSourceError {
+    /// No NVIDIA driver (libnvidia-ml not loadable, or no kernel module).
+    #[error("NVML unavailable: {0}")]
+    Unavailable(String),
+    /// NVML loaded but failed.
+    #[error("NVML: {0}")]
+    Failed(String),
+}
+
+/// Where GPU readings come from: NVML on a real host, a fake in tests.
+pub trait GpuSource: Send + Sync + std::fmt::Debug {
+    /// Driver-wide information.
+    fn driver(&self) -> Result<DriverInfo, GpuSourceError>;
+    /// One reading per GPU.
+    fn read(&self) -> Result<Vec<GpuReading>, GpuSourceError>;
+}
