@@ -1,13 +1,14 @@
 //! Talking to the BMC: fixed `ipmitool raw` argv for the Supermicro fan
-//! commands (no shell, ever), each run under a timeout and killed on
-//! expiry, since a hung BMC is common.
+//! commands (no shell, ever), each run through [`crate::tool`] under a
+//! timeout and killed on expiry, since a hung BMC is common.
 
-use std::io::Read;
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dcmon_protocol::commands::FanMode;
+
+use crate::tool::{self, ToolError};
 
 /// Why a BMC request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,60 +122,35 @@ pub struct Ipmitool {
 impl Bmc for Ipmitool {
     fn run(&self, args: &[&str]) -> Result<String, BmcError> {
         let joined = args.join(" ");
-        let mut child = Command::new(&self.path)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| BmcError::Missing {
+        let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let output = tool::run(&self.path, &argv, self.timeout).map_err(|err| match err {
+            ToolError::TimedOut { after, .. } => BmcError::Timeout {
+                args: joined.clone(),
+                timeout: after,
+            },
+            ToolError::NotFound { .. } | ToolError::Spawn { .. } => BmcError::Missing {
                 tool: self.path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        // Drained on their own threads so a chatty tool cannot block on a full pipe.
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() < self.timeout => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(BmcError::Timeout {
-                        args: joined,
-                        timeout: self.timeout,
-                    });
-                }
-            }
-        };
-        let stdout = stdout.join().unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
-        if !status.success() {
+                reason: err.to_string(),
+            },
+        })?;
+        if !output.succeeded() {
+            // ipmitool's reason is its last stderr line, e.g.
+            // `Unable to send RAW command (… rsp=0xcc): Invalid data field in request`.
+            let message = output
+                .stderr
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("no message")
+                .to_owned();
             return Err(BmcError::Failed {
                 args: joined,
-                code: status.code().unwrap_or(-1),
-                message: stderr
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no message")
-                    .trim()
-                    .to_owned(),
+                code: output.status.code().unwrap_or(-1),
+                message,
             });
         }
-        Ok(stdout)
+        Ok(output.stdout)
     }
 }
 
