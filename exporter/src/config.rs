@@ -90,6 +90,10 @@ pub struct IpmiConfig {
 pub struct IpmiRemote {
     /// Host name or address (`-H`).
     pub host: String,
+    /// UDP port (`-p`), when not 623.
+    pub port: Option<u16>,
+    /// RMCP+ cipher suite (`-C`), when not negotiated.
+    pub cipher_suite: Option<u8>,
     /// User (`-U`).
     pub user: Option<String>,
     /// Password file (`-f`).
@@ -251,6 +255,8 @@ impl Config {
                 },
                 remote: cli.ipmi_host.map(|host| IpmiRemote {
                     host,
+                    port: cli.ipmi_port,
+                    cipher_suite: cli.ipmi_cipher_suite,
                     user: cli.ipmi_user,
                     password_file: cli.ipmi_password_file,
                 }),

@@ -228,6 +228,8 @@ fn remote_bmc_uses_lanplus_and_a_password_file() {
     let mut config = config_with(&bmc);
     config.ipmi.remote = Some(dcmon_exporter::config::IpmiRemote {
         host: "10.0.0.9".into(),
+        port: None,
+        cipher_suite: None,
         user: Some("ADMIN".into()),
         password_file: Some("/etc/dcmon/bmc-password".into()),
     });

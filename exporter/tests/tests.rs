@@ -8,5 +8,6 @@ mod gpu;
 mod hardware_catalog;
 mod http;
 mod ipmi;
+mod ipmi_sim;
 mod nvme;
 mod peers;

@@ -114,7 +114,7 @@ fn checked(
         Ok(output)
     } else {
         Err(format!(
-            "{what} exited with {}: {}",
+            "{what} failed ({}): {}",
             output.status,
             output.first_error_line()
         ))

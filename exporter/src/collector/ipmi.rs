@@ -71,6 +71,12 @@ fn base_tool(config: &IpmiConfig) -> Tool {
         Some(remote) => {
             args.extend(["-I".into(), "lanplus".into(), "-H".into()]);
             args.push(remote.host.clone().into());
+            if let Some(port) = remote.port {
+                args.extend(["-p".into(), port.to_string().into()]);
+            }
+            if let Some(suite) = remote.cipher_suite {
+                args.extend(["-C".into(), suite.to_string().into()]);
+            }
             if let Some(user) = &remote.user {
                 args.extend(["-U".into(), user.clone().into()]);
             }
@@ -179,7 +185,7 @@ impl IpmiCollector {
                 Failure::Absent(format!("no local BMC: {why}"))
             } else {
                 Failure::Broken(format!(
-                    "ipmitool sensor printed nothing (exit {}): {why}",
+                    "ipmitool sensor printed nothing ({}): {why}",
                     output.status
                 ))
             });
