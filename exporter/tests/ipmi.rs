@@ -367,3 +367,54 @@ fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
     let text = exporter.log_text();
     assert!(!text.contains("collector failed"), "{text}");
 }
+
+#[test]
+fn sensor_that_stops_reading_keeps_its_family() {
+    // Two listings built from real rows of the Supermicro capture: FAN2
+    // reading 3000 RPM, then FAN2 as that board prints a fan without a
+    // reading (`na`, no unit), as after a fan failure.
+    let capture = read("sensor_supermicro-x9-x10-gpu-board.txt");
+    let line = |name: &str| {
+        capture
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_owned()
+    };
+    let reading = line("FAN2 ");
+    let dead = line("FAN1 ").replacen("FAN1", "FAN2", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let listing = dir.path().join("sensor.txt");
+    let bmc = StandIn::new(
+        "ipmitool",
+        &[
+            ("*' sensor'", Reply::Replay(listing.clone())),
+            ("*", Reply::Fail("Invalid command", 1)),
+        ],
+    );
+    let mut config = config_with(&bmc);
+    config.ipmi.cache_ttl = Duration::ZERO;
+    let collector = ipmi::new(&config);
+
+    std::fs::write(&listing, format!("{reading}\n")).unwrap();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(
+        sample(&out, "ipmi_fan_speed_state", &[("name", "FAN2")]),
+        Some(0.0)
+    );
+
+    std::fs::write(&listing, format!("{dead}\n")).unwrap();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert!(
+        sample(&out, "ipmi_fan_speed_state", &[("name", "FAN2")])
+            .unwrap()
+            .is_nan()
+    );
+    assert_eq!(
+        sample(&out, "ipmi_fan_speed_rpm", &[("name", "FAN2")]),
+        None
+    );
+    assert!(out.get("ipmi_sensor_state").is_none());
+}

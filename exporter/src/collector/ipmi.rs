@@ -10,6 +10,7 @@
 //! `--collector.ipmi.cache-ttl`; failures are cached as well, so a hung BMC
 //! is not asked again on every scrape. Parsing lives in `ipmi_parse`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,8 @@ pub struct IpmiCollector {
     cache: Mutex<Option<Refresh>>,
     /// Whether the "no BMC here" line has been logged (once, not per scrape).
     absence_logged: AtomicBool,
+    /// The unit each sensor last reported, by name and occurrence.
+    known_units: Mutex<HashMap<(String, usize), String>>,
 }
 
 /// Builds the collector.
@@ -58,6 +61,7 @@ pub fn new(config: &Config) -> IpmiCollector {
         cache_ttl: config.ipmi.cache_ttl,
         cache: Mutex::new(None),
         absence_logged: AtomicBool::new(false),
+        known_units: Mutex::new(HashMap::new()),
     }
 }
 
@@ -115,7 +119,8 @@ impl IpmiCollector {
         up(out, "ipmi", sensors.is_ok());
         // Without a BMC (or with a hung one) the other commands would
         // only fail the same way, each after its own timeout.
-        let rows = sensors?;
+        let mut rows = sensors?;
+        self.fill_known_units(&mut rows);
         let numbers = self
             .run(&["sdr", "elist"])
             .map(|o| ipmi_parse::parse_sdr_numbers(&o.stdout))
@@ -192,6 +197,27 @@ impl IpmiCollector {
         }
         ipmi_parse::parse_sensor(&output.stdout)
             .map_err(|err| Failure::Broken(format!("ipmitool sensor: {err}")))
+    }
+
+    /// A sensor that stops reading (`na`) loses its unit in ipmitool's
+    /// listing. Reusing the unit it had keeps a dead fan in
+    /// `ipmi_fan_speed_state` (as NaN) instead of moving it to the generic
+    /// family, where alerts on fan state would not see it.
+    fn fill_known_units(&self, rows: &mut [SensorRow]) {
+        let mut known = self.known_units.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let occurrence = seen.entry(row.name.clone()).or_default();
+            let key = (row.name.clone(), *occurrence);
+            *occurrence += 1;
+            if row.unit.is_empty() {
+                if let Some(unit) = known.get(&key) {
+                    row.unit = unit.clone();
+                }
+            } else {
+                known.insert(key, row.unit.clone());
+            }
+        }
     }
 
     fn key_values(&self, command: &[&str]) -> Option<Vec<(String, String)>> {
@@ -314,7 +340,7 @@ fn classify(row: &SensorRow) -> Kind {
 /// missing it falls back to the row's 1-based position, so two sensors
 /// with one name still get distinct series.
 pub fn write_sensors(out: &mut Snapshot, rows: &[SensorRow], numbers: &[(String, u8)]) {
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (position, row) in rows.iter().enumerate() {
         let occurrence = seen.entry(row.name.as_str()).or_default();
         let id = numbers
