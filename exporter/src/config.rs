@@ -313,6 +313,43 @@ mod tests {
     }
 
     #[test]
+    fn hardware_collector_flags() {
+        let cfg = config(&[
+            "--collector.ipmi.host=10.1.2.3",
+            "--collector.ipmi.port=6230",
+            "--collector.ipmi.user=ADMIN",
+            "--collector.ipmi.password-file=/etc/dcmon/bmc",
+            "--collector.ipmi.cache-ttl=2m",
+            "--collector.nvme.timeout=2s",
+            "--collector.apt.interval=1h",
+        ])
+        .unwrap();
+        let remote = cfg.ipmi.remote.unwrap();
+        assert_eq!(remote.host, "10.1.2.3");
+        assert_eq!(remote.port, Some(6230));
+        assert_eq!(remote.password_file, Some(PathBuf::from("/etc/dcmon/bmc")));
+        assert_eq!(cfg.ipmi.cache_ttl, Duration::from_secs(120));
+        assert_eq!(cfg.nvme.timeout, Duration::from_secs(2));
+        assert_eq!(cfg.apt.interval, Duration::from_secs(3600));
+        let local = config(&[]).unwrap();
+        assert!(local.ipmi.remote.is_none());
+        assert_eq!(local.apt.interval, Config::default().apt.interval);
+        assert_eq!(
+            local.ipmi.ipmitool.timeout,
+            Config::default().ipmi.ipmitool.timeout
+        );
+    }
+
+    #[test]
+    fn remote_ipmi_credentials_need_a_host() {
+        let argv = ["dcmon-exporter", "--collector.ipmi.user=ADMIN"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert!(cli::parse_from(argv).is_err());
+    }
+
+    #[test]
     fn device_filter_follows_node_exporter() {
         let filter = DeviceFilter {
             include: Some(Regex::new("^eth").unwrap()),
