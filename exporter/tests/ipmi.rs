@@ -330,7 +330,7 @@ fn hung_ipmitool_is_killed_and_the_scrape_goes_on() {
 }
 
 #[test]
-fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
+fn absent_hardware_is_logged_once_not_per_scrape() {
     let dir = fixtures().join("ipmitool/local_no-bmc");
     let bmc = StandIn::new(
         "ipmitool",
@@ -347,6 +347,8 @@ fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
         "--collector.disable-defaults",
         "--collector.ipmi",
         "--collector.gpu",
+        "--collector.nvme",
+        "--collector.nvme.nvme-path=/nonexistent/nvme",
         "--collector.ipmi.ipmitool-path",
         bmc.path.to_str().unwrap(),
         "--collector.ipmi.cache-ttl=0s",
@@ -361,6 +363,7 @@ fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
         "asked on every scrape with a zero TTL"
     );
     assert_eq!(exporter.log_lines_containing("no BMC readable").len(), 1);
+    assert_eq!(exporter.log_lines_containing("no NVMe devices readable").len(), 1);
     // Hosts without the NVIDIA driver: one line at start-up (none on a GPU host).
     let gpu_lines = exporter.log_lines_containing("NVIDIA driver not available");
     assert!(gpu_lines.len() <= 1, "{gpu_lines:?}");
