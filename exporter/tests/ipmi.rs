@@ -363,7 +363,12 @@ fn absent_hardware_is_logged_once_not_per_scrape() {
         "asked on every scrape with a zero TTL"
     );
     assert_eq!(exporter.log_lines_containing("no BMC readable").len(), 1);
-    assert_eq!(exporter.log_lines_containing("no NVMe devices readable").len(), 1);
+    assert_eq!(
+        exporter
+            .log_lines_containing("no NVMe devices readable")
+            .len(),
+        1
+    );
     // Hosts without the NVIDIA driver: one line at start-up (none on a GPU host).
     let gpu_lines = exporter.log_lines_containing("NVIDIA driver not available");
     assert!(gpu_lines.len() <= 1, "{gpu_lines:?}");
