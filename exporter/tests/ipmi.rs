@@ -426,3 +426,66 @@ fn sensor_that_stops_reading_keeps_its_family() {
     );
     assert!(out.get("ipmi_sensor_state").is_none());
 }
+
+#[test]
+fn stale_readings_are_served_while_a_slow_bmc_refreshes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listing = dir.path().join("sensor.txt");
+    std::fs::copy(fixture("sensor_supermicro-x9-x10-gpu-board.txt"), &listing).unwrap();
+    let bmc = StandIn::new(
+        "ipmitool",
+        &[
+            ("*' sensor'", Reply::Delayed(listing.clone(), 1.0)),
+            ("*", Reply::Fail("Invalid command", 1)),
+        ],
+    );
+    let mut config = config_with(&bmc);
+    config.ipmi.cache_ttl = Duration::from_millis(300);
+    let collector = ipmi::new(&config);
+    let cpu = [("name", "CPU1 Temp")];
+
+    // First scrape: nothing cached, the BMC is read while it waits.
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(sample(&out, "ipmi_temperature_celsius", &cpu), Some(33.0));
+
+    // The board now reports the HPE listing; the cache goes stale.
+    std::fs::copy(fixture("sensor_hpe-ilo.txt"), &listing).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sample(&out, "ipmi_temperature_celsius", &cpu),
+        Some(33.0),
+        "served stale"
+    );
+
+    // The background refresh lands within the slow BMC's second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut out = Snapshot::new();
+        collector.update(&mut out).unwrap();
+        if sample(
+            &out,
+            "ipmi_temperature_celsius",
+            &[("name", "01-Inlet Ambient")],
+        ) == Some(24.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no background refresh");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sensor_runs = bmc
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with(" sensor"))
+        .count();
+    assert!((2..=3).contains(&sensor_runs), "{sensor_runs}");
+}
