@@ -160,6 +160,15 @@ pub struct Cli {
     #[arg(long = "collector.ipmi.host")]
     pub ipmi_host: Option<String>,
 
+    /// UDP port of the remote BMC (`-p`; ipmitool's default is 623).
+    #[arg(long = "collector.ipmi.port", requires = "ipmi_host")]
+    pub ipmi_port: Option<u16>,
+
+    /// RMCP+ cipher suite for the remote BMC (`-C`; by default ipmitool
+    /// asks the BMC, which some BMCs answer only after a 10 s timeout).
+    #[arg(long = "collector.ipmi.cipher-suite", requires = "ipmi_host")]
+    pub ipmi_cipher_suite: Option<u8>,
+
     /// User name for the remote BMC (`-U`).
     #[arg(long = "collector.ipmi.user", requires = "ipmi_host")]
     pub ipmi_user: Option<String>,

@@ -100,6 +100,10 @@ pub struct IpmiConfig {
 pub struct IpmiRemote {
     /// Host name or address (`-H`).
     pub host: String,
+    /// UDP port (`-p`), when not 623.
+    pub port: Option<u16>,
+    /// RMCP+ cipher suite (`-C`), when not negotiated.
+    pub cipher_suite: Option<u8>,
     /// User (`-U`).
     pub user: Option<String>,
     /// Password file (`-f`).
@@ -276,6 +280,8 @@ impl Config {
                 },
                 remote: cli.ipmi_host.map(|host| IpmiRemote {
                     host,
+                    port: cli.ipmi_port,
+                    cipher_suite: cli.ipmi_cipher_suite,
                     user: cli.ipmi_user,
                     password_file: cli.ipmi_password_file,
                 }),
@@ -458,6 +464,43 @@ mod tests {
         assert!(err.to_string().contains("password-file"), "{err}");
         let err = config(&["--remote-write.bearer-token-file=/etc/t"]).unwrap_err();
         assert!(err.to_string().starts_with("--remote-write.url:"), "{err}");
+    }
+
+    #[test]
+    fn hardware_collector_flags() {
+        let cfg = config(&[
+            "--collector.ipmi.host=10.1.2.3",
+            "--collector.ipmi.port=6230",
+            "--collector.ipmi.user=ADMIN",
+            "--collector.ipmi.password-file=/etc/dcmon/bmc",
+            "--collector.ipmi.cache-ttl=2m",
+            "--collector.nvme.timeout=2s",
+            "--collector.apt.interval=1h",
+        ])
+        .unwrap();
+        let remote = cfg.ipmi.remote.unwrap();
+        assert_eq!(remote.host, "10.1.2.3");
+        assert_eq!(remote.port, Some(6230));
+        assert_eq!(remote.password_file, Some(PathBuf::from("/etc/dcmon/bmc")));
+        assert_eq!(cfg.ipmi.cache_ttl, Duration::from_secs(120));
+        assert_eq!(cfg.nvme.timeout, Duration::from_secs(2));
+        assert_eq!(cfg.apt.interval, Duration::from_secs(3600));
+        let local = config(&[]).unwrap();
+        assert!(local.ipmi.remote.is_none());
+        assert_eq!(local.apt.interval, Config::default().apt.interval);
+        assert_eq!(
+            local.ipmi.ipmitool.timeout,
+            Config::default().ipmi.ipmitool.timeout
+        );
+    }
+
+    #[test]
+    fn remote_ipmi_credentials_need_a_host() {
+        let argv = ["dcmon-exporter", "--collector.ipmi.user=ADMIN"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert!(cli::parse_from(argv).is_err());
     }
 
     #[test]

@@ -307,3 +307,20 @@ fn hung_apt_get_is_killed_and_the_scrape_goes_on() {
     let pid = host.apt_get.hung_pid().expect("the stand-in ran");
     assert!(process_gone(pid), "hung apt-get {pid} was not killed");
 }
+
+#[test]
+fn host_without_apt_is_no_data() {
+    let host = host(&[], "");
+    let mut config = host.config();
+    config.apt.apt_get.program = host.rootfs.path().join("no-such-apt-get");
+    let collector = apt::new(&config);
+    collector.refresh();
+    let mut out = Snapshot::new();
+    let err = collector.update(&mut out).unwrap_err();
+    assert!(
+        matches!(err, dcmon_exporter::collector::CollectError::NoData(_)),
+        "{err}"
+    );
+    // The reboot flag is still read.
+    assert_eq!(sample(&out, "node_reboot_required", &[]), Some(0.0));
+}

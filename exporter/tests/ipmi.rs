@@ -228,6 +228,8 @@ fn remote_bmc_uses_lanplus_and_a_password_file() {
     let mut config = config_with(&bmc);
     config.ipmi.remote = Some(dcmon_exporter::config::IpmiRemote {
         host: "10.0.0.9".into(),
+        port: None,
+        cipher_suite: None,
         user: Some("ADMIN".into()),
         password_file: Some("/etc/dcmon/bmc-password".into()),
     });
@@ -328,7 +330,7 @@ fn hung_ipmitool_is_killed_and_the_scrape_goes_on() {
 }
 
 #[test]
-fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
+fn absent_hardware_is_logged_once_not_per_scrape() {
     let dir = fixtures().join("ipmitool/local_no-bmc");
     let bmc = StandIn::new(
         "ipmitool",
@@ -345,6 +347,8 @@ fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
         "--collector.disable-defaults",
         "--collector.ipmi",
         "--collector.gpu",
+        "--collector.nvme",
+        "--collector.nvme.nvme-path=/nonexistent/nvme",
         "--collector.ipmi.ipmitool-path",
         bmc.path.to_str().unwrap(),
         "--collector.ipmi.cache-ttl=0s",
@@ -359,9 +363,129 @@ fn absent_bmc_and_driver_are_logged_once_not_per_scrape() {
         "asked on every scrape with a zero TTL"
     );
     assert_eq!(exporter.log_lines_containing("no BMC readable").len(), 1);
+    assert_eq!(
+        exporter
+            .log_lines_containing("no NVMe devices readable")
+            .len(),
+        1
+    );
     // Hosts without the NVIDIA driver: one line at start-up (none on a GPU host).
     let gpu_lines = exporter.log_lines_containing("NVIDIA driver not available");
     assert!(gpu_lines.len() <= 1, "{gpu_lines:?}");
     let text = exporter.log_text();
     assert!(!text.contains("collector failed"), "{text}");
+}
+
+#[test]
+fn sensor_that_stops_reading_keeps_its_family() {
+    // Two listings built from real rows of the Supermicro capture: FAN2
+    // reading 3000 RPM, then FAN2 as that board prints a fan without a
+    // reading (`na`, no unit), as after a fan failure.
+    let capture = read("sensor_supermicro-x9-x10-gpu-board.txt");
+    let line = |name: &str| {
+        capture
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_owned()
+    };
+    let reading = line("FAN2 ");
+    let dead = line("FAN1 ").replacen("FAN1", "FAN2", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let listing = dir.path().join("sensor.txt");
+    let bmc = StandIn::new(
+        "ipmitool",
+        &[
+            ("*' sensor'", Reply::Replay(listing.clone())),
+            ("*", Reply::Fail("Invalid command", 1)),
+        ],
+    );
+    let mut config = config_with(&bmc);
+    config.ipmi.cache_ttl = Duration::ZERO;
+    let collector = ipmi::new(&config);
+
+    std::fs::write(&listing, format!("{reading}\n")).unwrap();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(
+        sample(&out, "ipmi_fan_speed_state", &[("name", "FAN2")]),
+        Some(0.0)
+    );
+
+    std::fs::write(&listing, format!("{dead}\n")).unwrap();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert!(
+        sample(&out, "ipmi_fan_speed_state", &[("name", "FAN2")])
+            .unwrap()
+            .is_nan()
+    );
+    assert_eq!(
+        sample(&out, "ipmi_fan_speed_rpm", &[("name", "FAN2")]),
+        None
+    );
+    assert!(out.get("ipmi_sensor_state").is_none());
+}
+
+#[test]
+fn stale_readings_are_served_while_a_slow_bmc_refreshes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listing = dir.path().join("sensor.txt");
+    std::fs::copy(fixture("sensor_supermicro-x9-x10-gpu-board.txt"), &listing).unwrap();
+    let bmc = StandIn::new(
+        "ipmitool",
+        &[
+            ("*' sensor'", Reply::Delayed(listing.clone(), 1.0)),
+            ("*", Reply::Fail("Invalid command", 1)),
+        ],
+    );
+    let mut config = config_with(&bmc);
+    config.ipmi.cache_ttl = Duration::from_millis(300);
+    let collector = ipmi::new(&config);
+    let cpu = [("name", "CPU1 Temp")];
+
+    // First scrape: nothing cached, the BMC is read while it waits.
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(sample(&out, "ipmi_temperature_celsius", &cpu), Some(33.0));
+
+    // The board now reports the HPE listing; the cache goes stale.
+    std::fs::copy(fixture("sensor_hpe-ilo.txt"), &listing).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sample(&out, "ipmi_temperature_celsius", &cpu),
+        Some(33.0),
+        "served stale"
+    );
+
+    // The background refresh lands within the slow BMC's second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut out = Snapshot::new();
+        collector.update(&mut out).unwrap();
+        if sample(
+            &out,
+            "ipmi_temperature_celsius",
+            &[("name", "01-Inlet Ambient")],
+        ) == Some(24.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no background refresh");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sensor_runs = bmc
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with(" sensor"))
+        .count();
+    assert!((2..=3).contains(&sensor_runs), "{sensor_runs}");
 }

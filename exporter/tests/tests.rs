@@ -9,6 +9,7 @@ mod gpu;
 mod hardware_catalog;
 mod http;
 mod ipmi;
+mod ipmi_sim;
 mod nvme;
 mod peers;
 mod shipping;

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ use super::{CollectError, Collector};
 use crate::config::{AptConfig, Config};
 use crate::roots::Roots;
 use crate::snapshot::Snapshot;
-use crate::tool::{Tool, ToolOutput};
+use crate::tool::{Tool, ToolError, ToolOutput};
 
 /// Flag and label name.
 pub const NAME: &str = "apt";
@@ -44,7 +45,22 @@ struct State {
     /// The last successful report and when it was computed.
     report: Option<(Instant, AptReport)>,
     /// Why the latest run failed, if it did.
-    error: Option<String>,
+    error: Option<AptError>,
+}
+
+/// Why an apt run produced no report.
+#[derive(Debug, Clone)]
+struct AptError {
+    /// apt is not installed (not a Debian-family host): reported as no
+    /// data and logged once, not as a failure every interval.
+    absent: bool,
+    msg: String,
+}
+
+impl AptError {
+    fn broken(msg: String) -> Self {
+        Self { absent: false, msg }
+    }
 }
 
 /// Programs and the shared state between the scrapes and the background run.
@@ -54,6 +70,7 @@ struct Shared {
     apt_mark: Tool,
     apt: Tool,
     state: Mutex<State>,
+    absence_logged: AtomicBool,
 }
 
 /// The `apt` collector.
@@ -80,6 +97,7 @@ pub fn new(config: &Config) -> AptCollector {
             apt_mark: Tool::new(apt_mark, apt_get.timeout),
             apt: Tool::new(apt, apt_get.timeout),
             state: Mutex::new(State::default()),
+            absence_logged: AtomicBool::new(false),
         }),
         interval: *interval,
         background: Once::new(),
@@ -89,7 +107,7 @@ pub fn new(config: &Config) -> AptCollector {
 
 /// `apt-get --just-print dist-upgrade`: a simulation, which needs no root
 /// and, with `Debug::NoLocking`, does not wait for (or block) a running dpkg.
-fn simulate(apt_get: &Tool, ignore_holds: bool) -> Result<Simulation, String> {
+fn simulate(apt_get: &Tool, ignore_holds: bool) -> Result<Simulation, AptError> {
     let mut args = vec![
         "--just-print",
         "-o",
@@ -102,28 +120,29 @@ fn simulate(apt_get: &Tool, ignore_holds: bool) -> Result<Simulation, String> {
     }
     args.push("dist-upgrade");
     let output = checked(apt_get.clone().args(args).run(), "apt-get")?;
-    apt_parse::parse_simulation(&output.stdout).map_err(|e| format!("apt-get: {e}"))
+    apt_parse::parse_simulation(&output.stdout)
+        .map_err(|e| AptError::broken(format!("apt-get: {e}")))
 }
 
-fn checked(
-    result: Result<ToolOutput, crate::tool::ToolError>,
-    what: &str,
-) -> Result<ToolOutput, String> {
-    let output = result.map_err(|e| e.to_string())?;
+fn checked(result: Result<ToolOutput, ToolError>, what: &str) -> Result<ToolOutput, AptError> {
+    let output = result.map_err(|e| AptError {
+        absent: matches!(e, ToolError::NotFound { .. }),
+        msg: e.to_string(),
+    })?;
     if output.succeeded() {
         Ok(output)
     } else {
-        Err(format!(
-            "{what} exited with {}: {}",
+        Err(AptError::broken(format!(
+            "{what} failed ({}): {}",
             output.status,
             output.first_error_line()
-        ))
+        )))
     }
 }
 
 impl Shared {
     /// Runs apt once and computes a report.
-    fn compute(&self) -> Result<AptReport, String> {
+    fn compute(&self) -> Result<AptReport, AptError> {
         let mut report = AptReport::default();
         let simulation = simulate(&self.apt_get, false)?;
         report.pending = apt_parse::count_by_origin(&simulation.upgrades);
@@ -159,9 +178,15 @@ impl Shared {
                 state.report = Some((Instant::now(), report));
                 state.error = None;
             }
-            Err(why) => {
-                tracing::warn!(collector = NAME, error = %why, "apt run failed; serving the previous result");
-                state.error = Some(why);
+            Err(err) if err.absent => {
+                if !self.absence_logged.swap(true, Ordering::Relaxed) {
+                    tracing::info!(collector = NAME, reason = %err.msg, "apt not available; the apt collector will report success 0");
+                }
+                state.error = Some(err);
+            }
+            Err(err) => {
+                tracing::warn!(collector = NAME, error = %err.msg, "apt run failed; serving the previous result");
+                state.error = Some(err);
             }
         }
     }
@@ -291,9 +316,10 @@ impl Collector for AptCollector {
             );
         }
         match (&state.error, &state.report) {
-            (Some(why), _) => Err(CollectError::parse(
+            (Some(err), _) if err.absent => Err(CollectError::NoData(err.msg.clone())),
+            (Some(err), _) => Err(CollectError::parse(
                 self.shared.apt_get.program(),
-                why.clone(),
+                err.msg.clone(),
             )),
             (None, None) => Err(CollectError::NoData(
                 "the first apt run has not finished yet".into(),

@@ -7,12 +7,14 @@
 //! (only for the sensor numbers used as the `id` label), `dcmi power
 //! reading`, `mc info` and `chassis status`, each under its own hard
 //! timeout (see `crate::tool`). BMCs are slow, so a refresh is reused for
-//! `--collector.ipmi.cache-ttl`; failures are cached as well, so a hung BMC
-//! is not asked again on every scrape. Parsing lives in `ipmi_parse`.
+//! `--collector.ipmi.cache-ttl` and then renewed in the background (see
+//! [`IpmiCollector`]); failures are cached as well, so a hung BMC is not
+//! asked again on every scrape. Parsing lives in `ipmi_parse`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ipmi_parse::{self, SensorRow, THRESHOLDS};
@@ -42,21 +44,40 @@ enum Failure {
 }
 
 /// The `ipmi` collector.
+///
+/// The first scrape reads the BMC itself. After that, a scrape that finds
+/// the readings older than the TTL serves them once more and starts a
+/// refresh in the background, so a BMC slower than the collector timeout
+/// does not leave gaps; a TTL of zero reads the BMC on every scrape.
 #[derive(Debug)]
 pub struct IpmiCollector {
-    base: Tool,
+    bmc: Arc<Bmc>,
     cache_ttl: Duration,
-    cache: Mutex<Option<Refresh>>,
+    cache: Arc<Mutex<Option<Refresh>>>,
+    /// Set while a background refresh runs, so only one does.
+    refreshing: Arc<AtomicBool>,
     /// Whether the "no BMC here" line has been logged (once, not per scrape).
     absence_logged: AtomicBool,
+}
+
+/// One BMC as ipmitool reaches it.
+#[derive(Debug)]
+struct Bmc {
+    base: Tool,
+    /// The unit each sensor last reported, by name and occurrence.
+    known_units: Mutex<HashMap<(String, usize), String>>,
 }
 
 /// Builds the collector.
 pub fn new(config: &Config) -> IpmiCollector {
     IpmiCollector {
-        base: base_tool(&config.ipmi),
+        bmc: Arc::new(Bmc {
+            base: base_tool(&config.ipmi),
+            known_units: Mutex::new(HashMap::new()),
+        }),
         cache_ttl: config.ipmi.cache_ttl,
-        cache: Mutex::new(None),
+        cache: Arc::new(Mutex::new(None)),
+        refreshing: Arc::new(AtomicBool::new(false)),
         absence_logged: AtomicBool::new(false),
     }
 }
@@ -71,6 +92,12 @@ fn base_tool(config: &IpmiConfig) -> Tool {
         Some(remote) => {
             args.extend(["-I".into(), "lanplus".into(), "-H".into()]);
             args.push(remote.host.clone().into());
+            if let Some(port) = remote.port {
+                args.extend(["-p".into(), port.to_string().into()]);
+            }
+            if let Some(suite) = remote.cipher_suite {
+                args.extend(["-C".into(), suite.to_string().into()]);
+            }
             if let Some(user) = &remote.user {
                 args.extend(["-U".into(), user.clone().into()]);
             }
@@ -82,7 +109,7 @@ fn base_tool(config: &IpmiConfig) -> Tool {
     Tool::new(&config.ipmitool.program, config.ipmitool.timeout).args(args)
 }
 
-impl IpmiCollector {
+impl Bmc {
     fn run(&self, command: &[&str]) -> Result<ToolOutput, ToolError> {
         self.base.clone().args(command.iter().copied()).run()
     }
@@ -109,7 +136,8 @@ impl IpmiCollector {
         up(out, "ipmi", sensors.is_ok());
         // Without a BMC (or with a hung one) the other commands would
         // only fail the same way, each after its own timeout.
-        let rows = sensors?;
+        let mut rows = sensors?;
+        self.fill_known_units(&mut rows);
         let numbers = self
             .run(&["sdr", "elist"])
             .map(|o| ipmi_parse::parse_sdr_numbers(&o.stdout))
@@ -179,13 +207,34 @@ impl IpmiCollector {
                 Failure::Absent(format!("no local BMC: {why}"))
             } else {
                 Failure::Broken(format!(
-                    "ipmitool sensor printed nothing (exit {}): {why}",
+                    "ipmitool sensor printed nothing ({}): {why}",
                     output.status
                 ))
             });
         }
         ipmi_parse::parse_sensor(&output.stdout)
             .map_err(|err| Failure::Broken(format!("ipmitool sensor: {err}")))
+    }
+
+    /// A sensor that stops reading (`na`) loses its unit in ipmitool's
+    /// listing. Reusing the unit it had keeps a dead fan in
+    /// `ipmi_fan_speed_state` (as NaN) instead of moving it to the generic
+    /// family, where alerts on fan state would not see it.
+    fn fill_known_units(&self, rows: &mut [SensorRow]) {
+        let mut known = self.known_units.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let occurrence = seen.entry(row.name.clone()).or_default();
+            let key = (row.name.clone(), *occurrence);
+            *occurrence += 1;
+            if row.unit.is_empty() {
+                if let Some(unit) = known.get(&key) {
+                    row.unit = unit.clone();
+                }
+            } else {
+                known.insert(key, row.unit.clone());
+            }
+        }
     }
 
     fn key_values(&self, command: &[&str]) -> Option<Vec<(String, String)>> {
@@ -308,7 +357,7 @@ fn classify(row: &SensorRow) -> Kind {
 /// missing it falls back to the row's 1-based position, so two sensors
 /// with one name still get distinct series.
 pub fn write_sensors(out: &mut Snapshot, rows: &[SensorRow], numbers: &[(String, u8)]) {
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (position, row) in rows.iter().enumerate() {
         let occurrence = seen.entry(row.name.as_str()).or_default();
         let id = numbers
@@ -352,29 +401,55 @@ pub fn write_sensors(out: &mut Snapshot, rows: &[SensorRow], numbers: &[(String,
     }
 }
 
+impl IpmiCollector {
+    /// The readings to serve now: read synchronously when there are none
+    /// (or caching is off), else the cached ones, refreshed in the
+    /// background once they are older than the TTL.
+    fn current(&self) -> Refresh {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = match cache.as_ref() {
+            Some(cached) if !self.cache_ttl.is_zero() => cached.clone(),
+            // Holding the lock here is deliberate: a second caller waits
+            // for this read rather than starting another.
+            _ => {
+                let refresh = self.bmc.refresh();
+                *cache = Some(refresh.clone());
+                return refresh;
+            }
+        };
+        drop(cache);
+        if cached.at.elapsed() >= self.cache_ttl && !self.refreshing.swap(true, Ordering::AcqRel) {
+            let bmc = Arc::clone(&self.bmc);
+            let cache = Arc::clone(&self.cache);
+            let refreshing = Arc::clone(&self.refreshing);
+            let spawned = std::thread::Builder::new()
+                .name("dcmon-ipmi".into())
+                .spawn(move || {
+                    let refresh = bmc.refresh();
+                    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(refresh);
+                    refreshing.store(false, Ordering::Release);
+                });
+            if spawned.is_err() {
+                self.refreshing.store(false, Ordering::Release);
+            }
+        }
+        cached
+    }
+}
+
 impl Collector for IpmiCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
-        // Holding the lock across the refresh is deliberate: the runner
-        // never starts this collector twice at once, and a second caller
-        // should wait for the running refresh rather than start another.
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|r| r.at.elapsed() < self.cache_ttl && !self.cache_ttl.is_zero());
-        if !fresh {
-            *cache = Some(self.refresh());
-        }
-        let refresh = cache.as_ref().expect("just filled");
-        out.absorb(refresh.snapshot.clone());
-        match &refresh.outcome {
+        let refresh = self.current();
+        out.absorb(refresh.snapshot);
+        match refresh.outcome {
             Ok(()) => Ok(()),
             Err(Failure::Absent(why)) => {
                 if !self.absence_logged.swap(true, Ordering::Relaxed) {
                     tracing::info!(collector = NAME, reason = %why, "no BMC readable; the ipmi collector will report success 0");
                 }
-                Err(CollectError::NoData(why.clone()))
+                Err(CollectError::NoData(why))
             }
-            Err(Failure::Broken(why)) => Err(CollectError::parse(self.base.program(), why.clone())),
+            Err(Failure::Broken(why)) => Err(CollectError::parse(self.bmc.base.program(), why)),
         }
     }
 }

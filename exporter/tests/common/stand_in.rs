@@ -20,6 +20,8 @@ pub enum Reply {
         /// Exit status.
         code: i32,
     },
+    /// Waits `seconds`, then prints a recorded file (a slow BMC).
+    Delayed(PathBuf, f64),
     /// Prints `stderr` and exits with `code`.
     Fail(&'static str, i32),
     /// Writes its pid to `hung.pid` and sleeps for ten minutes.
@@ -61,6 +63,9 @@ impl StandIn {
                     quote(stdout),
                     quote(stderr)
                 ),
+                Reply::Delayed(file, seconds) => {
+                    format!("sleep {seconds}; cat {}; exit 0", quote(file))
+                }
                 Reply::Fail(message, code) => format!("echo '{message}' >&2; exit {code}"),
                 Reply::Hang => format!("echo $$ > {}; exec sleep 600", quote(&pid)),
             };
