@@ -512,3 +512,40 @@ fn read_token_queries_and_write_token_is_refused() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
 }
+
+#[test]
+fn abandoned_query_frees_its_slot() {
+    let (receiver, last) = receiver_with_data(&["--query.max-concurrency", "1"]);
+    let t = secs(last);
+    // Far more subquery steps than the client waits for.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}?{}",
+        receiver.url("/api/v1/query"),
+        form(&[
+            ("query", "count_over_time(vector(1)[7d:1ms])"),
+            ("time", &t)
+        ])
+    );
+    assert!(
+        impatient
+            .get(url)
+            .bearer_auth(&receiver.token)
+            .send()
+            .is_err()
+    );
+    // The only slot is free again well before the abandoned query could
+    // have finished.
+    let started = std::time::Instant::now();
+    let (status, body) = get(
+        &receiver,
+        &receiver.token,
+        "/api/v1/query",
+        &[("query", "1+1")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -52,7 +53,13 @@ impl QueryService {
             .await
             .map_err(|_| query_error(QueryError::timeout()))?
             .map_err(|_| ApiError::new(ErrorKind::Internal, "query slots closed"))?;
-        let engine = self.engine.with_timeout(timeout);
+        // Dropped with this future when the client goes away, which stops
+        // the evaluation at its next step instead of letting it run out.
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let engine = self
+            .engine
+            .with_timeout(timeout)
+            .with_cancel(Arc::clone(&cancel.0));
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f(engine)
@@ -60,6 +67,15 @@ impl QueryService {
         .await
         .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
         .map_err(query_error)
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use promql_parser::parser::{Expr, SubqueryExpr};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -26,14 +27,24 @@ pub struct Annotations {
     pub infos: BTreeSet<String>,
 }
 
+/// What stops a query early.
+#[derive(Debug)]
+pub struct Limits {
+    /// When the query times out.
+    pub deadline: Instant,
+    /// Most samples the result may hold.
+    pub max_samples: usize,
+    /// Set when the query is cancelled.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
 /// Evaluates one query over its prefetched data.
 #[derive(Debug)]
 pub struct Evaluator<'q> {
     /// The query's time span and settings.
     pub query: &'q Query,
     data: &'q SelectorData,
-    deadline: Instant,
-    max_samples: usize,
+    limits: Limits,
     annotations: RefCell<Annotations>,
     label_cache: RefCell<LabelCache>,
     subquery_steps: RefCell<SubqueryCache>,
@@ -54,17 +65,11 @@ const DROP_NAME: usize = 0;
 
 impl<'q> Evaluator<'q> {
     /// An evaluator over `data`.
-    pub fn new(
-        query: &'q Query,
-        data: &'q SelectorData,
-        deadline: Instant,
-        max_samples: usize,
-    ) -> Self {
+    pub fn new(query: &'q Query, data: &'q SelectorData, limits: Limits) -> Self {
         Self {
             query,
             data,
-            deadline,
-            max_samples,
+            limits,
             annotations: RefCell::default(),
             label_cache: RefCell::default(),
             subquery_steps: RefCell::default(),
@@ -162,7 +167,7 @@ impl<'q> Evaluator<'q> {
                     )));
                 }
             }
-            if total > self.max_samples {
+            if total > self.limits.max_samples {
                 return Err(QueryError::too_many_samples());
             }
             t += self.query.step_ms;
@@ -175,9 +180,16 @@ impl<'q> Evaluator<'q> {
         Ok(Value::Matrix(series))
     }
 
-    /// Fails once the query's deadline has passed.
+    /// Fails once the query's deadline has passed or it was cancelled.
     pub fn check_deadline(&self) -> Result<(), QueryError> {
-        if Instant::now() > self.deadline {
+        if self
+            .limits
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            Err(QueryError::canceled())
+        } else if Instant::now() > self.limits.deadline {
             Err(QueryError::timeout())
         } else {
             Ok(())

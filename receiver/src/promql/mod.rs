@@ -21,6 +21,7 @@ mod tests;
 pub mod value;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use self::aggregate::valid_label_name;
@@ -75,6 +76,7 @@ pub struct QueryResult {
 pub struct Engine {
     storage: Storage,
     options: Arc<EngineOptions>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Engine {
@@ -83,6 +85,16 @@ impl Engine {
         Self {
             storage,
             options: Arc::new(options),
+            cancel: None,
+        }
+    }
+
+    /// The same engine, whose queries stop with `canceled` once `flag` is
+    /// set (the API sets it when the client goes away).
+    pub fn with_cancel(&self, flag: Arc<AtomicBool>) -> Engine {
+        Engine {
+            cancel: Some(flag),
+            ..self.clone()
         }
     }
 
@@ -91,8 +103,8 @@ impl Engine {
         let mut options = (*self.options).clone();
         options.timeout = options.timeout.min(timeout);
         Engine {
-            storage: self.storage.clone(),
             options: Arc::new(options),
+            ..self.clone()
         }
     }
 
@@ -191,7 +203,12 @@ impl Engine {
             default_subquery_step_ms: self.options.default_subquery_step.as_millis() as i64,
         };
         let data = plan::fetch(&self.storage, expr, &query, self.options.max_samples)?;
-        let evaluator = eval::Evaluator::new(&query, &data, deadline, self.options.max_samples);
+        let limits = eval::Limits {
+            deadline,
+            max_samples: self.options.max_samples,
+            cancel: self.cancel.clone(),
+        };
+        let evaluator = eval::Evaluator::new(&query, &data, limits);
         let value = if step_ms.is_some() {
             evaluator.range(expr)?
         } else {

@@ -82,3 +82,14 @@ fn limits_fail_with_their_error_kinds() {
     let ok = engine.range_query("1", 0, 10_999_000, 1000).unwrap();
     assert!(matches!(ok.value, Value::Matrix(m) if m[0].points.len() == 11_000));
 }
+
+#[test]
+fn a_cancelled_query_stops() {
+    let (engine, _dir) = engine_with(&[("temp", RAMP)], EngineOptions::default());
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let err = engine
+        .with_cancel(flag)
+        .range_query("temp", 0, 120_000, 60_000)
+        .unwrap_err();
+    assert_eq!(err.kind, QueryErrorKind::Canceled);
+}
