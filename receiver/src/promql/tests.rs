@@ -93,3 +93,47 @@ fn a_cancelled_query_stops() {
         .unwrap_err();
     assert_eq!(err.kind, QueryErrorKind::Canceled);
 }
+
+/// `(labels as text, value)` of an instant vector, sorted.
+fn vector(engine: &Engine, query: &str, t: i64) -> Vec<(String, f64)> {
+    let Value::Vector(samples) = engine.instant_query(query, t).unwrap().value else {
+        panic!("{query}: not a vector");
+    };
+    let mut out: Vec<(String, f64)> = samples
+        .iter()
+        .map(|s| {
+            let labels: Vec<String> = s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            (labels.join(","), s.value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn functions_outside_the_corpus_scope() {
+    let (engine, _dir) = engine_with(
+        &[("a", &[(0, -2.5)]), ("b", &[(0, 3.0)]), ("c", &[(0, 3.0)])],
+        EngineOptions::default(),
+    );
+    let one = |query: &str| vector(&engine, query, 0);
+    let x = |v: f64| vec![("job=x".to_owned(), v)];
+    assert_eq!(one("clamp_min(a, 0)"), x(0.0));
+    assert_eq!(one("clamp_min(b, 0)"), x(3.0));
+    assert_eq!(one("clamp_max(a, -3)"), x(-3.0));
+    assert_eq!(one("clamp_max(b, 10)"), x(3.0));
+    assert_eq!(one("sgn(a)"), x(-1.0));
+    assert_eq!(one("sgn(b)"), x(1.0));
+    assert_eq!(one("sgn(a * 0)"), x(-0.0));
+    assert_eq!(
+        one("count_values(\"value\", {job=\"x\"})"),
+        vec![("value=-2.5".to_owned(), 1.0), ("value=3".to_owned(), 2.0)]
+    );
+    assert_eq!(
+        one("count_values by (job) (\"v\", {job=\"x\"})"),
+        vec![
+            ("job=x,v=-2.5".to_owned(), 1.0),
+            ("job=x,v=3".to_owned(), 2.0)
+        ]
+    );
+}
