@@ -9,6 +9,7 @@ use regex::Regex;
 
 use super::QueryError;
 use super::aggregate::{valid_label_name, warn_quantile};
+use super::date_fns;
 use super::eval::Evaluator;
 use super::histogram::histogram_quantile;
 use super::range_fns::{self, Window};
@@ -133,6 +134,27 @@ pub fn eval(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
                 );
             }
             result.samples
+        }
+        _ if date_fns::is_date_function(name) => {
+            let input = if args.is_empty() {
+                vec![Sample {
+                    labels: empty_labels(),
+                    value: t as f64 / 1000.0,
+                }]
+            } else {
+                vector(0)?
+            };
+            // NaN and infinities have no date: Prometheus drops them.
+            input
+                .into_iter()
+                .filter(|s| s.value.is_finite())
+                .filter_map(|s| {
+                    date_fns::field(name, s.value.trunc() as i64).map(|value| Sample {
+                        labels: ev.drop_name(&s.labels),
+                        value,
+                    })
+                })
+                .collect()
         }
         _ => match math_function(name) {
             Some(f) => map_values(ev, vector(0)?, f),

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod binary;
+mod date_fns;
 mod error;
 mod eval;
 mod functions;

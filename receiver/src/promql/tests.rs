@@ -58,7 +58,6 @@ fn unsupported_features_are_bad_data_naming_them() {
     for (query, feature) in [
         ("mad_over_time(temp[5m])", "mad_over_time"),
         ("sort_by_label(temp, \"job\")", "sort_by_label"),
-        ("hour()", "hour"),
     ] {
         let err = engine.instant_query(query, 120_000).unwrap_err();
         assert_eq!(err.kind, QueryErrorKind::BadData, "{query}");
