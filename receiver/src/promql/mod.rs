@@ -221,5 +221,31 @@ impl Engine {
 
 /// Parses a query; syntax errors are `bad_data`.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    promql_parser::parser::parse(query).map_err(QueryError::bad_data)
+    promql_parser::parser::parse(query).map_err(|message| match unsupported_syntax(query) {
+        Some(feature) => QueryError::unsupported(format!("{feature} (parser: {message})")),
+        None => QueryError::bad_data(message),
+    })
+}
+
+/// Experimental Prometheus syntax the parser rejects with a generic
+/// message: name it, so the user learns why the query failed.
+fn unsupported_syntax(query: &str) -> Option<&'static str> {
+    const KEYWORDS: &[(&str, &str)] = &[
+        ("limitk", "limitk()"),
+        ("limit_ratio", "limit_ratio()"),
+        ("anchored", "anchored range selectors"),
+        ("smoothed", "smoothed range selectors"),
+        ("fill", "fill() binary operator modifiers"),
+        ("fill_left", "fill_left() binary operator modifiers"),
+        ("fill_right", "fill_right() binary operator modifiers"),
+    ];
+    let words = query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+    let mut found = None;
+    for word in words {
+        if let Some((_, feature)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
+            found = Some(*feature);
+            break;
+        }
+    }
+    found
 }

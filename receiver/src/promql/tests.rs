@@ -58,6 +58,9 @@ fn unsupported_features_are_bad_data_naming_them() {
     for (query, feature) in [
         ("mad_over_time(temp[5m])", "mad_over_time"),
         ("sort_by_label(temp, \"job\")", "sort_by_label"),
+        ("limitk(1, temp)", "limitk"),
+        ("temp[5m] anchored", "anchored"),
+        ("info(temp)", "info"),
     ] {
         let err = engine.instant_query(query, 120_000).unwrap_err();
         assert_eq!(err.kind, QueryErrorKind::BadData, "{query}");
