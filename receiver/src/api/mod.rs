@@ -2,5 +2,6 @@
 
 pub mod dcmon;
 pub mod query;
+pub mod query_json;
 pub mod query_params;
 pub mod write;

@@ -14,11 +14,11 @@ use promql_parser::parser::Expr;
 use serde_json::{Value as JsonValue, json};
 use tokio::sync::Semaphore;
 
+use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
-use crate::promql::value::format_float;
-use crate::promql::{Engine, QueryError, QueryErrorKind, QueryResult, Value};
+use crate::promql::{Engine, QueryError, QueryErrorKind};
 use crate::storage::index::{Labels, Matcher};
 use crate::storage::now_ms;
 
@@ -102,16 +102,6 @@ fn success(data: JsonValue, warnings: &[String], infos: &[String]) -> Json<JsonV
     Json(body)
 }
 
-/// A timestamp in seconds, as an integer when whole (Prometheus prints
-/// `4`, not `4.0`).
-fn seconds(ms: i64) -> JsonValue {
-    if ms % 1000 == 0 {
-        json!(ms / 1000)
-    } else {
-        json!(ms as f64 / 1000.0)
-    }
-}
-
 fn labels_json(labels: &[(String, String)]) -> JsonValue {
     JsonValue::Object(
         labels
@@ -119,42 +109,6 @@ fn labels_json(labels: &[(String, String)]) -> JsonValue {
             .map(|(n, v)| (n.clone(), JsonValue::String(v.clone())))
             .collect(),
     )
-}
-
-fn point(ms: i64, value: f64) -> JsonValue {
-    json!([seconds(ms), format_float(value)])
-}
-
-/// The `data` of a query answer.
-fn result_json(result: &QueryResult) -> JsonValue {
-    let t = result.time_ms;
-    let (kind, data) = match &result.value {
-        Value::Scalar(v) => ("scalar", point(t, *v)),
-        Value::String(s) => ("string", json!([seconds(t), s])),
-        Value::Vector(samples) => (
-            "vector",
-            JsonValue::Array(
-                samples
-                    .iter()
-                    .map(|s| json!({"metric": labels_json(&s.labels), "value": point(t, s.value)}))
-                    .collect(),
-            ),
-        ),
-        Value::Matrix(series) => (
-            "matrix",
-            JsonValue::Array(
-                series
-                    .iter()
-                    .map(|s| {
-                        let values: Vec<JsonValue> =
-                            s.points.iter().map(|(ms, v)| point(*ms, *v)).collect();
-                        json!({"metric": labels_json(&s.labels), "values": values})
-                    })
-                    .collect(),
-            ),
-        ),
-    };
-    json!({"resultType": kind, "result": data})
 }
 
 fn required_query(params: &Params) -> Result<String, ApiError> {
@@ -168,7 +122,7 @@ fn required_query(params: &Params) -> Result<String, ApiError> {
 pub async fn query(
     State(state): State<Arc<AppState>>,
     request: Request,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<QueryAnswer, ApiError> {
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let time = params.time_or("time", now_ms())?;
@@ -177,18 +131,14 @@ pub async fn query(
         .query
         .run(timeout, move |engine| engine.instant_query(&expr, time))
         .await?;
-    Ok(success(
-        result_json(&result),
-        &result.warnings,
-        &result.infos,
-    ))
+    Ok(query_json::encode(&result))
 }
 
 /// `GET|POST /api/v1/query_range`
 pub async fn query_range(
     State(state): State<Arc<AppState>>,
     request: Request,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<QueryAnswer, ApiError> {
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let start = params.time("start")?;
@@ -203,11 +153,7 @@ pub async fn query_range(
             engine.range_query(&expr, start, end, step)
         })
         .await?;
-    Ok(success(
-        result_json(&result),
-        &result.warnings,
-        &result.infos,
-    ))
+    Ok(query_json::encode(&result))
 }
 
 /// The matchers of each `match[]` selector.
