@@ -127,11 +127,15 @@ pub async fn query(
     let expr = required_query(&params)?;
     let time = params.time_or("time", now_ms())?;
     let timeout = params.duration("timeout")?;
-    let result = state
+    // Encoding a large answer is CPU work too: done on the query's thread.
+    state
         .query
-        .run(timeout, move |engine| engine.instant_query(&expr, time))
-        .await?;
-    Ok(query_json::encode(&result))
+        .run(timeout, move |engine| {
+            engine
+                .instant_query(&expr, time)
+                .map(|r| query_json::encode(&r))
+        })
+        .await
 }
 
 /// `GET|POST /api/v1/query_range`
@@ -147,13 +151,14 @@ pub async fn query_range(
         .duration("step")?
         .ok_or_else(|| bad_param("step", "missing parameter"))?;
     let timeout = params.duration("timeout")?;
-    let result = state
+    state
         .query
         .run(timeout, move |engine| {
-            engine.range_query(&expr, start, end, step)
+            engine
+                .range_query(&expr, start, end, step)
+                .map(|r| query_json::encode(&r))
         })
-        .await?;
-    Ok(query_json::encode(&result))
+        .await
 }
 
 /// The matchers of each `match[]` selector.
