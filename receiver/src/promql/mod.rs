@@ -14,6 +14,7 @@ mod error;
 mod eval;
 mod functions;
 mod histogram;
+mod label_fns;
 pub mod plan;
 mod range_fns;
 mod selector;
