@@ -179,7 +179,8 @@ fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 }
 
 /// Series matching any of `selectors`: from the index alone when no time
-/// range was asked for, else only those with samples in the range.
+/// range was asked for, else only those with data in the range (judged
+/// from chunk bounds; no sample is decoded).
 async fn matching_series(
     state: &AppState,
     params: &Params,
@@ -194,8 +195,7 @@ async fn matching_series(
             let mut found: BTreeSet<Labels> = BTreeSet::new();
             for matchers in &selectors {
                 if ranged {
-                    let series = engine.storage().select(matchers, start, end)?;
-                    found.extend(series.into_iter().map(|s| s.labels));
+                    found.extend(engine.storage().series_in_range(matchers, start, end)?);
                 } else {
                     found.extend(engine.storage().series_labels(matchers));
                 }

@@ -129,6 +129,60 @@ impl Storage {
         labels
     }
 
+    /// Labels of the series matching all `matchers` that have data in
+    /// `[start_ms, end_ms]`, sorted. Decides from the head and from chunk
+    /// time bounds, without decoding chunks: a series whose chunk spans the
+    /// range counts even if its samples straddle it (as Prometheus's
+    /// chunk-level answer does).
+    pub fn series_in_range(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let selected: Vec<(SeriesId, Labels)> = {
+            let index = read_lock(&self.shared.index);
+            index
+                .select(matchers)
+                .into_iter()
+                .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
+                .collect()
+        };
+        let mut found = Vec::new();
+        let mut unsure = Vec::new();
+        {
+            let head = read_lock(&self.shared.head);
+            for (id, labels) in selected {
+                if head.range(id, start_ms, end_ms).is_empty() {
+                    unsure.push((id, labels));
+                } else {
+                    found.push(labels);
+                }
+            }
+        }
+        let window = self.shared.options.chunk_window;
+        let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
+        self.with_reader(|conn| {
+            let mut overlapping = conn.prepare_cached(
+                "SELECT 1 FROM chunks WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 LIMIT 1",
+            )?;
+            for (id, labels) in unsure {
+                let hit = overlapping.exists(params![
+                    chunk_key(id, first_window),
+                    chunk_key(id, last_window),
+                    start_ms,
+                    end_ms
+                ])?;
+                if hit {
+                    found.push(labels);
+                }
+            }
+            Ok(())
+        })?;
+        found.sort();
+        Ok(found)
+    }
+
     /// Distinct label names, sorted.
     pub fn label_names(&self) -> Vec<String> {
         read_lock(&self.shared.index).label_names()
