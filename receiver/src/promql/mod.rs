@@ -220,12 +220,51 @@ impl Engine {
     }
 }
 
+/// Deepest bracket nesting accepted. The parser and the evaluator recurse
+/// per level, and a stack overflow would take the whole receiver down;
+/// real queries stay far below this.
+pub const MAX_NESTING: usize = 200;
+
 /// Parses a query; syntax errors are `bad_data`.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    if nesting_depth(query) > MAX_NESTING {
+        return Err(QueryError::bad_data(format!(
+            "query nests deeper than {MAX_NESTING} levels"
+        )));
+    }
     promql_parser::parser::parse(query).map_err(|message| match unsupported_syntax(query) {
         Some(feature) => QueryError::unsupported(format!("{feature} (parser: {message})")),
         None => QueryError::bad_data(message),
     })
+}
+
+/// Deepest nesting of `(`, `[` and `{` outside string literals.
+fn nesting_depth(query: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Experimental Prometheus syntax the parser rejects with a generic

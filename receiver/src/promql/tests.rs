@@ -139,3 +139,32 @@ fn functions_outside_the_corpus_scope() {
         ]
     );
 }
+
+#[test]
+fn absurdly_deep_queries_are_refused_before_parsing() {
+    let (engine, _dir) = engine_with(&[], EngineOptions::default());
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    let err = engine.instant_query(&deep, 0).unwrap_err();
+    assert_eq!(err.kind, QueryErrorKind::BadData);
+    // The limit itself fits a default 2 MiB thread stack, also in debug
+    // builds, for the costliest frames (nested calls and aggregations).
+    for (open, close) in [("(", ")"), ("abs(", ")"), ("sum(", ")"), ("-(1+", ")")] {
+        let edge = format!("{}vector(1){}", open.repeat(199), close.repeat(199));
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn({
+                let engine = engine.clone();
+                move || engine.instant_query(&edge, 0).map(|_| ())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(result.is_ok(), "{open}: {result:?}");
+    }
+    // Brackets inside strings do not count.
+    let quoted = format!(
+        "label_replace(vector(1), \"a\", \"{}\", \"b\", \"\")",
+        "(".repeat(500)
+    );
+    assert!(engine.instant_query(&quoted, 0).is_ok());
+}
