@@ -287,6 +287,13 @@ fn errors_have_prometheus_types_and_statuses() {
         "execution",
         "many-to-many",
     );
+    let huge = "x".repeat(5 << 20);
+    assert_error(
+        post(&receiver, &receiver.token, q, &[("query", &huge)]),
+        400,
+        "bad_data",
+        "form",
+    );
     let r = "/api/v1/query_range";
     assert_error(
         both(
