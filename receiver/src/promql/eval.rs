@@ -48,6 +48,7 @@ pub struct Evaluator<'q> {
     annotations: RefCell<Annotations>,
     label_cache: RefCell<LabelCache>,
     subquery_steps: RefCell<SubqueryCache>,
+    interned: RefCell<FxHashSet<Labels>>,
 }
 
 /// Inner results of subqueries by (subquery node, inner step time).
@@ -73,6 +74,7 @@ impl<'q> Evaluator<'q> {
             annotations: RefCell::default(),
             label_cache: RefCell::default(),
             subquery_steps: RefCell::default(),
+            interned: RefCell::default(),
         }
     }
 
@@ -93,6 +95,16 @@ impl<'q> Evaluator<'q> {
             .borrow_mut()
             .insert(key, (Arc::clone(input), Arc::clone(&derived)));
         derived
+    }
+
+    /// The one shared `Arc` holding these labels in this query: equal label
+    /// sets interned here are pointer-equal.
+    pub fn intern(&self, labels: Labels) -> Labels {
+        if let Some(existing) = self.interned.borrow().get(&labels) {
+            return Arc::clone(existing);
+        }
+        self.interned.borrow_mut().insert(Arc::clone(&labels));
+        labels
     }
 
     /// `labels` without the metric name, shared across steps.
