@@ -237,6 +237,35 @@ fn range_queries_return_sorted_matrices() {
         body["data"]["result"][0]["metric"],
         json!({"instance": "a"})
     );
+    assert!(body.get("infos").is_none() && body.get("warnings").is_none());
+    // Annotations come back as Prometheus's `infos` / `warnings`.
+    let (_, body) = both(
+        &receiver,
+        "/api/v1/query",
+        &[("query", "rate(up[5m])"), ("time", &end)],
+    );
+    assert_eq!(
+        body["infos"],
+        json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)"
+        ])
+    );
+    let (_, body) = both(
+        &receiver,
+        "/api/v1/query_range",
+        &[
+            ("query", "sort(up)"),
+            ("start", &start),
+            ("end", &end),
+            ("step", "60"),
+        ],
+    );
+    assert_eq!(
+        body["warnings"],
+        json!([
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"
+        ])
+    );
 }
 
 fn assert_error(reply: (u16, Value), status: u16, error_type: &str, text: &str) {
