@@ -38,6 +38,23 @@ pub struct Limits {
     pub cancel: Option<Arc<AtomicBool>>,
 }
 
+impl Limits {
+    /// Fails once the deadline has passed or the query was cancelled.
+    pub fn check(&self) -> Result<(), QueryError> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            Err(QueryError::canceled())
+        } else if Instant::now() > self.deadline {
+            Err(QueryError::timeout())
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Evaluates one query over its prefetched data.
 #[derive(Debug)]
 pub struct Evaluator<'q> {
@@ -194,18 +211,7 @@ impl<'q> Evaluator<'q> {
 
     /// Fails once the query's deadline has passed or it was cancelled.
     pub fn check_deadline(&self) -> Result<(), QueryError> {
-        if self
-            .limits
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            Err(QueryError::canceled())
-        } else if Instant::now() > self.limits.deadline {
-            Err(QueryError::timeout())
-        } else {
-            Ok(())
-        }
+        self.limits.check()
     }
 
     /// The value of `expr` at time `t` (ms).

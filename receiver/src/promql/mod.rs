@@ -204,12 +204,12 @@ impl Engine {
             lookback_ms: self.options.lookback_delta.as_millis() as i64,
             default_subquery_step_ms: self.options.default_subquery_step.as_millis() as i64,
         };
-        let data = plan::fetch(&self.storage, expr, &query, self.options.max_samples)?;
         let limits = eval::Limits {
             deadline,
             max_samples: self.options.max_samples,
             cancel: self.cancel.clone(),
         };
+        let data = plan::fetch(&self.storage, expr, &query, &limits)?;
         let evaluator = eval::Evaluator::new(&query, &data, limits);
         let value = if step_ms.is_some() {
             evaluator.range(expr)?

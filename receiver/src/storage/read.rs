@@ -36,6 +36,21 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError> {
+        Ok(self
+            .select_within(matchers, start_ms, end_ms, usize::MAX)?
+            .unwrap_or_default())
+    }
+
+    /// [`Storage::select`] that gives up (`None`) as soon as it has read
+    /// more than `max_samples` samples, so a query too big for memory
+    /// fails before it is loaded.
+    pub fn select_within(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Option<Vec<SeriesData>>, StorageError> {
         let selected: Vec<(SeriesId, Labels)> = {
             let index = read_lock(&self.shared.index);
             index
@@ -46,11 +61,12 @@ impl Storage {
         };
         let window = self.shared.options.chunk_window;
         let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
-        let mut result = self.with_reader(|conn| {
+        let result = self.with_reader(|conn| {
             let mut load = conn.prepare_cached(
                 "SELECT data FROM chunks WHERE key >= ?1 AND key <= ?2 ORDER BY key",
             )?;
             let mut out = Vec::with_capacity(selected.len());
+            let mut loaded = 0usize;
             for (id, labels) in selected {
                 let mut samples: Vec<RawSample> = Vec::new();
                 let mut rows = load.query(params![
@@ -67,10 +83,17 @@ impl Storage {
                             .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
                     );
                 }
+                loaded += samples.len();
+                if loaded > max_samples {
+                    return Ok(None);
+                }
                 out.push((id, labels, samples));
             }
-            Ok(out)
+            Ok(Some(out))
         })?;
+        let Some(mut result) = result else {
+            return Ok(None);
+        };
         // Overlay the head afterwards, under its lock, so a compaction that
         // ran meanwhile is seen either in chunks or in the head (merging the
         // same sample twice is harmless).
@@ -88,8 +111,11 @@ impl Storage {
                 })
             })
             .collect();
+        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
+            return Ok(None);
+        }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(series)
+        Ok(Some(series))
     }
 
     /// Oldest and newest sample timestamps, if any sample is stored.

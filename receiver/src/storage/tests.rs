@@ -217,3 +217,41 @@ fn series_in_range_checks_head_and_chunk_bounds() {
         assert!(names(base + 2 * HOUR, base + 3 * HOUR).is_empty());
     }
 }
+
+#[test]
+fn select_within_gives_up_past_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let storage = Storage::open(&dir.path().join("db.sqlite"), options()).unwrap();
+    let base = 1_800_000_000_000i64;
+    let samples: Vec<(i64, f64)> = (0..10).map(|i| (base + i * 1000, 1.0)).collect();
+    rt.block_on(storage.append(
+        vec![series("up", "a", &samples), series("up", "b", &samples)],
+        Vec::new(),
+    ))
+    .unwrap();
+    let all = [m("__name__", MatchOp::Equal, "up")];
+    for compacted in [false, true] {
+        if compacted {
+            rt.block_on(storage.compact()).unwrap();
+        }
+        assert!(
+            storage
+                .select_within(&all, base, base + HOUR, 19)
+                .unwrap()
+                .is_none()
+        );
+        let fits = storage
+            .select_within(&all, base, base + HOUR, 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fits.len(), 2, "compacted: {compacted}");
+        // Only samples in range count.
+        assert!(
+            storage
+                .select_within(&all, base, base + 4000, 10)
+                .unwrap()
+                .is_some()
+        );
+    }
+}
