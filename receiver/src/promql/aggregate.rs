@@ -2,16 +2,14 @@
 //! `by`/`without` grouping.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use rustc_hash::FxHashMap;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUM, T_TOPK, TokenType,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
+use rustc_hash::FxHashMap;
 
 use super::QueryError;
 use super::eval::Evaluator;
@@ -219,7 +217,7 @@ fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: boo
 }
 
 fn count_values(input: Vec<Sample>, grouping: &Grouper<'_, '_>, label: &str) -> Vec<Sample> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
         let base = grouping.labels(&s.labels);

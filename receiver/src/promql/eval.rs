@@ -3,14 +3,13 @@
 //! gathers the points into series.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
-
-use promql_parser::parser::{Expr, SubqueryExpr};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use promql_parser::parser::{Expr, SubqueryExpr};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::{Query, SelectorData, offset_ms};
@@ -172,7 +171,7 @@ impl<'q> Evaluator<'q> {
 
     /// A range query's value: a matrix sorted by labels.
     pub fn range(&self, expr: &Expr) -> Result<Value, QueryError> {
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut total = 0usize;
         let mut t = self.query.start_ms;
         while t <= self.query.end_ms {
@@ -286,7 +285,7 @@ impl<'q> Evaluator<'q> {
         if ts <= start {
             ts += step;
         }
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut order: Vec<Labels> = Vec::new();
         while ts <= end {
             self.check_deadline()?;

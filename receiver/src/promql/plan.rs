@@ -2,12 +2,12 @@
 //! the whole query (through offsets, `@`, subqueries and lookback), and
 //! fetch each selector's series once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use rustc_hash::FxHashMap;
 
 use super::QueryError;
 use super::eval::Limits;
@@ -65,7 +65,7 @@ pub fn offset_ms(offset: &Option<Offset>) -> i64 {
 /// The series of every selector, keyed by the selector node's address.
 #[derive(Debug, Default)]
 pub struct SelectorData {
-    by_node: HashMap<usize, Arc<Vec<SeriesData>>>,
+    by_node: FxHashMap<usize, Arc<Vec<SeriesData>>>,
 }
 
 impl SelectorData {
