@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
 }
 
+/// Largest form body a query endpoint accepts.
+pub const MAX_QUERY_FORM_BYTES: usize = 4 << 20;
+
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
@@ -83,7 +86,9 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
             .route(
                 "/api/v1/format_query",
                 get(q::format_query).post(q::format_query),
-            ),
+            )
+            // Query forms are small; bound what a POST may make us buffer.
+            .route_layer(DefaultBodyLimit::max(MAX_QUERY_FORM_BYTES)),
     );
     let admin = guarded(
         Access::Admin,

@@ -237,6 +237,35 @@ fn range_queries_return_sorted_matrices() {
         body["data"]["result"][0]["metric"],
         json!({"instance": "a"})
     );
+    assert!(body.get("infos").is_none() && body.get("warnings").is_none());
+    // Annotations come back as Prometheus's `infos` / `warnings`.
+    let (_, body) = both(
+        &receiver,
+        "/api/v1/query",
+        &[("query", "rate(up[5m])"), ("time", &end)],
+    );
+    assert_eq!(
+        body["infos"],
+        json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)"
+        ])
+    );
+    let (_, body) = both(
+        &receiver,
+        "/api/v1/query_range",
+        &[
+            ("query", "sort(up)"),
+            ("start", &start),
+            ("end", &end),
+            ("step", "60"),
+        ],
+    );
+    assert_eq!(
+        body["warnings"],
+        json!([
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"
+        ])
+    );
 }
 
 fn assert_error(reply: (u16, Value), status: u16, error_type: &str, text: &str) {
@@ -286,6 +315,13 @@ fn errors_have_prometheus_types_and_statuses() {
         422,
         "execution",
         "many-to-many",
+    );
+    let huge = "x".repeat(5 << 20);
+    assert_error(
+        post(&receiver, &receiver.token, q, &[("query", &huge)]),
+        400,
+        "bad_data",
+        "form",
     );
     let r = "/api/v1/query_range";
     assert_error(
@@ -511,4 +547,41 @@ fn read_token_queries_and_write_token_is_refused() {
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+}
+
+#[test]
+fn abandoned_query_frees_its_slot() {
+    let (receiver, last) = receiver_with_data(&["--query.max-concurrency", "1"]);
+    let t = secs(last);
+    // Far more subquery steps than the client waits for.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}?{}",
+        receiver.url("/api/v1/query"),
+        form(&[
+            ("query", "count_over_time(vector(1)[7d:1ms])"),
+            ("time", &t)
+        ])
+    );
+    assert!(
+        impatient
+            .get(url)
+            .bearer_auth(&receiver.token)
+            .send()
+            .is_err()
+    );
+    // The only slot is free again well before the abandoned query could
+    // have finished.
+    let started = std::time::Instant::now();
+    let (status, body) = get(
+        &receiver,
+        &receiver.token,
+        "/api/v1/query",
+        &[("query", "1+1")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }

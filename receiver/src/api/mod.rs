@@ -4,5 +4,6 @@ pub mod clients;
 pub mod commands;
 pub mod dcmon;
 pub mod query;
+pub mod query_json;
 pub mod query_params;
 pub mod write;

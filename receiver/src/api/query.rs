@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -13,11 +14,11 @@ use promql_parser::parser::Expr;
 use serde_json::{Value as JsonValue, json};
 use tokio::sync::Semaphore;
 
+use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
-use crate::promql::value::format_float;
-use crate::promql::{Engine, QueryError, QueryErrorKind, QueryResult, Value};
+use crate::promql::{Engine, QueryError, QueryErrorKind};
 use crate::storage::index::{Labels, Matcher};
 use crate::storage::now_ms;
 
@@ -52,7 +53,13 @@ impl QueryService {
             .await
             .map_err(|_| query_error(QueryError::timeout()))?
             .map_err(|_| ApiError::new(ErrorKind::Internal, "query slots closed"))?;
-        let engine = self.engine.with_timeout(timeout);
+        // Dropped with this future when the client goes away, which stops
+        // the evaluation at its next step instead of letting it run out.
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let engine = self
+            .engine
+            .with_timeout(timeout)
+            .with_cancel(Arc::clone(&cancel.0));
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f(engine)
@@ -60,6 +67,15 @@ impl QueryService {
         .await
         .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
         .map_err(query_error)
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -86,16 +102,6 @@ fn success(data: JsonValue, warnings: &[String], infos: &[String]) -> Json<JsonV
     Json(body)
 }
 
-/// A timestamp in seconds, as an integer when whole (Prometheus prints
-/// `4`, not `4.0`).
-fn seconds(ms: i64) -> JsonValue {
-    if ms % 1000 == 0 {
-        json!(ms / 1000)
-    } else {
-        json!(ms as f64 / 1000.0)
-    }
-}
-
 fn labels_json(labels: &[(String, String)]) -> JsonValue {
     JsonValue::Object(
         labels
@@ -103,42 +109,6 @@ fn labels_json(labels: &[(String, String)]) -> JsonValue {
             .map(|(n, v)| (n.clone(), JsonValue::String(v.clone())))
             .collect(),
     )
-}
-
-fn point(ms: i64, value: f64) -> JsonValue {
-    json!([seconds(ms), format_float(value)])
-}
-
-/// The `data` of a query answer.
-fn result_json(result: &QueryResult) -> JsonValue {
-    let t = result.time_ms;
-    let (kind, data) = match &result.value {
-        Value::Scalar(v) => ("scalar", point(t, *v)),
-        Value::String(s) => ("string", json!([seconds(t), s])),
-        Value::Vector(samples) => (
-            "vector",
-            JsonValue::Array(
-                samples
-                    .iter()
-                    .map(|s| json!({"metric": labels_json(&s.labels), "value": point(t, s.value)}))
-                    .collect(),
-            ),
-        ),
-        Value::Matrix(series) => (
-            "matrix",
-            JsonValue::Array(
-                series
-                    .iter()
-                    .map(|s| {
-                        let values: Vec<JsonValue> =
-                            s.points.iter().map(|(ms, v)| point(*ms, *v)).collect();
-                        json!({"metric": labels_json(&s.labels), "values": values})
-                    })
-                    .collect(),
-            ),
-        ),
-    };
-    json!({"resultType": kind, "result": data})
 }
 
 fn required_query(params: &Params) -> Result<String, ApiError> {
@@ -152,27 +122,27 @@ fn required_query(params: &Params) -> Result<String, ApiError> {
 pub async fn query(
     State(state): State<Arc<AppState>>,
     request: Request,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<QueryAnswer, ApiError> {
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let time = params.time_or("time", now_ms())?;
     let timeout = params.duration("timeout")?;
-    let result = state
+    // Encoding a large answer is CPU work too: done on the query's thread.
+    state
         .query
-        .run(timeout, move |engine| engine.instant_query(&expr, time))
-        .await?;
-    Ok(success(
-        result_json(&result),
-        &result.warnings,
-        &result.infos,
-    ))
+        .run(timeout, move |engine| {
+            engine
+                .instant_query(&expr, time)
+                .map(|r| query_json::encode(&r))
+        })
+        .await
 }
 
 /// `GET|POST /api/v1/query_range`
 pub async fn query_range(
     State(state): State<Arc<AppState>>,
     request: Request,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<QueryAnswer, ApiError> {
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let start = params.time("start")?;
@@ -181,17 +151,14 @@ pub async fn query_range(
         .duration("step")?
         .ok_or_else(|| bad_param("step", "missing parameter"))?;
     let timeout = params.duration("timeout")?;
-    let result = state
+    state
         .query
         .run(timeout, move |engine| {
-            engine.range_query(&expr, start, end, step)
+            engine
+                .range_query(&expr, start, end, step)
+                .map(|r| query_json::encode(&r))
         })
-        .await?;
-    Ok(success(
-        result_json(&result),
-        &result.warnings,
-        &result.infos,
-    ))
+        .await
 }
 
 /// The matchers of each `match[]` selector.
@@ -212,7 +179,8 @@ fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 }
 
 /// Series matching any of `selectors`: from the index alone when no time
-/// range was asked for, else only those with samples in the range.
+/// range was asked for, else only those with data in the range (judged
+/// from chunk bounds; no sample is decoded).
 async fn matching_series(
     state: &AppState,
     params: &Params,
@@ -227,8 +195,7 @@ async fn matching_series(
             let mut found: BTreeSet<Labels> = BTreeSet::new();
             for matchers in &selectors {
                 if ranged {
-                    let series = engine.storage().select(matchers, start, end)?;
-                    found.extend(series.into_iter().map(|s| s.labels));
+                    found.extend(engine.storage().series_in_range(matchers, start, end)?);
                 } else {
                     found.extend(engine.storage().series_labels(matchers));
                 }

@@ -2,13 +2,14 @@
 //! `by`/`without` grouping.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUM, T_TOPK, TokenType,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
+use rustc_hash::FxHashMap;
 
 use super::QueryError;
 use super::eval::Evaluator;
@@ -132,22 +133,29 @@ struct Grouper<'a, 'q> {
 }
 
 impl Grouper<'_, '_> {
+    /// The group labels of a series; interned, so two series of one group
+    /// get the very same `Arc`.
     fn labels(&self, labels: &Labels) -> Labels {
-        self.ev
-            .derived_labels(self.node, labels, |l| group_labels(l, self.grouping))
+        self.ev.derived_labels(self.node, labels, |l| {
+            self.ev.intern(group_labels(l, self.grouping))
+        })
     }
 }
 
 /// Splits `input` into groups, keeping the order of first appearance.
+/// Group labels are interned, so groups are found by pointer, not by
+/// hashing label contents for every sample at every step.
 fn groups(input: Vec<Sample>, grouper: &Grouper<'_, '_>) -> Vec<(Labels, Vec<Sample>)> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FxHashMap<usize, usize> = FxHashMap::default();
     let mut out: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in input {
         let key = grouper.labels(&s.labels);
-        let at = *index.entry(key.clone()).or_insert_with(|| {
-            out.push((key, Vec::new()));
-            out.len() - 1
-        });
+        let at = *index
+            .entry(Arc::as_ptr(&key) as *const u8 as usize)
+            .or_insert_with(|| {
+                out.push((key, Vec::new()));
+                out.len() - 1
+            });
         out[at].1.push(s);
     }
     out
@@ -209,7 +217,7 @@ fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: boo
 }
 
 fn count_values(input: Vec<Sample>, grouping: &Grouper<'_, '_>, label: &str) -> Vec<Sample> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
         let base = grouping.labels(&s.labels);

@@ -2,14 +2,12 @@
 //! operators, between scalars and vectors, with `on`/`ignoring` and
 //! `group_left`/`group_right` vector matching.
 
-use std::collections::HashMap;
-
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
     T_MUL, T_NEQ, T_POW, T_SUB, TokenId,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::QueryError;
 use super::eval::Evaluator;
@@ -204,7 +202,8 @@ fn vector_vector(
         _ => (false, None),
     };
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_side: HashMap<String, &Sample> = HashMap::with_capacity(one.len());
+    let mut one_side: FxHashMap<String, &Sample> =
+        FxHashMap::with_capacity_and_hasher(one.len(), Default::default());
     for s in &one {
         let sig = signature(&s.labels, matching);
         if let Some(previous) = one_side.insert(sig, s) {

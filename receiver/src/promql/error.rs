@@ -56,6 +56,14 @@ impl QueryError {
         }
     }
 
+    /// The query was cancelled.
+    pub fn canceled() -> Self {
+        Self {
+            kind: QueryErrorKind::Canceled,
+            message: "query was canceled in query execution".to_owned(),
+        }
+    }
+
     /// The sample limit was hit.
     pub fn too_many_samples() -> Self {
         Self::execution(

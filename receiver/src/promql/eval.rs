@@ -3,13 +3,13 @@
 //! gathers the points into series.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use promql_parser::parser::{Expr, SubqueryExpr};
-use std::rc::Rc;
-use std::sync::Arc;
-
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::{Query, SelectorData, offset_ms};
@@ -26,17 +26,45 @@ pub struct Annotations {
     pub infos: BTreeSet<String>,
 }
 
+/// What stops a query early.
+#[derive(Debug)]
+pub struct Limits {
+    /// When the query times out.
+    pub deadline: Instant,
+    /// Most samples the result may hold.
+    pub max_samples: usize,
+    /// Set when the query is cancelled.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Limits {
+    /// Fails once the deadline has passed or the query was cancelled.
+    pub fn check(&self) -> Result<(), QueryError> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            Err(QueryError::canceled())
+        } else if Instant::now() > self.deadline {
+            Err(QueryError::timeout())
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Evaluates one query over its prefetched data.
 #[derive(Debug)]
 pub struct Evaluator<'q> {
     /// The query's time span and settings.
     pub query: &'q Query,
     data: &'q SelectorData,
-    deadline: Instant,
-    max_samples: usize,
+    limits: Limits,
     annotations: RefCell<Annotations>,
     label_cache: RefCell<LabelCache>,
     subquery_steps: RefCell<SubqueryCache>,
+    interned: RefCell<FxHashSet<Labels>>,
 }
 
 /// Inner results of subqueries by (subquery node, inner step time).
@@ -54,20 +82,15 @@ const DROP_NAME: usize = 0;
 
 impl<'q> Evaluator<'q> {
     /// An evaluator over `data`.
-    pub fn new(
-        query: &'q Query,
-        data: &'q SelectorData,
-        deadline: Instant,
-        max_samples: usize,
-    ) -> Self {
+    pub fn new(query: &'q Query, data: &'q SelectorData, limits: Limits) -> Self {
         Self {
             query,
             data,
-            deadline,
-            max_samples,
+            limits,
             annotations: RefCell::default(),
             label_cache: RefCell::default(),
             subquery_steps: RefCell::default(),
+            interned: RefCell::default(),
         }
     }
 
@@ -88,6 +111,16 @@ impl<'q> Evaluator<'q> {
             .borrow_mut()
             .insert(key, (Arc::clone(input), Arc::clone(&derived)));
         derived
+    }
+
+    /// The one shared `Arc` holding these labels in this query: equal label
+    /// sets interned here are pointer-equal.
+    pub fn intern(&self, labels: Labels) -> Labels {
+        if let Some(existing) = self.interned.borrow().get(&labels) {
+            return Arc::clone(existing);
+        }
+        self.interned.borrow_mut().insert(Arc::clone(&labels));
+        labels
     }
 
     /// `labels` without the metric name, shared across steps.
@@ -138,7 +171,7 @@ impl<'q> Evaluator<'q> {
 
     /// A range query's value: a matrix sorted by labels.
     pub fn range(&self, expr: &Expr) -> Result<Value, QueryError> {
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut total = 0usize;
         let mut t = self.query.start_ms;
         while t <= self.query.end_ms {
@@ -162,7 +195,7 @@ impl<'q> Evaluator<'q> {
                     )));
                 }
             }
-            if total > self.max_samples {
+            if total > self.limits.max_samples {
                 return Err(QueryError::too_many_samples());
             }
             t += self.query.step_ms;
@@ -175,13 +208,9 @@ impl<'q> Evaluator<'q> {
         Ok(Value::Matrix(series))
     }
 
-    /// Fails once the query's deadline has passed.
+    /// Fails once the query's deadline has passed or it was cancelled.
     pub fn check_deadline(&self) -> Result<(), QueryError> {
-        if Instant::now() > self.deadline {
-            Err(QueryError::timeout())
-        } else {
-            Ok(())
-        }
+        self.limits.check()
     }
 
     /// The value of `expr` at time `t` (ms).
@@ -256,7 +285,7 @@ impl<'q> Evaluator<'q> {
         if ts <= start {
             ts += step;
         }
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut order: Vec<Labels> = Vec::new();
         while ts <= end {
             self.check_deadline()?;

@@ -3,17 +3,17 @@
 
 use std::cmp::Ordering;
 
-use promql_parser::label::MatchOp;
-use promql_parser::parser::{Call, Expr, VectorSelector};
-use regex::Regex;
+use promql_parser::parser::{Call, Expr};
 
 use super::QueryError;
-use super::aggregate::{valid_label_name, warn_quantile};
+use super::aggregate::warn_quantile;
+use super::date_fns;
 use super::eval::Evaluator;
 use super::histogram::histogram_quantile;
+use super::label_fns::{absent_labels, label_join, label_replace};
 use super::range_fns::{self, Window};
 use super::selector;
-use super::value::{METRIC_NAME, Sample, Value, empty_labels, label_value, with_label};
+use super::value::{METRIC_NAME, Sample, Value, empty_labels, label_value};
 use crate::storage::index::Labels;
 
 /// Evaluates `call` at `t`.
@@ -133,6 +133,27 @@ pub fn eval(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
                 );
             }
             result.samples
+        }
+        _ if date_fns::is_date_function(name) => {
+            let input = if args.is_empty() {
+                vec![Sample {
+                    labels: empty_labels(),
+                    value: t as f64 / 1000.0,
+                }]
+            } else {
+                vector(0)?
+            };
+            // NaN and infinities have no date: Prometheus drops them.
+            input
+                .into_iter()
+                .filter(|s| s.value.is_finite())
+                .filter_map(|s| {
+                    date_fns::field(name, s.value.trunc() as i64).map(|value| Sample {
+                        labels: ev.drop_name(&s.labels),
+                        value,
+                    })
+                })
+                .collect()
         }
         _ => match math_function(name) {
             Some(f) => map_values(ev, vector(0)?, f),
@@ -358,99 +379,6 @@ fn timestamp(ev: &Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<Sample>, Quer
     Ok(map_values(ev, ev.eval_vector(arg, t)?, |_| {
         t as f64 / 1000.0
     }))
-}
-
-/// The labels `absent()` reports: the selector's equality matchers (other
-/// than the name), unless a label is matched more than once.
-fn absent_labels(arg: &Expr) -> Labels {
-    let selector: Option<&VectorSelector> = match arg {
-        Expr::VectorSelector(vs) => Some(vs),
-        Expr::MatrixSelector(ms) => Some(&ms.vs),
-        _ => None,
-    };
-    let Some(vs) = selector else {
-        return empty_labels();
-    };
-    let mut labels: Vec<(String, String)> = Vec::new();
-    let mut ambiguous: Vec<String> = Vec::new();
-    for m in &vs.matchers.matchers {
-        if m.name == METRIC_NAME || !matches!(m.op, MatchOp::Equal) {
-            if m.name != METRIC_NAME {
-                ambiguous.push(m.name.clone());
-            }
-            continue;
-        }
-        if labels.iter().any(|(n, _)| *n == m.name) {
-            ambiguous.push(m.name.clone());
-        }
-        labels.push((m.name.clone(), m.value.clone()));
-    }
-    labels.retain(|(n, _)| !ambiguous.contains(n));
-    labels.sort();
-    labels.dedup();
-    labels.into()
-}
-
-fn label_replace(
-    samples: Vec<Sample>,
-    dst: &str,
-    replacement: &str,
-    src: &str,
-    pattern: &str,
-) -> Result<Vec<Sample>, QueryError> {
-    let regex = Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
-        QueryError::bad_data(format!(
-            "invalid regular expression in label_replace(): {e}"
-        ))
-    })?;
-    if !valid_label_name(dst) {
-        return Err(QueryError::bad_data(format!(
-            "invalid destination label name in label_replace(): {dst}"
-        )));
-    }
-    Ok(samples
-        .into_iter()
-        .map(|s| {
-            let source = label_value(&s.labels, src).unwrap_or("");
-            match regex.captures(source) {
-                Some(caps) => {
-                    let mut value = String::new();
-                    caps.expand(replacement, &mut value);
-                    Sample {
-                        labels: with_label(&s.labels, dst, &value),
-                        value: s.value,
-                    }
-                }
-                None => s,
-            }
-        })
-        .collect())
-}
-
-fn label_join(
-    samples: Vec<Sample>,
-    dst: &str,
-    separator: &str,
-    sources: &[String],
-) -> Result<Vec<Sample>, QueryError> {
-    if !valid_label_name(dst) {
-        return Err(QueryError::bad_data(format!(
-            "invalid destination label name in label_join(): {dst}"
-        )));
-    }
-    Ok(samples
-        .into_iter()
-        .map(|s| {
-            let joined: Vec<&str> = sources
-                .iter()
-                .map(|src| label_value(&s.labels, src).unwrap_or(""))
-                .collect();
-            Sample {
-                labels: with_label(&s.labels, dst, &joined.join(separator)),
-                value: s.value,
-            }
-        })
-        .collect())
 }
 
 /// `sort`/`sort_desc`: by value, NaN last.

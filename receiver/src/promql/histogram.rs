@@ -1,7 +1,7 @@
 //! `histogram_quantile` over classic histograms: `_bucket` series with an
 //! `le` label holding cumulative counts.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::value::{METRIC_NAME, Sample, drop_metric_name, label_value};
 use crate::storage::index::Labels;
@@ -23,7 +23,7 @@ pub struct QuantileResult {
 /// differing only in name collide, as in Prometheus).
 pub fn histogram_quantile(phi: f64, buckets: Vec<Sample>) -> QuantileResult {
     let mut result = QuantileResult::default();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in buckets {
         let le_text = label_value(&s.labels, "le").unwrap_or("");

@@ -9,10 +9,12 @@
 
 mod aggregate;
 mod binary;
+mod date_fns;
 mod error;
 mod eval;
 mod functions;
 mod histogram;
+mod label_fns;
 pub mod plan;
 mod range_fns;
 mod selector;
@@ -21,6 +23,7 @@ mod tests;
 pub mod value;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use self::aggregate::valid_label_name;
@@ -75,6 +78,7 @@ pub struct QueryResult {
 pub struct Engine {
     storage: Storage,
     options: Arc<EngineOptions>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Engine {
@@ -83,6 +87,16 @@ impl Engine {
         Self {
             storage,
             options: Arc::new(options),
+            cancel: None,
+        }
+    }
+
+    /// The same engine, whose queries stop with `canceled` once `flag` is
+    /// set (the API sets it when the client goes away).
+    pub fn with_cancel(&self, flag: Arc<AtomicBool>) -> Engine {
+        Engine {
+            cancel: Some(flag),
+            ..self.clone()
         }
     }
 
@@ -91,8 +105,8 @@ impl Engine {
         let mut options = (*self.options).clone();
         options.timeout = options.timeout.min(timeout);
         Engine {
-            storage: self.storage.clone(),
             options: Arc::new(options),
+            ..self.clone()
         }
     }
 
@@ -190,8 +204,13 @@ impl Engine {
             lookback_ms: self.options.lookback_delta.as_millis() as i64,
             default_subquery_step_ms: self.options.default_subquery_step.as_millis() as i64,
         };
-        let data = plan::fetch(&self.storage, expr, &query, self.options.max_samples)?;
-        let evaluator = eval::Evaluator::new(&query, &data, deadline, self.options.max_samples);
+        let limits = eval::Limits {
+            deadline,
+            max_samples: self.options.max_samples,
+            cancel: self.cancel.clone(),
+        };
+        let data = plan::fetch(&self.storage, expr, &query, &limits)?;
+        let evaluator = eval::Evaluator::new(&query, &data, limits);
         let value = if step_ms.is_some() {
             evaluator.range(expr)?
         } else {
@@ -201,7 +220,72 @@ impl Engine {
     }
 }
 
+/// Deepest bracket nesting accepted. The parser and the evaluator recurse
+/// per level, and a stack overflow would take the whole receiver down;
+/// real queries stay far below this.
+pub const MAX_NESTING: usize = 200;
+
 /// Parses a query; syntax errors are `bad_data`.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    promql_parser::parser::parse(query).map_err(QueryError::bad_data)
+    if nesting_depth(query) > MAX_NESTING {
+        return Err(QueryError::bad_data(format!(
+            "query nests deeper than {MAX_NESTING} levels"
+        )));
+    }
+    promql_parser::parser::parse(query).map_err(|message| match unsupported_syntax(query) {
+        Some(feature) => QueryError::unsupported(format!("{feature} (parser: {message})")),
+        None => QueryError::bad_data(message),
+    })
+}
+
+/// Deepest nesting of `(`, `[` and `{` outside string literals.
+fn nesting_depth(query: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Experimental Prometheus syntax the parser rejects with a generic
+/// message: name it, so the user learns why the query failed.
+fn unsupported_syntax(query: &str) -> Option<&'static str> {
+    const KEYWORDS: &[(&str, &str)] = &[
+        ("limitk", "limitk()"),
+        ("limit_ratio", "limit_ratio()"),
+        ("anchored", "anchored range selectors"),
+        ("smoothed", "smoothed range selectors"),
+        ("fill", "fill() binary operator modifiers"),
+        ("fill_left", "fill_left() binary operator modifiers"),
+        ("fill_right", "fill_right() binary operator modifiers"),
+    ];
+    let words = query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+    let mut found = None;
+    for word in words {
+        if let Some((_, feature)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
+            found = Some(*feature);
+            break;
+        }
+    }
+    found
 }

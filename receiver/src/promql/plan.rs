@@ -2,14 +2,15 @@
 //! the whole query (through offsets, `@`, subqueries and lookback), and
 //! fetch each selector's series once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use rustc_hash::FxHashMap;
 
 use super::QueryError;
+use super::eval::Limits;
 use crate::storage::Storage;
 use crate::storage::index::{MatchOp, Matcher};
 use crate::storage::read::SeriesData;
@@ -64,7 +65,7 @@ pub fn offset_ms(offset: &Option<Offset>) -> i64 {
 /// The series of every selector, keyed by the selector node's address.
 #[derive(Debug, Default)]
 pub struct SelectorData {
-    by_node: HashMap<usize, Arc<Vec<SeriesData>>>,
+    by_node: FxHashMap<usize, Arc<Vec<SeriesData>>>,
 }
 
 impl SelectorData {
@@ -86,19 +87,21 @@ pub fn fetch(
     storage: &Storage,
     expr: &Expr,
     query: &Query,
-    max_samples: usize,
+    limits: &Limits,
 ) -> Result<SelectorData, QueryError> {
+    let max_samples = limits.max_samples;
     let mut spans = Vec::new();
     collect_spans(expr, query, query.start_ms, query.end_ms, &mut spans)?;
     let mut data = SelectorData::default();
     let mut samples = 0usize;
     for (selector, from, to) in spans {
+        limits.check()?;
         let matchers = storage_matchers(selector)?;
-        let series = storage.select(&matchers, from, to)?;
+        let budget = max_samples.saturating_sub(samples);
+        let series = storage
+            .select_within(&matchers, from, to, budget)?
+            .ok_or_else(QueryError::too_many_samples)?;
         samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
-        if samples > max_samples {
-            return Err(QueryError::too_many_samples());
-        }
         data.by_node.insert(node_key(selector), Arc::new(series));
     }
     Ok(data)

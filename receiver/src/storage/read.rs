@@ -36,6 +36,21 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError> {
+        Ok(self
+            .select_within(matchers, start_ms, end_ms, usize::MAX)?
+            .unwrap_or_default())
+    }
+
+    /// [`Storage::select`] that gives up (`None`) as soon as it has read
+    /// more than `max_samples` samples, so a query too big for memory
+    /// fails before it is loaded.
+    pub fn select_within(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Option<Vec<SeriesData>>, StorageError> {
         let selected: Vec<(SeriesId, Labels)> = {
             let index = read_lock(&self.shared.index);
             index
@@ -46,11 +61,12 @@ impl Storage {
         };
         let window = self.shared.options.chunk_window;
         let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
-        let mut result = self.with_reader(|conn| {
+        let result = self.with_reader(|conn| {
             let mut load = conn.prepare_cached(
                 "SELECT data FROM chunks WHERE key >= ?1 AND key <= ?2 ORDER BY key",
             )?;
             let mut out = Vec::with_capacity(selected.len());
+            let mut loaded = 0usize;
             for (id, labels) in selected {
                 let mut samples: Vec<RawSample> = Vec::new();
                 let mut rows = load.query(params![
@@ -67,10 +83,17 @@ impl Storage {
                             .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
                     );
                 }
+                loaded += samples.len();
+                if loaded > max_samples {
+                    return Ok(None);
+                }
                 out.push((id, labels, samples));
             }
-            Ok(out)
+            Ok(Some(out))
         })?;
+        let Some(mut result) = result else {
+            return Ok(None);
+        };
         // Overlay the head afterwards, under its lock, so a compaction that
         // ran meanwhile is seen either in chunks or in the head (merging the
         // same sample twice is harmless).
@@ -88,8 +111,11 @@ impl Storage {
                 })
             })
             .collect();
+        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
+            return Ok(None);
+        }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(series)
+        Ok(Some(series))
     }
 
     /// Oldest and newest sample timestamps, if any sample is stored.
@@ -127,6 +153,60 @@ impl Storage {
             .collect();
         labels.sort();
         labels
+    }
+
+    /// Labels of the series matching all `matchers` that have data in
+    /// `[start_ms, end_ms]`, sorted. Decides from the head and from chunk
+    /// time bounds, without decoding chunks: a series whose chunk spans the
+    /// range counts even if its samples straddle it (as Prometheus's
+    /// chunk-level answer does).
+    pub fn series_in_range(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let selected: Vec<(SeriesId, Labels)> = {
+            let index = read_lock(&self.shared.index);
+            index
+                .select(matchers)
+                .into_iter()
+                .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
+                .collect()
+        };
+        let mut found = Vec::new();
+        let mut unsure = Vec::new();
+        {
+            let head = read_lock(&self.shared.head);
+            for (id, labels) in selected {
+                if head.range(id, start_ms, end_ms).is_empty() {
+                    unsure.push((id, labels));
+                } else {
+                    found.push(labels);
+                }
+            }
+        }
+        let window = self.shared.options.chunk_window;
+        let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
+        self.with_reader(|conn| {
+            let mut overlapping = conn.prepare_cached(
+                "SELECT 1 FROM chunks WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 LIMIT 1",
+            )?;
+            for (id, labels) in unsure {
+                let hit = overlapping.exists(params![
+                    chunk_key(id, first_window),
+                    chunk_key(id, last_window),
+                    start_ms,
+                    end_ms
+                ])?;
+                if hit {
+                    found.push(labels);
+                }
+            }
+            Ok(())
+        })?;
+        found.sort();
+        Ok(found)
     }
 
     /// Distinct label names, sorted.

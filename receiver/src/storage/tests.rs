@@ -179,3 +179,79 @@ fn retention_trims_samples_then_drops_empty_series() {
     assert_eq!(storage.sample_count(), 25);
     rt.block_on(storage.close());
 }
+
+#[test]
+fn series_in_range_checks_head_and_chunk_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let storage = Storage::open(&dir.path().join("db.sqlite"), options()).unwrap();
+    let base = 1_800_000_000_000i64;
+    let all = [m("__name__", MatchOp::Regex, ".+")];
+    let names = |start: i64, end: i64| -> Vec<String> {
+        storage
+            .series_in_range(&all, start, end)
+            .unwrap()
+            .iter()
+            .map(|l| l.iter().find(|(n, _)| n == "instance").unwrap().1.clone())
+            .collect()
+    };
+    rt.block_on(async {
+        storage
+            .append(
+                vec![
+                    series("up", "early", &[(base, 1.0), (base + 1000, 1.0)]),
+                    series("up", "late", &[(base + 5 * HOUR, 1.0)]),
+                ],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+    });
+    for compacted in [false, true] {
+        if compacted {
+            rt.block_on(storage.compact()).unwrap();
+        }
+        assert_eq!(names(base, base + 500), ["early"], "compacted: {compacted}");
+        assert_eq!(names(base + 5 * HOUR, base + 6 * HOUR), ["late"]);
+        assert_eq!(names(base - HOUR, base + 6 * HOUR), ["early", "late"]);
+        assert!(names(base + 2 * HOUR, base + 3 * HOUR).is_empty());
+    }
+}
+
+#[test]
+fn select_within_gives_up_past_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let storage = Storage::open(&dir.path().join("db.sqlite"), options()).unwrap();
+    let base = 1_800_000_000_000i64;
+    let samples: Vec<(i64, f64)> = (0..10).map(|i| (base + i * 1000, 1.0)).collect();
+    rt.block_on(storage.append(
+        vec![series("up", "a", &samples), series("up", "b", &samples)],
+        Vec::new(),
+    ))
+    .unwrap();
+    let all = [m("__name__", MatchOp::Equal, "up")];
+    for compacted in [false, true] {
+        if compacted {
+            rt.block_on(storage.compact()).unwrap();
+        }
+        assert!(
+            storage
+                .select_within(&all, base, base + HOUR, 19)
+                .unwrap()
+                .is_none()
+        );
+        let fits = storage
+            .select_within(&all, base, base + HOUR, 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fits.len(), 2, "compacted: {compacted}");
+        // Only samples in range count.
+        assert!(
+            storage
+                .select_within(&all, base, base + 4000, 10)
+                .unwrap()
+                .is_some()
+        );
+    }
+}
