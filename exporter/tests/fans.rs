@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dcmon_exporter::fans::{Board, FanController, FanPolicy, Ipmitool, Temperature};
+use dcmon_exporter::fans::{Board, FanController, FanPolicy, Ipmitool};
 use dcmon_protocol::commands::FanMode;
 
 /// A fake BMC and a DMI tree for one test.
@@ -96,6 +96,10 @@ fn stand_in() -> PathBuf {
 fn each_action_sends_its_exact_raw_bytes_and_reads_back() {
     let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
     bench.set("mode", "2");
+    bench.set(
+        "sensor",
+        include_str!("fixtures/ipmitool/sensor_supermicro-x9-x10-gpu-board.txt"),
+    );
 
     let (ok, stdout, stderr) = bench.fans(&["status"]);
     assert!(ok, "{stderr}");
@@ -103,12 +107,23 @@ fn each_action_sends_its_exact_raw_bytes_and_reads_back() {
     assert_eq!(status["mode"], "optimal");
     assert_eq!(status["zones"]["0"], 100);
     assert_eq!(status["board"]["name"], "X11DPG-OT-CPU");
+    let fan2 = status["fans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "FAN2")
+        .unwrap();
+    assert_eq!(
+        (fan2["rpm"].as_f64(), fan2["lower_critical"].as_f64()),
+        (Some(3000.0), Some(450.0))
+    );
     assert_eq!(
         bench.take_argv(),
         [
             "raw 0x30 0x45 0x00",
             "raw 0x30 0x70 0x66 0x00 0x00",
-            "raw 0x30 0x70 0x66 0x00 0x01"
+            "raw 0x30 0x70 0x66 0x00 0x01",
+            "sensor"
         ]
     );
 
@@ -231,6 +246,16 @@ fn bmc_errors_and_hangs_are_reported() {
 
 /// A controller on the stand-in BMC, as the exporter builds it.
 fn controller(bench: &Bench) -> FanController {
+    controller_with_margin(bench, 0.0)
+}
+
+fn controller_with_margin(bench: &Bench, guard_margin: f64) -> FanController {
+    // The BMC's sensor table: a real Supermicro capture (CPU1 Temp 33 °C,
+    // critical 82 °C; fans at 3000 RPM, lower critical 450).
+    bench.set(
+        "sensor",
+        include_str!("fixtures/ipmitool/sensor_supermicro-x9-x10-gpu-board.txt"),
+    );
     FanController::new(
         Box::new(Ipmitool {
             path: bench.ipmitool(),
@@ -241,16 +266,9 @@ fn controller(bench: &Bench) -> FanController {
             min_duty: 25,
             default_mode: FanMode::Optimal,
             settle: Duration::ZERO,
+            guard_margin,
         },
     )
-}
-
-fn hot(celsius: f64) -> Vec<Temperature> {
-    vec![Temperature {
-        name: "CPU1 Temp".into(),
-        celsius,
-        critical: 95.0,
-    }]
 }
 
 #[test]
@@ -259,13 +277,13 @@ fn a_manual_duty_is_reasserted_when_the_bmc_drifts() {
     let fans = controller(&bench);
     fans.set_zone_duty(0, 55, None).unwrap();
     bench.take_argv();
-    // Nothing to do while the BMC holds full mode.
-    fans.maintain(&hot(40.0));
-    assert_eq!(bench.take_argv(), ["raw 0x30 0x45 0x00"]);
+    // Nothing to change while the BMC holds full mode and all is cool.
+    fans.maintain();
+    assert_eq!(bench.take_argv(), ["sensor", "raw 0x30 0x45 0x00"]);
     // The BMC falls back to standard on its own: full mode and the duty return.
     bench.set("mode", "0");
     bench.set("duty0", "100");
-    fans.maintain(&hot(40.0));
+    fans.maintain();
     assert_eq!(bench.read("mode"), "1");
     assert_eq!(bench.read("duty0"), "55");
     assert_eq!(fans.gauges().reasserts, 1);
@@ -275,12 +293,20 @@ fn a_manual_duty_is_reasserted_when_the_bmc_drifts() {
 #[test]
 fn the_thermal_guard_sets_full_speed_when_a_temperature_is_critical() {
     let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
-    let fans = controller(&bench);
+    // At the captured readings nothing is critical: no trip.
+    let calm = controller(&bench);
+    calm.set_zone_duty(1, 30, None).unwrap();
+    calm.maintain();
+    assert_eq!(calm.gauges().thermal_guard_trips, 0);
+    calm.release();
+    // A guard margin of 60 °C puts CPU1 Temp (33 °C, critical 82 °C) past it.
+    let fans = controller_with_margin(&bench, 60.0);
+    bench.take_argv();
     // Without a manual duty the BMC's own control is in charge.
-    fans.maintain(&hot(99.0));
+    fans.maintain();
     assert!(bench.take_argv().is_empty());
     fans.set_zone_duty(1, 30, None).unwrap();
-    fans.maintain(&hot(95.0));
+    fans.maintain();
     assert_eq!(bench.read("mode"), "1");
     assert_eq!(
         (bench.read("duty0"), bench.read("duty1")),
@@ -304,7 +330,7 @@ fn a_manual_duty_reverts_after_its_time_and_on_shutdown() {
         .unwrap();
     assert_eq!(bench.read("mode"), "1");
     std::thread::sleep(Duration::from_millis(150));
-    fans.maintain(&[]);
+    fans.maintain();
     assert_eq!(
         bench.read("mode"),
         "4",

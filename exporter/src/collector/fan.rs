@@ -33,8 +33,7 @@ impl Collector for Fan {
         if !self.controller.supported_board() {
             return Ok(());
         }
-        self.controller
-            .maintain(&self.controller.critical_temperatures());
+        self.controller.maintain();
         let refreshed = self.controller.status();
         self.controller.gauges().write_to(out);
         refreshed

@@ -34,6 +34,15 @@ pub struct FanArgs {
     /// Wait after a mode change before setting duty (the BMC needs a moment).
     #[arg(long = "fans.settle", default_value = "3s", value_parser = parse_duration, global = true)]
     pub settle: Duration,
+
+    /// While a manual duty is active, go to full speed when a temperature
+    /// comes within this many °C of its critical threshold.
+    #[arg(
+        long = "fans.thermal-guard-margin",
+        default_value_t = 0.0,
+        global = true
+    )]
+    pub guard_margin: f64,
 }
 
 fn parse_mode(text: &str) -> Result<FanMode, String> {
@@ -55,6 +64,7 @@ impl FanArgs {
                 min_duty: self.min_duty,
                 default_mode: self.default_mode,
                 settle: self.settle,
+                guard_margin: self.guard_margin,
             },
         )
     }
@@ -86,7 +96,7 @@ pub enum FansAction {
 /// is deliberately left in place when the command exits: `auto` ends it.
 pub fn run(controller: &FanController, action: &FansAction) -> anyhow::Result<()> {
     let status = match action {
-        FansAction::Status => controller.status()?,
+        FansAction::Status => controller.full_status()?,
         FansAction::Mode { mode } => controller.set_mode(*mode)?,
         FansAction::Set { zone, percent } => controller.set_zone_duty(*zone, *percent, None)?,
         FansAction::Auto => controller.restore_auto()?,

@@ -5,7 +5,7 @@
 //! default mode restored when the exporter stops with a manual duty active.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,11 @@ use serde::Serialize;
 
 use super::bmc::{Bmc, BmcError};
 use super::board::Board;
+use super::sensors::{self, Fan};
+use crate::collector::ipmi_parse::{SensorRow, parse_sensor};
 
 /// The host's fan rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FanPolicy {
     /// Lowest duty accepted, percent.
     pub min_duty: u8,
@@ -24,6 +26,9 @@ pub struct FanPolicy {
     pub default_mode: FanMode,
     /// Wait after a mode change before the BMC takes duty commands.
     pub settle: Duration,
+    /// The thermal guard trips this many °C below a sensor's critical
+    /// threshold (0: at the threshold).
+    pub guard_margin: f64,
 }
 
 impl Default for FanPolicy {
@@ -32,6 +37,7 @@ impl Default for FanPolicy {
             min_duty: 25,
             default_mode: FanMode::Optimal,
             settle: Duration::from_secs(3),
+            guard_margin: 0.0,
         }
     }
 }
@@ -60,17 +66,6 @@ pub enum FanError {
     },
 }
 
-/// A temperature with its critical threshold, for the thermal guard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Temperature {
-    /// Sensor name.
-    pub name: String,
-    /// Reading, °C.
-    pub celsius: f64,
-    /// Critical threshold, °C.
-    pub critical: f64,
-}
-
 /// What `get_status` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FanStatus {
@@ -85,6 +80,8 @@ pub struct FanStatus {
     pub zones: BTreeMap<u8, u8>,
     /// Whether dcmon holds a manual duty.
     pub manual_override: bool,
+    /// Fan tachometers with their lower thresholds (when the BMC lists them).
+    pub fans: Vec<Fan>,
 }
 
 /// Gauges for `/metrics`.
@@ -100,6 +97,8 @@ pub struct FanGauges {
     pub thermal_guard_trips: u64,
     /// Times the BMC was found out of full mode and re-asserted.
     pub reasserts: u64,
+    /// Fans spinning near their lower-critical threshold at the last check.
+    pub fans_near_lower_critical: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +123,7 @@ pub struct FanController {
     state: Mutex<State>,
     trips: AtomicU64,
     reasserts: AtomicU64,
+    near_lower_critical: AtomicUsize,
 }
 
 impl std::fmt::Debug for FanController {
@@ -145,6 +145,7 @@ impl FanController {
             state: Mutex::default(),
             trips: AtomicU64::new(0),
             reasserts: AtomicU64::new(0),
+            near_lower_critical: AtomicUsize::new(0),
         }
     }
 
@@ -162,13 +163,17 @@ impl FanController {
         self.board.fan_support().is_ok()
     }
 
-    /// Temperatures with a critical threshold, read only while a manual duty
-    /// is active (the only time the thermal guard acts).
-    pub fn critical_temperatures(&self) -> Vec<Temperature> {
-        if self.state().manual.is_none() {
-            return Vec::new();
-        }
-        Vec::new()
+    /// The BMC's sensor table; empty (and logged) when it cannot be read.
+    fn sensors(&self) -> Vec<SensorRow> {
+        let parsed = self
+            .bmc
+            .run(&["sensor"])
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_sensor(&text).map_err(|e| e.to_string()));
+        parsed.unwrap_or_else(|err| {
+            tracing::warn!(error = err, "reading the BMC's sensors failed");
+            Vec::new()
+        })
     }
 
     fn supported(&self) -> Result<(), FanError> {
@@ -178,7 +183,7 @@ impl FanController {
     /// Runs one `fan_control` action; the answer is JSON.
     pub fn execute(&self, action: FanAction) -> Result<String, FanError> {
         let value = match action {
-            FanAction::GetStatus {} => serde_json::to_value(self.status()?),
+            FanAction::GetStatus {} => serde_json::to_value(self.full_status()?),
             FanAction::SetMode { mode } => serde_json::to_value(self.set_mode(mode)?),
             FanAction::SetZoneDuty {
                 zone,
@@ -208,7 +213,18 @@ impl FanController {
             mode,
             zones,
             manual_override: self.state().manual.is_some(),
+            fans: Vec::new(),
         })
+    }
+
+    /// [`FanController::status`] plus the fan tachometers and thresholds
+    /// (one more, slower, BMC request: for `get_status`, not every scrape).
+    pub fn full_status(&self) -> Result<FanStatus, FanError> {
+        let mut status = self.status()?;
+        if status.unsupported.is_none() {
+            status.fans = sensors::fans(&self.sensors());
+        }
+        Ok(status)
     }
 
     fn read_all(&self) -> Result<(Option<FanMode>, BTreeMap<u8, u8>), FanError> {
@@ -310,14 +326,36 @@ impl FanController {
         self.set_mode(self.policy.default_mode)
     }
 
-    /// Called every collection: reverts an expired manual duty, trips the
-    /// thermal guard, and re-asserts full mode and the duties where the BMC
-    /// drifted. Errors are logged; the next collection tries again.
-    pub fn maintain(&self, temperatures: &[Temperature]) {
+    /// Called every collection: while a manual duty is active, reads the
+    /// sensors, trips the thermal guard, warns of fans near their
+    /// lower-critical threshold, reverts an expired duty, and re-asserts full
+    /// mode and the duties where the BMC drifted. Errors are logged; the
+    /// next collection tries again.
+    pub fn maintain(&self) {
         let Some(manual) = self.state().manual.clone() else {
+            self.near_lower_critical.store(0, Ordering::Relaxed);
             return;
         };
-        if let Some(hot) = temperatures.iter().find(|t| t.celsius >= t.critical) {
+        let sensors = self.sensors();
+        let slow: Vec<String> = sensors::fans(&sensors)
+            .into_iter()
+            .filter(Fan::near_lower_critical)
+            .map(|f| format!("{} {} RPM", f.name, f.rpm.unwrap_or_default()))
+            .collect();
+        if !slow.is_empty() {
+            tracing::warn!(
+                fans = slow.join(", "),
+                "fans spin near their lower-critical threshold at the manual duty; the BMC will run the zone at 100 % if they cross it"
+            );
+        }
+        self.near_lower_critical
+            .store(slow.len(), Ordering::Relaxed);
+        let temperatures = sensors::temperatures(&sensors);
+        let margin = self.policy.guard_margin;
+        if let Some(hot) = temperatures
+            .iter()
+            .find(|t| t.celsius >= t.critical - margin)
+        {
             self.trips.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 sensor = hot.name,
@@ -392,6 +430,7 @@ impl FanController {
             manual_override: state.manual.is_some(),
             thermal_guard_trips: self.trips.load(Ordering::Relaxed),
             reasserts: self.reasserts.load(Ordering::Relaxed),
+            fans_near_lower_critical: self.near_lower_critical.load(Ordering::Relaxed),
         }
     }
 }

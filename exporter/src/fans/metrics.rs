@@ -35,6 +35,12 @@ impl FanGauges {
             vec![],
             self.thermal_guard_trips as f64,
         );
+        out.gauge(
+            "dcmon_fan_near_lower_critical",
+            "Fans spinning within 1.5x of their lower-critical threshold while dcmon holds a manual duty.",
+            vec![],
+            self.fans_near_lower_critical as f64,
+        );
         out.counter(
             "dcmon_fan_mode_reasserts_total",
             "Times the BMC was found out of full mode during a manual duty and full mode was re-asserted.",

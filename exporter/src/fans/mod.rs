@@ -7,7 +7,9 @@ pub mod board;
 pub mod cli;
 pub mod control;
 pub mod metrics;
+pub mod sensors;
 
 pub use self::bmc::{Bmc, BmcError, Ipmitool};
 pub use self::board::Board;
-pub use self::control::{FanController, FanError, FanPolicy, FanStatus, Temperature};
+pub use self::control::{FanController, FanError, FanPolicy, FanStatus};
+pub use self::sensors::{Fan, Temperature};
