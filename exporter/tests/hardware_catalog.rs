@@ -5,8 +5,6 @@
 //! fixes for IPMI, NVMe, apt and GPUs appears with its labels and type.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dcmon_exporter::collector::Collector;
@@ -16,7 +14,7 @@ use dcmon_exporter::exposition::encode;
 use dcmon_exporter::snapshot::Snapshot;
 use dcmon_protocol::exposition::Format;
 
-use crate::common::process::{Server, get_text, which};
+use crate::common::process::{Server, get_text, promtool_check_metrics};
 use crate::common::stand_in::{Reply, StandIn};
 use crate::common::{ParsedFamily, fixtures, parse_exposition};
 use crate::gpu::fake_gpu_snapshot;
@@ -212,12 +210,6 @@ const NOT_FROM_CAPTURES: &[&str] = &[
 /// promtool's remarks on compatibility names: node_exporter's own CamelCase
 /// names (as in peers.rs), and the nvme textfile script's
 /// `nvme_power_on_hours_total`, which its dashboards read under that name.
-const ACCEPTED_REMARKS: &[&str] = &[
-    r#"^nvme_power_on_hours_total use base unit "seconds" instead of "hours"$"#,
-    r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
-    r"^node_netstat_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
-];
-
 /// `ipmitool mc info` / `chassis status` lines written for this test in
 /// ipmitool's `Key : value` layout: no capture of either exists.
 const SYNTHETIC_MC_INFO: &str = "Device ID                 : 32\nFirmware Revision         : 3.88\nManufacturer ID           : 10876\n";
@@ -342,38 +334,7 @@ fn full_output_with_fake_hardware_passes_promtool() {
             "{collector} did not succeed:\n{text}"
         );
     }
-    let promtool =
-        which("promtool").expect("promtool is not installed (apt-get install prometheus)");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let remarks = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    let accepted: Vec<regex::Regex> = ACCEPTED_REMARKS
-        .iter()
-        .map(|r| regex::Regex::new(r).unwrap())
-        .collect();
-    let unexpected: Vec<&str> = remarks
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| !accepted.iter().any(|re| re.is_match(l)))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "promtool remarks:\n{}",
-        unexpected.join("\n")
-    );
+    let remarks = promtool_check_metrics(&text);
     // The exception is really exercised, so the list stays honest.
     assert!(remarks.contains("nvme_power_on_hours_total"), "{remarks}");
 }

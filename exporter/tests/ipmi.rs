@@ -259,10 +259,11 @@ fn results_are_cached_for_the_ttl() {
     assert_eq!(sensor_runs, 1);
 }
 
-#[test]
-fn no_bmc_is_no_data() {
+/// An ipmitool that answers everything as on a machine without a BMC
+/// (the real capture: no `/dev/ipmi0`, exit 1).
+fn no_bmc() -> StandIn {
     let dir = fixtures().join("ipmitool/local_no-bmc");
-    let bmc = StandIn::new(
+    StandIn::new(
         "ipmitool",
         &[(
             "*",
@@ -272,7 +273,12 @@ fn no_bmc_is_no_data() {
                 code: 1,
             },
         )],
-    );
+    )
+}
+
+#[test]
+fn no_bmc_is_no_data() {
+    let bmc = no_bmc();
     let mut out = Snapshot::new();
     let err = ipmi::new(&config_with(&bmc)).update(&mut out).unwrap_err();
     assert!(err.to_string().contains("Could not open device"), "{err}");
@@ -331,18 +337,7 @@ fn hung_ipmitool_is_killed_and_the_scrape_goes_on() {
 
 #[test]
 fn absent_hardware_is_logged_once_not_per_scrape() {
-    let dir = fixtures().join("ipmitool/local_no-bmc");
-    let bmc = StandIn::new(
-        "ipmitool",
-        &[(
-            "*",
-            Reply::ReplayStreams {
-                stdout: dir.join("ipmitool_sensor.stdout"),
-                stderr: dir.join("ipmitool_sensor.stderr"),
-                code: 1,
-            },
-        )],
-    );
+    let bmc = no_bmc();
     let exporter = Server::exporter(&[
         "--collector.disable-defaults",
         "--collector.ipmi",

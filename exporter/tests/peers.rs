@@ -3,56 +3,18 @@
 //! side by side, whose stable series must agree with ours.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use crate::common::parse_exposition;
-use crate::common::process::{Server, get_text, which};
+use crate::common::process::{Server, get_text, promtool_check_metrics};
 
 /// Remarks promtool makes on node_exporter's own output for names dcmon
 /// keeps for compatibility: `/proc/meminfo` and `/proc/net/{netstat,snmp}`
 /// field names are CamelCase.
-const ACCEPTED_REMARKS: &[&str] = &[
-    r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
-    r"^node_netstat_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
-];
-
 #[test]
 fn live_output_passes_promtool_check_metrics() {
-    let promtool =
-        which("promtool").expect("promtool is not installed (apt-get install prometheus)");
     let exporter = Server::exporter(&[]);
     let text = get_text(&exporter.url("/metrics"));
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let remarks = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    let accepted: Vec<regex::Regex> = ACCEPTED_REMARKS
-        .iter()
-        .map(|r| regex::Regex::new(r).unwrap())
-        .collect();
-    let unexpected: Vec<&str> = remarks
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| !accepted.iter().any(|re| re.is_match(l)))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "promtool remarks:\n{}",
-        unexpected.join("\n")
-    );
+    let remarks = promtool_check_metrics(&text);
     // The accepted exceptions really are exercised, so the list stays honest.
     assert!(remarks.contains("node_memory_MemTotal_bytes"), "{remarks}");
     assert!(remarks.contains("node_netstat_Tcp_InErrs"), "{remarks}");

@@ -151,3 +151,51 @@ pub fn get_text(url: &str) -> String {
     assert_eq!(status, 200, "GET {url}");
     String::from_utf8(body).unwrap()
 }
+
+/// Remarks `promtool check metrics` may make on dcmon's output, each one
+/// inherited from the exporter whose names dcmon keeps (see METRICS.md).
+pub const ACCEPTED_PROMTOOL_REMARKS: &[&str] = &[
+    r#"^nvme_power_on_hours_total use base unit "seconds" instead of "hours"$"#,
+    r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
+    r"^node_netstat_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
+];
+
+/// Runs `promtool check metrics` on `text`; returns everything it said.
+/// Panics on any remark not in [`ACCEPTED_PROMTOOL_REMARKS`].
+pub fn promtool_check_metrics(text: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let promtool =
+        which("promtool").expect("promtool is not installed (apt-get install prometheus)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let remarks = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let accepted: Vec<regex::Regex> = ACCEPTED_PROMTOOL_REMARKS
+        .iter()
+        .map(|r| regex::Regex::new(r).unwrap())
+        .collect();
+    let unexpected: Vec<&str> = remarks
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !accepted.iter().any(|re| re.is_match(l)))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "promtool remarks:\n{}",
+        unexpected.join("\n")
+    );
+    remarks
+}

@@ -28,6 +28,16 @@ pub struct TimeBounds {
 }
 
 impl Storage {
+    /// Ids and labels of the series matching all `matchers`.
+    fn selected(&self, matchers: &[Matcher]) -> Vec<(SeriesId, Labels)> {
+        let index = read_lock(&self.shared.index);
+        index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
+            .collect()
+    }
+
     /// Series matching all `matchers` (sorted by labels), with their samples
     /// in `[start_ms, end_ms]`. Series with no sample in range are left out.
     pub fn select(
@@ -51,14 +61,7 @@ impl Storage {
         end_ms: i64,
         max_samples: usize,
     ) -> Result<Option<Vec<SeriesData>>, StorageError> {
-        let selected: Vec<(SeriesId, Labels)> = {
-            let index = read_lock(&self.shared.index);
-            index
-                .select(matchers)
-                .into_iter()
-                .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
-                .collect()
-        };
+        let selected = self.selected(matchers);
         let window = self.shared.options.chunk_window;
         let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
         let result = self.with_reader(|conn| {
@@ -166,14 +169,7 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Labels>, StorageError> {
-        let selected: Vec<(SeriesId, Labels)> = {
-            let index = read_lock(&self.shared.index);
-            index
-                .select(matchers)
-                .into_iter()
-                .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
-                .collect()
-        };
+        let selected = self.selected(matchers);
         let mut found = Vec::new();
         let mut unsure = Vec::new();
         {
