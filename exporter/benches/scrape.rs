@@ -119,8 +119,13 @@ fn main() {
         .find(|p| Command::new(p).arg("--version").output().is_ok())
         .expect("install prometheus-node-exporter to compare against");
     let ours = env!("CARGO_BIN_EXE_dcmon-exporter");
+    let like_for_like: Vec<String> = ["apt", "fan", "gpu", "ipmi", "nvme"]
+        .iter()
+        .map(|c| format!("--no-collector.{c}"))
+        .collect();
     let mut targets = [
-        Target::start("dcmon-exporter", ours, &[]),
+        // node_exporter has no hardware collectors: compare like with like.
+        Target::start("dcmon-exporter", ours, &like_for_like),
         Target::start("node_exporter", node_exporter, &[]),
     ];
     let client = reqwest::blocking::Client::builder()
