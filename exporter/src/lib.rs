@@ -15,4 +15,5 @@ pub mod runner;
 pub mod self_metrics;
 pub mod shipper;
 pub mod snapshot;
+pub mod state_dir;
 pub mod tool;

@@ -66,7 +66,7 @@ fn enrollment(config: &Config) -> anyhow::Result<Option<(Enrollment, Arc<JwtSign
     if !config
         .remote_write
         .state_dir
-        .join(identity::state_dir::ENROLLMENT_FILE)
+        .join(identity::enrollment::ENROLLMENT_FILE)
         .exists()
     {
         return Ok(None);

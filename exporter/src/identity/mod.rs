@@ -7,9 +7,9 @@
 //! - `client.key`: the private key, PKCS#8 PEM, mode 0600;
 //! - `enrollment.json`: the receiver's answer to the registration, plus its URL.
 
+pub mod enrollment;
 pub mod register;
 pub mod signer;
-pub mod state_dir;
 
+pub use self::enrollment::{Enrollment, StateDir};
 pub use self::signer::JwtSigner;
-pub use self::state_dir::{Enrollment, StateDir};

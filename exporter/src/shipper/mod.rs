@@ -22,7 +22,6 @@ pub mod retry;
 pub mod schedule;
 pub mod scrape;
 pub mod spool;
-pub mod state_dir;
 mod worker;
 
 use std::path::PathBuf;
@@ -39,11 +38,11 @@ pub use scrape::SharedScraper;
 pub use spool::SpoolLimits;
 
 use crate::self_metrics;
+use crate::state_dir::{self, StateDirError};
 use endpoint::{Endpoint, EndpointError};
 use metrics::EndpointMetrics;
 use retry::Backoff;
 use spool::Spool;
-use state_dir::StateDirError;
 use worker::{SpoolHandle, Worker};
 
 /// Fresh batches a worker may have queued before the collection loop spools

@@ -46,9 +46,9 @@ pub struct StateDir {
 
 impl StateDir {
     /// Opens `path`, creating it (mode 0700) if missing. Refuses a
-    /// directory other users can write to (see [`crate::shipper::state_dir`]).
+    /// directory other users can write to (see [`crate::state_dir`]).
     pub fn open(path: &Path) -> anyhow::Result<StateDir> {
-        crate::shipper::state_dir::prepare(path)?;
+        crate::state_dir::prepare(path)?;
         Ok(StateDir {
             path: path.to_owned(),
         })

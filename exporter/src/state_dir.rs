@@ -1,6 +1,7 @@
-//! The exporter's state directory (`--state-dir`): the spool lives here, and
-//! so will the host's key. Anyone able to write to it could plant batches
-//! or swap keys, so a world-writable directory is refused.
+//! The exporter's state directory (`--state-dir`): the remote-write spool
+//! and the host's key and enrollment live here. Anyone able to write to it
+//! could plant batches or swap keys, so a world-writable directory is
+//! refused.
 
 use std::fs;
 use std::io;
