@@ -11,7 +11,7 @@ use regex::Regex;
 
 use crate::cli::{self, Parsed};
 use crate::collector;
-use crate::fans::{Board, FanController, FanPolicy, Ipmitool};
+use crate::fans::{Board, FanController, FanPolicy, Ipmitool, SharedTemperatures};
 use crate::roots::Roots;
 use crate::shipper::{EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels};
 
@@ -67,6 +67,8 @@ pub struct Config {
     pub fans: Arc<FanController>,
     /// Whether `reboot` commands from the receiver may run.
     pub allow_reboot: bool,
+    /// The GPU collector's latest temperatures, watched by the thermal guard.
+    pub gpu_temperatures: SharedTemperatures,
     /// How the ipmi collector reaches its BMC.
     pub ipmi: IpmiConfig,
     /// nvme-cli program and time limit.
@@ -126,6 +128,7 @@ pub struct AptConfig {
 impl Default for Config {
     /// node_exporter's defaults with every default collector enabled.
     fn default() -> Self {
+        let gpu_temperatures = SharedTemperatures::default();
         Self {
             listen_address: ":9870".into(),
             telemetry_path: "/metrics".into(),
@@ -146,15 +149,19 @@ impl Default for Config {
             netclass_ignored_devices: Regex::new("^$").expect("valid default"),
             hwmon_chips: DeviceFilter::default(),
             remote_write: ShipperConfig::default(),
-            fans: Arc::new(FanController::new(
-                Box::new(Ipmitool {
-                    path: "ipmitool".into(),
-                    timeout: Duration::from_secs(10),
-                }),
-                Board::detect(&Roots::default().sysfs),
-                FanPolicy::default(),
-            )),
+            fans: Arc::new(
+                FanController::new(
+                    Box::new(Ipmitool {
+                        path: "ipmitool".into(),
+                        timeout: Duration::from_secs(10),
+                    }),
+                    Board::detect(&Roots::default().sysfs),
+                    FanPolicy::default(),
+                )
+                .watching(gpu_temperatures.clone()),
+            ),
             allow_reboot: false,
+            gpu_temperatures,
             ipmi: IpmiConfig {
                 ipmitool: ToolConfig {
                     program: "ipmitool".into(),
@@ -204,7 +211,12 @@ impl Config {
     pub fn from_parsed(parsed: Parsed) -> Result<Self, ConfigError> {
         let remote_write = remote_write(&parsed)?;
         let Parsed { cli, toggles, .. } = parsed;
-        let fans = Arc::new(cli.fans.controller(&cli.sysfs));
+        let gpu_temperatures = SharedTemperatures::default();
+        let fans = Arc::new(
+            cli.fans
+                .controller(&cli.sysfs)
+                .watching(gpu_temperatures.clone()),
+        );
         if !cli.telemetry_path.starts_with('/') {
             return Err(ConfigError {
                 flag: "web.telemetry-path",
@@ -273,6 +285,7 @@ impl Config {
             remote_write,
             fans,
             allow_reboot: cli.allow_reboot,
+            gpu_temperatures,
             ipmi: IpmiConfig {
                 ipmitool: ToolConfig {
                     program: cli.ipmi_ipmitool_path,

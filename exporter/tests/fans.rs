@@ -397,3 +397,55 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
     assert_eq!(result.status, CommandStatus::Failed);
     assert!(result.error.unwrap().contains("rsp=0xcc"));
 }
+
+#[test]
+fn the_thermal_guard_watches_the_gpus_too() {
+    use dcmon_exporter::collector::Collector;
+    use dcmon_exporter::collector::gpu::GpuCollector;
+    use dcmon_exporter::fans::SharedTemperatures;
+
+    // The gpu collector leaves each GPU's temperature and slowdown threshold
+    // (from the RTX 4080 SUPER capture: slowdown at 96 °C) for the guard.
+    let board = SharedTemperatures::default();
+    let gpus = GpuCollector::with_source(Box::new(crate::gpu::FakeSource::from_captures(&[
+        crate::gpu::H100,
+        crate::gpu::RTX4080,
+    ])))
+    .sharing_temperatures(board.clone());
+    gpus.update(&mut dcmon_exporter::snapshot::Snapshot::new())
+        .unwrap();
+    let shared = board.lock().unwrap().clone();
+    assert_eq!(
+        shared.len(),
+        1,
+        "the H100 capture shows no absolute threshold: {shared:?}"
+    );
+    let gpu = &shared[0];
+    assert_eq!(gpu.critical, 96.0);
+    assert!(gpu.name.starts_with("GPU 1 ("), "{}", gpu.name);
+
+    // A margin that reaches the GPU's threshold, on a BMC that lists no
+    // sensors: only the GPU can trip the guard.
+    let margin = gpu.critical - gpu.celsius;
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    let blind = controller_with_margin(&bench, margin);
+    bench.set("sensor", "");
+    blind.set_zone_duty(0, 40, None).unwrap();
+    blind.maintain();
+    assert_eq!(
+        blind.gauges().thermal_guard_trips,
+        0,
+        "nothing to watch without the GPUs"
+    );
+    blind.release();
+
+    let watching = controller_with_margin(&bench, margin).watching(board);
+    bench.set("sensor", "");
+    watching.set_zone_duty(0, 40, None).unwrap();
+    watching.maintain();
+    assert_eq!(watching.gauges().thermal_guard_trips, 1);
+    assert_eq!(
+        (bench.read("mode"), bench.read("duty0")),
+        ("1".into(), "100".into())
+    );
+}

@@ -101,6 +101,14 @@ pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
         compute_cap: text_of("compute_cap"),
         temperature_gpu: get("temperature.gpu"),
         temperature_memory: get("temperature.memory"),
+        // `nvidia-smi -q` prints it as "GPU Slowdown Temp : 96 C" (GeForce);
+        // data-center cards print T.Limit offsets instead, which NVML turns
+        // into an absolute threshold the capture does not show.
+        temperature_slowdown: text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("GPU Slowdown Temp"))
+            .and_then(|rest| rest.trim_start_matches([' ', ':']).strip_suffix(" C"))
+            .and_then(|v| v.trim().parse().ok()),
         utilization_gpu: ratio("utilization.gpu"),
         utilization_memory: ratio("utilization.memory"),
         utilization_encoder: ratio("utilization.encoder"),

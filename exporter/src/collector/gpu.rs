@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::gpu_source::{DriverInfo, GpuReading, GpuSource, GpuSourceError};
 use super::{CollectError, Collector};
 use crate::config::Config;
+use crate::fans::{SharedTemperatures, Temperature};
 use crate::snapshot::{Kind, Labels, Snapshot};
 
 /// Flag and label name.
@@ -25,11 +26,15 @@ pub const NAME: &str = "gpu";
 pub struct GpuCollector {
     source: Box<dyn GpuSource>,
     failed_scrapes: AtomicU64,
+    /// Where each collection leaves the GPU temperatures for fan control's
+    /// thermal guard.
+    temperatures: Option<SharedTemperatures>,
 }
 
-/// Builds the collector on NVML.
-pub fn new(_config: &Config) -> GpuCollector {
+/// Builds the collector on NVML; it shares its temperatures with fan control.
+pub fn new(config: &Config) -> GpuCollector {
     GpuCollector::with_source(Box::new(super::gpu_nvml::NvmlSource::new()))
+        .sharing_temperatures(config.gpu_temperatures.clone())
 }
 
 impl GpuCollector {
@@ -38,7 +43,32 @@ impl GpuCollector {
         Self {
             source,
             failed_scrapes: AtomicU64::new(0),
+            temperatures: None,
         }
+    }
+
+    /// Leaves each collection's GPU temperatures and slowdown thresholds in
+    /// `board`.
+    pub fn sharing_temperatures(mut self, board: SharedTemperatures) -> Self {
+        self.temperatures = Some(board);
+        self
+    }
+
+    fn share_temperatures(&self, gpus: &[GpuReading]) {
+        let Some(board) = &self.temperatures else {
+            return;
+        };
+        let readings = gpus
+            .iter()
+            .filter_map(|gpu| {
+                Some(Temperature {
+                    name: format!("GPU {} ({})", gpu.index, uuid_label(&gpu.uuid)),
+                    celsius: gpu.temperature_gpu?,
+                    critical: gpu.temperature_slowdown?,
+                })
+            })
+            .collect();
+        *board.lock().unwrap_or_else(|e| e.into_inner()) = readings;
     }
 }
 
@@ -362,6 +392,7 @@ impl Collector for GpuCollector {
                 for gpu in &gpus {
                     write_gpu(out, &driver, gpu);
                 }
+                self.share_temperatures(&gpus);
                 Ok(())
             }
             // Already logged once at start-up by the source.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{
-    Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor,
+    Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor, TemperatureThreshold,
 };
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
@@ -294,6 +294,10 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
             .map(f64::from),
         // NVML reports 0 where the GPU has no HBM sensor.
         temperature_memory: fields[0].filter(|t| *t > 0.0),
+        temperature_slowdown: device
+            .temperature_threshold(TemperatureThreshold::Slowdown)
+            .ok()
+            .map(f64::from),
         utilization_gpu: utilization.as_ref().map(|u| ratio(u.gpu)),
         utilization_memory: utilization.as_ref().map(|u| ratio(u.memory)),
         utilization_encoder: device

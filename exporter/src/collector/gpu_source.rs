@@ -57,6 +57,9 @@ pub struct GpuReading {
     pub temperature_gpu: Option<f64>,
     /// HBM temperature, °C.
     pub temperature_memory: Option<f64>,
+    /// Temperature at which the GPU starts hardware slowdown, °C: the
+    /// critical threshold fan control's thermal guard watches.
+    pub temperature_slowdown: Option<f64>,
     /// Utilisation ratios.
     pub utilization_gpu: Option<f64>,
     /// Memory-controller utilisation ratio.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::bmc::{Bmc, BmcError};
 use super::board::Board;
-use super::sensors::{self, Fan};
+use super::sensors::{self, Fan, SharedTemperatures};
 use crate::collector::ipmi_parse::{SensorRow, parse_sensor};
 
 /// The host's fan rules.
@@ -124,6 +124,8 @@ pub struct FanController {
     trips: AtomicU64,
     reasserts: AtomicU64,
     near_lower_critical: AtomicUsize,
+    /// Temperatures from outside the BMC (the GPUs), for the guard.
+    other_temperatures: SharedTemperatures,
 }
 
 impl std::fmt::Debug for FanController {
@@ -146,7 +148,14 @@ impl FanController {
             trips: AtomicU64::new(0),
             reasserts: AtomicU64::new(0),
             near_lower_critical: AtomicUsize::new(0),
+            other_temperatures: SharedTemperatures::default(),
         }
+    }
+
+    /// Also guards the temperatures other collectors leave in `board`.
+    pub fn watching(mut self, board: SharedTemperatures) -> FanController {
+        self.other_temperatures = board;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -350,7 +359,14 @@ impl FanController {
         }
         self.near_lower_critical
             .store(slow.len(), Ordering::Relaxed);
-        let temperatures = sensors::temperatures(&sensors);
+        let mut temperatures = sensors::temperatures(&sensors);
+        temperatures.extend(
+            self.other_temperatures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         let margin = self.policy.guard_margin;
         if let Some(hot) = temperatures
             .iter()

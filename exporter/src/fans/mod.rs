@@ -12,4 +12,4 @@ pub mod sensors;
 pub use self::bmc::{Bmc, BmcError, Ipmitool};
 pub use self::board::Board;
 pub use self::control::{FanController, FanError, FanPolicy, FanStatus};
-pub use self::sensors::{Fan, Temperature};
+pub use self::sensors::{Fan, SharedTemperatures, Temperature};

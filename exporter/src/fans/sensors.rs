@@ -3,6 +3,8 @@
 //! the thermal guard, and fan speeds with theirs, for `get_status` and the
 //! near-lower-critical warning.
 
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 
 use crate::collector::ipmi_parse::SensorRow;
@@ -28,6 +30,9 @@ pub struct Temperature {
     /// Upper critical threshold (upper non-recoverable where no critical is set), °C.
     pub critical: f64,
 }
+
+/// Temperatures other collectors leave for the thermal guard (the GPUs').
+pub type SharedTemperatures = Arc<Mutex<Vec<Temperature>>>;
 
 /// A fan tachometer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
