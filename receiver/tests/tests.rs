@@ -3,6 +3,7 @@
 mod auth;
 mod commands;
 mod common;
+mod dashboards;
 mod durability;
 mod enrolment;
 mod identity;
@@ -11,5 +12,7 @@ mod promql_conformance;
 mod query_api;
 mod quickstart;
 mod retention;
+mod rules;
 mod shipping;
+mod systemd_units;
 mod write;
