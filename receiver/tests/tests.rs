@@ -7,6 +7,7 @@ mod dashboards;
 mod durability;
 mod enrolment;
 mod identity;
+mod install_scripts;
 mod prometheus_e2e;
 mod promql_conformance;
 mod query_api;
