@@ -165,6 +165,24 @@ def table(lay, title, columns, w=24, h=8, join="instance", desc="", hide=()):
         if mapping:
             props.append({"id": "mappings", "value": value_map(mapping)})
         overrides.append({"matcher": {"id": "byName", "options": header}, "properties": props})
+    if join == "instance":
+        # Each host name opens its host dashboard.
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": "instance"},
+                "properties": [
+                    {
+                        "id": "links",
+                        "value": [
+                            {
+                                "title": "Host ${__value.raw}",
+                                "url": "/d/dcmon-host/dcmon-host?var-instance=${__value.raw}&${__url_time_range}",
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
     excluded = {"Time": True, "__name__": True, "job": True}
     for label in hide:
         excluded[label] = True
@@ -273,10 +291,10 @@ def fleet():
             lay,
             "Hosts",
             [
-                ("up", f"up{{{j}}}", "short", {"0": "down", "1": "up"}),
-                ("last write ago", "time() - dcmon_client_last_seen_timestamp_seconds", "s", None),
+                ("up", f"max by (instance) (up{{{j}}})", "short", {"0": "down", "1": "up"}),
+                ("last write ago", "max by (instance) (time() - dcmon_client_last_seen_timestamp_seconds)", "s", None),
                 ("CPU busy", f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{j},mode="idle"}}[5m]))', "percentunit", None),
-                ("memory used", f"1 - node_memory_MemAvailable_bytes{{{j}}} / node_memory_MemTotal_bytes{{{j}}}", "percentunit", None),
+                ("memory used", f"max by (instance) (1 - node_memory_MemAvailable_bytes{{{j}}} / node_memory_MemTotal_bytes{{{j}}})", "percentunit", None),
                 ("hottest GPU", f"max by (instance) (nvidia_smi_temperature_gpu{{{j}}})", "celsius", None),
                 ("hottest BMC sensor", f"max by (instance) (ipmi_temperature_celsius{{{j}}})", "celsius", None),
                 (
@@ -285,15 +303,15 @@ def fleet():
                     "short",
                     None,
                 ),
-                ("fan mode", f"dcmon_fan_mode{{{j}}}", "short", FAN_MODES),
-                ("manual fan duty", f"dcmon_fan_manual_override{{{j}}}", "short", {"0": "no", "1": "yes"}),
+                ("fan mode", f"max by (instance) (dcmon_fan_mode{{{j}}})", "short", FAN_MODES),
+                ("manual fan duty", f"max by (instance) (dcmon_fan_manual_override{{{j}}})", "short", {"0": "no", "1": "yes"}),
                 ("worst NVMe wear", f"max by (instance) (nvme_percentage_used_ratio{{{j}}})", "percentunit", None),
                 ("updates", f"sum by (instance) (apt_upgrades_pending{{{j}}})", "short", None),
                 ("security updates", f"sum by (instance) (apt_upgrades_pending{{{j},{SECURITY}}})", "short", None),
-                ("reboot required", f"node_reboot_required{{{j}}}", "short", {"0": "no", "1": "yes"}),
+                ("reboot required", f"max by (instance) (node_reboot_required{{{j}}})", "short", {"0": "no", "1": "yes"}),
             ],
             h=12,
-            desc="One row per host. Links: the host dashboard for details.",
+            desc="One row per host; every column is aggregated by instance so the rows merge.",
         ),
         timeseries(lay, "Hottest GPU per host", [(f"max by (instance) (nvidia_smi_temperature_gpu{{{j}}})", "{{instance}}")], "celsius"),
         timeseries(lay, "Hottest BMC temperature per host", [(f"max by (instance) (ipmi_temperature_celsius{{{j}}})", "{{instance}}")], "celsius"),
