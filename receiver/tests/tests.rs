@@ -8,6 +8,7 @@ mod durability;
 mod enrolment;
 mod identity;
 mod install_scripts;
+mod metric_names;
 mod prometheus_e2e;
 mod promql_conformance;
 mod query_api;
