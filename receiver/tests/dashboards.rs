@@ -3,7 +3,9 @@
 //! template-variable query, and every rule expression, parses with
 //! `promql-parser` and runs as a range query on a receiver holding a small
 //! fleet's data (`common::fleet`), and every panel and variable returns
-//! data for it.
+//! data for it. A second test ships this machine's OS metrics through a
+//! real `dcmon-exporter` and requires data from every panel whose metrics
+//! arrived.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -103,11 +105,11 @@ fn variable_selector(query: &str) -> String {
 }
 
 /// Replaces Grafana's variables as Grafana would for one selected host.
-fn substitute(expr: &str) -> String {
+fn substitute(expr: &str, instance: &str) -> String {
     let values = [
         ("job", "dcmon"),
         ("receiver_job", "dcmon-receiver"),
-        ("instance", "gpu02"),
+        ("instance", instance),
         ("__rate_interval", "2m"),
         ("__interval", "30s"),
         ("__range", "1h"),
@@ -197,7 +199,16 @@ fn provisioning_points_grafana_at_the_receiver() {
 /// returned, or the error.
 fn range_query(receiver: &Receiver, expr: &str, end_ms: i64) -> Result<usize, String> {
     let start = (end_ms - (SAMPLES - 1) * STEP_MS) / 1000 + 600;
-    let end = end_ms / 1000;
+    range_query_between(receiver, expr, start, end_ms / 1000, 60)
+}
+
+fn range_query_between(
+    receiver: &Receiver,
+    expr: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<usize, String> {
     let response = client()
         .get(receiver.url("/api/v1/query_range"))
         .bearer_auth(&receiver.token)
@@ -205,7 +216,7 @@ fn range_query(receiver: &Receiver, expr: &str, end_ms: i64) -> Result<usize, St
             ("query", expr),
             ("start", &start.to_string()),
             ("end", &end.to_string()),
-            ("step", "60"),
+            ("step", &step.to_string()),
         ])
         .send()
         .unwrap();
@@ -245,7 +256,7 @@ fn every_dashboard_and_rule_query_parses_and_runs_with_data() {
     let mut failures = Vec::new();
     let mut with_data = 0;
     for query in &all {
-        let expr = substitute(&query.expr);
+        let expr = substitute(&query.expr, "gpu02");
         if let Err(e) = promql_parser::parser::parse(&expr) {
             failures.push(format!("{}: does not parse: {e}\n  {expr}", query.origin));
             continue;
@@ -273,4 +284,113 @@ fn every_dashboard_and_rule_query_parses_and_runs_with_data() {
         all.len()
     );
     assert!(panel_queries > 150, "{panel_queries} dashboard queries");
+}
+
+/// Panels that may stay empty on a machine whose metrics they read, and why.
+const MAY_BE_EMPTY_ON_THIS_MACHINE: &[(&str, &str)] = &[
+    // Containers (CI) mount their root as overlay, which the panels leave
+    // out like the alerts do; other file systems may not exist.
+    (
+        "File system use",
+        "only overlay/tmpfs mounts in a container",
+    ),
+    // Filters on non-loopback devices or error counters that need traffic.
+    ("Network traffic", "a machine may have only `lo`"),
+    ("Network errors and drops", "a machine may have only `lo`"),
+    ("Failing collectors", "empty while every collector works"),
+];
+
+#[test]
+fn dashboards_show_what_a_real_exporter_ships() {
+    use crate::common::exporter::Exporter;
+    use crate::metric_names::selected;
+
+    const INSTANCE: &str = "dashboards-e2e";
+    let receiver = Receiver::start(&[]);
+    let token = receiver.create_token("dashboards-e2e", "write");
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("write-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let url = format!("http://{}/api/v1/write", receiver.addr);
+    // This machine's /proc and /sys; the hardware collectors and apt need
+    // fakes (their names are covered by the fleet test above).
+    let exporter = Exporter::start(&[
+        "--remote-write.url",
+        &url,
+        "--remote-write.bearer-token-file",
+        token_file.to_str().unwrap(),
+        "--remote-write.interval",
+        "1s",
+        "--remote-write.instance",
+        INSTANCE,
+        "--no-collector.gpu",
+        "--no-collector.ipmi",
+        "--no-collector.nvme",
+        "--no-collector.apt",
+    ]);
+    let sent = format!("dcmon_remote_write_samples_total{{endpoint=\"{url}\",result=\"sent\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while exporter.metric(&sent) <= 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing shipped:\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A few more intervals, so rates have two samples or more.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+
+    let (status, body) = receiver.get_json("/api/v1/label/__name__/values");
+    assert_eq!(status, 200, "{body}");
+    let stored: BTreeSet<String> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(stored.contains("node_cpu_seconds_total"), "{stored:?}");
+
+    let end = now_ms() / 1000;
+    let mut failures = Vec::new();
+    let (mut checked, mut required) = (0, 0);
+    for (path, board) in dashboards() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for query in queries(&name, &board) {
+            let expr = substitute(&query.expr, INSTANCE);
+            let ast = promql_parser::parser::parse(&expr).unwrap();
+            let reads = selected(&ast);
+            let shipped = !reads.names.is_empty()
+                && reads.names.iter().all(|n| stored.contains(n))
+                && reads.regexes.iter().all(|re| {
+                    let re = regex::Regex::new(&format!("^(?:{re})$")).unwrap();
+                    stored.iter().any(|n| re.is_match(n))
+                });
+            let excused = MAY_BE_EMPTY_ON_THIS_MACHINE
+                .iter()
+                .any(|(title, _)| query.origin.contains(&format!("{title:?}")));
+            checked += 1;
+            match range_query_between(&receiver, &expr, end - 60, end, 5) {
+                Err(e) => failures.push(format!("{}: {e}\n  {expr}", query.origin)),
+                Ok(0) if shipped && !excused => {
+                    failures.push(format!("{}: no data\n  {expr}", query.origin))
+                }
+                Ok(_) if shipped => required += 1,
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{checked} dashboard queries ran on a real exporter's data, {required} of them read shipped names"
+    );
+    assert!(
+        required >= 30,
+        "only {required} queries read what the exporter shipped"
+    );
 }

@@ -75,9 +75,18 @@ fn collect_rs(dir: &Path, out: &mut Vec<String>) {
 /// Metric names a query reads: selector names, `__name__="…"` matchers,
 /// and `__name__=~"…"` regexes (returned separately).
 #[derive(Default)]
-struct Selected {
-    names: Vec<String>,
-    regexes: Vec<String>,
+pub struct Selected {
+    /// Exact names.
+    pub names: Vec<String>,
+    /// `__name__` regexes.
+    pub regexes: Vec<String>,
+}
+
+/// The metric names a parsed query reads.
+pub fn selected(ast: &Expr) -> Selected {
+    let mut selected = Selected::default();
+    walk_expr(&mut selected, ast).unwrap();
+    selected
 }
 
 impl ExprVisitor for Selected {
@@ -150,8 +159,7 @@ fn rules_and_dashboards_read_only_names_dcmon_writes() {
             .replace("$receiver_job", "x")
             .replace("$job", "x");
         let ast = promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{origin}: {e}"));
-        let mut selected = Selected::default();
-        walk_expr(&mut selected, &ast).unwrap();
+        let selected = selected(&ast);
         for name in &selected.names {
             if !is_known(name) {
                 unknown.push(format!("{origin}: {name}"));
