@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod exporter;
+pub mod fleet;
 pub mod hosts;
+pub mod rulefile;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

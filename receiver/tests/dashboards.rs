@@ -1,0 +1,396 @@
+//! The Grafana provisioning and dashboards in `grafana/`: every dashboard
+//! has a fixed uid and reads the provisioned data source; every panel and
+//! template-variable query, and every rule expression, parses with
+//! `promql-parser` and runs as a range query on a receiver holding a small
+//! fleet's data (`common::fleet`), and every panel and variable returns
+//! data for it. A second test ships this machine's OS metrics through a
+//! real `dcmon-exporter` and requires data from every panel whose metrics
+//! arrived.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use dcmon_protocol::remote_write::Version;
+use serde_json::Value;
+
+use crate::common::fleet::{SAMPLES, STEP_MS, fleet_series, workspace_root};
+use crate::common::rulefile::read_rules;
+use crate::common::{Receiver, client, now_ms};
+
+/// The data source uid of provisioning/datasources/dcmon.yaml.
+const DATASOURCE_UID: &str = "dcmon";
+
+fn dashboards() -> Vec<(PathBuf, Value)> {
+    let dir = workspace_root().join("grafana/dashboards");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let json =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path, json)
+        })
+        .collect()
+}
+
+/// Panels, with those nested in collapsed rows.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        out.push(panel);
+        if let Some(nested) = panel["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+/// A query to check: where it comes from and its text.
+struct Query {
+    origin: String,
+    expr: String,
+}
+
+fn queries(name: &str, dashboard: &Value) -> Vec<Query> {
+    let mut out = Vec::new();
+    for panel in panels(dashboard) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            out.push(Query {
+                origin: format!("{name}: panel {:?} {}", panel["title"], target["refId"]),
+                expr: target["expr"].as_str().unwrap().to_owned(),
+            });
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if var["type"] != "query" {
+            continue;
+        }
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .unwrap();
+        out.push(Query {
+            origin: format!("{name}: variable {}", var["name"]),
+            expr: variable_selector(query),
+        });
+    }
+    out
+}
+
+/// The series selector a `label_values(...)`/`query_result(...)`
+/// variable query sends.
+fn variable_selector(query: &str) -> String {
+    if let Some(inner) = query
+        .strip_prefix("label_values(")
+        .and_then(|q| q.strip_suffix(')'))
+    {
+        let (selector, _label) = inner
+            .rsplit_once(',')
+            .unwrap_or_else(|| panic!("label_values without a metric: {query}"));
+        selector.trim().to_owned()
+    } else if let Some(inner) = query
+        .strip_prefix("query_result(")
+        .and_then(|q| q.strip_suffix(')'))
+    {
+        inner.to_owned()
+    } else {
+        panic!("unsupported variable query {query}")
+    }
+}
+
+/// Replaces Grafana's variables as Grafana would for one selected host.
+fn substitute(expr: &str, instance: &str) -> String {
+    let values = [
+        ("job", "dcmon"),
+        ("receiver_job", "dcmon-receiver"),
+        ("instance", instance),
+        ("__rate_interval", "2m"),
+        ("__interval", "30s"),
+        ("__range", "1h"),
+    ];
+    let re = regex::Regex::new(r"\$\{(\w+)\}|\$(\w+)").unwrap();
+    re.replace_all(expr, |caps: &regex::Captures<'_>| {
+        let name = caps.get(1).or(caps.get(2)).unwrap().as_str();
+        if name.chars().all(|c| c.is_ascii_digit()) {
+            // label_replace's `$1`
+            return caps[0].to_owned();
+        }
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("unknown Grafana variable ${name} in {expr}"))
+            .1
+            .to_owned()
+    })
+    .into_owned()
+}
+
+#[test]
+fn dashboards_have_fixed_uids_and_use_the_provisioned_data_source() {
+    let boards = dashboards();
+    assert_eq!(boards.len(), 6, "six dashboards");
+    let mut uids = BTreeSet::new();
+    for (path, board) in &boards {
+        let uid = board["uid"].as_str().unwrap_or_default();
+        assert!(
+            uid.starts_with("dcmon-") && uid.len() <= 40,
+            "{}: uid {uid:?}",
+            path.display()
+        );
+        assert!(uids.insert(uid.to_owned()), "duplicate uid {uid}");
+        assert!(board["id"].is_null(), "{}: no numeric id", path.display());
+        for panel in panels(board) {
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(
+                panel["datasource"]["uid"],
+                DATASOURCE_UID,
+                "{}: panel {}",
+                path.display(),
+                panel["title"]
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+            for target in targets {
+                assert_eq!(target["datasource"]["uid"], DATASOURCE_UID);
+            }
+        }
+        for var in board["templating"]["list"].as_array().unwrap() {
+            assert_eq!(var["datasource"]["uid"], DATASOURCE_UID);
+            let query = var["query"]["query"].as_str().unwrap();
+            assert!(query.starts_with("label_values("), "{query}");
+        }
+    }
+}
+
+#[test]
+fn provisioning_points_grafana_at_the_receiver() {
+    let root = workspace_root().join("grafana/provisioning");
+    let datasource = std::fs::read_to_string(root.join("datasources/dcmon.yaml")).unwrap();
+    for needle in [
+        "apiVersion: 1",
+        "type: prometheus",
+        &format!("uid: {DATASOURCE_UID}"),
+        "url: ${DCMON_RECEIVER_URL}",
+        "httpMethod: POST",
+        "timeInterval: 30s",
+        "httpHeaderName1: Authorization",
+        "httpHeaderValue1: Bearer ${DCMON_READ_TOKEN}",
+    ] {
+        assert!(datasource.contains(needle), "datasource lacks {needle:?}");
+    }
+    let provider = std::fs::read_to_string(root.join("dashboards/dcmon.yaml")).unwrap();
+    for needle in ["apiVersion: 1", "type: file", "path: "] {
+        assert!(
+            provider.contains(needle),
+            "dashboard provider lacks {needle:?}"
+        );
+    }
+}
+
+/// Runs `expr` as a range query over the fleet data; the number of series
+/// returned, or the error.
+fn range_query(receiver: &Receiver, expr: &str, end_ms: i64) -> Result<usize, String> {
+    let start = (end_ms - (SAMPLES - 1) * STEP_MS) / 1000 + 600;
+    range_query_between(receiver, expr, start, end_ms / 1000, 60)
+}
+
+fn range_query_between(
+    receiver: &Receiver,
+    expr: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<usize, String> {
+    let response = client()
+        .get(receiver.url("/api/v1/query_range"))
+        .bearer_auth(&receiver.token)
+        .query(&[
+            ("query", expr),
+            ("start", &start.to_string()),
+            ("end", &end.to_string()),
+            ("step", &step.to_string()),
+        ])
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    if status != 200 || body["status"] != "success" {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    Ok(body["data"]["result"].as_array().map_or(0, Vec::len))
+}
+
+#[test]
+fn every_dashboard_and_rule_query_parses_and_runs_with_data() {
+    let receiver = Receiver::start(&[]);
+    let end_ms = now_ms() / STEP_MS * STEP_MS;
+    let series = fleet_series(end_ms);
+    for chunk in series.chunks(200) {
+        let response = receiver.write(Version::V1, chunk);
+        assert!((200..300).contains(&response.status), "write: {response:?}");
+    }
+
+    let mut all = Vec::new();
+    for (path, board) in dashboards() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        all.extend(queries(&name, &board));
+    }
+    let panel_queries = all.len();
+    for file in ["dcmon-records.yml", "dcmon-alerts.yml"] {
+        for rule in read_rules(&workspace_root().join("rules").join(file)) {
+            all.push(Query {
+                origin: format!("{file}: {} {}", rule.kind, rule.name),
+                expr: rule.expr,
+            });
+        }
+    }
+
+    let mut failures = Vec::new();
+    let mut with_data = 0;
+    for query in &all {
+        let expr = substitute(&query.expr, "gpu02");
+        if let Err(e) = promql_parser::parser::parse(&expr) {
+            failures.push(format!("{}: does not parse: {e}\n  {expr}", query.origin));
+            continue;
+        }
+        // Alerts stay quiet on a healthy fleet; they only have to run.
+        let must_have_data = !query.origin.contains(": alert ");
+        match range_query(&receiver, &expr, end_ms) {
+            Err(e) => failures.push(format!("{}: {e}\n  {expr}", query.origin)),
+            Ok(0) if must_have_data => {
+                failures.push(format!("{}: no data\n  {expr}", query.origin))
+            }
+            Ok(0) => {}
+            Ok(_) => with_data += 1,
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries failed:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} queries ({panel_queries} from dashboards) ran, {with_data} with data",
+        all.len()
+    );
+    assert!(panel_queries > 150, "{panel_queries} dashboard queries");
+}
+
+/// Panels that may stay empty on a machine whose metrics they read, and why.
+const MAY_BE_EMPTY_ON_THIS_MACHINE: &[(&str, &str)] = &[
+    // Containers (CI) mount their root as overlay, which the panels leave
+    // out like the alerts do; other file systems may not exist.
+    (
+        "File system use",
+        "only overlay/tmpfs mounts in a container",
+    ),
+    // Filters on non-loopback devices or error counters that need traffic.
+    ("Network traffic", "a machine may have only `lo`"),
+    ("Network errors and drops", "a machine may have only `lo`"),
+    ("Failing collectors", "empty while every collector works"),
+];
+
+#[test]
+fn dashboards_show_what_a_real_exporter_ships() {
+    use crate::common::exporter::Exporter;
+    use crate::metric_names::selected;
+
+    const INSTANCE: &str = "dashboards-e2e";
+    let receiver = Receiver::start(&[]);
+    let token = receiver.create_token("dashboards-e2e", "write");
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("write-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let url = format!("http://{}/api/v1/write", receiver.addr);
+    // This machine's /proc and /sys; the hardware collectors and apt need
+    // fakes (their names are covered by the fleet test above).
+    let exporter = Exporter::start(&[
+        "--remote-write.url",
+        &url,
+        "--remote-write.bearer-token-file",
+        token_file.to_str().unwrap(),
+        "--remote-write.interval",
+        "1s",
+        "--remote-write.instance",
+        INSTANCE,
+        "--no-collector.gpu",
+        "--no-collector.ipmi",
+        "--no-collector.nvme",
+        "--no-collector.apt",
+    ]);
+    let sent = format!("dcmon_remote_write_samples_total{{endpoint=\"{url}\",result=\"sent\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while exporter.metric(&sent) <= 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing shipped:\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A few more intervals, so rates have two samples or more.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+
+    let (status, body) = receiver.get_json("/api/v1/label/__name__/values");
+    assert_eq!(status, 200, "{body}");
+    let stored: BTreeSet<String> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(stored.contains("node_cpu_seconds_total"), "{stored:?}");
+
+    let end = now_ms() / 1000;
+    let mut failures = Vec::new();
+    let (mut checked, mut required) = (0, 0);
+    for (path, board) in dashboards() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for query in queries(&name, &board) {
+            let expr = substitute(&query.expr, INSTANCE);
+            let ast = promql_parser::parser::parse(&expr).unwrap();
+            let reads = selected(&ast);
+            let shipped = !reads.names.is_empty()
+                && reads.names.iter().all(|n| stored.contains(n))
+                && reads.regexes.iter().all(|re| {
+                    let re = regex::Regex::new(&format!("^(?:{re})$")).unwrap();
+                    stored.iter().any(|n| re.is_match(n))
+                });
+            let excused = MAY_BE_EMPTY_ON_THIS_MACHINE
+                .iter()
+                .any(|(title, _)| query.origin.contains(&format!("{title:?}")));
+            checked += 1;
+            match range_query_between(&receiver, &expr, end - 60, end, 5) {
+                Err(e) => failures.push(format!("{}: {e}\n  {expr}", query.origin)),
+                Ok(0) if shipped && !excused => {
+                    failures.push(format!("{}: no data\n  {expr}", query.origin))
+                }
+                Ok(_) if shipped => required += 1,
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{checked} dashboard queries ran on a real exporter's data, {required} of them read shipped names"
+    );
+    assert!(
+        required >= 30,
+        "only {required} queries read what the exporter shipped"
+    );
+}
