@@ -8,6 +8,7 @@ mod enrolment;
 mod identity;
 mod prometheus_e2e;
 mod promql_conformance;
+mod promql_side_by_side;
 mod query_api;
 mod quickstart;
 mod retention;
