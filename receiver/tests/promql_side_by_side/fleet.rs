@@ -102,6 +102,9 @@ enum Gen {
     },
     /// A constant.
     Constant(f64),
+    /// A random walk that reads NaN one scrape in ten (a tool answering
+    /// "N/A", as nvidia-smi does for the fan of a passively cooled GPU).
+    Flaky(Box<Gen>),
     /// The scrape time in seconds (`node_time_seconds`).
     Clock,
     /// The host's boot time in seconds.
@@ -491,11 +494,16 @@ impl Target {
             for name in [
                 "nvidia_smi_utilization_gpu_ratio",
                 "nvidia_smi_utilization_memory_ratio",
-                "nvidia_smi_fan_speed_ratio",
             ] {
                 let start = rng.between(0, 100) as i64;
                 b.add(name, &l, Builder::walk(start, 15, 0, 100, 0.01));
             }
+            let start = rng.between(0, 100) as i64;
+            b.add(
+                "nvidia_smi_fan_speed_ratio",
+                &l,
+                Gen::Flaky(Box::new(Builder::walk(start, 15, 0, 100, 0.01))),
+            );
             let total = 85_899_345_920.0;
             b.add("nvidia_smi_memory_total_bytes", &l, Gen::Constant(total));
             b.add(
@@ -671,13 +679,27 @@ impl Target {
                     max,
                     scale,
                 } => {
-                    if self.rng.percent(70) {
-                        let delta = self.rng.below(2 * *step as u64 + 1) as i64 - *step;
-                        *units = (*units + delta).clamp(*min, *max);
-                    }
+                    step_walk(&mut self.rng, units, *step, *min, *max);
                     Some(*units as f64 * *scale)
                 }
                 Gen::Constant(v) => Some(*v),
+                Gen::Flaky(inner) => {
+                    let nan = self.rng.percent(10);
+                    let value = match inner.as_mut() {
+                        Gen::Walk {
+                            units,
+                            step,
+                            min,
+                            max,
+                            scale,
+                        } => {
+                            step_walk(&mut self.rng, units, *step, *min, *max);
+                            *units as f64 * *scale
+                        }
+                        _ => unreachable!("only walks are flaky"),
+                    };
+                    Some(if nan { f64::NAN } else { value })
+                }
                 Gen::Clock => Some(ts as f64 / 1000.0),
                 Gen::BootTime => Some(self.boot_time_s),
                 Gen::LastSuccess(last) => {
@@ -714,6 +736,14 @@ impl Target {
                 out[i].push((ts, v));
             }
         }
+    }
+}
+
+/// One step of a random walk: moves seven times in ten.
+fn step_walk(rng: &mut Rng, units: &mut i64, step: i64, min: i64, max: i64) {
+    if rng.percent(70) {
+        let delta = rng.below(2 * step as u64 + 1) as i64 - step;
+        *units = (*units + delta).clamp(min, max);
     }
 }
 
