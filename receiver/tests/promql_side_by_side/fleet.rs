@@ -476,7 +476,7 @@ impl Target {
             let uuid = if h == 1 && gpu == 0 {
                 ZERO_UUID.to_owned()
             } else {
-                format!("00000000-0000-0000-0000-{:06}{gpu:06}", h)
+                format!("00000000-0000-0000-0000-{h:06}{gpu:06}")
             };
             let index = gpu.to_string();
             let l = [("uuid", uuid.as_str())];
@@ -703,7 +703,7 @@ impl Target {
                 Gen::Clock => Some(ts as f64 / 1000.0),
                 Gen::BootTime => Some(self.boot_time_s),
                 Gen::LastSuccess(last) => {
-                    if tick % 4 == 0 && !self.rng.percent(25) {
+                    if tick.is_multiple_of(4) && !self.rng.percent(25) {
                         *last = (ts / 1000) as f64;
                     }
                     Some(*last)
