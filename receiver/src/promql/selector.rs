@@ -74,8 +74,9 @@ pub fn latest_from(
     (ts > t - lookback_ms && !is_stale(value)).then_some((ts, value))
 }
 
-/// [`window_slice`] that starts its searches at the cursors (window start,
-/// window end) and leaves the positions found there for the next step.
+/// The samples in `(t - range, t]` as stored (stale markers included),
+/// searched from the cursors (window start, window end), which are left at
+/// the positions found for the next step.
 pub fn window_slice_from<'a>(
     samples: &'a [(i64, f64)],
     t: i64,
@@ -109,7 +110,9 @@ pub fn instant_from(
         .collect()
 }
 
-/// The samples in `(t - range, t]` as stored (stale markers included).
+/// The samples in `(t - range, t]` as stored (stale markers included); the
+/// reference [`window_slice_from`] is tested against.
+#[cfg(test)]
 pub fn window_slice(samples: &[(i64, f64)], t: i64, range_ms: i64) -> &[(i64, f64)] {
     let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
     let to = samples.partition_point(|(ts, _)| *ts <= t);
