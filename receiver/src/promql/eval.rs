@@ -294,7 +294,9 @@ impl<'q> Evaluator<'q> {
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
             Expr::Call(call) => {
                 let value = functions::eval(self, call, t)?;
-                if let Value::Vector(samples) = &value {
+                if let Value::Vector(samples) = &value
+                    && !distinct_by_construction(call)
+                {
                     check_unique(samples)?;
                 }
                 Ok(value)
@@ -443,6 +445,23 @@ pub fn check_unique(samples: &[Sample]) -> Result<(), QueryError> {
         }
     }
     Ok(())
+}
+
+/// Whether `call` is a range function straight over a selector of one
+/// metric name: its output series are the selected series (distinct label
+/// sets), at most without their shared name, so they cannot collide and
+/// the per-step [`check_unique`] (a hash of every label set) can be skipped.
+fn distinct_by_construction(call: &promql_parser::parser::Call) -> bool {
+    if !super::range_fns::is_range_function(call.func.name) {
+        return false;
+    }
+    call.args.args.iter().any(|arg| {
+        let mut arg: &Expr = arg;
+        while let Expr::Paren(p) = arg {
+            arg = &p.expr;
+        }
+        matches!(arg, Expr::MatrixSelector(ms) if ms.vs.name.is_some())
+    })
 }
 
 impl Evaluator<'_> {
