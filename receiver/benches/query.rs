@@ -287,6 +287,21 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
         Probe::Get("/api/v1/labels".into(), window()),
         Probe::Get("/api/v1/label/instance/values".into(), window()),
         Probe::Get("/api/v1/label/__name__/values".into(), window()),
+        // Two evaluations reading every CPU series over the whole span:
+        // how much of the per-step queries above is reading the samples.
+        Probe::Get(
+            "/api/v1/query_range".into(),
+            vec![
+                (
+                    "query",
+                    r#"count(count_over_time(node_cpu_seconds_total{mode!="idle"}[1m]))"#
+                        .to_owned(),
+                ),
+                ("start", peers::seconds(start)),
+                ("end", peers::seconds(end)),
+                ("step", peers::seconds(end - start)),
+            ],
+        ),
     ]
 }
 
