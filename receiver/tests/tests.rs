@@ -11,6 +11,7 @@ mod install_scripts;
 mod metric_names;
 mod prometheus_e2e;
 mod promql_conformance;
+mod promql_side_by_side;
 mod query_api;
 mod quickstart;
 mod retention;

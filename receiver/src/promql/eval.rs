@@ -65,7 +65,20 @@ pub struct Evaluator<'q> {
     label_cache: RefCell<LabelCache>,
     subquery_steps: RefCell<SubqueryCache>,
     interned: RefCell<FxHashSet<Labels>>,
+    cursors: RefCell<Cursors>,
 }
+
+/// Per selector node and purpose, each series' sample index found at the
+/// previous evaluation: where the next step's search starts
+/// ([`selector::position_after`]).
+type Cursors = FxHashMap<(usize, u8), Vec<usize>>;
+
+/// Cursor purposes.
+pub const CURSOR_INSTANT: u8 = 0;
+/// Start of a range window.
+pub const CURSOR_WINDOW_START: u8 = 1;
+/// End of a range window.
+pub const CURSOR_WINDOW_END: u8 = 2;
 
 /// Inner results of subqueries by (subquery node, inner step time).
 type SubqueryCache = FxHashMap<(usize, i64), Rc<Vec<Sample>>>;
@@ -91,6 +104,7 @@ impl<'q> Evaluator<'q> {
             label_cache: RefCell::default(),
             subquery_steps: RefCell::default(),
             interned: RefCell::default(),
+            cursors: RefCell::default(),
         }
     }
 
@@ -129,6 +143,22 @@ impl<'q> Evaluator<'q> {
             return Arc::clone(labels);
         }
         self.derived_labels(DROP_NAME, labels, drop_metric_name)
+    }
+
+    /// Runs `f` with the search cursors of `selector` for `purpose` (one
+    /// per series, `series` of them). `f` must not evaluate expressions.
+    pub fn with_cursors<T>(
+        &self,
+        selector: &promql_parser::parser::VectorSelector,
+        purpose: u8,
+        series: usize,
+        f: impl FnOnce(&mut [usize]) -> T,
+    ) -> T {
+        let key = (selector as *const _ as usize, purpose);
+        let mut cursors = self.cursors.borrow_mut();
+        let cursors = cursors.entry(key).or_default();
+        cursors.resize(series, 0);
+        f(cursors)
     }
 
     /// The annotations collected so far.
@@ -240,11 +270,15 @@ impl<'q> Evaluator<'q> {
             Expr::VectorSelector(vs) => {
                 let at = vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
                 let series = self.data.get(vs);
-                Ok(Value::Vector(selector::instant(
-                    &series,
-                    at - offset_ms(&vs.offset),
-                    self.query.lookback_ms,
-                )))
+                let samples = self.with_cursors(vs, CURSOR_INSTANT, series.len(), |cursors| {
+                    selector::instant_from(
+                        &series,
+                        at - offset_ms(&vs.offset),
+                        self.query.lookback_ms,
+                        cursors,
+                    )
+                });
+                Ok(Value::Vector(samples))
             }
             Expr::MatrixSelector(ms) => {
                 let at = ms.vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
@@ -260,7 +294,9 @@ impl<'q> Evaluator<'q> {
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
             Expr::Call(call) => {
                 let value = functions::eval(self, call, t)?;
-                if let Value::Vector(samples) = &value {
+                if let Value::Vector(samples) = &value
+                    && !distinct_by_construction(call)
+                {
                     check_unique(samples)?;
                 }
                 Ok(value)
@@ -409,6 +445,23 @@ pub fn check_unique(samples: &[Sample]) -> Result<(), QueryError> {
         }
     }
     Ok(())
+}
+
+/// Whether `call` is a range function straight over a selector of one
+/// metric name: its output series are the selected series (distinct label
+/// sets), at most without their shared name, so they cannot collide and
+/// the per-step [`check_unique`] (a hash of every label set) can be skipped.
+fn distinct_by_construction(call: &promql_parser::parser::Call) -> bool {
+    if !super::range_fns::is_range_function(call.func.name) {
+        return false;
+    }
+    call.args.args.iter().any(|arg| {
+        let mut arg: &Expr = arg;
+        while let Expr::Paren(p) = arg {
+            arg = &p.expr;
+        }
+        matches!(arg, Expr::MatrixSelector(ms) if ms.vs.name.is_some())
+    })
 }
 
 impl Evaluator<'_> {

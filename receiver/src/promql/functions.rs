@@ -8,7 +8,7 @@ use promql_parser::parser::{Call, Expr};
 use super::QueryError;
 use super::aggregate::warn_quantile;
 use super::date_fns;
-use super::eval::Evaluator;
+use super::eval::{CURSOR_WINDOW_END, CURSOR_WINDOW_START, Evaluator};
 use super::histogram::histogram_quantile;
 use super::label_fns::{absent_labels, label_join, label_replace};
 use super::range_fns::{self, Window};
@@ -195,8 +195,11 @@ fn range_function(
         // it holds a stale marker to skip.
         let data = ev.selector_data(&ms.vs);
         let mut out = Vec::new();
-        for s in data.iter() {
-            let window = selector::window_slice(&s.samples, end_ms, end_ms - start_ms);
+        let mut starts = ev.with_cursors(&ms.vs, CURSOR_WINDOW_START, data.len(), |c| c.to_vec());
+        let mut ends = ev.with_cursors(&ms.vs, CURSOR_WINDOW_END, data.len(), |c| c.to_vec());
+        for ((s, from), to) in data.iter().zip(&mut starts).zip(&mut ends) {
+            let window =
+                selector::window_slice_from(&s.samples, end_ms, end_ms - start_ms, (from, to));
             let filtered;
             let points = if window.iter().any(|(_, v)| selector::is_stale(*v)) {
                 filtered = selector::window(&s.samples, end_ms, end_ms - start_ms);
@@ -220,6 +223,12 @@ fn range_function(
                 });
             }
         }
+        ev.with_cursors(&ms.vs, CURSOR_WINDOW_START, data.len(), |c| {
+            c.copy_from_slice(&starts)
+        });
+        ev.with_cursors(&ms.vs, CURSOR_WINDOW_END, data.len(), |c| {
+            c.copy_from_slice(&ends)
+        });
         non_counters.report(ev, matrix_arg);
         return Ok(Value::Vector(out));
     }

@@ -20,12 +20,89 @@ pub fn latest(samples: &[(i64, f64)], t: i64, lookback_ms: i64) -> Option<(i64, 
     (ts > t - lookback_ms && !is_stale(value)).then_some((ts, value))
 }
 
-/// An instant vector: each series' latest sample at `t`.
-pub fn instant(series: &[SeriesData], t: i64, lookback_ms: i64) -> Vec<Sample> {
+/// `samples.partition_point(|(ts, _)| *ts <= t)`, searched outward from
+/// `hint` first. A range query asks each series at steadily increasing
+/// times; starting next to the previous step's answer touches a few
+/// neighbouring samples instead of a binary search's cache misses across
+/// the whole series. Any `hint` gives the same answer.
+pub fn position_after(samples: &[(i64, f64)], t: i64, hint: usize) -> usize {
+    let after = |(ts, _): &(i64, f64)| *ts <= t;
+    let n = samples.len();
+    let mut lo = hint.min(n);
+    if lo > 0 && samples[lo - 1].0 > t {
+        // The answer lies before the hint: gallop backwards.
+        let mut hi = lo - 1;
+        let mut step = 1;
+        loop {
+            let probe = hi.saturating_sub(step);
+            if samples[probe].0 <= t {
+                return probe + 1 + samples[probe + 1..hi].partition_point(after);
+            }
+            if probe == 0 {
+                return 0;
+            }
+            hi = probe;
+            step *= 2;
+        }
+    }
+    // Every sample before `lo` is at or before `t`: gallop forwards.
+    let mut step = 1;
+    loop {
+        let probe = lo + step - 1;
+        if probe >= n {
+            return lo + samples[lo..].partition_point(after);
+        }
+        if samples[probe].0 > t {
+            return lo + samples[lo..probe].partition_point(after);
+        }
+        lo = probe + 1;
+        step *= 2;
+    }
+}
+
+/// [`latest`] that starts its search at `*cursor` and leaves the
+/// position found there for the next step.
+pub fn latest_from(
+    samples: &[(i64, f64)],
+    t: i64,
+    lookback_ms: i64,
+    cursor: &mut usize,
+) -> Option<(i64, f64)> {
+    let end = position_after(samples, t, *cursor);
+    *cursor = end;
+    let &(ts, value) = samples[..end].last()?;
+    (ts > t - lookback_ms && !is_stale(value)).then_some((ts, value))
+}
+
+/// The samples in `(t - range, t]` as stored (stale markers included),
+/// searched from the cursors (window start, window end), which are left at
+/// the positions found for the next step.
+pub fn window_slice_from<'a>(
+    samples: &'a [(i64, f64)],
+    t: i64,
+    range_ms: i64,
+    cursors: (&mut usize, &mut usize),
+) -> &'a [(i64, f64)] {
+    let from = position_after(samples, t - range_ms, *cursors.0);
+    let to = position_after(samples, t, *cursors.1);
+    *cursors.0 = from;
+    *cursors.1 = to;
+    &samples[from..to.max(from)]
+}
+
+/// An instant vector: each series' latest sample at `t`, with one search
+/// cursor per series (see [`latest_from`]).
+pub fn instant_from(
+    series: &[SeriesData],
+    t: i64,
+    lookback_ms: i64,
+    cursors: &mut [usize],
+) -> Vec<Sample> {
     series
         .iter()
-        .filter_map(|s| {
-            latest(&s.samples, t, lookback_ms).map(|(_, value)| Sample {
+        .zip(cursors.iter_mut())
+        .filter_map(|(s, cursor)| {
+            latest_from(&s.samples, t, lookback_ms, cursor).map(|(_, value)| Sample {
                 labels: s.labels.clone(),
                 value,
             })
@@ -33,7 +110,9 @@ pub fn instant(series: &[SeriesData], t: i64, lookback_ms: i64) -> Vec<Sample> {
         .collect()
 }
 
-/// The samples in `(t - range, t]` as stored (stale markers included).
+/// The samples in `(t - range, t]` as stored (stale markers included); the
+/// reference [`window_slice_from`] is tested against.
+#[cfg(test)]
 pub fn window_slice(samples: &[(i64, f64)], t: i64, range_ms: i64) -> &[(i64, f64)] {
     let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
     let to = samples.partition_point(|(ts, _)| *ts <= t);
@@ -75,6 +154,40 @@ mod tests {
         let samples = [(0, 1.0), (60_000, 2.0)];
         assert_eq!(latest(&samples, 300_000, 300_000), Some((60_000, 2.0)));
         assert_eq!(latest(&samples, 360_000, 300_000), None);
+    }
+
+    #[test]
+    fn position_after_is_partition_point_from_any_hint() {
+        let samples: Vec<(i64, f64)> = (0..40).map(|i| (i * 10 + (i % 3), 0.0)).collect();
+        for len in [0, 1, 2, 5, 40] {
+            let s = &samples[..len];
+            for t in -5..420 {
+                let expected = s.partition_point(|(ts, _)| *ts <= t);
+                for hint in 0..=len + 3 {
+                    assert_eq!(
+                        position_after(s, t, hint),
+                        expected,
+                        "len {len} t {t} hint {hint}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cursors_follow_steps_and_jumps() {
+        let samples: Vec<(i64, f64)> = (0..100).map(|i| (i * 15_000 + 7, i as f64)).collect();
+        let (mut from, mut to) = (0, 0);
+        for t in [60_000, 120_000, 1_000_000, 30_000, 1_500_000, 0, 2_000_000] {
+            let hinted = window_slice_from(&samples, t, 60_000, (&mut from, &mut to));
+            assert_eq!(hinted, window_slice(&samples, t, 60_000), "t {t}");
+            let mut cursor = to / 2;
+            assert_eq!(
+                latest_from(&samples, t, 300_000, &mut cursor),
+                latest(&samples, t, 300_000),
+                "t {t}"
+            );
+        }
     }
 
     #[test]

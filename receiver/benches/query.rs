@@ -1,0 +1,510 @@
+//! Query benchmark: the same synthetic fleet (node_exporter-like and
+//! nvidia_smi-like series, a classic histogram per host) remote-written to
+//! dcmon-receiver, Prometheus and VictoriaMetrics; then the median latency
+//! of dashboard-style queries over the whole span, each system in the same
+//! run, printed as a table with ratios. It asserts nothing; it notes where
+//! a peer's answer differs from dcmon's.
+//!
+//! Run with `cargo bench -p dcmon-receiver --bench query` (a release
+//! build; `apt-get install prometheus victoria-metrics` for the peers).
+//!
+//! Knobs (environment): `BENCH_HOSTS` (100), `BENCH_SERIES` per host (~300),
+//! `BENCH_HOURS` of data ending now (24; `BENCH_DAYS=7` for a week),
+//! `BENCH_RUNS` timed runs per query (5, after one warm-up),
+//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`).
+
+#[path = "../tests/promql_side_by_side/fleet.rs"]
+mod fleet;
+#[path = "../tests/promql_side_by_side/peers.rs"]
+mod peers;
+
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use fleet::{Spec, Target};
+use peers::{Answer, Endpoint, Kind, Peer, client, installed};
+
+const INTERVAL_MS: i64 = 30_000;
+/// Scrapes per remote-write request (one host per request).
+const TICKS_PER_WRITE: usize = 40;
+const SEED: u64 = 0x7175_6572_7962_656e;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("query bench: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: cannot parse {v:?}")),
+        _ => Ok(default),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A system under test: where to write, where to query.
+struct System {
+    name: &'static str,
+    write: Endpoint,
+    read: Endpoint,
+    _process: Process,
+}
+
+/// What keeps a system running; dropping it stops the system.
+struct Process {
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+    _peer: Option<Peer>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_dcmon() -> Result<System, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let db = dir.path().join("dcmon.db");
+    let token_file = dir.path().join("token");
+    let child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+        .args([
+            "--web.listen-address",
+            &addr,
+            "--storage.path",
+            &db.display().to_string(),
+            "--admin-token-file",
+            &token_file.display().to_string(),
+            "--storage.compaction-interval",
+            "10s",
+            "--storage.retention",
+            "30d",
+            "--log.level",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("dcmon-receiver: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            return Err("dcmon-receiver did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| e.to_string())?
+        .trim()
+        .to_owned();
+    let endpoint = Endpoint {
+        base: format!("http://{addr}"),
+        token: Some(token),
+    };
+    Ok(System {
+        name: "dcmon",
+        write: endpoint.clone(),
+        read: endpoint,
+        _process: Process {
+            child: Some(child),
+            _dir: Some(dir),
+            _peer: None,
+        },
+    })
+}
+
+fn start_peer(kind: Kind, name: &'static str) -> Result<System, String> {
+    let peer = Peer::start(kind)?;
+    let endpoint = Endpoint {
+        base: peer.base.clone(),
+        token: None,
+    };
+    Ok(System {
+        name,
+        write: endpoint.clone(),
+        read: endpoint,
+        _process: Process {
+            child: None,
+            _dir: None,
+            _peer: Some(peer),
+        },
+    })
+}
+
+/// Sends the whole fleet to `system`, host by host in blocks of scrapes.
+fn load(spec: &Spec, system: &System) -> Result<Duration, String> {
+    let started = Instant::now();
+    let workers = 2.min(spec.hosts);
+    // Senders move through time in step, so no system sees a sample older
+    // than what it accepts (Prometheus: its head's newest sample - 1 h).
+    let barrier = std::sync::Barrier::new(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|me| {
+                let barrier = &barrier;
+                scope.spawn(move || -> Result<(), String> {
+                    let http = client();
+                    let mut targets: Vec<Target> = (1..=spec.hosts)
+                        .filter(|h| h % workers == me)
+                        .map(|h| Target::host(spec, h))
+                        .collect();
+                    for first in (0..spec.ticks).step_by(TICKS_PER_WRITE) {
+                        for target in &mut targets {
+                            let batch = fleet::batch(
+                                spec,
+                                std::slice::from_mut(target),
+                                first,
+                                TICKS_PER_WRITE,
+                            );
+                            if let Err(e) = system.write.write(&http, &batch) {
+                                // The other sender waits at the barrier.
+                                eprintln!("query bench: {}: {e}", system.name);
+                                std::process::exit(1);
+                            }
+                        }
+                        barrier.wait();
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or_else(|_| Err("sender panicked".into())))
+    })?;
+    Ok(started.elapsed())
+}
+
+/// Waits until the system has made what it was sent queryable in its
+/// steady-state form (dcmon: the head compacted into chunks).
+fn settle(system: &System) -> Result<(), String> {
+    let http = client();
+    match system.name {
+        "dcmon" => {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let stats = system.read.get(&http, "/api/dcmon/stats", &[])?;
+                if stats["head_samples"].as_u64() == Some(0) || Instant::now() > deadline {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        "victoriametrics" => {
+            let _ = http
+                .get(format!("{}/internal/force_flush", system.read.base))
+                .send();
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One benchmark query.
+enum Probe {
+    Range(String),
+    Get(String, Vec<(&'static str, String)>),
+}
+
+impl Probe {
+    fn title(&self) -> String {
+        match self {
+            Probe::Range(q) => q.clone(),
+            Probe::Get(path, params) => {
+                let args: Vec<String> = params
+                    .iter()
+                    .filter(|(k, _)| *k != "start" && *k != "end")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if args.is_empty() {
+                    path.clone()
+                } else {
+                    format!("{path}?{}", args.join("&"))
+                }
+            }
+        }
+    }
+}
+
+fn probes(start: i64, end: i64) -> Vec<Probe> {
+    let range = |q: &str| Probe::Range(q.to_owned());
+    let window = || {
+        vec![
+            ("start", peers::seconds(start)),
+            ("end", peers::seconds(end)),
+        ]
+    };
+    let with = |extra: (&'static str, &str)| {
+        let mut p = vec![(extra.0, extra.1.to_owned())];
+        p.extend(window());
+        p
+    };
+    vec![
+        range(r#"rate(node_cpu_seconds_total{instance="host1:9100",mode="user"}[5m])"#),
+        range(r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))"#),
+        range(r#"sum by (instance) (rate(node_network_receive_bytes_total[5m]))"#),
+        range(
+            r#"node_memory_MemAvailable_bytes{instance="host1:9100"} / node_memory_MemTotal_bytes{instance="host1:9100"}"#,
+        ),
+        range(r#"max_over_time(nvidia_smi_temperature_gpu{instance="host1:9100"}[5m])"#),
+        range(r#"max by (instance) (max_over_time(nvidia_smi_temperature_gpu[5m]))"#),
+        range(
+            r#"histogram_quantile(0.9, rate(dcmon_receiver_request_duration_seconds_bucket{instance="host1:9100"}[5m]))"#,
+        ),
+        range(
+            r#"histogram_quantile(0.99, sum by (le) (rate(dcmon_receiver_request_duration_seconds_bucket[5m])))"#,
+        ),
+        Probe::Get(
+            "/api/v1/series".into(),
+            with((
+                "match[]",
+                r#"node_cpu_seconds_total{instance="host1:9100"}"#,
+            )),
+        ),
+        Probe::Get("/api/v1/labels".into(), window()),
+        Probe::Get("/api/v1/label/instance/values".into(), window()),
+        Probe::Get("/api/v1/label/__name__/values".into(), window()),
+        // Two evaluations reading every CPU series over the whole span:
+        // how much of the per-step queries above is reading the samples.
+        Probe::Get(
+            "/api/v1/query_range".into(),
+            vec![
+                (
+                    "query",
+                    r#"count(count_over_time(node_cpu_seconds_total{mode!="idle"}[1m]))"#
+                        .to_owned(),
+                ),
+                ("start", peers::seconds(start)),
+                ("end", peers::seconds(end)),
+                ("step", peers::seconds(end - start)),
+            ],
+        ),
+    ]
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Whether two answers agree (same series, points, values within 1e-5).
+fn same(a: &Answer, b: &Answer) -> bool {
+    match (a, b) {
+        (Answer::Matrix(a), Answer::Matrix(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|((la, pa), (lb, pb))| {
+                    la == lb
+                        && pa.len() == pb.len()
+                        && pa.iter().zip(pb).all(|(x, y)| {
+                            x.0 == y.0
+                                && ((x.1.is_nan() && y.1.is_nan())
+                                    || (x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(y.1.abs()))
+                        })
+                })
+        }
+        _ => false,
+    }
+}
+
+fn run() -> Result<(), String> {
+    let hosts = env_parse("BENCH_HOSTS", 100usize)?;
+    let series = env_parse("BENCH_SERIES", 300usize)?;
+    let days = env_parse("BENCH_DAYS", 0f64)?;
+    let hours = if days > 0.0 {
+        days * 24.0
+    } else {
+        env_parse("BENCH_HOURS", 24f64)?
+    };
+    let runs = env_parse("BENCH_RUNS", 5usize)?.max(1);
+    if hosts == 0 || series == 0 || hours.is_nan() || hours <= 0.0 {
+        return Err("BENCH_HOSTS, BENCH_SERIES and BENCH_HOURS must be positive".into());
+    }
+    // The data starts a quarter of an hour before the queried span, so no
+    // counter starts inside it (where Prometheus 2.x and 3.x extrapolate
+    // `rate` differently).
+    let lead_ms = 900_000;
+    let ticks =
+        (((hours * 3_600_000.0 + lead_ms as f64) / INTERVAL_MS as f64).round() as usize).max(1);
+    let start_ms = (now_ms() - 120_000 - ticks as i64 * INTERVAL_MS).div_euclid(60_000) * 60_000;
+    // Everything but the CPU series is fixed per host; the CPUs make up the rest.
+    let mut spec = Spec {
+        hosts,
+        cpus: 0,
+        gpus: 4,
+        demo_instances: 0,
+        interval_ms: INTERVAL_MS,
+        start_ms,
+        ticks,
+        seed: SEED,
+    };
+    let fixed = Target::host(&spec, 1).series_count();
+    spec.cpus = (series.saturating_sub(fixed) / 8).max(1);
+    let per_host = Target::host(&spec, 1).series_count();
+    let only: Vec<String> = std::env::var("BENCH_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    println!(
+        "workload: {hosts} hosts x {per_host} series, {ticks} scrapes every {} s ({hours} h), {} samples",
+        INTERVAL_MS / 1000,
+        hosts * per_host * ticks
+    );
+
+    let mut systems = Vec::new();
+    if wanted("dcmon") {
+        systems.push(start_dcmon()?);
+    }
+    for (kind, name) in [
+        (Kind::Prometheus, "prometheus"),
+        (Kind::VictoriaMetrics, "victoriametrics"),
+    ] {
+        if !wanted(name) {
+            continue;
+        }
+        if installed(kind.program()) {
+            systems.push(start_peer(kind, name)?);
+        } else {
+            println!(
+                "{name}: not installed, skipped (apt-get install {})",
+                kind.program()
+            );
+        }
+    }
+    for system in &systems {
+        let took = load(&spec, system)?;
+        println!(
+            "{}: loaded in {:.1} s ({:.0} samples/s)",
+            system.name,
+            took.as_secs_f64(),
+            (hosts * per_host * ticks) as f64 / took.as_secs_f64()
+        );
+    }
+    for system in &systems {
+        let started = Instant::now();
+        settle(system)?;
+        println!(
+            "{}: settled in {:.1} s",
+            system.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let end = spec.end_ms().div_euclid(60_000) * 60_000;
+    let start = spec.start_ms + lead_ms;
+    // Grafana's step for the span at ~1,400 points.
+    let step = ((end - start) / 1_400).max(INTERVAL_MS).div_euclid(1000) * 1000;
+    println!(
+        "queries over {:.1} h at a {} s step; median of {runs} runs after one warm-up",
+        (end - start) as f64 / 3_600_000.0,
+        step / 1000
+    );
+    let http = client();
+    let mut table: Vec<(String, Vec<Option<Duration>>, Vec<String>)> = Vec::new();
+    for probe in probes(start, end) {
+        let mut times = Vec::new();
+        let mut notes = Vec::new();
+        let mut reference: Option<Answer> = None;
+        for system in &systems {
+            let once = || -> Result<Option<Answer>, String> {
+                match &probe {
+                    Probe::Range(q) => match system.read.query_range(&http, q, start, end, step) {
+                        Answer::Error(e) => Err(e),
+                        answer => Ok(Some(answer)),
+                    },
+                    Probe::Get(path, params) => {
+                        let body = system.read.get(&http, path, params)?;
+                        if body["status"] != "success" {
+                            return Err(body.to_string());
+                        }
+                        Ok(None)
+                    }
+                }
+            };
+            let answer = match once() {
+                Ok(a) => a,
+                Err(e) => {
+                    notes.push(format!("{} failed: {e}", system.name));
+                    times.push(None);
+                    continue;
+                }
+            };
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let t = Instant::now();
+                once()?;
+                samples.push(t.elapsed());
+            }
+            times.push(Some(median(samples)));
+            if let Some(answer) = answer {
+                match &reference {
+                    None => reference = Some(answer),
+                    Some(ours) if !same(ours, &answer) => {
+                        notes.push(format!("{} answers differently from dcmon", system.name));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        table.push((probe.title(), times, notes));
+    }
+
+    println!();
+    let mut header = format!("{:<4}", "#");
+    for system in &systems {
+        header.push_str(&format!(" {:>14}", format!("{} ms", system.name)));
+    }
+    if systems.len() > 1 {
+        header.push_str(&format!(" {:>16}", "dcmon/fastest"));
+    }
+    println!("{header}  query");
+    for (n, (title, times, notes)) in table.iter().enumerate() {
+        let mut line = format!("{:<4}", n + 1);
+        for t in times {
+            match t {
+                Some(t) => line.push_str(&format!(" {:>14.2}", t.as_secs_f64() * 1000.0)),
+                None => line.push_str(&format!(" {:>14}", "error")),
+            }
+        }
+        if systems.len() > 1 && systems[0].name == "dcmon" {
+            let fastest_peer = times[1..].iter().flatten().min();
+            match (times[0], fastest_peer) {
+                (Some(ours), Some(peer)) => line.push_str(&format!(
+                    " {:>16.2}",
+                    ours.as_secs_f64() / peer.as_secs_f64()
+                )),
+                _ => line.push_str(&format!(" {:>16}", "-")),
+            }
+        }
+        println!("{line}  {title}");
+        for note in notes {
+            println!("{:<4} note: {note}", "");
+        }
+    }
+    Ok(())
+}

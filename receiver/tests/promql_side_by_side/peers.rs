@@ -1,0 +1,324 @@
+//! Reference servers for side-by-side runs: Debian's `prometheus` and
+//! `victoria-metrics` started on loopback with a remote-write receiver, plus
+//! the HTTP calls shared by the side-by-side test and the query benchmark
+//! (remote-write a batch, run a range query, parse a matrix).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
+use reqwest::blocking::Client;
+
+/// Which reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's `prometheus` (2.42 on Debian 12).
+    Prometheus,
+    /// Debian's `victoria-metrics`.
+    VictoriaMetrics,
+}
+
+impl Kind {
+    /// The program on `PATH`.
+    pub fn program(self) -> &'static str {
+        match self {
+            Kind::Prometheus => "prometheus",
+            Kind::VictoriaMetrics => "victoria-metrics",
+        }
+    }
+}
+
+/// A reference server in its own temporary directory, killed on drop.
+#[derive(Debug)]
+pub struct Peer {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `program` is on `PATH`.
+pub fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+impl Peer {
+    /// Starts `kind` with remote-write ingestion on; waits until it is ready.
+    pub fn start(kind: Kind) -> Result<Peer, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let data = dir.path().join("data");
+        let args: Vec<String> = match kind {
+            Kind::Prometheus => {
+                let config = dir.path().join("prometheus.yml");
+                std::fs::write(&config, "global:\n  scrape_interval: 1m\n")
+                    .map_err(|e| e.to_string())?;
+                vec![
+                    format!("--config.file={}", config.display()),
+                    format!("--storage.tsdb.path={}", data.display()),
+                    format!("--web.listen-address={addr}"),
+                    "--web.enable-remote-write-receiver".to_owned(),
+                    "--storage.tsdb.retention.time=30d".to_owned(),
+                ]
+            }
+            Kind::VictoriaMetrics => vec![
+                format!("-storageDataPath={}", data.display()),
+                format!("-httpListenAddr={addr}"),
+                "-retentionPeriod=30d".to_owned(),
+                // Answer with data up to now, as Prometheus does, not only
+                // samples older than 30 s.
+                "-search.latencyOffset=0s".to_owned(),
+                // Serve the raw samples: no response cache between runs.
+                "-search.disableCache".to_owned(),
+            ],
+        };
+        let log = dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let child = Command::new(kind.program())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {} ({e}); install it with apt-get install {}",
+                    kind.program(),
+                    kind.program()
+                )
+            })?;
+        let mut peer = Peer {
+            child,
+            base: format!("http://{addr}"),
+            log,
+            dir,
+        };
+        let ready = match kind {
+            Kind::Prometheus => "/-/ready",
+            Kind::VictoriaMetrics => "/health",
+        };
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = peer.child.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}):\n{}",
+                    kind.program(),
+                    peer.log_tail()
+                ));
+            }
+            if TcpStream::connect(&addr).is_ok()
+                && client
+                    .get(format!("{}{ready}", peer.base))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(peer);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} not ready:\n{}",
+                    kind.program(),
+                    peer.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Directory holding the server's data.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client for test traffic.
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Where to send and query, with the bearer token if the server wants one.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `http://host:port`.
+    pub base: String,
+    /// Bearer token.
+    pub token: Option<String>,
+}
+
+impl Endpoint {
+    /// Remote-writes `series` (1.0 protocol); retries on 5xx and 429.
+    pub fn write(&self, client: &Client, series: &[SeriesSamples]) -> Result<(), String> {
+        let body = compress(&encode_v1(series));
+        let mut attempt = 0;
+        loop {
+            let mut request = client
+                .post(format!("{}/api/v1/write", self.base))
+                .header("content-type", "application/x-protobuf")
+                .header("content-encoding", "snappy")
+                .header("x-prometheus-remote-write-version", "0.1.0")
+                .body(body.clone());
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let (retry, reason) = match request.send() {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().unwrap_or_default();
+                    (
+                        status.is_server_error() || status.as_u16() == 429,
+                        format!("{status}: {}", text.trim()),
+                    )
+                }
+                Err(e) => (true, e.to_string()),
+            };
+            attempt += 1;
+            if !retry || attempt > 20 {
+                return Err(format!("write to {}: {reason}", self.base));
+            }
+            std::thread::sleep(Duration::from_millis(100 * attempt));
+        }
+    }
+
+    /// GET `path` with `params`; the JSON body (also for error statuses).
+    pub fn get(
+        &self,
+        client: &Client,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, String> {
+        let mut request = client.get(format!("{}{path}", self.base)).query(params);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().map_err(|e| format!("{path}: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().map_err(|e| format!("{path}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "{path}: {status}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            )
+        })
+    }
+
+    /// Runs a range query and parses the answer.
+    pub fn query_range(
+        &self,
+        client: &Client,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Answer {
+        let params = [
+            ("query", query.to_owned()),
+            ("start", seconds(start_ms)),
+            ("end", seconds(end_ms)),
+            ("step", seconds(step_ms)),
+        ];
+        match self.get(client, "/api/v1/query_range", &params) {
+            Ok(body) => Answer::from_json(&body),
+            Err(e) => Answer::Error(e),
+        }
+    }
+}
+
+/// Milliseconds as decimal seconds.
+pub fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// A sorted label set.
+pub type Labels = Vec<(String, String)>;
+
+/// A parsed query answer.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A matrix: labels → (timestamp ms, value).
+    Matrix(BTreeMap<Labels, Vec<(i64, f64)>>),
+    /// `status: error` (or an unusable answer), with the message.
+    Error(String),
+}
+
+impl Answer {
+    /// Parses a `query_range` body.
+    pub fn from_json(body: &serde_json::Value) -> Answer {
+        if body["status"] != "success" {
+            return Answer::Error(format!(
+                "{}: {}",
+                body["errorType"].as_str().unwrap_or("?"),
+                body["error"].as_str().unwrap_or("?")
+            ));
+        }
+        let data = &body["data"];
+        if data["resultType"] != "matrix" {
+            return Answer::Error(format!("result type {}", data["resultType"]));
+        }
+        let mut out = BTreeMap::new();
+        for series in data["result"].as_array().into_iter().flatten() {
+            let mut labels: Labels = series["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            labels.sort();
+            let points = series["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| {
+                    let ts = (pair[0].as_f64().unwrap_or(f64::NAN) * 1000.0).round() as i64;
+                    (ts, parse_value(pair[1].as_str().unwrap_or("")))
+                })
+                .collect();
+            out.insert(labels, points);
+        }
+        Answer::Matrix(out)
+    }
+}
+
+/// A sample value as the API writes it.
+pub fn parse_value(text: &str) -> f64 {
+    match text {
+        "NaN" => f64::NAN,
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or(f64::NAN),
+    }
+}
