@@ -1,13 +1,14 @@
 //! Side by side with the real thing: the same synthetic fleet data goes to
 //! Debian's `prometheus` (remote-write receiver on) and to dcmon (remote
-//! write with a write token); then every query of three lists runs as a
+//! write with a write token); then every query of four lists runs as a
 //! range query on both and the answers are compared: label sets,
 //! timestamps, and values within a relative 1e-5 (NaN equals NaN).
 //!
 //! The lists (`promql_side_by_side/data/`): the PromQL compliance tester's
 //! expanded queries of lite scope (the data carries the demo service's
 //! series names they expect), and the community dashboard and rule queries
-//! that read at least one metric the data has.
+//! that read at least one metric the data has; plus ("own") the queries of
+//! our own `grafana/` dashboards and `rules/` that read the data.
 //!
 //! Debian ships Prometheus 2.42, dcmon follows 3.x. Mismatches that are
 //! documented 2.x/3.x differences (the project's SEMANTICS.md) are left out
@@ -32,6 +33,9 @@ use std::time::{Duration, Instant};
 use self::fleet::{Spec, Target};
 use self::peers::{Answer, Endpoint, Kind, Peer, client};
 use crate::common::Receiver;
+use crate::common::dashboards::{self, substitute_with_job};
+use crate::common::fleet::workspace_root;
+use crate::common::rulefile::read_rules;
 
 /// Lowest acceptable fraction of matching queries per source (after the
 /// documented 2.x/3.x differences are left out).
@@ -160,6 +164,32 @@ fn load_queries(metrics: &BTreeSet<String>) -> Vec<Query> {
                     text: text.to_owned(),
                 });
             }
+        }
+    }
+    // Our own dashboards (for host0 of the node job) and rules.
+    let mut own: Vec<(String, String)> = Vec::new();
+    for (path, dashboard) in dashboards::dashboards() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for query in dashboards::queries(&name, &dashboard) {
+            own.push((
+                query.origin,
+                substitute_with_job(&query.expr, "node", "host0:9100"),
+            ));
+        }
+    }
+    for file in ["rules/dcmon-alerts.yml", "rules/dcmon-records.yml"] {
+        for rule in read_rules(&workspace_root().join(file)) {
+            own.push((format!("{file}: {}", rule.name), rule.expr));
+        }
+    }
+    for (origin, text) in own {
+        let reads_our_data = identifiers(&text).iter().any(|id| metrics.contains(id));
+        if reads_our_data && seen.insert(("own", text.clone())) {
+            queries.push(Query {
+                source: "own",
+                origin,
+                text,
+            });
         }
     }
     if let Ok(filter) = std::env::var("SIDE_BY_SIDE_FILTER") {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dashboards;
 pub mod exporter;
 pub mod fleet;
 pub mod hosts;
