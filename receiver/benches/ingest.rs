@@ -19,12 +19,16 @@
 //! about one scrape in ten. Requests are built right before they are sent,
 //! so the sender's CPU use is part of the picture on small machines.
 
+mod support;
+
+use support::{env_parse, now_ms};
+
 use std::collections::HashSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
 use reqwest::blocking::Client;
@@ -146,23 +150,6 @@ impl Config {
     fn total_samples(&self) -> u64 {
         (self.hosts * self.series * self.ticks) as u64
     }
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}: cannot parse {v:?}")),
-        _ => Ok(default),
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 // ---------------------------------------------------------------------------

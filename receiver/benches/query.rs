@@ -18,6 +18,10 @@ mod fleet;
 #[path = "../tests/promql_side_by_side/peers.rs"]
 mod peers;
 
+mod support;
+
+use support::{env_parse, now_ms};
+
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,23 +41,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}: cannot parse {v:?}")),
-        _ => Ok(default),
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A system under test: where to write, where to query.
