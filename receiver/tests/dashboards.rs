@@ -196,10 +196,7 @@ fn dashboards_show_what_a_real_exporter_ships() {
 
     const INSTANCE: &str = "dashboards-e2e";
     let receiver = Receiver::start(&[]);
-    let token = receiver.create_token("dashboards-e2e", "write");
-    let token_dir = tempfile::tempdir().unwrap();
-    let token_file = token_dir.path().join("write-token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = receiver.write_token_file("dashboards-e2e");
     let url = format!("http://{}/api/v1/write", receiver.addr);
     // This machine's /proc and /sys; the hardware collectors and apt need
     // fakes (their names are covered by the fleet test above).

@@ -10,17 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::exporter::{Exporter, register};
-use crate::common::{Receiver, client, name_matcher, open_storage};
+use crate::common::{Receiver, client, name_matcher, open_storage, wait_until};
 
 const HOST: &str = "enrol-e2e";
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn enrollment(state: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(state.join("enrollment.json")).unwrap()).unwrap()

@@ -2,23 +2,15 @@
 //! receiver, with an exporter restart in the middle of it, loses no tick
 //! and duplicates none.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dcmon_receiver::storage::index::{MatchOp, Matcher};
 
 use crate::common::exporter::{Exporter, ReceiverOnAddr};
-use crate::common::{Receiver, now_ms, open_storage};
+use crate::common::{Receiver, now_ms, open_storage, wait_until};
 
 const INSTANCE: &str = "shipping-e2e";
 const TICK_MS: i64 = 1000;
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Sleeps until `offset_ms` past the next whole tick, so that a restart
 /// happens well clear of a collection.
@@ -32,10 +24,7 @@ fn sleep_to_tick_offset(offset_ms: i64) {
 fn every_tick_arrives_once_after_an_outage_and_an_exporter_restart() {
     let mut receiver = Receiver::start(&[]);
     let addr = receiver.addr.clone();
-    let token = receiver.create_token("shipping-e2e", "write");
-    let token_dir = tempfile::tempdir().unwrap();
-    let token_file = token_dir.path().join("write-token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = receiver.write_token_file("shipping-e2e");
 
     let url = format!("http://{addr}/api/v1/write");
     let mut exporter = Exporter::start(&[

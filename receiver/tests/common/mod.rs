@@ -150,6 +150,15 @@ impl Receiver {
         stdout.trim().to_owned()
     }
 
+    /// Creates a write-scoped token and stores it in a file in this
+    /// receiver's directory, as a sender's bearer-token file.
+    pub fn write_token_file(&self, name: &str) -> PathBuf {
+        let token = self.create_token(name, "write");
+        let file = self.dir.join(format!("{name}.token"));
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        file
+    }
+
     /// The process log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
@@ -279,6 +288,15 @@ pub fn now_ms() -> i64 {
 pub fn open_storage(path: &Path) -> dcmon_receiver::storage::Storage {
     dcmon_receiver::storage::Storage::open(path, dcmon_receiver::storage::Options::default())
         .unwrap()
+}
+
+/// Polls `done` every 50 ms; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Matches series named `name`.
