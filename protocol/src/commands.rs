@@ -77,6 +77,15 @@ pub enum FanMode {
 }
 
 impl FanMode {
+    /// Every mode.
+    pub const ALL: [FanMode; 5] = [
+        FanMode::Standard,
+        FanMode::Full,
+        FanMode::Optimal,
+        FanMode::Pue,
+        FanMode::HeavyIo,
+    ];
+
     /// The BMC's code for this mode.
     pub fn code(self) -> u8 {
         match self {
@@ -90,15 +99,7 @@ impl FanMode {
 
     /// The mode for a BMC code.
     pub fn from_code(code: u8) -> Option<FanMode> {
-        [
-            FanMode::Standard,
-            FanMode::Full,
-            FanMode::Optimal,
-            FanMode::Pue,
-            FanMode::HeavyIo,
-        ]
-        .into_iter()
-        .find(|m| m.code() == code)
+        Self::ALL.into_iter().find(|m| m.code() == code)
     }
 
     /// Lower-case name, as in the API.
@@ -114,15 +115,7 @@ impl FanMode {
 
     /// Parses a mode name.
     pub fn parse(name: &str) -> Option<FanMode> {
-        [
-            FanMode::Standard,
-            FanMode::Full,
-            FanMode::Optimal,
-            FanMode::Pue,
-            FanMode::HeavyIo,
-        ]
-        .into_iter()
-        .find(|m| m.name() == name)
+        Self::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 

@@ -131,9 +131,10 @@ impl RegisterRequest {
         nonce: &str,
         exporter_version: &str,
     ) -> Result<RegisterRequest, RegistrationError> {
-        let public_key = RsaPublicKey::from(key)
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| RegistrationError::BadKey(e.to_string()))?;
+        let public = RsaPublicKey::from(key);
+        let bad_key = |e: rsa::pkcs8::spki::Error| RegistrationError::BadKey(e.to_string());
+        let public_key = public.to_public_key_pem(LineEnding::LF).map_err(bad_key)?;
+        let der = public.to_public_key_der().map_err(bad_key)?;
         let mut request = RegisterRequest {
             hostname: hostname.to_owned(),
             machine_id: machine_id.to_owned(),
@@ -143,7 +144,7 @@ impl RegisterRequest {
             exporter_version: exporter_version.to_owned(),
             signature: String::new(),
         };
-        let message = request.signed_message(&request.public_key_der()?);
+        let message = request.signed_message(der.as_bytes());
         let signature = SigningKey::<Sha256>::new(key.clone()).sign(&message);
         request.signature = STANDARD.encode(signature.to_bytes());
         Ok(request)
@@ -162,10 +163,6 @@ impl RegisterRequest {
             self.exporter_version,
         )
         .into_bytes()
-    }
-
-    fn public_key_der(&self) -> Result<Vec<u8>, RegistrationError> {
-        Ok(self.parsed_key()?.1)
     }
 
     fn parsed_key(&self) -> Result<(RsaPublicKey, Vec<u8>), RegistrationError> {

@@ -68,7 +68,7 @@ impl EndpointConfig {
     /// 12 hex digits of the SHA-256 of its URL.
     pub fn id(&self) -> String {
         let digest = Sha256::digest(self.url.as_bytes());
-        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+        dcmon_protocol::identity::hex(&digest[..6])
     }
 
     /// The URL without any `user:password@`, for logs and metric labels.

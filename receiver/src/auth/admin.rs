@@ -63,7 +63,7 @@ pub fn load_or_create_admin_token(path: &Path) -> Result<(String, bool), TokenFi
             }
             let mut bytes = [0u8; TOKEN_BYTES];
             getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = dcmon_protocol::identity::hex(&bytes);
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use dcmon_protocol::identity::hex;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -109,11 +110,7 @@ impl TokenStore {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
-        let secret: String = PREFIX
-            .chars()
-            .map(String::from)
-            .chain(bytes.iter().map(|b| format!("{b:02x}")))
-            .collect();
+        let secret = format!("{PREFIX}{}", hex(&bytes));
         let inserted = self.conn().execute(
             "INSERT INTO tokens (name, scope, hash, created_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (name) DO NOTHING",
