@@ -133,9 +133,8 @@ fn each_action_sends_its_exact_raw_bytes_and_reads_back() {
     assert!(ok, "{stderr}");
     let argv = bench.take_argv();
     assert_eq!(
-        argv[..6],
+        argv[..5],
         [
-            "raw 0x30 0x45 0x00",
             "raw 0x30 0x45 0x00",
             "raw 0x30 0x45 0x01 0x01",
             "raw 0x30 0x45 0x00",

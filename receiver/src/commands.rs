@@ -201,7 +201,7 @@ impl CommandQueue {
             conn.last_insert_rowid()
         };
         // Read before waking pollers: the answer shows the command as created.
-        let record = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        let record = self.read(id)?.ok_or(QueueError::NotFound(id))?;
         self.created.notify_waiters();
         Ok(record)
     }
@@ -209,6 +209,11 @@ impl CommandQueue {
     /// One command.
     pub fn get(&self, id: i64) -> Result<Option<CommandRecord>, QueueError> {
         self.sweep()?;
+        self.read(id)
+    }
+
+    /// One command as stored, for operations that have swept already.
+    fn read(&self, id: i64) -> Result<Option<CommandRecord>, QueueError> {
         Ok(self
             .conn()
             .query_row(&format!("{SELECT} WHERE c.id = ?1"), params![id], record)
@@ -245,7 +250,7 @@ impl CommandQueue {
              WHERE id = ?1 AND status = 'pending'",
             params![id, now_ms()],
         )?;
-        let current = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        let current = self.read(id)?.ok_or(QueueError::NotFound(id))?;
         if changed == 0 {
             return Err(QueueError::WrongState {
                 id,
@@ -341,7 +346,7 @@ impl CommandQueue {
             ],
         )?;
         let current = self
-            .get(id)?
+            .read(id)?
             .filter(|c| c.client_id == client_id)
             .ok_or(QueueError::NotFound(id))?;
         if changed == 0 {

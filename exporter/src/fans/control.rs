@@ -308,12 +308,14 @@ impl FanController {
                 self.policy.min_duty
             )));
         }
-        let held = self.state().manual.clone();
-        let previous_mode = match &held {
-            Some(manual) => manual.previous_mode,
-            None => self.bmc.fan_mode()?,
-        };
-        if self.bmc.fan_mode()? != FanMode::Full {
+        let current = self.bmc.fan_mode()?;
+        // A duty already held keeps the mode it first left.
+        let previous_mode = self
+            .state()
+            .manual
+            .as_ref()
+            .map_or(current, |manual| manual.previous_mode);
+        if current != FanMode::Full {
             self.apply_mode(FanMode::Full)?;
         }
         self.apply_duty(zone, duty)?;
