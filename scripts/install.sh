@@ -1,8 +1,9 @@
 #!/bin/sh
-# Installs dcmon on a systemd host from built binaries: the programs, the
-# hardened units, default settings, and (for the receiver) the alert rules
-# and Grafana files. Running it again upgrades the binaries and units and
-# keeps edited settings.
+# Installs dcmon from built binaries on a systemd host the Debian packages
+# don't fit: the programs, the hardened units, default settings
+# (packaging/default) and, for the receiver, the alert rules and Grafana
+# files. Running it again upgrades the binaries and units and keeps edited
+# settings.
 #
 #   scripts/install.sh [--root DIR] [--bin-dir DIR] [--receiver] [--exporter]
 #
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --bin-dir=*) bin_dir=${1#--bin-dir=}; shift ;;
     --receiver) want_receiver=1; shift ;;
     --exporter) want_exporter=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set/{/^#/p}' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -61,18 +62,10 @@ for program in ${want_receiver:+dcmon-receiver} ${want_exporter:+dcmon-exporter}
   fi
 done
 
-defaults=$(mktemp)
-trap 'rm -f "$defaults"' EXIT
-
 if [ -n "$want_receiver" ]; then
   put 0755 "$bin_dir/dcmon-receiver" /usr/bin/dcmon-receiver
   put 0644 "$here/systemd/dcmon-receiver.service" /etc/systemd/system/dcmon-receiver.service
-  cat >"$defaults" <<'EOF'
-# Extra flags for dcmon-receiver (see dcmon-receiver --help), e.g.
-# DCMON_RECEIVER_ARGS="--storage.retention=14d"
-DCMON_RECEIVER_ARGS=""
-EOF
-  put_config "$defaults" /etc/default/dcmon-receiver
+  put_config "$here/packaging/default/dcmon-receiver" /etc/default/dcmon-receiver
   for file in "$here"/rules/*.yml; do
     put 0644 "$file" "/usr/share/dcmon/rules/$(basename "$file")"
   done
@@ -92,14 +85,7 @@ fi
 if [ -n "$want_exporter" ]; then
   put 0755 "$bin_dir/dcmon-exporter" /usr/bin/dcmon-exporter
   put 0644 "$here/systemd/dcmon-exporter.service" /etc/systemd/system/dcmon-exporter.service
-  cat >"$defaults" <<'EOF'
-# Extra flags for dcmon-exporter (see dcmon-exporter --help), e.g.
-# DCMON_EXPORTER_ARGS="--config.file=/etc/dcmon/exporter.toml"
-# After `dcmon-exporter register --server URL --admin-token-file FILE`
-# the exporter ships to that receiver without further flags.
-DCMON_EXPORTER_ARGS=""
-EOF
-  put_config "$defaults" /etc/default/dcmon-exporter
+  put_config "$here/packaging/default/dcmon-exporter" /etc/default/dcmon-exporter
 fi
 
 if [ -n "$live" ] && [ -d /run/systemd/system ]; then

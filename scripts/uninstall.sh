@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
     --root) root=$2; shift 2 ;;
     --root=*) root=${1#--root=}; shift ;;
     --purge) purge=1; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set/{/^#/p}' "$0"; exit 0 ;;
     *) echo "uninstall.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
