@@ -9,6 +9,7 @@ mod enrolment;
 mod identity;
 mod install_scripts;
 mod metric_names;
+mod openapi;
 mod peer_queries;
 mod prometheus_e2e;
 mod promql_conformance;
