@@ -1,6 +1,7 @@
 //! Integration tests of dcmon-receiver over real loopback HTTP.
 
 mod auth;
+mod backup;
 mod commands;
 mod common;
 mod dashboards;
