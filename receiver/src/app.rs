@@ -63,6 +63,8 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
         Access::Read,
         Router::new()
             .route("/metrics", get(api::dcmon::metrics))
+            // Documentation only: whoever may query may read how to.
+            .route("/api/dcmon/openapi.json", get(api::openapi::document))
             .route("/api/v1/query", get(q::query).post(q::query))
             .route(
                 "/api/v1/query_range",

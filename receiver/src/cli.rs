@@ -112,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ClientAction,
     },
+    /// Writes a consistent copy of the database to a new file; safe while
+    /// the receiver runs (run it as the receiver's user).
+    Backup {
+        /// The copy to create; an existing file is never overwritten.
+        output: PathBuf,
+    },
 }
 
 /// `dcmon-receiver client …`

@@ -2,6 +2,7 @@
 //! SIGTERM stop accepting, finish in-flight writes, flush and exit 0.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use dcmon_receiver::api::query::QueryService;
 use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
+use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Token { action }) => run_token_command(&cli, action),
         Some(Command::Client { action }) => run_client_command(&cli, action),
+        Some(Command::Backup { output }) => run_backup(&cli, output),
         None => run(cli),
     };
     match result {
@@ -98,6 +101,17 @@ fn run_client_command(cli: &Cli, action: &ClientAction) -> anyhow::Result<()> {
             eprintln!("Revoked client {revoked}; its next request is refused.");
         }
     }
+    Ok(())
+}
+
+/// `dcmon-receiver backup OUTPUT`.
+fn run_backup(cli: &Cli, output: &Path) -> anyhow::Result<()> {
+    let bytes = backup::backup(&cli.storage_path, output)?;
+    println!(
+        "Wrote {} ({bytes} bytes), a copy of {}.",
+        output.display(),
+        cli.storage_path.display()
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of dcmon-receiver over real loopback HTTP.
 
 mod auth;
+mod backup;
 mod commands;
 mod common;
 mod dashboards;
@@ -9,6 +10,7 @@ mod enrolment;
 mod identity;
 mod install_scripts;
 mod metric_names;
+mod openapi;
 mod peer_queries;
 mod prometheus_e2e;
 mod promql_conformance;

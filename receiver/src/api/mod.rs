@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod commands;
 pub mod dcmon;
+pub mod openapi;
 pub mod query;
 pub mod query_json;
 pub mod query_params;

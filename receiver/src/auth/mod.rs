@@ -53,7 +53,7 @@ pub enum Principal {
 pub enum Access {
     /// Any authenticated caller (`/health`).
     Any,
-    /// Reading: the query API and `/metrics`.
+    /// Reading: the query API, `/metrics` and the API's OpenAPI document.
     Read,
     /// Writing samples: `/api/v1/write`.
     Write,

@@ -47,6 +47,23 @@ impl Receiver {
         receiver
     }
 
+    /// Starts a receiver in a fresh directory on a copy of `database`, as
+    /// a restore puts a backup in place.
+    pub fn start_with_database(database: &Path, extra: &[&str]) -> Receiver {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(database, tmp.path().join("dcmon.db")).unwrap();
+        let mut receiver = Receiver {
+            child: None,
+            addr: String::new(),
+            token: String::new(),
+            dir: tmp.path().to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        receiver.spawn();
+        receiver
+    }
+
     /// Path of the SQLite file.
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("dcmon.db")
