@@ -4,55 +4,15 @@
 //! samples Prometheus's own TSDB holds for the same window.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dcmon_receiver::storage::index::{MatchOp, Matcher};
 
+use crate::common::peer::{Process, free_port, wait_for};
 use crate::common::{Receiver, client, now_ms, open_storage};
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn terminate(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(url: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if client()
-            .get(url)
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not come up at {url}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// labels → [(timestamp ms, value bits)], stale markers left out (the
 /// query API never returns them).

@@ -110,6 +110,44 @@ fn grafana_health_query_returns_scalar_two_at_time_four() {
 }
 
 #[test]
+fn post_with_parameters_in_the_url_only() {
+    let (receiver, last) = receiver_with_data(&[]);
+    let url = format!(
+        "{}?{}",
+        receiver.url("/api/v1/query"),
+        form(&[("query", "up"), ("time", &secs(last))])
+    );
+    // As vmalert sends its rule queries: POST, empty body, no Content-Type.
+    let response = client()
+        .post(&url)
+        .bearer_auth(&receiver.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().unwrap();
+    assert_eq!(
+        body["data"]["result"].as_array().unwrap().len(),
+        2,
+        "{body}"
+    );
+    // A body that is not a form is refused, not silently ignored.
+    let response = client()
+        .post(&url)
+        .bearer_auth(&receiver.token)
+        .header("content-type", "application/json")
+        .body(r#"{"query": "up"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(
+        body["error"].as_str().unwrap().contains("must be a form"),
+        "{body}"
+    );
+}
+
+#[test]
 fn instant_queries_accept_unix_and_rfc3339_times() {
     let (receiver, last) = receiver_with_data(&[]);
     let rfc3339 = chrono_free_rfc3339(last);

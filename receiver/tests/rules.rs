@@ -55,6 +55,38 @@ fn promtool_check_rules_is_clean() {
     assert!(!text.contains("WARNING"), "{text}");
 }
 
+/// The example Prometheus configuration, with the rule files where the
+/// packages install them (here: this checkout) and its credentials file
+/// present: `promtool check config` loads it and every rule file.
+#[test]
+fn example_prometheus_config_loads_the_rules() {
+    let example = workspace_root().join("rules/examples/prometheus.yml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("dcmon-read-token");
+    std::fs::write(&token, "dcmon_example\n").unwrap();
+    let rules = workspace_root().join("rules");
+    let local = text
+        .replace("/usr/share/dcmon/rules", &rules.display().to_string())
+        .replace(
+            "/etc/prometheus/dcmon-read-token",
+            &token.display().to_string(),
+        );
+    assert_ne!(
+        local, text,
+        "the example names neither rules nor token file"
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, local).unwrap();
+    let output = run(&["check", "config"], &[config]);
+    for file in ["dcmon-alerts.yml", "dcmon-records.yml"] {
+        assert!(
+            output.contains(&format!("Checking {}", rules.join(file).display())),
+            "{output}"
+        );
+    }
+}
+
 #[test]
 fn promtool_rule_unit_tests_pass() {
     let files = yml_files(&workspace_root().join("rules/tests"));

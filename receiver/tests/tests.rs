@@ -1,5 +1,6 @@
 //! Integration tests of dcmon-receiver over real loopback HTTP.
 
+mod alerting;
 mod auth;
 mod backup;
 mod commands;

@@ -3,8 +3,9 @@
 //! with Prometheus's time and duration formats.
 
 use axum::extract::{FromRequest, Query, Request};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method, header};
 
+use crate::app::MAX_QUERY_FORM_BYTES;
 use crate::error::{ApiError, ErrorKind};
 
 /// All parameters of a request, in order (body first, then URL).
@@ -19,12 +20,17 @@ impl Params {
             .map_err(|e| ApiError::new(ErrorKind::BadData, format!("invalid query string: {e}")))?;
         let mut pairs = Vec::new();
         if request.method() == Method::POST {
-            let axum::Form(body) = axum::Form::<Vec<(String, String)>>::from_request(request, &())
-                .await
-                .map_err(|e| {
-                    ApiError::new(ErrorKind::BadData, format!("invalid form body: {e}"))
-                })?;
-            pairs.extend(body);
+            if is_form(request.headers()) {
+                let axum::Form(body) =
+                    axum::Form::<Vec<(String, String)>>::from_request(request, &())
+                        .await
+                        .map_err(|e| {
+                            ApiError::new(ErrorKind::BadData, format!("invalid form body: {e}"))
+                        })?;
+                pairs.extend(body);
+            } else {
+                refuse_other_body(request).await?;
+            }
         }
         pairs.extend(from_url);
         Ok(Params(pairs))
@@ -80,6 +86,36 @@ impl Params {
                 _ => Err(bad_param("limit", "limit must be non-negative")),
             },
         }
+    }
+}
+
+/// Whether the body is declared `application/x-www-form-urlencoded`.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// A POST that is not a form: Prometheus then reads the URL only, and
+/// clients rely on that (vmalert posts its queries in the URL, with an empty
+/// body and no Content-Type). A body we would silently ignore is refused.
+async fn refuse_other_body(request: Request) -> Result<(), ApiError> {
+    let body = axum::body::to_bytes(request.into_body(), MAX_QUERY_FORM_BYTES)
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::BadData, format!("reading the body: {e}")))?;
+    if body.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::BadData,
+            "a POST body must be a form (Content-Type: application/x-www-form-urlencoded); \
+             or send the parameters in the URL with an empty body",
+        ))
     }
 }
 

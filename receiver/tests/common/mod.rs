@@ -8,6 +8,7 @@ pub mod dashboards;
 pub mod exporter;
 pub mod fleet;
 pub mod hosts;
+pub mod peer;
 pub mod rulefile;
 
 use std::net::TcpListener;
