@@ -65,9 +65,13 @@ done
 if [ -n "$want_receiver" ]; then
   put 0755 "$bin_dir/dcmon-receiver" /usr/bin/dcmon-receiver
   put 0644 "$here/systemd/dcmon-receiver.service" /etc/systemd/system/dcmon-receiver.service
+  put 0644 "$here/systemd/dcmon-vmalert.service" /etc/systemd/system/dcmon-vmalert.service
   put_config "$here/packaging/default/dcmon-receiver" /etc/default/dcmon-receiver
   for file in "$here"/rules/*.yml; do
     put 0644 "$file" "/usr/share/dcmon/rules/$(basename "$file")"
+  done
+  for file in "$here"/rules/examples/*.yml; do
+    put 0644 "$file" "/usr/share/dcmon/rules/examples/$(basename "$file")"
   done
   for file in "$here"/grafana/dashboards/*.json; do
     put 0644 "$file" "/usr/share/dcmon/grafana/dashboards/$(basename "$file")"
@@ -96,6 +100,7 @@ echo "dcmon installed below ${root:-/}."
 if [ -n "$want_receiver" ]; then
   echo "  receiver: systemctl enable --now dcmon-receiver; the admin token is then in /var/lib/dcmon/admin-token"
   echo "            Grafana files: /usr/share/dcmon/grafana (see README, Grafana)"
+  echo "            alert rules: /usr/share/dcmon/rules, evaluated by dcmon-vmalert (see README, Alert rules)"
 fi
 if [ -n "$want_exporter" ]; then
   echo "  exporter: dcmon-exporter register --server URL --admin-token-file FILE --state-dir /var/lib/dcmon-exporter"

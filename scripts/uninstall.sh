@@ -24,7 +24,7 @@ live=""
 systemd=""
 [ -n "$live" ] && [ -d /run/systemd/system ] && systemd=1
 
-for unit in dcmon-receiver dcmon-exporter; do
+for unit in dcmon-vmalert dcmon-receiver dcmon-exporter; do
   if [ -n "$systemd" ]; then
     systemctl disable --now "$unit.service" 2>/dev/null || true
   fi

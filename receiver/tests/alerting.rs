@@ -1,13 +1,15 @@
 //! Alerting end to end with the real peers, as the README sets it up:
-//! Debian's vmalert evaluates every rule in `rules/` against the receiver
-//! (its query API as the data source, with a read token), writes the
-//! recording rules' results and `ALERTS` back through remote write (with a
-//! write token), and sends the alerts to Debian's Alertmanager running the
-//! example configuration `rules/examples/alertmanager.yml` unchanged.
+//! Debian's vmalert, started with the command line of
+//! `systemd/dcmon-vmalert.service`, evaluates every rule in `rules/`
+//! against the receiver (its query API as the data source, with a read
+//! token), writes the recording rules' results and `ALERTS` back through
+//! remote write (with a write token), and sends the alerts to Debian's
+//! Alertmanager running `rules/examples/alertmanager.yml` unchanged.
 //!
 //! The rules are loaded with their `for:` hold times removed, so an alert
 //! fires on the first evaluation instead of minutes to days later; the
-//! expressions, labels and annotations are the shipped ones.
+//! expressions, labels and annotations are the shipped ones. Only the
+//! addresses, paths and the evaluation interval differ from the unit.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -32,6 +34,40 @@ fn without_hold_times(from: &Path, to: &Path) {
         .filter(|line| !line.trim_start().starts_with("for:"))
         .collect();
     std::fs::write(to, kept.join("\n") + "\n").unwrap();
+}
+
+/// vmalert's arguments from the unit's ExecStart, each of `replacements`
+/// (unit text → this test's value) applied; each must occur.
+fn unit_arguments(replacements: &[(&str, String)]) -> Vec<String> {
+    let unit =
+        std::fs::read_to_string(workspace_root().join("systemd/dcmon-vmalert.service")).unwrap();
+    let mut command = String::new();
+    for line in unit.lines().skip_while(|l| !l.starts_with("ExecStart=")) {
+        let line = line.strip_prefix("ExecStart=").unwrap_or(line);
+        match line.strip_suffix('\\') {
+            Some(continued) => command.push_str(continued),
+            None => {
+                command.push_str(line);
+                break;
+            }
+        }
+    }
+    let mut words: Vec<String> = command
+        .split_whitespace()
+        .filter(|w| !w.starts_with('$'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(words.remove(0), "/usr/bin/vmalert");
+    for (from, to) in replacements {
+        assert!(
+            words.iter().any(|w| w.contains(from)),
+            "{from} is not in the unit's ExecStart"
+        );
+        for word in &mut words {
+            *word = word.replace(from, to);
+        }
+    }
+    words
 }
 
 fn get_json(url: &str, token: Option<&str>, query: &[(&str, &str)]) -> Value {
@@ -133,18 +169,23 @@ fn vmalert_evaluates_the_rules_on_the_receiver_and_alertmanager_routes_them() {
     let vmalert_port = free_port();
     let vmalert_api = format!("http://127.0.0.1:{vmalert_port}");
     let receiver_url = format!("http://{}", receiver.addr);
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("read-token"), &read_token).unwrap();
+    std::fs::write(credentials.join("write-token"), &write_token).unwrap();
+    let arguments = unit_arguments(&[
+        ("/usr/share/dcmon/rules", dir.path().display().to_string()),
+        ("%d", credentials.display().to_string()),
+        ("http://127.0.0.1:8000", receiver_url),
+        ("http://127.0.0.1:9093", alertmanager_api.clone()),
+        ("127.0.0.1:8880", format!("127.0.0.1:{vmalert_port}")),
+    ]);
     let vmalert_log = std::fs::File::create(dir.path().join("vmalert.log")).unwrap();
     let _vmalert = Process(
         Command::new("vmalert")
-            .arg(format!("-rule={}/*.yml", dir.path().display()))
-            .arg(format!("-datasource.url={receiver_url}"))
-            .arg(format!("-datasource.bearerToken={read_token}"))
-            .arg(format!("-remoteWrite.url={receiver_url}"))
-            .arg(format!("-remoteWrite.bearerToken={write_token}"))
-            .arg("-remoteWrite.flushInterval=1s")
-            .arg(format!("-notifier.url={alertmanager_api}"))
-            .arg("-evaluationInterval=2s")
-            .arg(format!("-httpListenAddr=127.0.0.1:{vmalert_port}"))
+            .args(arguments)
+            // Faster than the unit's 30 s; the later flag wins.
+            .args(["-evaluationInterval=2s", "-remoteWrite.flushInterval=1s"])
             .stdout(Stdio::null())
             .stderr(vmalert_log)
             .spawn()
