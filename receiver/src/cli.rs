@@ -52,6 +52,19 @@ pub struct Cli {
     #[arg(long = "clients.push-interval", default_value = "30s", value_parser = parse_duration)]
     pub push_interval: Duration,
 
+    /// How often the receiver stores its own metrics (those at `/metrics`)
+    /// in its database, as a scrape would; `0s` turns it off.
+    #[arg(long = "self-scrape.interval", default_value = "30s", value_parser = parse_duration)]
+    pub self_scrape_interval: Duration,
+
+    /// `job` label of the receiver's own metrics.
+    #[arg(long = "self-scrape.job", default_value = "dcmon-receiver")]
+    pub self_scrape_job: String,
+
+    /// `instance` label of the receiver's own metrics. Default: the host name.
+    #[arg(long = "self-scrape.instance")]
+    pub self_scrape_instance: Option<String>,
+
     /// Lowest fan duty (percent) a command may set; hosts enforce their own floor too.
     #[arg(long = "commands.min-duty", default_value_t = dcmon_protocol::commands::DEFAULT_MIN_DUTY,
           value_parser = clap::value_parser!(u8).range(0..=100))]

@@ -12,7 +12,7 @@ use dcmon_protocol::remote_write::SeriesSamples;
 
 use crate::auth::ClientStore;
 use crate::auth::clients::ClientError;
-use crate::storage::{Storage, now_ms};
+use crate::storage::Storage;
 
 /// The presence series of every non-revoked client at `now_ms`.
 pub fn presence_series(
@@ -58,11 +58,8 @@ pub fn spawn(
     push_interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let interval_ms = push_interval.as_millis().max(1) as i64;
         loop {
-            let now = now_ms();
-            let next_tick = (now / interval_ms + 1) * interval_ms;
-            tokio::time::sleep(Duration::from_millis((next_tick - now) as u64)).await;
+            let next_tick = crate::tick::next(push_interval).await;
             let store = Arc::clone(&clients);
             let series = tokio::task::spawn_blocking(move || {
                 store.flush_activity()?;

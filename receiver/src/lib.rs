@@ -12,4 +12,6 @@ pub mod error;
 pub mod heartbeat;
 pub mod metrics;
 pub mod promql;
+pub mod self_scrape;
 pub mod storage;
+pub mod tick;

@@ -16,6 +16,7 @@ use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
 use dcmon_receiver::promql::{Engine, EngineOptions};
+use dcmon_receiver::self_scrape;
 use dcmon_receiver::storage::{Options, Storage, now_ms};
 
 fn main() -> ExitCode {
@@ -163,6 +164,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             min_duty: cli.min_duty,
             query,
         });
+        let self_scrape = (!cli.self_scrape_interval.is_zero()).then(|| {
+            let target = self_scrape::Target {
+                job: cli.self_scrape_job.clone(),
+                instance: cli.self_scrape_instance.clone().unwrap_or_else(self_scrape::host_name),
+            };
+            self_scrape::spawn(Arc::clone(&state), cli.self_scrape_interval, target)
+        });
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
             .with_clients(Arc::clone(&clients));
@@ -174,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // In-flight requests are done; write what is queued and stop.
         maintenance.abort();
         presence.abort();
+        if let Some(task) = self_scrape {
+            task.abort();
+        }
         if let Err(err) = clients.flush_activity() {
             tracing::warn!(error = %err, "saving client activity failed");
         }

@@ -120,6 +120,11 @@ impl Metrics {
             .inc();
     }
 
+    /// The registry as it stands, storage figures as last refreshed.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Refreshes the storage figures and returns the registry to encode.
     pub fn refreshed(&self, storage: &Storage) -> &Registry {
         self.series.set(storage.series_count() as i64);

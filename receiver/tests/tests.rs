@@ -20,6 +20,7 @@ mod query_api;
 mod quickstart;
 mod retention;
 mod rules;
+mod self_scrape;
 mod shipping;
 mod systemd_units;
 mod write;
