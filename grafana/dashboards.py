@@ -873,7 +873,7 @@ def internals():
         "dcmon / Internals",
         p,
         [JOB, variable("receiver_job", "receiver job", "label_values(dcmon_receiver_series, job)", multi=True, include_all=True)],
-        "The receiver's own metrics (scraped from its /metrics and written back) and the exporters' shipping.",
+        "The receiver's own metrics (which it stores under job dcmon-receiver) and the exporters' shipping.",
     )
 
 
