@@ -38,35 +38,24 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
         }
         Value::Vector(samples) => {
             out.push(b'[');
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            comma_separated(&mut out, samples, |out, s| {
                 out.extend_from_slice(br#"{"metric":"#);
-                labels(&mut out, &s.labels);
+                labels(out, &s.labels);
                 out.extend_from_slice(br#","value":"#);
-                point(&mut out, t, s.value);
+                point(out, t, s.value);
                 out.push(b'}');
-            }
+            });
             out.push(b']');
         }
         Value::Matrix(series) => {
             out.push(b'[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            comma_separated(&mut out, series, |out, s| {
                 out.extend_from_slice(br#"{"metric":"#);
-                labels(&mut out, &s.labels);
+                labels(out, &s.labels);
                 out.extend_from_slice(br#","values":["#);
-                for (j, (ms, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    point(&mut out, *ms, *v);
-                }
+                comma_separated(out, &s.points, |out, (ms, v)| point(out, *ms, *v));
                 out.extend_from_slice(b"]}");
-            }
+            });
             out.push(b']');
         }
     }
@@ -107,15 +96,26 @@ fn string(out: &mut Vec<u8>, s: &str) {
 
 fn labels(out: &mut Vec<u8>, labels: &[(String, String)]) {
     out.push(b'{');
-    for (i, (name, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    comma_separated(out, labels, |out, (name, value)| {
         string(out, name);
         out.push(b':');
         string(out, value);
-    }
+    });
     out.push(b'}');
+}
+
+/// Writes each of `items` with `write`, a comma between two.
+fn comma_separated<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
 }
 
 #[cfg(test)]
