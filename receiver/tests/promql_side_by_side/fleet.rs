@@ -321,30 +321,19 @@ impl Target {
         }
         for dev in ["eth0", "eth1"] {
             for dir in ["receive", "transmit"] {
-                let generator = Builder::counter(&mut rng, 0, 500_000_000);
-                b.add(
-                    &format!("node_network_{dir}_bytes_total"),
-                    &[("device", dev)],
-                    generator,
-                );
-                let generator = Builder::counter(&mut rng, 0, 5_000_000);
-                b.add(
-                    &format!("node_network_{dir}_packets_total"),
-                    &[("device", dev)],
-                    generator,
-                );
-                let generator = Builder::counter(&mut rng, 0, 100);
-                b.add(
-                    &format!("node_network_{dir}_errs_total"),
-                    &[("device", dev)],
-                    generator,
-                );
-                let generator = Builder::counter(&mut rng, 0, 300);
-                b.add(
-                    &format!("node_network_{dir}_drop_total"),
-                    &[("device", dev)],
-                    generator,
-                );
+                for (counter, hi) in [
+                    ("bytes", 500_000_000),
+                    ("packets", 5_000_000),
+                    ("errs", 100),
+                    ("drop", 300),
+                ] {
+                    let generator = Builder::counter(&mut rng, 0, hi);
+                    b.add(
+                        &format!("node_network_{dir}_{counter}_total"),
+                        &[("device", dev)],
+                        generator,
+                    );
+                }
             }
             b.add(
                 "node_network_speed_bytes",
