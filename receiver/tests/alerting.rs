@@ -100,14 +100,8 @@ fn alertmanager_alerts(api: &str) -> BTreeSet<(String, String, String)> {
 
 /// The `instance` labels of what `query` returns on the receiver.
 fn instances(receiver: &Receiver, read_token: &str, query: &str) -> BTreeSet<String> {
-    let body = get_json(
-        &receiver.url("/api/v1/query"),
-        Some(read_token),
-        &[("query", query)],
-    );
-    body["data"]["result"]
-        .as_array()
-        .unwrap()
+    receiver
+        .query_result(read_token, &[("query", query)])
         .iter()
         .map(|s| s["metric"]["instance"].as_str().unwrap_or("").to_owned())
         .collect()

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dcmon_protocol::remote_write::Version;
-use serde_json::Value;
 
-use crate::common::{Receiver, client, now_ms, series, wait_until};
+use crate::common::{Receiver, now_ms, series, wait_until};
 
 /// Most samples the writer sends: at one second apart from twenty minutes
 /// back, the last is at most five minutes ahead (ten are accepted).
@@ -30,16 +29,8 @@ fn write_step(receiver: &Receiver, base: i64, step: i64) -> bool {
 /// The steps `token` reads back from `receiver`.
 fn stored_steps(receiver: &Receiver, token: &str, base: i64) -> BTreeSet<i64> {
     let time = (base + MAX_STEPS).to_string();
-    let response = client()
-        .get(receiver.url("/api/v1/query"))
-        .query(&[("query", "backup_test[2h]"), ("time", &time)])
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value = response.json().unwrap();
-    let result = body["data"]["result"].as_array().unwrap();
-    assert_eq!(result.len(), 1, "{body}");
+    let result = receiver.query_result(token, &[("query", "backup_test[2h]"), ("time", &time)]);
+    assert_eq!(result.len(), 1, "{result:?}");
     result[0]["values"]
         .as_array()
         .unwrap()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::client;
-use crate::common::exporter::free_addr;
+use crate::common::peer::free_addr;
 
 fn port(addr: &str) -> String {
     addr.rsplit(':').next().unwrap().to_owned()

@@ -7,18 +7,10 @@ use std::time::Duration;
 use dcmon_protocol::remote_write::Version;
 use serde_json::Value;
 
-use crate::common::{Receiver, client, now_ms, series, wait_until};
+use crate::common::{Receiver, now_ms, series, wait_until};
 
 fn query(receiver: &Receiver, expr: &str) -> Vec<Value> {
-    let body: Value = client()
-        .get(receiver.url("/api/v1/query"))
-        .bearer_auth(&receiver.token)
-        .query(&[("query", expr)])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    body["data"]["result"].as_array().unwrap().clone()
+    receiver.query_result(&receiver.token, &[("query", expr)])
 }
 
 fn write_one(receiver: &Receiver) {

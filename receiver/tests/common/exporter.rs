@@ -2,11 +2,11 @@
 //! and a receiver that can be brought back on the address it had (the
 //! exporter's remote-write URL must stay valid across a receiver restart).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+
+use super::peer::{free_addr, sigterm, wait_for_port};
 
 /// The `dcmon-exporter` binary, built once per test run. It is not a
 /// dependency of this crate, so Cargo does not build it for these tests;
@@ -45,37 +45,6 @@ pub fn exporter_binary() -> &'static Path {
         );
         binary
     })
-}
-
-/// A free loopback address.
-pub fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-fn wait_for_port(addr: &str, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    child.wait().unwrap()
 }
 
 /// A running exporter with its own state directory, killed on drop.

@@ -11,7 +11,6 @@ pub mod hosts;
 pub mod peer;
 pub mod rulefile;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,12 +75,7 @@ impl Receiver {
     }
 
     fn spawn(&mut self) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        self.addr = format!("127.0.0.1:{port}");
+        self.addr = peer::free_addr();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -112,15 +106,7 @@ impl Receiver {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "receiver did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        peer::wait_for_port(&self.addr, "receiver", &self.dir.join("stderr.log"));
         self.token = std::fs::read_to_string(self.token_file())
             .unwrap()
             .trim()
@@ -145,12 +131,7 @@ impl Receiver {
     /// SIGTERM, then waits; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        child.wait().unwrap()
+        peer::sigterm(&mut child)
     }
 
     /// Runs `dcmon-receiver <args>` against this receiver's database;
@@ -209,6 +190,23 @@ impl Receiver {
             status,
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// GET `/api/v1/query` with `params` and `token`; panics unless it
+    /// answers 200; returns `data.result`.
+    pub fn query_result(&self, token: &str, params: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        let response = client()
+            .get(self.url("/api/v1/query"))
+            .query(params)
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "query {params:?}");
+        let body: serde_json::Value = response.json().unwrap();
+        body["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no result in {body}"))
+            .clone()
     }
 
     /// POSTs a remote-write body; (status, headers, body text).
