@@ -29,18 +29,113 @@ use self::head::Head;
 use self::index::SeriesIndex;
 
 /// Why storage could not do what was asked. Every variant is on our side
-/// (a retry may succeed), so it maps to HTTP 5xx.
+/// (a retry may succeed once an operator fixed the cause), so it maps to
+/// HTTP 5xx. SQLite's errors are sorted by cause, so that a full disk or a
+/// read-only file is reported as what it is, not as damaged data.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// SQLite failed.
+    /// SQLite failed for a reason not sorted below.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk (or the database's size limit) is full.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// The file system or the file refuses writes (permissions, a
+    /// read-only mount, a file that cannot be opened).
+    #[error("permission denied or read-only: {0}")]
+    Permission(String),
+    /// The operating system failed a read or write.
+    #[error("I/O error: {0}")]
+    Io(String),
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The database file is locked by another process for too long.
+    #[error("database busy: {0}")]
+    Busy(String),
     /// The writer has stopped (shutdown in progress).
     #[error("storage is shutting down")]
     Closed,
+    /// Too many series: the receiver's global series limit.
+    #[error(
+        "series limit reached: {stored} series stored, {new} new in this request, limit {limit} (--storage.max-series)"
+    )]
+    SeriesLimit {
+        /// Series stored now.
+        stored: usize,
+        /// Series the request would add.
+        new: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as Code;
+        let Some(code) = err.sqlite_error_code() else {
+            return StorageError::Sqlite(err);
+        };
+        let message = err.to_string();
+        match code {
+            Code::DiskFull => StorageError::DiskFull(message),
+            Code::ReadOnly
+            | Code::PermissionDenied
+            | Code::CannotOpen
+            | Code::AuthorizationForStatementDenied => StorageError::Permission(message),
+            Code::SystemIoFailure => StorageError::Io(message),
+            Code::DatabaseCorrupt | Code::NotADatabase => StorageError::Corrupt(message),
+            Code::DatabaseBusy | Code::DatabaseLocked => StorageError::Busy(message),
+            _ => StorageError::Sqlite(err),
+        }
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(err: std::io::Error) -> Self {
+        use std::io::ErrorKind as Kind;
+        let message = err.to_string();
+        match err.kind() {
+            Kind::StorageFull | Kind::QuotaExceeded => StorageError::DiskFull(message),
+            Kind::PermissionDenied | Kind::ReadOnlyFilesystem => StorageError::Permission(message),
+            _ => StorageError::Io(message),
+        }
+    }
+}
+
+impl StorageError {
+    /// The same failure again, for each of several waiters on one
+    /// operation (SQLite's error cannot be cloned; its text and kind can).
+    pub fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::Sqlite(err) => StorageError::Io(format!("database: {err}")),
+            StorageError::DiskFull(m) => StorageError::DiskFull(m.clone()),
+            StorageError::Permission(m) => StorageError::Permission(m.clone()),
+            StorageError::Io(m) => StorageError::Io(m.clone()),
+            StorageError::Corrupt(m) => StorageError::Corrupt(m.clone()),
+            StorageError::Busy(m) => StorageError::Busy(m.clone()),
+            StorageError::Closed => StorageError::Closed,
+            StorageError::SeriesLimit { stored, new, limit } => StorageError::SeriesLimit {
+                stored: *stored,
+                new: *new,
+                limit: *limit,
+            },
+        }
+    }
+
+    /// A short machine-readable name of the cause, for metrics and `/health`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            StorageError::Sqlite(_) => "database",
+            StorageError::DiskFull(_) => "disk_full",
+            StorageError::Permission(_) => "permission",
+            StorageError::Io(_) => "io",
+            StorageError::Corrupt(_) => "corrupt",
+            StorageError::Busy(_) => "busy",
+            StorageError::Closed => "closed",
+            StorageError::SeriesLimit { .. } => "series_limit",
+        }
+    }
 }
 
 /// Tunables, with the defaults the receiver runs with.
@@ -116,6 +211,23 @@ pub struct Counters {
     pub chunks_dropped: AtomicU64,
     /// Series dropped by retention.
     pub series_dropped: AtomicU64,
+    /// Failed writer operations (write, compaction, retention).
+    pub failures: AtomicU64,
+}
+
+/// A storage operation that is failing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `write`, `compaction` or `retention`.
+    pub operation: &'static str,
+    /// [`StorageError::cause`] of the latest failure.
+    pub cause: &'static str,
+    /// The latest failure's text.
+    pub error: String,
+    /// When the operation first failed in this run of failures, ms.
+    pub since_ms: i64,
+    /// Failures in a row.
+    pub count: u64,
 }
 
 /// State shared by the writer thread and readers.
@@ -127,6 +239,38 @@ struct Shared {
     head: RwLock<Head>,
     readers: Mutex<Vec<Connection>>,
     counters: Counters,
+    /// Operations whose latest attempt failed; an operation leaves the
+    /// list when it next succeeds.
+    failing: Mutex<Vec<Failure>>,
+}
+
+impl Shared {
+    fn record_failure(&self, operation: &'static str, err: &StorageError) {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match failing.iter_mut().find(|f| f.operation == operation) {
+            Some(failure) => {
+                failure.cause = err.cause();
+                failure.error = err.to_string();
+                failure.count += 1;
+            }
+            None => failing.push(Failure {
+                operation,
+                cause: err.cause(),
+                error: err.to_string(),
+                since_ms: now_ms(),
+                count: 1,
+            }),
+        }
+    }
+
+    fn record_success(&self, operation: &'static str) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.iter().any(|f| f.operation == operation) {
+            failing.retain(|f| f.operation != operation);
+            tracing::info!(operation, "storage operation succeeds again");
+        }
+    }
 }
 
 /// An append prepared by the caller, off the writer thread: samples of
@@ -182,8 +326,14 @@ impl Storage {
     /// replays the head log, and starts the writer thread.
     pub fn open(path: &Path, options: Options) -> Result<Storage, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::Corrupt(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                let what = format!("creating {}", dir.display());
+                match StorageError::from(e) {
+                    StorageError::DiskFull(m) => StorageError::DiskFull(format!("{what}: {m}")),
+                    StorageError::Permission(m) => StorageError::Permission(format!("{what}: {m}")),
+                    other => StorageError::Io(format!("{what}: {other}")),
+                }
+            })?;
         }
         let conn = schema::open_writer(path)?;
         let shared = Arc::new(Shared {
@@ -193,6 +343,7 @@ impl Storage {
             head: RwLock::new(Head::default()),
             readers: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            failing: Mutex::new(Vec::new()),
         });
         writer::load(&conn, &shared)?;
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
@@ -200,7 +351,7 @@ impl Storage {
         let handle = std::thread::Builder::new()
             .name("storage-writer".into())
             .spawn(move || writer::Writer::new(conn, thread_shared).run(rx))
-            .map_err(|e| StorageError::Corrupt(format!("starting the writer thread: {e}")))?;
+            .map_err(|e| StorageError::Io(format!("starting the writer thread: {e}")))?;
         Ok(Storage {
             shared,
             jobs: tx,
@@ -322,6 +473,16 @@ impl Storage {
     pub fn sample_count(&self) -> u64 {
         self.shared.counters.chunk_samples.load(Ordering::Relaxed)
             + read_lock(&self.shared.head).len() as u64
+    }
+
+    /// The storage operations failing now (empty when healthy): a write
+    /// that fails here fails for every sender, so `/health` reports it.
+    pub fn failing(&self) -> Vec<Failure> {
+        self.shared
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Writer counters.

@@ -62,6 +62,25 @@ impl Storage {
         max_samples: usize,
     ) -> Result<Option<Vec<SeriesData>>, StorageError> {
         let selected = self.selected(matchers);
+        // The head first, then the chunks: compaction commits a slice to
+        // chunks before it drains that slice from the head, so every sample
+        // acknowledged before this read is in this head copy or in the
+        // chunks read after it (seen in both is harmless: the merge keeps
+        // one). Reading the other way round, a slice compacted in between
+        // would be in neither.
+        let mut from_head = Vec::with_capacity(selected.len());
+        {
+            let head = read_lock(&self.shared.head);
+            let mut loaded = 0usize;
+            for (id, _) in &selected {
+                let samples = head.range(*id, start_ms, end_ms);
+                loaded += samples.len();
+                if loaded > max_samples {
+                    return Ok(None);
+                }
+                from_head.push(samples);
+            }
+        }
         let window = self.shared.options.chunk_window;
         let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
         let result = self.with_reader(|conn| {
@@ -70,7 +89,7 @@ impl Storage {
             )?;
             let mut out = Vec::with_capacity(selected.len());
             let mut loaded = 0usize;
-            for (id, labels) in selected {
+            for ((id, labels), newer) in selected.into_iter().zip(from_head) {
                 let mut samples: Vec<RawSample> = Vec::new();
                 let mut rows = load.query(params![
                     chunk_key(id, first_window),
@@ -86,37 +105,26 @@ impl Storage {
                             .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
                     );
                 }
-                loaded += samples.len();
+                let merged = head::merge(samples, newer);
+                loaded += merged.len();
                 if loaded > max_samples {
                     return Ok(None);
                 }
-                out.push((id, labels, samples));
+                if !merged.is_empty() {
+                    out.push(SeriesData {
+                        labels,
+                        samples: merged
+                            .into_iter()
+                            .map(|(t, bits)| (t, f64::from_bits(bits)))
+                            .collect(),
+                    });
+                }
             }
             Ok(Some(out))
         })?;
-        let Some(mut result) = result else {
+        let Some(mut series) = result else {
             return Ok(None);
         };
-        // Overlay the head afterwards, under its lock, so a compaction that
-        // ran meanwhile is seen either in chunks or in the head (merging the
-        // same sample twice is harmless).
-        let head = read_lock(&self.shared.head);
-        let mut series: Vec<SeriesData> = result
-            .drain(..)
-            .filter_map(|(id, labels, from_chunks)| {
-                let merged = head::merge(from_chunks, head.range(id, start_ms, end_ms));
-                (!merged.is_empty()).then(|| SeriesData {
-                    labels,
-                    samples: merged
-                        .into_iter()
-                        .map(|(t, bits)| (t, f64::from_bits(bits)))
-                        .collect(),
-                })
-            })
-            .collect();
-        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
-            return Ok(None);
-        }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Some(series))
     }

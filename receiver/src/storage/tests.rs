@@ -255,3 +255,81 @@ fn select_within_gives_up_past_its_budget() {
         );
     }
 }
+
+/// Every sample acknowledged before a read starts is in that read's
+/// answer, even while compaction moves samples from the head into chunks
+/// under it (a read must see each sample in the head or in a chunk).
+#[test]
+fn reads_during_compaction_miss_no_acknowledged_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let storage = Storage::open(&path, options()).unwrap();
+    let base = 1_800_000_000_000i64;
+    const SERIES: usize = 5_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A writer appends a sample to every series per round; a compactor
+    // packs the head into chunks over and over.
+    let writer = {
+        let (storage, acknowledged, stop) = (storage.clone(), acknowledged.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut round = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<SeriesSamples> = (0..SERIES)
+                    .map(|i| series("m", &format!("h{i}"), &[(base + round * 1000, 1.0)]))
+                    .collect();
+                storage.append(batch, Vec::new()).await.unwrap();
+                acknowledged.fetch_add(SERIES, std::sync::atomic::Ordering::SeqCst);
+                round += 1;
+            }
+        })
+    };
+    let compactor = {
+        let (storage, stop) = (storage.clone(), stop.clone());
+        rt.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                storage.compact().await.unwrap();
+            }
+        })
+    };
+    let all = [m("__name__", MatchOp::Equal, "m")];
+    let mut short = Vec::new();
+    let mut reads = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        reads += 1;
+        let before = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+        let read: usize = storage
+            .select(&all, base, base + 1_000_000_000)
+            .unwrap()
+            .iter()
+            .map(|s| s.samples.len())
+            .sum();
+        if read < before {
+            short.push((before, read));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rt.block_on(async {
+        writer.await.unwrap();
+        compactor.await.unwrap();
+    });
+    assert!(
+        storage
+            .counters()
+            .compactions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 3,
+        "compaction ran during the reads"
+    );
+    assert!(
+        short.is_empty(),
+        "{} of {reads} reads missed acknowledged samples (acknowledged, read): {short:?}",
+        short.len()
+    );
+}

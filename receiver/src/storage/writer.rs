@@ -122,8 +122,12 @@ impl Writer {
             }
             Job::Retention { now_ms, reply } => {
                 let result = self.retention(now_ms);
-                if let Err(err) = &result {
-                    tracing::error!(error = %err, "retention failed");
+                match &result {
+                    Ok(_) => self.shared.record_success("retention"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "retention failed");
+                        self.shared.record_failure("retention", err);
+                    }
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
@@ -181,15 +185,16 @@ impl Writer {
                     .samples_appended
                     .fetch_add(appended as u64, Ordering::Relaxed);
                 counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.record_success("write");
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, requests = group.len(), "write transaction failed");
-                let message = err.to_string();
+                self.shared.record_failure("write", &err);
                 for (_, reply) in group {
-                    let _ = reply.send(Err(StorageError::Corrupt(message.clone())));
+                    let _ = reply.send(Err(err.duplicate()));
                 }
             }
         }
@@ -269,8 +274,12 @@ impl Writer {
         jobs: &mut mpsc::Receiver<Job>,
     ) -> Result<CompactionOutcome, StorageError> {
         let result = self.compact(jobs);
-        if let Err(err) = &result {
-            tracing::error!(error = %err, "compaction failed");
+        match &result {
+            Ok(_) => self.shared.record_success("compaction"),
+            Err(err) => {
+                tracing::error!(error = %err, "compaction failed");
+                self.shared.record_failure("compaction", err);
+            }
         }
         result
     }
