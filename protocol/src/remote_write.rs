@@ -175,7 +175,7 @@ pub struct SeriesSamples {
 }
 
 /// Type, help and unit of a metric family, as senders report them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyMetadata {
     /// Metric family name.
     pub family: String,
@@ -336,14 +336,23 @@ fn normalise(
     Ok(SeriesSamples { labels, samples })
 }
 
-/// `{a="x", b="y"}`, shortened for error messages.
+/// `{a="x", b="y"}`, shortened for error messages: each name and value
+/// to 64 characters and the whole to about 200, so a sender's megabyte
+/// label never reaches a log line or an answer whole.
 pub fn describe(labels: &[(String, String)]) -> String {
+    fn clip(text: &str) -> (&str, &str) {
+        match text.char_indices().nth(64) {
+            Some((at, _)) => (&text[..at], "…"),
+            None => (text, ""),
+        }
+    }
     let mut out = String::from("{");
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{name}={value:?}");
+        let ((name, name_cut), (value, value_cut)) = (clip(name), clip(value));
+        let _ = write!(out, "{name}{name_cut}={value:?}{value_cut}");
         if out.len() > 200 {
             out.push('…');
             break;

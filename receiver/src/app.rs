@@ -23,6 +23,10 @@ use crate::storage::Storage;
 pub struct Limits {
     /// Largest accepted (compressed) request body.
     pub max_request_bytes: usize,
+    /// What one write, and one sender per hour, may add.
+    pub write: api::write_limits::WriteLimits,
+    /// Most series `/api/v1/series` answers with.
+    pub query_max_series: usize,
 }
 
 /// Largest form body a query endpoint accepts.
@@ -47,6 +51,8 @@ pub struct AppState {
     pub min_duty: u8,
     /// The PromQL engine behind the query API.
     pub query: QueryService,
+    /// New series each sender may still add this hour.
+    pub series_budgets: api::write_limits::SeriesBudgets,
 }
 
 /// The receiver's HTTP application.

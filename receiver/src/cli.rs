@@ -47,6 +47,38 @@ pub struct Cli {
     #[arg(long = "storage.retention-interval", default_value = "10m", value_parser = parse_duration)]
     pub retention_interval: Duration,
 
+    /// Most series stored at once; writes that would add more are refused
+    /// (429) until retention drops series or the limit is raised. 0: none.
+    #[arg(long = "storage.max-series", default_value_t = 1_000_000)]
+    pub max_series: usize,
+
+    /// Longest label name a write may carry, in bytes (400 beyond).
+    #[arg(long = "write.max-label-name-length", default_value_t = 256)]
+    pub max_label_name_length: usize,
+
+    /// Longest label value (the metric name included) a write may carry,
+    /// in bytes (400 beyond).
+    #[arg(long = "write.max-label-value-length", default_value_t = 4096)]
+    pub max_label_value_length: usize,
+
+    /// Most labels one series may have, `__name__` included (400 beyond).
+    #[arg(long = "write.max-labels-per-series", default_value_t = 64)]
+    pub max_labels_per_series: usize,
+
+    /// Most series one write request may carry (400 beyond).
+    #[arg(long = "write.max-series-per-request", default_value_t = 50_000)]
+    pub max_series_per_request: usize,
+
+    /// New series each scoped token (and the admin) may add per hour; a
+    /// write beyond it gets 429 with Retry-After.
+    #[arg(long = "write.max-new-series-per-hour", default_value_t = 200_000)]
+    pub max_new_series_per_hour: usize,
+
+    /// New series each enrolled host may add per hour; a write beyond it
+    /// gets 429 with Retry-After.
+    #[arg(long = "write.max-new-series-per-host-hour", default_value_t = 20_000)]
+    pub max_new_series_per_host_hour: usize,
+
     /// How often enrolled hosts write. A host silent for two intervals gets
     /// `up 0` and status `stale`; for ten, `offline`.
     #[arg(long = "clients.push-interval", default_value = "30s", value_parser = parse_duration)]
@@ -83,6 +115,11 @@ pub struct Cli {
     /// query fails (protects a small box from one huge query).
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
+
+    /// Most series `/api/v1/series` answers with: a larger match is refused
+    /// (422) unless the request passes a smaller `limit`.
+    #[arg(long = "query.max-series", default_value_t = 500_000)]
+    pub query_max_series: usize,
 
     /// Most queries evaluated at once; further queries wait for a slot.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]

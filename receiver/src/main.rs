@@ -10,6 +10,7 @@ use dcmon_receiver::app::{self, AppState, Limits};
 use std::sync::Arc;
 
 use dcmon_receiver::api::query::QueryService;
+use dcmon_receiver::api::write_limits::WriteLimits;
 use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
 use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
@@ -125,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         retention: cli.retention,
         compaction_interval: cli.compaction_interval,
         retention_interval: cli.retention_interval,
+        max_series: cli.max_series,
         ..Options::default()
     };
     let storage = Storage::open(&cli.storage_path, options)
@@ -157,12 +159,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics: Default::default(),
             limits: Limits {
                 max_request_bytes: cli.max_request_bytes,
+                write: WriteLimits {
+                    max_label_name_length: cli.max_label_name_length,
+                    max_label_value_length: cli.max_label_value_length,
+                    max_labels_per_series: cli.max_labels_per_series,
+                    max_series_per_request: cli.max_series_per_request,
+                    max_new_series_per_hour: cli.max_new_series_per_hour,
+                    max_new_series_per_host_hour: cli.max_new_series_per_host_hour,
+                },
+                query_max_series: cli.query_max_series,
             },
             clients: Arc::clone(&clients),
             push_interval: cli.push_interval,
             commands,
             min_duty: cli.min_duty,
             query,
+            series_budgets: Default::default(),
         });
         let self_scrape = (!cli.self_scrape_interval.is_zero()).then(|| {
             let target = self_scrape::Target {

@@ -19,6 +19,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Label set of a storage operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// `write`, `compaction` or `retention`.
+    pub operation: String,
+}
+
 /// Label set of a request duration.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandlerLabels {
@@ -43,6 +50,8 @@ pub struct Metrics {
     db_bytes: Gauge,
     compactions: Counter<u64, AtomicU64>,
     retention_runs: Counter<u64, AtomicU64>,
+    storage_failing: Family<OperationLabels, Gauge>,
+    storage_failures: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -60,6 +69,8 @@ impl Default for Metrics {
             db_bytes: Gauge::default(),
             compactions: Counter::default(),
             retention_runs: Counter::default(),
+            storage_failing: Family::default(),
+            storage_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -103,6 +114,16 @@ impl Default for Metrics {
             "Retention passes completed",
             metrics.retention_runs.clone(),
         );
+        registry.register(
+            "storage_failing",
+            "1 while the storage operation's latest attempt failed (then /health says degraded)",
+            metrics.storage_failing.clone(),
+        );
+        registry.register(
+            "storage_failures",
+            "Failed storage writer operations (writes, compactions, retention passes)",
+            metrics.storage_failures.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -140,6 +161,16 @@ impl Metrics {
         };
         sync(&self.compactions, &counters.compactions);
         sync(&self.retention_runs, &counters.retention_runs);
+        sync(&self.storage_failures, &counters.failures);
+        let failing = storage.failing();
+        for operation in ["write", "compaction", "retention"] {
+            let failed = failing.iter().any(|f| f.operation == operation);
+            self.storage_failing
+                .get_or_create(&OperationLabels {
+                    operation: operation.to_owned(),
+                })
+                .set(i64::from(failed));
+        }
         &self.registry
     }
 }

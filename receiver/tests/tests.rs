@@ -22,5 +22,7 @@ mod retention;
 mod rules;
 mod self_scrape;
 mod shipping;
+mod storage_faults;
 mod systemd_units;
 mod write;
+mod write_limits;

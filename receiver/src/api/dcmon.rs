@@ -73,26 +73,49 @@ fn rejected_by_reason(state: &AppState) -> serde_json::Map<String, serde_json::V
         .collect()
 }
 
-/// `GET /health`: 200 while the database answers, 503 otherwise.
+/// `GET /health`: 200 `ok` while the database answers and the writer's
+/// operations succeed; 503 `degraded` naming each failing operation and
+/// its cause (a full disk, a read-only file, …) while writes, compaction
+/// or retention fail; 503 `error` when the database does not answer.
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let storage = state.storage.clone();
     let check = tokio::task::spawn_blocking(move || storage.time_bounds()).await;
-    match check {
-        Ok(Ok(_)) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+    let database = match check {
+        Ok(Ok(_)) => None,
         Ok(Err(err)) => {
             tracing::error!(error = %err, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "error", "database": err.to_string()})),
-            )
-                .into_response()
+            Some(err.to_string())
         }
-        Err(_) => (
+        Err(_) => Some("check failed".to_owned()),
+    };
+    if let Some(database) = database {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "error", "database": "check failed"})),
+            Json(json!({"status": "error", "database": database})),
         )
-            .into_response(),
+            .into_response();
     }
+    let failing = state.storage.failing();
+    if failing.is_empty() {
+        return Json(json!({"status": "ok", "database": "ok"})).into_response();
+    }
+    let failing: Vec<serde_json::Value> = failing
+        .iter()
+        .map(|f| {
+            json!({
+                "operation": f.operation,
+                "cause": f.cause,
+                "error": f.error,
+                "since_ms": f.since_ms,
+                "failures": f.count,
+            })
+        })
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "degraded", "database": "ok", "failing": failing})),
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: the receiver's own metrics, text or OpenMetrics by `Accept`.

@@ -8,3 +8,4 @@ pub mod query;
 pub mod query_json;
 pub mod query_params;
 pub mod write;
+pub mod write_limits;

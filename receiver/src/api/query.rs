@@ -180,29 +180,51 @@ fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 /// Series matching any of `selectors`: from the index alone when no time
 /// range was asked for, else only those with data in the range (judged
-/// from chunk bounds; no sample is decoded).
+/// from chunk bounds; no sample is decoded). At most `max` are gathered:
+/// the walk stops there, and `more` says whether it stopped early.
 async fn matching_series(
     state: &AppState,
     params: &Params,
     selectors: Vec<Vec<Matcher>>,
-) -> Result<Vec<Labels>, ApiError> {
+    max: usize,
+) -> Result<Matched, ApiError> {
     let ranged = params.get("start").is_some() || params.get("end").is_some();
     let start = params.time_or("start", MIN_TIME_MS)?;
     let end = params.time_or("end", MAX_TIME_MS)?;
+    // One more than asked, to know whether anything was left out.
+    let wanted = max.saturating_add(1);
     state
         .query
         .run(None, move |engine| {
             let mut found: BTreeSet<Labels> = BTreeSet::new();
             for matchers in &selectors {
+                let left = wanted - found.len();
                 if ranged {
-                    found.extend(engine.storage().series_in_range(matchers, start, end)?);
+                    found.extend(
+                        engine
+                            .storage()
+                            .series_in_range(matchers, start, end, left)?,
+                    );
                 } else {
-                    found.extend(engine.storage().series_labels(matchers));
+                    found.extend(engine.storage().series_labels(matchers, left));
+                }
+                if found.len() >= wanted {
+                    break;
                 }
             }
-            Ok(found.into_iter().collect())
+            let more = found.len() > max;
+            Ok(Matched {
+                series: found.into_iter().take(max).collect(),
+                more,
+            })
         })
         .await
+}
+
+/// What [`matching_series`] found.
+struct Matched {
+    series: Vec<Labels>,
+    more: bool,
 }
 
 /// Truncates to `limit`, with Prometheus's warning when it cut anything.
@@ -216,7 +238,9 @@ fn limited<T>(mut items: Vec<T>, limit: Option<usize>, warnings: &mut Vec<String
     items
 }
 
-/// `GET|POST /api/v1/series`
+/// `GET|POST /api/v1/series`: stops walking the index at `limit` (with
+/// Prometheus's warning) or, without one, refuses a match of more than
+/// `--query.max-series` series rather than building an answer of any size.
 pub async fn series(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -230,10 +254,23 @@ pub async fn series(
         ));
     }
     let limit = params.limit()?;
-    let found = matching_series(&state, &params, selectors).await?;
+    let cap = state.limits.query_max_series;
+    let max = limit.map_or(cap, |l| l.min(cap));
+    let found = matching_series(&state, &params, selectors, max).await?;
     let mut warnings = Vec::new();
-    let found = limited(found, limit, &mut warnings);
-    let data: Vec<JsonValue> = found.iter().map(|l| labels_json(l)).collect();
+    if found.more {
+        if limit.is_some_and(|l| l <= cap) {
+            warnings.push("results truncated due to limit".to_owned());
+        } else {
+            return Err(ApiError::new(
+                ErrorKind::Execution,
+                format!(
+                    "the selectors match more than {cap} series (--query.max-series); narrow them or pass limit"
+                ),
+            ));
+        }
+    }
+    let data: Vec<JsonValue> = found.series.iter().map(|l| labels_json(l)).collect();
     Ok(success(JsonValue::Array(data), &warnings, &[]))
 }
 
@@ -248,8 +285,9 @@ pub async fn labels(
     let names: Vec<String> = if selectors.is_empty() {
         state.storage.label_names()
     } else {
-        let found = matching_series(&state, &params, selectors).await?;
+        let found = matching_series(&state, &params, selectors, usize::MAX).await?;
         let names: BTreeSet<String> = found
+            .series
             .iter()
             .flat_map(|l| l.iter().map(|(n, _)| n.clone()))
             .collect();
@@ -278,8 +316,9 @@ pub async fn label_values(
     let values: Vec<String> = if selectors.is_empty() {
         state.storage.label_values(&name)
     } else {
-        let found = matching_series(&state, &params, selectors).await?;
+        let found = matching_series(&state, &params, selectors, usize::MAX).await?;
         let values: BTreeSet<String> = found
+            .series
             .iter()
             .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
             .collect();

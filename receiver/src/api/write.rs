@@ -7,7 +7,7 @@
 //! errors included, carry the `X-Prometheus-Remote-Write-*-Written` headers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::body::Body;
@@ -18,9 +18,10 @@ use dcmon_protocol::remote_write::{
     self, Batch, DecodeError, UnsupportedContentType, Version, headers,
 };
 
+use super::write_limits::{BudgetError, LimitError};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::storage::now_ms;
+use crate::storage::{StorageError, now_ms};
 
 /// How far ahead of the receiver's clock a sample may be (Prometheus: 10 min).
 pub const MAX_AHEAD: Duration = Duration::from_secs(600);
@@ -34,6 +35,8 @@ struct Rejection {
     status: StatusCode,
     reason: &'static str,
     message: String,
+    /// `Retry-After` for a 429 whose cause passes with time.
+    retry_after: Option<Duration>,
 }
 
 impl Rejection {
@@ -42,7 +45,54 @@ impl Rejection {
             status,
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+}
+
+impl From<LimitError> for Rejection {
+    fn from(err: LimitError) -> Self {
+        Rejection::new(StatusCode::BAD_REQUEST, err.reason, err.message)
+    }
+}
+
+impl From<BudgetError> for Rejection {
+    fn from(err: BudgetError) -> Self {
+        match err {
+            // More than a whole hour's budget in one request never passes.
+            BudgetError::OverBudget { .. } => Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "series_budget_exceeded",
+                err.to_string(),
+            ),
+            BudgetError::Spent { retry_after, .. } => Rejection {
+                retry_after: Some(retry_after),
+                ..Rejection::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "series_budget_spent",
+                    err.to_string(),
+                )
+            },
+        }
+    }
+}
+
+impl From<StorageError> for Rejection {
+    /// Storage failures are the receiver's: the sender keeps the samples
+    /// and retries (5xx, or 429 for the series limit, which an operator
+    /// lifts by raising it or by retention dropping series).
+    fn from(err: StorageError) -> Self {
+        let status = match &err {
+            StorageError::SeriesLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            StorageError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            StorageError::Busy(_) | StorageError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let reason = match &err {
+            StorageError::SeriesLimit { .. } => "series_limit_reached",
+            _ => "storage_error",
+        };
+        Rejection::new(status, reason, format!("storing samples: {err}"))
     }
 }
 
@@ -94,12 +144,18 @@ pub async fn write(
             } else {
                 tracing::debug!(reason = rejection.reason, error = %rejection.message, "write refused");
             }
-            (
+            let mut response = (
                 rejection.status,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
                 rejection.message + "\n",
             )
-                .into_response()
+                .into_response();
+            if let Some(after) = rejection.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+            }
+            response
         }
     };
     if version == Version::V2 {
@@ -160,19 +216,19 @@ async fn accept(
     if let Principal::Client { instance, .. } = principal {
         claim_instance(&mut batch, instance);
     }
+    state.limits.write.check(&batch)?;
     check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
     let samples = batch.sample_count();
-    state
-        .storage
-        .append(batch.series, batch.metadata)
-        .await
-        .map_err(|e| {
-            Rejection::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                format!("storing samples: {e}"),
-            )
-        })?;
+    // New series are counted against the limits before anything is stored.
+    let prepared = state.storage.prepare(batch.series, batch.metadata);
+    state.storage.check_series_limit(prepared.new_series())?;
+    state.series_budgets.charge(
+        &state.limits.write,
+        principal,
+        prepared.new_series(),
+        Instant::now(),
+    )?;
+    state.storage.commit(prepared).await?;
     state.metrics.ingested_samples.inc_by(samples as u64);
     state.metrics.write_requests.inc();
     Ok(samples)

@@ -81,6 +81,13 @@ impl Head {
         merge(Vec::new(), in_range)
     }
 
+    /// Whether a series has a head sample in `[start, end]`.
+    pub fn has_samples_in(&self, id: SeriesId, start: i64, end: i64) -> bool {
+        self.series
+            .get(&id)
+            .is_some_and(|s| s.iter().any(|(t, _)| *t >= start && *t <= end))
+    }
+
     /// Whether a series has a head sample at or after `since`.
     pub fn has_samples_since(&self, id: SeriesId, since: i64) -> bool {
         self.series

@@ -153,6 +153,9 @@ pub struct Options {
     pub head_max_samples: usize,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Most series stored at once (`--storage.max-series`); appends that
+    /// would add series beyond it are refused. 0: no limit.
+    pub max_series: usize,
 }
 
 impl Default for Options {
@@ -163,6 +166,7 @@ impl Default for Options {
             compaction_interval: Duration::from_secs(60),
             head_max_samples: 1_000_000,
             retention_interval: Duration::from_secs(600),
+            max_series: 1_000_000,
         }
     }
 }
@@ -277,11 +281,19 @@ impl Shared {
 /// series the index already knows are resolved to ids and encoded as a
 /// head-log blob; only new series are left for the writer.
 #[derive(Debug)]
-struct PreparedAppend {
+pub struct PreparedAppend {
     known: Vec<head::LogEntry>,
     known_blob: Vec<u8>,
     unknown: Vec<SeriesSamples>,
     metadata: Vec<FamilyMetadata>,
+}
+
+impl PreparedAppend {
+    /// Series the index did not know when the append was prepared (a
+    /// series sent twice in one request counts twice).
+    pub fn new_series(&self) -> usize {
+        self.unknown.len()
+    }
 }
 
 enum Job {
@@ -371,7 +383,28 @@ impl Storage {
         series: Vec<SeriesSamples>,
         metadata: Vec<FamilyMetadata>,
     ) -> Result<AppendOutcome, StorageError> {
-        let prepared = self.prepare(series, metadata);
+        self.commit(self.prepare(series, metadata)).await
+    }
+
+    /// Fails with [`StorageError::SeriesLimit`] if `new` more series would
+    /// pass `--storage.max-series`. Concurrent appends are checked each on
+    /// its own, so the limit can be passed by at most what the appends in
+    /// flight add together.
+    pub fn check_series_limit(&self, new: usize) -> Result<(), StorageError> {
+        let limit = self.shared.options.max_series;
+        if limit == 0 || new == 0 {
+            return Ok(());
+        }
+        let stored = self.series_count();
+        if stored.saturating_add(new) > limit {
+            return Err(StorageError::SeriesLimit { stored, new, limit });
+        }
+        Ok(())
+    }
+
+    /// Durably stores a prepared append; see [`Storage::append`].
+    pub async fn commit(&self, prepared: PreparedAppend) -> Result<AppendOutcome, StorageError> {
+        self.check_series_limit(prepared.new_series())?;
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job::Append { prepared, reply })
@@ -382,7 +415,11 @@ impl Storage {
 
     /// Resolves known series and encodes their log blob in the caller's
     /// thread, so the single writer does as little per sample as possible.
-    fn prepare(&self, series: Vec<SeriesSamples>, metadata: Vec<FamilyMetadata>) -> PreparedAppend {
+    pub fn prepare(
+        &self,
+        series: Vec<SeriesSamples>,
+        metadata: Vec<FamilyMetadata>,
+    ) -> PreparedAppend {
         let mut known = Vec::new();
         let mut unknown = Vec::new();
         {

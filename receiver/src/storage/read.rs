@@ -154,13 +154,15 @@ impl Storage {
     }
 
     /// Labels of the series matching all `matchers`, from the index alone
-    /// (whatever their samples' times), sorted.
-    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+    /// (whatever their samples' times), sorted; at most `max` of them (the
+    /// walk stops there, so a huge match costs no more than `max`).
+    pub fn series_labels(&self, matchers: &[Matcher], max: usize) -> Vec<Labels> {
         let index = read_lock(&self.shared.index);
         let mut labels: Vec<Labels> = index
             .select(matchers)
             .into_iter()
             .filter_map(|id| index.labels(id).cloned())
+            .take(max)
             .collect();
         labels.sort();
         labels
@@ -171,11 +173,13 @@ impl Storage {
     /// time bounds, without decoding chunks: a series whose chunk spans the
     /// range counts even if its samples straddle it (as Prometheus's
     /// chunk-level answer does).
+    /// At most `max` are returned; the walk stops there.
     pub fn series_in_range(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
+        max: usize,
     ) -> Result<Vec<Labels>, StorageError> {
         let selected = self.selected(matchers);
         let mut found = Vec::new();
@@ -183,10 +187,13 @@ impl Storage {
         {
             let head = read_lock(&self.shared.head);
             for (id, labels) in selected {
-                if head.range(id, start_ms, end_ms).is_empty() {
-                    unsure.push((id, labels));
-                } else {
+                if found.len() >= max {
+                    break;
+                }
+                if head.has_samples_in(id, start_ms, end_ms) {
                     found.push(labels);
+                } else {
+                    unsure.push((id, labels));
                 }
             }
         }
@@ -197,6 +204,9 @@ impl Storage {
                 "SELECT 1 FROM chunks WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 LIMIT 1",
             )?;
             for (id, labels) in unsure {
+                if found.len() >= max {
+                    break;
+                }
                 let hit = overlapping.exists(params![
                     chunk_key(id, first_window),
                     chunk_key(id, last_window),

@@ -189,7 +189,7 @@ fn series_in_range_checks_head_and_chunk_bounds() {
     let all = [m("__name__", MatchOp::Regex, ".+")];
     let names = |start: i64, end: i64| -> Vec<String> {
         storage
-            .series_in_range(&all, start, end)
+            .series_in_range(&all, start, end, usize::MAX)
             .unwrap()
             .iter()
             .map(|l| l.iter().find(|(n, _)| n == "instance").unwrap().1.clone())

@@ -47,6 +47,21 @@ impl Receiver {
         receiver
     }
 
+    /// Starts a receiver keeping its database, token and log in `dir`
+    /// (which the caller owns, e.g. a small file system of its own).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Receiver {
+        let mut receiver = Receiver {
+            child: None,
+            addr: String::new(),
+            token: String::new(),
+            dir: dir.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: None,
+        };
+        receiver.spawn();
+        receiver
+    }
+
     /// Starts a receiver in a fresh directory on a copy of `database`, as
     /// a restore puts a backup in place.
     pub fn start_with_database(database: &Path, extra: &[&str]) -> Receiver {
