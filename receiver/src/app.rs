@@ -6,30 +6,35 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::api;
 use crate::api::query::QueryService;
 use crate::auth::{self, Access, Authenticator, ClientStore};
 use crate::commands::CommandQueue;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{self, ApiError, ErrorKind};
 use crate::metrics::{HandlerLabels, Metrics};
+use crate::serve::Shutdown;
 use crate::storage::Storage;
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest accepted (compressed) request body.
+    /// Largest accepted (compressed) remote-write body.
     pub max_request_bytes: usize,
     /// What one write, and one sender per hour, may add.
     pub write: api::write_limits::WriteLimits,
     /// Most series `/api/v1/series` answers with.
     pub query_max_series: usize,
+    /// Largest body any other route buffers; beyond it, 413.
+    pub max_body_bytes: usize,
 }
 
-/// Largest form body a query endpoint accepts.
+/// Largest form body a query endpoint accepts; also the default of
+/// [`Limits::max_body_bytes`].
 pub const MAX_QUERY_FORM_BYTES: usize = 4 << 20;
 
 /// What every handler can reach.
@@ -55,15 +60,18 @@ pub struct AppState {
     pub series_budgets: api::write_limits::SeriesBudgets,
 }
 
-/// The receiver's HTTP application.
-pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
+/// The receiver's HTTP application; `shutdown` ends long polls early.
+pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> Router {
     use api::query as q;
     let guarded = |access: Access, routes: Router<Arc<AppState>>| {
         routes.route_layer(middleware::from_fn_with_state(access, auth::require_access))
     };
     let write = guarded(
         Access::Write,
-        Router::new().route("/api/v1/write", post(api::write::write)),
+        Router::new()
+            .route("/api/v1/write", post(api::write::write))
+            // Remote-write senders log the plain-text reason as it is.
+            .route_layer(middleware::map_response(keep_plain_errors)),
     );
     let read = guarded(
         Access::Read,
@@ -94,9 +102,7 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
             .route(
                 "/api/v1/format_query",
                 get(q::format_query).post(q::format_query),
-            )
-            // Query forms are small; bound what a POST may make us buffer.
-            .route_layer(DefaultBodyLimit::max(MAX_QUERY_FORM_BYTES)),
+            ),
     );
     let admin = guarded(
         Access::Admin,
@@ -118,7 +124,11 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
     let host = guarded(
         Access::Host,
         Router::new()
-            .route("/api/dcmon/commands/next", get(api::commands::next))
+            .route(
+                "/api/dcmon/commands/next",
+                get(api::commands::next)
+                    .route_layer(middleware::from_fn_with_state(shutdown, end_on_shutdown)),
+            )
             .route(
                 "/api/dcmon/commands/{id}/result",
                 post(api::commands::result),
@@ -132,8 +142,9 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
         .merge(host)
         .merge(any)
         .fallback(not_found)
-        // The write handler enforces its own limit, with a 413 of its own.
-        .layer(DefaultBodyLimit::disable())
+        // Every extractor that buffers a body stops at this size (413); the
+        // write handler reads its body itself, under its own limit.
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             record_duration,
@@ -142,7 +153,49 @@ pub fn router(state: Arc<AppState>, auth: Authenticator) -> Router {
             auth,
             auth::require_principal,
         ))
+        // Outermost, so that axum's own answers (extractor rejections,
+        // 405, 413) get the JSON error shape as well.
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Marks an answer whose error body stays as the handler wrote it.
+#[derive(Debug, Clone, Copy)]
+struct PlainErrors;
+
+/// Only the write handler's own refusals (text) stay plain; axum's
+/// answers on the route (405) become JSON like everywhere else.
+async fn keep_plain_errors(mut response: Response) -> Response {
+    let text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if text {
+        response.extensions_mut().insert(PlainErrors);
+    }
+    response
+}
+
+async fn json_errors(response: Response) -> Response {
+    if response.extensions().get::<PlainErrors>().is_some() {
+        return response;
+    }
+    error::into_json_error(response).await
+}
+
+/// Answers a host's long poll with "no command" (204) as soon as the
+/// receiver stops, instead of holding the shutdown for the poll's timeout.
+/// Delivery is at most once anyway: a command taken just before is
+/// reported failed by its result deadline, as for any lost answer.
+async fn end_on_shutdown(
+    State(shutdown): State<Shutdown>,
+    request: Request,
+    next: Next,
+) -> Response {
+    tokio::select! {
+        response = next.run(request) => response,
+        () = shutdown.fired() => StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -27,6 +27,32 @@ pub struct Cli {
     #[arg(long = "web.max-request-bytes", default_value_t = 32 << 20)]
     pub max_request_bytes: usize,
 
+    /// Largest request body, in bytes, on every route but remote write
+    /// (which has --web.max-request-bytes); larger ones get 413 unread.
+    #[arg(long = "web.max-body-bytes", default_value_t = crate::app::MAX_QUERY_FORM_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Most HTTP connections served at once; further ones wait to be
+    /// accepted until one closes.
+    #[arg(long = "web.max-connections", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Longest a client may take to send a request's headers, from the
+    /// connection's start or its first byte after an idle spell.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = positive_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Longest a keep-alive connection may idle between requests, and an
+    /// answer may wait for the client to read it.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM, longest to wait for in-flight requests before dropping
+    /// them; storage is flushed either way.
+    #[arg(long = "web.shutdown-timeout", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// SQLite database file.
     #[arg(
         long = "storage.path",
@@ -202,6 +228,16 @@ pub enum TokenAction {
         #[arg(long)]
         name: String,
     },
+}
+
+/// A duration that must not be zero (a zero timeout would close every
+/// connection at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// Parses `args` (program name first), folding in the config file if named.

@@ -3,7 +3,8 @@
 //! status code Prometheus uses for each error type.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// The kinds of error the API answers with.
@@ -79,19 +80,76 @@ impl ApiError {
     }
 }
 
+/// The JSON error body Prometheus answers with.
+fn json_body(error_type: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "status": "error",
+        "errorType": error_type,
+        "error": message,
+    })
+}
+
+/// The `errorType` of an answer with `status` that no handler shaped:
+/// extractor rejections, 405s, 413s.
+fn error_type_of(status: StatusCode) -> &'static str {
+    let kind = match status.as_u16() {
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        422 => ErrorKind::Execution,
+        499 => ErrorKind::Canceled,
+        503 => ErrorKind::Timeout,
+        500.. => ErrorKind::Internal,
+        _ => ErrorKind::BadData,
+    };
+    kind.error_type()
+}
+
+/// Longest plain-text error message carried over into the JSON shape.
+const MAX_PLAIN_MESSAGE: usize = 4096;
+
+/// Turns an error answer that is not JSON (axum's extractor rejections,
+/// method-not-allowed, body limits) into Prometheus's JSON error shape,
+/// keeping its status, its other headers and its text as the message.
+/// Successful and JSON answers pass unchanged.
+pub async fn into_json_error(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_MESSAGE)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let body = json_body(error_type_of(status), &message).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "status": "error",
-            "errorType": self.kind.error_type(),
-            "error": self.message,
-        });
+        let body = json_body(self.kind.error_type(), &self.message);
         let mut response = (self.kind.status(), Json(body)).into_response();
         if self.kind == ErrorKind::Unauthorized {
-            response.headers_mut().insert(
-                "www-authenticate",
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
         response
     }

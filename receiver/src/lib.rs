@@ -13,5 +13,6 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod promql;
 pub mod self_scrape;
+pub mod serve;
 pub mod storage;
 pub mod tick;

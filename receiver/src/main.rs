@@ -1,9 +1,9 @@
 //! `dcmon-receiver` entry point: parse flags, open storage, serve, and on
 //! SIGTERM stop accepting, finish in-flight writes, flush and exit 0.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use dcmon_receiver::app::{self, AppState, Limits};
@@ -18,6 +18,7 @@ use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
 use dcmon_receiver::promql::{Engine, EngineOptions};
 use dcmon_receiver::self_scrape;
+use dcmon_receiver::serve;
 use dcmon_receiver::storage::{Options, Storage, now_ms};
 
 fn main() -> ExitCode {
@@ -117,6 +118,10 @@ fn run_backup(cli: &Cli, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After the runtime's work is done, longest to wait for blocking tasks
+/// (a query still evaluating) before exiting anyway.
+const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(5);
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (token, created) = load_or_create_admin_token(&cli.admin_token_file)?;
     if created {
@@ -142,7 +147,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
+        // Listening for the signal before the port opens.
+        let (trigger, shutdown) = serve::shutdown_channel();
+        let signal = tokio::spawn(async move {
+            dcmon_protocol::net::shutdown_signal().await;
+            trigger.fire();
+        });
         let maintenance = storage.spawn_maintenance();
         let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), cli.push_interval);
         let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
@@ -168,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     max_new_series_per_host_hour: cli.max_new_series_per_host_hour,
                 },
                 query_max_series: cli.query_max_series,
+                max_body_bytes: cli.max_body_bytes,
             },
             clients: Arc::clone(&clients),
             push_interval: cli.push_interval,
@@ -186,12 +198,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
             .with_clients(Arc::clone(&clients));
-        // Connection info: the clients registry shows each host's address.
-        let app = app::router(state, auth).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
-            .await;
-        // In-flight requests are done; write what is queued and stop.
+        let app = app::router(Arc::clone(&state), auth, shutdown.clone());
+        let options = serve::Options {
+            max_connections: cli.max_connections as usize,
+            header_read_timeout: cli.read_header_timeout,
+            idle_timeout: cli.idle_timeout,
+            shutdown_timeout: cli.shutdown_timeout,
+        };
+        serve::serve(listener, app, options, state.metrics.connections.clone(), shutdown).await;
+        signal.abort();
+        // In-flight requests are done or dropped; write what is queued and stop.
         maintenance.abort();
         presence.abort();
         if let Some(task) = self_scrape {
@@ -201,6 +217,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!(error = %err, "saving client activity failed");
         }
         storage.close().await;
-        served.context("serving HTTP")
-    })
+        anyhow::Ok(())
+    });
+    runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
+    served
 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabels, Counter>,
     /// Request latency by route.
     pub request_duration: Family<HandlerLabels, Histogram>,
+    /// HTTP connections open and closed by timeouts.
+    pub connections: crate::serve::Counters,
     series: Gauge,
     samples: Gauge,
     db_bytes: Gauge,
@@ -64,6 +66,7 @@ impl Default for Metrics {
             request_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            connections: Default::default(),
             series: Gauge::default(),
             samples: Gauge::default(),
             db_bytes: Gauge::default(),
@@ -92,6 +95,16 @@ impl Default for Metrics {
             "request_duration_seconds",
             "Time to answer HTTP requests, by route",
             metrics.request_duration.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            metrics.connections.open.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed for being slow to send a request head, idle, or not reading an answer",
+            metrics.connections.timed_out.clone(),
         );
         registry.register("series", "Series stored", metrics.series.clone());
         registry.register(

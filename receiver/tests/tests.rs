@@ -8,6 +8,8 @@ mod common;
 mod dashboards;
 mod durability;
 mod enrolment;
+mod http_limits;
+mod http_properties;
 mod identity;
 mod install_scripts;
 mod metric_names;
