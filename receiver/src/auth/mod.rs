@@ -97,8 +97,7 @@ pub enum AuthFailure {
     /// Refused (401), or the lookup failed (500).
     Api(ApiError),
     /// A valid host token that cannot be remembered now (see
-    /// [`replay`]): 429 when this host holds its share, else 503; either
-    /// way the host retries shortly with a fresh token.
+    /// [`replay`]): 503, and the host retries shortly with a fresh token.
     Busy(ReplayRefusal),
 }
 
@@ -113,10 +112,7 @@ impl IntoResponse for AuthFailure {
         match self {
             AuthFailure::Api(err) => err.into_response(),
             AuthFailure::Busy(refusal) => {
-                let status = match refusal {
-                    ReplayRefusal::ClientBusy => StatusCode::TOO_MANY_REQUESTS,
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
+                let status = StatusCode::SERVICE_UNAVAILABLE;
                 let body = serde_json::json!({
                     "status": "error",
                     "errorType": "unavailable",
@@ -306,6 +302,15 @@ mod tests {
         }
         for value in ["Basic abc", "Bearerabc", "abc", "Bearer"] {
             assert_eq!(bearer_credentials(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_full_replay_memory_answers_503_with_retry_after() {
+        for refusal in [ReplayRefusal::Full, ReplayRefusal::ClientBusy] {
+            let response = AuthFailure::Busy(refusal).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         }
     }
 

@@ -3,10 +3,12 @@
 //! the token could no longer verify anyway (`exp` plus the leeway), then
 //! forgotten: the memory holds at most a few minutes of requests.
 //!
-//! The memory is bounded. When it is full, new tokens are refused (503, or
-//! 429 when one host alone holds its share) rather than old ones forgotten:
+//! The memory is bounded, in all and per host. When it is full, new tokens
+//! are refused (503 with `Retry-After`) rather than old ones forgotten:
 //! forgetting early would let a replay through, while a refusal only makes
-//! the host retry a moment later with a fresh token. The memory does not
+//! the host retry a moment later with a fresh token. (503 rather than 429:
+//! the exporter retries both when shipping, but only server errors when
+//! posting a command's result.) The memory does not
 //! survive a restart; a token captured just before one could be replayed
 //! once within the few minutes it has left.
 
@@ -16,12 +18,14 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-/// Tokens remembered at most: about 8 MB. Legitimate hosts sign a few
-/// tokens a minute each, so this holds thousands of hosts' last minutes.
-pub const MAX_REMEMBERED: usize = 200_000;
+/// Tokens remembered at most: about 25 MB when full. A host signs a few
+/// tokens a minute, each remembered for at most 7 minutes (3 with the
+/// exporter's 2-minute tokens), so this holds thousands of hosts.
+pub const MAX_REMEMBERED: usize = 262_144;
 /// Tokens remembered at most per host, so one host cannot fill the memory
-/// for all: over 10 requests a second for the whole token lifetime.
-pub const MAX_PER_CLIENT: usize = 4_096;
+/// for all: still over 150 requests a second for 7 minutes, which a host
+/// flushing a long spool as fast as the receiver answers stays below.
+pub const MAX_PER_CLIENT: usize = 65_536;
 
 /// Why a verified token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
