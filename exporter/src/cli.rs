@@ -98,8 +98,8 @@ pub struct Cli {
     pub hwmon_chip_exclude: Option<String>,
 
     /// Directory for the exporter's state: the remote-write spool lives in
-    /// its `spool/` subdirectory. Created mode 0700; a world-writable one is
-    /// refused.
+    /// its `spool/` subdirectory. Created mode 0700; one that group or
+    /// others can write to is refused.
     #[arg(
         long = "state-dir",
         value_name = "DIR",

@@ -1,7 +1,7 @@
 //! The exporter's state directory (`--state-dir`): the remote-write spool
 //! and the host's key and enrollment live here. Anyone able to write to it
-//! could plant batches or swap keys, so a world-writable directory is
-//! refused.
+//! could plant batches or swap keys, so a directory that users other than
+//! its owner can write to (group or world) is refused.
 
 use std::fs;
 use std::io;
@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 pub enum StateDirError {
     /// Other users could write to it.
     #[error(
-        "state directory {path} is world-writable (mode {mode:o}); refusing to use it (fix with `chmod o-w {path}`)"
+        "state directory {path} is writable by other users (mode {mode:o}); refusing to use it (fix with `chmod go-w {path}`)"
     )]
-    WorldWritable {
+    WritableByOthers {
         /// The directory.
         path: PathBuf,
         /// Its permission bits.
@@ -33,7 +33,7 @@ pub enum StateDirError {
 }
 
 /// Creates `path` (mode 0700) if missing, and checks it is a directory that
-/// only its owner and group can write to.
+/// only its owner can write to.
 pub fn prepare(path: &Path) -> Result<(), StateDirError> {
     let io_err = |source| StateDirError::Io {
         path: path.to_owned(),
@@ -49,8 +49,8 @@ pub fn prepare(path: &Path) -> Result<(), StateDirError> {
         return Err(io_err(io::Error::other("not a directory")));
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o002 != 0 {
-        return Err(StateDirError::WorldWritable {
+    if mode & 0o022 != 0 {
+        return Err(StateDirError::WritableByOthers {
             path: path.to_owned(),
             mode,
         });
@@ -72,14 +72,21 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_world_writable_directory() {
+    fn refuses_a_directory_others_can_write_to() {
         let tmp = tempfile::tempdir().unwrap();
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let err = prepare(tmp.path()).unwrap_err();
-        assert!(
-            matches!(err, StateDirError::WorldWritable { mode: 0o777, .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("world-writable"), "{err}");
+        for mode in [0o777, 0o770, 0o720, 0o702] {
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode)).unwrap();
+            let err = prepare(tmp.path()).unwrap_err();
+            assert!(
+                matches!(err, StateDirError::WritableByOthers { mode: m, .. } if m == mode),
+                "{mode:o}: {err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("writable by other users"), "{text}");
+            assert!(text.contains("chmod go-w"), "{text}");
+        }
+        // Readable by the group is fine: nothing secret lives in the directory itself.
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o750)).unwrap();
+        prepare(tmp.path()).unwrap();
     }
 }

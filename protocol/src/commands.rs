@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MIN_DUTY: u8 = 25;
 /// Fan zones of the supported Supermicro boards (0: CPU/system, 1: peripheral).
 pub const ZONES: [u8; 2] = [0, 1];
+/// Longest wait a command may ask for (`revert_after_s`, `delay_s`): a day.
+pub const MAX_DELAY_S: u32 = 86_400;
 
 /// A command, as created: `{"type": "fan_control", "params": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +141,9 @@ pub enum InvalidCommand {
     /// A revert longer than a day.
     #[error("revert_after_s must be 1..=86400")]
     Revert,
+    /// A reboot delay longer than a day.
+    #[error("delay_s must be 0..=86400")]
+    Delay,
 }
 
 impl Command {
@@ -159,10 +164,13 @@ impl Command {
                         min: min_duty,
                     });
                 }
-                if revert_after_s.is_some_and(|s| s == 0 || s > 86_400) {
+                if revert_after_s.is_some_and(|s| s == 0 || s > MAX_DELAY_S) {
                     return Err(InvalidCommand::Revert);
                 }
                 Ok(())
+            }
+            Command::Reboot(RebootParams { delay_s }) if delay_s > MAX_DELAY_S => {
+                Err(InvalidCommand::Delay)
             }
             Command::FanControl(FanAction::SetMode { mode: FanMode::Pue }) => {
                 Err(InvalidCommand::Mode)
@@ -337,5 +345,72 @@ mod tests {
         }
         assert_eq!(FanMode::from_code(9), None);
         assert_eq!(FanMode::parse("heavy_io"), Some(FanMode::HeavyIo));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Every numeric field over its whole range: accepted exactly
+            /// inside the documented bounds, never a panic.
+            #[test]
+            fn numeric_fields_are_checked_over_their_whole_range(
+                zone in any::<u8>(),
+                duty in any::<u8>(),
+                revert in proptest::option::of(any::<u32>()),
+                delay in any::<u32>(),
+                min_duty in any::<u8>(),
+            ) {
+                let set = Command::FanControl(FanAction::SetZoneDuty {
+                    zone,
+                    duty,
+                    revert_after_s: revert,
+                });
+                let in_range = ZONES.contains(&zone)
+                    && (min_duty..=100).contains(&duty)
+                    && revert.is_none_or(|s| (1..=MAX_DELAY_S).contains(&s));
+                prop_assert_eq!(set.validate(min_duty).is_ok(), in_range);
+                let reboot = Command::Reboot(RebootParams { delay_s: delay });
+                prop_assert_eq!(reboot.validate(min_duty).is_ok(), delay <= MAX_DELAY_S);
+            }
+
+            /// Any JSON number in a numeric field, however large, negative
+            /// or fractional: refused by the parser or by `validate`.
+            #[test]
+            fn any_json_number_is_parsed_or_refused(
+                integer in any::<i128>(),
+                float in any::<f64>(),
+                field in prop::sample::select(vec!["zone", "duty", "revert_after_s"]),
+            ) {
+                for number in [integer.to_string(), format!("{float:e}")] {
+                    let mut params = serde_json::json!({"action": "set_zone_duty", "zone": 0, "duty": 50});
+                    params[field] = serde_json::from_str(&number).unwrap_or(serde_json::Value::Null);
+                    let text = format!(r#"{{"type": "fan_control", "params": {params}}}"#);
+                    if let Ok(command) = serde_json::from_str::<Command>(&text) {
+                        let _ = command.validate(DEFAULT_MIN_DUTY);
+                    }
+                    let reboot = format!(r#"{{"type": "reboot", "params": {{"delay_s": {number}}}}}"#);
+                    if let Ok(command) = serde_json::from_str::<Command>(&reboot) {
+                        let Command::Reboot(RebootParams { delay_s }) = command else {
+                            unreachable!()
+                        };
+                        prop_assert_eq!(command.validate(DEFAULT_MIN_DUTY).is_ok(), delay_s <= MAX_DELAY_S);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_reboot_waits_at_most_a_day() {
+        let reboot = |delay_s| Command::Reboot(RebootParams { delay_s });
+        assert_eq!(reboot(0).validate(25), Ok(()));
+        assert_eq!(reboot(MAX_DELAY_S).validate(25), Ok(()));
+        assert_eq!(
+            reboot(MAX_DELAY_S + 1).validate(25),
+            Err(InvalidCommand::Delay)
+        );
+        assert_eq!(reboot(u32::MAX).validate(25), Err(InvalidCommand::Delay));
     }
 }

@@ -115,7 +115,10 @@ pub enum RegistrationError {
     #[error(
         "the registration timestamp is {0} s away from the receiver's clock (at most {REGISTRATION_MAX_SKEW_SECS} s allowed)"
     )]
-    StaleTimestamp(i64),
+    StaleTimestamp(u64),
+    /// The host name is not one the receiver accepts.
+    #[error("invalid host name: {0}")]
+    BadHostname(HostnameError),
     /// A field is empty or malformed.
     #[error("invalid field {0}")]
     BadField(&'static str),
@@ -178,7 +181,7 @@ impl RegisterRequest {
     /// and the proof of possession. Replay (nonce reuse) is the caller's
     /// check: it needs memory of earlier nonces.
     pub fn verify(&self, now_secs: i64) -> Result<VerifiedKey, RegistrationError> {
-        check_field("hostname", &self.hostname, is_hostname)?;
+        check_hostname(&self.hostname).map_err(RegistrationError::BadHostname)?;
         check_field("machine_id", &self.machine_id, |s| {
             s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
         })?;
@@ -188,8 +191,9 @@ impl RegisterRequest {
         check_field("exporter_version", &self.exporter_version, |s| {
             s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())
         })?;
-        let skew = self.timestamp.saturating_sub(now_secs);
-        if skew.abs() > REGISTRATION_MAX_SKEW_SECS {
+        // `abs_diff` cannot overflow, whatever the request claims.
+        let skew = self.timestamp.abs_diff(now_secs);
+        if skew > REGISTRATION_MAX_SKEW_SECS.unsigned_abs() {
             return Err(RegistrationError::StaleTimestamp(skew));
         }
         let (key, der) = self.parsed_key()?;
@@ -240,13 +244,93 @@ pub fn key_components(key: &RsaPublicKey) -> (Vec<u8>, Vec<u8>) {
     (key.n().to_bytes_be(), key.e().to_bytes_be())
 }
 
-/// Host names as the receiver accepts them for `instance`: RFC 1123
-/// characters, at most 253 bytes.
-pub fn is_hostname(name: &str) -> bool {
-    name.len() <= 253
-        && name
+/// Longest host name, as in DNS.
+pub const MAX_HOSTNAME_LEN: usize = 253;
+/// Longest label of a host name, as in DNS.
+pub const MAX_LABEL_LEN: usize = 63;
+/// Length of a client id: 12 random bytes in lower-case hex.
+pub const CLIENT_ID_LEN: usize = 24;
+
+/// Why a host name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostnameError {
+    /// Empty, or longer than [`MAX_HOSTNAME_LEN`].
+    #[error("host names are 1-253 characters")]
+    Length,
+    /// A label is empty (`a..b`, a leading or trailing dot) or too long.
+    #[error("each dot-separated label must be 1-63 characters")]
+    Label,
+    /// A character other than a letter, digit, `-` or `.`.
+    #[error("only letters, digits, '-' and '.' are allowed")]
+    Character,
+    /// A label starting or ending with `-` (`-rf` reads as an option).
+    #[error("a label may not start or end with '-'")]
+    Hyphen,
+    /// Shaped like a client id, so "id or host name" would be ambiguous.
+    #[error("24 hex digits is the shape of a client id")]
+    LooksLikeClientId,
+}
+
+/// Checks a host name as the receiver accepts it for `instance`: RFC 1123
+/// labels (letters, digits, `-` not at either end, 1-63 each) joined by
+/// dots, 1-253 characters in all; no `_`, no empty label, no trailing dot.
+/// A name of 24 hex digits is refused too: it could be read as a client id,
+/// and every API that takes "client id or host name" tells them apart by
+/// that shape alone.
+pub fn check_hostname(name: &str) -> Result<(), HostnameError> {
+    if name.is_empty() || name.len() > MAX_HOSTNAME_LEN {
+        return Err(HostnameError::Length);
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > MAX_LABEL_LEN {
+            return Err(HostnameError::Label);
+        }
+        if !label
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(HostnameError::Character);
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(HostnameError::Hyphen);
+        }
+    }
+    if name.len() == CLIENT_ID_LEN && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(HostnameError::LooksLikeClientId);
+    }
+    Ok(())
+}
+
+/// Whether [`check_hostname`] accepts `name`.
+pub fn is_hostname(name: &str) -> bool {
+    check_hostname(name).is_ok()
+}
+
+/// Whether `text` has the shape of a client id (24 lower-case hex digits).
+/// No valid host name has it (see [`check_hostname`]).
+pub fn is_client_id(text: &str) -> bool {
+    text.len() == CLIENT_ID_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A client named by an admin: by id or by host name, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRef<'a> {
+    /// A client id.
+    Id(&'a str),
+    /// A host name (also one registered before names were checked).
+    Hostname(&'a str),
+}
+
+impl<'a> ClientRef<'a> {
+    /// Reads "client id or host name": the shape decides, so one string
+    /// can never name two clients.
+    pub fn parse(text: &'a str) -> ClientRef<'a> {
+        if is_client_id(text) {
+            ClientRef::Id(text)
+        } else {
+            ClientRef::Hostname(text)
+        }
+    }
 }
 
 fn check_field(
@@ -367,7 +451,7 @@ mod tests {
         r.hostname = "gpu 07; rm -rf".into();
         assert_eq!(
             r.verify(1_000).unwrap_err(),
-            RegistrationError::BadField("hostname")
+            RegistrationError::BadHostname(HostnameError::Character)
         );
         let mut r = request(1_000);
         r.signature = "not base64!".into();
@@ -385,5 +469,116 @@ mod tests {
         let small = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
         let r = RegisterRequest::signed(&small, "h", "ab", 5, &"a".repeat(32), "1").unwrap();
         assert_eq!(r.verify(5).unwrap_err(), RegistrationError::KeySize(1024));
+    }
+
+    #[test]
+    fn host_names_are_dns_like_and_never_shaped_like_a_client_id() {
+        for good in [
+            "gpu-01",
+            "GPU-01",
+            "a",
+            "node7.rack-3.dc.example",
+            "10.0.0.7",
+            "0123456789abcdef0123456", // 23 hex digits: not an id's shape
+            &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
+        ] {
+            assert_eq!(check_hostname(good), Ok(()), "{good}");
+        }
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        for (bad, why) in [
+            ("", HostnameError::Length),
+            (long.as_str(), HostnameError::Length),
+            ("..", HostnameError::Label),
+            (".", HostnameError::Label),
+            ("gpu-01.", HostnameError::Label),
+            (".gpu-01", HostnameError::Label),
+            (&"a".repeat(64), HostnameError::Label),
+            ("-rf", HostnameError::Hyphen),
+            ("gpu-", HostnameError::Hyphen),
+            ("a.-b", HostnameError::Hyphen),
+            ("gpu_01", HostnameError::Character),
+            ("gpu 01", HostnameError::Character),
+            ("gpü", HostnameError::Character),
+            ("../etc", HostnameError::Label),
+            ("0123456789abcdef01234567", HostnameError::LooksLikeClientId),
+            ("0123456789ABCDEF01234567", HostnameError::LooksLikeClientId),
+        ] {
+            assert_eq!(check_hostname(bad), Err(why), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn id_or_host_name_is_read_by_its_shape() {
+        let id = "0123456789abcdef01234567";
+        assert!(is_client_id(id));
+        assert_eq!(ClientRef::parse(id), ClientRef::Id(id));
+        assert_eq!(ClientRef::parse("gpu-01"), ClientRef::Hostname("gpu-01"));
+        // Upper case is not an id (ids are lower case); as a name it is refused.
+        assert!(!is_client_id("0123456789ABCDEF01234567"));
+        assert!(!is_hostname("0123456789ABCDEF01234567"));
+    }
+
+    #[test]
+    fn the_most_extreme_timestamps_are_refused_without_overflow() {
+        for (timestamp, now) in [
+            (i64::MIN, 1_000),
+            (i64::MAX, 1_000),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+        ] {
+            assert!(
+                matches!(
+                    request(timestamp).verify(now),
+                    Err(RegistrationError::StaleTimestamp(_))
+                ),
+                "{timestamp} at {now}"
+            );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Any timestamp against any clock: a refusal exactly when the
+            /// two are more than the allowed skew apart, never a panic.
+            #[test]
+            fn any_timestamp_is_judged_without_overflow(
+                timestamp in any::<i64>(),
+                now in any::<i64>(),
+                near in -400i64..=400,
+            ) {
+                for (timestamp, now) in [(timestamp, now), (now.saturating_add(near), now)] {
+                    let outcome = request(timestamp).verify(now);
+                    let far = i128::from(timestamp) - i128::from(now);
+                    if far.abs() > i128::from(REGISTRATION_MAX_SKEW_SECS) {
+                        prop_assert!(
+                            matches!(outcome, Err(RegistrationError::StaleTimestamp(s)) if i128::from(s) == far.abs())
+                        );
+                    } else {
+                        prop_assert!(outcome.is_ok(), "{outcome:?}");
+                    }
+                }
+            }
+
+            /// Any text: judged without a panic; what passes has the
+            /// documented shape.
+            #[test]
+            fn any_text_is_judged_as_a_host_name(name in "\\PC{0,300}|[a-zA-Z0-9.-]{0,80}") {
+                if check_hostname(&name).is_ok() {
+                    prop_assert!((1..=MAX_HOSTNAME_LEN).contains(&name.len()));
+                    prop_assert!(!is_client_id(&name));
+                    for label in name.split('.') {
+                        prop_assert!((1..=MAX_LABEL_LEN).contains(&label.len()));
+                        prop_assert!(!label.starts_with('-') && !label.ends_with('-'));
+                        prop_assert!(label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                    }
+                }
+            }
+        }
     }
 }

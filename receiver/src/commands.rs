@@ -15,10 +15,12 @@ use std::time::Duration;
 use dcmon_protocol::commands::{
     Command, CommandResult, CommandStatus, DeliveredCommand, MAX_OUTPUT_BYTES,
 };
+use dcmon_protocol::identity::ClientRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::auth::clients::describe;
 use crate::storage::now_ms;
 
 /// Why a queue operation failed.
@@ -30,9 +32,12 @@ pub enum QueueError {
     /// No such command (or not this host's).
     #[error("no command {0}")]
     NotFound(i64),
-    /// No active client with this id or host name.
-    #[error("no active client with id or host name {0:?}")]
+    /// No active client with this id or host name (quoted short).
+    #[error("no active client with {0}")]
     UnknownClient(String),
+    /// The expiry does not fit the clock's range.
+    #[error("the expiry is out of range")]
+    BadExpiry,
     /// The command is not in a state that allows this.
     #[error("command {id} is {status}, not {expected}")]
     WrongState {
@@ -146,6 +151,15 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
+/// Unix milliseconds `expires_in` after `now_ms`, refused rather than
+/// wrapped when it does not fit.
+pub fn expiry_ms(now_ms: i64, expires_in: Duration) -> Result<i64, QueueError> {
+    i64::try_from(expires_in.as_millis())
+        .ok()
+        .and_then(|ms| now_ms.checked_add(ms))
+        .ok_or(QueueError::BadExpiry)
+}
+
 impl CommandQueue {
     /// Opens the queue in the database at `path`. A delivered command
     /// fails when no result arrives within `result_timeout`; finished
@@ -167,7 +181,8 @@ impl CommandQueue {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `command` for the active client named by id or host name.
+    /// Queues `command` for the active client named by id or host name
+    /// (told apart by shape, see [`ClientRef`]).
     pub fn create(
         &self,
         client: &str,
@@ -176,16 +191,24 @@ impl CommandQueue {
         expires_in: Duration,
     ) -> Result<CommandRecord, QueueError> {
         let now = now_ms();
+        let expires_ms = expiry_ms(now, expires_in)?;
+        let target = ClientRef::parse(client);
+        let (sql, value) = match target {
+            ClientRef::Id(id) => (
+                "SELECT id FROM clients WHERE id = ?1 AND revoked_ms IS NULL",
+                id,
+            ),
+            ClientRef::Hostname(name) => (
+                "SELECT id FROM clients WHERE hostname = ?1 AND revoked_ms IS NULL",
+                name,
+            ),
+        };
         let id = {
             let conn = self.conn();
             let client_id: String = conn
-                .query_row(
-                    "SELECT id FROM clients WHERE (id = ?1 OR hostname = ?1) AND revoked_ms IS NULL",
-                    params![client],
-                    |r| r.get(0),
-                )
+                .query_row(sql, params![value], |r| r.get(0))
                 .optional()?
-                .ok_or_else(|| QueueError::UnknownClient(client.to_owned()))?;
+                .ok_or_else(|| QueueError::UnknownClient(describe(target)))?;
             let json = serde_json::to_string(command).expect("commands always serialize");
             conn.execute(
                 "INSERT INTO commands (client_id, command, status, created_by, created_ms, expires_ms)
@@ -195,7 +218,7 @@ impl CommandQueue {
                     json,
                     created_by,
                     now,
-                    now + expires_in.as_millis() as i64
+                    expires_ms
                 ],
             )?;
             conn.last_insert_rowid()
@@ -229,14 +252,24 @@ impl CommandQueue {
         limit: usize,
     ) -> Result<Vec<CommandRecord>, QueueError> {
         self.sweep()?;
+        let (by_id, by_name) = match client.map(ClientRef::parse) {
+            None => (None, None),
+            Some(ClientRef::Id(id)) => (Some(id), None),
+            Some(ClientRef::Hostname(name)) => (None, Some(name)),
+        };
         let conn = self.conn();
         let mut statement = conn.prepare(&format!(
-            "{SELECT} WHERE (?1 IS NULL OR c.client_id = ?1 OR k.hostname = ?1)
+            "{SELECT} WHERE (?1 IS NULL OR c.client_id = ?1) AND (?4 IS NULL OR k.hostname = ?4)
                 AND (?2 IS NULL OR c.status = ?2)
              ORDER BY c.id DESC LIMIT ?3"
         ))?;
         let rows = statement.query_map(
-            params![client, status.map(CommandStatus::name), limit as i64],
+            params![
+                by_id,
+                status.map(CommandStatus::name),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                by_name
+            ],
             record,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -379,5 +412,36 @@ impl CommandQueue {
             params![now - self.keep_for.as_millis() as i64],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn an_expiry_past_the_clock_range_is_refused() {
+        assert_eq!(expiry_ms(1_000, Duration::from_secs(1)).unwrap(), 2_000);
+        assert!(matches!(
+            expiry_ms(1_000, Duration::MAX),
+            Err(QueueError::BadExpiry)
+        ));
+        assert!(matches!(
+            expiry_ms(i64::MAX, Duration::from_millis(1)),
+            Err(QueueError::BadExpiry)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_expiry_is_added_without_overflow(now in any::<i64>(), secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+            let expires_in = Duration::new(secs, nanos);
+            let exact = i128::from(now) + i128::try_from(expires_in.as_millis()).unwrap_or(i128::MAX);
+            match expiry_ms(now, expires_in) {
+                Ok(ms) => prop_assert_eq!(i128::from(ms), exact),
+                Err(_) => prop_assert!(exact > i128::from(i64::MAX)),
+            }
+        }
     }
 }

@@ -224,3 +224,76 @@ fn a_fan_command_travels_to_the_host_and_its_result_back() {
         "optimal again after SIGTERM"
     );
 }
+
+/// Runs `dcmon-exporter --state-dir <state>`, which must exit within 20 s;
+/// its status and standard error.
+fn exporter_exits(state: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(crate::common::exporter::exporter_binary())
+        .arg("--web.listen-address")
+        .arg(crate::common::peer::free_addr())
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the exporter kept running on {}", state.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn bad_host_names_and_loose_state_permissions_are_refused_by_the_exporter() {
+    let receiver = Receiver::start(&["--clients.push-interval", "1h"]);
+    let tmp = tempfile::tempdir().unwrap();
+    // Refused before the token is read or a key generated: nothing is written.
+    for name in ["..", "gpu_01", "0123456789abcdef01234567", "bad-"] {
+        let state = tmp.path().join("never");
+        let output = register(
+            &format!("http://{}", receiver.addr),
+            &receiver.token_file(),
+            name,
+            &state,
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name:?} registered");
+        assert!(
+            stderr.contains("cannot be registered") && stderr.contains("--hostname"),
+            "{name:?}: {stderr}"
+        );
+        assert!(!state.exists(), "{name:?}: the state directory was created");
+    }
+    assert!(clients(&receiver).is_empty());
+
+    let (state, _) = register_into(&receiver, &tmp);
+    let set_mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set_mode(&state, 0o770);
+    let (status, stderr) = exporter_exits(&state);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("writable by other users") && stderr.contains("chmod go-w"),
+        "{stderr}"
+    );
+    set_mode(&state, 0o700);
+    set_mode(&state.join("enrollment.json"), 0o666);
+    let (status, stderr) = exporter_exits(&state);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("writable by other users") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+}

@@ -210,12 +210,12 @@ fn every_operation_exists_and_admits_exactly_the_credentials_it_names() {
     let receiver = Receiver::start(&[]);
     let read = receiver.create_token("grafana", "read");
     let write = receiver.create_token("prometheus", "write");
-    let host = Host::enrol(&receiver, 0, "gpu-01").token();
+    let host = Host::enrol(&receiver, 0, "gpu-01");
     let credentials = [
         ("adminToken", receiver.token.clone()),
         ("readToken", read),
         ("writeToken", write),
-        ("hostJwt", host),
+        ("hostJwt", String::new()),
     ];
     let (status, body) = request(&receiver, "get", "/api/dcmon/nope", &receiver.token);
     assert!(
@@ -227,7 +227,12 @@ fn every_operation_exists_and_admits_exactly_the_credentials_it_names() {
     for (path, method) in documented(&doc) {
         let security = doc["paths"][&path][&method]["security"].as_array().unwrap();
         for (scheme, token) in &credentials {
-            let (status, body) = request(&receiver, &method, &path, token);
+            // A host token is accepted once: a fresh one per request.
+            let token = match *scheme {
+                "hostJwt" => host.token(),
+                _ => token.clone(),
+            };
+            let (status, body) = request(&receiver, &method, &path, &token);
             assert!(
                 !no_such_endpoint(status, &body),
                 "{method} {path}: {status} {body}"

@@ -2,6 +2,7 @@
 
 mod alerting;
 mod auth;
+mod auth_hardening;
 mod backup;
 mod commands;
 mod common;

@@ -59,14 +59,25 @@ impl StateDir {
         &self.path
     }
 
-    /// The enrollment, if this host was registered.
+    /// The enrollment, if this host was registered. Refuses a file other
+    /// users can write to: whoever rewrites it chooses where the host's
+    /// tokens go and which client it claims to be.
     pub fn enrollment(&self) -> anyhow::Result<Option<Enrollment>> {
         let file = self.path.join(ENROLLMENT_FILE);
-        let text = match fs::read_to_string(&file) {
-            Ok(text) => text,
+        let mode = match fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode(),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
         };
+        if mode & 0o022 != 0 {
+            bail!(
+                "refusing enrollment {}: writable by other users (mode {:o}); chmod 600 it",
+                file.display(),
+                mode & 0o7777
+            );
+        }
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let enrollment =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
         Ok(Some(enrollment))
@@ -159,8 +170,20 @@ mod tests {
         let err = state.private_key().unwrap_err().to_string();
         assert!(err.contains("readable by other users"), "{err}");
 
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = StateDir::open(&dir).unwrap_err().to_string();
-        assert!(err.contains("world-writable"), "{err}");
+        let enrollment_file = dir.join(ENROLLMENT_FILE);
+        for mode in [0o666, 0o620, 0o602] {
+            fs::set_permissions(&enrollment_file, fs::Permissions::from_mode(mode)).unwrap();
+            let err = state.enrollment().unwrap_err().to_string();
+            assert!(err.contains("writable by other users"), "{mode:o}: {err}");
+            assert!(err.contains("chmod 600"), "{err}");
+        }
+        fs::set_permissions(&enrollment_file, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(state.enrollment().unwrap(), Some(enrollment));
+
+        for mode in [0o777, 0o770] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            let err = StateDir::open(&dir).unwrap_err().to_string();
+            assert!(err.contains("writable by other users"), "{mode:o}: {err}");
+        }
     }
 }

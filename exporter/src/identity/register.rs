@@ -45,8 +45,8 @@ pub struct RegisterArgs {
 
 /// Runs the registration; prints what happened.
 pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
-    let state = StateDir::open(&args.state_dir)?;
-    let admin_token = read_admin_token(args)?;
+    // Checked first: a name the receiver would refuse fails before the
+    // admin token is asked for and a key is generated.
     let hostname = match &args.hostname {
         Some(name) => name.clone(),
         None => nix::unistd::gethostname()
@@ -54,9 +54,15 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
             .to_string_lossy()
             .into_owned(),
     };
-    if !identity::is_hostname(&hostname) {
-        bail!("host name {hostname:?} is not a valid instance name; pass --hostname");
+    if let Err(why) = identity::check_hostname(&hostname) {
+        bail!(
+            "host name {:?} cannot be registered: {why}; pass --hostname with a name of dot-separated labels \
+             (letters, digits and '-', 1-63 characters each, not starting or ending with '-')",
+            hostname.chars().take(80).collect::<String>()
+        );
     }
+    let state = StateDir::open(&args.state_dir)?;
+    let admin_token = read_admin_token(args)?;
     let machine_id = std::fs::read_to_string(&args.machine_id_file)
         .with_context(|| format!("reading {}", args.machine_id_file.display()))?
         .trim()

@@ -71,3 +71,36 @@ impl crate::shipper::RequestSigner for JwtSigner {
         JwtSigner::authorization(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receiver accepts each token once: every request needs its own
+    /// random `jti`, even two signed in the same second.
+    #[test]
+    fn every_token_has_a_fresh_random_id() {
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let enrollment = Enrollment {
+            server: "http://127.0.0.1:1".into(),
+            client_id: "0123456789abcdef01234567".into(),
+            instance: "gpu-01".into(),
+            audience: "dcmon-receiver/x".into(),
+        };
+        let signer = JwtSigner::new(&enrollment, &key).unwrap();
+        let ids: std::collections::HashSet<String> = (0..50)
+            .map(|_| {
+                let token = signer.token_at(1_000).unwrap();
+                let claims: Claims =
+                    jsonwebtoken::dangerous::insecure_decode_claims(&token).unwrap();
+                assert_eq!(
+                    (claims.iat, claims.exp),
+                    (1_000, 1_000 + TOKEN_LIFETIME_SECS)
+                );
+                assert_eq!(claims.jti.len(), 32);
+                claims.jti
+            })
+            .collect();
+        assert_eq!(ids.len(), 50);
+    }
+}

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::clients::ClientError;
+use crate::auth::excerpt::excerpt;
 use crate::error::{ApiError, ErrorKind};
 use crate::storage::now_ms;
 
@@ -19,6 +20,7 @@ fn store_failure(err: ClientError) -> ApiError {
     match err {
         ClientError::Replayed => ApiError::new(ErrorKind::Unauthorized, err.to_string()),
         ClientError::Unknown(_) => ApiError::new(ErrorKind::NotFound, err.to_string()),
+        ClientError::NameTaken { .. } => ApiError::new(ErrorKind::Conflict, err.to_string()),
         err => {
             tracing::error!(error = %err, "clients table failed");
             ApiError::new(ErrorKind::Internal, "clients table failed")
@@ -56,7 +58,7 @@ pub async fn register(
             }
             _ => ErrorKind::BadData,
         };
-        tracing::warn!(hostname = %request.hostname, error = %err, "registration refused");
+        tracing::warn!(hostname = %excerpt(&request.hostname), error = %err, "registration refused");
         ApiError::new(kind, err.to_string())
     })?;
     let clients = Arc::clone(&state.clients);
@@ -81,7 +83,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
     Ok(Json(json!({ "status": "success", "data": listed })))
 }
 
-/// `POST /api/dcmon/clients/{id}/revoke` (id or host name).
+/// `POST /api/dcmon/clients/{id}/revoke`: a client id (24 lower-case hex
+/// digits) or else a host name; no string can be both.
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

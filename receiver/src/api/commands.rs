@@ -32,7 +32,7 @@ const MAX_POLL: Duration = Duration::from_secs(60);
 fn queue_failure(err: QueueError) -> ApiError {
     match err {
         QueueError::NotFound(_) => ApiError::new(ErrorKind::NotFound, err.to_string()),
-        QueueError::UnknownClient(_) | QueueError::BadResult => {
+        QueueError::UnknownClient(_) | QueueError::BadResult | QueueError::BadExpiry => {
             ApiError::new(ErrorKind::BadData, err.to_string())
         }
         QueueError::WrongState { .. } => ApiError::new(ErrorKind::Conflict, err.to_string()),
@@ -70,8 +70,28 @@ fn host(principal: &Principal) -> Result<&str, ApiError> {
     }
 }
 
+/// How long a command waits for its host: `"10m"` or a number of seconds,
+/// 1 s to 7 d. Any JSON value is refused cleanly, however large.
+pub fn parse_expiry(value: Option<Value>) -> Result<Duration, ApiError> {
+    let expires_in = match value {
+        None => DEFAULT_EXPIRY,
+        Some(Value::String(text)) => parse_duration(&text).map_err(|e| bad(e.to_string()))?,
+        Some(Value::Number(secs)) => secs
+            .as_f64()
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| bad("\"expires_in\" must be between 1s and 7d"))?,
+        Some(_) => return Err(bad("\"expires_in\" must be a duration like \"10m\"")),
+    };
+    if expires_in < Duration::from_secs(1) || expires_in > MAX_EXPIRY {
+        return Err(bad("\"expires_in\" must be between 1s and 7d"));
+    }
+    Ok(expires_in)
+}
+
 /// `POST /api/dcmon/commands`:
 /// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`.
+/// A client id is 24 lower-case hex digits; anything else is a host name.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -82,19 +102,7 @@ pub async fn create(
         Some(Value::String(client)) if !client.is_empty() => client,
         _ => return Err(bad("\"client\" (client id or host name) is required")),
     };
-    let expires_in = match fields.remove("expires_in") {
-        None => DEFAULT_EXPIRY,
-        Some(Value::String(text)) => parse_duration(&text).map_err(|e| bad(e.to_string()))?,
-        Some(Value::Number(secs)) => secs
-            .as_f64()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| bad("\"expires_in\" must be positive"))?,
-        Some(_) => return Err(bad("\"expires_in\" must be a duration like \"10m\"")),
-    };
-    if expires_in.is_zero() || expires_in > MAX_EXPIRY {
-        return Err(bad("\"expires_in\" must be between 1s and 7d"));
-    }
+    let expires_in = parse_expiry(fields.remove("expires_in"))?;
     let command: Command = serde_json::from_value(Value::Object(fields))
         .map_err(|e| bad(format!("invalid command: {e}")))?;
     command
@@ -212,4 +220,61 @@ pub async fn result(
     .await?;
     tracing::info!(id, status = record.status.name(), "command finished");
     Ok(Json(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn expiries_outside_a_second_to_a_week_are_refused() {
+        assert_eq!(parse_expiry(None).unwrap(), DEFAULT_EXPIRY);
+        assert_eq!(
+            parse_expiry(Some(json!("1h"))).unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_expiry(Some(json!(90))).unwrap(),
+            Duration::from_secs(90)
+        );
+        for bad in [
+            json!(1e20),
+            json!(1.7976931348623157e308),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(-1),
+            json!(0),
+            json!(0.5),
+            json!(604_801),
+            json!("0"),
+            json!("8d"),
+            json!("99999999999999999y"),
+            json!(true),
+            json!([1]),
+        ] {
+            let err = parse_expiry(Some(bad.clone())).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadData, "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Any number, integer or not, of any size: a duration within the
+        /// bounds or a 400, never a panic.
+        #[test]
+        fn any_number_is_a_bounded_expiry_or_a_refusal(
+            float in any::<f64>(),
+            integer in any::<i64>(),
+            unsigned in any::<u64>(),
+        ) {
+            for value in [json!(float), json!(integer), json!(unsigned)] {
+                match parse_expiry(Some(value)) {
+                    Ok(expiry) => prop_assert!(
+                        (Duration::from_secs(1)..=MAX_EXPIRY).contains(&expiry)
+                    ),
+                    Err(err) => prop_assert_eq!(err.kind, ErrorKind::BadData),
+                }
+            }
+        }
+    }
 }

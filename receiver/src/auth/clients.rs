@@ -3,7 +3,11 @@
 //!
 //! A host is identified by its host name, which becomes the `instance`
 //! label of everything it writes; registering the same host name again
-//! (admin token required) replaces its key and keeps its client id. Keys
+//! (admin token required) replaces its key and keeps its client id. Client
+//! ids are 24 lower-case hex digits, a shape no valid host name has, so
+//! "id or host name" always names one client (see [`ClientRef`]); a name
+//! differing from a registered one only in case is refused, as DNS would
+//! not tell them apart. Keys
 //! are read from the database on every request, so a revocation, even one
 //! made with the CLI while the receiver runs, takes effect at once; parsed
 //! keys are cached by fingerprint. Activity (last seen, address, version) is
@@ -15,13 +19,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dcmon_protocol::identity::{
-    self, ClientInfo, REGISTRATION_MAX_SKEW_SECS, RegisterRequest, RegisterResponse, VerifiedKey,
+    self, CLIENT_ID_LEN, ClientInfo, ClientRef, REGISTRATION_MAX_SKEW_SECS, RegisterRequest,
+    RegisterResponse, VerifiedKey,
 };
 use jsonwebtoken::DecodingKey;
 use rsa::RsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::excerpt::excerpt;
 use crate::storage::now_ms;
 
 /// Why a client operation failed.
@@ -33,9 +39,17 @@ pub enum ClientError {
     /// The registration's nonce was used before.
     #[error("this registration was already used (replayed nonce)")]
     Replayed,
-    /// No such client.
-    #[error("no client with id or host name {0:?}")]
+    /// No such client (the reference quoted short).
+    #[error("no active client with {0}")]
     Unknown(String),
+    /// The host name collides with another client's id or name.
+    #[error("host name {name:?} {why}")]
+    NameTaken {
+        /// The refused name.
+        name: String,
+        /// What it collides with.
+        why: &'static str,
+    },
     /// The system's random source failed.
     #[error("no randomness: {0}")]
     Random(String),
@@ -164,6 +178,27 @@ impl ClientStore {
         if fresh == 0 {
             return Err(ClientError::Replayed);
         }
+        // Names are checked to never look like ids; this holds for ids
+        // stored before that check too.
+        let taken: Option<(String, String)> = tx
+            .query_row(
+                "SELECT id, hostname FROM clients
+                 WHERE id = ?1 OR (hostname = ?1 COLLATE NOCASE AND hostname != ?1)
+                 LIMIT 1",
+                params![request.hostname],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, _)) = taken {
+            return Err(ClientError::NameTaken {
+                name: excerpt(&request.hostname).into_owned(),
+                why: if id == request.hostname {
+                    "is another client's id"
+                } else {
+                    "differs from a registered host name only in case"
+                },
+            });
+        }
         let existing: Option<String> = tx
             .query_row(
                 "SELECT id FROM clients WHERE hostname = ?1",
@@ -174,7 +209,7 @@ impl ClientStore {
         let replaced = existing.is_some();
         let id = match existing {
             Some(id) => id,
-            None => random_hex(12)?,
+            None => random_hex(CLIENT_ID_LEN / 2)?,
         };
         tx.execute(
             "INSERT INTO clients (id, hostname, machine_id, public_key, fingerprint,
@@ -323,20 +358,35 @@ impl ClientStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Revokes a client by id or host name; its next request is refused.
-    /// Returns the client id.
+    /// Revokes a client by id or host name (told apart by shape, see
+    /// [`ClientRef`]); its next request is refused. Returns the client id.
     pub fn revoke(&self, id_or_hostname: &str) -> Result<String, ClientError> {
-        let conn = lock(&self.conn);
-        let id: Option<String> = conn
-            .query_row(
+        let target = ClientRef::parse(id_or_hostname);
+        let (sql, value) = match target {
+            ClientRef::Id(id) => (
                 "UPDATE clients SET revoked_ms = ?2
-                 WHERE (id = ?1 OR hostname = ?1) AND revoked_ms IS NULL
-                 RETURNING id",
-                params![id_or_hostname, now_ms()],
-                |r| r.get(0),
-            )
+                 WHERE id = ?1 AND revoked_ms IS NULL RETURNING id",
+                id,
+            ),
+            ClientRef::Hostname(name) => (
+                "UPDATE clients SET revoked_ms = ?2
+                 WHERE hostname = ?1 AND revoked_ms IS NULL RETURNING id",
+                name,
+            ),
+        };
+        let id: Option<String> = lock(&self.conn)
+            .query_row(sql, params![value, now_ms()], |r| r.get(0))
             .optional()?;
-        id.ok_or_else(|| ClientError::Unknown(id_or_hostname.to_owned()))
+        id.ok_or_else(|| ClientError::Unknown(describe(target)))
+    }
+}
+
+/// A client reference as error texts quote it: short, and saying which
+/// of id or host name it was read as.
+pub fn describe(target: ClientRef<'_>) -> String {
+    match target {
+        ClientRef::Id(id) => format!("id {id}"),
+        ClientRef::Hostname(name) => format!("host name {:?}", excerpt(name)),
     }
 }
 
@@ -405,6 +455,47 @@ mod tests {
         let audience = store.audience().to_owned();
         drop(store);
         assert_eq!(ClientStore::open(&path).unwrap().audience(), audience);
+    }
+
+    #[test]
+    fn names_never_collide_with_ids_or_differ_only_in_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClientStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let (req, verified) = registration(&key, "gpu-01", &"1".repeat(32));
+        let first = store.register(&req, &verified).unwrap();
+        assert!(identity::is_client_id(&first.client_id));
+
+        // Such names fail `verify`; the store refuses them on its own too.
+        for (name, nonce) in [(first.client_id.as_str(), "2"), ("GPU-01", "3")] {
+            let request = RegisterRequest::signed(
+                &key,
+                name,
+                "ab12",
+                now_ms() / 1000,
+                &nonce.repeat(32),
+                "0.1.0",
+            )
+            .unwrap();
+            assert!(
+                matches!(
+                    store.register(&request, &verified),
+                    Err(ClientError::NameTaken { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            store.list(now_ms(), Duration::from_secs(30)).unwrap().len(),
+            1
+        );
+        assert!(matches!(
+            store.revoke("GPU-01"),
+            Err(ClientError::Unknown(_))
+        ));
+        assert_eq!(store.revoke(&first.client_id).unwrap(), first.client_id);
+        let err = store.revoke(&"x".repeat(10_000)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
     }
 
     #[test]

@@ -6,24 +6,33 @@
 //! Principals: the admin (token in a 0600 file, full rights), scoped
 //! tokens created by the admin (`read` for Grafana, `write` for a stock
 //! Prometheus), stored only as SHA-256 hashes, and enrolled hosts, which
-//! sign a short-lived RS256 JWT per request.
+//! sign a short-lived RS256 JWT per request, each used once.
+//!
+//! The scheme is matched without regard to case (`bearer` works too, as RFC
+//! 9110 §11.1 requires).
 
 pub mod admin;
 pub mod clients;
+pub mod excerpt;
+pub mod failure_log;
 pub mod jwt;
+pub mod replay;
 pub mod scoped;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 pub use self::admin::{TokenFileError, load_or_create_admin_token};
 pub use self::clients::ClientStore;
+use self::failure_log::FailureLog;
+use self::replay::{ReplayGuard, ReplayRefusal};
 pub use self::scoped::{Scope, TokenStore};
 use crate::error::{ApiError, ErrorKind};
 
@@ -82,12 +91,51 @@ impl Principal {
     }
 }
 
+/// Why a request's credential was not accepted.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// Refused (401), or the lookup failed (500).
+    Api(ApiError),
+    /// A valid host token that cannot be remembered now (see
+    /// [`replay`]): 503, and the host retries shortly with a fresh token.
+    Busy(ReplayRefusal),
+}
+
+impl From<ApiError> for AuthFailure {
+    fn from(err: ApiError) -> Self {
+        AuthFailure::Api(err)
+    }
+}
+
+impl IntoResponse for AuthFailure {
+    fn into_response(self) -> Response {
+        match self {
+            AuthFailure::Api(err) => err.into_response(),
+            AuthFailure::Busy(refusal) => {
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                let body = serde_json::json!({
+                    "status": "error",
+                    "errorType": "unavailable",
+                    "error": refusal.to_string(),
+                });
+                let mut response = (status, Json(body)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+}
+
 /// Resolves bearer tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     admin_token: Arc<str>,
     tokens: Option<Arc<TokenStore>>,
     clients: Option<Arc<ClientStore>>,
+    replay: Arc<ReplayGuard>,
+    failures: Arc<FailureLog>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -103,6 +151,8 @@ impl Authenticator {
             admin_token: admin_token.into(),
             tokens: None,
             clients: None,
+            replay: Arc::default(),
+            failures: Arc::default(),
         }
     }
 
@@ -120,25 +170,32 @@ impl Authenticator {
 
     /// Resolves a bearer token: the admin token (compared in constant
     /// time), a client JWT, else a scoped token that is not revoked.
-    pub fn principal(&self, token: &str) -> Result<Option<Principal>, ApiError> {
+    pub fn principal(&self, token: &str) -> Result<Option<Principal>, AuthFailure> {
         if bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
             return Ok(Some(Principal::Admin));
         }
         if let Some(clients) = &self.clients
             && jwt::looks_like_jwt(token)
         {
-            return match jwt::verify(token, clients, crate::storage::now_ms() / 1000) {
+            let now = crate::storage::now_ms() / 1000;
+            return match jwt::verify(token, clients, &self.replay, now) {
                 Ok(client) => Ok(Some(Principal::Client {
                     id: client.id,
                     instance: client.instance,
                 })),
                 Err(jwt::JwtError::Store(err)) => {
                     tracing::error!(error = %err, "client lookup failed");
-                    Err(ApiError::new(ErrorKind::Internal, "client lookup failed"))
+                    Err(ApiError::new(ErrorKind::Internal, "client lookup failed").into())
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "client token refused");
-                    Err(ApiError::new(ErrorKind::Unauthorized, err.to_string()))
+                    // Every quoted part of `err` is already cut short.
+                    self.failures.client_token_refused(err.reason(), &err);
+                    Err(match err {
+                        jwt::JwtError::Replay(
+                            refusal @ (ReplayRefusal::Full | ReplayRefusal::ClientBusy),
+                        ) => AuthFailure::Busy(refusal),
+                        err => ApiError::new(ErrorKind::Unauthorized, err.to_string()).into(),
+                    })
                 }
             };
         }
@@ -153,19 +210,27 @@ impl Authenticator {
     }
 }
 
+/// The credentials of an `Authorization` value of the `Bearer` scheme, in
+/// any case.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
 /// Rejects any request without a valid bearer token (401), otherwise
 /// records the [`Principal`] for the handlers.
 pub async fn require_principal(
     State(auth): State<Authenticator>,
     mut request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthFailure> {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_credentials)
         .ok_or_else(|| {
             ApiError::new(
                 ErrorKind::Unauthorized,
@@ -228,6 +293,25 @@ mod tests {
         );
         assert_eq!(auth.principal(&"a".repeat(63)).unwrap(), None);
         assert_eq!(auth.principal("").unwrap(), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc "] {
+            assert_eq!(bearer_credentials(value), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearerabc", "abc", "Bearer"] {
+            assert_eq!(bearer_credentials(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_full_replay_memory_answers_503_with_retry_after() {
+        for refusal in [ReplayRefusal::Full, ReplayRefusal::ClientBusy] {
+            let response = AuthFailure::Busy(refusal).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
     }
 
     #[test]
