@@ -179,7 +179,8 @@ fn malformed_requests_get_their_status_and_store_nothing() {
         };
         compress(&request.encode_to_vec())
     };
-    let big: Vec<(String, String)> = (0..100)
+    // As many labels as a series may have (--write.max-labels-per-series).
+    let big: Vec<(String, String)> = (0..63)
         .map(|i| (format!("l{i:03}"), "x".repeat(40)))
         .collect();
     let big_refs: Vec<(&str, &str)> = std::iter::once(("__name__", "up"))
