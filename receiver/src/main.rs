@@ -149,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lookback_delta: cli.query_lookback_delta,
             timeout: cli.query_timeout,
             max_samples: cli.query_max_samples,
+            max_query_length: cli.query_max_length,
             ..EngineOptions::default()
         };
         let query = QueryService::new(Engine::new(storage.clone(), engine), cli.query_max_concurrency);
@@ -175,9 +176,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .with_tokens(tokens)
             .with_clients(Arc::clone(&clients));
         // Connection info: the clients registry shows each host's address.
+        // Running queries are cancelled when shutdown begins, so draining
+        // in-flight requests does not wait for them.
+        let queries = state.query.clone();
         let app = app::router(state, auth).into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown = async move {
+            dcmon_protocol::net::shutdown_signal().await;
+            queries.shut_down();
+        };
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(dcmon_protocol::net::shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await;
         // In-flight requests are done; write what is queued and stop.
         maintenance.abort();
