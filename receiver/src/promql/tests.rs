@@ -81,6 +81,21 @@ fn limits_fail_with_their_error_kinds() {
     let err = engine.range_query("1", 0, 11_000_000, 1000).unwrap_err();
     assert_eq!(err.kind, QueryErrorKind::BadData);
     assert!(err.message.contains("11,000 points"));
+    // Times at the ends of i64: refused, not wrapped.
+    for (start, end, step) in [(i64::MIN, i64::MAX, 1), (i64::MIN, i64::MAX, i64::MAX)] {
+        let err = engine.range_query("1", start, end, step).unwrap_err();
+        assert_eq!(err.kind, QueryErrorKind::BadData);
+    }
+    for t in [i64::MIN, i64::MAX] {
+        for query in [
+            "x offset -1y",
+            "max_over_time(x[1y:1d] offset 1y)",
+            "timestamp(x offset 1y)",
+        ] {
+            assert!(engine.instant_query(query, t).is_ok(), "{query} at {t}");
+        }
+        assert!(engine.range_query("x offset 1y", t, t, 1).is_ok());
+    }
     let ok = engine.range_query("1", 0, 10_999_000, 1000).unwrap();
     assert!(matches!(ok.value, Value::Matrix(m) if m[0].points.len() == 11_000));
 }
