@@ -17,6 +17,8 @@ mod functions;
 mod histogram;
 mod label_fns;
 pub mod plan;
+#[cfg(test)]
+mod property_tests;
 mod range_fns;
 mod selector;
 #[cfg(test)]
