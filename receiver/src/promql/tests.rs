@@ -257,6 +257,17 @@ fn operator_chains_are_refused_before_the_parser_sees_them() {
             assert!(started.elapsed() < std::time::Duration::from_secs(2));
         }
     }
+    // Past the check on the text, the parser builds them and the tree
+    // check refuses them: also within a small stack.
+    for query in [
+        vec!["1"; 3_990].join("+"),
+        vec!["up"; 2_000].join(" and "),
+        format!("{}up{}", "abs(".repeat(1_990), ")".repeat(1_990)),
+    ] {
+        assert!(super::depth::text_depth_bound(&query) <= super::depth::MAX_TEXT_DEPTH);
+        let err = small_stack(query);
+        assert!(err.message.contains("nests too deeply"), "{}", err.message);
+    }
     // Brackets and operators inside strings do not count.
     let quoted = format!(
         "label_replace(vector(1), \"a\", \"{}\", \"b\", \"\")",
