@@ -166,7 +166,8 @@ fn a_sample_hungry_subquery_gets_422_quickly() {
 #[test]
 fn shutdown_cancels_a_running_query() {
     let mut receiver = Receiver::start(&[]);
-    // Millions of inner steps: runs for minutes, under the sample limit.
+    // 43 million inner steps, under the sample limit: runs for a minute
+    // in a debug build.
     let url = receiver.url("/api/v1/query");
     let token = receiver.token.clone();
     let running = std::thread::spawn(move || {
@@ -174,7 +175,7 @@ fn shutdown_cancels_a_running_query() {
             .post(url)
             .bearer_auth(token)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[("query", "count_over_time(vector(1)[3h:1ms])")]))
+            .body(form(&[("query", "count_over_time(vector(1)[12h:1ms])")]))
             .send()
             .map(|r| r.status().as_u16())
     });
