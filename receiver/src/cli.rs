@@ -147,6 +147,11 @@ pub struct Cli {
     #[arg(long = "query.max-series", default_value_t = 500_000)]
     pub query_max_series: usize,
 
+    /// Longest query text accepted, in bytes; longer queries are refused
+    /// before they are parsed.
+    #[arg(long = "query.max-length", default_value_t = crate::promql::DEFAULT_MAX_QUERY_LENGTH)]
+    pub query_max_length: usize,
+
     /// Most queries evaluated at once; further queries wait for a slot.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,

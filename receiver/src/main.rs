@@ -162,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lookback_delta: cli.query_lookback_delta,
             timeout: cli.query_timeout,
             max_samples: cli.query_max_samples,
+            max_query_length: cli.query_max_length,
             ..EngineOptions::default()
         };
         let query = QueryService::new(Engine::new(storage.clone(), engine), cli.query_max_concurrency);
@@ -198,6 +199,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
             .with_clients(Arc::clone(&clients));
+        // Running queries are cancelled when shutdown begins, so draining
+        // in-flight requests does not wait for them.
+        let queries = state.query.clone();
+        let on_shutdown = shutdown.clone();
+        let cancel_queries = tokio::spawn(async move {
+            on_shutdown.fired().await;
+            queries.shut_down();
+        });
         let app = app::router(Arc::clone(&state), auth, shutdown.clone());
         let options = serve::Options {
             max_connections: cli.max_connections as usize,
@@ -207,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         serve::serve(listener, app, options, state.metrics.connections.clone(), shutdown).await;
         signal.abort();
+        cancel_queries.abort();
         // In-flight requests are done or dropped; write what is queued and stop.
         maintenance.abort();
         presence.abort();

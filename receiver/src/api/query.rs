@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use promql_parser::parser::Expr;
 use serde_json::{Value as JsonValue, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
@@ -22,24 +22,53 @@ use crate::promql::{Engine, QueryError, QueryErrorKind};
 use crate::storage::index::{Labels, Matcher};
 use crate::storage::now_ms;
 
-/// The engine as the API uses it, with a bound on queries run at once.
+/// The engine as the API uses it: a bound on queries run at once, each on
+/// its own thread with a stack sized for the deepest query accepted, and a
+/// switch that cancels them all at shutdown.
 #[derive(Debug, Clone)]
 pub struct QueryService {
     engine: Engine,
     slots: Arc<Semaphore>,
+    shutdown: Arc<Shutdown>,
+}
+
+/// Set once the receiver shuts down: the flag stops evaluations at their
+/// next check, the channel wakes the requests waiting for them.
+#[derive(Debug)]
+struct Shutdown {
+    flag: Arc<AtomicBool>,
+    started: watch::Sender<bool>,
 }
 
 impl QueryService {
     /// At most `max_concurrency` queries evaluate at once; the others wait
     /// (within their timeout) for a slot.
     pub fn new(engine: Engine, max_concurrency: usize) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
         Self {
-            engine,
+            engine: engine.with_cancel(Arc::clone(&flag)),
             slots: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            shutdown: Arc::new(Shutdown {
+                flag,
+                started: watch::Sender::new(false),
+            }),
         }
     }
 
-    /// Runs `f` on a blocking thread once a slot is free.
+    /// Cancels every running and waiting query, and refuses new ones: they
+    /// answer `canceled` at once, and each evaluation thread stops at its
+    /// next check (within one evaluation step, or once a parse ends).
+    /// Call it when shutdown begins, so that draining in-flight requests
+    /// does not wait for long queries.
+    pub fn shut_down(&self) {
+        self.shutdown.flag.store(true, Ordering::Relaxed);
+        self.shutdown.started.send_replace(true);
+    }
+
+    /// Runs `f` on a thread of its own once a slot is free. The request's
+    /// deadline (its `timeout`, at most `--query.timeout`) covers the wait
+    /// for a slot, parsing and evaluation: past it the request is answered
+    /// at once, and the evaluation stops at its next check.
     async fn run<T: Send + 'static>(
         &self,
         timeout: Option<i64>,
@@ -47,26 +76,69 @@ impl QueryService {
     ) -> Result<T, ApiError> {
         let default = self.engine.options().timeout;
         let timeout = timeout.map_or(default, |ms| {
-            default.min(Duration::from_millis(ms.max(0) as u64))
+            default.min(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
         });
-        let permit = tokio::time::timeout(timeout, Arc::clone(&self.slots).acquire_owned())
+        let deadline = tokio::time::Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(far_future);
+        let mut shutdown = self.shutdown.started.subscribe();
+        if *shutdown.borrow_and_update() {
+            return Err(query_error(shutting_down()));
+        }
+        tokio::select! {
+            result = self.evaluate(deadline, f) => result,
+            () = tokio::time::sleep_until(deadline) => Err(query_error(QueryError::timeout())),
+            _ = shutdown.wait_for(|down| *down) => Err(query_error(shutting_down())),
+        }
+    }
+
+    async fn evaluate<T: Send + 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        f: impl FnOnce(Engine) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
             .await
-            .map_err(|_| query_error(QueryError::timeout()))?
             .map_err(|_| ApiError::new(ErrorKind::Internal, "query slots closed"))?;
-        // Dropped with this future when the client goes away, which stops
-        // the evaluation at its next step instead of letting it run out.
+        // Dropped with this future when the client goes away, the deadline
+        // passes or shutdown begins, which stops the evaluation at its next
+        // step instead of letting it run out.
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let engine = self
             .engine
-            .with_timeout(timeout)
+            .with_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
             .with_cancel(Arc::clone(&cancel.0));
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(engine)
-        })
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
-        .map_err(query_error)
+        let (answer, answered) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("dcmon-query".to_owned())
+            .stack_size(crate::promql::QUERY_STACK_BYTES)
+            .spawn(move || {
+                // The slot stays taken until the work really ends.
+                let _permit = permit;
+                let _ = answer.send(f(engine));
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "starting a query thread");
+                ApiError::new(ErrorKind::Internal, "starting the query failed")
+            })?;
+        // A panic drops the sender: the request fails, the receiver lives.
+        answered
+            .await
+            .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
+            .map_err(query_error)
+    }
+}
+
+/// A deadline no request reaches (a `timeout` too long to represent).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(365 * 86_400)
+}
+
+fn shutting_down() -> QueryError {
+    QueryError {
+        kind: QueryErrorKind::Canceled,
+        message: "query was canceled in query execution: the receiver is shutting down".to_owned(),
     }
 }
 
@@ -365,10 +437,16 @@ pub async fn metadata(
 
 /// `GET|POST /api/v1/query_exemplars`: exemplars are not stored, so the
 /// answer is always empty (after checking the query parses).
-pub async fn query_exemplars(request: Request) -> Result<Json<JsonValue>, ApiError> {
+pub async fn query_exemplars(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
     let params = Params::from_request(request).await?;
-    if let Some(text) = params.get("query") {
-        crate::promql::parse(text).map_err(query_error)?;
+    if let Some(text) = params.get("query").map(str::to_owned) {
+        state
+            .query
+            .run(None, move |engine| engine.parse(&text).map(drop))
+            .await?;
     }
     Ok(success(json!([]), &[], &[]))
 }
@@ -395,9 +473,16 @@ pub async fn buildinfo() -> Json<JsonValue> {
 pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "3.0.0";
 
 /// `GET|POST /api/v1/format_query`
-pub async fn format_query(request: Request) -> Result<Json<JsonValue>, ApiError> {
+pub async fn format_query(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<JsonValue>, ApiError> {
     let params = Params::from_request(request).await?;
     let text = required_query(&params)?;
-    let expr = crate::promql::parse(&text).map_err(query_error)?;
-    Ok(success(json!(expr.prettify()), &[], &[]))
+    // Printing recurses over the tree: on a query thread, like evaluation.
+    let pretty = state
+        .query
+        .run(None, move |engine| Ok(engine.parse(&text)?.prettify()))
+        .await?;
+    Ok(success(json!(pretty), &[], &[]))
 }

@@ -158,9 +158,10 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         }
         return Ok(ms as i64);
     }
-    dcmon_protocol::duration::parse_duration(text)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|_| format!("cannot parse {text:?} to a valid duration"))
+    let duration = dcmon_protocol::duration::parse_duration(text)
+        .map_err(|_| format!("cannot parse {text:?} to a valid duration"))?;
+    i64::try_from(duration.as_millis())
+        .map_err(|_| format!("cannot parse {text:?} to a valid duration. It overflows int64"))
 }
 
 #[cfg(test)]
@@ -185,5 +186,19 @@ mod tests {
         assert_eq!(parse_duration_ms("0.5"), Ok(500));
         assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn extreme_numbers_are_clamped_or_refused_never_wrapped() {
+        assert_eq!(parse_time("1e300"), Ok(MAX_TIME_MS));
+        assert_eq!(parse_time("-1e300"), Ok(MIN_TIME_MS));
+        assert!(parse_time("NaN").is_err());
+        assert!(parse_time("inf").is_err());
+        for text in ["1e300", "-1e300", "9223372036854775807", "NaN", "inf"] {
+            assert!(parse_duration_ms(text).is_err(), "{text}");
+        }
+        // Fits a u64 of ms but not an i64.
+        assert!(parse_duration_ms("584942417y").is_err());
+        assert!(parse_duration_ms("10000000000000000000ms").is_err());
     }
 }

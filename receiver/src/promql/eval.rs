@@ -2,7 +2,7 @@
 //! [`super::plan`] fetched; a range query repeats that at every step and
 //! gathers the points into series.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::time::Instant;
 use promql_parser::parser::{Expr, SubqueryExpr};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::duration_ms;
 use super::plan::{Query, SelectorData, offset_ms};
 use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
 use super::{QueryError, aggregate, binary, functions, selector};
@@ -33,18 +34,14 @@ pub struct Limits {
     pub deadline: Instant,
     /// Most samples the result may hold.
     pub max_samples: usize,
-    /// Set when the query is cancelled.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Any of them set cancels the query.
+    pub cancel: Vec<Arc<AtomicBool>>,
 }
 
 impl Limits {
     /// Fails once the deadline has passed or the query was cancelled.
     pub fn check(&self) -> Result<(), QueryError> {
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
+        if self.cancel.iter().any(|c| c.load(Ordering::Relaxed)) {
             Err(QueryError::canceled())
         } else if Instant::now() > self.deadline {
             Err(QueryError::timeout())
@@ -66,6 +63,10 @@ pub struct Evaluator<'q> {
     subquery_steps: RefCell<SubqueryCache>,
     interned: RefCell<FxHashSet<Labels>>,
     cursors: RefCell<Cursors>,
+    /// Samples subqueries hold: their cached inner results and the points
+    /// of the ranges being built. Counted with the fetched samples against
+    /// [`Limits::max_samples`].
+    subquery_samples: Cell<usize>,
 }
 
 /// Per selector node and purpose, each series' sample index found at the
@@ -105,6 +106,7 @@ impl<'q> Evaluator<'q> {
             subquery_steps: RefCell::default(),
             interned: RefCell::default(),
             cursors: RefCell::default(),
+            subquery_samples: Cell::new(0),
         }
     }
 
@@ -228,7 +230,10 @@ impl<'q> Evaluator<'q> {
             if total > self.limits.max_samples {
                 return Err(QueryError::too_many_samples());
             }
-            t += self.query.step_ms;
+            match t.checked_add(self.query.step_ms) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         let mut series: Vec<Series> = by_labels
             .into_iter()
@@ -273,7 +278,7 @@ impl<'q> Evaluator<'q> {
                 let samples = self.with_cursors(vs, CURSOR_INSTANT, series.len(), |cursors| {
                     selector::instant_from(
                         &series,
-                        at - offset_ms(&vs.offset),
+                        at.saturating_sub(offset_ms(&vs.offset)),
                         self.query.lookback_ms,
                         cursors,
                     )
@@ -285,8 +290,8 @@ impl<'q> Evaluator<'q> {
                 let series = self.data.get(&ms.vs);
                 Ok(Value::Matrix(selector::range(
                     &series,
-                    at - offset_ms(&ms.vs.offset),
-                    ms.range.as_millis() as i64,
+                    at.saturating_sub(offset_ms(&ms.vs.offset)),
+                    duration_ms(ms.range),
                 )))
             }
             Expr::Subquery(sq) => self.subquery(sq, t),
@@ -309,23 +314,25 @@ impl<'q> Evaluator<'q> {
     /// the left-open window `(t - range, t]`.
     fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Value, QueryError> {
         let base = sq.at.as_ref().map_or(t, |at| self.query.at_ms(at));
-        let end = base - offset_ms(&sq.offset);
-        let start = end - sq.range.as_millis() as i64;
+        // Times and durations come from the query: saturate, never wrap.
+        let end = base.saturating_sub(offset_ms(&sq.offset));
+        let start = end.saturating_sub(duration_ms(sq.range));
         let step = sq
             .step
-            .map_or(self.query.default_subquery_step_ms, |s| {
-                s.as_millis() as i64
-            })
+            .map_or(self.query.default_subquery_step_ms, duration_ms)
             .max(1);
-        let mut ts = start.div_euclid(step) * step;
+        let mut ts = start.div_euclid(step).saturating_mul(step);
         if ts <= start {
-            ts += step;
+            ts = ts.saturating_add(step);
         }
         let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut order: Vec<Labels> = Vec::new();
+        let mut points = 0usize;
         while ts <= end {
             self.check_deadline()?;
             let samples = self.subquery_step(sq, ts)?;
+            self.hold_subquery_samples(samples.len())?;
+            points += samples.len();
             for s in samples.iter() {
                 by_labels
                     .entry(s.labels.clone())
@@ -335,8 +342,14 @@ impl<'q> Evaluator<'q> {
                     })
                     .push((ts, s.value));
             }
-            ts += step;
+            match ts.checked_add(step) {
+                Some(next) => ts = next,
+                None => break,
+            }
         }
+        // Handed to the caller, which reduces it to one value per series.
+        self.subquery_samples
+            .set(self.subquery_samples.get().saturating_sub(points));
         let mut series: Vec<Series> = order
             .into_iter()
             .map(|labels| {
@@ -346,6 +359,17 @@ impl<'q> Evaluator<'q> {
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(series))
+    }
+
+    /// Counts `count` more samples held by subqueries; fails once they and
+    /// the fetched samples pass the query's sample limit.
+    fn hold_subquery_samples(&self, count: usize) -> Result<(), QueryError> {
+        let held = self.subquery_samples.get().saturating_add(count);
+        self.subquery_samples.set(held);
+        if held.saturating_add(self.data.samples()) > self.limits.max_samples {
+            return Err(QueryError::too_many_samples());
+        }
+        Ok(())
     }
 
     /// The inner expression of `sq` at `ts`. Inner steps sit on multiples
@@ -370,6 +394,8 @@ impl<'q> Evaluator<'q> {
             }
         });
         if self.query.is_range {
+            // Kept for the whole query.
+            self.hold_subquery_samples(samples.len())?;
             self.subquery_steps
                 .borrow_mut()
                 .insert(key, Rc::clone(&samples));
@@ -383,14 +409,21 @@ impl<'q> Evaluator<'q> {
         match expr {
             Expr::Paren(p) => self.window_of(&p.expr, t),
             Expr::MatrixSelector(ms) => {
-                let end = ms.vs.at.as_ref().map_or(t, |at| self.query.at_ms(at))
-                    - offset_ms(&ms.vs.offset);
-                Some((end - ms.range.as_millis() as i64, end))
+                let end = ms
+                    .vs
+                    .at
+                    .as_ref()
+                    .map_or(t, |at| self.query.at_ms(at))
+                    .saturating_sub(offset_ms(&ms.vs.offset));
+                Some((end.saturating_sub(duration_ms(ms.range)), end))
             }
             Expr::Subquery(sq) => {
-                let end =
-                    sq.at.as_ref().map_or(t, |at| self.query.at_ms(at)) - offset_ms(&sq.offset);
-                Some((end - sq.range.as_millis() as i64, end))
+                let end = sq
+                    .at
+                    .as_ref()
+                    .map_or(t, |at| self.query.at_ms(at))
+                    .saturating_sub(offset_ms(&sq.offset));
+                Some((end.saturating_sub(duration_ms(sq.range)), end))
             }
             _ => None,
         }

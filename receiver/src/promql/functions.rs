@@ -372,8 +372,11 @@ fn unwrap_parens(expr: &Expr) -> &Expr {
 /// (Prometheus 3); of anything else, the evaluation time.
 fn timestamp(ev: &Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<Sample>, QueryError> {
     if let Expr::VectorSelector(vs) = unwrap_parens(arg) {
-        let at =
-            vs.at.as_ref().map_or(t, |at| ev.query.at_ms(at)) - super::plan::offset_ms(&vs.offset);
+        let at = vs
+            .at
+            .as_ref()
+            .map_or(t, |at| ev.query.at_ms(at))
+            .saturating_sub(super::plan::offset_ms(&vs.offset));
         let data = ev.selector_data(vs);
         return Ok(data
             .iter()

@@ -10,12 +10,15 @@
 mod aggregate;
 mod binary;
 mod date_fns;
+mod depth;
 mod error;
 mod eval;
 mod functions;
 mod histogram;
 mod label_fns;
 pub mod plan;
+#[cfg(test)]
+mod property_tests;
 mod range_fns;
 mod selector;
 #[cfg(test)]
@@ -27,6 +30,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use self::aggregate::valid_label_name;
+pub use self::depth::MAX_DEPTH;
 pub use self::error::{QueryError, QueryErrorKind};
 pub use self::value::{Sample, Series, Value};
 use crate::storage::Storage;
@@ -43,7 +47,13 @@ pub struct EngineOptions {
     /// Subquery step when the query gives none (Prometheus: the global
     /// evaluation interval, 1 minute).
     pub default_subquery_step: Duration,
+    /// Longest query text accepted, in bytes (`--query.max-length`).
+    pub max_query_length: usize,
 }
+
+/// Default of [`EngineOptions::max_query_length`]: VictoriaMetrics's
+/// `-search.maxQueryLen`, roomy for any dashboard's query.
+pub const DEFAULT_MAX_QUERY_LENGTH: usize = 16 * 1024;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -52,9 +62,14 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
             default_subquery_step: Duration::from_secs(60),
+            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
         }
     }
 }
+
+/// Stack size of a thread that parses, plans, evaluates or prints a query:
+/// enough for a [`MAX_DEPTH`]-deep query in a debug build.
+pub const QUERY_STACK_BYTES: usize = 64 << 20;
 
 /// Most points one series of a range query may have (Prometheus's limit).
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
@@ -78,7 +93,7 @@ pub struct QueryResult {
 pub struct Engine {
     storage: Storage,
     options: Arc<EngineOptions>,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Vec<Arc<AtomicBool>>,
 }
 
 impl Engine {
@@ -87,15 +102,18 @@ impl Engine {
         Self {
             storage,
             options: Arc::new(options),
-            cancel: None,
+            cancel: Vec::new(),
         }
     }
 
     /// The same engine, whose queries stop with `canceled` once `flag` is
-    /// set (the API sets it when the client goes away).
+    /// set, as well as once any flag given before is (the API sets one when
+    /// the client goes away, another when the receiver shuts down).
     pub fn with_cancel(&self, flag: Arc<AtomicBool>) -> Engine {
+        let mut cancel = self.cancel.clone();
+        cancel.push(flag);
         Engine {
-            cancel: Some(flag),
+            cancel,
             ..self.clone()
         }
     }
@@ -120,10 +138,52 @@ impl Engine {
         &self.options
     }
 
+    /// Parses `query` for this engine: refused when longer than
+    /// [`EngineOptions::max_query_length`], else as [`parse`].
+    pub fn parse(&self, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+        let max = self.options.max_query_length;
+        if query.len() > max {
+            return Err(QueryError::bad_data(format!(
+                "the query is {} bytes long, more than the {max} bytes accepted \
+                 (--query.max-length)",
+                query.len()
+            )));
+        }
+        parse(query)
+    }
+
+    /// What stops a query starting now: its deadline and cancel flags.
+    fn limits(&self) -> eval::Limits {
+        let now = Instant::now();
+        // A timeout too long to represent never comes: a year will do.
+        let deadline = now
+            .checked_add(self.options.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
+        eval::Limits {
+            deadline,
+            max_samples: self.options.max_samples,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    /// Parses `query` within `limits`: a query cancelled or out of time
+    /// before or while it was parsed goes no further.
+    fn parse_within(
+        &self,
+        query: &str,
+        limits: &eval::Limits,
+    ) -> Result<promql_parser::parser::Expr, QueryError> {
+        limits.check()?;
+        let expr = self.parse(query)?;
+        limits.check()?;
+        Ok(expr)
+    }
+
     /// Evaluates `query` at `time_ms`.
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<QueryResult, QueryError> {
-        let expr = parse(query)?;
-        self.instant_query_parsed(query, &expr, time_ms)
+        let limits = self.limits();
+        let expr = self.parse_within(query, &limits)?;
+        self.instant(query, &expr, time_ms, limits)
     }
 
     /// Evaluates an already parsed `expr` (whose text is `query`) at `time_ms`.
@@ -133,7 +193,18 @@ impl Engine {
         expr: &promql_parser::parser::Expr,
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        let (value, notes) = self.run(query, expr, time_ms, time_ms, None)?;
+        check_depth(expr)?;
+        self.instant(query, expr, time_ms, self.limits())
+    }
+
+    fn instant(
+        &self,
+        query: &str,
+        expr: &promql_parser::parser::Expr,
+        time_ms: i64,
+        limits: eval::Limits,
+    ) -> Result<QueryResult, QueryError> {
+        let (value, notes) = self.run(query, expr, time_ms, time_ms, None, limits)?;
         Ok(QueryResult {
             value,
             time_ms,
@@ -150,6 +221,7 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
+        let limits = self.limits();
         if step_ms <= 0 {
             return Err(QueryError::bad_data(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -160,12 +232,16 @@ impl Engine {
                 "end timestamp must not be before start time",
             ));
         }
-        if (end_ms - start_ms) / step_ms >= MAX_POINTS_PER_SERIES {
+        // Any i64 times: the span itself may not fit.
+        let steps = end_ms
+            .checked_sub(start_ms)
+            .map_or(i64::MAX, |span| span / step_ms);
+        if steps >= MAX_POINTS_PER_SERIES {
             return Err(QueryError::bad_data(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));
         }
-        let expr = parse(query)?;
+        let expr = self.parse_within(query, &limits)?;
         match expr.value_type() {
             promql_parser::parser::value::ValueType::Vector
             | promql_parser::parser::value::ValueType::Scalar => {}
@@ -175,7 +251,7 @@ impl Engine {
                 )));
             }
         }
-        let (value, notes) = self.run(query, &expr, start_ms, end_ms, Some(step_ms))?;
+        let (value, notes) = self.run(query, &expr, start_ms, end_ms, Some(step_ms), limits)?;
         Ok(QueryResult {
             value,
             time_ms: start_ms,
@@ -193,21 +269,16 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: Option<i64>,
+        limits: eval::Limits,
     ) -> Result<(Value, eval::Annotations), QueryError> {
-        let deadline = Instant::now() + self.options.timeout;
         let query = plan::Query {
             source: source.to_owned(),
             is_range: step_ms.is_some(),
             start_ms,
             end_ms,
             step_ms: step_ms.unwrap_or(1),
-            lookback_ms: self.options.lookback_delta.as_millis() as i64,
-            default_subquery_step_ms: self.options.default_subquery_step.as_millis() as i64,
-        };
-        let limits = eval::Limits {
-            deadline,
-            max_samples: self.options.max_samples,
-            cancel: self.cancel.clone(),
+            lookback_ms: duration_ms(self.options.lookback_delta),
+            default_subquery_step_ms: duration_ms(self.options.default_subquery_step),
         };
         let data = plan::fetch(&self.storage, expr, &query, &limits)?;
         let evaluator = eval::Evaluator::new(&query, &data, limits);
@@ -220,51 +291,43 @@ impl Engine {
     }
 }
 
-/// Deepest bracket nesting accepted. The parser and the evaluator recurse
-/// per level, and a stack overflow would take the whole receiver down;
-/// real queries stay far below this.
-pub const MAX_NESTING: usize = 200;
-
-/// Parses a query; syntax errors are `bad_data`.
-pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    if nesting_depth(query) > MAX_NESTING {
-        return Err(QueryError::bad_data(format!(
-            "query nests deeper than {MAX_NESTING} levels"
-        )));
-    }
-    promql_parser::parser::parse(query).map_err(|message| match unsupported_syntax(query) {
-        Some(feature) => QueryError::unsupported(format!("{feature} (parser: {message})")),
-        None => QueryError::bad_data(message),
-    })
+/// A duration in ms, saturating (durations come from flags and queries).
+pub fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Deepest nesting of `(`, `[` and `{` outside string literals.
-fn nesting_depth(query: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in query.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => quote = Some(c),
-            '(' | '[' | '{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Parses a query; syntax errors and queries nesting deeper than
+/// [`MAX_DEPTH`] are `bad_data`. Safe on any thread: the text is measured
+/// before the parser sees it. The tree it returns may still be
+/// [`MAX_DEPTH`] deep: evaluate, print or walk it recursively only on a
+/// thread with a [`QUERY_STACK_BYTES`] stack.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    if depth::text_depth_bound(query) > depth::MAX_TEXT_DEPTH {
+        return Err(too_deep());
     }
-    deepest
+    let expr =
+        promql_parser::parser::parse(query).map_err(|message| match unsupported_syntax(query) {
+            Some(feature) => QueryError::unsupported(format!("{feature} (parser: {message})")),
+            None => QueryError::bad_data(message),
+        })?;
+    check_depth(&expr)?;
+    Ok(expr)
+}
+
+/// Refuses a tree deeper than [`MAX_DEPTH`].
+pub fn check_depth(expr: &promql_parser::parser::Expr) -> Result<(), QueryError> {
+    if depth::tree_depth(expr) > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    Ok(())
+}
+
+fn too_deep() -> QueryError {
+    QueryError::bad_data(format!(
+        "query nests too deeply: at most {MAX_DEPTH} levels of operators, brackets, \
+         function calls and aggregations are accepted (put long chains of binary \
+         operators in brackets, e.g. (a + b) + (c + d))"
+    ))
 }
 
 /// Experimental Prometheus syntax the parser rejects with a generic

@@ -48,8 +48,8 @@ impl Query {
 /// Milliseconds since the epoch (negative before it).
 pub fn system_time_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => after.as_millis() as i64,
-        Err(before) => -(before.duration().as_millis() as i64),
+        Ok(after) => super::duration_ms(after),
+        Err(before) => super::duration_ms(before.duration()).saturating_neg(),
     }
 }
 
@@ -57,8 +57,8 @@ pub fn system_time_ms(time: SystemTime) -> i64 {
 pub fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => super::duration_ms(*d),
+        Some(Offset::Neg(d)) => super::duration_ms(*d).saturating_neg(),
     }
 }
 
@@ -66,6 +66,7 @@ pub fn offset_ms(offset: &Option<Offset>) -> i64 {
 #[derive(Debug, Default)]
 pub struct SelectorData {
     by_node: FxHashMap<usize, Arc<Vec<SeriesData>>>,
+    samples: usize,
 }
 
 impl SelectorData {
@@ -75,6 +76,11 @@ impl SelectorData {
             .get(&node_key(selector))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// How many samples were fetched, over all selectors.
+    pub fn samples(&self) -> usize {
+        self.samples
     }
 }
 
@@ -104,6 +110,7 @@ pub fn fetch(
         samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
         data.by_node.insert(node_key(selector), Arc::new(series));
     }
+    data.samples = samples;
     Ok(data)
 }
 
@@ -121,21 +128,23 @@ fn collect_spans<'e>(
             Some(at) => (query.at_ms(at), query.at_ms(at)),
             None => (lo, hi),
         };
+        // Times and durations come from the query: saturate, never wrap.
         let off = offset_ms(offset);
-        (lo - off, hi - off)
+        (lo.saturating_sub(off), hi.saturating_sub(off))
     };
     match expr {
         Expr::VectorSelector(vs) => {
             let (lo, hi) = shifted(&vs.at, &vs.offset);
-            spans.push((vs, lo - query.lookback_ms, hi));
+            spans.push((vs, lo.saturating_sub(query.lookback_ms), hi));
         }
         Expr::MatrixSelector(ms) => {
             let (lo, hi) = shifted(&ms.vs.at, &ms.vs.offset);
-            spans.push((&ms.vs, lo - ms.range.as_millis() as i64, hi));
+            spans.push((&ms.vs, lo.saturating_sub(super::duration_ms(ms.range)), hi));
         }
         Expr::Subquery(sq) => {
             let (lo, hi) = shifted(&sq.at, &sq.offset);
-            collect_spans(&sq.expr, query, lo - sq.range.as_millis() as i64, hi, spans)?;
+            let from = lo.saturating_sub(super::duration_ms(sq.range));
+            collect_spans(&sq.expr, query, from, hi, spans)?;
         }
         Expr::Aggregate(agg) => {
             if let Some(param) = &agg.param {

@@ -122,8 +122,8 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
         }
     }
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let mut to_start = (first_t - w.start_ms) as f64 / 1000.0;
-    let mut to_end = (w.end_ms - last_t) as f64 / 1000.0;
+    let mut to_start = first_t.saturating_sub(w.start_ms) as f64 / 1000.0;
+    let mut to_end = w.end_ms.saturating_sub(last_t) as f64 / 1000.0;
     let average_interval = sampled / (points.len() - 1) as f64;
     let threshold = average_interval * 1.1;
     if to_start >= threshold {
@@ -140,7 +140,7 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if is_rate {
-        factor /= (w.end_ms - w.start_ms) as f64 / 1000.0;
+        factor /= w.end_ms.saturating_sub(w.start_ms) as f64 / 1000.0;
     }
     Some(delta * factor)
 }
@@ -183,7 +183,7 @@ fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
         KahanSum::default(),
     );
     for &(t, v) in points {
-        let x = (t - intercept_ms) as f64 / 1000.0;
+        let x = t.saturating_sub(intercept_ms) as f64 / 1000.0;
         sx.add(x);
         sy.add(v);
         sxy.add(x * v);

@@ -17,7 +17,7 @@ pub fn is_stale(value: f64) -> bool {
 pub fn latest(samples: &[(i64, f64)], t: i64, lookback_ms: i64) -> Option<(i64, f64)> {
     let end = samples.partition_point(|(ts, _)| *ts <= t);
     let &(ts, value) = samples[..end].last()?;
-    (ts > t - lookback_ms && !is_stale(value)).then_some((ts, value))
+    (ts > t.saturating_sub(lookback_ms) && !is_stale(value)).then_some((ts, value))
 }
 
 /// `samples.partition_point(|(ts, _)| *ts <= t)`, searched outward from
@@ -71,7 +71,7 @@ pub fn latest_from(
     let end = position_after(samples, t, *cursor);
     *cursor = end;
     let &(ts, value) = samples[..end].last()?;
-    (ts > t - lookback_ms && !is_stale(value)).then_some((ts, value))
+    (ts > t.saturating_sub(lookback_ms) && !is_stale(value)).then_some((ts, value))
 }
 
 /// The samples in `(t - range, t]` as stored (stale markers included),
@@ -83,7 +83,7 @@ pub fn window_slice_from<'a>(
     range_ms: i64,
     cursors: (&mut usize, &mut usize),
 ) -> &'a [(i64, f64)] {
-    let from = position_after(samples, t - range_ms, *cursors.0);
+    let from = position_after(samples, t.saturating_sub(range_ms), *cursors.0);
     let to = position_after(samples, t, *cursors.1);
     *cursors.0 = from;
     *cursors.1 = to;
@@ -114,14 +114,14 @@ pub fn instant_from(
 /// reference [`window_slice_from`] is tested against.
 #[cfg(test)]
 pub fn window_slice(samples: &[(i64, f64)], t: i64, range_ms: i64) -> &[(i64, f64)] {
-    let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
+    let from = samples.partition_point(|(ts, _)| *ts <= t.saturating_sub(range_ms));
     let to = samples.partition_point(|(ts, _)| *ts <= t);
     &samples[from..to.max(from)]
 }
 
 /// The samples in `(t - range, t]`, stale markers dropped.
 pub fn window(samples: &[(i64, f64)], t: i64, range_ms: i64) -> Vec<(i64, f64)> {
-    let from = samples.partition_point(|(ts, _)| *ts <= t - range_ms);
+    let from = samples.partition_point(|(ts, _)| *ts <= t.saturating_sub(range_ms));
     let to = samples.partition_point(|(ts, _)| *ts <= t);
     samples[from..to.max(from)]
         .iter()
