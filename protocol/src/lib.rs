@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod config_file;
 pub mod duration;
+pub mod excerpt;
 pub mod exposition;
 pub mod identity;
 pub mod logging;

@@ -7,6 +7,7 @@
 //! tolerant about the rest (unsorted labels are sorted; empty label values
 //! are dropped, as Prometheus treats them as absent).
 
+use crate::excerpt::excerpt;
 use std::fmt::Write as _;
 
 use prost::Message;
@@ -337,22 +338,15 @@ fn normalise(
 }
 
 /// `{a="x", b="y"}`, shortened for error messages: each name and value
-/// to 64 characters and the whole to about 200, so a sender's megabyte
-/// label never reaches a log line or an answer whole.
+/// to an [`excerpt`] and the whole to about 200 bytes, so a sender's
+/// megabyte label never reaches a log line or an answer whole.
 pub fn describe(labels: &[(String, String)]) -> String {
-    fn clip(text: &str) -> (&str, &str) {
-        match text.char_indices().nth(64) {
-            Some((at, _)) => (&text[..at], "…"),
-            None => (text, ""),
-        }
-    }
     let mut out = String::from("{");
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let ((name, name_cut), (value, value_cut)) = (clip(name), clip(value));
-        let _ = write!(out, "{name}{name_cut}={value:?}{value_cut}");
+        let _ = write!(out, "{}={:?}", excerpt(name), excerpt(value));
         if out.len() > 200 {
             out.push('…');
             break;

@@ -304,13 +304,7 @@ fn silent_connections_beyond_the_cap_cannot_lock_out_a_real_request() {
     }
     let (_, metrics) = receiver.get_json("/api/dcmon/stats");
     assert!(metrics.is_object());
-    let text = client()
-        .get(receiver.url("/metrics"))
-        .bearer_auth(&receiver.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = receiver.metrics_text();
     let timed_out: f64 = text
         .lines()
         .find(|l| {

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use dcmon_protocol::remote_write::{SeriesSamples, Version};
 
-use crate::common::{Receiver, client, now_ms, series};
+use crate::common::{Receiver, now_ms, series};
 
 /// A tmpfs mounted for one test, unmounted on drop.
 struct Tmpfs {
@@ -80,16 +80,6 @@ fn health(receiver: &Receiver) -> (u16, serde_json::Value) {
     receiver.get_json("/health")
 }
 
-fn metrics(receiver: &Receiver) -> String {
-    client()
-        .get(receiver.url("/metrics"))
-        .bearer_auth(&receiver.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 #[test]
 fn a_full_disk_is_named_health_degrades_and_writes_resume_when_space_returns() {
     let Some(fs) = Tmpfs::mount("16m") else {
@@ -111,7 +101,9 @@ fn a_full_disk_is_named_health_degrades_and_writes_resume_when_space_returns() {
     assert_eq!(body["failing"][0]["operation"], "write", "{body}");
     assert_eq!(body["failing"][0]["cause"], "disk_full", "{body}");
     assert!(
-        metrics(&receiver).contains("dcmon_receiver_storage_failing{operation=\"write\"} 1"),
+        receiver
+            .metrics_text()
+            .contains("dcmon_receiver_storage_failing{operation=\"write\"} 1"),
         "failing gauge"
     );
 

@@ -390,13 +390,7 @@ fn stats_health_and_metrics_describe_the_store() {
     assert_eq!(stats["ingest"]["samples"], 20);
     let (status, health) = receiver.get_json("/health");
     assert_eq!((status, health["database"].as_str()), (200, Some("ok")));
-    let text = crate::common::client()
-        .get(receiver.url("/metrics"))
-        .bearer_auth(&receiver.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = receiver.metrics_text();
     assert!(
         text.contains("dcmon_receiver_ingested_samples_total 20"),
         "{text}"

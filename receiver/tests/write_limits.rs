@@ -36,13 +36,7 @@ fn stored_series(receiver: &Receiver) -> u64 {
 
 /// `dcmon_receiver_rejected_requests_total{reason}` from `/metrics`.
 fn rejected(receiver: &Receiver, reason: &str) -> f64 {
-    let text = client()
-        .get(receiver.url("/metrics"))
-        .bearer_auth(&receiver.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = receiver.metrics_text();
     let prefix = format!("dcmon_receiver_rejected_requests_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::clients::ClientError;
-use crate::auth::excerpt::excerpt;
 use crate::error::{ApiError, ErrorKind};
 use crate::storage::now_ms;
+use dcmon_protocol::excerpt::excerpt;
 
 fn store_failure(err: ClientError) -> ApiError {
     match err {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dcmon_protocol::excerpt::excerpt;
 use dcmon_protocol::remote_write::{Batch, describe};
 
 use crate::auth::Principal;
@@ -113,7 +114,7 @@ impl WriteLimits {
                             "series {} has a value of {} bytes for label {:?}, more than {} (--write.max-label-value-length)",
                             describe(&series.labels),
                             value.len(),
-                            truncated(name),
+                            excerpt(name),
                             self.max_label_value_length
                         ),
                     );
@@ -131,7 +132,7 @@ impl WriteLimits {
                     "metadata_too_long",
                     format!(
                         "metadata of {:?} has a field of {longest} bytes, more than {} (--write.max-label-value-length)",
-                        truncated(&meta.family),
+                        excerpt(&meta.family),
                         self.max_label_value_length
                     ),
                 );
@@ -146,14 +147,6 @@ impl WriteLimits {
             Principal::Client { .. } => self.max_new_series_per_host_hour,
             Principal::Admin | Principal::Token { .. } => self.max_new_series_per_hour,
         }
-    }
-}
-
-/// At most 64 characters of an attacker-controlled name, for messages.
-fn truncated(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
     }
 }
 

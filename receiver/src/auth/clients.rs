@@ -27,8 +27,8 @@ use rsa::RsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::excerpt::excerpt;
 use crate::storage::now_ms;
+use dcmon_protocol::excerpt::excerpt;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,7 @@ impl FailureLog {
 
     /// Logs a refused client token, unless this reason was logged less
     /// than [`INTERVAL`] ago. `error` must already be short
-    /// (see [`super::excerpt`]).
+    /// (see [`dcmon_protocol::excerpt`]).
     pub fn client_token_refused(&self, reason: &'static str, error: &dyn std::fmt::Display) {
         if let Some(suppressed) = self.admit(reason, Instant::now()) {
             tracing::warn!(

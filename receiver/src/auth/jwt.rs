@@ -17,8 +17,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::clients::{ClientError, ClientStore};
-use super::excerpt::excerpt;
 use super::replay::{ReplayGuard, ReplayRefusal};
+use dcmon_protocol::excerpt::excerpt;
 
 /// Longest `jti` accepted (the exporter sends 32 hex digits).
 pub const MAX_JTI_LEN: usize = 128;

@@ -13,7 +13,6 @@
 
 pub mod admin;
 pub mod clients;
-pub mod excerpt;
 pub mod failure_log;
 pub mod jwt;
 pub mod replay;

@@ -187,6 +187,17 @@ impl Receiver {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
+    /// The receiver's own `/metrics` text (admin token).
+    pub fn metrics_text(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     /// `http://addr/path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
