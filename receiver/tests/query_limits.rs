@@ -113,6 +113,23 @@ fn queries_over_the_max_length_get_400_naming_the_flag() {
         let (status, body) = post_query(&receiver, path, &padded(16_385), &[]);
         assert_bad_data(status, &body, "--query.max-length");
     }
+    // Selectors of the series and label endpoints are queries too.
+    let selector = format!("{}up", " ".repeat(16_383));
+    for path in [
+        "/api/v1/series",
+        "/api/v1/labels",
+        "/api/v1/label/job/values",
+    ] {
+        let response = client()
+            .post(receiver.url(path))
+            .bearer_auth(&receiver.token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("match[]", selector.as_str())]))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_bad_data(status, &response.json().unwrap(), "--query.max-length");
+    }
     // 400,000 terms: refused at once, not parsed for minutes.
     let started = Instant::now();
     let (status, body) = post_query(

@@ -234,12 +234,13 @@ pub async fn query_range(
 }
 
 /// The matchers of each `match[]` selector.
-fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+fn selectors(state: &AppState, params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     params
         .all("match[]")
         .into_iter()
         .map(|text| {
-            let expr = crate::promql::parse(text).map_err(query_error)?;
+            // Under --query.max-length like any query.
+            let expr = state.query.engine.parse(text).map_err(query_error)?;
             match expr {
                 Expr::VectorSelector(vs) => {
                     crate::promql::plan::storage_matchers(&vs).map_err(query_error)
@@ -318,7 +319,7 @@ pub async fn series(
     request: Request,
 ) -> Result<Json<JsonValue>, ApiError> {
     let params = Params::from_request(request).await?;
-    let selectors = selectors(&params)?;
+    let selectors = selectors(&state, &params)?;
     if selectors.is_empty() {
         return Err(ApiError::new(
             ErrorKind::BadData,
@@ -352,7 +353,7 @@ pub async fn labels(
     request: Request,
 ) -> Result<Json<JsonValue>, ApiError> {
     let params = Params::from_request(request).await?;
-    let selectors = selectors(&params)?;
+    let selectors = selectors(&state, &params)?;
     let limit = params.limit()?;
     let names: Vec<String> = if selectors.is_empty() {
         state.storage.label_names()
@@ -383,7 +384,7 @@ pub async fn label_values(
         ));
     }
     let params = Params::from_request(request).await?;
-    let selectors = selectors(&params)?;
+    let selectors = selectors(&state, &params)?;
     let limit = params.limit()?;
     let values: Vec<String> = if selectors.is_empty() {
         state.storage.label_values(&name)
