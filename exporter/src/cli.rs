@@ -89,6 +89,24 @@ pub struct Cli {
     #[arg(long = "collector.netclass.ignored-devices", default_value = "^$")]
     pub netclass_ignored_devices: String,
 
+    /// Leave out node_network_speed_bytes where the kernel reports no
+    /// speed (-1) instead of exporting it as -125000.
+    #[arg(long = "collector.netclass.ignore-invalid-speed")]
+    pub netclass_ignore_invalid_speed: bool,
+
+    /// Regexp of devices to include in the arp collector.
+    #[arg(long = "collector.arp.device-include")]
+    pub arp_device_include: Option<String>,
+
+    /// Regexp of devices to exclude from the arp collector.
+    #[arg(long = "collector.arp.device-exclude")]
+    pub arp_device_exclude: Option<String>,
+
+    /// Directory to read *.prom text files from (repeatable); their metrics
+    /// are exported and shipped like any collector's.
+    #[arg(long = "collector.textfile.directory", value_name = "DIR")]
+    pub textfile_directories: Vec<PathBuf>,
+
     /// Regexp of hwmon chips to include.
     #[arg(long = "collector.hwmon.chip-include")]
     pub hwmon_chip_include: Option<String>,

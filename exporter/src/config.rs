@@ -58,6 +58,13 @@ pub struct Config {
     pub netdev_devices: DeviceFilter,
     /// Network devices netclass skips.
     pub netclass_ignored_devices: Regex,
+    /// Leave out `node_network_speed_bytes` where the kernel reports no
+    /// speed (-1), instead of exporting -125000 as node_exporter 1.x does.
+    pub netclass_ignore_invalid_speed: bool,
+    /// Devices whose ARP entries are counted.
+    pub arp_devices: DeviceFilter,
+    /// Directories whose `*.prom` files the textfile collector reads.
+    pub textfile_directories: Vec<PathBuf>,
     /// hwmon chips to read.
     pub hwmon_chips: DeviceFilter,
     /// The remote-write shipper; it runs only when it has endpoints.
@@ -147,6 +154,9 @@ impl Default for Config {
                 .expect("valid default"),
             netdev_devices: DeviceFilter::default(),
             netclass_ignored_devices: Regex::new("^$").expect("valid default"),
+            netclass_ignore_invalid_speed: false,
+            arp_devices: DeviceFilter::default(),
+            textfile_directories: Vec::new(),
             hwmon_chips: DeviceFilter::default(),
             remote_write: ShipperConfig::default(),
             fans: Arc::new(
@@ -272,6 +282,18 @@ impl Config {
                 "collector.netclass.ignored-devices",
                 &cli.netclass_ignored_devices,
             )?,
+            netclass_ignore_invalid_speed: cli.netclass_ignore_invalid_speed,
+            arp_devices: DeviceFilter {
+                include: optional_regex(
+                    "collector.arp.device-include",
+                    cli.arp_device_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.arp.device-exclude",
+                    cli.arp_device_exclude.as_deref(),
+                )?,
+            },
+            textfile_directories: cli.textfile_directories,
             hwmon_chips: DeviceFilter {
                 include: optional_regex(
                     "collector.hwmon.chip-include",

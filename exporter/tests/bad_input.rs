@@ -20,21 +20,31 @@ const FILES: &[(&str, &[&str])] = &[
     ("vmstat", &["vmstat"]),
     ("net/netstat", &["netstat"]),
     ("net/sockstat", &["sockstat"]),
+    ("net/softnet_stat", &["softnet"]),
+    ("net/arp", &["arp"]),
+    ("net/stat/nf_conntrack", &["conntrack"]),
 ];
 
-/// A copy of the real Linux 6.18 /proc snapshot, plus a mount table and sockstat.
+/// A copy of the real Linux 6.18 /proc snapshot, plus a mount table,
+/// sockstat, softnet, ARP and conntrack files.
 fn copy_proc_tree(dest: &Path) {
     let source = fixtures().join("procfs/local_debian12_kernel6.18_vm/proc");
     copy_dir(&source, dest);
-    // The VM snapshot has no mount table or sockstat: borrow node_exporter's.
+    // The VM snapshot lacks these: borrow node_exporter's.
     let node_exporter = fixtures().join("procfs/node_exporter/proc");
     std::fs::create_dir_all(dest.join("1")).unwrap();
     std::fs::copy(node_exporter.join("1/mountinfo"), dest.join("1/mountinfo")).unwrap();
-    std::fs::copy(
-        node_exporter.join("net/sockstat"),
-        dest.join("net/sockstat"),
-    )
-    .unwrap();
+    for file in [
+        "net/sockstat",
+        "net/softnet_stat",
+        "net/arp",
+        "net/stat/nf_conntrack",
+        "sys/net/netfilter/nf_conntrack_count",
+        "sys/net/netfilter/nf_conntrack_max",
+    ] {
+        std::fs::create_dir_all(dest.join(file).parent().unwrap()).unwrap();
+        std::fs::copy(node_exporter.join(file), dest.join(file)).unwrap();
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

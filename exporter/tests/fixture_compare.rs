@@ -57,6 +57,11 @@ pub fn node_exporter_config() -> Config {
             exclude: None,
         },
         netclass_ignored_devices: Regex::new("(dmz|int)").unwrap(),
+        netclass_ignore_invalid_speed: true,
+        arp_devices: DeviceFilter {
+            include: None,
+            exclude: Some(Regex::new("nope").unwrap()),
+        },
         hwmon_chips: DeviceFilter {
             include: Some(
                 Regex::new("(applesmc|asus_nb_wmi|coretemp|hwmon4|ieee80211|nct6779)").unwrap(),
@@ -157,6 +162,22 @@ fn os_collectors_match_node_exporter_expected_output() {
         "node_netstat_Tcp_InErrs",
         "node_netstat_Ip6_InOctets",
         "node_netstat_TcpExt_ListenDrops",
+        "node_nf_conntrack_entries",
+        "node_nf_conntrack_entries_limit",
+        "node_nf_conntrack_stat_ignore",
+        "node_nf_conntrack_stat_search_restart",
+        "node_entropy_available_bits",
+        "node_entropy_pool_size_bits",
+        "node_softnet_processed_total",
+        "node_softnet_dropped_total",
+        "node_softnet_times_squeezed_total",
+        "node_softnet_cpu_collision_total",
+        "node_softnet_received_rps_total",
+        "node_softnet_flow_limit_count_total",
+        "node_softnet_backlog_len",
+        "node_arp_entries",
+        "node_udp_queues",
+        "node_network_speed_bytes",
     ] {
         assert!(
             compared.iter().any(|n| n == must),
@@ -288,4 +309,93 @@ fn netdev_reports_every_proc_net_dev_column() {
         }
     }
     assert_eq!(checked, 4 * 16);
+}
+
+#[test]
+fn netclass_exports_unknown_speed_as_node_exporter_1x_does() {
+    // bond0 in the fixture tree reports speed -1 (unknown).
+    let default = scrape_families(&Config {
+        enabled: ["netclass"].into(),
+        netclass_ignore_invalid_speed: false,
+        ..node_exporter_config()
+    });
+    let speeds = &default["node_network_speed_bytes"].series;
+    assert_eq!(speeds[r#"device="bond0""#], -125000.0);
+    assert_eq!(speeds[r#"device="eth0""#], 125000000.0);
+    let ignoring = scrape_families(&Config {
+        enabled: ["netclass"].into(),
+        ..node_exporter_config()
+    });
+    assert!(
+        !ignoring["node_network_speed_bytes"]
+            .series
+            .contains_key(r#"device="bond0""#)
+    );
+}
+
+#[test]
+fn netdev_reads_nohandler_from_sysfs() {
+    let proc = fixtures().join("procfs/local_debian12_kernel6.18_vm/proc");
+    let sys = tempfile::tempdir().unwrap();
+    // The kernel's statistics files: one decimal number and a newline; lo
+    // has none here, as a device without the attribute.
+    for (device, value) in [("eth0", "17\n"), ("ifb0", "0\n"), ("ifb1", "0\n")] {
+        let dir = sys.path().join("class/net").join(device).join("statistics");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("rx_nohandler"), value).unwrap();
+    }
+    let families = scrape_families(&Config {
+        roots: Roots {
+            procfs: proc,
+            sysfs: sys.path().to_owned(),
+            ..Roots::default()
+        },
+        enabled: ["netdev"].into(),
+        netdev_devices: DeviceFilter {
+            include: None,
+            exclude: Some(Regex::new("^ifb1$").unwrap()),
+        },
+        ..Config::default()
+    });
+    let family = &families["node_network_receive_nohandler_total"];
+    assert_eq!(family.kind, "counter");
+    assert_eq!(family.help, "Network device statistic receive_nohandler.");
+    assert_eq!(
+        family.series,
+        BTreeMap::from([
+            (r#"device="eth0""#.to_owned(), 17.0),
+            (r#"device="ifb0""#.to_owned(), 0.0),
+        ])
+    );
+}
+
+#[test]
+fn conntrack_without_the_module_reports_no_data() {
+    // The local capture has no /proc/sys/net/netfilter: conntrack is not
+    // loaded there, which is success 0 and no families, not an error.
+    let families = scrape_families(&Config {
+        roots: Roots {
+            procfs: fixtures().join("procfs/local_debian12_kernel6.18_vm/proc"),
+            ..Roots::default()
+        },
+        enabled: ["conntrack", "softnet"].into(),
+        ..Config::default()
+    });
+    assert!(!families.contains_key("node_nf_conntrack_entries"));
+    let success = &families["node_scrape_collector_success"].series;
+    assert_eq!(success[r#"collector="conntrack""#], 0.0);
+}
+
+#[test]
+fn timex_reads_the_running_kernel() {
+    let families = scrape_families(&Config {
+        enabled: ["timex"].into(),
+        ..Config::default()
+    });
+    let sync = families["node_timex_sync_status"].series[""];
+    assert!(sync == 0.0 || sync == 1.0, "{sync}");
+    let tick = families["node_timex_tick_seconds"].series[""];
+    assert!((0.001..=0.01).contains(&tick), "{tick}");
+    assert_eq!(families["node_timex_pps_error_total"].kind, "counter");
+    assert!(families["node_timex_maxerror_seconds"].series[""] >= 0.0);
 }

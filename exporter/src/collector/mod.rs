@@ -18,9 +18,12 @@ use crate::snapshot::Snapshot;
 
 pub mod apt;
 pub mod apt_parse;
+pub mod arp;
+pub mod conntrack;
 pub mod cpu;
 pub mod diskstats;
 pub mod edac;
+pub mod entropy;
 pub mod fan;
 pub mod filefd;
 pub mod filesystem;
@@ -40,8 +43,11 @@ pub mod nvme_parse;
 pub mod os;
 pub mod pressure;
 pub mod sockstat;
+pub mod softnet;
 pub mod stat;
 pub mod time;
+pub mod timex;
+pub mod udp_queues;
 pub mod uname;
 pub mod vmstat;
 
@@ -120,9 +126,12 @@ macro_rules! info {
 /// Every collector, in the order they appear in `--help`.
 pub const ALL: &[CollectorInfo] = &[
     info!(apt, true),
+    info!(arp, true),
+    info!(conntrack, true),
     info!(cpu, true),
     info!(diskstats, true),
     info!(edac, true),
+    info!(entropy, true),
     info!(fan, true),
     info!(filefd, true),
     info!(filesystem, true),
@@ -138,8 +147,11 @@ pub const ALL: &[CollectorInfo] = &[
     info!(os, true),
     info!(pressure, true),
     info!(sockstat, true),
+    info!(softnet, true),
     info!(stat, true),
     info!(time, true),
+    info!(timex, true),
+    info!(udp_queues, true),
     info!(uname, true),
     info!(vmstat, true),
 ];

@@ -1,6 +1,7 @@
 //! `netclass`: interface properties from `/sys/class/net/<iface>/`:
 //! `node_network_up`, `node_network_info`, MTU, speed, carrier and the other
-//! numeric attributes node_exporter exports, with its names.
+//! numeric attributes node_exporter exports, with its names
+//! (`--collector.netclass.ignore-invalid-speed` as in node_exporter).
 
 use regex::Regex;
 
@@ -36,6 +37,7 @@ const NUMERIC: [(&str, &str, bool); 15] = [
 pub struct NetclassCollector {
     roots: Roots,
     ignored: Regex,
+    ignore_invalid_speed: bool,
 }
 
 /// Builds the collector.
@@ -43,6 +45,7 @@ pub fn new(config: &Config) -> NetclassCollector {
     NetclassCollector {
         roots: config.roots.clone(),
         ignored: config.netclass_ignored_devices.clone(),
+        ignore_invalid_speed: config.netclass_ignore_invalid_speed,
     }
 }
 
@@ -110,10 +113,12 @@ impl Collector for NetclassCollector {
                     property(out, suffix, &device, value);
                 }
             }
-            // Mbit/s → bytes/s; the kernel reports -1 when the link is down.
+            // Mbit/s → bytes/s. The kernel reports -1 when it knows no
+            // speed (link down, virtual NICs); node_exporter 1.x exports that
+            // as -125000 unless told to ignore it, and so does dcmon.
             if let Some(speed) = attr("speed")?
                 .and_then(|s| s.parse::<i64>().ok())
-                .filter(|s| *s >= 0)
+                .filter(|s| *s >= 0 || !self.ignore_invalid_speed)
             {
                 property(out, "speed_bytes", &device, speed as f64 * 125_000.0);
             }

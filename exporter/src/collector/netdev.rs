@@ -1,12 +1,14 @@
 //! `netdev`: per-interface traffic counters from `/proc/net/dev` (parsed by
-//! `procfs-core`), as `node_network_{receive,transmit}_*_total{device}`.
+//! `procfs-core`), as `node_network_{receive,transmit}_*_total{device}`, and
+//! `node_network_receive_nohandler_total` (packets no protocol took, which
+//! `/proc/net/dev` lacks) from `/sys/class/net/<device>/statistics/`.
 
 use procfs_core::FromRead;
 use procfs_core::net::{DeviceStatus, InterfaceDeviceStatus};
 
 use super::{CollectError, Collector};
 use crate::config::{Config, DeviceFilter};
-use crate::roots::{Roots, read_string};
+use crate::roots::{Roots, read_attribute, read_string};
 use crate::snapshot::Snapshot;
 
 /// Flag and label name.
@@ -88,6 +90,25 @@ impl Collector for NetdevCollector {
                     read(&devices[*name]) as f64,
                 );
             }
+        }
+        for name in &names {
+            let path = self
+                .roots
+                .sys("class/net")
+                .join(name)
+                .join("statistics/rx_nohandler");
+            let Some(text) = read_attribute(&path)? else {
+                continue;
+            };
+            let value = text
+                .parse::<u64>()
+                .map_err(|_| CollectError::parse(&path, format!("not a number: {text:?}")))?;
+            out.counter(
+                "node_network_receive_nohandler_total",
+                "Network device statistic receive_nohandler.",
+                vec![("device", (*name).clone())],
+                value as f64,
+            );
         }
         Ok(())
     }

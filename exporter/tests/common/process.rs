@@ -158,6 +158,7 @@ pub const ACCEPTED_PROMTOOL_REMARKS: &[&str] = &[
     r#"^nvme_power_on_hours_total use base unit "seconds" instead of "hours"$"#,
     r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
     r"^node_netstat_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",
+    r#"^node_entropy_(available|pool_size)_bits use base unit "bytes" instead of "bits"$"#,
 ];
 
 /// Runs `promtool check metrics` on `text`; returns everything it said.
