@@ -13,3 +13,4 @@ mod ipmi_sim;
 mod nvme;
 mod peers;
 mod shipping;
+mod textfile;

@@ -45,6 +45,8 @@ pub mod pressure;
 pub mod sockstat;
 pub mod softnet;
 pub mod stat;
+pub mod textfile;
+pub mod textfile_parse;
 pub mod time;
 pub mod timex;
 pub mod udp_queues;
@@ -149,6 +151,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(sockstat, true),
     info!(softnet, true),
     info!(stat, true),
+    info!(textfile, true),
     info!(time, true),
     info!(timex, true),
     info!(udp_queues, true),
