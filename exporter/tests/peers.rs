@@ -99,3 +99,61 @@ fn stable_series_agree_with_node_exporter() {
         assert_eq!(a, b, "{name} series");
     }
 }
+
+/// Referenced names dcmon exposes here and Debian's node_exporter 1.5 does
+/// not: its defaults gained them later (current upstream's expected output
+/// in `fixtures/procfs/node_exporter/e2e-output.txt` has every one).
+const NEWER_THAN_DEBIAN: &[&str] = &[
+    "node_netstat_TcpExt_TCPOFOQueue",
+    "node_netstat_TcpExt_TCPRcvQDrop",
+    "node_softnet_flow_limit_count_total",
+    "node_softnet_received_rps_total",
+];
+
+#[test]
+fn referenced_names_match_node_exporter() {
+    let list =
+        std::fs::read_to_string(crate::common::fixtures().join("peers/node_names.txt")).unwrap();
+    let referenced: BTreeSet<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert_eq!(referenced.len(), 234);
+    let ours_server = Server::exporter(&[]);
+    let theirs_server = Server::node_exporter(&[]);
+    let exposed = |text: &str| -> BTreeSet<String> {
+        parse_exposition(text)
+            .into_iter()
+            .filter(|(_, f)| !f.series.is_empty())
+            .map(|(name, _)| name)
+            .filter(|name| referenced.contains(name.as_str()))
+            .collect()
+    };
+    let ours = exposed(&get_text(&ours_server.url("/metrics")));
+    let mut theirs = exposed(&get_text(&theirs_server.url("/metrics")));
+    theirs.remove("node_exporter_build_info");
+    let missing: Vec<_> = theirs.difference(&ours).collect();
+    assert!(
+        missing.is_empty(),
+        "node_exporter has, dcmon lacks: {missing:?}"
+    );
+    let extra: Vec<_> = ours
+        .difference(&theirs)
+        .filter(|n| !NEWER_THAN_DEBIAN.contains(&n.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "dcmon has, node_exporter lacks: {extra:?}"
+    );
+    // The clock and conntrack alerts' inputs are among them.
+    for name in [
+        "node_timex_sync_status",
+        "node_timex_offset_seconds",
+        "node_timex_maxerror_seconds",
+        "node_nf_conntrack_entries",
+        "node_nf_conntrack_entries_limit",
+        "node_textfile_scrape_error",
+    ] {
+        assert!(ours.contains(name), "{name}");
+    }
+}
