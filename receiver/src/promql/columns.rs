@@ -432,6 +432,7 @@ impl Columns<'_, '_> {
             notes.warnings.insert(ev.warning_text(&message, p));
         }
         let keep_name = range_fns::keeps_name(name);
+        let counter = matches!(name, "rate" | "increase");
         let mut non_counters = NonCounters::new(matches!(name, "rate" | "increase"));
         let vs = &shape.selector.vs;
         let data = ev.selector_data(vs);
@@ -458,6 +459,16 @@ impl Columns<'_, '_> {
                 } else {
                     Cow::Borrowed(&series.samples)
                 };
+            // `rate` and `increase` correct for counter resets: with the
+            // resets listed once, a window's change needs no pass over it.
+            let resets: Vec<usize> = if counter {
+                (1..samples.len())
+                    .filter(|&j| samples[j].1 < samples[j - 1].1)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut next_reset = 0;
             let (mut from, mut to) = (0, 0);
             let mut points = Vec::new();
             for i in 0..self.steps {
@@ -475,7 +486,24 @@ impl Columns<'_, '_> {
                     start_ms,
                     end_ms,
                 };
-                if let Some(value) = range_fns::apply(name, window, param, t) {
+                let value = if counter {
+                    if window.points.len() < 2 {
+                        continue;
+                    }
+                    // Resets inside the window: pairs (j - 1, j) both in it.
+                    while resets.get(next_reset).is_some_and(|&j| j <= from) {
+                        next_reset += 1;
+                    }
+                    let last = window.points[window.points.len() - 1].1;
+                    let mut delta = last - window.points[0].1;
+                    for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
+                        delta += samples[j - 1].1;
+                    }
+                    Some(range_fns::extrapolate(window, delta, true, name == "rate"))
+                } else {
+                    range_fns::apply(name, window, param, t)
+                };
+                if let Some(value) = value {
                     points.push((i, value));
                 }
             }
