@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
-    T_STDVAR, T_SUM, T_TOPK, TokenType,
+    T_STDVAR, T_SUM, T_TOPK, TokenId, TokenType,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use rustc_hash::FxHashMap;
@@ -59,41 +59,55 @@ pub fn eval(ev: &Evaluator<'_>, agg: &AggregateExpr, t: i64) -> Result<Value, Qu
             }
             reduce(input, grouping, |values| quantile(phi, values))
         }
-        T_SUM => reduce(input, grouping, |values| {
-            let mut sum = KahanSum::default();
-            values.iter().for_each(|v| sum.add(*v));
-            sum.value()
-        }),
-        T_AVG => reduce(input, grouping, |values| mean(values.iter().copied())),
-        T_COUNT => reduce(input, grouping, |values| values.len() as f64),
-        T_GROUP => reduce(input, grouping, |_| 1.0),
-        T_MIN => reduce(input, grouping, |values| extreme(values, |a, b| a < b)),
-        T_MAX => reduce(input, grouping, |values| extreme(values, |a, b| a > b)),
-        T_STDVAR => reduce(input, grouping, |values| variance(values.iter().copied())),
-        T_STDDEV => reduce(input, grouping, |values| {
-            variance(values.iter().copied()).sqrt()
-        }),
-        other => {
-            return Err(QueryError::unsupported(format!(
-                "aggregation {}",
-                TokenType::new(other)
-            )));
-        }
+        other => match plain_reducer(other) {
+            Some(f) => reduce(input, grouping, f),
+            None => {
+                return Err(QueryError::unsupported(format!(
+                    "aggregation {}",
+                    TokenType::new(other)
+                )));
+            }
+        },
     };
     Ok(Value::Vector(out))
 }
 
 /// Warns when a quantile parameter is outside [0, 1] (or NaN).
 pub fn warn_quantile(ev: &Evaluator<'_>, phi: f64, param: &promql_parser::parser::Expr) {
-    if !(0.0..=1.0).contains(&phi) {
-        ev.warn(
-            &format!(
-                "quantile value should be between 0 and 1, got {}",
-                format_float(phi)
-            ),
-            param,
-        );
+    if let Some(message) = quantile_warning(phi) {
+        ev.warn(&message, param);
     }
+}
+
+/// The warning a quantile parameter outside [0, 1] (or NaN) earns.
+pub fn quantile_warning(phi: f64) -> Option<String> {
+    (!(0.0..=1.0).contains(&phi)).then(|| {
+        format!(
+            "quantile value should be between 0 and 1, got {}",
+            format_float(phi)
+        )
+    })
+}
+
+/// The reduction of a parameterless aggregation over one group's values
+/// (in the order the group's members appear), shared by the step
+/// evaluator and the by-series one so both compute bit for bit alike.
+pub fn plain_reducer(op: TokenId) -> Option<fn(&mut [f64]) -> f64> {
+    Some(match op {
+        T_SUM => |values| {
+            let mut sum = KahanSum::default();
+            values.iter().for_each(|v| sum.add(*v));
+            sum.value()
+        },
+        T_AVG => |values| mean(values.iter().copied()),
+        T_COUNT => |values| values.len() as f64,
+        T_GROUP => |_| 1.0,
+        T_MIN => |values| extreme(values, |a, b| a < b),
+        T_MAX => |values| extreme(values, |a, b| a > b),
+        T_STDVAR => |values| variance(values.iter().copied()),
+        T_STDDEV => |values| variance(values.iter().copied()).sqrt(),
+        _ => return None,
+    })
 }
 
 fn scalar_param(param: Option<Value>, what: &str) -> Result<f64, QueryError> {
@@ -106,7 +120,7 @@ fn scalar_param(param: Option<Value>, what: &str) -> Result<f64, QueryError> {
 }
 
 /// The label set of the group a series belongs to.
-fn group_labels(labels: &[(String, String)], grouping: Option<&LabelModifier>) -> Labels {
+pub fn group_labels(labels: &[(String, String)], grouping: Option<&LabelModifier>) -> Labels {
     match grouping {
         None => Vec::new().into(),
         Some(LabelModifier::Include(by)) => labels
@@ -179,7 +193,7 @@ fn reduce(
 }
 
 /// `min`/`max`: NaN only when every value is NaN.
-fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
+pub fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
     let mut best = values[0];
     for &v in &values[1..] {
         if better(v, best) || best.is_nan() {

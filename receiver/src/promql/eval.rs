@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::duration_ms;
 use super::plan::{Query, SelectorData, offset_ms};
 use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
-use super::{QueryError, aggregate, binary, functions, selector};
+use super::{QueryError, aggregate, binary, columns, functions, selector};
 use crate::storage::index::Labels;
 
 /// Warnings and infos collected while evaluating, deduplicated.
@@ -67,6 +67,9 @@ pub struct Evaluator<'q> {
     /// of the ranges being built. Counted with the fetched samples against
     /// [`Limits::max_samples`].
     subquery_samples: Cell<usize>,
+    /// Values of sub-expressions computed by series for every step of a
+    /// range query ([`columns`]), by node address.
+    precomputed: RefCell<FxHashMap<usize, columns::Precomputed>>,
 }
 
 /// Per selector node and purpose, each series' sample index found at the
@@ -107,6 +110,7 @@ impl<'q> Evaluator<'q> {
             interned: RefCell::default(),
             cursors: RefCell::default(),
             subquery_samples: Cell::new(0),
+            precomputed: RefCell::default(),
         }
     }
 
@@ -170,14 +174,50 @@ impl<'q> Evaluator<'q> {
 
     /// Records a warning about `expr` (its position is appended).
     pub fn warn(&self, message: &str, expr: &Expr) {
-        let text = format!("PromQL warning: {message} ({})", self.position(expr));
+        let text = self.warning_text(message, expr);
         self.annotations.borrow_mut().warnings.insert(text);
     }
 
     /// Records an info note about `expr`.
     pub fn info(&self, message: &str, expr: &Expr) {
-        let text = format!("PromQL info: {message} ({})", self.position(expr));
+        let text = self.info_text(message, expr);
         self.annotations.borrow_mut().infos.insert(text);
+    }
+
+    /// The text [`Evaluator::warn`] records.
+    pub fn warning_text(&self, message: &str, expr: &Expr) -> String {
+        format!("PromQL warning: {message} ({})", self.position(expr))
+    }
+
+    /// The text [`Evaluator::info`] records.
+    pub fn info_text(&self, message: &str, expr: &Expr) -> String {
+        format!("PromQL info: {message} ({})", self.position(expr))
+    }
+
+    /// Records annotations gathered aside.
+    pub fn add_annotations(&self, more: Annotations) {
+        let mut annotations = self.annotations.borrow_mut();
+        annotations.warnings.extend(more.warnings);
+        annotations.infos.extend(more.infos);
+    }
+
+    /// Most samples the query may hold ([`Limits::max_samples`]).
+    pub fn max_samples(&self) -> usize {
+        self.limits.max_samples
+    }
+
+    /// Makes the step evaluator read `node`'s value from `value` at the
+    /// query's steps.
+    pub fn set_precomputed(&self, node: &Expr, value: columns::Precomputed) {
+        self.precomputed
+            .borrow_mut()
+            .insert(node as *const Expr as usize, value);
+    }
+
+    /// How many sub-expressions were computed by series.
+    #[cfg(test)]
+    pub fn precomputed_count(&self) -> usize {
+        self.precomputed.borrow().len()
     }
 
     /// `line:column` of `expr` in the query text. The parser keeps no
@@ -201,8 +241,19 @@ impl<'q> Evaluator<'q> {
         Ok(value)
     }
 
-    /// A range query's value: a matrix sorted by labels.
+    /// A range query's value: a matrix sorted by labels. Computed by
+    /// series where the expression allows ([`columns`]), else step by step
+    /// with whatever sub-expressions could be computed by series.
     pub fn range(&self, expr: &Expr) -> Result<Value, QueryError> {
+        match columns::range(self, expr) {
+            Some(value) => value,
+            None => self.range_by_step(expr),
+        }
+    }
+
+    /// A range query's value computed step by step: [`Evaluator::range`]'s
+    /// reference.
+    pub fn range_by_step(&self, expr: &Expr) -> Result<Value, QueryError> {
         let mut by_labels: FxHashMap<Labels, Vec<(i64, f64)>> = FxHashMap::default();
         let mut total = 0usize;
         let mut t = self.query.start_ms;
@@ -250,6 +301,9 @@ impl<'q> Evaluator<'q> {
 
     /// The value of `expr` at time `t` (ms).
     pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value, QueryError> {
+        if let Some(value) = self.precomputed_at(expr, t) {
+            return value;
+        }
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -308,6 +362,21 @@ impl<'q> Evaluator<'q> {
             }
             Expr::Extension(_) => Err(QueryError::unsupported("extension expressions")),
         }
+    }
+
+    /// `expr`'s value at `t` if it was computed by series for the query's
+    /// steps and `t` is one of them.
+    fn precomputed_at(&self, expr: &Expr, t: i64) -> Option<Result<Value, QueryError>> {
+        let precomputed = self.precomputed.borrow();
+        if precomputed.is_empty() {
+            return None;
+        }
+        let node = precomputed.get(&(expr as *const Expr as usize))?;
+        let step = columns::step_index(self.query, t)?;
+        if let Some(notes) = node.take_annotations() {
+            self.add_annotations(notes);
+        }
+        Some(node.at(step).map(Value::Vector))
     }
 
     /// A subquery: the inner expression at every multiple of its step in
@@ -472,19 +541,22 @@ pub fn check_unique(samples: &[Sample]) -> Result<(), QueryError> {
     let mut seen = FxHashSet::default();
     for s in samples {
         if !seen.insert(&s.labels) {
-            return Err(QueryError::execution(
-                "vector cannot contain metrics with the same labelset",
-            ));
+            return Err(duplicate_labelset());
         }
     }
     Ok(())
+}
+
+/// The error of a vector holding one label set twice.
+pub fn duplicate_labelset() -> QueryError {
+    QueryError::execution("vector cannot contain metrics with the same labelset")
 }
 
 /// Whether `call` is a range function straight over a selector of one
 /// metric name: its output series are the selected series (distinct label
 /// sets), at most without their shared name, so they cannot collide and
 /// the per-step [`check_unique`] (a hash of every label set) can be skipped.
-fn distinct_by_construction(call: &promql_parser::parser::Call) -> bool {
+pub fn distinct_by_construction(call: &promql_parser::parser::Call) -> bool {
     if !super::range_fns::is_range_function(call.func.name) {
         return false;
     }

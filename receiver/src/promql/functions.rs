@@ -255,20 +255,22 @@ fn range_function(
 
 /// Metric names `rate`/`increase` were applied to that do not look like
 /// counters, for Prometheus's "might not be a counter" info.
-struct NonCounters {
+pub struct NonCounters {
     enabled: bool,
     names: Vec<String>,
 }
 
 impl NonCounters {
-    fn new(enabled: bool) -> Self {
+    /// Notes names only when `enabled` (the function is `rate` or `increase`).
+    pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
             names: Vec::new(),
         }
     }
 
-    fn note(&mut self, labels: &[(String, String)]) {
+    /// Notes the name of a series the function gave a value for.
+    pub fn note(&mut self, labels: &[(String, String)]) {
         if !self.enabled {
             return;
         }
@@ -284,14 +286,18 @@ impl NonCounters {
     }
 
     fn report(&self, ev: &Evaluator<'_>, arg: &Expr) {
-        for name in &self.names {
-            ev.info(
-                &format!(
-                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
-                ),
-                arg,
-            );
+        for message in self.messages() {
+            ev.info(&message, arg);
         }
+    }
+
+    /// The infos to give, one per name noted.
+    pub fn messages(&self) -> impl Iterator<Item = String> + '_ {
+        self.names.iter().map(|name| {
+            format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+            )
+        })
     }
 }
 

@@ -9,6 +9,9 @@
 
 mod aggregate;
 mod binary;
+mod columns;
+#[cfg(test)]
+mod columns_tests;
 mod date_fns;
 mod depth;
 mod error;

@@ -111,9 +111,7 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     if points.len() < 2 {
         return None;
     }
-    let (first_t, first_v) = points[0];
-    let (last_t, last_v) = points[points.len() - 1];
-    let mut delta = last_v - first_v;
+    let mut delta = points[points.len() - 1].1 - points[0].1;
     if is_counter {
         for pair in points.windows(2) {
             if pair[1].1 < pair[0].1 {
@@ -121,6 +119,16 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
             }
         }
     }
+    Some(extrapolate(w, delta, is_counter, is_rate))
+}
+
+/// The end of [`extrapolated_delta`] for a window of at least two points
+/// whose change, counter resets corrected, is `delta` (the value at the
+/// end minus the first, plus in time order the value before each reset).
+pub fn extrapolate(w: Window<'_>, delta: f64, is_counter: bool, is_rate: bool) -> f64 {
+    let points = w.points;
+    let (first_t, first_v) = points[0];
+    let (last_t, _) = points[points.len() - 1];
     let sampled = (last_t - first_t) as f64 / 1000.0;
     let mut to_start = first_t.saturating_sub(w.start_ms) as f64 / 1000.0;
     let mut to_end = w.end_ms.saturating_sub(last_t) as f64 / 1000.0;
@@ -142,7 +150,7 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     if is_rate {
         factor /= w.end_ms.saturating_sub(w.start_ms) as f64 / 1000.0;
     }
-    Some(delta * factor)
+    delta * factor
 }
 
 /// `irate` and `idelta`: from the last two samples only.
