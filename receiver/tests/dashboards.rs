@@ -279,4 +279,43 @@ fn dashboards_show_what_a_real_exporter_ships() {
         required >= 30,
         "only {required} queries read what the exporter shipped"
     );
+    community_clock_and_conntrack_rules_are_armed(&receiver, INSTANCE);
+}
+
+/// The community clock and conntrack alerts read names node_exporter's
+/// timex and conntrack collectors export; on a host without them the rules
+/// can never fire, silently. With every comparison made a `bool` one, each
+/// rule evaluates to a real 0 or 1 for the host when all its inputs are
+/// shipped.
+fn community_clock_and_conntrack_rules_are_armed(receiver: &Receiver, instance: &str) {
+    const RULES: &str = include_str!("promql_side_by_side/data/rule-queries.tsv");
+    let comparison = regex::Regex::new(r"(>=|<=|==|>|<)\s*(-?[0-9.]+)").unwrap();
+    let mut armed = Vec::new();
+    for name in [
+        "HostClockSkew",
+        "HostClockNotSynchronising",
+        "HostConntrackLimit",
+    ] {
+        let rule = RULES
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|f| f[0].contains("samber_awesome-prometheus-alerts") && f[2] == name)
+            .unwrap_or_else(|| panic!("{name} in the rules table"));
+        let expr = comparison.replace_all(rule[3], "$1 bool $2").into_owned();
+        let result = receiver.query_result(&receiver.token, &[("query", expr.as_str())]);
+        let values: Vec<&str> = result
+            .iter()
+            .filter(|r| r["metric"]["instance"] == instance)
+            .filter_map(|r| r["value"][1].as_str())
+            .collect();
+        assert!(
+            !values.is_empty() && values.iter().all(|v| *v == "0" || *v == "1"),
+            "{name} has no value for {instance}: {expr} gave {result:?}"
+        );
+        armed.push(format!("{name}={}", values[0]));
+    }
+    eprintln!(
+        "community rules armed on shipped data: {}",
+        armed.join(", ")
+    );
 }
