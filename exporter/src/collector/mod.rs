@@ -4,9 +4,11 @@
 //! [`Config`], and an `update` that appends families to a [`Snapshot`]. The
 //! runner, not the collector, owns isolation: each collector runs on its own
 //! blocking thread under the collector timeout, a collector still busy from
-//! an earlier scrape is not started twice, and every scrape reports
-//! `node_scrape_collector_success` and `_duration_seconds` for each one, as
-//! node_exporter does. One failing or hung collector never fails the scrape.
+//! an earlier scrape is not started twice, a collector that panics is logged
+//! at error level and runs again at the next scrape, and every scrape
+//! reports `node_scrape_collector_success` and `_duration_seconds` for each
+//! one, as node_exporter does. One failing, panicking or hung collector
+//! never fails the scrape.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,6 +187,8 @@ impl std::fmt::Debug for Scraper {
 /// What happened to one collector during one scrape.
 enum Outcome {
     Done(Snapshot, Result<(), CollectError>, Duration),
+    /// The collector panicked: the panic's message.
+    Panicked(String),
     TimedOut,
     StillRunning,
 }
@@ -192,19 +196,28 @@ enum Outcome {
 impl Scraper {
     /// Builds the collectors that `config` enables.
     pub fn new(config: &Config) -> Self {
-        let entries = ALL
+        let collectors = ALL
             .iter()
             .filter(|info| config.collector_enabled(info.name))
-            .map(|info| Entry {
-                name: info.name,
-                collector: Arc::from((info.build)(config)),
+            .map(|info| (info.name, (info.build)(config)))
+            .collect();
+        Self::with_collectors(collectors, config.collector_timeout)
+    }
+
+    /// A scraper over the given collectors (tests use their own).
+    fn with_collectors(
+        collectors: Vec<(&'static str, Box<dyn Collector>)>,
+        timeout: Duration,
+    ) -> Self {
+        let entries = collectors
+            .into_iter()
+            .map(|(name, collector)| Entry {
+                name,
+                collector: Arc::from(collector),
                 running: Arc::new(AtomicBool::new(false)),
             })
             .collect();
-        Self {
-            entries,
-            timeout: config.collector_timeout,
-        }
+        Self { entries, timeout }
     }
 
     /// Names of the enabled collectors.
@@ -227,13 +240,7 @@ impl Scraper {
                 None => Outcome::StillRunning,
                 Some(handle) => match tokio::time::timeout_at(deadline, handle).await {
                     Ok(Ok(outcome)) => outcome,
-                    Ok(Err(join_err)) => Outcome::Done(
-                        Snapshot::new(),
-                        Err(CollectError::NoData(format!(
-                            "collector panicked: {join_err}"
-                        ))),
-                        Duration::ZERO,
-                    ),
+                    Ok(Err(join_err)) => Outcome::Panicked(panic_message(join_err)),
                     Err(_) => Outcome::TimedOut,
                 },
             };
@@ -248,12 +255,12 @@ impl Scraper {
             return None;
         }
         let collector = Arc::clone(&entry.collector);
-        let running = Arc::clone(&entry.running);
+        let running = RunningGuard(Arc::clone(&entry.running));
         Some(tokio::task::spawn_blocking(move || {
+            let _running = running;
             let started = Instant::now();
             let mut out = Snapshot::new();
             let result = collector.update(&mut out);
-            running.store(false, Ordering::Release);
             Outcome::Done(out, result, started.elapsed())
         }))
     }
@@ -273,6 +280,10 @@ impl Scraper {
                         (0.0, elapsed.as_secs_f64())
                     }
                 }
+            }
+            Outcome::Panicked(message) => {
+                tracing::error!(collector = name, panic = %message, "collector panicked");
+                (0.0, 0.0)
             }
             Outcome::TimedOut => {
                 tracing::error!(collector = name, timeout = ?self.timeout, "collector timed out");
@@ -299,5 +310,135 @@ impl Scraper {
             labels(),
             success,
         );
+    }
+}
+
+/// Clears a collector's in-flight flag when its run ends, however it ends:
+/// a panic unwinding out of `update` must not leave the collector marked
+/// busy, or it would be skipped for the rest of the process's life.
+struct RunningGuard(Arc<AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// What a collector's panic said, for the log.
+fn panic_message(err: tokio::task::JoinError) -> String {
+    if !err.is_panic() {
+        return err.to_string();
+    }
+    let payload = err.into_panic();
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Panics on its first run and works from then on, as a collector
+    /// tripping over a host file that was briefly malformed would.
+    struct PanicsOnce {
+        runs: AtomicUsize,
+    }
+
+    impl Collector for PanicsOnce {
+        fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
+            if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("index out of range in a test collector");
+            }
+            out.gauge("test_value", "A value.", Vec::new(), 7.0);
+            Ok(())
+        }
+    }
+
+    fn scraper() -> Scraper {
+        let collector = PanicsOnce {
+            runs: AtomicUsize::new(0),
+        };
+        Scraper::with_collectors(vec![("flaky", Box::new(collector))], Duration::from_secs(5))
+    }
+
+    fn success(snapshot: &Snapshot, collector: &str) -> f64 {
+        let family = snapshot
+            .get("node_scrape_collector_success")
+            .expect("the success family is always reported");
+        let samples: Vec<_> = family
+            .samples
+            .iter()
+            .filter(|s| s.labels == [("collector", collector.to_owned())])
+            .collect();
+        assert_eq!(samples.len(), 1, "{family:?}");
+        samples[0].value
+    }
+
+    /// The log lines written while `f` runs, as the exporter formats them.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        use tracing_subscriber::layer::SubscriberExt;
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(move || writer.clone()),
+            );
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (result, text)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_collector_that_panicked_is_reported_logged_and_run_again() {
+        let runtime = runtime();
+        let scraper = scraper();
+        let (first, first_log) = logged(|| runtime.block_on(scraper.scrape()));
+        let (second, second_log) = logged(|| runtime.block_on(scraper.scrape()));
+
+        assert_eq!(success(&first, "flaky"), 0.0);
+        assert!(first.get("test_value").is_none());
+        // The panic did not leave the collector marked as still running.
+        assert_eq!(success(&second, "flaky"), 1.0, "{second_log}");
+        assert_eq!(second.get("test_value").unwrap().samples[0].value, 7.0);
+
+        let lines: Vec<&str> = first_log.lines().filter(|l| l.contains("flaky")).collect();
+        assert_eq!(lines.len(), 1, "{first_log}");
+        assert!(lines[0].contains("level=error"), "{first_log}");
+        assert!(lines[0].contains("collector=flaky"), "{first_log}");
+        assert!(
+            lines[0].contains("index out of range in a test collector"),
+            "{first_log}"
+        );
+        assert!(!second_log.contains("flaky"), "{second_log}");
     }
 }
