@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM, TokenId};
 use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector, VectorSelector};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::eval::{Annotations, Evaluator, distinct_by_construction, duplicate_labelset};
@@ -443,89 +444,47 @@ impl Columns<'_, '_> {
         // such columns are gathered to find the steps where they do.
         let distinct = distinct_by_construction(call);
         let mut gathered: Vec<Column> = Vec::new();
-        for series in data.iter() {
+        let walk = Walk {
+            name,
+            param,
+            counter,
+            range,
+            offset,
+            pinned,
+            steps: self.steps,
+            start_ms: query.start_ms,
+            step_ms: query.step_ms,
+        };
+        // Series are independent: a batch of them is computed on every
+        // core, then handed on in order. A batch bounds the columns held
+        // before the sink takes them.
+        for batch in data.chunks(SERIES_PER_BATCH) {
             ev.check_deadline()?;
-            // Stale markers are never part of a window.
-            let samples: Cow<'_, [(i64, f64)]> =
-                if series.samples.iter().any(|(_, v)| selector::is_stale(*v)) {
-                    Cow::Owned(
-                        series
-                            .samples
-                            .iter()
-                            .copied()
-                            .filter(|(_, v)| !selector::is_stale(*v))
-                            .collect(),
-                    )
-                } else {
-                    Cow::Borrowed(&series.samples)
-                };
-            // `rate` and `increase` correct for counter resets: with the
-            // resets listed once, a window's change needs no pass over it.
-            let resets: Vec<usize> = if counter {
-                (1..samples.len())
-                    .filter(|&j| samples[j].1 < samples[j - 1].1)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut next_reset = 0;
-            let (mut from, mut to) = (0, 0);
-            let mut points = Vec::new();
-            for i in 0..self.steps {
-                let t = self.time(i);
-                let end_ms = pinned.unwrap_or(t).saturating_sub(offset);
-                let start_ms = end_ms.saturating_sub(range);
-                from = selector::position_after(&samples, start_ms, from);
-                to = selector::position_after(&samples, end_ms, to);
-                let window = &samples[from..to.max(from)];
-                if window.is_empty() {
+            let columns: Vec<Vec<(usize, f64)>> = batch
+                .par_iter()
+                .map(|series| walk.points(&series.samples))
+                .collect();
+            for (series, points) in batch.iter().zip(columns) {
+                if points.is_empty() {
                     continue;
                 }
-                let window = Window {
-                    points: window,
-                    start_ms,
-                    end_ms,
-                };
-                let value = if counter {
-                    if window.points.len() < 2 {
-                        continue;
-                    }
-                    // Resets inside the window: pairs (j - 1, j) both in it.
-                    while resets.get(next_reset).is_some_and(|&j| j <= from) {
-                        next_reset += 1;
-                    }
-                    let last = window.points[window.points.len() - 1].1;
-                    let mut delta = last - window.points[0].1;
-                    for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
-                        delta += samples[j - 1].1;
-                    }
-                    Some(range_fns::extrapolate(window, delta, true, name == "rate"))
+                non_counters.note(&series.labels);
+                let labels = if keep_name {
+                    Arc::clone(&series.labels)
                 } else {
-                    range_fns::apply(name, window, param, t)
+                    ev.drop_name(&series.labels)
                 };
-                if let Some(value) = value {
-                    points.push((i, value));
+                let column = Column {
+                    labels,
+                    points,
+                    ranks: Vec::new(),
+                };
+                if distinct {
+                    sink(column)?;
+                } else {
+                    self.hold(column.points.len())?;
+                    gathered.push(column);
                 }
-            }
-            if points.is_empty() {
-                continue;
-            }
-            non_counters.note(&series.labels);
-            let labels = if keep_name {
-                Arc::clone(&series.labels)
-            } else {
-                ev.drop_name(&series.labels)
-            };
-            let column = Column {
-                labels,
-                points,
-                ranks: Vec::new(),
-            };
-            if distinct {
-                sink(column)?;
-            } else {
-                self.hold(column.points.len())?;
-                gathered.push(column);
             }
         }
         for message in non_counters.messages() {
@@ -603,6 +562,96 @@ impl Columns<'_, '_> {
             }
         }
         Ok(failing)
+    }
+}
+
+/// Series whose range function values one task computes.
+const SERIES_PER_BATCH: usize = 64;
+
+/// A range function over one series at every step: all it needs, shared
+/// by the tasks computing series in parallel.
+struct Walk<'n> {
+    name: &'n str,
+    param: f64,
+    counter: bool,
+    range: i64,
+    offset: i64,
+    pinned: Option<i64>,
+    steps: usize,
+    start_ms: i64,
+    step_ms: i64,
+}
+
+impl Walk<'_> {
+    /// `(step index, value)` at the steps where the function has a value
+    /// for a series with `samples`.
+    fn points(&self, samples: &[(i64, f64)]) -> Vec<(usize, f64)> {
+        let name = self.name;
+        // Stale markers are never part of a window.
+        let samples: Cow<'_, [(i64, f64)]> = if samples.iter().any(|(_, v)| selector::is_stale(*v))
+        {
+            Cow::Owned(
+                samples
+                    .iter()
+                    .copied()
+                    .filter(|(_, v)| !selector::is_stale(*v))
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(samples)
+        };
+        // `rate` and `increase` correct for counter resets: with the
+        // resets listed once, a window's change needs no pass over it.
+        let resets: Vec<usize> = if self.counter {
+            (1..samples.len())
+                .filter(|&j| samples[j].1 < samples[j - 1].1)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut next_reset = 0;
+        let (mut from, mut to) = (0, 0);
+        let mut points = Vec::new();
+        for i in 0..self.steps {
+            // Below `end_ms` by construction (see `step_count`).
+            let t = self
+                .start_ms
+                .saturating_add((i as i64).saturating_mul(self.step_ms));
+            let end_ms = self.pinned.unwrap_or(t).saturating_sub(self.offset);
+            let start_ms = end_ms.saturating_sub(self.range);
+            from = selector::position_after(&samples, start_ms, from);
+            to = selector::position_after(&samples, end_ms, to);
+            let window = &samples[from..to.max(from)];
+            if window.is_empty() {
+                continue;
+            }
+            let window = Window {
+                points: window,
+                start_ms,
+                end_ms,
+            };
+            let value = if self.counter {
+                if window.points.len() < 2 {
+                    continue;
+                }
+                // Resets inside the window: pairs (j - 1, j) both in it.
+                while resets.get(next_reset).is_some_and(|&j| j <= from) {
+                    next_reset += 1;
+                }
+                let last = window.points[window.points.len() - 1].1;
+                let mut delta = last - window.points[0].1;
+                for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
+                    delta += samples[j - 1].1;
+                }
+                Some(range_fns::extrapolate(window, delta, true, name == "rate"))
+            } else {
+                range_fns::apply(name, window, self.param, t)
+            };
+            if let Some(value) = value {
+                points.push((i, value));
+            }
+        }
+        points
     }
 }
 

@@ -2,10 +2,12 @@
 //! each with its samples in `[start, end]` in time order, merged from chunks
 //! and the head (the head, being newer, wins where both hold a timestamp).
 
-use rusqlite::params;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use rusqlite::{Connection, params};
 
 use super::chunk::{self, RawSample};
-use super::head;
 use super::index::{Labels, Matcher, SeriesId};
 use super::{Storage, StorageError, chunk_key, read_lock, window_of};
 
@@ -54,6 +56,10 @@ impl Storage {
     /// [`Storage::select`] that gives up (`None`) as soon as it has read
     /// more than `max_samples` samples, so a query too big for memory
     /// fails before it is loaded.
+    ///
+    /// Series are read in parallel on the shared [`rayon`] pool, whose
+    /// threads (one per core) every query shares: however many queries run
+    /// at once, reads never use more threads than the machine has cores.
     pub fn select_within(
         &self,
         matchers: &[Matcher],
@@ -68,63 +74,42 @@ impl Storage {
         // chunks read after it (seen in both is harmless: the merge keeps
         // one). Reading the other way round, a slice compacted in between
         // would be in neither.
-        let mut from_head = Vec::with_capacity(selected.len());
+        let mut work = Vec::with_capacity(selected.len());
         {
             let head = read_lock(&self.shared.head);
             let mut loaded = 0usize;
-            for (id, _) in &selected {
-                let samples = head.range(*id, start_ms, end_ms);
+            for (id, labels) in selected {
+                let samples = head.range(id, start_ms, end_ms);
                 loaded += samples.len();
                 if loaded > max_samples {
                     return Ok(None);
                 }
-                from_head.push(samples);
+                work.push((id, labels, samples));
             }
         }
         let window = self.shared.options.chunk_window;
-        let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
-        let result = self.with_reader(|conn| {
-            let mut load = conn.prepare_cached(
-                "SELECT data FROM chunks WHERE key >= ?1 AND key <= ?2 ORDER BY key",
-            )?;
-            let mut out = Vec::with_capacity(selected.len());
-            let mut loaded = 0usize;
-            for ((id, labels), newer) in selected.into_iter().zip(from_head) {
-                let mut samples: Vec<RawSample> = Vec::new();
-                let mut rows = load.query(params![
-                    chunk_key(id, first_window),
-                    chunk_key(id, last_window)
-                ])?;
-                while let Some(row) = rows.next()? {
-                    let data: Vec<u8> = row.get(0)?;
-                    let decoded = chunk::decode(&data)
-                        .map_err(|e| StorageError::Corrupt(format!("series {id}: {e}")))?;
-                    samples.extend(
-                        decoded
-                            .into_iter()
-                            .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
-                    );
-                }
-                let merged = head::merge(samples, newer);
-                loaded += merged.len();
-                if loaded > max_samples {
-                    return Ok(None);
-                }
-                if !merged.is_empty() {
-                    out.push(SeriesData {
-                        labels,
-                        samples: merged
-                            .into_iter()
-                            .map(|(t, bits)| (t, f64::from_bits(bits)))
-                            .collect(),
-                    });
-                }
-            }
-            Ok(Some(out))
-        })?;
-        let Some(mut series) = result else {
-            return Ok(None);
+        let range = ChunkRange {
+            first_window: window_of(start_ms, window),
+            last_window: window_of(end_ms, window),
+            start_ms,
+            end_ms,
         };
+        let budget = Budget {
+            max: max_samples,
+            loaded: AtomicUsize::new(0),
+            over: AtomicBool::new(false),
+        };
+        let batches: Vec<Result<Option<Vec<SeriesData>>, StorageError>> = work
+            .par_chunks(SERIES_PER_TASK)
+            .map(|batch| self.with_reader(|conn| read_batch(conn, batch, &range, &budget)))
+            .collect();
+        let mut series = Vec::with_capacity(work.len());
+        for batch in batches {
+            match batch? {
+                Some(read) => series.extend(read),
+                None => return Ok(None),
+            }
+        }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Some(series))
     }
@@ -232,6 +217,126 @@ impl Storage {
     pub fn label_values(&self, name: &str) -> Vec<String> {
         read_lock(&self.shared.index).label_values(name)
     }
+}
+
+/// Series one reader task reads with one connection: enough to pay for
+/// taking a connection and a statement, few enough to spread a fleet-wide
+/// selector over every core.
+const SERIES_PER_TASK: usize = 32;
+
+/// The chunks and samples a selection reads.
+struct ChunkRange {
+    first_window: i64,
+    last_window: i64,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+/// `--query.max-samples` shared by the reader tasks of one selection: the
+/// first to take the total past `max` stops them all.
+struct Budget {
+    max: usize,
+    loaded: AtomicUsize,
+    over: AtomicBool,
+}
+
+impl Budget {
+    /// Counts `count` more samples; `false` once the total is past `max`.
+    fn take(&self, count: usize) -> bool {
+        let total = self
+            .loaded
+            .fetch_add(count, Ordering::Relaxed)
+            .saturating_add(count);
+        if total > self.max {
+            self.over.store(true, Ordering::Relaxed);
+        }
+        !self.over.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads a batch of series (each with its head copy) from the chunks on
+/// `conn`; `None` once the budget is spent, here or in another task.
+fn read_batch(
+    conn: &Connection,
+    batch: &[(SeriesId, Labels, Vec<RawSample>)],
+    range: &ChunkRange,
+    budget: &Budget,
+) -> Result<Option<Vec<SeriesData>>, StorageError> {
+    // Chunks wholly outside the range are not even fetched.
+    let mut load = conn.prepare_cached(
+        "SELECT data, count, min_ts, max_ts FROM chunks \
+         WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 ORDER BY key",
+    )?;
+    let mut out = Vec::with_capacity(batch.len());
+    for (id, labels, newer) in batch {
+        if budget.over.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        let mut rows = load.query(params![
+            chunk_key(*id, range.first_window),
+            chunk_key(*id, range.last_window),
+            range.start_ms,
+            range.end_ms
+        ])?;
+        while let Some(row) = rows.next()? {
+            let count: i64 = row.get(1)?;
+            let (min_ts, max_ts): (i64, i64) = (row.get(2)?, row.get(3)?);
+            let corrupt =
+                |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
+            let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
+            let decoded = chunk::decode(data).map_err(|e| corrupt(&e))?;
+            // Decoded timestamps are strictly increasing: the range is one
+            // slice of them, found by bisection unless it is the whole.
+            let inside = if min_ts >= range.start_ms && max_ts <= range.end_ms {
+                &decoded[..]
+            } else {
+                let from = decoded.partition_point(|s| s.0 < range.start_ms);
+                let to = decoded.partition_point(|s| s.0 <= range.end_ms);
+                &decoded[from..to.max(from)]
+            };
+            samples.reserve(usize::try_from(count).map_or(inside.len(), |c| c.min(inside.len())));
+            samples.extend(inside.iter().map(|&(t, bits)| (t, f64::from_bits(bits))));
+        }
+        let merged = merge_newer(samples, newer);
+        if !budget.take(merged.len()) {
+            return Ok(None);
+        }
+        if !merged.is_empty() {
+            out.push(SeriesData {
+                labels: labels.clone(),
+                samples: merged,
+            });
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `older` (from chunks) with `newer` (the head's copy: sorted, one sample
+/// per timestamp) merged in, `newer` winning where both hold a timestamp.
+fn merge_newer(mut older: Vec<(i64, f64)>, newer: &[RawSample]) -> Vec<(i64, f64)> {
+    let as_f64 = |&(t, bits): &RawSample| (t, f64::from_bits(bits));
+    let Some(&(first_new, _)) = newer.first() else {
+        return older;
+    };
+    // The usual case: the head holds only what follows the chunks.
+    let cut = older.partition_point(|s| s.0 < first_new);
+    if cut == older.len() {
+        older.extend(newer.iter().map(as_f64));
+        return older;
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    out.extend_from_slice(&older[..cut]);
+    let mut old = older[cut..].iter().copied().peekable();
+    for sample in newer {
+        while let Some(o) = old.next_if(|o| o.0 < sample.0) {
+            out.push(o);
+        }
+        old.next_if(|o| o.0 == sample.0);
+        out.push(as_f64(sample));
+    }
+    out.extend(old);
+    out
 }
 
 /// What a sender said about one metric family (remote-write metadata).
