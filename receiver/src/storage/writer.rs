@@ -180,6 +180,12 @@ impl Writer {
                     }
                     head.append_entries(&new_entries);
                 }
+                // Only now that readers see the samples: a cache that read
+                // the epoch before this line either saw them or learns of
+                // them here.
+                if let Some(earliest) = group.iter().filter_map(|(p, _)| p.earliest_ms).min() {
+                    self.shared.changes.record_write(earliest);
+                }
                 let counters = &self.shared.counters;
                 counters
                     .samples_appended
@@ -489,6 +495,7 @@ impl Writer {
                 index.remove(*id);
             }
         }
+        self.shared.changes.record_deletion(cutoff);
         outcome.series = empty.len();
         self.shrink_files()?;
         let counters = &self.shared.counters;
