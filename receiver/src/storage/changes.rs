@@ -84,8 +84,9 @@ impl ChangeLog {
         }
     }
 
-    /// Records that retention deleted every sample older than `cutoff_ms`
-    /// (after the deletion is visible to readers).
+    /// Records that retention deletes every sample older than `cutoff_ms`
+    /// (before it starts deleting, so that no reader trusts data it may
+    /// have read half-deleted).
     pub fn record_deletion(&self, cutoff_ms: i64) {
         let mut inner = self.lock();
         inner.deleted_before = inner.deleted_before.max(cutoff_ms);

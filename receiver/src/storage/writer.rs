@@ -420,6 +420,10 @@ impl Writer {
     /// sample left, then hands free pages back to the filesystem.
     fn retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
         let cutoff = now_ms - self.shared.options.retention.as_millis() as i64;
+        // Announced before anything goes: a cache filling meanwhile then
+        // knows not to trust what it read before the cutoff. If the pass
+        // fails, caches only distrust a little more than needed.
+        self.shared.changes.record_deletion(cutoff);
         // Windows before the cutoff's window end before the cutoff; the
         // cutoff's own window is trimmed sample by sample.
         let first_kept_window = window_of(cutoff, self.shared.options.chunk_window);
@@ -495,7 +499,6 @@ impl Writer {
                 index.remove(*id);
             }
         }
-        self.shared.changes.record_deletion(cutoff);
         outcome.series = empty.len();
         self.shrink_files()?;
         let counters = &self.shared.counters;
