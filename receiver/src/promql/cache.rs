@@ -48,9 +48,6 @@ use crate::storage::changes::Changes;
 /// such write would cut the entry back anyway.
 pub const FRESH_HORIZON_MS: i64 = 60_000;
 
-/// Default of `--query.cache-size`.
-pub const DEFAULT_SIZE_BYTES: u64 = 64 << 20;
-
 /// Why a query is not cached. Each refers to a step whose value may
 /// depend on something other than samples at or before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
