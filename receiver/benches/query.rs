@@ -9,8 +9,8 @@
 //! Prometheus has no cache), so they time evaluation. Each range query is
 //! then also timed warm, as a dashboard refresh: after one cached run, a
 //! new sample 30 s after the data is written to every series and the same
-//! query runs with its end moved 30 s later (dcmon's warm answer is
-//! checked against a `nocache=1` one).
+//! query runs with its end moved to the first step reading it (dcmon's
+//! warm answer is checked against a `nocache=1` one).
 //!
 //! Run with `cargo bench -p dcmon-receiver --bench query` (a release
 //! build; `apt-get install prometheus victoria-metrics` for the peers).
@@ -346,7 +346,7 @@ fn write_next_samples(
 /// The median warm refresh of `query` on `system`: a cached run over
 /// `[start, end]`, then per timed run a new sample 30 s after the data
 /// (a millisecond apart per run, so no system sees a duplicate) and the
-/// query with its end 30 s later.
+/// query with its end moved to the first step that reads it.
 #[allow(clippy::too_many_arguments)]
 fn warm_refresh(
     system: &System,
@@ -361,12 +361,15 @@ fn warm_refresh(
     if let Answer::Error(e) = range_answer(system, http, query, (start, end, step), false) {
         return Err(e);
     }
-    let later = (start, end + 30_000, step);
     let mut samples = Vec::with_capacity(runs);
     let mut last = None;
+    let mut later = (start, end, step);
     for _ in 0..runs {
         *written += 1;
-        write_next_samples(system, http, labels, spec.end_ms() + 30_000 + *written)?;
+        let at_ms = spec.end_ms() + 30_000 + *written;
+        write_next_samples(system, http, labels, at_ms)?;
+        let steps = (at_ms - start + step - 1).div_euclid(step);
+        later = (start, start + steps * step, step);
         let t = Instant::now();
         let answer = range_answer(system, http, query, later, false);
         samples.push(t.elapsed());
