@@ -14,3 +14,4 @@ pub mod net;
 pub mod prompb;
 pub mod prompb_v2;
 pub mod remote_write;
+pub mod size;

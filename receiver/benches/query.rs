@@ -5,6 +5,13 @@
 //! run, printed as a table with ratios. It asserts nothing; it notes where
 //! a peer's answer differs from dcmon's.
 //!
+//! Cold runs pass `nocache=1` (dcmon and VictoriaMetrics honour it;
+//! Prometheus has no cache), so they time evaluation. Each range query is
+//! then also timed warm, as a dashboard refresh: after one cached run, a
+//! new sample 30 s after the data is written to every series and the same
+//! query runs with its end moved to the first step reading it (dcmon's
+//! warm answer is checked against a `nocache=1` one).
+//!
 //! Run with `cargo bench -p dcmon-receiver --bench query` (a release
 //! build; `apt-get install prometheus victoria-metrics` for the peers).
 //!
@@ -21,6 +28,8 @@ mod peers;
 mod support;
 
 use support::{env_parse, now_ms};
+
+use dcmon_protocol::remote_write::SeriesSamples;
 
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -292,6 +301,90 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
     ]
 }
 
+/// A range query's answer, with `nocache=1` when `nocache`.
+fn range_answer(
+    system: &System,
+    http: &reqwest::blocking::Client,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    nocache: bool,
+) -> Answer {
+    let mut params = vec![
+        ("query", query.to_owned()),
+        ("start", peers::seconds(start)),
+        ("end", peers::seconds(end)),
+        ("step", peers::seconds(step)),
+    ];
+    if nocache {
+        params.push(("nocache", "1".to_owned()));
+    }
+    match system.read.get(http, "/api/v1/query_range", &params) {
+        Ok(body) => Answer::from_json(&body),
+        Err(e) => Answer::Error(e),
+    }
+}
+
+/// Writes one sample at `at_ms` to every series of the fleet, as the next
+/// scrape would (the value only has to be valid and rising).
+fn write_next_samples(
+    system: &System,
+    http: &reqwest::blocking::Client,
+    labels: &[Vec<(String, String)>],
+    at_ms: i64,
+) -> Result<(), String> {
+    let value = 1e15 + (at_ms % 1_000_000) as f64;
+    let batch: Vec<SeriesSamples> = labels
+        .iter()
+        .map(|l| SeriesSamples {
+            labels: l.clone(),
+            samples: vec![(at_ms, value)],
+        })
+        .collect();
+    system.write.write(http, &batch)
+}
+
+/// The median warm refresh of `query` on `system`: a cached run over
+/// `[start, end]`, then per timed run a new sample 30 s after the data
+/// (a millisecond apart per run, so no system sees a duplicate) and the
+/// query with its end moved to the first step that reads it.
+#[allow(clippy::too_many_arguments)]
+fn warm_refresh(
+    system: &System,
+    http: &reqwest::blocking::Client,
+    spec: &Spec,
+    labels: &[Vec<(String, String)>],
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    runs: usize,
+    written: &mut i64,
+) -> Result<(Duration, Option<String>), String> {
+    if let Answer::Error(e) = range_answer(system, http, query, (start, end, step), false) {
+        return Err(e);
+    }
+    let mut samples = Vec::with_capacity(runs);
+    let mut last = None;
+    let mut later = (start, end, step);
+    for _ in 0..runs {
+        *written += 1;
+        let at_ms = spec.end_ms() + 30_000 + *written;
+        write_next_samples(system, http, labels, at_ms)?;
+        let steps = (at_ms - start + step - 1).div_euclid(step);
+        later = (start, start + steps * step, step);
+        let t = Instant::now();
+        let answer = range_answer(system, http, query, later, false);
+        samples.push(t.elapsed());
+        last = Some(answer);
+    }
+    let mut note = None;
+    if system.name == "dcmon"
+        && let Some(warm) = last
+        && !same(&warm, &range_answer(system, http, query, later, true))
+    {
+        note = Some("dcmon's warm answer differs from its nocache=1 answer".to_owned());
+    }
+    Ok((median(samples), note))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -314,6 +407,16 @@ fn same(a: &Answer, b: &Answer) -> bool {
         }
         _ => false,
     }
+}
+
+/// One line of the result table.
+struct Row {
+    title: String,
+    /// Cold (`nocache=1`) median per system.
+    times: Vec<Option<Duration>>,
+    /// Warm-refresh median per system (range queries only).
+    warm_times: Vec<Option<Duration>>,
+    notes: Vec<String>,
 }
 
 fn run() -> Result<(), String> {
@@ -412,18 +515,25 @@ fn run() -> Result<(), String> {
         step / 1000
     );
     let http = client();
-    let mut table: Vec<(String, Vec<Option<Duration>>, Vec<String>)> = Vec::new();
+    let labels: Vec<Vec<(String, String)>> = (1..=spec.hosts)
+        .flat_map(|h| Target::host(&spec, h).labels().to_vec())
+        .collect();
+    let mut written = 0i64;
+    let mut table: Vec<Row> = Vec::new();
     for probe in probes(start, end) {
         let mut times = Vec::new();
+        let mut warm_times = Vec::new();
         let mut notes = Vec::new();
         let mut reference: Option<Answer> = None;
         for system in &systems {
             let once = || -> Result<Option<Answer>, String> {
                 match &probe {
-                    Probe::Range(q) => match system.read.query_range(&http, q, start, end, step) {
-                        Answer::Error(e) => Err(e),
-                        answer => Ok(Some(answer)),
-                    },
+                    Probe::Range(q) => {
+                        match range_answer(system, &http, q, (start, end, step), true) {
+                            Answer::Error(e) => Err(e),
+                            answer => Ok(Some(answer)),
+                        }
+                    }
                     Probe::Get(path, params) => {
                         let body = system.read.get(&http, path, params)?;
                         if body["status"] != "success" {
@@ -438,6 +548,9 @@ fn run() -> Result<(), String> {
                 Err(e) => {
                     notes.push(format!("{} failed: {e}", system.name));
                     times.push(None);
+                    if matches!(probe, Probe::Range(_)) {
+                        warm_times.push(None);
+                    }
                     continue;
                 }
             };
@@ -448,6 +561,19 @@ fn run() -> Result<(), String> {
                 samples.push(t.elapsed());
             }
             times.push(Some(median(samples)));
+            if let Probe::Range(q) = &probe {
+                let window = (start, end, step);
+                match warm_refresh(system, &http, &spec, &labels, q, window, runs, &mut written) {
+                    Ok((took, note)) => {
+                        warm_times.push(Some(took));
+                        notes.extend(note);
+                    }
+                    Err(e) => {
+                        notes.push(format!("{} warm refresh failed: {e}", system.name));
+                        warm_times.push(None);
+                    }
+                }
+            }
             if let Some(answer) = answer {
                 match &reference {
                     None => reference = Some(answer),
@@ -458,7 +584,12 @@ fn run() -> Result<(), String> {
                 }
             }
         }
-        table.push((probe.title(), times, notes));
+        table.push(Row {
+            title: probe.title(),
+            times,
+            warm_times,
+            notes,
+        });
     }
 
     println!();
@@ -466,16 +597,32 @@ fn run() -> Result<(), String> {
     for system in &systems {
         header.push_str(&format!(" {:>14}", format!("{} ms", system.name)));
     }
+    for system in &systems {
+        header.push_str(&format!(" {:>14}", format!("{} warm", system.name)));
+    }
     if systems.len() > 1 {
         header.push_str(&format!(" {:>16}", "dcmon/fastest"));
     }
     println!("{header}  query");
-    for (n, (title, times, notes)) in table.iter().enumerate() {
+    for (n, row) in table.iter().enumerate() {
+        let Row {
+            title,
+            times,
+            warm_times,
+            notes,
+        } = row;
         let mut line = format!("{:<4}", n + 1);
         for t in times {
             match t {
                 Some(t) => line.push_str(&format!(" {:>14.2}", t.as_secs_f64() * 1000.0)),
                 None => line.push_str(&format!(" {:>14}", "error")),
+            }
+        }
+        for i in 0..systems.len() {
+            match warm_times.get(i) {
+                Some(Some(t)) => line.push_str(&format!(" {:>14.2}", t.as_secs_f64() * 1000.0)),
+                Some(None) => line.push_str(&format!(" {:>14}", "error")),
+                None => line.push_str(&format!(" {:>14}", "-")),
             }
         }
         if systems.len() > 1 && systems[0].name == "dcmon" {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
+use dcmon_protocol::size::parse_bytes;
 
 use crate::auth::Scope;
 
@@ -155,6 +156,12 @@ pub struct Cli {
     /// Most queries evaluated at once; further queries wait for a slot.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
+
+    /// Memory for range-query answers that can no longer change, so a
+    /// refreshed dashboard recomputes only its newest steps (e.g. 64MiB;
+    /// 0 turns the cache off).
+    #[arg(long = "query.cache-size", default_value = "64MiB", value_parser = parse_bytes)]
+    pub query_cache_size: u64,
 
     /// How far back an instant selector looks for the latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]

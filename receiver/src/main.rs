@@ -16,7 +16,7 @@ use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
-use dcmon_receiver::promql::{Engine, EngineOptions};
+use dcmon_receiver::promql::{Engine, EngineOptions, QueryCache};
 use dcmon_receiver::self_scrape;
 use dcmon_receiver::serve;
 use dcmon_receiver::storage::{Options, Storage, now_ms};
@@ -165,7 +165,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_query_length: cli.query_max_length,
             ..EngineOptions::default()
         };
-        let query = QueryService::new(Engine::new(storage.clone(), engine), cli.query_max_concurrency);
+        let query = QueryService::new(
+            Engine::new(storage.clone(), engine),
+            cli.query_max_concurrency,
+            QueryCache::new(cli.query_cache_size),
+        );
         let state = Arc::new(AppState {
             storage: storage.clone(),
             metrics: Default::default(),

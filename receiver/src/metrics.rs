@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::promql::cache::CacheStats;
 use crate::storage::Storage;
 
 /// Label set of a rejection.
@@ -54,6 +55,17 @@ pub struct Metrics {
     retention_runs: Counter<u64, AtomicU64>,
     storage_failing: Family<OperationLabels, Gauge>,
     storage_failures: Counter<u64, AtomicU64>,
+    query_cache: QueryCacheMetrics,
+}
+
+/// The range-query cache's figures (`--query.cache-size`).
+#[derive(Debug, Default)]
+struct QueryCacheMetrics {
+    hits: Counter<u64, AtomicU64>,
+    misses: Counter<u64, AtomicU64>,
+    evictions: Counter<u64, AtomicU64>,
+    bytes: Gauge,
+    entries: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +86,7 @@ impl Default for Metrics {
             retention_runs: Counter::default(),
             storage_failing: Family::default(),
             storage_failures: Counter::default(),
+            query_cache: QueryCacheMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +150,31 @@ impl Default for Metrics {
             "Failed storage writer operations (writes, compactions, retention passes)",
             metrics.storage_failures.clone(),
         );
+        registry.register(
+            "query_cache_hits",
+            "Range queries answered partly or wholly from the query cache",
+            metrics.query_cache.hits.clone(),
+        );
+        registry.register(
+            "query_cache_misses",
+            "Cacheable range queries the query cache held nothing usable for",
+            metrics.query_cache.misses.clone(),
+        );
+        registry.register(
+            "query_cache_evictions",
+            "Query cache entries dropped to stay within --query.cache-size",
+            metrics.query_cache.evictions.clone(),
+        );
+        registry.register(
+            "query_cache_bytes",
+            "Approximate bytes the query cache holds",
+            metrics.query_cache.bytes.clone(),
+        );
+        registry.register(
+            "query_cache_entries",
+            "Entries the query cache holds",
+            metrics.query_cache.entries.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -159,22 +197,32 @@ impl Metrics {
         &self.registry
     }
 
-    /// Refreshes the storage figures and returns the registry to encode.
-    pub fn refreshed(&self, storage: &Storage) -> &Registry {
+    /// Refreshes the storage and query cache figures and returns the
+    /// registry to encode.
+    pub fn refreshed(&self, storage: &Storage, cache: &CacheStats) -> &Registry {
         self.series.set(storage.series_count() as i64);
         self.samples.set(storage.sample_count() as i64);
         self.db_bytes.set(storage.disk_bytes() as i64);
         let counters = storage.counters();
-        let sync = |counter: &Counter<u64, AtomicU64>, source: &AtomicU64| {
-            let target = source.load(Ordering::Relaxed);
+        let sync = |counter: &Counter<u64, AtomicU64>, target: u64| {
             let current = counter.get();
             if target > current {
                 counter.inc_by(target - current);
             }
         };
-        sync(&self.compactions, &counters.compactions);
-        sync(&self.retention_runs, &counters.retention_runs);
-        sync(&self.storage_failures, &counters.failures);
+        let load = |source: &AtomicU64| source.load(Ordering::Relaxed);
+        sync(&self.compactions, load(&counters.compactions));
+        sync(&self.retention_runs, load(&counters.retention_runs));
+        sync(&self.storage_failures, load(&counters.failures));
+        sync(&self.query_cache.hits, cache.hits);
+        sync(&self.query_cache.misses, cache.misses);
+        sync(&self.query_cache.evictions, cache.evictions);
+        self.query_cache
+            .bytes
+            .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
+        self.query_cache
+            .entries
+            .set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
         let failing = storage.failing();
         for operation in ["write", "compaction", "retention"] {
             let failed = failing.iter().any(|f| f.operation == operation);

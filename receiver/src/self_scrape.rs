@@ -39,7 +39,12 @@ pub fn spawn(
     tokio::spawn(async move {
         loop {
             let tick = crate::tick::next(interval).await;
-            let text = exposition::encode(state.metrics.refreshed(&state.storage), Format::Text);
+            let text = exposition::encode(
+                state
+                    .metrics
+                    .refreshed(&state.storage, &state.query.cache_stats()),
+                Format::Text,
+            );
             let (series, metadata) = match parse(&text, tick, &target) {
                 Ok(parsed) => parsed,
                 Err(err) => {

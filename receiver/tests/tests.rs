@@ -20,6 +20,7 @@ mod prometheus_e2e;
 mod promql_conformance;
 mod promql_side_by_side;
 mod query_api;
+mod query_cache;
 mod query_limits;
 mod quickstart;
 mod retention;

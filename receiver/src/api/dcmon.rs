@@ -58,7 +58,9 @@ pub async fn stats(
 
 fn rejected_by_reason(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
     let text = exposition::encode(
-        state.metrics.refreshed(&state.storage),
+        state
+            .metrics
+            .refreshed(&state.storage, &state.query.cache_stats()),
         exposition::Format::Text,
     );
     text.lines()
@@ -122,6 +124,11 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = exposition::negotiate(accept);
-    let body = exposition::encode(state.metrics.refreshed(&state.storage), format);
+    let body = exposition::encode(
+        state
+            .metrics
+            .refreshed(&state.storage, &state.query.cache_stats()),
+        format,
+    );
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -18,7 +18,8 @@ use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
-use crate::promql::{Engine, QueryError, QueryErrorKind};
+use crate::promql::cache::CacheStats;
+use crate::promql::{Engine, QueryCache, QueryError, QueryErrorKind};
 use crate::storage::index::{Labels, Matcher};
 use crate::storage::now_ms;
 
@@ -28,6 +29,7 @@ use crate::storage::now_ms;
 #[derive(Debug, Clone)]
 pub struct QueryService {
     engine: Engine,
+    cache: Arc<QueryCache>,
     slots: Arc<Semaphore>,
     shutdown: Arc<Shutdown>,
 }
@@ -42,17 +44,23 @@ struct Shutdown {
 
 impl QueryService {
     /// At most `max_concurrency` queries evaluate at once; the others wait
-    /// (within their timeout) for a slot.
-    pub fn new(engine: Engine, max_concurrency: usize) -> Self {
+    /// (within their timeout) for a slot. Range queries use `cache`.
+    pub fn new(engine: Engine, max_concurrency: usize, cache: QueryCache) -> Self {
         let flag = Arc::new(AtomicBool::new(false));
         Self {
             engine: engine.with_cancel(Arc::clone(&flag)),
+            cache: Arc::new(cache),
             slots: Arc::new(Semaphore::new(max_concurrency.max(1))),
             shutdown: Arc::new(Shutdown {
                 flag,
                 started: watch::Sender::new(false),
             }),
         }
+    }
+
+    /// The range-query cache's figures, for `/metrics`.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Cancels every running and waiting query, and refuses new ones: they
@@ -223,11 +231,17 @@ pub async fn query_range(
         .duration("step")?
         .ok_or_else(|| bad_param("step", "missing parameter"))?;
     let timeout = params.duration("timeout")?;
+    // `nocache=1` (as VictoriaMetrics spells it) neither reads nor fills
+    // the cache: for checking an answer against a fresh evaluation.
+    let cache = match params.get("nocache") {
+        Some("1" | "true") => None,
+        _ => Some(Arc::clone(&state.query.cache)),
+    };
     state
         .query
         .run(timeout, move |engine| {
             engine
-                .range_query(&expr, start, end, step)
+                .range_query_cached(&expr, start, end, step, cache.as_deref())
                 .map(|r| query_json::encode(&r))
         })
         .await

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod binary;
+pub mod cache;
 mod columns;
 #[cfg(test)]
 mod columns_tests;
@@ -33,6 +34,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use self::aggregate::valid_label_name;
+pub use self::cache::QueryCache;
 pub use self::depth::MAX_DEPTH;
 pub use self::error::{QueryError, QueryErrorKind};
 pub use self::value::{Sample, Series, Value};
@@ -224,6 +226,20 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
+        self.range_query_cached(query, start_ms, end_ms, step_ms, None)
+    }
+
+    /// [`Engine::range_query`], answering the steps `cache` holds from it
+    /// and filling it with those that can no longer change (see
+    /// [`cache`]); the answer is the same as without it.
+    pub fn range_query_cached(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        cache: Option<&QueryCache>,
+    ) -> Result<QueryResult, QueryError> {
         let limits = self.limits();
         if step_ms <= 0 {
             return Err(QueryError::bad_data(
@@ -253,6 +269,16 @@ impl Engine {
                     "invalid expression type \"{other}\" for range query, must be Scalar or instant Vector"
                 )));
             }
+        }
+        if let Some(cache) = cache.filter(|c| c.enabled())
+            && cache::cacheable(&expr).is_ok()
+        {
+            let range = cache::Range {
+                start_ms,
+                end_ms,
+                step_ms,
+            };
+            return cache.range_query(self, query, &expr, range, limits, crate::storage::now_ms());
         }
         let (value, notes) = self.run(query, &expr, start_ms, end_ms, Some(step_ms), limits)?;
         Ok(QueryResult {

@@ -114,6 +114,21 @@ pub fn fetch(
     Ok(data)
 }
 
+/// How far before an evaluation time `t` the samples `expr` reads at `t`
+/// may lie, in ms (lookback, ranges, subquery ranges and offsets added up
+/// along each path; at least 0). Meaningful only for an expression without
+/// `@` modifiers, whose reads move with `t`.
+pub fn reach(expr: &Expr, query: &Query) -> Result<i64, QueryError> {
+    let mut spans = Vec::new();
+    collect_spans(expr, query, 0, 0, &mut spans)?;
+    Ok(spans
+        .iter()
+        .map(|(_, from, _)| from.saturating_neg())
+        .max()
+        .unwrap_or(0)
+        .max(0))
+}
+
 /// Walks `expr`, evaluated at times in `[lo, hi]`, recording for each
 /// selector the span of sample timestamps it can look at.
 fn collect_spans<'e>(

@@ -9,6 +9,7 @@
 //! window. Reads use separate read-only connections (WAL allows them beside
 //! the writer) plus the in-memory index and head.
 
+pub mod changes;
 pub mod chunk;
 pub mod head;
 pub mod index;
@@ -25,6 +26,7 @@ use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use self::changes::{ChangeLog, Changes};
 use self::head::Head;
 use self::index::SeriesIndex;
 
@@ -246,6 +248,8 @@ struct Shared {
     /// Operations whose latest attempt failed; an operation leaves the
     /// list when it next succeeds.
     failing: Mutex<Vec<Failure>>,
+    /// What appends and retention changed, for caches of query answers.
+    changes: ChangeLog,
 }
 
 impl Shared {
@@ -286,6 +290,9 @@ pub struct PreparedAppend {
     known_blob: Vec<u8>,
     unknown: Vec<SeriesSamples>,
     metadata: Vec<FamilyMetadata>,
+    /// The earliest sample timestamp of the append (`None`: no samples),
+    /// found here so the writer does no per-sample work for it.
+    earliest_ms: Option<i64>,
 }
 
 impl PreparedAppend {
@@ -356,6 +363,7 @@ impl Storage {
             readers: Mutex::new(Vec::new()),
             counters: Counters::default(),
             failing: Mutex::new(Vec::new()),
+            changes: ChangeLog::new(),
         });
         writer::load(&conn, &shared)?;
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
@@ -433,6 +441,15 @@ impl Storage {
                 }
             }
         }
+        let earliest_ms = known
+            .iter()
+            .map(|(_, ts, _)| *ts)
+            .chain(
+                unknown
+                    .iter()
+                    .flat_map(|s| s.samples.iter().map(|(ts, _)| *ts)),
+            )
+            .min();
         let known_blob = if known.is_empty() {
             Vec::new()
         } else {
@@ -443,6 +460,7 @@ impl Storage {
             known_blob,
             unknown,
             metadata,
+            earliest_ms,
         }
     }
 
@@ -520,6 +538,19 @@ impl Storage {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// What appends and retention changed since `epoch` (an epoch an
+    /// earlier answer carried; 0 for "since the start"). Cheap: one short
+    /// lock, no I/O.
+    pub fn changes_since(&self, epoch: u64) -> Changes {
+        self.shared.changes.since(epoch)
+    }
+
+    /// The change epoch now, with the retention cutoff; see
+    /// [`Storage::changes_since`].
+    pub fn changes_now(&self) -> Changes {
+        self.shared.changes.now()
     }
 
     /// Writer counters.

@@ -333,3 +333,45 @@ fn reads_during_compaction_miss_no_acknowledged_sample() {
         short.len()
     );
 }
+
+#[test]
+fn appends_and_retention_report_what_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let storage = Storage::open(&dir.path().join("db.sqlite"), options()).unwrap();
+    let now = 1_800_000_000_000i64;
+    let before = storage.changes_now();
+    assert_eq!(before.earliest_written, None);
+    assert_eq!(before.deleted_before, i64::MIN);
+    rt.block_on(async {
+        storage
+            .append(
+                vec![series("m", "a", &[(now - HOUR, 1.0), (now, 2.0)])],
+                vec![],
+            )
+            .await
+            .unwrap();
+        let after_first = storage.changes_now();
+        assert!(after_first.epoch > before.epoch);
+        assert_eq!(
+            storage.changes_since(before.epoch).earliest_written,
+            Some(now - HOUR)
+        );
+        // A late sample, for a series not seen before: still reported.
+        storage
+            .append(vec![series("m", "b", &[(now - 5 * HOUR, 3.0)])], vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            storage.changes_since(after_first.epoch).earliest_written,
+            Some(now - 5 * HOUR)
+        );
+        // Compaction moves samples but changes none.
+        let settled = storage.changes_now();
+        storage.compact().await.unwrap();
+        assert_eq!(storage.changes_since(settled.epoch).earliest_written, None);
+        storage.apply_retention(now).await.unwrap();
+    });
+    assert_eq!(storage.changes_now().deleted_before, now - 24 * HOUR);
+    rt.block_on(storage.close());
+}

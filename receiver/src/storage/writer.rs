@@ -180,6 +180,12 @@ impl Writer {
                     }
                     head.append_entries(&new_entries);
                 }
+                // Only now that readers see the samples: a cache that read
+                // the epoch before this line either saw them or learns of
+                // them here.
+                if let Some(earliest) = group.iter().filter_map(|(p, _)| p.earliest_ms).min() {
+                    self.shared.changes.record_write(earliest);
+                }
                 let counters = &self.shared.counters;
                 counters
                     .samples_appended
@@ -414,6 +420,10 @@ impl Writer {
     /// sample left, then hands free pages back to the filesystem.
     fn retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
         let cutoff = now_ms - self.shared.options.retention.as_millis() as i64;
+        // Announced before anything goes: a cache filling meanwhile then
+        // knows not to trust what it read before the cutoff. If the pass
+        // fails, caches only distrust a little more than needed.
+        self.shared.changes.record_deletion(cutoff);
         // Windows before the cutoff's window end before the cutoff; the
         // cutoff's own window is trimmed sample by sample.
         let first_kept_window = window_of(cutoff, self.shared.options.chunk_window);

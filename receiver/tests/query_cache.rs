@@ -1,0 +1,138 @@
+//! The range-query cache over HTTP: a refreshed dashboard is answered
+//! partly from the cache and exactly as a fresh evaluation (`nocache=1`)
+//! answers, and a late sample written into a cached window changes the
+//! next answer.
+
+use dcmon_protocol::remote_write::Version;
+use serde_json::Value;
+
+use crate::common::{Receiver, client, now_ms, series};
+
+const STEP_MS: i64 = 60_000;
+
+/// `/api/v1/query_range`'s whole body; panics unless it answers 200.
+fn range(receiver: &Receiver, query: &str, start: i64, end: i64, nocache: bool) -> Value {
+    let mut params = vec![
+        ("query", query.to_owned()),
+        ("start", format!("{}", start as f64 / 1000.0)),
+        ("end", format!("{}", end as f64 / 1000.0)),
+        ("step", format!("{}", STEP_MS / 1000)),
+    ];
+    if nocache {
+        params.push(("nocache", "1".to_owned()));
+    }
+    let response = client()
+        .get(receiver.url("/api/v1/query_range"))
+        .query(&params)
+        .bearer_auth(&receiver.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    body
+}
+
+/// A counter of the receiver's `/metrics` (0 when absent).
+fn counter(receiver: &Receiver, name: &str) -> f64 {
+    receiver
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn a_refreshed_dashboard_is_served_from_the_cache_and_sees_late_samples() {
+    let receiver = Receiver::start(&[]);
+    // Two hours of a counter on two hosts every 15 s, ending 5 minutes ago.
+    let now = now_ms();
+    let first = (now - 2 * 3_600_000).div_euclid(STEP_MS) * STEP_MS;
+    for (instance, slope) in [("a", 3.0), ("b", 5.0)] {
+        let samples: Vec<(i64, f64)> = (0..460)
+            .map(|k| (first + k * 15_000, (k as f64) * slope))
+            .collect();
+        let sent = series(
+            &[("__name__", "probe_total"), ("instance", instance)],
+            &samples,
+        );
+        assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
+    }
+    let query = "sum by (instance) (rate(probe_total[2m]))";
+    let start = first + 10 * STEP_MS;
+    let end = first + 90 * STEP_MS;
+
+    let cold = range(&receiver, query, start, end, false);
+    assert_eq!(cold, range(&receiver, query, start, end, true));
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_misses_total"),
+        1.0
+    );
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_hits_total"),
+        0.0
+    );
+    assert!(counter(&receiver, "dcmon_receiver_query_cache_bytes") > 0.0);
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_entries"),
+        1.0
+    );
+
+    // The refresh a minute later: its start and end move by one step.
+    let warm = range(&receiver, query, start + STEP_MS, end + STEP_MS, false);
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_hits_total"),
+        1.0
+    );
+    assert_eq!(
+        warm,
+        range(&receiver, query, start + STEP_MS, end + STEP_MS, true)
+    );
+
+    // A host flushes its spool: a sample from 50 minutes into the data,
+    // long after the cache stored that step.
+    let late = first + 50 * STEP_MS + 7_000;
+    let sent = series(
+        &[("__name__", "probe_total"), ("instance", "a")],
+        &[(late, 1e9)],
+    );
+    assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
+    let after = range(&receiver, query, start + STEP_MS, end + STEP_MS, false);
+    assert_ne!(after, warm, "the late sample is not seen");
+    assert_eq!(
+        after,
+        range(&receiver, query, start + STEP_MS, end + STEP_MS, true)
+    );
+    // The steps before the late sample still came from the cache; the
+    // `nocache=1` requests counted neither as hits nor as misses.
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_hits_total"),
+        2.0
+    );
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_misses_total"),
+        1.0
+    );
+}
+
+#[test]
+fn a_cache_size_of_zero_turns_the_cache_off() {
+    let receiver = Receiver::start(&["--query.cache-size=0"]);
+    let now = now_ms();
+    let samples: Vec<(i64, f64)> = (0..40)
+        .map(|k| (now - 3_600_000 + k * 15_000, 1.0))
+        .collect();
+    let sent = series(&[("__name__", "probe"), ("instance", "a")], &samples);
+    assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
+    for _ in 0..2 {
+        range(&receiver, "probe", now - 3_600_000, now - 1_800_000, false);
+    }
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_misses_total"),
+        0.0
+    );
+    assert_eq!(
+        counter(&receiver, "dcmon_receiver_query_cache_entries"),
+        0.0
+    );
+}
