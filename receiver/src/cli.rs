@@ -70,6 +70,11 @@ pub struct Cli {
     #[arg(long = "storage.compaction-interval", default_value = "1m", value_parser = parse_duration)]
     pub compaction_interval: Duration,
 
+    /// How far back compacted samples also stay decoded in memory, so a
+    /// refreshed dashboard's newest steps read no chunk. 0 turns it off.
+    #[arg(long = "storage.recent-window", default_value = "15m", value_parser = parse_duration)]
+    pub recent_window: Duration,
+
     /// How often data past the retention window is dropped.
     #[arg(long = "storage.retention-interval", default_value = "10m", value_parser = parse_duration)]
     pub retention_interval: Duration,

@@ -130,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         retention: cli.retention,
         compaction_interval: cli.compaction_interval,
+        recent_window: cli.recent_window,
         retention_interval: cli.retention_interval,
         max_series: cli.max_series,
         ..Options::default()

@@ -38,6 +38,7 @@ pub async fn stats(
         "series": storage.series_count(),
         "samples": samples,
         "head_samples": samples - counters.chunk_samples.load(Ordering::Relaxed),
+        "recent_samples": storage.recent_samples(),
         "db_bytes": db_bytes,
         "bytes_per_sample": if samples > 0 { db_bytes as f64 / samples as f64 } else { 0.0 },
         "oldest_timestamp_ms": bounds.map(|b| b.oldest_ms),

@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod head;
 pub mod index;
 pub mod read;
+mod recent;
 pub mod schema;
 mod writer;
 
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::changes::{ChangeLog, Changes};
 use self::head::Head;
 use self::index::SeriesIndex;
+use self::recent::Recent;
 
 /// Why storage could not do what was asked. Every variant is on our side
 /// (a retry may succeed once an operator fixed the cause), so it maps to
@@ -153,6 +155,10 @@ pub struct Options {
     pub compaction_interval: Duration,
     /// Head size (samples) that triggers a compaction at once.
     pub head_max_samples: usize,
+    /// How far back compacted samples also stay decoded in memory
+    /// (`--storage.recent-window`), so the newest steps of a refreshed
+    /// dashboard read no chunk; zero turns it off.
+    pub recent_window: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
     /// Most series stored at once (`--storage.max-series`); appends that
@@ -167,6 +173,8 @@ impl Default for Options {
             chunk_window: Duration::from_secs(6 * 3600),
             compaction_interval: Duration::from_secs(60),
             head_max_samples: 1_000_000,
+            // Past a 5-minute rate window plus a step or two of a dashboard.
+            recent_window: Duration::from_secs(15 * 60),
             retention_interval: Duration::from_secs(600),
             max_series: 1_000_000,
         }
@@ -243,6 +251,9 @@ struct Shared {
     options: Options,
     index: RwLock<SeriesIndex>,
     head: RwLock<Head>,
+    /// Decoded copies of the newest chunk samples; taken after `head`
+    /// whenever both are held.
+    recent: RwLock<Recent>,
     readers: Mutex<Vec<Connection>>,
     counters: Counters,
     /// Operations whose latest attempt failed; an operation leaves the
@@ -360,6 +371,7 @@ impl Storage {
             options,
             index: RwLock::new(SeriesIndex::default()),
             head: RwLock::new(Head::default()),
+            recent: RwLock::new(Recent::default()),
             readers: Mutex::new(Vec::new()),
             counters: Counters::default(),
             failing: Mutex::new(Vec::new()),
@@ -530,6 +542,12 @@ impl Storage {
             + read_lock(&self.shared.head).len() as u64
     }
 
+    /// Compacted samples also held decoded in memory (see
+    /// [`Options::recent_window`]).
+    pub fn recent_samples(&self) -> usize {
+        read_lock(&self.shared.recent).len()
+    }
+
     /// The storage operations failing now (empty when healthy): a write
     /// that fails here fails for every sender, so `/health` reports it.
     pub fn failing(&self) -> Vec<Failure> {
@@ -625,7 +643,27 @@ fn chunk_key(series: index::SeriesId, window: i64) -> i64 {
 fn window_of(ts_ms: i64, window: Duration) -> i64 {
     ts_ms
         .div_euclid(window.as_millis() as i64)
-        .clamp(0, 0xff_ffff)
+        .clamp(0, LAST_WINDOW)
+}
+
+/// The last window number: it holds every later timestamp, as window 0
+/// holds every earlier one.
+const LAST_WINDOW: i64 = 0xff_ffff;
+
+/// The timestamps `[start, end)` window number `number` holds.
+fn window_span(number: i64, window: Duration) -> (i64, i64) {
+    let width = window.as_millis() as i64;
+    let start = if number <= 0 {
+        i64::MIN
+    } else {
+        number.saturating_mul(width)
+    };
+    let end = if number >= LAST_WINDOW {
+        i64::MAX
+    } else {
+        (number + 1).saturating_mul(width)
+    };
+    (start, end)
 }
 #[cfg(test)]
 mod tests;

@@ -74,17 +74,39 @@ impl Storage {
         // chunks read after it (seen in both is harmless: the merge keeps
         // one). Reading the other way round, a slice compacted in between
         // would be in neither.
+        //
+        // Series whose chunk samples in the range are all in their recent
+        // tail are answered from it with the head, under the same lock, and
+        // read no chunk.
         let mut work = Vec::with_capacity(selected.len());
+        let mut series = Vec::with_capacity(selected.len());
+        // Head samples of every series, then the samples of the series
+        // answered here (counted again by the chunk readers' budget).
+        let (mut loaded, mut served) = (0usize, 0usize);
         {
             let head = read_lock(&self.shared.head);
-            let mut loaded = 0usize;
+            let recent = read_lock(&self.shared.recent);
             for (id, labels) in selected {
                 let samples = head.range(id, start_ms, end_ms);
                 loaded += samples.len();
+                match recent.range(id, start_ms, end_ms) {
+                    Some(tail) => {
+                        loaded += tail.len();
+                        let tail = tail.iter().map(|&(t, bits)| (t, f64::from_bits(bits)));
+                        let merged = merge_newer(tail.collect(), &samples);
+                        served += merged.len();
+                        if !merged.is_empty() {
+                            series.push(SeriesData {
+                                labels,
+                                samples: merged,
+                            });
+                        }
+                    }
+                    None => work.push((id, labels, samples)),
+                }
                 if loaded > max_samples {
                     return Ok(None);
                 }
-                work.push((id, labels, samples));
             }
         }
         let window = self.shared.options.chunk_window;
@@ -96,14 +118,13 @@ impl Storage {
         };
         let budget = Budget {
             max: max_samples,
-            loaded: AtomicUsize::new(0),
+            loaded: AtomicUsize::new(served),
             over: AtomicBool::new(false),
         };
         let batches: Vec<Result<Option<Vec<SeriesData>>, StorageError>> = work
             .par_chunks(SERIES_PER_TASK)
             .map(|batch| self.with_reader(|conn| read_batch(conn, batch, &range, &budget)))
             .collect();
-        let mut series = Vec::with_capacity(work.len());
         for batch in batches {
             match batch? {
                 Some(read) => series.extend(read),

@@ -14,8 +14,20 @@ use super::head::{self, LogEntry};
 use super::index::{Labels, SeriesId, hash_labels};
 use super::{
     AppendOutcome, CompactionOutcome, Job, PreparedAppend, RetentionOutcome, Shared, StorageError,
-    chunk_key, read_lock, window_of, write_lock,
+    chunk_key, now_ms, read_lock, window_of, window_span, write_lock,
 };
+
+/// A window compaction rewrote, for the series' recent tail: the new
+/// chunk's samples at or after the tail's keep point.
+struct TailUpdate {
+    id: SeriesId,
+    span: (i64, i64),
+    samples: Vec<RawSample>,
+    start_from: Option<i64>,
+}
+
+/// The `settings` row holding the latest retention cutoff (ms).
+const RETENTION_CUTOFF_SETTING: &str = "storage_retention_cutoff_ms";
 
 /// Most appends merged into one transaction.
 const GROUP_JOBS: usize = 512;
@@ -36,13 +48,23 @@ pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageErro
         index.insert(id as SeriesId, labels.into());
     }
     drop(index);
+    let cutoff: i64 = conn
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM settings WHERE name = ?1",
+            params![RETENTION_CUTOFF_SETTING],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(i64::MIN);
     let mut head = write_lock(&shared.head);
     let mut statement = conn.prepare("SELECT data FROM head_log ORDER BY id")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let blob: Vec<u8> = row.get(0)?;
         for (id, ts, bits) in head::decode_log(&blob).map_err(StorageError::Corrupt)? {
-            head.append(id, [(ts, bits)]);
+            if ts >= cutoff {
+                head.append(id, [(ts, bits)]);
+            }
         }
     }
     let chunk_samples: i64 =
@@ -306,10 +328,22 @@ impl Writer {
                     r.get(0)
                 })?;
         let mut outcome = CompactionOutcome::default();
+        // Recent tails keep what is at or after `keep_from`; trimmed first
+        // so no tail starts before it while this pass updates them.
+        let recent_window = self.shared.options.recent_window;
+        let keep_from = (!recent_window.is_zero())
+            .then(|| now_ms().saturating_sub(recent_window.as_millis() as i64));
+        if let Some(keep_from) = keep_from {
+            write_lock(&self.shared.recent).trim(keep_from);
+        }
         for slice in cut.chunks(COMPACTION_SLICE) {
-            let moved = self.compact_slice(slice)?;
+            let (moved, tails) = self.compact_slice(slice, keep_from)?;
             {
                 let mut head = write_lock(&self.shared.head);
+                let mut recent = write_lock(&self.shared.recent);
+                for tail in tails {
+                    recent.replace_window(tail.id, tail.span, &tail.samples, tail.start_from);
+                }
                 for (id, count) in slice {
                     head.drain_prefix(*id, *count);
                 }
@@ -338,16 +372,28 @@ impl Writer {
         Ok(outcome)
     }
 
-    fn compact_slice(&mut self, slice: &[(SeriesId, usize)]) -> Result<usize, StorageError> {
+    /// Packs one slice of series into chunks in one transaction; returns
+    /// the samples moved and, when recent tails are kept (from
+    /// `keep_from`), the new content of each rewritten window for them.
+    fn compact_slice(
+        &mut self,
+        slice: &[(SeriesId, usize)],
+        keep_from: Option<i64>,
+    ) -> Result<(usize, Vec<TailUpdate>), StorageError> {
         let window = self.shared.options.chunk_window;
         let tx = self.conn.transaction()?;
         let mut moved = 0;
         let mut chunk_delta: i64 = 0;
+        let mut tails = Vec::new();
         {
             let head = read_lock(&self.shared.head);
+            let recent = read_lock(&self.shared.recent);
             let mut load = tx.prepare_cached("SELECT count, data FROM chunks WHERE key = ?1")?;
             let mut store = tx.prepare_cached(
                 "INSERT OR REPLACE INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut newer_chunk = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM chunks WHERE key > ?1 AND key < ?2)",
             )?;
             for (id, count) in slice {
                 let samples = head.prefix(*id, *count);
@@ -359,6 +405,11 @@ impl Writer {
                         .or_default()
                         .push(sample);
                 }
+                // Oldest window first: a series' tail may start only at the
+                // newest window written, and only if no chunk is newer.
+                let mut by_window: Vec<_> = by_window.into_iter().collect();
+                by_window.sort_unstable_by_key(|(number, _)| *number);
+                let newest = by_window.last().map(|(number, _)| *number);
                 for (window_number, newer) in by_window {
                     let key = chunk_key(*id, window_number);
                     let existing: Option<(i64, Vec<u8>)> = load
@@ -382,6 +433,23 @@ impl Writer {
                         chunk::encode(&merged)
                     ])?;
                     chunk_delta += merged.len() as i64 - old_count;
+                    let span = window_span(window_number, window);
+                    if let Some(keep_from) = keep_from.filter(|k| span.1 > *k) {
+                        let start_from = if recent.has(*id) || Some(window_number) != newest {
+                            None
+                        } else {
+                            let newer: bool = newer_chunk
+                                .query_row(params![key, chunk_key(*id + 1, 0)], |r| r.get(0))?;
+                            (!newer).then_some(keep_from)
+                        };
+                        let kept = merged.partition_point(|s| s.0 < keep_from);
+                        tails.push(TailUpdate {
+                            id: *id,
+                            span,
+                            samples: merged[kept..].to_vec(),
+                            start_from,
+                        });
+                    }
                 }
             }
         }
@@ -396,7 +464,7 @@ impl Writer {
                 .chunk_samples
                 .fetch_sub(chunk_delta.unsigned_abs(), Ordering::Relaxed);
         }
-        Ok(moved)
+        Ok((moved, tails))
     }
 
     /// Hands the pages freed by compaction or retention back to the
@@ -432,6 +500,15 @@ impl Writer {
         let mut dropped_samples: i64 = 0;
         let mut empty = Vec::new();
         let tx = self.conn.transaction()?;
+        // Head samples past the cutoff go from memory below, but their
+        // head-log rows stay until compaction: the cutoff is kept so a
+        // restart does not replay them back.
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE
+             SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            params![RETENTION_CUTOFF_SETTING, cutoff],
+        )?;
         {
             let mut old_counts = tx.prepare_cached(
                 "SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE key >= ?1 AND key < ?2",
@@ -494,8 +571,11 @@ impl Writer {
         {
             let mut head = write_lock(&self.shared.head);
             head.drop_before(cutoff);
+            let mut recent = write_lock(&self.shared.recent);
+            recent.trim(cutoff);
             let mut index = write_lock(&self.shared.index);
             for id in &empty {
+                recent.remove(*id);
                 index.remove(*id);
             }
         }
