@@ -296,6 +296,8 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
                 ("start", peers::seconds(start)),
                 ("end", peers::seconds(end)),
                 ("step", peers::seconds(end - start)),
+                // Read cost, not any system's answer cache.
+                ("nocache", "1".to_owned()),
             ],
         ),
     ]
