@@ -14,6 +14,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use dcmon_protocol::identity::RegistrationError;
 
 use crate::auth::clients::ClientError;
 use crate::commands::QueueError;
@@ -165,6 +166,24 @@ impl From<ClientError> for ApiError {
             ClientError::Sqlite(_) | ClientError::Random(_) | ClientError::BadStoredKey(_) => {
                 return ApiError::internal("clients table failed", "clients table failed", err);
             }
+        };
+        ApiError::new(kind, err.to_string())
+    }
+}
+
+/// A registration that does not prove what it claims (a bad signature, a
+/// stale timestamp) is refused like a bad credential (401); anything else
+/// wrong with it is a malformed request (400).
+impl From<RegistrationError> for ApiError {
+    fn from(err: RegistrationError) -> Self {
+        let kind = match err {
+            RegistrationError::BadSignature | RegistrationError::StaleTimestamp(_) => {
+                ErrorKind::Unauthorized
+            }
+            RegistrationError::BadKey(_)
+            | RegistrationError::KeySize(_)
+            | RegistrationError::BadHostname(_)
+            | RegistrationError::BadField(_) => ErrorKind::BadData,
         };
         ApiError::new(kind, err.to_string())
     }
@@ -382,6 +401,25 @@ mod tests {
                 409,
                 "conflict",
             ),
+        ];
+        for (err, status, error_type) in cases {
+            let message = err.to_string();
+            assert_eq!(answered(err), (status, error_type, message, None));
+        }
+    }
+
+    #[test]
+    fn registrations_that_prove_nothing_are_401_and_malformed_ones_400() {
+        let cases = [
+            (RegistrationError::BadSignature, 401, "unauthorized"),
+            (RegistrationError::StaleTimestamp(900), 401, "unauthorized"),
+            (
+                RegistrationError::BadKey("no PEM".to_owned()),
+                400,
+                "bad_data",
+            ),
+            (RegistrationError::KeySize(512), 400, "bad_data"),
+            (RegistrationError::BadField("nonce"), 400, "bad_data"),
         ];
         for (err, status, error_type) in cases {
             let message = err.to_string();
