@@ -2,9 +2,9 @@
 //! error shape (`{"status":"error","errorType":…,"error":…}`) with the
 //! status code Prometheus uses for each error type.
 //!
-//! Each domain error (the command queue's, the clients table's, storage's,
-//! the query engine's) becomes an [`ApiError`] here and nowhere else, so a
-//! handler ends in `?`. An internal failure keeps its cause out of the
+//! Each domain error (the command queue's, the clients table's, a refused
+//! registration's, storage's, the query engine's) becomes an [`ApiError`]
+//! here and nowhere else, so a handler ends in `?`. An internal failure keeps its cause out of the
 //! answer: the cause rides on the response and [`log_internal`], called
 //! once on every answer leaving the router, logs it.
 
