@@ -3,6 +3,8 @@
 
 The JSON files are committed; edit this file and run it again
 (`python3 grafana/dashboards.py`) rather than editing the JSON by hand.
+An optional argument names another output directory, so that the tests can
+regenerate the files elsewhere and compare them with the committed ones.
 Every panel reads the data source with uid `dcmon`
 (provisioning/datasources/dcmon.yaml). Queries use raw expressions, not the
 recording rules, so they work on a bare receiver (which does not evaluate
@@ -12,6 +14,7 @@ Prometheus that does.
 
 import json
 import os
+import sys
 
 DS = {"type": "prometheus", "uid": "dcmon"}
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
@@ -877,7 +880,7 @@ def internals():
     )
 
 
-def main():
+def main(out=OUT):
     for name, board in [
         ("fleet-overview", fleet()),
         ("host", host()),
@@ -886,10 +889,12 @@ def main():
         ("nvme-health", nvme()),
         ("internals", internals()),
     ]:
-        with open(os.path.join(OUT, name + ".json"), "w") as f:
+        with open(os.path.join(out, name + ".json"), "w") as f:
             json.dump(board, f, indent=2, ensure_ascii=False)
             f.write("\n")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2:
+        sys.exit("usage: dashboards.py [OUTPUT_DIR]")
+    main(*sys.argv[1:])

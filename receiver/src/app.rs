@@ -176,7 +176,10 @@ async fn keep_plain_errors(mut response: Response) -> Response {
     response
 }
 
+/// The one place every answer passes on its way out: an internal
+/// failure's cause is logged here, then the answer takes the JSON shape.
 async fn json_errors(response: Response) -> Response {
+    error::log_internal(&response);
     if response.extensions().get::<PlainErrors>().is_some() {
         return response;
     }

@@ -5,9 +5,12 @@
 //! fleet's data (`common::fleet`), and every panel and variable returns
 //! data for it. A second test ships this machine's OS metrics through a
 //! real `dcmon-exporter` and requires data from every panel whose metrics
-//! arrived.
+//! arrived. The committed JSON is what `grafana/dashboards.py` generates,
+//! byte for byte, so that an edit to either cannot drift from the other.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
 
 use dcmon_protocol::remote_write::Version;
 use serde_json::Value;
@@ -56,6 +59,53 @@ fn dashboards_have_fixed_uids_and_use_the_provisioned_data_source() {
             let query = var["query"]["query"].as_str().unwrap();
             assert!(query.starts_with("label_values("), "{query}");
         }
+    }
+}
+
+/// How to bring the committed dashboards back in line with the script.
+const REGENERATE: &str = "python3 grafana/dashboards.py";
+
+/// The `.json` file names in `dir`, sorted.
+fn json_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect()
+}
+
+#[test]
+fn committed_dashboards_are_what_the_script_generates() {
+    let root = workspace_root();
+    let committed = root.join("grafana/dashboards");
+    let fresh = tempfile::tempdir().unwrap();
+    let output = Command::new("python3")
+        .arg(root.join("grafana/dashboards.py"))
+        .arg(fresh.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running python3 grafana/dashboards.py (is python3 installed?): {e}")
+        });
+    assert!(
+        output.status.success(),
+        "python3 grafana/dashboards.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = json_files(fresh.path());
+    assert!(!generated.is_empty(), "the script wrote no dashboard");
+    assert_eq!(
+        json_files(&committed),
+        generated,
+        "grafana/dashboards/ holds other files than the script writes; run `{REGENERATE}` and remove the others"
+    );
+    for name in &generated {
+        let want = std::fs::read(fresh.path().join(name)).unwrap();
+        let have = std::fs::read(committed.join(name)).unwrap();
+        assert!(
+            want == have,
+            "grafana/dashboards/{name} differs from what grafana/dashboards.py generates: \
+             edit the script, not the JSON, and run `{REGENERATE}`"
+        );
     }
 }
 

@@ -17,9 +17,10 @@ use dcmon_protocol::duration::parse_duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::blocking;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::commands::{CommandQueue, CommandRecord, QueueError};
+use crate::commands::CommandRecord;
 use crate::error::{ApiError, ErrorKind};
 
 /// Default time a command waits for its host.
@@ -28,32 +29,6 @@ const DEFAULT_EXPIRY: Duration = Duration::from_secs(600);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// Longest a host's poll is held open.
 const MAX_POLL: Duration = Duration::from_secs(60);
-
-fn queue_failure(err: QueueError) -> ApiError {
-    match err {
-        QueueError::NotFound(_) => ApiError::new(ErrorKind::NotFound, err.to_string()),
-        QueueError::UnknownClient(_) | QueueError::BadResult | QueueError::BadExpiry => {
-            ApiError::new(ErrorKind::BadData, err.to_string())
-        }
-        QueueError::WrongState { .. } => ApiError::new(ErrorKind::Conflict, err.to_string()),
-        QueueError::Sqlite(err) => {
-            tracing::error!(error = %err, "command queue failed");
-            ApiError::new(ErrorKind::Internal, "command queue failed")
-        }
-    }
-}
-
-/// Runs a queue operation off the async threads.
-async fn blocking<T: Send + 'static>(
-    queue: &Arc<CommandQueue>,
-    work: impl FnOnce(&CommandQueue) -> Result<T, QueueError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let queue = Arc::clone(queue);
-    tokio::task::spawn_blocking(move || work(&queue))
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "command task failed"))?
-        .map_err(queue_failure)
-}
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::BadData, message)
@@ -108,7 +83,8 @@ pub async fn create(
     command
         .validate(state.min_duty)
         .map_err(|e| bad(format!("invalid command: {e}")))?;
-    let record = blocking(&state.commands, move |queue| {
+    let queue = Arc::clone(&state.commands);
+    let record = blocking("command", move || {
         queue.create(&client, &command, "admin", expires_in)
     })
     .await?;
@@ -142,7 +118,8 @@ pub async fn list(
     };
     let limit = query.limit.unwrap_or(100).min(10_000);
     let client = query.client.filter(|c| !c.is_empty());
-    let records = blocking(&state.commands, move |queue| {
+    let queue = Arc::clone(&state.commands);
+    let records = blocking("command", move || {
         queue.list(client.as_deref(), status, limit)
     })
     .await?;
@@ -154,7 +131,8 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<CommandRecord>, ApiError> {
-    let record = blocking(&state.commands, move |queue| queue.get(id)).await?;
+    let queue = Arc::clone(&state.commands);
+    let record = blocking("command", move || queue.get(id)).await?;
     record
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no command {id}")))
@@ -165,7 +143,8 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<CommandRecord>, ApiError> {
-    let record = blocking(&state.commands, move |queue| queue.cancel(id)).await?;
+    let queue = Arc::clone(&state.commands);
+    let record = blocking("command", move || queue.cancel(id)).await?;
     tracing::info!(id, "command cancelled");
     Ok(Json(record))
 }
@@ -190,11 +169,7 @@ pub async fn next(
             .map_err(|e| bad(e.to_string()))?
             .min(MAX_POLL),
     };
-    let delivered = state
-        .commands
-        .wait_next(client_id, timeout)
-        .await
-        .map_err(queue_failure)?;
+    let delivered = state.commands.wait_next(client_id, timeout).await?;
     Ok(match delivered {
         Some(command) => {
             tracing::info!(id = command.id, client = client_id, "command delivered");
@@ -214,10 +189,8 @@ pub async fn result(
     let client_id = host(&principal)?.to_owned();
     let result: CommandResult =
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid result: {e}")))?;
-    let record = blocking(&state.commands, move |queue| {
-        queue.finish(&client_id, id, result)
-    })
-    .await?;
+    let queue = Arc::clone(&state.commands);
+    let record = blocking("command", move || queue.finish(&client_id, id, result)).await?;
     tracing::info!(id, status = record.status.name(), "command finished");
     Ok(Json(record))
 }

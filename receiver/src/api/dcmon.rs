@@ -11,24 +11,16 @@ use axum::response::{IntoResponse, Response};
 use dcmon_protocol::exposition;
 use serde_json::json;
 
+use super::blocking;
 use crate::app::AppState;
-use crate::error::{ApiError, ErrorKind};
-use crate::storage::StorageError;
-
-fn internal(err: StorageError) -> ApiError {
-    tracing::error!(error = %err, "storage query failed");
-    ApiError::new(ErrorKind::Internal, "storage query failed")
-}
+use crate::error::ApiError;
 
 /// `GET /api/dcmon/stats`: what is stored and how compactly.
 pub async fn stats(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let storage = state.storage.clone();
-    let bounds = tokio::task::spawn_blocking(move || storage.time_bounds())
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "stats task failed"))?
-        .map_err(internal)?;
+    let bounds = blocking("stats", move || storage.time_bounds()).await?;
     let storage = &state.storage;
     let samples = storage.sample_count();
     let db_bytes = storage.disk_bytes();

@@ -14,10 +14,11 @@ use promql_parser::parser::Expr;
 use serde_json::{Value as JsonValue, json};
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use super::blocking;
 use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
 use crate::app::AppState;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind, OrInternal};
 use crate::promql::cache::CacheStats;
 use crate::promql::{Engine, QueryCache, QueryError, QueryErrorKind};
 use crate::storage::index::{Labels, Matcher};
@@ -91,12 +92,12 @@ impl QueryService {
             .unwrap_or_else(far_future);
         let mut shutdown = self.shutdown.started.subscribe();
         if *shutdown.borrow_and_update() {
-            return Err(query_error(shutting_down()));
+            return Err(shutting_down().into());
         }
         tokio::select! {
             result = self.evaluate(deadline, f) => result,
-            () = tokio::time::sleep_until(deadline) => Err(query_error(QueryError::timeout())),
-            _ = shutdown.wait_for(|down| *down) => Err(query_error(shutting_down())),
+            () = tokio::time::sleep_until(deadline) => Err(QueryError::timeout().into()),
+            _ = shutdown.wait_for(|down| *down) => Err(shutting_down().into()),
         }
     }
 
@@ -126,15 +127,12 @@ impl QueryService {
                 let _permit = permit;
                 let _ = answer.send(f(engine));
             })
-            .map_err(|e| {
-                tracing::error!(error = %e, "starting a query thread");
-                ApiError::new(ErrorKind::Internal, "starting the query failed")
-            })?;
+            .or_internal("starting a query thread", "starting the query failed")?;
         // A panic drops the sender: the request fails, the receiver lives.
-        answered
+        let evaluated = answered
             .await
-            .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?
-            .map_err(query_error)
+            .map_err(|_| ApiError::new(ErrorKind::Internal, "query task failed"))?;
+        Ok(evaluated?)
     }
 }
 
@@ -157,17 +155,6 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-fn query_error(err: QueryError) -> ApiError {
-    let kind = match err.kind {
-        QueryErrorKind::BadData => ErrorKind::BadData,
-        QueryErrorKind::Execution => ErrorKind::Execution,
-        QueryErrorKind::Timeout => ErrorKind::Timeout,
-        QueryErrorKind::Canceled => ErrorKind::Canceled,
-        QueryErrorKind::Internal => ErrorKind::Internal,
-    };
-    ApiError::new(kind, err.message)
 }
 
 /// `{"status":"success","data":…}` plus non-empty `warnings`/`infos`.
@@ -254,11 +241,9 @@ fn selectors(state: &AppState, params: &Params) -> Result<Vec<Vec<Matcher>>, Api
         .into_iter()
         .map(|text| {
             // Under --query.max-length like any query.
-            let expr = state.query.engine.parse(text).map_err(query_error)?;
+            let expr = state.query.engine.parse(text)?;
             match expr {
-                Expr::VectorSelector(vs) => {
-                    crate::promql::plan::storage_matchers(&vs).map_err(query_error)
-                }
+                Expr::VectorSelector(vs) => Ok(crate::promql::plan::storage_matchers(&vs)?),
                 _ => Err(bad_param("match[]", "expected a vector selector")),
             }
         })
@@ -427,13 +412,13 @@ pub async fn metadata(
     let metric = params.get("metric").map(str::to_owned);
     let limit = params.limit()?;
     let storage = state.storage.clone();
-    let families = tokio::task::spawn_blocking(move || storage.metadata())
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "metadata task failed"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading metadata");
-            ApiError::new(ErrorKind::Internal, "reading metadata failed")
-        })?;
+    // Answered as "reading metadata failed", not as any storage query.
+    let families = blocking("metadata", move || {
+        storage
+            .metadata()
+            .or_internal("reading metadata", "reading metadata failed")
+    })
+    .await?;
     let mut data: BTreeMap<String, JsonValue> = BTreeMap::new();
     for family in families {
         if metric.as_ref().is_some_and(|m| *m != family.family) {

@@ -33,7 +33,7 @@ pub use self::clients::ClientStore;
 use self::failure_log::FailureLog;
 use self::replay::{ReplayGuard, ReplayRefusal};
 pub use self::scoped::{Scope, TokenStore};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind, OrInternal};
 
 /// The authenticated caller of a request, stored in its extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +183,10 @@ impl Authenticator {
                     instance: client.instance,
                 })),
                 Err(jwt::JwtError::Store(err)) => {
-                    tracing::error!(error = %err, "client lookup failed");
-                    Err(ApiError::new(ErrorKind::Internal, "client lookup failed").into())
+                    Err(
+                        ApiError::internal("client lookup failed", "client lookup failed", err)
+                            .into(),
+                    )
                 }
                 Err(err) => {
                     // Every quoted part of `err` is already cut short.
@@ -201,10 +203,9 @@ impl Authenticator {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
-        let found = tokens.lookup(token).map_err(|err| {
-            tracing::error!(error = %err, "token lookup failed");
-            ApiError::new(ErrorKind::Internal, "token lookup failed")
-        })?;
+        let found = tokens
+            .lookup(token)
+            .or_internal("token lookup failed", "token lookup failed")?;
         Ok(found.map(|(name, scope)| Principal::Token { name, scope }))
     }
 }
