@@ -390,7 +390,8 @@ fn soak(config: &Config, name: &str, restarts: usize) -> Result<(), String> {
                 .expect("client");
             while !stop.load(Ordering::Relaxed) {
                 let refresh = Instant::now();
-                let end = now_ms() as f64 / 1000.0;
+                // Aligned to the step, as Grafana aligns a panel's range.
+                let end = (now_ms() / 30_000 * 30) as f64;
                 for (label, query) in DASHBOARD {
                     let sent = Instant::now();
                     let answer = client
