@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::roots::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod apt;
@@ -58,19 +59,14 @@ pub mod vmstat;
 /// Why a collector produced no (or partial) data.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    /// A host file or directory could not be read.
-    #[error("reading {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A host file did not have the expected shape.
+    /// A host file or directory could not be read, or did not hold what
+    /// its reader expects.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A host file or a tool's output did not have the expected shape.
     #[error("{path}: {msg}")]
     Parse {
-        /// The file.
+        /// The file (or program).
         path: PathBuf,
         /// What was wrong, naming the offending token.
         msg: String,
@@ -84,10 +80,7 @@ pub enum CollectError {
 impl CollectError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_owned(),
-            source,
-        }
+        Self::Read(ReadError::io(path, source))
     }
 
     /// A parse error in `path`.
