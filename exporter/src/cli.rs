@@ -63,11 +63,11 @@ pub struct Cli {
     pub collector_timeout: Duration,
 
     /// Regexp of mount points to ignore in the filesystem collector.
-    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = DEFAULT_MOUNT_POINTS_EXCLUDE)]
+    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = collector::filesystem::DEFAULT_MOUNT_POINTS_EXCLUDE)]
     pub fs_mount_points_exclude: String,
 
     /// Regexp of filesystem types to ignore in the filesystem collector.
-    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = DEFAULT_FS_TYPES_EXCLUDE)]
+    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = collector::filesystem::DEFAULT_FS_TYPES_EXCLUDE)]
     pub fs_types_exclude: String,
 
     /// How long to wait for statfs on a mount before marking it stale.
@@ -75,7 +75,7 @@ pub struct Cli {
     pub fs_mount_timeout: Duration,
 
     /// Regexp of block devices to ignore in the diskstats collector.
-    #[arg(long = "collector.diskstats.device-exclude", default_value = DEFAULT_DISKSTATS_EXCLUDE)]
+    #[arg(long = "collector.diskstats.device-exclude", default_value = collector::diskstats::DEFAULT_DEVICE_EXCLUDE)]
     pub diskstats_device_exclude: String,
 
     /// Regexp of network devices to include in netdev (unanchored, as node_exporter).
@@ -268,14 +268,6 @@ pub enum ExporterCommand {
         action: FansAction,
     },
 }
-
-/// node_exporter's defaults, so the same mounts and devices are skipped.
-pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
-    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
-/// node_exporter's default pseudo-filesystem list.
-pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
-/// node_exporter's default: partitions, ram, loop and floppy devices.
-pub const DEFAULT_DISKSTATS_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
 
 /// Parsed command line: the fixed flags plus the collector toggles.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::cli::{self, Parsed};
+use crate::cli::Parsed;
 use crate::collector;
 use crate::fans::{Board, FanController, FanPolicy, Ipmitool, SharedTemperatures};
 use crate::roots::Roots;
@@ -146,11 +146,14 @@ impl Default for Config {
                 .map(|c| c.name)
                 .collect(),
             collector_timeout: Duration::from_secs(8),
-            fs_mount_points_exclude: Regex::new(cli::DEFAULT_MOUNT_POINTS_EXCLUDE)
+            fs_mount_points_exclude: Regex::new(
+                collector::filesystem::DEFAULT_MOUNT_POINTS_EXCLUDE,
+            )
+            .expect("valid default"),
+            fs_types_exclude: Regex::new(collector::filesystem::DEFAULT_FS_TYPES_EXCLUDE)
                 .expect("valid default"),
-            fs_types_exclude: Regex::new(cli::DEFAULT_FS_TYPES_EXCLUDE).expect("valid default"),
             fs_mount_timeout: Duration::from_secs(5),
-            diskstats_device_exclude: Regex::new(cli::DEFAULT_DISKSTATS_EXCLUDE)
+            diskstats_device_exclude: Regex::new(collector::diskstats::DEFAULT_DEVICE_EXCLUDE)
                 .expect("valid default"),
             netdev_devices: DeviceFilter::default(),
             netclass_ignored_devices: Regex::new("^$").expect("valid default"),
@@ -441,6 +444,7 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli;
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
         let argv = std::iter::once("dcmon-exporter")
