@@ -4,14 +4,13 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use dcmon_protocol::commands::FanMode;
 use regex::Regex;
 
 use crate::cli::Parsed;
 use crate::collector;
-use crate::fans::{Board, FanController, FanPolicy, Ipmitool, SharedTemperatures};
 use crate::roots::Roots;
 use crate::shipper::{EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels};
 
@@ -69,13 +68,10 @@ pub struct Config {
     pub hwmon_chips: DeviceFilter,
     /// The remote-write shipper; it runs only when it has endpoints.
     pub remote_write: ShipperConfig,
-    /// This host's fan control (shared by the fan collector and the
-    /// command runner).
-    pub fans: Arc<FanController>,
+    /// This host's fan control: its ipmitool and its rules.
+    pub fans: FanConfig,
     /// Whether `reboot` commands from the receiver may run.
     pub allow_reboot: bool,
-    /// The GPU collector's latest temperatures, watched by the thermal guard.
-    pub gpu_temperatures: SharedTemperatures,
     /// How the ipmi collector reaches its BMC.
     pub ipmi: IpmiConfig,
     /// nvme-cli program and time limit.
@@ -91,6 +87,30 @@ pub struct ToolConfig {
     pub program: PathBuf,
     /// Hard limit per run; the tool is killed after it.
     pub timeout: Duration,
+}
+
+/// Fan control's settings.
+#[derive(Debug, Clone)]
+pub struct FanConfig {
+    /// ipmitool and its per-run limit.
+    pub ipmitool: ToolConfig,
+    /// The host's rules.
+    pub policy: FanPolicy,
+}
+
+/// The host's fan rules. Plain settings, so they live here with the rest
+/// of the configuration; `fans` enforces them (and re-exports the type).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FanPolicy {
+    /// Lowest duty accepted, percent.
+    pub min_duty: u8,
+    /// Mode `restore_auto` and shutdown return to.
+    pub default_mode: FanMode,
+    /// Wait after a mode change before the BMC takes duty commands.
+    pub settle: Duration,
+    /// The thermal guard trips this many °C below a sensor's critical
+    /// threshold (0: at the threshold).
+    pub guard_margin: f64,
 }
 
 /// The ipmi collector's settings.
@@ -135,7 +155,6 @@ pub struct AptConfig {
 impl Default for Config {
     /// node_exporter's defaults with every default collector enabled.
     fn default() -> Self {
-        let gpu_temperatures = SharedTemperatures::default();
         Self {
             listen_address: ":9870".into(),
             telemetry_path: "/metrics".into(),
@@ -162,19 +181,19 @@ impl Default for Config {
             textfile_directories: Vec::new(),
             hwmon_chips: DeviceFilter::default(),
             remote_write: ShipperConfig::default(),
-            fans: Arc::new(
-                FanController::new(
-                    Box::new(Ipmitool {
-                        path: "ipmitool".into(),
-                        timeout: Duration::from_secs(10),
-                    }),
-                    Board::detect(&Roots::default().sysfs),
-                    FanPolicy::default(),
-                )
-                .watching(gpu_temperatures.clone()),
-            ),
+            fans: FanConfig {
+                ipmitool: ToolConfig {
+                    program: "ipmitool".into(),
+                    timeout: Duration::from_secs(10),
+                },
+                policy: FanPolicy {
+                    min_duty: 25,
+                    default_mode: FanMode::Optimal,
+                    settle: Duration::from_secs(3),
+                    guard_margin: 0.0,
+                },
+            },
             allow_reboot: false,
-            gpu_temperatures,
             ipmi: IpmiConfig {
                 ipmitool: ToolConfig {
                     program: "ipmitool".into(),
@@ -224,12 +243,7 @@ impl Config {
     pub fn from_parsed(parsed: Parsed) -> Result<Self, ConfigError> {
         let remote_write = remote_write(&parsed)?;
         let Parsed { cli, toggles, .. } = parsed;
-        let gpu_temperatures = SharedTemperatures::default();
-        let fans = Arc::new(
-            cli.fans
-                .controller(&cli.sysfs)
-                .watching(gpu_temperatures.clone()),
-        );
+        let fans = cli.fans.config();
         if !cli.telemetry_path.starts_with('/') {
             return Err(ConfigError {
                 flag: "web.telemetry-path",
@@ -310,7 +324,6 @@ impl Config {
             remote_write,
             fans,
             allow_reboot: cli.allow_reboot,
-            gpu_temperatures,
             ipmi: IpmiConfig {
                 ipmitool: ToolConfig {
                     program: cli.ipmi_ipmitool_path,

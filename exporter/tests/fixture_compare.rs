@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dcmon_exporter::collector::Scraper;
+use dcmon_exporter::collector::{Scraper, Services};
 use dcmon_exporter::config::{Config, DeviceFilter};
 use dcmon_exporter::exposition::encode;
 use dcmon_exporter::roots::Roots;
@@ -78,7 +78,7 @@ pub fn scrape_families(config: &Config) -> BTreeMap<String, ParsedFamily> {
         .enable_all()
         .build()
         .unwrap();
-    let mut snapshot = runtime.block_on(Scraper::new(config).scrape());
+    let mut snapshot = runtime.block_on(Scraper::new(config, &Services::for_host(config)).scrape());
     snapshot.sort();
     parse_exposition(&encode(snapshot, Format::Text))
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::fans::{FanController, SharedTemperatures};
 use crate::roots::ReadError;
 use crate::snapshot::Snapshot;
 
@@ -107,7 +108,34 @@ pub struct CollectorInfo {
     pub name: &'static str,
     /// Enabled unless turned off.
     pub default_enabled: bool,
-    build: fn(&Config) -> Box<dyn Collector>,
+    build: fn(&Config, &Services) -> Box<dyn Collector>,
+}
+
+/// The live parts some collectors share with the rest of the exporter,
+/// built once at start-up and handed to the scraper, so that the
+/// configuration stays plain data.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// This host's fan control: the `fan` collector maintains it, the
+    /// command runner acts on it.
+    pub fans: Arc<FanController>,
+    /// The `gpu` collector's latest temperatures, watched by fan control's
+    /// thermal guard.
+    pub gpu_temperatures: SharedTemperatures,
+}
+
+impl Services {
+    /// The services for the host `config` describes: fan control for the
+    /// board found under its sysfs root, watching the GPU temperatures.
+    pub fn for_host(config: &Config) -> Self {
+        let gpu_temperatures = SharedTemperatures::default();
+        let fans = FanController::for_host(&config.fans, &config.roots.sysfs)
+            .watching(gpu_temperatures.clone());
+        Self {
+            fans: Arc::new(fans),
+            gpu_temperatures,
+        }
+    }
 }
 
 macro_rules! info {
@@ -115,7 +143,15 @@ macro_rules! info {
         CollectorInfo {
             name: $module::NAME,
             default_enabled: $default,
-            build: |config| Box::new($module::new(config)),
+            build: |config, _| Box::new($module::new(config)),
+        }
+    };
+    // Collectors built on a shared service rather than on settings.
+    ($module:ident, $default:expr, services) => {
+        CollectorInfo {
+            name: $module::NAME,
+            default_enabled: $default,
+            build: |_, services| Box::new($module::new(services)),
         }
     };
 }
@@ -129,10 +165,10 @@ pub const ALL: &[CollectorInfo] = &[
     info!(diskstats, true),
     info!(edac, true),
     info!(entropy, true),
-    info!(fan, true),
+    info!(fan, true, services),
     info!(filefd, true),
     info!(filesystem, true),
-    info!(gpu, true),
+    info!(gpu, true, services),
     info!(hwmon, true),
     info!(ipmi, true),
     info!(loadavg, true),
@@ -187,12 +223,12 @@ enum Outcome {
 }
 
 impl Scraper {
-    /// Builds the collectors that `config` enables.
-    pub fn new(config: &Config) -> Self {
+    /// Builds the collectors that `config` enables, on `services`.
+    pub fn new(config: &Config, services: &Services) -> Self {
         let collectors = ALL
             .iter()
             .filter(|info| config.collector_enabled(info.name))
-            .map(|info| (info.name, (info.build)(config)))
+            .map(|info| (info.name, (info.build)(config, services)))
             .collect();
         Self::with_collectors(collectors, config.collector_timeout)
     }
