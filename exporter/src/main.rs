@@ -44,7 +44,7 @@ fn main() -> ExitCode {
 }
 
 fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
-    let config = Config::from_parsed(parsed)?;
+    let config = parsed.into_config()?;
     // One thread serves HTTP; collectors run on the blocking pool, whose
     // threads exit when idle. The pool is capped at 8 threads: every thread
     // gets its own glibc malloc arena, and arenas are most of the resident
