@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::fans::{FanController, SharedTemperatures};
 use crate::roots::ReadError;
 use crate::snapshot::Snapshot;
+use crate::tool::ToolError;
 
 pub mod apt;
 pub mod apt_parse;
@@ -89,6 +90,19 @@ impl CollectError {
         Self::Parse {
             path: path.to_owned(),
             msg: msg.into(),
+        }
+    }
+}
+
+impl From<ToolError> for CollectError {
+    /// A missing tool is "no data" (debug level: hosts without a BMC or
+    /// NVMe drives are normal); anything else is a failure worth logging.
+    fn from(err: ToolError) -> Self {
+        match err {
+            ToolError::NotFound { .. } => CollectError::NoData(err.to_string()),
+            ToolError::Spawn { ref program, .. } | ToolError::TimedOut { ref program, .. } => {
+                CollectError::parse(&program.clone(), err.to_string())
+            }
         }
     }
 }
@@ -375,6 +389,13 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    #[test]
+    fn a_missing_tool_is_no_data() {
+        let err = crate::tool::run(Path::new("/nonexistent/tool"), &[], Duration::from_secs(1))
+            .unwrap_err();
+        assert!(matches!(CollectError::from(err), CollectError::NoData(_)));
+    }
 
     /// Panics on its first run and works from then on, as a collector
     /// tripping over a host file that was briefly malformed would.
