@@ -22,9 +22,11 @@ use regex::Regex;
 use crate::collector;
 use crate::config::{AptConfig, Config, DeviceFilter, IpmiConfig, IpmiRemote, ToolConfig};
 use crate::fans::cli::{FanArgs, FansAction};
-use crate::identity::register::RegisterArgs;
+use crate::identity::register::{DEFAULT_STATE_DIR, RegisterArgs};
 use crate::roots::Roots;
-use crate::shipper::{EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels};
+use crate::shipper::{
+    self, EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels,
+};
 
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
 #[derive(Debug, Parser)]
@@ -124,11 +126,7 @@ pub struct Cli {
     /// Directory for the exporter's state: the remote-write spool lives in
     /// its `spool/` subdirectory. Created mode 0700; one that group or
     /// others can write to is refused.
-    #[arg(
-        long = "state-dir",
-        value_name = "DIR",
-        default_value = "/var/lib/dcmon-exporter"
-    )]
+    #[arg(long = "state-dir", value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
     /// Remote-write endpoint to push to (repeatable). Without one, the
@@ -628,15 +626,14 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
         };
         endpoints.push(EndpointConfig::new(table.url.clone(), auth));
     }
-    let defaults = ShipperConfig::default();
     Ok(ShipperConfig {
         interval: cli.remote_write_interval,
         labels: TargetLabels {
             instance: cli
                 .remote_write_instance
                 .clone()
-                .unwrap_or(defaults.labels.instance),
-            job: defaults.labels.job,
+                .unwrap_or_else(shipper::hostname),
+            job: shipper::JOB.into(),
             external: cli.remote_write_external_labels.clone(),
         },
         endpoints,
@@ -646,7 +643,8 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
             max_age: cli.remote_write_spool_max_age,
         },
         timeout: cli.remote_write_timeout,
-        ..defaults
+        min_backoff: shipper::MIN_BACKOFF,
+        max_backoff: shipper::MAX_BACKOFF,
     })
 }
 

@@ -52,17 +52,6 @@ pub struct Roots {
     pub udev_data: PathBuf,
 }
 
-impl Default for Roots {
-    fn default() -> Self {
-        Self {
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
-            rootfs: "/".into(),
-            udev_data: "/run/udev/data".into(),
-        }
-    }
-}
-
 impl Roots {
     /// A path under the procfs root (`rel` has no leading slash).
     pub fn proc(&self, rel: &str) -> PathBuf {
@@ -174,25 +163,28 @@ pub fn list_dir(path: &Path) -> Result<Vec<String>, ReadError> {
 mod tests {
     use super::*;
 
+    fn under(rootfs: &str) -> Roots {
+        Roots {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: rootfs.into(),
+            udev_data: "/run/udev/data".into(),
+        }
+    }
+
     #[test]
     fn strips_rootfs_prefix_from_mount_points() {
-        let roots = Roots {
-            rootfs: "/host".into(),
-            ..Roots::default()
-        };
+        let roots = under("/host");
         assert_eq!(roots.strip_rootfs("/host/home"), "/home");
         assert_eq!(roots.strip_rootfs("/host"), "/");
         assert_eq!(roots.strip_rootfs("/hostile"), "/hostile");
         assert_eq!(roots.strip_rootfs("/proc"), "/proc");
-        assert_eq!(Roots::default().strip_rootfs("/proc"), "/proc");
+        assert_eq!(under("/").strip_rootfs("/proc"), "/proc");
     }
 
     #[test]
     fn root_rejoins_absolute_paths() {
-        let roots = Roots {
-            rootfs: "/tmp/fx".into(),
-            ..Roots::default()
-        };
+        let roots = under("/tmp/fx");
         assert_eq!(
             roots.root("/etc/os-release"),
             PathBuf::from("/tmp/fx/etc/os-release")

@@ -270,7 +270,7 @@ fn netdev_reports_every_proc_net_dev_column() {
     let families = scrape_families(&Config {
         roots: Roots {
             procfs: proc.clone(),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["netdev"].into(),
         ..Config::default()
@@ -348,7 +348,7 @@ fn netdev_reads_nohandler_from_sysfs() {
         roots: Roots {
             procfs: proc,
             sysfs: sys.path().to_owned(),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["netdev"].into(),
         netdev_devices: DeviceFilter {
@@ -376,7 +376,7 @@ fn conntrack_without_the_module_reports_no_data() {
     let families = scrape_families(&Config {
         roots: Roots {
             procfs: fixtures().join("procfs/local_debian12_kernel6.18_vm/proc"),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["conntrack", "softnet"].into(),
         ..Config::default()

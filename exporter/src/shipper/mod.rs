@@ -93,31 +93,13 @@ impl ShipperConfig {
     }
 }
 
-impl Default for ShipperConfig {
-    /// 30 s interval, this host's name as `instance`, no endpoints, the
-    /// packaged state directory, a 256 MiB / 7 day spool, and Prometheus's
-    /// remote-write timeout and backoff (30 s; 250 ms doubling up to 5 s,
-    /// so a returning endpoint is found within seconds).
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(30),
-            labels: TargetLabels {
-                instance: hostname(),
-                job: "dcmon".into(),
-                external: Vec::new(),
-            },
-            endpoints: Vec::new(),
-            state_dir: PathBuf::from("/var/lib/dcmon-exporter"),
-            spool: SpoolLimits {
-                max_bytes: 256 << 20,
-                max_age: Duration::from_secs(7 * 86_400),
-            },
-            timeout: Duration::from_secs(30),
-            min_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
+/// The `job` label of pushed samples.
+pub const JOB: &str = "dcmon";
+/// First retry delay, as Prometheus's remote write: 250 ms doubling up to
+/// [`MAX_BACKOFF`], so a returning endpoint is found within seconds.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// This host's name, the default `instance` label.
 pub fn hostname() -> String {
