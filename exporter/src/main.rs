@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dcmon_exporter::cli::ExporterCommand;
-use dcmon_exporter::collector::{Scraper, Services};
+use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
-use dcmon_exporter::shipper::{
-    EndpointAuth, EndpointConfig, RequestSigner, SharedScraper, Shipper,
-};
+use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
 use tokio::sync::watch;
 

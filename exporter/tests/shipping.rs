@@ -14,12 +14,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use dcmon_exporter::collector::{Scraper, Services};
+use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::shipper::spool::Spool;
 use dcmon_exporter::shipper::{
-    EndpointAuth, EndpointConfig, RequestSigner, SharedScraper, Shipper, ShipperConfig,
-    ShipperMetrics, SpoolLimits, TargetLabels,
+    EndpointAuth, EndpointConfig, RequestSigner, Shipper, ShipperConfig, ShipperMetrics,
+    SpoolLimits, TargetLabels,
 };
 use dcmon_exporter::snapshot::Snapshot;
 use dcmon_protocol::remote_write::{self, SeriesSamples, Version};

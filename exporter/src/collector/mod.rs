@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::fans::{FanController, SharedTemperatures};
 use crate::roots::ReadError;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotSource};
 use crate::tool::ToolError;
 
 pub mod apt;
@@ -224,6 +224,43 @@ impl std::fmt::Debug for Scraper {
             .field("collectors", &names)
             .field("timeout", &self.timeout)
             .finish()
+    }
+}
+
+/// A [`Scraper`] whose scrapes never overlap: `/metrics` and the shipper
+/// share one. The runner skips a collector whose previous run is still
+/// going, so two overlapping scrapes would each lose the other's slow
+/// collectors, and a shipped tick would have holes.
+#[derive(Debug)]
+pub struct SharedScraper {
+    scraper: Scraper,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl SharedScraper {
+    /// Wraps `scraper`.
+    pub fn new(scraper: Scraper) -> Self {
+        Self {
+            scraper,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The wrapped scraper.
+    pub fn inner(&self) -> &Scraper {
+        &self.scraper
+    }
+
+    /// Waits for any scrape in progress, then scrapes.
+    pub async fn scrape(&self) -> Snapshot {
+        let _turn = self.turn.lock().await;
+        self.scraper.scrape().await
+    }
+}
+
+impl SnapshotSource for SharedScraper {
+    fn scrape(&self) -> impl Future<Output = Snapshot> + Send {
+        SharedScraper::scrape(self)
     }
 }
 

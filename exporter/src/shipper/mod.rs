@@ -1,5 +1,5 @@
-//! The remote-write shipper: collects on its own schedule with the same
-//! collectors as `/metrics`, and pushes each round to every configured
+//! The remote-write shipper: collects on its own schedule from the same
+//! [`SnapshotSource`] as `/metrics` (the exporter's shared scraper), and pushes each round to every configured
 //! endpoint, spooling to disk while an endpoint is unreachable.
 //!
 //! - [`schedule`]: tick alignment (samples carry the tick time),
@@ -20,7 +20,6 @@ pub mod endpoint;
 pub mod metrics;
 pub mod retry;
 pub mod schedule;
-pub mod scrape;
 pub mod spool;
 mod worker;
 
@@ -34,10 +33,10 @@ use tokio::task::JoinSet;
 pub use batch::{Batch, TargetLabels};
 pub use endpoint::{EndpointAuth, EndpointConfig, RequestSigner};
 pub use metrics::ShipperMetrics;
-pub use scrape::SharedScraper;
 pub use spool::SpoolLimits;
 
 use crate::self_metrics;
+use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
 use endpoint::{Endpoint, EndpointError};
 use metrics::EndpointMetrics;
@@ -144,9 +143,9 @@ impl Shipper {
     /// Checks the state directory, opens every spool and starts the
     /// collection loop and one worker per endpoint. Everything stops when
     /// `shutdown` becomes `true`; [`Shipper::stopped`] waits for that.
-    pub async fn start(
+    pub async fn start<S: SnapshotSource>(
         config: ShipperConfig,
-        scraper: Arc<SharedScraper>,
+        scraper: Arc<S>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Shipper, ShipperError> {
         state_dir::prepare(&config.state_dir)?;
@@ -236,9 +235,9 @@ struct Outlet {
 }
 
 /// Collects on every tick and hands the batch to each endpoint.
-async fn collect_loop(
+async fn collect_loop<S: SnapshotSource>(
     config: ShipperConfig,
-    scraper: Arc<SharedScraper>,
+    scraper: Arc<S>,
     metrics: Arc<ShipperMetrics>,
     outlets: Vec<Outlet>,
     mut shutdown: watch::Receiver<bool>,
