@@ -1,7 +1,8 @@
 //! The collector contract and the scrape runner.
 //!
 //! A collector is a module with a `NAME`, a constructor taking the validated
-//! [`Config`], and an `update` that appends families to a [`Snapshot`]. The
+//! [`Config`] (or, for `fan` and `gpu`, the live [`Services`] that `main`
+//! builds), and an `update` that appends families to a [`Snapshot`]. The
 //! runner, not the collector, owns isolation: each collector runs on its own
 //! blocking thread under the collector timeout, a collector still busy from
 //! an earlier scrape is not started twice, a collector that panics is logged
