@@ -1,6 +1,7 @@
 //! Command-line flags, spelled the Prometheus way (`--web.listen-address`,
 //! `--path.procfs`, `--collector.<name>` / `--no-collector.<name>`), plus the
-//! optional TOML config file whose keys are the same flag names.
+//! optional TOML config file whose keys are the same flag names, and their
+//! validation into a [`Config`]. Nothing past this module sees clap.
 //!
 //! Precedence: built-in defaults < config file < command line (see
 //! `dcmon_protocol::config_file`).
@@ -16,10 +17,16 @@ use dcmon_protocol::config_file;
 use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 use dcmon_protocol::size::parse_bytes;
+use regex::Regex;
 
 use crate::collector;
+use crate::config::{AptConfig, Config, DeviceFilter, IpmiConfig, IpmiRemote, ToolConfig};
 use crate::fans::cli::{FanArgs, FansAction};
-use crate::identity::register::RegisterArgs;
+use crate::identity::register::{DEFAULT_STATE_DIR, RegisterArgs};
+use crate::roots::Roots;
+use crate::shipper::{
+    self, EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels,
+};
 
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
 #[derive(Debug, Parser)]
@@ -63,11 +70,11 @@ pub struct Cli {
     pub collector_timeout: Duration,
 
     /// Regexp of mount points to ignore in the filesystem collector.
-    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = DEFAULT_MOUNT_POINTS_EXCLUDE)]
+    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = collector::filesystem::DEFAULT_MOUNT_POINTS_EXCLUDE)]
     pub fs_mount_points_exclude: String,
 
     /// Regexp of filesystem types to ignore in the filesystem collector.
-    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = DEFAULT_FS_TYPES_EXCLUDE)]
+    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = collector::filesystem::DEFAULT_FS_TYPES_EXCLUDE)]
     pub fs_types_exclude: String,
 
     /// How long to wait for statfs on a mount before marking it stale.
@@ -75,7 +82,7 @@ pub struct Cli {
     pub fs_mount_timeout: Duration,
 
     /// Regexp of block devices to ignore in the diskstats collector.
-    #[arg(long = "collector.diskstats.device-exclude", default_value = DEFAULT_DISKSTATS_EXCLUDE)]
+    #[arg(long = "collector.diskstats.device-exclude", default_value = collector::diskstats::DEFAULT_DEVICE_EXCLUDE)]
     pub diskstats_device_exclude: String,
 
     /// Regexp of network devices to include in netdev (unanchored, as node_exporter).
@@ -119,11 +126,7 @@ pub struct Cli {
     /// Directory for the exporter's state: the remote-write spool lives in
     /// its `spool/` subdirectory. Created mode 0700; one that group or
     /// others can write to is refused.
-    #[arg(
-        long = "state-dir",
-        value_name = "DIR",
-        default_value = "/var/lib/dcmon-exporter"
-    )]
+    #[arg(long = "state-dir", value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
     /// Remote-write endpoint to push to (repeatable). Without one, the
@@ -269,14 +272,6 @@ pub enum ExporterCommand {
     },
 }
 
-/// node_exporter's defaults, so the same mounts and devices are skipped.
-pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
-    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
-/// node_exporter's default pseudo-filesystem list.
-pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
-/// node_exporter's default: partitions, ram, loop and floppy devices.
-pub const DEFAULT_DISKSTATS_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
-
 /// Parsed command line: the fixed flags plus the collector toggles.
 #[derive(Debug)]
 pub struct Parsed {
@@ -411,8 +406,252 @@ fn toggle(matches: &ArgMatches, name: &str) -> Option<bool> {
     }
 }
 
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {msg}")]
+pub struct ConfigError {
+    flag: &'static str,
+    msg: String,
+}
+
+fn regex(flag: &'static str, pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(pattern).map_err(|e| ConfigError {
+        flag,
+        msg: e.to_string(),
+    })
+}
+
+fn optional_regex(flag: &'static str, pattern: Option<&str>) -> Result<Option<Regex>, ConfigError> {
+    pattern.map(|p| regex(flag, p)).transpose()
+}
+
+impl Parsed {
+    /// Validates the parsed flags into a configuration.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let remote_write = remote_write(&self)?;
+        let Parsed { cli, toggles, .. } = self;
+        let fans = cli.fans.config();
+        if !cli.telemetry_path.starts_with('/') {
+            return Err(ConfigError {
+                flag: "web.telemetry-path",
+                msg: "must start with '/'".into(),
+            });
+        }
+        let enabled = collector::ALL
+            .iter()
+            .filter(|info| {
+                let explicit = toggles
+                    .iter()
+                    .find(|(n, _)| *n == info.name)
+                    .and_then(|(_, t)| *t);
+                explicit.unwrap_or(info.default_enabled && !cli.disable_defaults)
+            })
+            .map(|info| info.name)
+            .collect();
+        Ok(Config {
+            listen_address: cli.listen_address,
+            telemetry_path: cli.telemetry_path,
+            roots: Roots {
+                procfs: cli.procfs,
+                sysfs: cli.sysfs,
+                rootfs: cli.rootfs,
+                udev_data: cli.udev_data,
+            },
+            enabled,
+            collector_timeout: cli.collector_timeout,
+            fs_mount_points_exclude: regex(
+                "collector.filesystem.mount-points-exclude",
+                &cli.fs_mount_points_exclude,
+            )?,
+            fs_types_exclude: regex(
+                "collector.filesystem.fs-types-exclude",
+                &cli.fs_types_exclude,
+            )?,
+            fs_mount_timeout: cli.fs_mount_timeout,
+            diskstats_device_exclude: regex(
+                "collector.diskstats.device-exclude",
+                &cli.diskstats_device_exclude,
+            )?,
+            netdev_devices: DeviceFilter {
+                include: optional_regex(
+                    "collector.netdev.device-include",
+                    cli.netdev_device_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.netdev.device-exclude",
+                    cli.netdev_device_exclude.as_deref(),
+                )?,
+            },
+            netclass_ignored_devices: regex(
+                "collector.netclass.ignored-devices",
+                &cli.netclass_ignored_devices,
+            )?,
+            netclass_ignore_invalid_speed: cli.netclass_ignore_invalid_speed,
+            arp_devices: DeviceFilter {
+                include: optional_regex(
+                    "collector.arp.device-include",
+                    cli.arp_device_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.arp.device-exclude",
+                    cli.arp_device_exclude.as_deref(),
+                )?,
+            },
+            textfile_directories: cli.textfile_directories,
+            hwmon_chips: DeviceFilter {
+                include: optional_regex(
+                    "collector.hwmon.chip-include",
+                    cli.hwmon_chip_include.as_deref(),
+                )?,
+                exclude: optional_regex(
+                    "collector.hwmon.chip-exclude",
+                    cli.hwmon_chip_exclude.as_deref(),
+                )?,
+            },
+            remote_write,
+            fans,
+            allow_reboot: cli.allow_reboot,
+            ipmi: IpmiConfig {
+                ipmitool: ToolConfig {
+                    program: cli.ipmi_ipmitool_path,
+                    timeout: cli.ipmi_timeout,
+                },
+                remote: cli.ipmi_host.map(|host| IpmiRemote {
+                    host,
+                    port: cli.ipmi_port,
+                    cipher_suite: cli.ipmi_cipher_suite,
+                    user: cli.ipmi_user,
+                    password_file: cli.ipmi_password_file,
+                }),
+                cache_ttl: cli.ipmi_cache_ttl,
+            },
+            nvme: ToolConfig {
+                program: cli.nvme_path,
+                timeout: cli.nvme_timeout,
+            },
+            apt: AptConfig {
+                apt_get: ToolConfig {
+                    program: cli.apt_get_path,
+                    timeout: cli.apt_timeout,
+                },
+                apt_mark: cli.apt_mark_path,
+                apt: cli.apt_path,
+                interval: cli.apt_interval,
+            },
+        })
+    }
+}
+
+/// Every flag at its default. The defaults are written once, in the flag
+/// definitions, and read from there, so tests and library users that start
+/// from `Config::default()` run what an exporter without flags runs.
+impl Default for Config {
+    fn default() -> Self {
+        parse_from(vec![OsString::from("dcmon-exporter")])
+            .map_err(|err| err.to_string())
+            .and_then(|parsed| parsed.into_config().map_err(|err| err.to_string()))
+            .expect("the flags' defaults are a valid configuration")
+    }
+}
+
+/// The shipper's settings: command-line endpoints share the command-line
+/// auth flags; each config-file `[[remote_write]]` table has its own.
+fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
+    let cli = &parsed.cli;
+    let fail = |flag, msg: &str| ConfigError {
+        flag,
+        msg: msg.into(),
+    };
+    let cli_auth = match (
+        &cli.remote_write_bearer_token_file,
+        &cli.remote_write_basic_auth_username,
+        &cli.remote_write_basic_auth_password_file,
+    ) {
+        (None, None, None) => EndpointAuth::None,
+        (Some(file), None, None) => EndpointAuth::Bearer(file.clone()),
+        (None, Some(username), Some(password_file)) => EndpointAuth::Basic {
+            username: username.clone(),
+            password_file: password_file.clone(),
+        },
+        (Some(_), _, _) => {
+            return Err(fail(
+                "remote-write.bearer-token-file",
+                "cannot be combined with basic auth",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(fail(
+                "remote-write.basic-auth.username",
+                "needs --remote-write.basic-auth.password-file",
+            ));
+        }
+        (None, None, Some(_)) => {
+            return Err(fail(
+                "remote-write.basic-auth.password-file",
+                "needs --remote-write.basic-auth.username",
+            ));
+        }
+    };
+    if cli.remote_write_urls.is_empty() && !matches!(cli_auth, EndpointAuth::None) {
+        return Err(fail(
+            "remote-write.url",
+            "remote-write credentials are given, but no --remote-write.url to use them",
+        ));
+    }
+    if cli.remote_write_interval < Duration::from_millis(100) {
+        return Err(fail("remote-write.interval", "must be at least 100ms"));
+    }
+    let mut endpoints: Vec<EndpointConfig> = cli
+        .remote_write_urls
+        .iter()
+        .map(|url| EndpointConfig::new(url.clone(), cli_auth.clone()))
+        .collect();
+    for table in &parsed.file_endpoints {
+        let auth = match (&table.bearer_token_file, &table.basic_auth) {
+            (None, None) => EndpointAuth::None,
+            (Some(file), None) => EndpointAuth::Bearer(file.clone()),
+            (None, Some(basic)) => EndpointAuth::Basic {
+                username: basic.username.clone(),
+                password_file: basic.password_file.clone(),
+            },
+            (Some(_), Some(_)) => {
+                return Err(fail(
+                    "config.file",
+                    &format!(
+                        "[[remote_write]] {}: bearer_token_file and basic_auth exclude each other",
+                        table.url
+                    ),
+                ));
+            }
+        };
+        endpoints.push(EndpointConfig::new(table.url.clone(), auth));
+    }
+    Ok(ShipperConfig {
+        interval: cli.remote_write_interval,
+        labels: TargetLabels {
+            instance: cli
+                .remote_write_instance
+                .clone()
+                .unwrap_or_else(shipper::hostname),
+            job: shipper::JOB.into(),
+            external: cli.remote_write_external_labels.clone(),
+        },
+        endpoints,
+        state_dir: cli.state_dir.clone(),
+        spool: SpoolLimits {
+            max_bytes: cli.remote_write_spool_max_bytes,
+            max_age: cli.remote_write_spool_max_age,
+        },
+        timeout: cli.remote_write_timeout,
+        min_backoff: shipper::MIN_BACKOFF,
+        max_backoff: shipper::MAX_BACKOFF,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn args(list: &[&str]) -> Vec<OsString> {
@@ -548,5 +787,101 @@ mod tests {
             err.to_string().contains("unknown setting \"web.listen\""),
             "{err}"
         );
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let argv = std::iter::once("dcmon-exporter")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        parse_from(argv).unwrap().into_config()
+    }
+
+    #[test]
+    fn disable_defaults_keeps_only_named_collectors() {
+        let cfg = config(&["--collector.disable-defaults", "--collector.meminfo"]).unwrap();
+        assert_eq!(cfg.enabled, HashSet::from(["meminfo"]));
+    }
+
+    #[test]
+    fn bad_regexp_names_the_flag() {
+        let err = config(&["--collector.hwmon.chip-include=("]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--collector.hwmon.chip-include:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn command_line_endpoints_share_the_auth_flags() {
+        let cfg = config(&[
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.url=http://b/api/v1/write",
+            "--remote-write.basic-auth.username=fleet",
+            "--remote-write.basic-auth.password-file=/etc/pw",
+            "--remote-write.instance=gpu-01",
+        ])
+        .unwrap();
+        let rw = &cfg.remote_write;
+        assert_eq!(rw.endpoints.len(), 2);
+        for endpoint in &rw.endpoints {
+            assert!(
+                matches!(&endpoint.auth, EndpointAuth::Basic { username, .. } if username == "fleet"),
+                "{endpoint:?}"
+            );
+        }
+        assert_eq!(rw.labels.instance, "gpu-01");
+        assert_eq!(rw.labels.job, "dcmon");
+    }
+
+    #[test]
+    fn no_url_means_no_endpoints_and_half_auth_is_refused() {
+        assert!(config(&[]).unwrap().remote_write.endpoints.is_empty());
+        let err = config(&[
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.basic-auth.username=fleet",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("password-file"), "{err}");
+        let err = config(&["--remote-write.bearer-token-file=/etc/t"]).unwrap_err();
+        assert!(err.to_string().starts_with("--remote-write.url:"), "{err}");
+    }
+
+    #[test]
+    fn hardware_collector_flags() {
+        let cfg = config(&[
+            "--collector.ipmi.host=10.1.2.3",
+            "--collector.ipmi.port=6230",
+            "--collector.ipmi.user=ADMIN",
+            "--collector.ipmi.password-file=/etc/dcmon/bmc",
+            "--collector.ipmi.cache-ttl=2m",
+            "--collector.nvme.timeout=2s",
+            "--collector.apt.interval=1h",
+        ])
+        .unwrap();
+        let remote = cfg.ipmi.remote.unwrap();
+        assert_eq!(remote.host, "10.1.2.3");
+        assert_eq!(remote.port, Some(6230));
+        assert_eq!(remote.password_file, Some(PathBuf::from("/etc/dcmon/bmc")));
+        assert_eq!(cfg.ipmi.cache_ttl, Duration::from_secs(120));
+        assert_eq!(cfg.nvme.timeout, Duration::from_secs(2));
+        assert_eq!(cfg.apt.interval, Duration::from_secs(3600));
+        let local = config(&[]).unwrap();
+        assert!(local.ipmi.remote.is_none());
+        assert_eq!(local.apt.interval, Config::default().apt.interval);
+        assert_eq!(
+            local.ipmi.ipmitool.timeout,
+            Config::default().ipmi.ipmitool.timeout
+        );
+    }
+
+    #[test]
+    fn remote_ipmi_credentials_need_a_host() {
+        let argv = ["dcmon-exporter", "--collector.ipmi.user=ADMIN"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert!(parse_from(argv).is_err());
     }
 }

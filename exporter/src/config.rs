@@ -1,19 +1,18 @@
-//! The validated configuration every part of the exporter runs from.
-//! Built from the parsed flags (and config file) before anything starts, so
-//! a bad regexp or address is reported at start-up, not at the first scrape.
+//! The validated configuration every part of the exporter runs from: plain
+//! data, no live services and no I/O. `cli` builds it from the flags (and
+//! config file) before anything starts, so a bad regexp or address is
+//! reported at start-up, not at the first scrape; the defaults are the
+//! flags' defaults, written once in their definitions.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use dcmon_protocol::commands::FanMode;
 use regex::Regex;
 
-use crate::cli::{self, Parsed};
-use crate::collector;
-use crate::fans::{Board, FanController, FanPolicy, Ipmitool, SharedTemperatures};
 use crate::roots::Roots;
-use crate::shipper::{EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels};
+use crate::shipper::ShipperConfig;
 
 /// A device or chip filter with node_exporter's semantics: a name is skipped
 /// when it matches `exclude`, or when `include` is set and it does not match.
@@ -69,13 +68,10 @@ pub struct Config {
     pub hwmon_chips: DeviceFilter,
     /// The remote-write shipper; it runs only when it has endpoints.
     pub remote_write: ShipperConfig,
-    /// This host's fan control (shared by the fan collector and the
-    /// command runner).
-    pub fans: Arc<FanController>,
+    /// This host's fan control: its ipmitool and its rules.
+    pub fans: FanConfig,
     /// Whether `reboot` commands from the receiver may run.
     pub allow_reboot: bool,
-    /// The GPU collector's latest temperatures, watched by the thermal guard.
-    pub gpu_temperatures: SharedTemperatures,
     /// How the ipmi collector reaches its BMC.
     pub ipmi: IpmiConfig,
     /// nvme-cli program and time limit.
@@ -91,6 +87,30 @@ pub struct ToolConfig {
     pub program: PathBuf,
     /// Hard limit per run; the tool is killed after it.
     pub timeout: Duration,
+}
+
+/// Fan control's settings.
+#[derive(Debug, Clone)]
+pub struct FanConfig {
+    /// ipmitool and its per-run limit.
+    pub ipmitool: ToolConfig,
+    /// The host's rules.
+    pub policy: FanPolicy,
+}
+
+/// The host's fan rules. Plain settings, so they live here with the rest
+/// of the configuration; `fans` enforces them (and re-exports the type).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FanPolicy {
+    /// Lowest duty accepted, percent.
+    pub min_duty: u8,
+    /// Mode `restore_auto` and shutdown return to.
+    pub default_mode: FanMode,
+    /// Wait after a mode change before the BMC takes duty commands.
+    pub settle: Duration,
+    /// The thermal guard trips this many °C below a sensor's critical
+    /// threshold (0: at the threshold).
+    pub guard_margin: f64,
 }
 
 /// The ipmi collector's settings.
@@ -132,411 +152,16 @@ pub struct AptConfig {
     pub interval: Duration,
 }
 
-impl Default for Config {
-    /// node_exporter's defaults with every default collector enabled.
-    fn default() -> Self {
-        let gpu_temperatures = SharedTemperatures::default();
-        Self {
-            listen_address: ":9870".into(),
-            telemetry_path: "/metrics".into(),
-            roots: Roots::default(),
-            enabled: collector::ALL
-                .iter()
-                .filter(|c| c.default_enabled)
-                .map(|c| c.name)
-                .collect(),
-            collector_timeout: Duration::from_secs(8),
-            fs_mount_points_exclude: Regex::new(cli::DEFAULT_MOUNT_POINTS_EXCLUDE)
-                .expect("valid default"),
-            fs_types_exclude: Regex::new(cli::DEFAULT_FS_TYPES_EXCLUDE).expect("valid default"),
-            fs_mount_timeout: Duration::from_secs(5),
-            diskstats_device_exclude: Regex::new(cli::DEFAULT_DISKSTATS_EXCLUDE)
-                .expect("valid default"),
-            netdev_devices: DeviceFilter::default(),
-            netclass_ignored_devices: Regex::new("^$").expect("valid default"),
-            netclass_ignore_invalid_speed: false,
-            arp_devices: DeviceFilter::default(),
-            textfile_directories: Vec::new(),
-            hwmon_chips: DeviceFilter::default(),
-            remote_write: ShipperConfig::default(),
-            fans: Arc::new(
-                FanController::new(
-                    Box::new(Ipmitool {
-                        path: "ipmitool".into(),
-                        timeout: Duration::from_secs(10),
-                    }),
-                    Board::detect(&Roots::default().sysfs),
-                    FanPolicy::default(),
-                )
-                .watching(gpu_temperatures.clone()),
-            ),
-            allow_reboot: false,
-            gpu_temperatures,
-            ipmi: IpmiConfig {
-                ipmitool: ToolConfig {
-                    program: "ipmitool".into(),
-                    timeout: Duration::from_secs(20),
-                },
-                remote: None,
-                cache_ttl: Duration::from_secs(30),
-            },
-            nvme: ToolConfig {
-                program: "nvme".into(),
-                timeout: Duration::from_secs(5),
-            },
-            apt: AptConfig {
-                apt_get: ToolConfig {
-                    program: "apt-get".into(),
-                    timeout: Duration::from_secs(120),
-                },
-                apt_mark: "apt-mark".into(),
-                apt: "apt".into(),
-                interval: Duration::from_secs(15 * 60),
-            },
-        }
-    }
-}
-
-/// A setting that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("--{flag}: {msg}")]
-pub struct ConfigError {
-    flag: &'static str,
-    msg: String,
-}
-
-fn regex(flag: &'static str, pattern: &str) -> Result<Regex, ConfigError> {
-    Regex::new(pattern).map_err(|e| ConfigError {
-        flag,
-        msg: e.to_string(),
-    })
-}
-
-fn optional_regex(flag: &'static str, pattern: Option<&str>) -> Result<Option<Regex>, ConfigError> {
-    pattern.map(|p| regex(flag, p)).transpose()
-}
-
 impl Config {
-    /// Validates parsed flags into a configuration.
-    pub fn from_parsed(parsed: Parsed) -> Result<Self, ConfigError> {
-        let remote_write = remote_write(&parsed)?;
-        let Parsed { cli, toggles, .. } = parsed;
-        let gpu_temperatures = SharedTemperatures::default();
-        let fans = Arc::new(
-            cli.fans
-                .controller(&cli.sysfs)
-                .watching(gpu_temperatures.clone()),
-        );
-        if !cli.telemetry_path.starts_with('/') {
-            return Err(ConfigError {
-                flag: "web.telemetry-path",
-                msg: "must start with '/'".into(),
-            });
-        }
-        let enabled = collector::ALL
-            .iter()
-            .filter(|info| {
-                let explicit = toggles
-                    .iter()
-                    .find(|(n, _)| *n == info.name)
-                    .and_then(|(_, t)| *t);
-                explicit.unwrap_or(info.default_enabled && !cli.disable_defaults)
-            })
-            .map(|info| info.name)
-            .collect();
-        Ok(Self {
-            listen_address: cli.listen_address,
-            telemetry_path: cli.telemetry_path,
-            roots: Roots {
-                procfs: cli.procfs,
-                sysfs: cli.sysfs,
-                rootfs: cli.rootfs,
-                udev_data: cli.udev_data,
-            },
-            enabled,
-            collector_timeout: cli.collector_timeout,
-            fs_mount_points_exclude: regex(
-                "collector.filesystem.mount-points-exclude",
-                &cli.fs_mount_points_exclude,
-            )?,
-            fs_types_exclude: regex(
-                "collector.filesystem.fs-types-exclude",
-                &cli.fs_types_exclude,
-            )?,
-            fs_mount_timeout: cli.fs_mount_timeout,
-            diskstats_device_exclude: regex(
-                "collector.diskstats.device-exclude",
-                &cli.diskstats_device_exclude,
-            )?,
-            netdev_devices: DeviceFilter {
-                include: optional_regex(
-                    "collector.netdev.device-include",
-                    cli.netdev_device_include.as_deref(),
-                )?,
-                exclude: optional_regex(
-                    "collector.netdev.device-exclude",
-                    cli.netdev_device_exclude.as_deref(),
-                )?,
-            },
-            netclass_ignored_devices: regex(
-                "collector.netclass.ignored-devices",
-                &cli.netclass_ignored_devices,
-            )?,
-            netclass_ignore_invalid_speed: cli.netclass_ignore_invalid_speed,
-            arp_devices: DeviceFilter {
-                include: optional_regex(
-                    "collector.arp.device-include",
-                    cli.arp_device_include.as_deref(),
-                )?,
-                exclude: optional_regex(
-                    "collector.arp.device-exclude",
-                    cli.arp_device_exclude.as_deref(),
-                )?,
-            },
-            textfile_directories: cli.textfile_directories,
-            hwmon_chips: DeviceFilter {
-                include: optional_regex(
-                    "collector.hwmon.chip-include",
-                    cli.hwmon_chip_include.as_deref(),
-                )?,
-                exclude: optional_regex(
-                    "collector.hwmon.chip-exclude",
-                    cli.hwmon_chip_exclude.as_deref(),
-                )?,
-            },
-            remote_write,
-            fans,
-            allow_reboot: cli.allow_reboot,
-            gpu_temperatures,
-            ipmi: IpmiConfig {
-                ipmitool: ToolConfig {
-                    program: cli.ipmi_ipmitool_path,
-                    timeout: cli.ipmi_timeout,
-                },
-                remote: cli.ipmi_host.map(|host| IpmiRemote {
-                    host,
-                    port: cli.ipmi_port,
-                    cipher_suite: cli.ipmi_cipher_suite,
-                    user: cli.ipmi_user,
-                    password_file: cli.ipmi_password_file,
-                }),
-                cache_ttl: cli.ipmi_cache_ttl,
-            },
-            nvme: ToolConfig {
-                program: cli.nvme_path,
-                timeout: cli.nvme_timeout,
-            },
-            apt: AptConfig {
-                apt_get: ToolConfig {
-                    program: cli.apt_get_path,
-                    timeout: cli.apt_timeout,
-                },
-                apt_mark: cli.apt_mark_path,
-                apt: cli.apt_path,
-                interval: cli.apt_interval,
-            },
-        })
-    }
-
     /// Whether the named collector runs.
     pub fn collector_enabled(&self, name: &str) -> bool {
         self.enabled.contains(name)
     }
 }
 
-/// The shipper's settings: command-line endpoints share the command-line
-/// auth flags; each config-file `[[remote_write]]` table has its own.
-fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
-    let cli = &parsed.cli;
-    let fail = |flag, msg: &str| ConfigError {
-        flag,
-        msg: msg.into(),
-    };
-    let cli_auth = match (
-        &cli.remote_write_bearer_token_file,
-        &cli.remote_write_basic_auth_username,
-        &cli.remote_write_basic_auth_password_file,
-    ) {
-        (None, None, None) => EndpointAuth::None,
-        (Some(file), None, None) => EndpointAuth::Bearer(file.clone()),
-        (None, Some(username), Some(password_file)) => EndpointAuth::Basic {
-            username: username.clone(),
-            password_file: password_file.clone(),
-        },
-        (Some(_), _, _) => {
-            return Err(fail(
-                "remote-write.bearer-token-file",
-                "cannot be combined with basic auth",
-            ));
-        }
-        (None, Some(_), None) => {
-            return Err(fail(
-                "remote-write.basic-auth.username",
-                "needs --remote-write.basic-auth.password-file",
-            ));
-        }
-        (None, None, Some(_)) => {
-            return Err(fail(
-                "remote-write.basic-auth.password-file",
-                "needs --remote-write.basic-auth.username",
-            ));
-        }
-    };
-    if cli.remote_write_urls.is_empty() && !matches!(cli_auth, EndpointAuth::None) {
-        return Err(fail(
-            "remote-write.url",
-            "remote-write credentials are given, but no --remote-write.url to use them",
-        ));
-    }
-    if cli.remote_write_interval < Duration::from_millis(100) {
-        return Err(fail("remote-write.interval", "must be at least 100ms"));
-    }
-    let mut endpoints: Vec<EndpointConfig> = cli
-        .remote_write_urls
-        .iter()
-        .map(|url| EndpointConfig::new(url.clone(), cli_auth.clone()))
-        .collect();
-    for table in &parsed.file_endpoints {
-        let auth = match (&table.bearer_token_file, &table.basic_auth) {
-            (None, None) => EndpointAuth::None,
-            (Some(file), None) => EndpointAuth::Bearer(file.clone()),
-            (None, Some(basic)) => EndpointAuth::Basic {
-                username: basic.username.clone(),
-                password_file: basic.password_file.clone(),
-            },
-            (Some(_), Some(_)) => {
-                return Err(fail(
-                    "config.file",
-                    &format!(
-                        "[[remote_write]] {}: bearer_token_file and basic_auth exclude each other",
-                        table.url
-                    ),
-                ));
-            }
-        };
-        endpoints.push(EndpointConfig::new(table.url.clone(), auth));
-    }
-    let defaults = ShipperConfig::default();
-    Ok(ShipperConfig {
-        interval: cli.remote_write_interval,
-        labels: TargetLabels {
-            instance: cli
-                .remote_write_instance
-                .clone()
-                .unwrap_or(defaults.labels.instance),
-            job: defaults.labels.job,
-            external: cli.remote_write_external_labels.clone(),
-        },
-        endpoints,
-        state_dir: cli.state_dir.clone(),
-        spool: SpoolLimits {
-            max_bytes: cli.remote_write_spool_max_bytes,
-            max_age: cli.remote_write_spool_max_age,
-        },
-        timeout: cli.remote_write_timeout,
-        ..defaults
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(args: &[&str]) -> Result<Config, ConfigError> {
-        let argv = std::iter::once("dcmon-exporter")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        Config::from_parsed(cli::parse_from(argv).unwrap())
-    }
-
-    #[test]
-    fn disable_defaults_keeps_only_named_collectors() {
-        let cfg = config(&["--collector.disable-defaults", "--collector.meminfo"]).unwrap();
-        assert_eq!(cfg.enabled, HashSet::from(["meminfo"]));
-    }
-
-    #[test]
-    fn bad_regexp_names_the_flag() {
-        let err = config(&["--collector.hwmon.chip-include=("]).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("--collector.hwmon.chip-include:"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn command_line_endpoints_share_the_auth_flags() {
-        let cfg = config(&[
-            "--remote-write.url=http://a/api/v1/write",
-            "--remote-write.url=http://b/api/v1/write",
-            "--remote-write.basic-auth.username=fleet",
-            "--remote-write.basic-auth.password-file=/etc/pw",
-            "--remote-write.instance=gpu-01",
-        ])
-        .unwrap();
-        let rw = &cfg.remote_write;
-        assert_eq!(rw.endpoints.len(), 2);
-        for endpoint in &rw.endpoints {
-            assert!(
-                matches!(&endpoint.auth, EndpointAuth::Basic { username, .. } if username == "fleet"),
-                "{endpoint:?}"
-            );
-        }
-        assert_eq!(rw.labels.instance, "gpu-01");
-        assert_eq!(rw.labels.job, "dcmon");
-    }
-
-    #[test]
-    fn no_url_means_no_endpoints_and_half_auth_is_refused() {
-        assert!(config(&[]).unwrap().remote_write.endpoints.is_empty());
-        let err = config(&[
-            "--remote-write.url=http://a/api/v1/write",
-            "--remote-write.basic-auth.username=fleet",
-        ])
-        .unwrap_err();
-        assert!(err.to_string().contains("password-file"), "{err}");
-        let err = config(&["--remote-write.bearer-token-file=/etc/t"]).unwrap_err();
-        assert!(err.to_string().starts_with("--remote-write.url:"), "{err}");
-    }
-
-    #[test]
-    fn hardware_collector_flags() {
-        let cfg = config(&[
-            "--collector.ipmi.host=10.1.2.3",
-            "--collector.ipmi.port=6230",
-            "--collector.ipmi.user=ADMIN",
-            "--collector.ipmi.password-file=/etc/dcmon/bmc",
-            "--collector.ipmi.cache-ttl=2m",
-            "--collector.nvme.timeout=2s",
-            "--collector.apt.interval=1h",
-        ])
-        .unwrap();
-        let remote = cfg.ipmi.remote.unwrap();
-        assert_eq!(remote.host, "10.1.2.3");
-        assert_eq!(remote.port, Some(6230));
-        assert_eq!(remote.password_file, Some(PathBuf::from("/etc/dcmon/bmc")));
-        assert_eq!(cfg.ipmi.cache_ttl, Duration::from_secs(120));
-        assert_eq!(cfg.nvme.timeout, Duration::from_secs(2));
-        assert_eq!(cfg.apt.interval, Duration::from_secs(3600));
-        let local = config(&[]).unwrap();
-        assert!(local.ipmi.remote.is_none());
-        assert_eq!(local.apt.interval, Config::default().apt.interval);
-        assert_eq!(
-            local.ipmi.ipmitool.timeout,
-            Config::default().ipmi.ipmitool.timeout
-        );
-    }
-
-    #[test]
-    fn remote_ipmi_credentials_need_a_host() {
-        let argv = ["dcmon-exporter", "--collector.ipmi.user=ADMIN"]
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        assert!(cli::parse_from(argv).is_err());
-    }
 
     #[test]
     fn device_filter_follows_node_exporter() {

@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use crate::collector::SharedScraper;
 use crate::exposition;
 use crate::self_metrics;
-use crate::shipper::{SharedScraper, ShipperMetrics};
+use crate::shipper::ShipperMetrics;
 use dcmon_protocol::exposition as negotiation;
 
 /// What the handlers share.

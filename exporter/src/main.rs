@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dcmon_exporter::cli::ExporterCommand;
-use dcmon_exporter::collector::Scraper;
+use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
-use dcmon_exporter::shipper::{
-    EndpointAuth, EndpointConfig, RequestSigner, SharedScraper, Shipper,
-};
+use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
 use tokio::sync::watch;
 
@@ -28,7 +26,8 @@ fn main() -> ExitCode {
     let result = match &parsed.cli.command {
         Some(ExporterCommand::Register(args)) => identity::register::run(args).map(drop),
         Some(ExporterCommand::Fans { action }) => {
-            let controller = parsed.cli.fans.controller(&parsed.cli.sysfs);
+            let controller =
+                fans::FanController::for_host(&parsed.cli.fans.config(), &parsed.cli.sysfs);
             fans::cli::run(&controller, action)
         }
         None => run(parsed),
@@ -43,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run(parsed: cli::Parsed) -> anyhow::Result<()> {
-    let config = Config::from_parsed(parsed)?;
+    let config = parsed.into_config()?;
     // One thread serves HTTP; collectors run on the blocking pool, whose
     // threads exit when idle. The pool is capped at 8 threads: every thread
     // gets its own glibc malloc arena, and arenas are most of the resident
@@ -97,7 +96,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ));
     }
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
-    let scraper = Arc::new(SharedScraper::new(Scraper::new(&config)));
+    let services = Services::for_host(&config);
+    let scraper = Arc::new(SharedScraper::new(Scraper::new(&config, &services)));
     let enabled: Vec<_> = scraper.inner().collector_names().collect();
     // One signal stops both the HTTP server and the shipper; the shipper
     // then spools what it has not delivered.
@@ -124,11 +124,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             let runner = CommandRunner::new(
                 RunnerOptions {
                     server: enrollment.server.clone(),
-                    min_duty: config.fans.policy().min_duty,
+                    min_duty: config.fans.policy.min_duty,
                     allow_reboot: config.allow_reboot,
                 },
                 Arc::clone(signer),
-                Arc::clone(&config.fans),
+                Arc::clone(&services.fans),
             )?;
             Some(tokio::spawn(runner.run()))
         }
@@ -161,7 +161,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         runner.abort();
     }
     // A manual fan duty must not outlive the exporter.
-    let fans = Arc::clone(&config.fans);
+    let fans = Arc::clone(&services.fans);
     let _ = tokio::task::spawn_blocking(move || fans.release()).await;
     Ok(())
 }

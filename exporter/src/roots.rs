@@ -5,7 +5,39 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::collector::CollectError;
+/// Why a host file could not be read. Collectors wrap it in their
+/// `CollectError`; this module knows nothing of collectors, so paths and
+/// readers stay usable (and testable) on their own.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file or directory could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file was read, but its content is not what the parser expects.
+    #[error("{path}: {msg}")]
+    Content {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+impl ReadError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
 
 /// The three filesystem roots, as node_exporter names them.
 #[derive(Debug, Clone)]
@@ -18,17 +50,6 @@ pub struct Roots {
     pub rootfs: PathBuf,
     /// The udev database (`/run/udev/data`), for disk model and serial labels.
     pub udev_data: PathBuf,
-}
-
-impl Default for Roots {
-    fn default() -> Self {
-        Self {
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
-            rootfs: "/".into(),
-            udev_data: "/run/udev/data".into(),
-        }
-    }
 }
 
 impl Roots {
@@ -68,15 +89,15 @@ impl Roots {
 }
 
 /// Reads a whole file, naming the path in the error.
-pub fn read_string(path: &Path) -> Result<String, CollectError> {
-    std::fs::read_to_string(path).map_err(|source| CollectError::io(path, source))
+pub fn read_string(path: &Path) -> Result<String, ReadError> {
+    std::fs::read_to_string(path).map_err(|source| ReadError::io(path, source))
 }
 
 /// Reads `path` and parses it with a `procfs-core` type. The crate's parse
 /// errors describe themselves as internal bugs; they are reported as what
 /// they are here, a file with unexpected content.
-pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, CollectError> {
-    let bytes = std::fs::read(path).map_err(|source| CollectError::io(path, source))?;
+pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::io(path, source))?;
     T::from_read(&bytes[..]).map_err(|err| {
         let detail = match err {
             procfs_core::ProcError::InternalError(_) => {
@@ -84,28 +105,31 @@ pub fn read_procfs<T: procfs_core::FromRead>(path: &Path) -> Result<T, CollectEr
             }
             other => other.to_string(),
         };
-        CollectError::parse(path, format!("unexpected content: {detail}"))
+        ReadError::Content {
+            path: path.to_owned(),
+            msg: format!("unexpected content: {detail}"),
+        }
     })
 }
 
 /// Reads a whole file that may legitimately be missing (a kernel without
 /// PSI, IPv6 or a protocol): `Ok(None)` then.
-pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
+pub fn read_optional(path: &Path) -> Result<Option<String>, ReadError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if is_absent(&err) => Ok(None),
-        Err(source) => Err(CollectError::io(path, source)),
+        Err(source) => Err(ReadError::io(path, source)),
     }
 }
 
 /// Reads a one-value sysfs attribute, trimmed. `Ok(None)` when the file does
 /// not exist or the kernel refuses to read it (many attributes return EINVAL
 /// or EOPNOTSUPP for devices that lack the feature).
-pub fn read_attribute(path: &Path) -> Result<Option<String>, CollectError> {
+pub fn read_attribute(path: &Path) -> Result<Option<String>, ReadError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text.trim().to_owned())),
         Err(err) if is_absent(&err) => Ok(None),
-        Err(source) => Err(CollectError::io(path, source)),
+        Err(source) => Err(ReadError::io(path, source)),
     }
 }
 
@@ -121,11 +145,11 @@ pub fn is_absent(err: &io::Error) -> bool {
 }
 
 /// Names of the entries of a directory, sorted. Missing directory → empty.
-pub fn list_dir(path: &Path) -> Result<Vec<String>, CollectError> {
+pub fn list_dir(path: &Path) -> Result<Vec<String>, ReadError> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CollectError::io(path, source)),
+        Err(source) => return Err(ReadError::io(path, source)),
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -139,25 +163,28 @@ pub fn list_dir(path: &Path) -> Result<Vec<String>, CollectError> {
 mod tests {
     use super::*;
 
+    fn under(rootfs: &str) -> Roots {
+        Roots {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: rootfs.into(),
+            udev_data: "/run/udev/data".into(),
+        }
+    }
+
     #[test]
     fn strips_rootfs_prefix_from_mount_points() {
-        let roots = Roots {
-            rootfs: "/host".into(),
-            ..Roots::default()
-        };
+        let roots = under("/host");
         assert_eq!(roots.strip_rootfs("/host/home"), "/home");
         assert_eq!(roots.strip_rootfs("/host"), "/");
         assert_eq!(roots.strip_rootfs("/hostile"), "/hostile");
         assert_eq!(roots.strip_rootfs("/proc"), "/proc");
-        assert_eq!(Roots::default().strip_rootfs("/proc"), "/proc");
+        assert_eq!(under("/").strip_rootfs("/proc"), "/proc");
     }
 
     #[test]
     fn root_rejoins_absolute_paths() {
-        let roots = Roots {
-            rootfs: "/tmp/fx".into(),
-            ..Roots::default()
-        };
+        let roots = under("/tmp/fx");
         assert_eq!(
             roots.root("/etc/os-release"),
             PathBuf::from("/tmp/fx/etc/os-release")

@@ -12,6 +12,13 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
+/// Where a consumer of whole scrapes (the remote-write shipper) gets them,
+/// so that it depends on this module rather than on the collectors.
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// One complete scrape.
+    fn scrape(&self) -> impl Future<Output = Snapshot> + Send;
+}
+
 /// The Prometheus metric types dcmon emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::collector::CollectError;
-
 /// The most a tool may print on one stream before the rest is discarded.
 /// `ipmitool sensor` on a large board prints about 10 KiB, `apt-get -s` a
 /// few hundred KiB; this only guards against a runaway tool.
@@ -69,19 +67,6 @@ pub enum ToolError {
         /// The deadline it missed.
         after: Duration,
     },
-}
-
-impl From<ToolError> for CollectError {
-    /// A missing tool is "no data" (debug level: hosts without a BMC or
-    /// NVMe drives are normal); anything else is a failure worth logging.
-    fn from(err: ToolError) -> Self {
-        match err {
-            ToolError::NotFound { .. } => CollectError::NoData(err.to_string()),
-            ToolError::Spawn { ref program, .. } | ToolError::TimedOut { ref program, .. } => {
-                CollectError::parse(&program.clone(), err.to_string())
-            }
-        }
-    }
 }
 
 impl ToolOutput {
@@ -297,7 +282,6 @@ mod tests {
     fn missing_program_is_not_found() {
         let err = run(Path::new("/nonexistent/tool"), &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, ToolError::NotFound { .. }), "{err}");
-        assert!(matches!(CollectError::from(err), CollectError::NoData(_)));
     }
 
     #[test]

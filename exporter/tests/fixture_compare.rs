@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dcmon_exporter::collector::Scraper;
+use dcmon_exporter::collector::{Scraper, Services};
 use dcmon_exporter::config::{Config, DeviceFilter};
 use dcmon_exporter::exposition::encode;
 use dcmon_exporter::roots::Roots;
@@ -78,7 +78,7 @@ pub fn scrape_families(config: &Config) -> BTreeMap<String, ParsedFamily> {
         .enable_all()
         .build()
         .unwrap();
-    let mut snapshot = runtime.block_on(Scraper::new(config).scrape());
+    let mut snapshot = runtime.block_on(Scraper::new(config, &Services::for_host(config)).scrape());
     snapshot.sort();
     parse_exposition(&encode(snapshot, Format::Text))
 }
@@ -270,7 +270,7 @@ fn netdev_reports_every_proc_net_dev_column() {
     let families = scrape_families(&Config {
         roots: Roots {
             procfs: proc.clone(),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["netdev"].into(),
         ..Config::default()
@@ -348,7 +348,7 @@ fn netdev_reads_nohandler_from_sysfs() {
         roots: Roots {
             procfs: proc,
             sysfs: sys.path().to_owned(),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["netdev"].into(),
         netdev_devices: DeviceFilter {
@@ -376,7 +376,7 @@ fn conntrack_without_the_module_reports_no_data() {
     let families = scrape_families(&Config {
         roots: Roots {
             procfs: fixtures().join("procfs/local_debian12_kernel6.18_vm/proc"),
-            ..Roots::default()
+            ..Config::default().roots
         },
         enabled: ["conntrack", "softnet"].into(),
         ..Config::default()

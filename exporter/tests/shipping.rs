@@ -14,12 +14,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use dcmon_exporter::collector::Scraper;
+use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::shipper::spool::Spool;
 use dcmon_exporter::shipper::{
-    EndpointAuth, EndpointConfig, RequestSigner, SharedScraper, Shipper, ShipperConfig,
-    ShipperMetrics, SpoolLimits, TargetLabels,
+    EndpointAuth, EndpointConfig, RequestSigner, Shipper, ShipperConfig, ShipperMetrics,
+    SpoolLimits, TargetLabels,
 };
 use dcmon_exporter::snapshot::Snapshot;
 use dcmon_protocol::remote_write::{self, SeriesSamples, Version};
@@ -193,7 +193,10 @@ fn scraper() -> Arc<SharedScraper> {
         enabled: ["loadavg", "uname"].into(),
         ..Config::default()
     };
-    Arc::new(SharedScraper::new(Scraper::new(&config)))
+    Arc::new(SharedScraper::new(Scraper::new(
+        &config,
+        &Services::for_host(&config),
+    )))
 }
 
 /// A started shipper and the switch that stops it.

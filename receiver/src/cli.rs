@@ -1,5 +1,7 @@
 //! Command-line flags, spelled the Prometheus way, with the optional TOML
-//! `--config.file` (keys are flag names; flags on the command line win).
+//! `--config.file` (keys are flag names; flags on the command line win),
+//! and the server's [`Config`] they resolve into. clap validates each value
+//! as it parses; `main` builds the services from the `Config` alone.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,7 +12,11 @@ use dcmon_protocol::duration::parse_duration;
 use dcmon_protocol::logging::{LogFormat, parse_level};
 use dcmon_protocol::size::parse_bytes;
 
+use crate::api::write_limits::WriteLimits;
+use crate::app::Limits;
 use crate::auth::Scope;
+use crate::promql::EngineOptions;
+use crate::{self_scrape, serve, storage};
 
 /// dcmon-receiver: remote-write ingest, storage, PromQL API and command queue.
 #[derive(Debug, Parser)]
@@ -257,6 +263,108 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// What the server runs from: the flags grouped into the settings each
+/// part takes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port`; an empty host listens on every address.
+    pub listen_address: String,
+    /// The SQLite database.
+    pub storage_path: PathBuf,
+    /// The admin token's file, created when missing.
+    pub admin_token_file: PathBuf,
+    /// Storage tunables; its retention also bounds the command history.
+    pub storage: storage::Options,
+    /// How long a delivered command may take to report its result.
+    pub command_result_timeout: Duration,
+    /// How often enrolled hosts write.
+    pub push_interval: Duration,
+    /// Lowest fan duty a command may set.
+    pub min_duty: u8,
+    /// The PromQL engine's settings.
+    pub engine: EngineOptions,
+    /// Most queries evaluated at once.
+    pub query_max_concurrency: usize,
+    /// Bytes of range-query answers kept for refreshed dashboards.
+    pub query_cache_size: u64,
+    /// Request limits.
+    pub limits: Limits,
+    /// Connection limits and timeouts.
+    pub serve: serve::Options,
+    /// Storing the receiver's own metrics; `None` when turned off.
+    pub self_scrape: Option<SelfScrape>,
+}
+
+/// How the receiver stores its own metrics.
+#[derive(Debug, Clone)]
+pub struct SelfScrape {
+    /// How often.
+    pub interval: Duration,
+    /// The `job` and `instance` labels.
+    pub target: self_scrape::Target,
+}
+
+impl Cli {
+    /// The server's configuration.
+    pub fn config(&self) -> Config {
+        Config {
+            listen_address: self.listen_address.clone(),
+            storage_path: self.storage_path.clone(),
+            admin_token_file: self.admin_token_file.clone(),
+            storage: storage::Options {
+                retention: self.retention,
+                compaction_interval: self.compaction_interval,
+                recent_window: self.recent_window,
+                retention_interval: self.retention_interval,
+                max_series: self.max_series,
+                ..storage::Options::default()
+            },
+            command_result_timeout: self.result_timeout,
+            push_interval: self.push_interval,
+            min_duty: self.min_duty,
+            engine: EngineOptions {
+                lookback_delta: self.query_lookback_delta,
+                timeout: self.query_timeout,
+                max_samples: self.query_max_samples,
+                max_query_length: self.query_max_length,
+                ..EngineOptions::default()
+            },
+            query_max_concurrency: self.query_max_concurrency,
+            query_cache_size: self.query_cache_size,
+            limits: Limits {
+                max_request_bytes: self.max_request_bytes,
+                write: WriteLimits {
+                    max_label_name_length: self.max_label_name_length,
+                    max_label_value_length: self.max_label_value_length,
+                    max_labels_per_series: self.max_labels_per_series,
+                    max_series_per_request: self.max_series_per_request,
+                    max_new_series_per_hour: self.max_new_series_per_hour,
+                    max_new_series_per_host_hour: self.max_new_series_per_host_hour,
+                },
+                query_max_series: self.query_max_series,
+                max_body_bytes: self.max_body_bytes,
+            },
+            serve: serve::Options {
+                max_connections: self.max_connections as usize,
+                header_read_timeout: self.read_header_timeout,
+                idle_timeout: self.idle_timeout,
+                shutdown_timeout: self.shutdown_timeout,
+            },
+            // `0s` turns it off; the host name is looked up only when needed.
+            self_scrape: (!self.self_scrape_interval.is_zero()).then(|| SelfScrape {
+                interval: self.self_scrape_interval,
+                target: self_scrape::Target {
+                    job: self.self_scrape_job.clone(),
+                    instance: self
+                        .self_scrape_instance
+                        .clone()
+                        .unwrap_or_else(self_scrape::host_name),
+                },
+            }),
+        }
+    }
+}
+
 /// Parses `args` (program name first), folding in the config file if named.
 pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     let mut cmd = Cli::command();
@@ -272,6 +380,20 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn self_scrape_is_off_at_zero_and_labelled_as_given() {
+        let config = |flag: &str| {
+            parse_from(vec!["dcmon-receiver".into(), flag.into()])
+                .unwrap()
+                .config()
+        };
+        assert!(config("--self-scrape.interval=0s").self_scrape.is_none());
+        let scrape = config("--self-scrape.instance=r1").self_scrape.unwrap();
+        assert_eq!(scrape.interval, Duration::from_secs(30));
+        assert_eq!(scrape.target.job, "dcmon-receiver");
+        assert_eq!(scrape.target.instance, "r1");
     }
 
     #[test]

@@ -6,20 +6,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use dcmon_receiver::app::{self, AppState, Limits};
+use dcmon_receiver::app::{self, AppState};
 use std::sync::Arc;
 
 use dcmon_receiver::api::query::QueryService;
-use dcmon_receiver::api::write_limits::WriteLimits;
 use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_create_admin_token};
 use dcmon_receiver::backup;
-use dcmon_receiver::cli::{self, Cli, ClientAction, Command, TokenAction};
+use dcmon_receiver::cli::{self, Cli, ClientAction, Command, Config, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
-use dcmon_receiver::promql::{Engine, EngineOptions, QueryCache};
+use dcmon_receiver::promql::{Engine, QueryCache};
 use dcmon_receiver::self_scrape;
 use dcmon_receiver::serve;
-use dcmon_receiver::storage::{Options, Storage, now_ms};
+use dcmon_receiver::storage::{Storage, now_ms};
 
 fn main() -> ExitCode {
     let cli = match cli::parse_from(std::env::args_os().collect()) {
@@ -31,7 +30,7 @@ fn main() -> ExitCode {
         Some(Command::Token { action }) => run_token_command(&cli, action),
         Some(Command::Client { action }) => run_client_command(&cli, action),
         Some(Command::Backup { output }) => run_backup(&cli, output),
-        None => run(cli),
+        None => run(cli.config()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,27 +121,24 @@ fn run_backup(cli: &Cli, output: &Path) -> anyhow::Result<()> {
 /// (a query still evaluating) before exiting anyway.
 const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(5);
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let (token, created) = load_or_create_admin_token(&cli.admin_token_file)?;
+/// Builds the services `config` describes and serves until SIGTERM.
+fn run(config: Config) -> anyhow::Result<()> {
+    let (token, created) = load_or_create_admin_token(&config.admin_token_file)?;
     if created {
-        tracing::info!(path = %cli.admin_token_file.display(), "generated a new admin token");
+        tracing::info!(path = %config.admin_token_file.display(), "generated a new admin token");
     }
-    let options = Options {
-        retention: cli.retention,
-        compaction_interval: cli.compaction_interval,
-        recent_window: cli.recent_window,
-        retention_interval: cli.retention_interval,
-        max_series: cli.max_series,
-        ..Options::default()
-    };
-    let storage = Storage::open(&cli.storage_path, options)
-        .with_context(|| format!("opening storage {}", cli.storage_path.display()))?;
-    let tokens = Arc::new(TokenStore::open(&cli.storage_path).context("opening the token table")?);
-    let clients =
-        Arc::new(ClientStore::open(&cli.storage_path).context("opening the clients table")?);
+    let path = &config.storage_path;
+    let storage = Storage::open(path, config.storage.clone())
+        .with_context(|| format!("opening storage {}", path.display()))?;
+    let tokens = Arc::new(TokenStore::open(path).context("opening the token table")?);
+    let clients = Arc::new(ClientStore::open(path).context("opening the clients table")?);
     let commands = Arc::new(
-        CommandQueue::open(&cli.storage_path, cli.result_timeout, cli.retention)
-            .context("opening the command queue")?,
+        CommandQueue::open(
+            path,
+            config.command_result_timeout,
+            config.storage.retention,
+        )
+        .context("opening the command queue")?,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,50 +152,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             trigger.fire();
         });
         let maintenance = storage.spawn_maintenance();
-        let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), cli.push_interval);
-        let listener = dcmon_protocol::net::bind(&cli.listen_address).await?;
-        tracing::info!(address = %listener.local_addr()?, storage = %cli.storage_path.display(), "listening");
-        let engine = EngineOptions {
-            lookback_delta: cli.query_lookback_delta,
-            timeout: cli.query_timeout,
-            max_samples: cli.query_max_samples,
-            max_query_length: cli.query_max_length,
-            ..EngineOptions::default()
-        };
+        let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), config.push_interval);
+        let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
+        tracing::info!(address = %listener.local_addr()?, storage = %config.storage_path.display(), "listening");
         let query = QueryService::new(
-            Engine::new(storage.clone(), engine),
-            cli.query_max_concurrency,
-            QueryCache::new(cli.query_cache_size),
+            Engine::new(storage.clone(), config.engine.clone()),
+            config.query_max_concurrency,
+            QueryCache::new(config.query_cache_size),
         );
         let state = Arc::new(AppState {
             storage: storage.clone(),
             metrics: Default::default(),
-            limits: Limits {
-                max_request_bytes: cli.max_request_bytes,
-                write: WriteLimits {
-                    max_label_name_length: cli.max_label_name_length,
-                    max_label_value_length: cli.max_label_value_length,
-                    max_labels_per_series: cli.max_labels_per_series,
-                    max_series_per_request: cli.max_series_per_request,
-                    max_new_series_per_hour: cli.max_new_series_per_hour,
-                    max_new_series_per_host_hour: cli.max_new_series_per_host_hour,
-                },
-                query_max_series: cli.query_max_series,
-                max_body_bytes: cli.max_body_bytes,
-            },
+            limits: config.limits,
             clients: Arc::clone(&clients),
-            push_interval: cli.push_interval,
+            push_interval: config.push_interval,
             commands,
-            min_duty: cli.min_duty,
+            min_duty: config.min_duty,
             query,
             series_budgets: Default::default(),
         });
-        let self_scrape = (!cli.self_scrape_interval.is_zero()).then(|| {
-            let target = self_scrape::Target {
-                job: cli.self_scrape_job.clone(),
-                instance: cli.self_scrape_instance.clone().unwrap_or_else(self_scrape::host_name),
-            };
-            self_scrape::spawn(Arc::clone(&state), cli.self_scrape_interval, target)
+        let self_scrape = config.self_scrape.clone().map(|scrape| {
+            self_scrape::spawn(Arc::clone(&state), scrape.interval, scrape.target)
         });
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
@@ -213,13 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             queries.shut_down();
         });
         let app = app::router(Arc::clone(&state), auth, shutdown.clone());
-        let options = serve::Options {
-            max_connections: cli.max_connections as usize,
-            header_read_timeout: cli.read_header_timeout,
-            idle_timeout: cli.idle_timeout,
-            shutdown_timeout: cli.shutdown_timeout,
-        };
-        serve::serve(listener, app, options, state.metrics.connections.clone(), shutdown).await;
+        serve::serve(listener, app, config.serve, state.metrics.connections.clone(), shutdown).await;
         signal.abort();
         cancel_queries.abort();
         // In-flight requests are done or dropped; write what is queued and stop.

@@ -15,6 +15,10 @@ use crate::snapshot::{Kind, Labels, Snapshot};
 /// Flag and label name.
 pub const NAME: &str = "diskstats";
 
+/// node_exporter's default: partitions, ram, loop and floppy devices (the
+/// `--collector.diskstats.device-exclude` default).
+pub const DEFAULT_DEVICE_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+
 /// `/proc/diskstats` counts 512-byte sectors whatever the device's sector size.
 const SECTOR_BYTES: f64 = 512.0;
 /// Times are in milliseconds; node_exporter multiplies by this constant.

@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CollectError, Collector};
-use crate::config::Config;
+use super::{CollectError, Collector, Services};
 use crate::fans::FanController;
 use crate::snapshot::Snapshot;
 
@@ -22,9 +21,9 @@ pub struct Fan {
 }
 
 /// Builds the collector around the exporter's fan controller.
-pub fn new(config: &Config) -> Fan {
+pub fn new(services: &Services) -> Fan {
     Fan {
-        controller: Arc::clone(&config.fans),
+        controller: Arc::clone(&services.fans),
     }
 }
 

@@ -24,6 +24,15 @@ use crate::snapshot::{Labels, Snapshot};
 /// Flag and label name.
 pub const NAME: &str = "filesystem";
 
+/// node_exporter's default mount-point exclusions, so the same system
+/// mounts are skipped (the `--collector.filesystem.mount-points-exclude`
+/// default).
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
+    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// node_exporter's default pseudo-filesystem list (the
+/// `--collector.filesystem.fs-types-exclude` default).
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+
 /// One mount to report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {

@@ -13,8 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::gpu_source::{DriverInfo, GpuReading, GpuSource, GpuSourceError};
-use super::{CollectError, Collector};
-use crate::config::Config;
+use super::{CollectError, Collector, Services};
 use crate::fans::{SharedTemperatures, Temperature};
 use crate::snapshot::{Kind, Labels, Snapshot};
 
@@ -32,9 +31,9 @@ pub struct GpuCollector {
 }
 
 /// Builds the collector on NVML; it shares its temperatures with fan control.
-pub fn new(config: &Config) -> GpuCollector {
+pub fn new(services: &Services) -> GpuCollector {
     GpuCollector::with_source(Box::new(super::gpu_nvml::NvmlSource::new()))
-        .sharing_temperatures(config.gpu_temperatures.clone())
+        .sharing_temperatures(services.gpu_temperatures.clone())
 }
 
 impl GpuCollector {

@@ -1,7 +1,8 @@
 //! The collector contract and the scrape runner.
 //!
 //! A collector is a module with a `NAME`, a constructor taking the validated
-//! [`Config`], and an `update` that appends families to a [`Snapshot`]. The
+//! [`Config`] (or, for `fan` and `gpu`, the live [`Services`] that `main`
+//! builds), and an `update` that appends families to a [`Snapshot`]. The
 //! runner, not the collector, owns isolation: each collector runs on its own
 //! blocking thread under the collector timeout, a collector still busy from
 //! an earlier scrape is not started twice, a collector that panics is logged
@@ -16,7 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::snapshot::Snapshot;
+use crate::fans::{FanController, SharedTemperatures};
+use crate::roots::ReadError;
+use crate::snapshot::{Snapshot, SnapshotSource};
+use crate::tool::ToolError;
 
 pub mod apt;
 pub mod apt_parse;
@@ -58,19 +62,14 @@ pub mod vmstat;
 /// Why a collector produced no (or partial) data.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    /// A host file or directory could not be read.
-    #[error("reading {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A host file did not have the expected shape.
+    /// A host file or directory could not be read, or did not hold what
+    /// its reader expects.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A host file or a tool's output did not have the expected shape.
     #[error("{path}: {msg}")]
     Parse {
-        /// The file.
+        /// The file (or program).
         path: PathBuf,
         /// What was wrong, naming the offending token.
         msg: String,
@@ -84,10 +83,7 @@ pub enum CollectError {
 impl CollectError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_owned(),
-            source,
-        }
+        Self::Read(ReadError::io(path, source))
     }
 
     /// A parse error in `path`.
@@ -95,6 +91,19 @@ impl CollectError {
         Self::Parse {
             path: path.to_owned(),
             msg: msg.into(),
+        }
+    }
+}
+
+impl From<ToolError> for CollectError {
+    /// A missing tool is "no data" (debug level: hosts without a BMC or
+    /// NVMe drives are normal); anything else is a failure worth logging.
+    fn from(err: ToolError) -> Self {
+        match err {
+            ToolError::NotFound { .. } => CollectError::NoData(err.to_string()),
+            ToolError::Spawn { ref program, .. } | ToolError::TimedOut { ref program, .. } => {
+                CollectError::parse(&program.clone(), err.to_string())
+            }
         }
     }
 }
@@ -114,7 +123,34 @@ pub struct CollectorInfo {
     pub name: &'static str,
     /// Enabled unless turned off.
     pub default_enabled: bool,
-    build: fn(&Config) -> Box<dyn Collector>,
+    build: fn(&Config, &Services) -> Box<dyn Collector>,
+}
+
+/// The live parts some collectors share with the rest of the exporter,
+/// built once at start-up and handed to the scraper, so that the
+/// configuration stays plain data.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// This host's fan control: the `fan` collector maintains it, the
+    /// command runner acts on it.
+    pub fans: Arc<FanController>,
+    /// The `gpu` collector's latest temperatures, watched by fan control's
+    /// thermal guard.
+    pub gpu_temperatures: SharedTemperatures,
+}
+
+impl Services {
+    /// The services for the host `config` describes: fan control for the
+    /// board found under its sysfs root, watching the GPU temperatures.
+    pub fn for_host(config: &Config) -> Self {
+        let gpu_temperatures = SharedTemperatures::default();
+        let fans = FanController::for_host(&config.fans, &config.roots.sysfs)
+            .watching(gpu_temperatures.clone());
+        Self {
+            fans: Arc::new(fans),
+            gpu_temperatures,
+        }
+    }
 }
 
 macro_rules! info {
@@ -122,7 +158,15 @@ macro_rules! info {
         CollectorInfo {
             name: $module::NAME,
             default_enabled: $default,
-            build: |config| Box::new($module::new(config)),
+            build: |config, _| Box::new($module::new(config)),
+        }
+    };
+    // Collectors built on a shared service rather than on settings.
+    ($module:ident, $default:expr, services) => {
+        CollectorInfo {
+            name: $module::NAME,
+            default_enabled: $default,
+            build: |_, services| Box::new($module::new(services)),
         }
     };
 }
@@ -136,10 +180,10 @@ pub const ALL: &[CollectorInfo] = &[
     info!(diskstats, true),
     info!(edac, true),
     info!(entropy, true),
-    info!(fan, true),
+    info!(fan, true, services),
     info!(filefd, true),
     info!(filesystem, true),
-    info!(gpu, true),
+    info!(gpu, true, services),
     info!(hwmon, true),
     info!(ipmi, true),
     info!(loadavg, true),
@@ -184,6 +228,43 @@ impl std::fmt::Debug for Scraper {
     }
 }
 
+/// A [`Scraper`] whose scrapes never overlap: `/metrics` and the shipper
+/// share one. The runner skips a collector whose previous run is still
+/// going, so two overlapping scrapes would each lose the other's slow
+/// collectors, and a shipped tick would have holes.
+#[derive(Debug)]
+pub struct SharedScraper {
+    scraper: Scraper,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl SharedScraper {
+    /// Wraps `scraper`.
+    pub fn new(scraper: Scraper) -> Self {
+        Self {
+            scraper,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The wrapped scraper.
+    pub fn inner(&self) -> &Scraper {
+        &self.scraper
+    }
+
+    /// Waits for any scrape in progress, then scrapes.
+    pub async fn scrape(&self) -> Snapshot {
+        let _turn = self.turn.lock().await;
+        self.scraper.scrape().await
+    }
+}
+
+impl SnapshotSource for SharedScraper {
+    fn scrape(&self) -> impl Future<Output = Snapshot> + Send {
+        SharedScraper::scrape(self)
+    }
+}
+
 /// What happened to one collector during one scrape.
 enum Outcome {
     Done(Snapshot, Result<(), CollectError>, Duration),
@@ -194,12 +275,12 @@ enum Outcome {
 }
 
 impl Scraper {
-    /// Builds the collectors that `config` enables.
-    pub fn new(config: &Config) -> Self {
+    /// Builds the collectors that `config` enables, on `services`.
+    pub fn new(config: &Config, services: &Services) -> Self {
         let collectors = ALL
             .iter()
             .filter(|info| config.collector_enabled(info.name))
-            .map(|info| (info.name, (info.build)(config)))
+            .map(|info| (info.name, (info.build)(config, services)))
             .collect();
         Self::with_collectors(collectors, config.collector_timeout)
     }
@@ -346,6 +427,13 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    #[test]
+    fn a_missing_tool_is_no_data() {
+        let err = crate::tool::run(Path::new("/nonexistent/tool"), &[], Duration::from_secs(1))
+            .unwrap_err();
+        assert!(matches!(CollectError::from(err), CollectError::NoData(_)));
+    }
 
     /// Panics on its first run and works from then on, as a collector
     /// tripping over a host file that was briefly malformed would.

@@ -1,7 +1,6 @@
 //! `dcmon-exporter fans status | mode <mode> | set <zone> <percent> | auto`:
 //! local fan control with the same safety rules as remote commands.
 
-use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +8,8 @@ use clap::Subcommand;
 use dcmon_protocol::commands::FanMode;
 use dcmon_protocol::duration::parse_duration;
 
-use super::{Board, FanController, FanPolicy, Ipmitool};
+use super::FanController;
+use crate::config::{FanConfig, FanPolicy, ToolConfig};
 
 /// Fan flags, shared by the `fans` CLI and the command runner.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,21 +52,20 @@ fn parse_mode(text: &str) -> Result<FanMode, String> {
 }
 
 impl FanArgs {
-    /// The controller for this host, its board read from DMI under `sysfs`.
-    pub fn controller(&self, sysfs: &Path) -> FanController {
-        FanController::new(
-            Box::new(Ipmitool {
-                path: self.ipmitool_path.clone(),
+    /// The settings these flags give.
+    pub fn config(&self) -> FanConfig {
+        FanConfig {
+            ipmitool: ToolConfig {
+                program: self.ipmitool_path.clone(),
                 timeout: self.timeout,
-            }),
-            Board::detect(sysfs),
-            FanPolicy {
+            },
+            policy: FanPolicy {
                 min_duty: self.min_duty,
                 default_mode: self.default_mode,
                 settle: self.settle,
                 guard_margin: self.guard_margin,
             },
-        )
+        }
     }
 }
 

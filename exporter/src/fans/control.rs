@@ -5,6 +5,7 @@
 //! default mode restored when the exporter stops with a manual duty active.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,35 +13,11 @@ use std::time::{Duration, Instant};
 use dcmon_protocol::commands::{FanAction, FanMode, ZONES};
 use serde::Serialize;
 
-use super::bmc::{Bmc, BmcError};
+use super::bmc::{Bmc, BmcError, Ipmitool};
 use super::board::Board;
 use super::sensors::{self, Fan, SharedTemperatures};
 use crate::collector::ipmi_parse::{SensorRow, parse_sensor};
-
-/// The host's fan rules.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FanPolicy {
-    /// Lowest duty accepted, percent.
-    pub min_duty: u8,
-    /// Mode `restore_auto` and shutdown return to.
-    pub default_mode: FanMode,
-    /// Wait after a mode change before the BMC takes duty commands.
-    pub settle: Duration,
-    /// The thermal guard trips this many °C below a sensor's critical
-    /// threshold (0: at the threshold).
-    pub guard_margin: f64,
-}
-
-impl Default for FanPolicy {
-    fn default() -> Self {
-        FanPolicy {
-            min_duty: 25,
-            default_mode: FanMode::Optimal,
-            settle: Duration::from_secs(3),
-            guard_margin: 0.0,
-        }
-    }
-}
+use crate::config::{FanConfig, FanPolicy};
 
 /// Why a fan action failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +130,19 @@ impl FanController {
     }
 
     /// Also guards the temperatures other collectors leave in `board`.
+    /// The controller for this host: ipmitool as `config` says, the board
+    /// read from DMI under `sysfs`.
+    pub fn for_host(config: &FanConfig, sysfs: &Path) -> FanController {
+        FanController::new(
+            Box::new(Ipmitool {
+                path: config.ipmitool.program.clone(),
+                timeout: config.ipmitool.timeout,
+            }),
+            Board::detect(sysfs),
+            config.policy,
+        )
+    }
+
     pub fn watching(mut self, board: SharedTemperatures) -> FanController {
         self.other_temperatures = board;
         self

@@ -11,5 +11,6 @@ pub mod sensors;
 
 pub use self::bmc::{Bmc, BmcError, Ipmitool};
 pub use self::board::Board;
-pub use self::control::{FanController, FanError, FanPolicy, FanStatus};
+pub use self::control::{FanController, FanError, FanStatus};
 pub use self::sensors::{Fan, SharedTemperatures, Temperature};
+pub use crate::config::FanPolicy;

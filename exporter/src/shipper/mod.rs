@@ -1,5 +1,5 @@
-//! The remote-write shipper: collects on its own schedule with the same
-//! collectors as `/metrics`, and pushes each round to every configured
+//! The remote-write shipper: collects on its own schedule from the same
+//! [`SnapshotSource`] as `/metrics` (the exporter's shared scraper), and pushes each round to every configured
 //! endpoint, spooling to disk while an endpoint is unreachable.
 //!
 //! - [`schedule`]: tick alignment (samples carry the tick time),
@@ -20,7 +20,6 @@ pub mod endpoint;
 pub mod metrics;
 pub mod retry;
 pub mod schedule;
-pub mod scrape;
 pub mod spool;
 mod worker;
 
@@ -34,10 +33,10 @@ use tokio::task::JoinSet;
 pub use batch::{Batch, TargetLabels};
 pub use endpoint::{EndpointAuth, EndpointConfig, RequestSigner};
 pub use metrics::ShipperMetrics;
-pub use scrape::SharedScraper;
 pub use spool::SpoolLimits;
 
 use crate::self_metrics;
+use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
 use endpoint::{Endpoint, EndpointError};
 use metrics::EndpointMetrics;
@@ -93,31 +92,13 @@ impl ShipperConfig {
     }
 }
 
-impl Default for ShipperConfig {
-    /// 30 s interval, this host's name as `instance`, no endpoints, the
-    /// packaged state directory, a 256 MiB / 7 day spool, and Prometheus's
-    /// remote-write timeout and backoff (30 s; 250 ms doubling up to 5 s,
-    /// so a returning endpoint is found within seconds).
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(30),
-            labels: TargetLabels {
-                instance: hostname(),
-                job: "dcmon".into(),
-                external: Vec::new(),
-            },
-            endpoints: Vec::new(),
-            state_dir: PathBuf::from("/var/lib/dcmon-exporter"),
-            spool: SpoolLimits {
-                max_bytes: 256 << 20,
-                max_age: Duration::from_secs(7 * 86_400),
-            },
-            timeout: Duration::from_secs(30),
-            min_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
+/// The `job` label of pushed samples.
+pub const JOB: &str = "dcmon";
+/// First retry delay, as Prometheus's remote write: 250 ms doubling up to
+/// [`MAX_BACKOFF`], so a returning endpoint is found within seconds.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// This host's name, the default `instance` label.
 pub fn hostname() -> String {
@@ -162,9 +143,9 @@ impl Shipper {
     /// Checks the state directory, opens every spool and starts the
     /// collection loop and one worker per endpoint. Everything stops when
     /// `shutdown` becomes `true`; [`Shipper::stopped`] waits for that.
-    pub async fn start(
+    pub async fn start<S: SnapshotSource>(
         config: ShipperConfig,
-        scraper: Arc<SharedScraper>,
+        scraper: Arc<S>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Shipper, ShipperError> {
         state_dir::prepare(&config.state_dir)?;
@@ -254,9 +235,9 @@ struct Outlet {
 }
 
 /// Collects on every tick and hands the batch to each endpoint.
-async fn collect_loop(
+async fn collect_loop<S: SnapshotSource>(
     config: ShipperConfig,
-    scraper: Arc<SharedScraper>,
+    scraper: Arc<S>,
     metrics: Arc<ShipperMetrics>,
     outlets: Vec<Outlet>,
     mut shutdown: watch::Receiver<bool>,
