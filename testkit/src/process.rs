@@ -1,7 +1,7 @@
 //! Child processes that die with the test that started them.
 
 use std::ops::{Deref, DerefMut};
-use std::process::Child;
+use std::process::{Child, ExitStatus};
 
 /// A child process killed and reaped when dropped, so a failing assertion
 /// (which unwinds past any explicit stop) leaves no server running and no
@@ -16,6 +16,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+impl KillOnDrop {
+    /// Stops the process with SIGTERM, as systemd would, so it can flush
+    /// and exit on its own; waits for it and returns how it ended.
+    pub fn terminate(mut self) -> ExitStatus {
+        sigterm(&mut self.0)
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it; returns its exit status.
+///
+/// # Panics
+/// If the signal cannot be sent or the wait fails: the test has lost track
+/// of its own child.
+pub fn sigterm(child: &mut Child) -> ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("SIGTERM to {pid}: {e}"));
+    child.wait().expect("waiting for the child")
 }
 
 impl Deref for KillOnDrop {
