@@ -4,7 +4,7 @@
 //! by the collector's remote mode. Nothing about ipmitool is faked here.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dcmon_exporter::collector::{Collector, ipmi};
@@ -13,6 +13,7 @@ use dcmon_exporter::snapshot::Snapshot;
 
 use crate::common::process::which;
 use crate::ipmi::sample;
+use dcmon_testkit::KillOnDrop;
 
 /// How one simulated sensor reads and what its SDR says.
 struct Sensor {
@@ -175,7 +176,8 @@ fn command_file(sensors: &[Sensor]) -> String {
 
 /// A running ipmi_sim on a loopback UDP port, killed on drop.
 struct SimulatedBmc {
-    child: Child,
+    // Held only so the simulator stops with the test.
+    _child: KillOnDrop,
     port: u16,
     password_file: PathBuf,
     dir: tempfile::TempDir,
@@ -216,7 +218,7 @@ impl SimulatedBmc {
             .spawn()
             .unwrap();
         let bmc = SimulatedBmc {
-            child,
+            _child: KillOnDrop(child),
             port,
             password_file,
             dir,
@@ -267,13 +269,6 @@ impl SimulatedBmc {
         config.ipmi.ipmitool.timeout = Duration::from_secs(5);
         config.ipmi.cache_ttl = Duration::ZERO;
         config
-    }
-}
-
-impl Drop for SimulatedBmc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

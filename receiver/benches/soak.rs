@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
+use dcmon_testkit::Rng;
 use reqwest::blocking::Client;
 
 /// The dashboard: what a fleet overview refreshes every 30 s.
@@ -258,7 +259,7 @@ struct Host {
     phase_ms: i64,
     labels: Vec<Vec<(String, String)>>,
     counters: Vec<f64>,
-    rng: u64,
+    rng: Rng,
     /// Timestamps of its acknowledged pushes.
     acknowledged: Vec<i64>,
 }
@@ -288,16 +289,9 @@ impl Host {
             name,
             labels,
             counters: vec![0.0; series],
-            rng: 0x9e37_79b9_7f4a_7c15 ^ index as u64,
+            rng: Rng::new(index as u64),
             acknowledged: Vec::new(),
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 
     /// The request body of the push at `ts`.
@@ -305,10 +299,10 @@ impl Host {
         let mut series = Vec::with_capacity(self.labels.len());
         for k in 0..self.labels.len() {
             let value = if k % 2 == 0 {
-                self.counters[k] += (self.random() % 1000) as f64 / 100.0;
+                self.counters[k] += self.rng.below(1000) as f64 / 100.0;
                 self.counters[k]
             } else {
-                (self.random() % 10_000) as f64 / 10.0
+                self.rng.below(10_000) as f64 / 10.0
             };
             series.push(SeriesSamples {
                 labels: self.labels[k].clone(),
@@ -353,7 +347,7 @@ fn soak(config: &Config, name: &str, restarts: usize) -> Result<(), String> {
                 let mut tick = first_tick;
                 while tick < last_tick {
                     for host in &mut group {
-                        let jitter = (host.random() % 5) as i64;
+                        let jitter = host.rng.below(5) as i64;
                         let ts = tick + host.phase_ms + jitter;
                         let wait = ts - now_ms();
                         if wait > 0 {

@@ -2,14 +2,16 @@
 //! loopback ports for end-to-end tests.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use dcmon_testkit::KillOnDrop;
+use dcmon_testkit::free_port;
 
 /// A running server process, killed on drop.
 pub struct Server {
-    child: Child,
+    child: KillOnDrop,
     /// `127.0.0.1:port`.
     pub addr: String,
     log: PathBuf,
@@ -42,12 +44,14 @@ impl Server {
     fn start(binary: &Path, args: &[String], addr: String) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
-        let child = Command::new(binary)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let child = KillOnDrop(
+            Command::new(binary)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display())),
+        );
         let server = Server {
             child,
             addr,
@@ -59,16 +63,12 @@ impl Server {
     }
 
     fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not listen on {}: {}",
-                self.addr,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            dcmon_testkit::wait_for_port(&self.addr, Duration::from_secs(20)),
+            "server did not listen on {}: {}",
+            self.addr,
+            self.log_text()
+        );
     }
 
     /// `http://addr/path`.
@@ -102,22 +102,6 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The full path of `program` on `PATH`.

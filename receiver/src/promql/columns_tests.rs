@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::SeriesSamples;
+// Drawn with `modulo` and `per_mille`: the stream this data set was built from.
+use dcmon_testkit::Rng;
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -24,27 +26,6 @@ const MINUTE: i64 = 60_000;
 const SPAN_MS: i64 = 120 * MINUTE;
 /// Samples before this are compacted into chunks; the rest stay in the head.
 const COMPACTED_BEFORE_MS: i64 = 55 * MINUTE;
-
-/// splitmix64: a fixed data set without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = pairs
@@ -61,8 +42,8 @@ fn scrapes(rng: &mut Rng, phase: i64, jitter: u64, from: i64, to: i64) -> Vec<i6
     let mut out = Vec::new();
     let mut t = phase;
     while t < to {
-        let jittered = t + rng.below(2 * jitter + 1) as i64 - jitter as i64;
-        if jittered >= from && jittered < to && !rng.chance(30) {
+        let jittered = t + rng.modulo(2 * jitter + 1) as i64 - jitter as i64;
+        if jittered >= from && jittered < to && !rng.per_mille(30) {
             out.push(jittered);
         }
         t += 15_000;
@@ -71,7 +52,7 @@ fn scrapes(rng: &mut Rng, phase: i64, jitter: u64, from: i64, to: i64) -> Vec<i6
 }
 
 fn fleet() -> Vec<SeriesSamples> {
-    let mut rng = Rng(0x6672_6565_7421);
+    let mut rng = Rng::new(0x6672_6565_7421);
     let stale = f64::from_bits(STALE_NAN_BITS);
     let mut out = Vec::new();
     for host in 0..4 {
@@ -79,7 +60,7 @@ fn fleet() -> Vec<SeriesSamples> {
         // h3 scrapes on the dot, so that samples fall on window edges.
         let (phase, jitter) = match host {
             3 => (0, 0),
-            _ => (rng.below(15_000) as i64, 300),
+            _ => (rng.modulo(15_000) as i64, 300),
         };
         let mut times = scrapes(&mut rng, phase, jitter, 0, SPAN_MS);
         if host == 1 {
@@ -101,14 +82,14 @@ fn fleet() -> Vec<SeriesSamples> {
         };
         for cpu in ["0", "1"] {
             for mode in ["user", "system", "idle"] {
-                let mut value = rng.below(1000) as f64;
+                let mut value = rng.modulo(1000) as f64;
                 let samples = times
                     .iter()
                     .map(|&t| {
-                        if rng.chance(8) {
-                            value = rng.below(5) as f64;
+                        if rng.per_mille(8) {
+                            value = rng.modulo(5) as f64;
                         } else {
-                            value += rng.below(1500) as f64 / 100.0;
+                            value += rng.modulo(1500) as f64 / 100.0;
                         }
                         (t, value)
                     })
@@ -125,15 +106,15 @@ fn fleet() -> Vec<SeriesSamples> {
             }
         }
         for gpu in ["0", "1"] {
-            let mut value = 40.0 + rng.below(20) as f64;
+            let mut value = 40.0 + rng.modulo(20) as f64;
             let mut samples: Vec<(i64, f64)> = times
                 .iter()
                 .map(|&t| {
-                    if rng.chance(5) {
+                    if rng.per_mille(5) {
                         return (t, f64::NAN);
                     }
-                    if !rng.chance(300) {
-                        value += (rng.below(7) as f64 - 3.0) * 0.25;
+                    if !rng.per_mille(300) {
+                        value += (rng.modulo(7) as f64 - 3.0) * 0.25;
                     }
                     (t, value)
                 })
@@ -157,11 +138,11 @@ fn fleet() -> Vec<SeriesSamples> {
         let bucket_samples: Vec<Vec<(i64, f64)>> = {
             let mut per_le = vec![Vec::new(); 3];
             for &t in &times {
-                let fast = rng.below(20) as f64;
-                let slow = rng.below(5) as f64;
+                let fast = rng.modulo(20) as f64;
+                let slow = rng.modulo(5) as f64;
                 counts[0] += fast;
                 counts[1] += fast + slow;
-                counts[2] += fast + slow + rng.below(2) as f64;
+                counts[2] += fast + slow + rng.modulo(2) as f64;
                 for (le, samples) in per_le.iter_mut().enumerate() {
                     samples.push((t, counts[le]));
                 }

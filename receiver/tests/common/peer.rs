@@ -3,66 +3,23 @@
 //! dropped, a graceful stop, a free loopback port, and waiting for a port
 //! or an HTTP endpoint to answer.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::client;
 
 /// A peer process, killed and reaped when dropped.
-pub struct Process(pub Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// Stops the process with SIGTERM (so it flushes) and reaps it.
-    pub fn terminate(mut self) {
-        sigterm(&mut self.0);
-    }
-}
-
-/// SIGTERM, then waits; returns the exit status.
-pub fn sigterm(child: &mut Child) -> ExitStatus {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    child.wait().unwrap()
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `127.0.0.1:port` with a port nothing listens on right now.
-pub fn free_addr() -> String {
-    format!("127.0.0.1:{}", free_port())
-}
+pub use dcmon_testkit::KillOnDrop as Process;
+pub use dcmon_testkit::{free_addr, free_port, sigterm};
 
 /// Waits up to 30 s for `addr` to accept connections; panics with the
 /// program's log (`log`) if it does not.
 pub fn wait_for_port(addr: &str, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        dcmon_testkit::wait_for_port(addr, Duration::from_secs(30)),
+        "{what} did not start:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// Waits up to 30 s for `url` to answer a GET with a 2xx.

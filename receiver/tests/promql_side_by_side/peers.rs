@@ -6,12 +6,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
+use dcmon_testkit::{KillOnDrop, free_port};
 use reqwest::blocking::Client;
 
 /// Which reference.
@@ -36,19 +37,11 @@ impl Kind {
 /// A reference server in its own temporary directory, killed on drop.
 #[derive(Debug)]
 pub struct Peer {
-    child: Child,
+    child: KillOnDrop,
     /// `http://127.0.0.1:port`.
     pub base: String,
     log: PathBuf,
     dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether `program` is on `PATH`.
@@ -104,7 +97,7 @@ impl Peer {
                 )
             })?;
         let mut peer = Peer {
-            child,
+            child: KillOnDrop(child),
             base: format!("http://{addr}"),
             log,
             dir,
@@ -152,13 +145,6 @@ impl Peer {
     /// Directory holding the server's data.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

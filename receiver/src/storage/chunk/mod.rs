@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn long_chunks_are_split_into_blocks() {
-        let mut rng = Rng(17);
+        let mut rng = Rng::new(17);
         for n in [MAX_BLOCK - 1, MAX_BLOCK, MAX_BLOCK + 1, 3 * MAX_BLOCK + 5] {
             let constant: Vec<RawSample> = (0..n as i64).map(|i| (i * 1000, f(1.0))).collect();
             let chunk = round_trip(&constant);
@@ -287,8 +287,8 @@ mod tests {
             let mut v = 0i64;
             let noisy: Vec<RawSample> = (0..n)
                 .map(|_| {
-                    t += 1 + rng.below(3) as i64;
-                    v += rng.below(100) as i64;
+                    t += 1 + rng.modulo(3) as i64;
+                    v += rng.modulo(100) as i64;
                     (t, f(v as f64 / 100.0))
                 })
                 .collect();
@@ -410,7 +410,7 @@ mod tests {
 
     /// A few chunks covering every mode, for the corruption tests.
     fn sample_chunks() -> Vec<(Vec<RawSample>, Vec<u8>)> {
-        let mut rng = Rng(99);
+        let mut rng = Rng::new(99);
         let mut out = Vec::new();
         for i in 0..workload::KINDS {
             let s = workload::series(&mut rng, i, 60);

@@ -20,7 +20,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Inputs covering every time mode, value mode and prediction, sparse
 /// and dense residuals, exceptions and several blocks.
 fn pinned_inputs() -> Vec<(&'static str, Vec<RawSample>)> {
-    let mut rng = Rng(4242);
+    let mut rng = Rng::new(4242);
     let mut out = vec![
         ("empty", Vec::new()),
         ("single stale marker", vec![(T0, STALE_NAN)]),
@@ -44,15 +44,15 @@ fn pinned_inputs() -> Vec<(&'static str, Vec<RawSample>)> {
                 slot += 2;
             }
             slot += 1;
-            let t = T0 + 30_000 * slot + rng.below(9) as i64 - 4;
-            (t, f(50.0 + rng.below(5) as f64 * 0.5))
+            let t = T0 + 30_000 * slot + rng.modulo(9) as i64 - 4;
+            (t, f(50.0 + rng.modulo(5) as f64 * 0.5))
         })
         .collect();
     out.push(("grid times, decimal level", grid));
     let mut t = T0;
     let drift: Vec<RawSample> = (0..120i64)
         .map(|i| {
-            t += 30_000 + rng.below(9) as i64;
+            t += 30_000 + rng.modulo(9) as i64;
             (t, f((i * i * 3 + i) as f64 / 1000.0))
         })
         .collect();
@@ -68,7 +68,7 @@ fn pinned_inputs() -> Vec<(&'static str, Vec<RawSample>)> {
     let mut kb = 4_000_000i64;
     let mem: Vec<u64> = (0..240)
         .map(|_| {
-            kb += rng.below(2001) as i64 - 1000;
+            kb += rng.modulo(2001) as i64 - 1000;
             f((kb * 1024) as f64)
         })
         .collect();
@@ -77,8 +77,8 @@ fn pinned_inputs() -> Vec<(&'static str, Vec<RawSample>)> {
     let mut v = 0i64;
     let blocks: Vec<RawSample> = (0..MAX_BLOCK + 7)
         .map(|_| {
-            t += 1 + rng.below(3) as i64;
-            v += rng.below(100) as i64;
+            t += 1 + rng.modulo(3) as i64;
+            v += rng.modulo(100) as i64;
             (t, f(v as f64 / 100.0))
         })
         .collect();

@@ -224,11 +224,11 @@ mod tests {
     #[test]
     fn common_divisors_are_used() {
         // Memory in kB reported as bytes; disk I/O in 4 KiB blocks.
-        let mut rng = Rng(11);
+        let mut rng = Rng::new(11);
         let mut kb = 4_000_000i64;
         let mem: Vec<u64> = (0..240)
             .map(|_| {
-                kb += rng.below(2001) as i64 - 1000;
+                kb += rng.modulo(2001) as i64 - 1000;
                 f((kb * 1024) as f64)
             })
             .collect();

@@ -49,37 +49,6 @@ pub(super) const SPECIALS: [u64; 16] = [
     0x3fb9_9999_9999_999a, // 0.1
 ];
 
-/// A small deterministic generator (SplitMix64); arithmetic only, so the
-/// workload is identical on every platform.
-pub(super) struct Rng(pub(super) u64);
-
-impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub(super) fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub(super) fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    pub(super) fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    /// Roughly standard normal (Irwin-Hall of four uniforms).
-    pub(super) fn normal(&mut self) -> f64 {
-        (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 3f64.sqrt()
-    }
-    /// Log-uniform in [10^lo, 10^hi) without transcendental functions.
-    pub(super) fn log_range(&mut self, lo: i32, hi: i32) -> f64 {
-        let e = lo + self.below((hi - lo) as u64) as i32;
-        10f64.powi(e) * self.range(1.0, 10.0)
-    }
-}
+/// The shared generator (SplitMix64). These tests draw with its `modulo`,
+/// not its `below`: that is the stream the pinned encodings came from.
+pub(super) use dcmon_testkit::Rng;

@@ -175,14 +175,14 @@ mod tests {
         assert!(round_trip(&reg).len() <= 16);
 
         // Scrape jitter around a fixed grid, plus a few missed scrapes.
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut grid = Vec::new();
         let mut slot = 0;
         for _ in 0..240 {
             if rng.chance(0.02) {
                 slot += 3;
             }
-            grid.push((T0 + 30_000 * slot + rng.below(9) as i64 - 4, v));
+            grid.push((T0 + 30_000 * slot + rng.modulo(9) as i64 - 4, v));
             slot += 1;
         }
         assert_eq!(time_mode(&grid), TIME_GRID);
@@ -192,7 +192,7 @@ mod tests {
         let mut t = T0;
         let drift: Vec<RawSample> = (0..240)
             .map(|_| {
-                t += 30_000 + rng.below(9) as i64;
+                t += 30_000 + rng.modulo(9) as i64;
                 (t, v)
             })
             .collect();

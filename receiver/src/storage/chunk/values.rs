@@ -368,9 +368,9 @@ mod tests {
         round_trip(&constant_raw);
 
         // A gauge hovering around a level: predicted by the level.
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let level: Vec<u64> = (0..240)
-            .map(|_| f(50.0 + rng.below(5) as f64 * 0.5))
+            .map(|_| f(50.0 + rng.modulo(5) as f64 * 0.5))
             .collect();
         assert_eq!(
             value_mode(&regular(&level)),
@@ -382,7 +382,7 @@ mod tests {
         let mut ticks = 1_087_069i64;
         let delta: Vec<u64> = (0..240)
             .map(|_| {
-                ticks += 2900 + rng.below(100) as i64;
+                ticks += 2900 + rng.modulo(100) as i64;
                 f(ticks as f64 / 100.0)
             })
             .collect();

@@ -22,11 +22,11 @@ pub(super) fn category(i: usize) -> usize {
 }
 
 fn timestamps(rng: &mut Rng, n: usize) -> Vec<i64> {
-    let start = 1_700_000_000_000 + rng.below(30_000) as i64;
+    let start = 1_700_000_000_000 + rng.modulo(30_000) as i64;
     // Most targets are stamped on the dot; a fifth jitter by a few
     // ms; a tenth miss the odd scrape.
     let jitter = if rng.chance(0.2) {
-        1 + rng.below(5) as i64
+        1 + rng.modulo(5) as i64
     } else {
         0
     };
@@ -35,10 +35,10 @@ fn timestamps(rng: &mut Rng, n: usize) -> Vec<i64> {
     (0..n)
         .map(|_| {
             if gappy && rng.chance(0.02) {
-                slot += 1 + rng.below(10) as i64;
+                slot += 1 + rng.modulo(10) as i64;
             }
             let j = if jitter > 0 {
-                rng.below(2 * jitter as u64 + 1) as i64 - jitter
+                rng.modulo(2 * jitter as u64 + 1) as i64 - jitter
             } else {
                 0
             };
@@ -70,7 +70,7 @@ pub(super) fn series(rng: &mut Rng, kind: usize, n: usize) -> Vec<RawSample> {
         .collect();
     // Now and then a target went away: a staleness marker.
     if rng.chance(0.03) {
-        let at = rng.below(n as u64) as usize;
+        let at = rng.modulo(n as u64) as usize;
         out[at].1 = STALE_NAN;
     }
     out
@@ -91,12 +91,12 @@ fn constant(rng: &mut Rng) -> Vec<f64> {
         3.5e9,
         0.5,
     ];
-    vec![VALUES[rng.below(VALUES.len() as u64) as usize]; 1 << 16]
+    vec![VALUES[rng.modulo(VALUES.len() as u64) as usize]; 1 << 16]
 }
 
 /// CPU seconds in ticks of 1/100 s, or busy time in ms.
 fn decimal_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
-    let (rate, noise, scale, rare) = match rng.below(10) {
+    let (rate, noise, scale, rare) = match rng.modulo(10) {
         // Idle time of a CPU: ~100 ticks/s, a few % of variation.
         0..=2 => (rng.range(60.0, 100.0), 0.03, 100.0, false),
         // User or system time.
@@ -111,7 +111,7 @@ fn decimal_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
         .map(|&dt| {
             if rare {
                 if rng.chance(0.15) {
-                    units += (1 + rng.below(3)) as f64;
+                    units += (1 + rng.modulo(3)) as f64;
                 }
             } else {
                 units += (rate * dt * (1.0 + noise * rng.normal())).round().max(0.0);
@@ -123,7 +123,7 @@ fn decimal_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
 
 /// Byte and packet counters.
 fn integer_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
-    let kind = rng.below(20);
+    let kind = rng.modulo(20);
     let rate = match kind {
         0..=6 => rng.log_range(3, 6),
         13..=16 => rng.log_range(0, 3),
@@ -140,7 +140,7 @@ fn integer_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
                     if rng.chance(0.5) {
                         0.0
                     } else {
-                        60.0 + rng.below(2000) as f64
+                        60.0 + rng.modulo(2000) as f64
                     }
                 }
                 // Packets.
@@ -150,7 +150,7 @@ fn integer_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
                     if rng.chance(0.4) {
                         0.0
                     } else {
-                        4096.0 * rng.below(256) as f64
+                        4096.0 * rng.modulo(256) as f64
                     }
                 }
             };
@@ -160,7 +160,7 @@ fn integer_counter(rng: &mut Rng, dt: &[f64]) -> Vec<f64> {
 }
 
 fn gauge(rng: &mut Rng, n: usize) -> Vec<f64> {
-    match rng.below(20) {
+    match rng.modulo(20) {
         // Memory bytes (from kB): a random walk in pages of 4 kB.
         0..=5 => {
             let mut kb = rng.range(1e6, 6e7).round();
@@ -175,7 +175,7 @@ fn gauge(rng: &mut Rng, n: usize) -> Vec<f64> {
         }
         // Temperatures in whole, half or eighth degrees.
         6..=10 => {
-            let step = [1.0, 1.0, 0.5, 0.125][rng.below(4) as usize];
+            let step = [1.0, 1.0, 0.5, 0.125][rng.modulo(4) as usize];
             let level = rng.range(35.0, 75.0).round();
             let mut t = level;
             (0..n)
@@ -206,10 +206,10 @@ fn gauge(rng: &mut Rng, n: usize) -> Vec<f64> {
             (0..n)
                 .map(|_| {
                     if rng.chance(0.5) {
-                        free -= 4096.0 * rng.below(1000) as f64;
+                        free -= 4096.0 * rng.modulo(1000) as f64;
                     }
                     if rng.chance(0.01) {
-                        free += 4096.0 * rng.below(1_000_000) as f64;
+                        free += 4096.0 * rng.modulo(1_000_000) as f64;
                     }
                     free
                 })
@@ -217,10 +217,10 @@ fn gauge(rng: &mut Rng, n: usize) -> Vec<f64> {
         }
         // Process count.
         _ => {
-            let mut procs = 100.0 + rng.below(400) as f64;
+            let mut procs = 100.0 + rng.modulo(400) as f64;
             (0..n)
                 .map(|_| {
-                    procs = (procs + rng.below(9) as f64 - 4.0).max(1.0);
+                    procs = (procs + rng.modulo(9) as f64 - 4.0).max(1.0);
                     procs
                 })
                 .collect()
@@ -271,7 +271,7 @@ fn realistic_workload_size() {
     // The figure the format is tuned for: 240 samples a chunk (2 h of
     // 30 s scrapes). Shorter and longer chunks are reported too.
     for (per_chunk, limit) in [(240, 0.92), (120, 1.015), (1000, 0.86)] {
-        let mut rng = Rng(2024);
+        let mut rng = Rng::new(2024);
         let mut bytes = [0usize; 4];
         let mut samples = [0usize; 4];
         let mut gorilla = 0u64;

@@ -1,0 +1,53 @@
+//! Child processes that die with the test that started them.
+
+use std::ops::{Deref, DerefMut};
+use std::process::{Child, ExitStatus};
+
+/// A child process killed and reaped when dropped, so a failing assertion
+/// (which unwinds past any explicit stop) leaves no server running and no
+/// zombie behind. Derefs to the [`Child`] for everything else.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Errors are expected and harmless: the process may have exited or
+        // been reaped already.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl KillOnDrop {
+    /// Stops the process with SIGTERM, as systemd would, so it can flush
+    /// and exit on its own; waits for it and returns how it ended.
+    pub fn terminate(mut self) -> ExitStatus {
+        sigterm(&mut self.0)
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it; returns its exit status.
+///
+/// # Panics
+/// If the signal cannot be sent or the wait fails: the test has lost track
+/// of its own child.
+pub fn sigterm(child: &mut Child) -> ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("SIGTERM to {pid}: {e}"));
+    child.wait().expect("waiting for the child")
+}
+
+impl Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
