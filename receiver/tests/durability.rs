@@ -72,8 +72,7 @@ fn stream_then_stop(end_receiver: fn(&mut Receiver)) {
     // Mid-stream: once plenty of writes are acknowledged (a loaded machine
     // acknowledges fewer per second, so wait for a count, not a time).
     let streaming = std::time::Instant::now();
-    while acknowledged.lock().unwrap().len() <= 100
-        && streaming.elapsed() < Duration::from_secs(30)
+    while acknowledged.lock().unwrap().len() <= 100 && streaming.elapsed() < Duration::from_secs(30)
     {
         std::thread::sleep(Duration::from_millis(50));
     }
