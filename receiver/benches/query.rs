@@ -267,6 +267,7 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
         ),
         range(r#"max_over_time(nvidia_smi_temperature_gpu{instance="host1:9100"}[5m])"#),
         range(r#"max by (instance) (max_over_time(nvidia_smi_temperature_gpu[5m]))"#),
+        range(r#"topk(5, max by (instance) (nvidia_smi_temperature_gpu))"#),
         range(
             r#"histogram_quantile(0.9, rate(dcmon_receiver_request_duration_seconds_bucket{instance="host1:9100"}[5m]))"#,
         ),
