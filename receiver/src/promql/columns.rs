@@ -33,7 +33,7 @@ use super::eval::{Annotations, Evaluator, distinct_by_construction, duplicate_la
 use super::functions::NonCounters;
 use super::plan::{Query, offset_ms};
 use super::range_fns::{self, Window};
-use super::value::{KahanSum, Sample, Series, Value};
+use super::value::{self, KahanSum, Sample, Value};
 use super::{QueryError, aggregate, duration_ms, selector};
 use crate::storage::index::Labels;
 
@@ -256,12 +256,7 @@ impl Columns<'_, '_> {
                 points.sort_unstable_by_key(|p| p.0);
             }
         }
-        let mut series: Vec<Series> = by_labels
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect();
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(Value::Matrix(series))
+        Ok(value::matrix(by_labels))
     }
 
     /// Computes by series the largest supported sub-expressions of `expr`

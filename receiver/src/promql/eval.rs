@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::duration_ms;
 use super::plan::{Query, SelectorData, offset_ms};
-use super::value::{Sample, Series, Value, drop_metric_name, empty_labels};
+use super::value::{self, Sample, Series, Value, drop_metric_name, empty_labels};
 use super::{QueryError, aggregate, binary, columns, functions, selector};
 use crate::storage::index::Labels;
 
@@ -286,12 +286,7 @@ impl<'q> Evaluator<'q> {
                 None => break,
             }
         }
-        let mut series: Vec<Series> = by_labels
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect();
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(Value::Matrix(series))
+        Ok(value::matrix(by_labels))
     }
 
     /// Fails once the query's deadline has passed or it was cancelled.

@@ -27,6 +27,17 @@ pub struct Series {
     pub points: Vec<(i64, f64)>,
 }
 
+/// A range query's answer from its points per label set: one series each,
+/// in label order, as Prometheus orders a matrix.
+pub fn matrix(by_labels: impl IntoIterator<Item = (Labels, Vec<(i64, f64)>)>) -> Value {
+    let mut series: Vec<Series> = by_labels
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Value::Matrix(series)
+}
+
 /// What an expression evaluates to at one point in time.
 #[derive(Debug, Clone)]
 pub enum Value {

@@ -2,7 +2,7 @@
 //! queued appends into one transaction, runs compaction in slices between
 //! appends, and runs retention.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -398,18 +398,16 @@ impl Writer {
             for (id, count) in slice {
                 let samples = head.prefix(*id, *count);
                 moved += samples.len();
-                let mut by_window: HashMap<i64, Vec<RawSample>> = HashMap::new();
+                // Oldest window first: a series' tail may start only at the
+                // newest window written, and only if no chunk is newer.
+                let mut by_window: BTreeMap<i64, Vec<RawSample>> = BTreeMap::new();
                 for sample in samples {
                     by_window
                         .entry(window_of(sample.0, window))
                         .or_default()
                         .push(sample);
                 }
-                // Oldest window first: a series' tail may start only at the
-                // newest window written, and only if no chunk is newer.
-                let mut by_window: Vec<_> = by_window.into_iter().collect();
-                by_window.sort_unstable_by_key(|(number, _)| *number);
-                let newest = by_window.last().map(|(number, _)| *number);
+                let newest = by_window.keys().next_back().copied();
                 for (window_number, newer) in by_window {
                     let key = chunk_key(*id, window_number);
                     let existing: Option<(i64, Vec<u8>)> = load
