@@ -205,6 +205,12 @@ pub fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
 
 /// `topk`/`bottomk`: the k best samples of each group, best first, NaN
 /// never preferred over a number.
+///
+/// Which of several equal values are kept is Prometheus's choice: each
+/// group keeps a binary heap with its worst sample on top; a sample joins
+/// while the heap holds fewer than k, and later replaces the top only when
+/// strictly better (or the top is NaN and it is not). The heap moves as Go's
+/// `container/heap` moves it, so ties resolve as they do there.
 fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: bool) -> Vec<Sample> {
     if k < 1.0 {
         return Vec::new();
@@ -214,20 +220,68 @@ fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: boo
     } else {
         k as usize
     };
-    let order = |a: &Sample, b: &Sample| match (a.value.is_nan(), b.value.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ if largest => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
-        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
-    };
+    // Prometheus's heap order: a NaN is below everything.
+    let worse = |a: f64, b: f64| a.is_nan() || if largest { a < b } else { a > b };
     let mut out = Vec::new();
-    for (_, mut members) in groups(input, grouping) {
-        members.sort_by(order);
-        members.truncate(k);
-        out.extend(members);
+    for (_, members) in groups(input, grouping) {
+        let mut heap: Vec<Sample> = Vec::new();
+        for s in members {
+            if heap.len() < k {
+                heap.push(s);
+                let last = heap.len() - 1;
+                sift_up(&mut heap, last, &|a, b| worse(a.value, b.value));
+            } else if worse(heap[0].value, s.value) && !s.value.is_nan() {
+                heap[0] = s;
+                sift_down(&mut heap, 0, &|a, b| worse(a.value, b.value));
+            }
+        }
+        // Best first; equal values keep their heap order.
+        heap.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+            (true, true) => Ordering::Equal,
+            _ if worse(b.value, a.value) => Ordering::Less,
+            _ if worse(a.value, b.value) => Ordering::Greater,
+            _ => Ordering::Equal,
+        });
+        out.extend(heap);
     }
     out
+}
+
+/// Moves `heap[at]` up while it is below its parent (`below(a, b)`: `a`
+/// belongs nearer the top than `b`).
+fn sift_up<T>(heap: &mut [T], mut at: usize, below: &dyn Fn(&T, &T) -> bool) {
+    while at > 0 {
+        let parent = (at - 1) / 2;
+        if !below(&heap[at], &heap[parent]) {
+            break;
+        }
+        heap.swap(at, parent);
+        at = parent;
+    }
+}
+
+/// Moves `heap[at]` down below any child nearer the top than it, or, if it
+/// did not move, up (Go's `heap.Fix`).
+fn sift_down<T>(heap: &mut [T], from: usize, below: &dyn Fn(&T, &T) -> bool) {
+    let mut at = from;
+    loop {
+        let left = 2 * at + 1;
+        if left >= heap.len() {
+            break;
+        }
+        let mut child = left;
+        if left + 1 < heap.len() && below(&heap[left + 1], &heap[left]) {
+            child = left + 1;
+        }
+        if !below(&heap[child], &heap[at]) {
+            break;
+        }
+        heap.swap(at, child);
+        at = child;
+    }
+    if at == from {
+        sift_up(heap, from, below);
+    }
 }
 
 fn count_values(input: Vec<Sample>, grouping: &Grouper<'_, '_>, label: &str) -> Vec<Sample> {
