@@ -149,8 +149,8 @@ pub struct Cli {
     #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration)]
     pub query_timeout: Duration,
 
-    /// Most samples a single query may load into memory; beyond it the
-    /// query fails (protects a small box from one huge query).
+    /// Most samples a single query may hold in memory at once; beyond it
+    /// the query fails (protects a small box from one huge query).
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 

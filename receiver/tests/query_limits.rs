@@ -180,6 +180,71 @@ fn a_sample_hungry_subquery_gets_422_quickly() {
     );
 }
 
+/// `--query.max-samples` bounds the samples a query holds at once: a fleet
+/// aggregation reads its series a part at a time and answers over more
+/// samples than that in all, while a query holding them all fails.
+#[test]
+fn a_fleet_aggregation_holds_a_part_of_its_series_at_a_time() {
+    let receiver = Receiver::start(&[
+        "--query.max-samples=20000",
+        "--storage.compaction-interval=1s",
+        "--storage.recent-window=0s",
+    ]);
+    let last = now_ms() / 1000 * 1000;
+    // 2,000 series x 30 samples: three times the limit; a part holds at
+    // most 256 series (7,680 samples).
+    let samples: Vec<(i64, f64)> = (0..30).map(|k| (last - k * 15_000, k as f64)).collect();
+    for first in (0..2000).step_by(500) {
+        let batch: Vec<_> = (first..first + 500)
+            .map(|i| {
+                series(
+                    &[("__name__", "x"), ("instance", &format!("h{i}"))],
+                    &samples,
+                )
+            })
+            .collect();
+        let response = receiver.write(Version::V1, &batch);
+        assert_eq!(response.status, 204, "{}", response.body);
+    }
+    // Compacted: read from chunks, not from the head (whose copy a read
+    // takes whole, before its parts).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, stats) = receiver.get_json("/api/dcmon/stats");
+        assert_eq!(status, 200, "{stats}");
+        if stats["head_samples"] == 0 && stats["samples"] == 60_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not compacted: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (start, end) = ((last - 300_000) / 1000, last / 1000);
+    let range = [
+        ("start", start.to_string()),
+        ("end", end.to_string()),
+        ("step", "60".to_owned()),
+    ];
+    let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = post_query(&receiver, "/api/v1/query_range", "count(x)", &range);
+    assert_eq!(status, 200, "{body}");
+    let points = body["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(points.iter().all(|p| p[1] == "2000"), "{body}");
+    let (status, body) = post_query(
+        &receiver,
+        "/api/v1/query_range",
+        "sum(max_over_time(x[10m]))",
+        &range,
+    );
+    assert_eq!(status, 200, "{body}");
+    // `x * 2` is evaluated step by step, over all of `x` at once.
+    let (status, body) = post_query(&receiver, "/api/v1/query_range", "x * 2", &range);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"],
+        "query processing would load too many samples into memory in query execution"
+    );
+}
+
 #[test]
 fn shutdown_cancels_a_running_query() {
     let mut receiver = Receiver::start(&[]);

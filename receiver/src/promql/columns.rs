@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM, TokenId};
 use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector, VectorSelector};
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::eval::{Annotations, Evaluator, distinct_by_construction, duplicate_labelset};
@@ -36,6 +35,7 @@ use super::range_fns::{self, Window};
 use super::value::{self, KahanSum, Sample, Value};
 use super::{QueryError, aggregate, duration_ms, selector};
 use crate::storage::index::Labels;
+use crate::storage::read::SeriesData;
 
 /// One series' values over the query's steps.
 struct Column {
@@ -373,21 +373,25 @@ impl Columns<'_, '_> {
     /// at each step, found by a cursor moving forward.
     fn selector(&self, vs: &VectorSelector, sink: &mut Sink<'_>) -> Result<(), Stop> {
         let query = self.ev.query;
-        let data = self.ev.selector_data(vs);
         let offset = offset_ms(&vs.offset);
         let pinned = vs.at.as_ref().map(|at| query.at_ms(at));
-        for series in data.iter() {
-            self.ev.check_deadline()?;
+        let steps = self.steps;
+        let time = |i: usize| {
+            // Below `end_ms` by construction (see `step_count`).
+            let offset = (i as i64).saturating_mul(query.step_ms);
+            query.start_ms.saturating_add(offset)
+        };
+        let points = |series: &SeriesData| {
             let mut points = Vec::new();
             if let Some(at) = pinned {
                 let at = at.saturating_sub(offset);
                 if let Some((_, value)) = selector::latest(&series.samples, at, query.lookback_ms) {
-                    points = (0..self.steps).map(|i| (i, value)).collect();
+                    points = (0..steps).map(|i| (i, value)).collect();
                 }
             } else {
                 let mut cursor = 0;
-                for i in 0..self.steps {
-                    let t = self.time(i).saturating_sub(offset);
+                for i in 0..steps {
+                    let t = time(i).saturating_sub(offset);
                     if let Some((_, value)) =
                         selector::latest_from(&series.samples, t, query.lookback_ms, &mut cursor)
                     {
@@ -395,15 +399,21 @@ impl Columns<'_, '_> {
                     }
                 }
             }
-            if !points.is_empty() {
-                sink(Column {
-                    labels: Arc::clone(&series.labels),
-                    points,
-                    ranks: Vec::new(),
-                })?;
+            points
+        };
+        self.ev.selectors().stream(vs, points, |part| {
+            self.ev.check_deadline()?;
+            for (labels, points) in part {
+                if !points.is_empty() {
+                    sink(Column {
+                        labels,
+                        points,
+                        ranks: Vec::new(),
+                    })?;
+                }
             }
-        }
-        Ok(())
+            Ok::<(), Stop>(())
+        })
     }
 
     /// A range function over a matrix selector: per series, the window's
@@ -431,7 +441,6 @@ impl Columns<'_, '_> {
         let counter = matches!(name, "rate" | "increase");
         let mut non_counters = NonCounters::new(matches!(name, "rate" | "increase"));
         let vs = &shape.selector.vs;
-        let data = ev.selector_data(vs);
         let range = duration_ms(shape.selector.range);
         let offset = offset_ms(&vs.offset);
         let pinned = vs.at.as_ref().map(|at| query.at_ms(at));
@@ -450,38 +459,38 @@ impl Columns<'_, '_> {
             start_ms: query.start_ms,
             step_ms: query.step_ms,
         };
-        // Series are independent: a batch of them is computed on every
-        // core, then handed on in order. A batch bounds the columns held
-        // before the sink takes them.
-        for batch in data.chunks(SERIES_PER_BATCH) {
-            ev.check_deadline()?;
-            let columns: Vec<Vec<(usize, f64)>> = batch
-                .par_iter()
-                .map(|series| walk.points(&series.samples))
-                .collect();
-            for (series, points) in batch.iter().zip(columns) {
-                if points.is_empty() {
-                    continue;
+        // Series are independent: each is read and walked on any core,
+        // then handed on in order.
+        self.ev.selectors().stream(
+            vs,
+            |series| walk.points(&series.samples),
+            |part| {
+                ev.check_deadline()?;
+                for (labels, points) in part {
+                    if points.is_empty() {
+                        continue;
+                    }
+                    non_counters.note(&labels);
+                    let labels = if keep_name {
+                        labels
+                    } else {
+                        ev.drop_name(&labels)
+                    };
+                    let column = Column {
+                        labels,
+                        points,
+                        ranks: Vec::new(),
+                    };
+                    if distinct {
+                        sink(column)?;
+                    } else {
+                        self.hold(column.points.len())?;
+                        gathered.push(column);
+                    }
                 }
-                non_counters.note(&series.labels);
-                let labels = if keep_name {
-                    Arc::clone(&series.labels)
-                } else {
-                    ev.drop_name(&series.labels)
-                };
-                let column = Column {
-                    labels,
-                    points,
-                    ranks: Vec::new(),
-                };
-                if distinct {
-                    sink(column)?;
-                } else {
-                    self.hold(column.points.len())?;
-                    gathered.push(column);
-                }
-            }
-        }
+                Ok::<(), Stop>(())
+            },
+        )?;
         for message in non_counters.messages() {
             notes.infos.insert(ev.info_text(&message, shape.arg));
         }
@@ -559,9 +568,6 @@ impl Columns<'_, '_> {
         Ok(failing)
     }
 }
-
-/// Series whose range function values one task computes.
-const SERIES_PER_BATCH: usize = 64;
 
 /// A range function over one series at every step: all it needs, shared
 /// by the tasks computing series in parallel.

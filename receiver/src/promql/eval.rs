@@ -51,7 +51,7 @@ impl Limits {
     }
 }
 
-/// Evaluates one query over its prefetched data.
+/// Evaluates one query over the data its selectors read.
 #[derive(Debug)]
 pub struct Evaluator<'q> {
     /// The query's time span and settings.
@@ -323,7 +323,7 @@ impl<'q> Evaluator<'q> {
             },
             Expr::VectorSelector(vs) => {
                 let at = vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
-                let series = self.data.get(vs);
+                let series = self.data.get(vs)?;
                 let samples = self.with_cursors(vs, CURSOR_INSTANT, series.len(), |cursors| {
                     selector::instant_from(
                         &series,
@@ -336,7 +336,7 @@ impl<'q> Evaluator<'q> {
             }
             Expr::MatrixSelector(ms) => {
                 let at = ms.vs.at.as_ref().map_or(t, |at| self.query.at_ms(at));
-                let series = self.data.get(&ms.vs);
+                let series = self.data.get(&ms.vs)?;
                 Ok(Value::Matrix(selector::range(
                     &series,
                     at.saturating_sub(offset_ms(&ms.vs.offset)),
@@ -564,12 +564,17 @@ pub fn distinct_by_construction(call: &promql_parser::parser::Call) -> bool {
     })
 }
 
-impl Evaluator<'_> {
-    /// The prefetched series of `selector`.
+impl<'q> Evaluator<'q> {
+    /// The series of every selector of the query.
+    pub fn selectors(&self) -> &'q SelectorData {
+        self.data
+    }
+
+    /// The series of `selector`, read whole.
     pub fn selector_data(
         &self,
         selector: &promql_parser::parser::VectorSelector,
-    ) -> std::sync::Arc<Vec<crate::storage::read::SeriesData>> {
+    ) -> Result<Arc<Vec<crate::storage::read::SeriesData>>, QueryError> {
         self.data.get(selector)
     }
 }

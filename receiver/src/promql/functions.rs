@@ -193,7 +193,7 @@ fn range_function(
     if let Expr::MatrixSelector(ms) = unwrap_parens(matrix_arg) {
         // Straight from the fetched samples: no copy of the window unless
         // it holds a stale marker to skip.
-        let data = ev.selector_data(&ms.vs);
+        let data = ev.selector_data(&ms.vs)?;
         let mut out = Vec::new();
         let mut starts = ev.with_cursors(&ms.vs, CURSOR_WINDOW_START, data.len(), |c| c.to_vec());
         let mut ends = ev.with_cursors(&ms.vs, CURSOR_WINDOW_END, data.len(), |c| c.to_vec());
@@ -383,7 +383,7 @@ fn timestamp(ev: &Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<Sample>, Quer
             .as_ref()
             .map_or(t, |at| ev.query.at_ms(at))
             .saturating_sub(super::plan::offset_ms(&vs.offset));
-        let data = ev.selector_data(vs);
+        let data = ev.selector_data(vs)?;
         return Ok(data
             .iter()
             .filter_map(|s| {

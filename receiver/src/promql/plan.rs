@@ -1,19 +1,21 @@
 //! Before evaluation: find the time span each selector is read over during
 //! the whole query (through offsets, `@`, subqueries and lookback), and
-//! fetch each selector's series once.
+//! read each selector's series when the evaluation asks for them.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::QueryError;
 use super::eval::Limits;
 use crate::storage::Storage;
-use crate::storage::index::{MatchOp, Matcher};
-use crate::storage::read::SeriesData;
+use crate::storage::index::{Labels, MatchOp, Matcher};
+use crate::storage::read::{ReadBudget, SeriesData};
 
 /// The query being evaluated: its time span and settings.
 #[derive(Debug, Clone)]
@@ -62,25 +64,109 @@ pub fn offset_ms(offset: &Option<Offset>) -> i64 {
     }
 }
 
-/// The series of every selector, keyed by the selector node's address.
-#[derive(Debug, Default)]
+/// The series of every selector of one query, keyed by the selector
+/// node's address: read from storage when first asked for, either whole
+/// ([`SelectorData::get`], then kept for the rest of the query) or a part
+/// at a time ([`SelectorData::stream`], which keeps nothing).
+///
+/// Every read counts against the query's `--query.max-samples` (one
+/// [`ReadBudget`]); a streamed part stops counting once it is consumed,
+/// so what the limit bounds is the samples held at once.
+#[derive(Debug)]
 pub struct SelectorData {
-    by_node: FxHashMap<usize, Arc<Vec<SeriesData>>>,
-    samples: usize,
+    storage: Storage,
+    spans: FxHashMap<usize, Span>,
+    loaded: RefCell<FxHashMap<usize, Arc<Vec<SeriesData>>>>,
+    budget: ReadBudget,
 }
 
+/// What one selector reads: its matchers and the span of timestamps it
+/// can look at during the whole query.
+#[derive(Debug)]
+struct Span {
+    matchers: Vec<Matcher>,
+    from: i64,
+    to: i64,
+}
+
+/// Series a streamed part holds per core: enough to keep every core busy,
+/// few enough that a part's results stay small.
+const STREAM_SERIES_PER_CORE: usize = 16;
+
+/// Most series in a streamed part, however many cores there are.
+const STREAM_SERIES_MAX: usize = 256;
+
 impl SelectorData {
-    /// The series fetched for `selector`.
-    pub fn get(&self, selector: &VectorSelector) -> Arc<Vec<SeriesData>> {
-        self.by_node
-            .get(&node_key(selector))
-            .cloned()
-            .unwrap_or_default()
+    /// The series read for `selector` (none for a node this query does not
+    /// hold), sorted by labels.
+    pub fn get(&self, selector: &VectorSelector) -> Result<Arc<Vec<SeriesData>>, QueryError> {
+        let key = node_key(selector);
+        if let Some(series) = self.loaded.borrow().get(&key) {
+            return Ok(Arc::clone(series));
+        }
+        let Some(span) = self.spans.get(&key) else {
+            return Ok(Arc::default());
+        };
+        let series = self
+            .storage
+            .select_within(&span.matchers, span.from, span.to, &self.budget)?
+            .ok_or_else(QueryError::too_many_samples)?;
+        let series = Arc::new(series);
+        self.loaded.borrow_mut().insert(key, Arc::clone(&series));
+        Ok(series)
     }
 
-    /// How many samples were fetched, over all selectors.
+    /// `map` of every series of `selector` that has samples, in label
+    /// order, handed to `each` a part at a time with the series' labels.
+    /// Series are read and mapped on every core; a part's samples are
+    /// dropped once mapped, so what is held is the parts' results.
+    pub fn stream<R: Send, E: From<QueryError>>(
+        &self,
+        selector: &VectorSelector,
+        map: impl Fn(&SeriesData) -> R + Sync,
+        mut each: impl FnMut(Vec<(Labels, R)>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let key = node_key(selector);
+        let part =
+            (rayon::current_num_threads().max(1) * STREAM_SERIES_PER_CORE).min(STREAM_SERIES_MAX);
+        let loaded = self.loaded.borrow().get(&key).cloned();
+        if let Some(series) = loaded {
+            for chunk in series.chunks(part) {
+                let mapped = chunk
+                    .par_iter()
+                    .map(|s| (Arc::clone(&s.labels), map(s)))
+                    .collect();
+                each(mapped)?;
+            }
+            return Ok(());
+        }
+        let Some(span) = self.spans.get(&key) else {
+            return Ok(());
+        };
+        let selection = self
+            .storage
+            .selection(&span.matchers, span.from, span.to, &self.budget)
+            .map_err(QueryError::from)?
+            .ok_or_else(QueryError::too_many_samples)?;
+        for first in (0..selection.len()).step_by(part) {
+            let range = first..(first + part).min(selection.len());
+            let mapped = self
+                .storage
+                .read_selected(&selection, range, &self.budget, |s| {
+                    (s.samples.len(), (Arc::clone(&s.labels), map(&s)))
+                })
+                .map_err(QueryError::from)?
+                .ok_or_else(QueryError::too_many_samples)?;
+            let read: usize = mapped.iter().map(|(n, _)| n).sum();
+            each(mapped.into_iter().map(|(_, m)| m).collect())?;
+            self.budget.give_back(read);
+        }
+        Ok(())
+    }
+
+    /// Samples read and still held, over all selectors.
     pub fn samples(&self) -> usize {
-        self.samples
+        self.budget.loaded()
     }
 }
 
@@ -88,30 +174,27 @@ fn node_key(selector: &VectorSelector) -> usize {
     selector as *const VectorSelector as usize
 }
 
-/// Fetches every selector's data for the whole query.
+/// Finds what every selector of the query reads; the reads happen as the
+/// evaluation asks for them.
 pub fn fetch(
     storage: &Storage,
     expr: &Expr,
     query: &Query,
     limits: &Limits,
 ) -> Result<SelectorData, QueryError> {
-    let max_samples = limits.max_samples;
-    let mut spans = Vec::new();
-    collect_spans(expr, query, query.start_ms, query.end_ms, &mut spans)?;
-    let mut data = SelectorData::default();
-    let mut samples = 0usize;
-    for (selector, from, to) in spans {
-        limits.check()?;
+    let mut found = Vec::new();
+    collect_spans(expr, query, query.start_ms, query.end_ms, &mut found)?;
+    let mut spans = FxHashMap::default();
+    for (selector, from, to) in found {
         let matchers = storage_matchers(selector)?;
-        let budget = max_samples.saturating_sub(samples);
-        let series = storage
-            .select_within(&matchers, from, to, budget)?
-            .ok_or_else(QueryError::too_many_samples)?;
-        samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
-        data.by_node.insert(node_key(selector), Arc::new(series));
+        spans.insert(node_key(selector), Span { matchers, from, to });
     }
-    data.samples = samples;
-    Ok(data)
+    Ok(SelectorData {
+        storage: storage.clone(),
+        spans,
+        loaded: RefCell::default(),
+        budget: ReadBudget::new(limits.max_samples),
+    })
 }
 
 /// How far before an evaluation time `t` the samples `expr` reads at `t`

@@ -2,6 +2,7 @@
 //! each with its samples in `[start, end]` in time order, merged from chunks
 //! and the head (the head, being newer, wins where both hold a timestamp).
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
@@ -48,41 +49,54 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError> {
+        let budget = ReadBudget::new(usize::MAX);
         Ok(self
-            .select_within(matchers, start_ms, end_ms, usize::MAX)?
+            .select_within(matchers, start_ms, end_ms, &budget)?
             .unwrap_or_default())
     }
 
-    /// [`Storage::select`] that gives up (`None`) as soon as it has read
-    /// more than `max_samples` samples, so a query too big for memory
-    /// fails before it is loaded.
-    ///
-    /// Series are read in parallel on the shared [`rayon`] pool, whose
-    /// threads (one per core) every query shares: however many queries run
-    /// at once, reads never use more threads than the machine has cores.
+    /// [`Storage::select`] that gives up (`None`) as soon as `budget` is
+    /// spent, so a query too big for memory fails before it is loaded.
     pub fn select_within(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
-        max_samples: usize,
+        budget: &ReadBudget,
     ) -> Result<Option<Vec<SeriesData>>, StorageError> {
-        let selected = self.selected(matchers);
-        // The head first, then the chunks: compaction commits a slice to
-        // chunks before it drains that slice from the head, so every sample
-        // acknowledged before this read is in this head copy or in the
-        // chunks read after it (seen in both is harmless: the merge keeps
-        // one). Reading the other way round, a slice compacted in between
-        // would be in neither.
-        //
-        // Series whose chunk samples in the range are all in their recent
-        // tail are answered from it with the head, under the same lock, and
-        // read no chunk.
-        let mut work = Vec::with_capacity(selected.len());
+        let Some(selection) = self.selection(matchers, start_ms, end_ms, budget)? else {
+            return Ok(None);
+        };
+        self.read_selected(&selection, 0..selection.len(), budget, |series| series)
+    }
+
+    /// The series matching all `matchers`, in label order, for reading
+    /// their samples in `[start_ms, end_ms]` a part at a time
+    /// ([`Storage::read_selected`]); `None` when the head's samples alone
+    /// spend `budget`.
+    ///
+    /// The head is read here, the chunks later: compaction commits a slice
+    /// to chunks before it drains that slice from the head, so every sample
+    /// acknowledged before this call is in this head copy or in the chunks
+    /// read after it (seen in both is harmless: the merge keeps one).
+    /// Reading the other way round, a slice compacted in between would be
+    /// in neither. Series whose chunk samples in the range are all in their
+    /// recent tail are answered here from it with the head, under the same
+    /// lock, and read no chunk.
+    pub fn selection(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        budget: &ReadBudget,
+    ) -> Result<Option<Selection>, StorageError> {
+        let mut selected = self.selected(matchers);
+        selected.sort_by(|a, b| a.1.cmp(&b.1));
         let mut series = Vec::with_capacity(selected.len());
-        // Head samples of every series, then the samples of the series
-        // answered here (counted again by the chunk readers' budget).
-        let (mut loaded, mut served) = (0usize, 0usize);
+        // Head samples of every series: a first check only, as they are
+        // counted again when read out with the chunks.
+        let mut loaded = 0usize;
+        let mut served = 0usize;
         {
             let head = read_lock(&self.shared.head);
             let recent = read_lock(&self.shared.recent);
@@ -95,44 +109,63 @@ impl Storage {
                         let tail = tail.iter().map(|&(t, bits)| (t, f64::from_bits(bits)));
                         let merged = merge_newer(tail.collect(), &samples);
                         served += merged.len();
-                        if !merged.is_empty() {
-                            series.push(SeriesData {
-                                labels,
-                                samples: merged,
-                            });
-                        }
+                        series.push(Pending::Read(SeriesData {
+                            labels,
+                            samples: merged,
+                        }));
                     }
-                    None => work.push((id, labels, samples)),
+                    None => series.push(Pending::Chunks(id, labels, samples)),
                 }
-                if loaded > max_samples {
+                if budget.loaded().saturating_add(loaded) > budget.max {
                     return Ok(None);
                 }
             }
         }
+        if !budget.take(served) {
+            return Ok(None);
+        }
         let window = self.shared.options.chunk_window;
-        let range = ChunkRange {
-            first_window: window_of(start_ms, window),
-            last_window: window_of(end_ms, window),
-            start_ms,
-            end_ms,
-        };
-        let budget = Budget {
-            max: max_samples,
-            loaded: AtomicUsize::new(served),
-            over: AtomicBool::new(false),
-        };
-        let batches: Vec<Result<Option<Vec<SeriesData>>, StorageError>> = work
+        Ok(Some(Selection {
+            series,
+            range: ChunkRange {
+                first_window: window_of(start_ms, window),
+                last_window: window_of(end_ms, window),
+                start_ms,
+                end_ms,
+            },
+        }))
+    }
+
+    /// `map` of each series of `selection[part]` that has samples in the
+    /// range, in order; `None` once `budget` is spent. The samples read
+    /// are counted against `budget` (see [`ReadBudget::give_back`]).
+    ///
+    /// Series are read and mapped in parallel on the shared [`rayon`]
+    /// pool, whose threads (one per core) every query shares: however many
+    /// queries run at once, reads never use more threads than the machine
+    /// has cores. Each series is mapped on the thread that decoded it,
+    /// while its samples are still in that core's cache.
+    pub fn read_selected<R: Send>(
+        &self,
+        selection: &Selection,
+        part: Range<usize>,
+        budget: &ReadBudget,
+        map: impl Fn(SeriesData) -> R + Sync,
+    ) -> Result<Option<Vec<R>>, StorageError> {
+        let tasks: Vec<Result<Option<Vec<R>>, StorageError>> = selection.series[part]
             .par_chunks(SERIES_PER_TASK)
-            .map(|batch| self.with_reader(|conn| read_batch(conn, batch, &range, &budget)))
+            .map(|batch| {
+                self.with_reader(|conn| read_batch(conn, batch, &selection.range, budget, &map))
+            })
             .collect();
-        for batch in batches {
-            match batch? {
-                Some(read) => series.extend(read),
+        let mut out = Vec::new();
+        for task in tasks {
+            match task? {
+                Some(read) => out.extend(read),
                 None => return Ok(None),
             }
         }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(Some(series))
+        Ok(Some(out))
     }
 
     /// Oldest and newest sample timestamps, if any sample is stored.
@@ -241,11 +274,41 @@ impl Storage {
 }
 
 /// Series one reader task reads with one connection: enough to pay for
-/// taking a connection and a statement, few enough to spread a fleet-wide
-/// selector over every core.
-const SERIES_PER_TASK: usize = 32;
+/// taking a connection and a statement, few enough to spread a part of a
+/// selection over every core.
+const SERIES_PER_TASK: usize = 8;
+
+/// The series a selector matches, in label order, with what the head held
+/// for them when it was taken; their chunks are read on demand.
+#[derive(Debug)]
+pub struct Selection {
+    series: Vec<Pending>,
+    range: ChunkRange,
+}
+
+impl Selection {
+    /// How many series matched (some may have no sample in the range).
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether no series matched.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+/// One selected series.
+#[derive(Debug)]
+enum Pending {
+    /// Answered from memory (recent tail and head) already.
+    Read(SeriesData),
+    /// To merge from its chunks and this copy of its head samples.
+    Chunks(SeriesId, Labels, Vec<RawSample>),
+}
 
 /// The chunks and samples a selection reads.
+#[derive(Debug)]
 struct ChunkRange {
     first_window: i64,
     last_window: i64,
@@ -253,15 +316,36 @@ struct ChunkRange {
     end_ms: i64,
 }
 
-/// `--query.max-samples` shared by the reader tasks of one selection: the
-/// first to take the total past `max` stops them all.
-struct Budget {
+/// `--query.max-samples` for one query, shared by its reads (and their
+/// reader tasks): the first read to take the total past `max` stops them
+/// all.
+#[derive(Debug)]
+pub struct ReadBudget {
     max: usize,
     loaded: AtomicUsize,
     over: AtomicBool,
 }
 
-impl Budget {
+impl ReadBudget {
+    /// A budget of `max` samples.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            loaded: AtomicUsize::new(0),
+            over: AtomicBool::new(false),
+        }
+    }
+
+    /// Samples read and not given back.
+    pub fn loaded(&self) -> usize {
+        self.loaded.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read has gone past the budget.
+    pub fn is_spent(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
     /// Counts `count` more samples; `false` once the total is past `max`.
     fn take(&self, count: usize) -> bool {
         let total = self
@@ -271,66 +355,92 @@ impl Budget {
         if total > self.max {
             self.over.store(true, Ordering::Relaxed);
         }
-        !self.over.load(Ordering::Relaxed)
+        !self.is_spent()
+    }
+
+    /// Uncounts `count` samples read earlier and no longer held (a part of
+    /// a selection consumed as it streams).
+    pub fn give_back(&self, count: usize) {
+        let _ = self
+            .loaded
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(count))
+            });
     }
 }
 
-/// Reads a batch of series (each with its head copy) from the chunks on
-/// `conn`; `None` once the budget is spent, here or in another task.
-fn read_batch(
+/// Reads a batch of series from the chunks on `conn` and maps each with
+/// samples; `None` once the budget is spent, here or in another task.
+fn read_batch<R>(
     conn: &Connection,
-    batch: &[(SeriesId, Labels, Vec<RawSample>)],
+    batch: &[Pending],
     range: &ChunkRange,
-    budget: &Budget,
-) -> Result<Option<Vec<SeriesData>>, StorageError> {
+    budget: &ReadBudget,
+    map: &impl Fn(SeriesData) -> R,
+) -> Result<Option<Vec<R>>, StorageError> {
+    let mut out = Vec::with_capacity(batch.len());
+    for pending in batch {
+        if budget.is_spent() {
+            return Ok(None);
+        }
+        let series = match pending {
+            Pending::Read(series) => series.clone(),
+            Pending::Chunks(id, labels, newer) => {
+                let samples = merge_newer(read_chunks(conn, *id, range)?, newer);
+                if !budget.take(samples.len()) {
+                    return Ok(None);
+                }
+                SeriesData {
+                    labels: labels.clone(),
+                    samples,
+                }
+            }
+        };
+        if !series.samples.is_empty() {
+            out.push(map(series));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// One series' chunk samples in the range, in time order.
+fn read_chunks(
+    conn: &Connection,
+    id: SeriesId,
+    range: &ChunkRange,
+) -> Result<Vec<(i64, f64)>, StorageError> {
     // Chunks wholly outside the range are not even fetched.
     let mut load = conn.prepare_cached(
         "SELECT data, count, min_ts, max_ts FROM chunks \
          WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 ORDER BY key",
     )?;
-    let mut out = Vec::with_capacity(batch.len());
-    for (id, labels, newer) in batch {
-        if budget.over.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let mut samples: Vec<(i64, f64)> = Vec::new();
-        let mut rows = load.query(params![
-            chunk_key(*id, range.first_window),
-            chunk_key(*id, range.last_window),
-            range.start_ms,
-            range.end_ms
-        ])?;
-        while let Some(row) = rows.next()? {
-            let count: i64 = row.get(1)?;
-            let (min_ts, max_ts): (i64, i64) = (row.get(2)?, row.get(3)?);
-            let corrupt =
-                |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
-            let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
-            let decoded = chunk::decode(data).map_err(|e| corrupt(&e))?;
-            // Decoded timestamps are strictly increasing: the range is one
-            // slice of them, found by bisection unless it is the whole.
-            let inside = if min_ts >= range.start_ms && max_ts <= range.end_ms {
-                &decoded[..]
-            } else {
-                let from = decoded.partition_point(|s| s.0 < range.start_ms);
-                let to = decoded.partition_point(|s| s.0 <= range.end_ms);
-                &decoded[from..to.max(from)]
-            };
-            samples.reserve(usize::try_from(count).map_or(inside.len(), |c| c.min(inside.len())));
-            samples.extend(inside.iter().map(|&(t, bits)| (t, f64::from_bits(bits))));
-        }
-        let merged = merge_newer(samples, newer);
-        if !budget.take(merged.len()) {
-            return Ok(None);
-        }
-        if !merged.is_empty() {
-            out.push(SeriesData {
-                labels: labels.clone(),
-                samples: merged,
-            });
-        }
+    let mut samples: Vec<(i64, f64)> = Vec::new();
+    let mut rows = load.query(params![
+        chunk_key(id, range.first_window),
+        chunk_key(id, range.last_window),
+        range.start_ms,
+        range.end_ms
+    ])?;
+    while let Some(row) = rows.next()? {
+        let count: i64 = row.get(1)?;
+        let (min_ts, max_ts): (i64, i64) = (row.get(2)?, row.get(3)?);
+        let corrupt =
+            |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
+        let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
+        let decoded = chunk::decode(data).map_err(|e| corrupt(&e))?;
+        // Decoded timestamps are strictly increasing: the range is one
+        // slice of them, found by bisection unless it is the whole.
+        let inside = if min_ts >= range.start_ms && max_ts <= range.end_ms {
+            &decoded[..]
+        } else {
+            let from = decoded.partition_point(|s| s.0 < range.start_ms);
+            let to = decoded.partition_point(|s| s.0 <= range.end_ms);
+            &decoded[from..to.max(from)]
+        };
+        samples.reserve(usize::try_from(count).map_or(inside.len(), |c| c.min(inside.len())));
+        samples.extend(inside.iter().map(|&(t, bits)| (t, f64::from_bits(bits))));
     }
-    Ok(Some(out))
+    Ok(samples)
 }
 
 /// `older` (from chunks) with `newer` (the head's copy: sorted, one sample

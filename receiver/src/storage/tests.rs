@@ -6,6 +6,7 @@ use std::time::Duration;
 use dcmon_protocol::remote_write::SeriesSamples;
 
 use super::index::{MatchOp, Matcher};
+use super::read::ReadBudget;
 use super::{Options, Storage};
 
 const HOUR: i64 = 3_600_000;
@@ -237,19 +238,19 @@ fn select_within_gives_up_past_its_budget() {
         }
         assert!(
             storage
-                .select_within(&all, base, base + HOUR, 19)
+                .select_within(&all, base, base + HOUR, &ReadBudget::new(19))
                 .unwrap()
                 .is_none()
         );
         let fits = storage
-            .select_within(&all, base, base + HOUR, 20)
+            .select_within(&all, base, base + HOUR, &ReadBudget::new(20))
             .unwrap()
             .unwrap();
         assert_eq!(fits.len(), 2, "compacted: {compacted}");
         // Only samples in range count.
         assert!(
             storage
-                .select_within(&all, base, base + 4000, 10)
+                .select_within(&all, base, base + 4000, &ReadBudget::new(10))
                 .unwrap()
                 .is_some()
         );
