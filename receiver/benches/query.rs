@@ -57,14 +57,38 @@ struct System {
     name: &'static str,
     write: Endpoint,
     read: Endpoint,
-    _process: Process,
+    process: Process,
 }
 
 /// What keeps a system running; dropping it stops the system.
 struct Process {
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
-    _peer: Option<Peer>,
+    peer: Option<Peer>,
+}
+
+impl Process {
+    fn pid(&self) -> Option<u32> {
+        match (&self.child, &self.peer) {
+            (Some(child), _) => Some(child.id()),
+            (None, Some(peer)) => Some(peer.pid()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The peak resident set size of `pid` since it started or since
+/// [`reset_peak_rss`], in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Starts measuring `pid`'s peak RSS afresh (Linux: `clear_refs` 5).
+fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
 impl Drop for Process {
@@ -123,10 +147,10 @@ fn start_dcmon() -> Result<System, String> {
         name: "dcmon",
         write: endpoint.clone(),
         read: endpoint,
-        _process: Process {
+        process: Process {
             child: Some(child),
             _dir: Some(dir),
-            _peer: None,
+            peer: None,
         },
     })
 }
@@ -141,10 +165,10 @@ fn start_peer(kind: Kind, name: &'static str) -> Result<System, String> {
         name,
         write: endpoint.clone(),
         read: endpoint,
-        _process: Process {
+        process: Process {
             child: None,
             _dir: None,
-            _peer: Some(peer),
+            peer: Some(peer),
         },
     })
 }
@@ -268,6 +292,7 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
         range(r#"max_over_time(nvidia_smi_temperature_gpu{instance="host1:9100"}[5m])"#),
         range(r#"max by (instance) (max_over_time(nvidia_smi_temperature_gpu[5m]))"#),
         range(r#"topk(5, max by (instance) (nvidia_smi_temperature_gpu))"#),
+        range(r#"count by (instance) (up)"#),
         range(
             r#"histogram_quantile(0.9, rate(dcmon_receiver_request_duration_seconds_bucket{instance="host1:9100"}[5m]))"#,
         ),
@@ -508,6 +533,20 @@ fn run() -> Result<(), String> {
         );
     }
 
+    // Peak RSS while loading, then afresh for the queries.
+    let mut load_rss = Vec::new();
+    for system in &systems {
+        let pid = system.process.pid();
+        load_rss.push(pid.and_then(peak_rss_mib));
+        if let Some(pid) = pid
+            && !reset_peak_rss(pid)
+        {
+            println!(
+                "{}: peak RSS cannot be reset; the query figure includes loading",
+                system.name
+            );
+        }
+    }
     let end = spec.end_ms().div_euclid(60_000) * 60_000;
     let start = spec.start_ms + lead_ms;
     // Grafana's step for the span at ~1,400 points.
@@ -642,6 +681,17 @@ fn run() -> Result<(), String> {
         for note in notes {
             println!("{:<4} note: {note}", "");
         }
+    }
+    println!();
+    let mib = |v: Option<f64>| v.map_or("-".to_owned(), |m| format!("{m:.0} MiB"));
+    for (system, loading) in systems.iter().zip(load_rss) {
+        let querying = system.process.pid().and_then(peak_rss_mib);
+        println!(
+            "{}: peak RSS {} while loading, {} while querying",
+            system.name,
+            mib(loading),
+            mib(querying)
+        );
     }
     Ok(())
 }

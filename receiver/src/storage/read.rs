@@ -411,36 +411,39 @@ fn read_chunks(
 ) -> Result<Vec<(i64, f64)>, StorageError> {
     // Chunks wholly outside the range are not even fetched.
     let mut load = conn.prepare_cached(
-        "SELECT data, count, min_ts, max_ts FROM chunks \
+        "SELECT data, min_ts, max_ts FROM chunks \
          WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 ORDER BY key",
     )?;
-    let mut samples: Vec<(i64, f64)> = Vec::new();
     let mut rows = load.query(params![
         chunk_key(id, range.first_window),
         chunk_key(id, range.last_window),
         range.start_ms,
         range.end_ms
     ])?;
+    // Every chunk decodes into one buffer; only those straddling an end
+    // of the range are cut.
+    let mut raw: Vec<RawSample> = Vec::new();
     while let Some(row) = rows.next()? {
-        let count: i64 = row.get(1)?;
-        let (min_ts, max_ts): (i64, i64) = (row.get(2)?, row.get(3)?);
+        let (min_ts, max_ts): (i64, i64) = (row.get(1)?, row.get(2)?);
         let corrupt =
             |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
         let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
-        let decoded = chunk::decode(data).map_err(|e| corrupt(&e))?;
-        // Decoded timestamps are strictly increasing: the range is one
-        // slice of them, found by bisection unless it is the whole.
-        let inside = if min_ts >= range.start_ms && max_ts <= range.end_ms {
-            &decoded[..]
-        } else {
+        let first = raw.len();
+        chunk::decode_into(data, &mut raw).map_err(|e| corrupt(&e))?;
+        if min_ts < range.start_ms || max_ts > range.end_ms {
+            // Decoded timestamps are strictly increasing: the range is one
+            // slice of them.
+            let decoded = &raw[first..];
             let from = decoded.partition_point(|s| s.0 < range.start_ms);
-            let to = decoded.partition_point(|s| s.0 <= range.end_ms);
-            &decoded[from..to.max(from)]
-        };
-        samples.reserve(usize::try_from(count).map_or(inside.len(), |c| c.min(inside.len())));
-        samples.extend(inside.iter().map(|&(t, bits)| (t, f64::from_bits(bits))));
+            let to = decoded.partition_point(|s| s.0 <= range.end_ms).max(from);
+            raw.truncate(first + to);
+            raw.drain(first..first + from);
+        }
     }
-    Ok(samples)
+    Ok(raw
+        .into_iter()
+        .map(|(t, bits)| (t, f64::from_bits(bits)))
+        .collect())
 }
 
 /// `older` (from chunks) with `newer` (the head's copy: sorted, one sample

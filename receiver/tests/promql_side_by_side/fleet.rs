@@ -364,6 +364,8 @@ impl Target {
                 Gen::Constant(if fstype == "tmpfs" { 1.0 } else { 0.0 }),
             );
         }
+        // What the scraping Prometheus adds and remote-writes along.
+        b.add("up", &[], Gen::Constant(1.0));
         b.add("node_boot_time_seconds", &[], Gen::BootTime);
         b.add("node_time_seconds", &[], Gen::Clock);
         b.add(

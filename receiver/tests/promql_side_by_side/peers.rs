@@ -51,6 +51,12 @@ pub fn installed(program: &str) -> bool {
 }
 
 impl Peer {
+    /// The peer's process id.
+    #[allow(dead_code)] // benches only
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     /// Starts `kind` with remote-write ingestion on; waits until it is ready.
     pub fn start(kind: Kind) -> Result<Peer, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;

@@ -176,12 +176,30 @@ pub fn encode(samples: &[RawSample]) -> Vec<u8> {
 ///
 /// Timestamps of a successfully decoded chunk are strictly increasing.
 pub fn decode(data: &[u8]) -> Result<Vec<RawSample>, ChunkError> {
+    let mut out = Vec::new();
+    decode_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`], appending the samples to `out` (a reader decoding many
+/// chunks reuses one buffer). On error `out` is left as it was.
+pub fn decode_into(data: &[u8], out: &mut Vec<RawSample>) -> Result<(), ChunkError> {
+    let before = out.len();
+    let result = decode_after(data, out, before);
+    if result.is_err() {
+        out.truncate(before);
+    }
+    result
+}
+
+/// Decodes `data`'s samples onto `out`, whose first `before` samples are
+/// not the chunk's.
+fn decode_after(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
     let (&version, body) = data.split_first().ok_or(ChunkError::Empty)?;
     if version != VERSION {
         return Err(ChunkError::UnsupportedVersion(version));
     }
     let mut r = BitReader::new(body);
-    let mut out: Vec<RawSample> = Vec::new();
     let mut scratch = Vec::new();
     loop {
         let n = r.get_uvar()?;
@@ -190,24 +208,23 @@ pub fn decode(data: &[u8]) -> Result<Vec<RawSample>, ChunkError> {
         }
         let n = n as usize;
         if n == 0 {
-            if out.is_empty() {
+            if out.len() == before {
                 break;
             }
             return Err(r.corrupt("empty block after samples"));
         }
         let start = out.len();
         let t0 = unzigzag(r.get_uvar()?);
-        if out.last().is_some_and(|&(last, _)| t0 <= last) {
+        if out[before..].last().is_some_and(|&(last, _)| t0 <= last) {
             return Err(r.corrupt("timestamps not strictly increasing"));
         }
-        decode_times(&mut r, n, t0, &mut out, &mut scratch)?;
+        decode_times(&mut r, n, t0, out, &mut scratch)?;
         decode_values(&mut r, &mut out[start..], &mut scratch)?;
         if r.get(1) == 0 {
             break;
         }
     }
-    r.finish()?;
-    Ok(out)
+    r.finish()
 }
 
 #[cfg(test)]
