@@ -18,7 +18,8 @@
 //! Knobs (environment): `BENCH_HOSTS` (100), `BENCH_SERIES` per host (~300),
 //! `BENCH_HOURS` of data ending now (24; `BENCH_DAYS=7` for a week),
 //! `BENCH_RUNS` timed runs per query (5, after one warm-up),
-//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`).
+//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
+//! `BENCH_FILTER` (only the queries containing this text).
 
 #[path = "../tests/promql_side_by_side/fleet.rs"]
 mod fleet;
@@ -562,7 +563,11 @@ fn run() -> Result<(), String> {
         .collect();
     let mut written = 0i64;
     let mut table: Vec<Row> = Vec::new();
-    for probe in probes(start, end) {
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
+    let chosen = probes(start, end)
+        .into_iter()
+        .filter(|probe| probe.title().contains(filter.as_str()));
+    for probe in chosen {
         let mut times = Vec::new();
         let mut warm_times = Vec::new();
         let mut notes = Vec::new();

@@ -612,7 +612,12 @@ impl Walk<'_> {
         };
         let mut next_reset = 0;
         let (mut from, mut to) = (0, 0);
-        let mut points = Vec::new();
+        // A sample is in the windows of at most range / step + 1 steps.
+        let reach = usize::try_from(self.range / self.step_ms.max(1)).unwrap_or(usize::MAX);
+        let mut points = Vec::with_capacity(
+            self.steps
+                .min(samples.len().saturating_mul(reach.saturating_add(1))),
+        );
         for i in 0..self.steps {
             // Below `end_ms` by construction (see `step_count`).
             let t = self

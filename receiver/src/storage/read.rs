@@ -386,7 +386,7 @@ fn read_batch<R>(
         let series = match pending {
             Pending::Read(series) => series.clone(),
             Pending::Chunks(id, labels, newer) => {
-                let samples = merge_newer(read_chunks(conn, *id, range)?, newer);
+                let samples = merge_newer(read_chunks(conn, *id, range, newer.len())?, newer);
                 if !budget.take(samples.len()) {
                     return Ok(None);
                 }
@@ -403,15 +403,21 @@ fn read_batch<R>(
     Ok(Some(out))
 }
 
-/// One series' chunk samples in the range, in time order.
+/// Most samples reserved ahead on a chunk's word (a corrupt count must
+/// not allocate much).
+const MAX_RESERVE: usize = 1 << 16;
+
+/// One series' chunk samples in the range, in time order, with room for
+/// `more` samples after them.
 fn read_chunks(
     conn: &Connection,
     id: SeriesId,
     range: &ChunkRange,
+    more: usize,
 ) -> Result<Vec<(i64, f64)>, StorageError> {
     // Chunks wholly outside the range are not even fetched.
     let mut load = conn.prepare_cached(
-        "SELECT data, min_ts, max_ts FROM chunks \
+        "SELECT data, min_ts, max_ts, count FROM chunks \
          WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 ORDER BY key",
     )?;
     let mut rows = load.query(params![
@@ -428,6 +434,9 @@ fn read_chunks(
         let corrupt =
             |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
         let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
+        // The stored count is a hint only: the chunk says what it holds.
+        let count: i64 = row.get(3)?;
+        raw.reserve(usize::try_from(count).unwrap_or(0).min(MAX_RESERVE) + more);
         let first = raw.len();
         chunk::decode_into(data, &mut raw).map_err(|e| corrupt(&e))?;
         if min_ts < range.start_ms || max_ts > range.end_ms {

@@ -325,6 +325,8 @@ impl Code {
 pub(super) struct Table {
     pub(super) entries: Vec<u16>,
     pub(super) maxlen: u32,
+    /// Most bits one residual takes (code and extra bits).
+    pub(super) max_bits: u32,
 }
 
 impl Table {
@@ -350,6 +352,7 @@ impl Table {
             return Ok(Self {
                 entries: vec![entry(lo, 0)],
                 maxlen: 0,
+                max_bits: extra_bits(lo, d),
             });
         }
         let mut lens = [0u8; SYMBOLS];
@@ -392,7 +395,58 @@ impl Table {
                 entries[start..start + (1 << shift)].fill(entry(s, l));
             }
         }
-        Ok(Self { entries, maxlen })
+        let max_bits = (lo..=hi)
+            .filter(|&s| lens[s] > 0)
+            .map(|s| u32::from(lens[s]) + extra_bits(s, d))
+            .max()
+            .unwrap_or(0);
+        Ok(Self {
+            entries,
+            maxlen,
+            max_bits,
+        })
+    }
+
+    /// Reads `count` residuals, each passed through `finish` onto `out`:
+    /// several from each 64-bit look at the stream when they are short
+    /// enough, else one by one ([`Table::read_value`]); the same values
+    /// and the same position either way.
+    #[inline]
+    pub(super) fn read_values(
+        &self,
+        r: &mut BitReader<'_>,
+        count: usize,
+        out: &mut Vec<i64>,
+        finish: impl Fn(u64) -> i64,
+    ) {
+        // A look yields at least 57 meaningful bits.
+        let per_look = (57 / self.max_bits.max(1)).min(8) as usize;
+        let mut left = count;
+        if per_look >= 2 {
+            while left >= per_look {
+                let mut word = r.peek();
+                let mut used = 0;
+                for _ in 0..per_look {
+                    let e = self.entries[((word >> 1) >> (63 - self.maxlen)) as usize];
+                    let len = u32::from(e & 15);
+                    let extra = u32::from((e >> 4) & 63);
+                    let value = if extra == 0 {
+                        u64::from(e >> 10)
+                    } else {
+                        (1u64 << extra) | (((word << len) >> 1) >> (63 - extra))
+                    };
+                    out.push(finish(value));
+                    // At most 28 bits: the shift stays within the word.
+                    word <<= len + extra;
+                    used += len + extra;
+                }
+                r.pos += used as usize;
+                left -= per_look;
+            }
+        }
+        for _ in 0..left {
+            out.push(finish(self.read_value(r)));
+        }
     }
 
     /// Reads one residual: its code, then any bits below its leading one.

@@ -208,9 +208,7 @@ pub(super) fn read_seq(
             out.resize(count, 0);
         } else {
             out.reserve(count);
-            for _ in 0..count {
-                out.push(finish(table.read_value(r)));
-            }
+            table.read_values(r, count, out, finish);
         }
     }
     Ok(())
