@@ -19,7 +19,8 @@
 //! `BENCH_HOURS` of data ending now (24; `BENCH_DAYS=7` for a week),
 //! `BENCH_RUNS` timed runs per query (5, after one warm-up),
 //! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
-//! `BENCH_FILTER` (only the queries containing this text).
+//! `BENCH_FILTER` (only the queries containing this text), `BENCH_STEP`
+//! in seconds (default: Grafana's, about 1,400 points over the span).
 
 #[path = "../tests/promql_side_by_side/fleet.rs"]
 mod fleet;
@@ -551,7 +552,10 @@ fn run() -> Result<(), String> {
     let end = spec.end_ms().div_euclid(60_000) * 60_000;
     let start = spec.start_ms + lead_ms;
     // Grafana's step for the span at ~1,400 points.
-    let step = ((end - start) / 1_400).max(INTERVAL_MS).div_euclid(1000) * 1000;
+    let step = match env_parse("BENCH_STEP", 0i64)? {
+        seconds if seconds > 0 => seconds * 1000,
+        _ => ((end - start) / 1_400).max(INTERVAL_MS).div_euclid(1000) * 1000,
+    };
     println!(
         "queries over {:.1} h at a {} s step; median of {runs} runs after one warm-up",
         (end - start) as f64 / 3_600_000.0,
