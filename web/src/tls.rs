@@ -1,0 +1,305 @@
+//! From `tls_server_config` to a rustls server configuration: reads the
+//! certificate, key and client CA files it names, and maps exporter-
+//! toolkit's options (client auth type, versions, cipher suites, curves)
+//! onto rustls with the `ring` provider. Refuses what rustls cannot do
+//! rather than quietly doing something else.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    SupportedProtocolVersion,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+
+use crate::config::{ClientAuth, TlsServerConfig, TlsVersion, WebConfigError, resolve};
+use crate::fingerprint;
+
+/// A listener's TLS, ready for handshakes.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// For the acceptor.
+    pub config: Arc<ServerConfig>,
+    /// SHA-256 of the server's own certificate, as `openssl x509
+    /// -fingerprint -sha256` prints it (colon-separated hex).
+    pub fingerprint: String,
+    /// Whether a client certificate, when sent, was verified against the
+    /// configured client CA and so identifies the client.
+    pub verifies_client_certs: bool,
+}
+
+/// The files a TLS configuration reads, for change detection.
+pub fn files(tls: &TlsServerConfig, config: &Path) -> Vec<PathBuf> {
+    [&tls.cert_file, &tls.key_file, &tls.client_ca_file]
+        .into_iter()
+        .flatten()
+        .map(|f| resolve(config, f))
+        .collect()
+}
+
+/// Builds the TLS configuration; `None` when neither `cert_file` nor
+/// `key_file` is set (exporter-toolkit then serves plain HTTP).
+pub fn build(tls: &TlsServerConfig, config: &Path) -> Result<Option<ServerTls>, WebConfigError> {
+    let invalid = |message: String| WebConfigError::Invalid {
+        config: config.to_owned(),
+        message,
+    };
+    let (cert_file, key_file) = match (&tls.cert_file, &tls.key_file) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(invalid("tls_server_config: missing key_file".into())),
+        (None, Some(_)) => return Err(invalid("tls_server_config: missing cert_file".into())),
+        (Some(c), Some(k)) => (resolve(config, c), resolve(config, k)),
+    };
+    let chain = read_certificates(&cert_file, config)?;
+    let key = PrivateKeyDer::from_pem_file(&key_file)
+        .map_err(|err| pem_error(config, &key_file, "private key", err))?;
+    let provider = Arc::new(provider(tls, config)?);
+    let versions = versions(tls);
+    let verifier = client_verifier(tls, config, &provider)?;
+    let fingerprint = fingerprint(&chain[0]);
+    let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|err| invalid(format!("tls_server_config: {err}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|err| {
+            invalid(format!(
+                "tls_server_config: {} and {} do not make a usable certificate: {err}",
+                cert_file.display(),
+                key_file.display()
+            ))
+        })?;
+    // Both servers speak HTTP/1.1 only (`http2` is accepted and ignored).
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
+    Ok(Some(ServerTls {
+        config: Arc::new(server),
+        fingerprint,
+        verifies_client_certs: tls.client_auth_type.verifies(),
+    }))
+}
+
+fn read_certificates(
+    file: &Path,
+    config: &Path,
+) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+    let chain = CertificateDer::pem_file_iter(file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| pem_error(config, file, "certificates", err))?;
+    if chain.is_empty() {
+        return Err(WebConfigError::Invalid {
+            config: config.to_owned(),
+            message: format!("{}: no PEM certificate in the file", file.display()),
+        });
+    }
+    Ok(chain)
+}
+
+fn pem_error(
+    config: &Path,
+    file: &Path,
+    what: &str,
+    err: rustls_pki_types::pem::Error,
+) -> WebConfigError {
+    match err {
+        rustls_pki_types::pem::Error::Io(source) => WebConfigError::Read {
+            config: config.to_owned(),
+            file: file.to_owned(),
+            source,
+        },
+        rustls_pki_types::pem::Error::NoItemsFound => WebConfigError::Invalid {
+            config: config.to_owned(),
+            message: format!("{}: no PEM {what} in the file", file.display()),
+        },
+        err => WebConfigError::Invalid {
+            config: config.to_owned(),
+            message: format!("{}: reading the {what}: {err}", file.display()),
+        },
+    }
+}
+
+fn versions(tls: &TlsServerConfig) -> Vec<&'static SupportedProtocolVersion> {
+    let min = tls.min_version.unwrap_or(TlsVersion::TLS12);
+    let max = tls.max_version.unwrap_or(TlsVersion::TLS13);
+    [
+        (TlsVersion::TLS12, &rustls::version::TLS12),
+        (TlsVersion::TLS13, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (min..=max).contains(v))
+    .map(|(_, v)| v)
+    .collect()
+}
+
+/// The `ring` provider, narrowed to the configured suites and curves.
+fn provider(tls: &TlsServerConfig, config: &Path) -> Result<CryptoProvider, WebConfigError> {
+    let invalid = |message: String| WebConfigError::Invalid {
+        config: config.to_owned(),
+        message,
+    };
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(names) = &tls.cipher_suites {
+        let all = provider.cipher_suites.clone();
+        // Go applies the list to TLS 1.2 only; TLS 1.3's suites stay on.
+        let mut chosen: Vec<_> = all
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .copied()
+            .collect();
+        for name in names {
+            let wanted = go_suite_alias(name);
+            let suite = all
+                .iter()
+                .find(|s| {
+                    s.version() == &rustls::version::TLS12 && format!("{:?}", s.suite()) == wanted
+                })
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "tls_server_config.cipher_suites: {name} is not supported (available: {})",
+                        all.iter()
+                            .filter(|s| s.version() == &rustls::version::TLS12)
+                            .map(|s| format!("{:?}", s.suite()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            chosen.push(*suite);
+        }
+        provider.cipher_suites = chosen;
+    }
+    if let Some(names) = &tls.curve_preferences {
+        let all = provider.kx_groups.clone();
+        let mut chosen = Vec::new();
+        for name in names {
+            let wanted = match name.as_str() {
+                "CurveP256" => "secp256r1",
+                "CurveP384" => "secp384r1",
+                "X25519" => "X25519",
+                _ => "",
+            };
+            let group = all
+                .iter()
+                .find(|g| format!("{:?}", g.name()).eq_ignore_ascii_case(wanted))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "tls_server_config.curve_preferences: {name} is not supported (available: CurveP256, CurveP384, X25519)"
+                    ))
+                })?;
+            chosen.push(*group);
+        }
+        provider.kx_groups = chosen;
+    }
+    Ok(provider)
+}
+
+/// Go accepts the ChaCha20 suites without their `_SHA256` suffix.
+fn go_suite_alias(name: &str) -> String {
+    match name {
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+            format!("{name}_SHA256")
+        }
+        _ => name.to_owned(),
+    }
+}
+
+fn client_verifier(
+    tls: &TlsServerConfig,
+    config: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+    let roots = || -> Result<Arc<RootCertStore>, WebConfigError> {
+        let file = resolve(
+            config,
+            tls.client_ca_file
+                .as_deref()
+                .expect("checked when parsed: verifying needs client_ca_file"),
+        );
+        let mut roots = RootCertStore::empty();
+        for cert in read_certificates(&file, config)? {
+            roots.add(cert).map_err(|err| WebConfigError::Invalid {
+                config: config.to_owned(),
+                message: format!("{}: not a usable CA certificate: {err}", file.display()),
+            })?;
+        }
+        Ok(Arc::new(roots))
+    };
+    let build = |builder: rustls::server::ClientCertVerifierBuilder| {
+        builder.build().map_err(|err| WebConfigError::Invalid {
+            config: config.to_owned(),
+            message: format!("tls_server_config.client_ca_file: {err}"),
+        })
+    };
+    let unverified = |mandatory| -> Arc<dyn ClientCertVerifier> {
+        Arc::new(AnyClientCert {
+            mandatory,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    };
+    Ok(match tls.client_auth_type {
+        ClientAuth::NoClientCert => WebPkiClientVerifier::no_client_auth(),
+        ClientAuth::RequestClientCert => unverified(false),
+        ClientAuth::RequireAnyClientCert => unverified(true),
+        ClientAuth::VerifyClientCertIfGiven => build(
+            WebPkiClientVerifier::builder_with_provider(roots()?, Arc::clone(provider))
+                .allow_unauthenticated(),
+        )?,
+        ClientAuth::RequireAndVerifyClientCert => build(
+            WebPkiClientVerifier::builder_with_provider(roots()?, Arc::clone(provider)),
+        )?,
+    })
+}
+
+/// Go's `RequestClientCert` and `RequireAnyClientCert`: a client may (or
+/// must) send a certificate, which proves possession of its key but is
+/// not checked against any CA, so it identifies nobody.
+#[derive(Debug)]
+struct AnyClientCert {
+    mandatory: bool,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
