@@ -29,6 +29,14 @@ pub struct Enrollment {
     pub instance: String,
     /// JWT audience naming the receiver.
     pub audience: String,
+    /// SHA-256 fingerprint of the certificate an `https://` receiver
+    /// presented at enrolment; later connections must see the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_fingerprint: Option<String>,
+    /// The `--server-ca-file` given at enrolment, used unless the service
+    /// names another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca_file: Option<PathBuf>,
 }
 
 impl Enrollment {
@@ -155,6 +163,8 @@ mod tests {
             client_id: "c1".into(),
             instance: "gpu-01".into(),
             audience: "dcmon-receiver/x".into(),
+            server_fingerprint: None,
+            server_ca_file: None,
         };
         state.save(&key, &enrollment).unwrap();
         assert_eq!(state.enrollment().unwrap(), Some(enrollment.clone()));
