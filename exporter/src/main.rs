@@ -9,10 +9,10 @@ use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
+use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
 use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
-use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_web::WebConfigSource;
 use dcmon_web::listener::WebListener;
 use tokio::sync::watch;
@@ -97,7 +97,10 @@ fn receiver_tls(config: &Config, enrollment: &Enrollment) -> anyhow::Result<rust
         insecure_skip_verify: config.insecure_skip_verify,
         pinned: enrollment.server_fingerprint.clone(),
     };
-    Ok(receiver_tls::client_config(&trust, SeenCertificate::default())?)
+    Ok(receiver_tls::client_config(
+        &trust,
+        SeenCertificate::default(),
+    )?)
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {

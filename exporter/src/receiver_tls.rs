@@ -60,7 +60,10 @@ pub struct SeenCertificate(Arc<Mutex<Option<String>>>);
 impl SeenCertificate {
     /// The fingerprint seen, if a TLS handshake got that far.
     pub fn fingerprint(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -96,10 +99,12 @@ pub fn client_config(
 /// roots, for endpoints other than the receiver.
 pub fn system_client_config() -> Result<ClientConfig, TrustError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(system_roots()?), Arc::clone(&provider))
-            .build()
-            .map_err(|err| TrustError::Roots(err.to_string()))?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(
+        Arc::new(system_roots()?),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|err| TrustError::Roots(err.to_string()))?;
     Ok(with_verifier(provider, verifier))
 }
 

@@ -44,6 +44,19 @@ fn authorized(config: &WebConfig, request: &Request) -> bool {
         .is_some()
 }
 
+/// Adds the configured headers to every answer (the receiver's layer: its
+/// own auth decides who is let in).
+pub async fn with_headers(
+    State(source): State<Arc<WebConfigSource>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let config = source.current();
+    let mut response = next.run(request).await;
+    add_headers(&config, &mut response);
+    response
+}
+
 /// Adds the web config's `http_server_config.headers` to a response.
 pub fn add_headers(config: &WebConfig, response: &mut Response) {
     for (name, value) in &config.headers {

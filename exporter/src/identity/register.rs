@@ -112,7 +112,9 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
     let tls = receiver_tls::client_config(&trust, seen.clone())?;
     let answer = send(&server, &admin_token, &request, tls)?;
     // Pinned only for https: over http there is no certificate to pin.
-    let server_fingerprint = seen.fingerprint().filter(|_| server.starts_with("https://"));
+    let server_fingerprint = seen
+        .fingerprint()
+        .filter(|_| server.starts_with("https://"));
     let enrollment = Enrollment {
         server,
         client_id: answer.client_id,
@@ -187,7 +189,9 @@ fn send(
             .json(request)
             .send()
             .await
-            .map_err(|err| anyhow::anyhow!("sending the registration to {url}: {}", error_chain(&err)))?;
+            .map_err(|err| {
+                anyhow::anyhow!("sending the registration to {url}: {}", error_chain(&err))
+            })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {

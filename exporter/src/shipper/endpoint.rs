@@ -165,12 +165,12 @@ impl Endpoint {
         }
         let tls = match &config.tls {
             Some(tls) => rustls::ClientConfig::clone(tls),
-            None => crate::receiver_tls::system_client_config().map_err(|err| {
-                EndpointError::Tls {
+            None => {
+                crate::receiver_tls::system_client_config().map_err(|err| EndpointError::Tls {
                     url: config.display_url(),
                     msg: err.to_string(),
-                }
-            })?,
+                })?
+            }
         };
         let client = reqwest::Client::builder()
             .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
