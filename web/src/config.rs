@@ -24,6 +24,9 @@ pub struct WebConfigFile {
     /// User name → bcrypt hash of the password.
     #[serde(default)]
     pub basic_auth_users: Option<BTreeMap<String, String>>,
+    /// Paths served without basic auth (health checks).
+    #[serde(default)]
+    pub basic_auth_excluded_paths: Option<Vec<String>>,
 }
 
 /// `tls_server_config`.
@@ -274,6 +277,22 @@ mod tests {
         let tls = config.tls_server_config.unwrap();
         assert_eq!(tls.cert_file.unwrap(), Path::new("server.crt"));
         assert_eq!(config.basic_auth_users.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_toolkit_sample_file_parses() {
+        // exporter-toolkit's docs/web-config.yml, comments included.
+        let config = parse(
+            "# TLS and basic authentication configuration example.\n#\n\
+             tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\n\
+             # Usernames and passwords required to connect.\n\
+             basic_auth_users:\n  alice: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n  \
+             bob: $2y$10$hLqFl9jSjoAAy95Z/zw8Ye8wkdMBM8c5Bn1ptYqP/AXyV0.oy0S8m\n\n\
+             # Exclude /-/healthy and /-/ready from basic authentication\n\
+             basic_auth_excluded_paths:\n- /-/healthy\n- /-/ready\n",
+        )
+        .unwrap();
+        assert_eq!(config.basic_auth_excluded_paths.unwrap().len(), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP side of a web configuration: the exporter-toolkit gate
-//! (every request needs a configured basic-auth user when there are any;
-//! 401 with a `Basic` challenge otherwise) and the configured response
+//! (every request but those to `basic_auth_excluded_paths` needs a
+//! configured basic-auth user when there are any; 401 with a `Basic`
+//! challenge otherwise) and the configured response
 //! headers. The receiver, whose callers may instead carry bearer tokens,
 //! uses only [`add_headers`] and checks users in its own auth.
 
@@ -21,7 +22,12 @@ pub async fn require_basic_auth(
     next: Next,
 ) -> Response {
     let config = source.current();
-    let mut response = if config.users.is_empty() || authorized(&config, &request) {
+    let open = config.users.is_empty()
+        || config
+            .basic_auth_excluded_paths
+            .iter()
+            .any(|p| p == request.uri().path());
+    let mut response = if open || authorized(&config, &request) {
         next.run(request).await
     } else {
         (

@@ -25,6 +25,8 @@ pub struct WebConfig {
     pub users: BasicAuthUsers,
     /// Headers added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Paths the exporter serves without basic auth.
+    pub basic_auth_excluded_paths: Vec<String>,
 }
 
 impl WebConfig {
@@ -47,7 +49,8 @@ impl WebConfig {
         let mut headers = Vec::new();
         for (name, value) in file
             .http_server_config
-            .and_then(|h| h.headers)
+            .as_ref()
+            .and_then(|h| h.headers.clone())
             .into_iter()
             .flatten()
         {
@@ -60,12 +63,13 @@ impl WebConfig {
                 })?;
             headers.push(parsed);
         }
-        let users = BasicAuthUsers::new(file.basic_auth_users.unwrap_or_default());
+        let users = BasicAuthUsers::new(file.basic_auth_users.clone().unwrap_or_default());
         Ok((
             WebConfig {
                 tls,
                 users,
                 headers,
+                basic_auth_excluded_paths: file.basic_auth_excluded_paths.unwrap_or_default(),
             },
             files,
         ))
