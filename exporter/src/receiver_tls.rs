@@ -17,10 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -201,13 +198,13 @@ impl ServerCertVerifier for ReceiverVerifier {
             chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         }
         match &self.pinned {
+            // `Other`, whose message rustls displays as written (an
+            // `InvalidCertificate` one would show as a debug dump).
             Some(pinned) if !pinned.eq_ignore_ascii_case(&presented) => {
-                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                    OtherError(Arc::new(PinMismatch {
-                        pinned: pinned.clone(),
-                        presented,
-                    })),
-                )))
+                Err(rustls::Error::Other(OtherError(Arc::new(PinMismatch {
+                    pinned: pinned.clone(),
+                    presented,
+                }))))
             }
             _ => Ok(ServerCertVerified::assertion()),
         }
