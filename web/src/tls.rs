@@ -303,3 +303,113 @@ impl ClientCertVerifier for AnyClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and key written beside `config`.
+    fn files(dir: &Path) -> PathBuf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("a.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        dir.join("web.yml")
+    }
+
+    fn tls(extra: &str) -> TlsServerConfig {
+        serde_yaml_ng::from_str(&format!("cert_file: a.crt\nkey_file: a.key\n{extra}")).unwrap()
+    }
+
+    fn build_err(config: &Path, extra: &str) -> String {
+        build(&tls(extra), config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn suites_and_curves_by_their_go_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        let built = build(
+            &tls("cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]\n\
+                  curve_preferences: [X25519, CurveP256]\nmin_version: TLS12\nmax_version: TLS12\n"),
+            &config,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(built.fingerprint.len(), 32 * 3 - 1);
+        assert!(!built.verifies_client_certs);
+        let err = build_err(&config, "cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n");
+        assert!(
+            err.contains("TLS_RSA_WITH_RC4_128_SHA") && err.contains("available"),
+            "{err}"
+        );
+        let err = build_err(&config, "curve_preferences: [CurveP521]\n");
+        assert!(err.contains("CurveP521"), "{err}");
+    }
+
+    #[test]
+    fn files_are_named_when_they_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        let missing = TlsServerConfig {
+            key_file: Some("missing.key".into()),
+            ..tls("")
+        };
+        let err = build(&missing, &config).unwrap_err().to_string();
+        assert!(err.contains("missing.key"), "{err}");
+        let swapped = TlsServerConfig {
+            key_file: Some("a.crt".into()),
+            ..tls("")
+        };
+        let err = build(&swapped, &config).unwrap_err().to_string();
+        assert!(
+            err.contains("a.crt") && err.contains("private key"),
+            "{err}"
+        );
+        let half = TlsServerConfig {
+            key_file: None,
+            ..tls("")
+        };
+        let err = build(&half, &config).unwrap_err().to_string();
+        assert!(err.contains("missing key_file"), "{err}");
+        assert!(
+            build(&TlsServerConfig::default(), &config)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        std::fs::write(
+            dir.path().join("a.key"),
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        let err = build_err(&config, "");
+        assert!(err.contains("usable certificate"), "{err}");
+    }
+
+    #[test]
+    fn verifying_modes_load_the_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        let built = build(
+            &tls("client_auth_type: RequireAndVerifyClientCert\nclient_ca_file: a.crt\n"),
+            &config,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(built.verifies_client_certs);
+        let err = build_err(
+            &config,
+            "client_auth_type: VerifyClientCertIfGiven\nclient_ca_file: nope.crt\n",
+        );
+        assert!(err.contains("nope.crt"), "{err}");
+    }
+}
