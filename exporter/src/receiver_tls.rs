@@ -71,19 +71,14 @@ pub fn client_config(
 ) -> Result<ClientConfig, TrustError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = if trust.insecure_skip_verify {
-        None
+        ChainCheck::Skip
     } else {
-        let roots = match &trust.ca_file {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
-        Some(
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .map_err(|err| TrustError::Roots(err.to_string()))?,
-        )
+        match &trust.ca_file {
+            Some(path) => chain_check(roots_from_file(path)?, &provider)?,
+            None => chain_check(system_roots(), &provider)?,
+        }
     };
-    let verifier = ReceiverVerifier {
+    let verifier = ServerVerifier {
         chain,
         pinned: trust.pinned.clone(),
         seen,
@@ -95,14 +90,21 @@ pub fn client_config(
 /// A rustls client configuration that checks servers against the system's
 /// roots, for endpoints other than the receiver.
 pub fn system_client_config() -> Result<ClientConfig, TrustError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(system_roots()?),
-        Arc::clone(&provider),
-    )
-    .build()
-    .map_err(|err| TrustError::Roots(err.to_string()))?;
-    Ok(with_verifier(provider, verifier))
+    client_config(&ReceiverTrust::default(), SeenCertificate::default())
+}
+
+fn chain_check(
+    roots: RootCertStore,
+    provider: &Arc<CryptoProvider>,
+) -> Result<ChainCheck, TrustError> {
+    if roots.is_empty() {
+        return Ok(ChainCheck::NoRoots);
+    }
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+            .build()
+            .map_err(|err| TrustError::Roots(err.to_string()))?;
+    Ok(ChainCheck::Verify(verifier))
 }
 
 fn with_verifier(
@@ -137,20 +139,12 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, TrustError> {
     Ok(roots)
 }
 
-fn system_roots() -> Result<RootCertStore, TrustError> {
-    let found = rustls_native_certs::load_native_certs();
+/// The system's roots; none where ca-certificates is not installed, which
+/// matters only once an `https://` server is contacted.
+fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let why = found
-            .errors
-            .first()
-            .map_or_else(|| "none installed".to_owned(), ToString::to_string);
-        return Err(TrustError::Roots(format!(
-            "the system has none usable ({why}); pass --server-ca-file"
-        )));
-    }
-    Ok(roots)
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
 }
 
 /// The receiver presented a certificate other than the pinned one.
@@ -174,16 +168,27 @@ impl fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
+/// How a server's chain is checked.
 #[derive(Debug)]
-struct ReceiverVerifier {
-    /// The chain check; `None` under `--insecure-skip-verify`.
-    chain: Option<Arc<WebPkiServerVerifier>>,
+enum ChainCheck {
+    /// Against these roots.
+    Verify(Arc<WebPkiServerVerifier>),
+    /// Not at all (`--insecure-skip-verify`).
+    Skip,
+    /// There is nothing to check against: every server is refused.
+    NoRoots,
+}
+
+/// The chain check, then the pin.
+#[derive(Debug)]
+struct ServerVerifier {
+    chain: ChainCheck,
     pinned: Option<String>,
     seen: SeenCertificate,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ReceiverVerifier {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -194,8 +199,24 @@ impl ServerCertVerifier for ReceiverVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented = dcmon_web::fingerprint(end_entity);
         *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(presented.clone());
-        if let Some(chain) = &self.chain {
-            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        match &self.chain {
+            ChainCheck::Verify(chain) => {
+                chain.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                )?;
+            }
+            ChainCheck::Skip => {}
+            ChainCheck::NoRoots => {
+                return Err(rustls::Error::General(
+                    "no trusted root certificates: the system has none (install ca-certificates) \
+                     and no --server-ca-file was given"
+                        .into(),
+                ));
+            }
         }
         match &self.pinned {
             // `Other`, whose message rustls displays as written (an
@@ -230,5 +251,40 @@ impl ServerCertVerifier for ReceiverVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        let trust = ReceiverTrust {
+            ca_file: Some(file.clone()),
+            ..ReceiverTrust::default()
+        };
+        let err = client_config(&trust, SeenCertificate::default()).unwrap_err();
+        assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+        let trust = ReceiverTrust {
+            ca_file: Some(dir.path().join("missing.pem")),
+            ..ReceiverTrust::default()
+        };
+        let err = client_config(&trust, SeenCertificate::default()).unwrap_err();
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_pin_mismatch_names_both_fingerprints_and_the_remedy() {
+        let text = PinMismatch {
+            pinned: "AA:BB".into(),
+            presented: "CC:DD".into(),
+        }
+        .to_string();
+        assert!(text.contains("AA:BB") && text.contains("CC:DD"), "{text}");
+        assert!(text.contains("server_fingerprint"), "{text}");
     }
 }

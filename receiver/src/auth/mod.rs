@@ -390,5 +390,11 @@ mod tests {
         assert!(host.may(Access::Host));
         assert!(!host.may(Access::Read) && !host.may(Access::Admin));
         assert!(!read.may(Access::Host) && !write.may(Access::Host));
+        // Web-config users and verified client certificates only read.
+        let web = Principal::Web {
+            name: "user:grafana".into(),
+        };
+        assert!(web.may(Access::Read) && web.may(Access::Any));
+        assert!(!web.may(Access::Write) && !web.may(Access::Host) && !web.may(Access::Admin));
     }
 }
