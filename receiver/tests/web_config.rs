@@ -305,3 +305,66 @@ fn an_exporter_ships_over_https_and_refuses_a_changed_certificate() {
         exporter.log()
     );
 }
+
+#[test]
+fn an_unknown_ca_stops_registration_unless_skipping_verification_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("private CA");
+    let receiver = tls_receiver(dir.path(), &ca, "");
+    let server = format!("https://{}", receiver.addr);
+    let host = tempfile::tempdir().unwrap();
+    let state_dir = host.path().join("state");
+    let register = |extra: &[&str]| {
+        Command::new(exporter_binary())
+            .args(["register", "--server", &server, "--hostname", "self-signed"])
+            .arg("--admin-token-file")
+            .arg(receiver.token_file())
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The system's roots do not know this CA: a clear refusal.
+    let refused = register(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+
+    let accepted = register(&["--insecure-skip-verify"]);
+    let stderr = String::from_utf8_lossy(&accepted.stderr);
+    assert!(accepted.status.success(), "{stderr}");
+    assert!(stderr.contains("insecure-skip-verify"), "{stderr}");
+    let enrollment: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("enrollment.json")).unwrap()).unwrap();
+    assert!(
+        enrollment["server_fingerprint"]
+            .as_str()
+            .is_some_and(|f| receiver.log().contains(f)),
+        "the pin is the fingerprint the receiver logged: {enrollment}\n{}",
+        receiver.log()
+    );
+
+    // The service ships with the flag, and warns about it at start.
+    let exporter = Exporter::start_in(
+        host,
+        &[
+            "--insecure-skip-verify",
+            "--remote-write.interval",
+            "1s",
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+        ],
+    );
+    let sent = format!(
+        "dcmon_remote_write_samples_total{{endpoint=\"{server}/api/v1/write\",result=\"sent\""
+    );
+    wait_until("samples are shipped", Duration::from_secs(30), || {
+        exporter.metric(&sent) > 0.0
+    });
+    assert!(
+        exporter.log().contains("--insecure-skip-verify"),
+        "{}",
+        exporter.log()
+    );
+}
