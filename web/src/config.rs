@@ -33,6 +33,15 @@ pub struct WebConfigFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
+    /// The server's certificate chain as PEM text, instead of `cert_file`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// The server's private key as PEM text, instead of `key_file`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Client CA certificates as PEM text, instead of `client_ca_file`.
+    #[serde(default)]
+    pub client_ca: Option<String>,
     /// The server's certificate chain (PEM), leaf first.
     #[serde(default)]
     pub cert_file: Option<PathBuf>,
@@ -197,11 +206,28 @@ impl WebConfigFile {
                     "tls_server_config.client_allowed_sans is not supported yet".to_owned(),
                 ));
             }
-            if tls.client_auth_type.verifies() && tls.client_ca_file.is_none() {
+            if tls.client_auth_type.verifies()
+                && tls.client_ca_file.is_none()
+                && tls.client_ca.is_none()
+            {
                 return Err(invalid(format!(
                     "tls_server_config.client_auth_type {:?} needs client_ca_file",
                     tls.client_auth_type
                 )));
+            }
+            for (inline, file) in [
+                ("cert", tls.cert.is_some() && tls.cert_file.is_some()),
+                ("key", tls.key.is_some() && tls.key_file.is_some()),
+                (
+                    "client_ca",
+                    tls.client_ca.is_some() && tls.client_ca_file.is_some(),
+                ),
+            ] {
+                if file {
+                    return Err(invalid(format!(
+                        "tls_server_config: {inline} and {inline}_file are both set; keep one"
+                    )));
+                }
             }
         }
         if let Some(headers) = self
@@ -343,6 +369,12 @@ mod tests {
         assert!(err.contains("X-Frame-Options"), "{err}");
         let err = parse("http_server_config:\n  headers:\n    Server: me\n").unwrap_err();
         assert!(err.contains("headers.Server"), "{err}");
+    }
+
+    #[test]
+    fn inline_and_file_forms_of_one_item_are_exclusive() {
+        let err = parse("tls_server_config:\n  cert: x\n  cert_file: a.crt\n").unwrap_err();
+        assert!(err.contains("cert and cert_file"), "{err}");
     }
 
     #[test]

@@ -42,22 +42,59 @@ pub fn files(tls: &TlsServerConfig, config: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Builds the TLS configuration; `None` when neither `cert_file` nor
-/// `key_file` is set (exporter-toolkit then serves plain HTTP).
+/// Where a PEM item is read from: a file named in the config, or the
+/// config's own text.
+#[derive(Debug)]
+enum Pem<'a> {
+    File(PathBuf),
+    Inline { key: &'static str, text: &'a str },
+}
+
+impl Pem<'_> {
+    /// For messages: the file, or the key holding the text.
+    fn describe(&self) -> String {
+        match self {
+            Pem::File(path) => path.display().to_string(),
+            Pem::Inline { key, .. } => format!("tls_server_config.{key}"),
+        }
+    }
+}
+
+/// The PEM source of one item, given its `<key>_file` and inline `<key>`.
+fn pem<'a>(
+    config: &Path,
+    file: &Option<PathBuf>,
+    inline: &'a Option<String>,
+    key: &'static str,
+) -> Option<Pem<'a>> {
+    match (file, inline) {
+        (Some(file), _) => Some(Pem::File(resolve(config, file))),
+        (None, Some(text)) => Some(Pem::Inline { key, text }),
+        (None, None) => None,
+    }
+}
+
+/// Builds the TLS configuration; `None` when no certificate and no key are
+/// set (exporter-toolkit then serves plain HTTP).
 pub fn build(tls: &TlsServerConfig, config: &Path) -> Result<Option<ServerTls>, WebConfigError> {
     let invalid = |message: String| WebConfigError::Invalid {
         config: config.to_owned(),
         message,
     };
-    let (cert_file, key_file) = match (&tls.cert_file, &tls.key_file) {
+    let cert = pem(config, &tls.cert_file, &tls.cert, "cert");
+    let key = pem(config, &tls.key_file, &tls.key, "key");
+    let (cert, key) = match (cert, key) {
         (None, None) => return Ok(None),
         (Some(_), None) => return Err(invalid("tls_server_config: missing key_file".into())),
         (None, Some(_)) => return Err(invalid("tls_server_config: missing cert_file".into())),
-        (Some(c), Some(k)) => (resolve(config, c), resolve(config, k)),
+        (Some(cert), Some(key)) => (cert, key),
     };
-    let chain = read_certificates(&cert_file, config)?;
-    let key = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|err| pem_error(config, &key_file, "private key", err))?;
+    let chain = read_certificates(&cert, config)?;
+    let private_key = match &key {
+        Pem::File(path) => PrivateKeyDer::from_pem_file(path),
+        Pem::Inline { text, .. } => PrivateKeyDer::from_pem_slice(text.as_bytes()),
+    }
+    .map_err(|err| pem_error(config, &key, "private key", err))?;
     let provider = Arc::new(provider(tls, config)?);
     let versions = versions(tls);
     let verifier = client_verifier(tls, config, &provider)?;
@@ -66,12 +103,12 @@ pub fn build(tls: &TlsServerConfig, config: &Path) -> Result<Option<ServerTls>, 
         .with_protocol_versions(&versions)
         .map_err(|err| invalid(format!("tls_server_config: {err}")))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
+        .with_single_cert(chain, private_key)
         .map_err(|err| {
             invalid(format!(
                 "tls_server_config: {} and {} do not make a usable certificate: {err}",
-                cert_file.display(),
-                key_file.display()
+                cert.describe(),
+                key.describe()
             ))
         })?;
     // Both servers speak HTTP/1.1 only (`http2` is accepted and ignored).
@@ -85,16 +122,21 @@ pub fn build(tls: &TlsServerConfig, config: &Path) -> Result<Option<ServerTls>, 
 }
 
 fn read_certificates(
-    file: &Path,
+    source: &Pem<'_>,
     config: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
-    let chain = CertificateDer::pem_file_iter(file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| pem_error(config, file, "certificates", err))?;
+    let chain = match source {
+        Pem::File(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>()),
+        Pem::Inline { text, .. } => {
+            CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>()
+        }
+    }
+    .map_err(|err| pem_error(config, source, "certificates", err))?;
     if chain.is_empty() {
         return Err(WebConfigError::Invalid {
             config: config.to_owned(),
-            message: format!("{}: no PEM certificate in the file", file.display()),
+            message: format!("{}: no PEM certificate in it", source.describe()),
         });
     }
     Ok(chain)
@@ -102,23 +144,23 @@ fn read_certificates(
 
 fn pem_error(
     config: &Path,
-    file: &Path,
+    source: &Pem<'_>,
     what: &str,
     err: rustls_pki_types::pem::Error,
 ) -> WebConfigError {
-    match err {
-        rustls_pki_types::pem::Error::Io(source) => WebConfigError::Read {
+    match (err, source) {
+        (rustls_pki_types::pem::Error::Io(source), Pem::File(file)) => WebConfigError::Read {
             config: config.to_owned(),
-            file: file.to_owned(),
+            file: file.clone(),
             source,
         },
-        rustls_pki_types::pem::Error::NoItemsFound => WebConfigError::Invalid {
+        (rustls_pki_types::pem::Error::NoItemsFound, _) => WebConfigError::Invalid {
             config: config.to_owned(),
-            message: format!("{}: no PEM {what} in the file", file.display()),
+            message: format!("{}: no PEM {what} in it", source.describe()),
         },
-        err => WebConfigError::Invalid {
+        (err, _) => WebConfigError::Invalid {
             config: config.to_owned(),
-            message: format!("{}: reading the {what}: {err}", file.display()),
+            message: format!("{}: reading the {what}: {err}", source.describe()),
         },
     }
 }
@@ -213,17 +255,13 @@ fn client_verifier(
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
     let roots = || -> Result<Arc<RootCertStore>, WebConfigError> {
-        let file = resolve(
-            config,
-            tls.client_ca_file
-                .as_deref()
-                .expect("checked when parsed: verifying needs client_ca_file"),
-        );
+        let source = pem(config, &tls.client_ca_file, &tls.client_ca, "client_ca")
+            .expect("checked when parsed: verifying needs client_ca_file");
         let mut roots = RootCertStore::empty();
-        for cert in read_certificates(&file, config)? {
+        for cert in read_certificates(&source, config)? {
             roots.add(cert).map_err(|err| WebConfigError::Invalid {
                 config: config.to_owned(),
-                message: format!("{}: not a usable CA certificate: {err}", file.display()),
+                message: format!("{}: not a usable CA certificate: {err}", source.describe()),
             })?;
         }
         Ok(Arc::new(roots))
@@ -380,6 +418,24 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn certificate_and_key_may_be_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = files(dir.path());
+        let inline = TlsServerConfig {
+            cert: Some(std::fs::read_to_string(dir.path().join("a.crt")).unwrap()),
+            key: Some(std::fs::read_to_string(dir.path().join("a.key")).unwrap()),
+            ..TlsServerConfig::default()
+        };
+        assert!(build(&inline, &config).unwrap().is_some());
+        let broken = TlsServerConfig {
+            key: Some("not a key".into()),
+            ..inline
+        };
+        let err = build(&broken, &config).unwrap_err().to_string();
+        assert!(err.contains("tls_server_config.key"), "{err}");
     }
 
     #[test]
