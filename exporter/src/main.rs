@@ -95,7 +95,7 @@ fn receiver_tls(config: &Config, enrollment: &Enrollment) -> anyhow::Result<rust
             .clone()
             .or_else(|| enrollment.server_ca_file.clone()),
         insecure_skip_verify: config.insecure_skip_verify,
-        pinned: enrollment.server_fingerprint.clone(),
+        pinned: enrollment.pin(),
     };
     Ok(receiver_tls::client_config(
         &trust,

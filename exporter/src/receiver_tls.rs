@@ -1,14 +1,21 @@
-//! How the exporter trusts its receiver over `https://`: the receiver's
-//! chain is verified against `--server-ca-file` (or the system's roots),
-//! and its certificate must then be the one seen at enrolment, whose
-//! SHA-256 fingerprint `enrollment.json` keeps, as SSH's `known_hosts`
-//! keeps host keys. A receiver presenting another certificate is refused
-//! with both fingerprints named, so a stolen DNS name or a rogue CA cannot
-//! collect the fleet's samples. `--insecure-skip-verify` drops the chain
-//! check only; the pin still holds.
+//! How the exporter trusts its receiver over `https://`, pinned at
+//! enrolment as SSH's `known_hosts` pins host keys, so that a stolen DNS
+//! name or a rogue CA cannot collect the fleet's samples:
 //!
-//! Other remote-write endpoints (Mimir, VictoriaMetrics) are checked
-//! against the system's roots without a pin.
+//! - registered with `--server-ca-file`, the host pins the CA of that file
+//!   that the receiver's certificate chains to (`server_ca_fingerprint` in
+//!   `enrollment.json`): later connections must chain to that CA alone,
+//!   so the receiver may renew its certificate from it at will, and a
+//!   certificate of any other CA, even one the file also holds, is refused;
+//! - registered against the system's roots, or with
+//!   `--insecure-skip-verify` (a self-signed receiver), it pins the
+//!   receiver's certificate itself (`server_fingerprint`): a renewed
+//!   certificate then needs the new fingerprint there (the receiver logs
+//!   it at start). `--insecure-skip-verify` drops the chain check only.
+//!
+//! A refusal names both fingerprints. Other remote-write endpoints
+//! (Mimir, VictoriaMetrics) are checked against the system's roots without
+//! a pin.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,16 +28,27 @@ use rustls::{ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, Sig
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+/// What enrolment pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// The receiver's own certificate, by SHA-256 fingerprint.
+    Certificate(String),
+    /// The CA its certificate chains to, by SHA-256 fingerprint; the CA
+    /// must be in the CA file.
+    Ca(String),
+}
+
 /// How the receiver's certificate is checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceiverTrust {
     /// CA certificates (PEM) the receiver's chain must lead to; the
     /// system's roots when `None`.
     pub ca_file: Option<PathBuf>,
-    /// Skip the chain check (the pin, if any, still applies).
+    /// Skip the chain check (a certificate pin still applies; a CA pin
+    /// always checks the chain against that CA).
     pub insecure_skip_verify: bool,
-    /// SHA-256 fingerprint the receiver's certificate must have.
-    pub pinned: Option<String>,
+    /// What enrolment pinned.
+    pub pinned: Option<Pin>,
 }
 
 /// Why no TLS client could be set up.
@@ -47,20 +65,65 @@ pub enum TrustError {
     /// No root certificate to verify with.
     #[error("no trusted root certificates: {0}")]
     Roots(String),
+    /// Enrolment pinned a CA, but no CA file names it now.
+    #[error(
+        "the receiver's CA was pinned at enrolment (SHA-256 {0}) but {1}; pass --server-ca-file with that CA"
+    )]
+    PinnedCaMissing(String, String),
 }
 
-/// The fingerprint of the last certificate a receiver presented, whether or
-/// not it was accepted: registration saves it as the pin.
+/// What a receiver presented in the last handshake, whether or not it was
+/// accepted: registration pins from it.
 #[derive(Debug, Clone, Default)]
-pub struct SeenCertificate(Arc<Mutex<Option<String>>>);
+pub struct SeenCertificate(Arc<Mutex<Option<Vec<CertificateDer<'static>>>>>);
 
 impl SeenCertificate {
-    /// The fingerprint seen, if a TLS handshake got that far.
+    /// The fingerprint of the receiver's certificate, if a TLS handshake
+    /// got that far.
     pub fn fingerprint(&self) -> Option<String> {
-        self.0
+        let seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.as_ref()?
+            .first()
+            .map(|cert| dcmon_web::fingerprint(cert))
+    }
+
+    /// The fingerprint of the certificate among `ca_file`'s that the chain
+    /// seen leads to, verified for `host`.
+    pub fn anchor(&self, ca_file: &Path, host: &str) -> Result<Option<String>, TrustError> {
+        let Some(chain) = self
+            .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+        else {
+            return Ok(None);
+        };
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Ok(None);
+        };
+        let Ok(name) = ServerName::try_from(host.to_owned()) else {
+            return Ok(None);
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // One CA at a time: the one that verifies the chain is its anchor.
+        for ca in read_ca_file(ca_file)? {
+            let mut roots = RootCertStore::empty();
+            if roots.add(ca.clone()).is_err() {
+                continue;
+            }
+            let Ok(verifier) =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+            else {
+                continue;
+            };
+            let verified =
+                verifier.verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now());
+            if verified.is_ok() {
+                return Ok(Some(dcmon_web::fingerprint(&ca)));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -70,13 +133,34 @@ pub fn client_config(
     seen: SeenCertificate,
 ) -> Result<ClientConfig, TrustError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = if trust.insecure_skip_verify {
-        ChainCheck::Skip
-    } else {
-        match &trust.ca_file {
-            Some(path) => chain_check(roots_from_file(path)?, &provider)?,
-            None => chain_check(system_roots(), &provider)?,
+    let chain = match (&trust.pinned, &trust.ca_file) {
+        (Some(Pin::Ca(pinned)), Some(path)) => {
+            let mut roots = RootCertStore::empty();
+            for ca in read_ca_file(path)? {
+                if dcmon_web::fingerprint(&ca).eq_ignore_ascii_case(pinned) {
+                    roots.add(ca).map_err(|err| TrustError::CaFile {
+                        path: path.clone(),
+                        msg: format!("not a usable CA certificate: {err}"),
+                    })?;
+                }
+            }
+            if roots.is_empty() {
+                return Err(TrustError::PinnedCaMissing(
+                    pinned.clone(),
+                    format!("{} does not hold it", path.display()),
+                ));
+            }
+            chain_check(roots, &provider)?
         }
+        (Some(Pin::Ca(pinned)), None) => {
+            return Err(TrustError::PinnedCaMissing(
+                pinned.clone(),
+                "no CA file is given".into(),
+            ));
+        }
+        _ if trust.insecure_skip_verify => ChainCheck::Skip,
+        (_, Some(path)) => chain_check(roots_from_file(path)?, &provider)?,
+        (_, None) => chain_check(system_roots(), &provider)?,
     };
     let verifier = ServerVerifier {
         chain,
@@ -119,7 +203,8 @@ fn with_verifier(
         .with_no_client_auth()
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TrustError> {
+/// The certificates of a CA file; an error names the file.
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     let bad = |msg: String| TrustError::CaFile {
         path: path.to_owned(),
         msg,
@@ -130,11 +215,16 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, TrustError> {
     if certs.is_empty() {
         return Err(bad("no PEM certificate in the file".into()));
     }
+    Ok(certs)
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore, TrustError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|err| bad(format!("not a usable CA certificate: {err}")))?;
+    for cert in read_ca_file(path)? {
+        roots.add(cert).map_err(|err| TrustError::CaFile {
+            path: path.to_owned(),
+            msg: format!("not a usable CA certificate: {err}"),
+        })?;
     }
     Ok(roots)
 }
@@ -147,22 +237,43 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-/// The receiver presented a certificate other than the pinned one.
+/// The receiver presented a certificate the pin does not allow.
 #[derive(Debug)]
-pub struct PinMismatch {
-    pinned: String,
-    presented: String,
+pub enum PinMismatch {
+    /// Another certificate than the pinned one.
+    Certificate {
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The presented certificate's.
+        presented: String,
+    },
+    /// A certificate that does not chain to the pinned CA.
+    Ca {
+        /// The pinned CA's fingerprint.
+        pinned: String,
+        /// The presented certificate's.
+        presented: String,
+        /// Why the chain check failed.
+        reason: String,
+    },
 }
 
 impl fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the receiver presented certificate SHA-256 {}, not the {} pinned at enrolment \
-             (enrollment.json server_fingerprint); if the receiver's certificate was replaced on \
-             purpose, put its new fingerprint (logged by the receiver at start) there",
-            self.presented, self.pinned
-        )
+        match self {
+            PinMismatch::Certificate { pinned, presented } => write!(
+                f,
+                "the receiver presented certificate SHA-256 {presented}, not the {pinned}                  pinned at enrolment (enrollment.json server_fingerprint); if the receiver's                  certificate was replaced on purpose, put its new fingerprint (logged by the                  receiver at start) there"
+            ),
+            PinMismatch::Ca {
+                pinned,
+                presented,
+                reason,
+            } => write!(
+                f,
+                "the receiver presented certificate SHA-256 {presented}, which does not chain                  to the CA SHA-256 {pinned} pinned at enrolment (enrollment.json                  server_ca_fingerprint): {reason}"
+            ),
+        }
     }
 }
 
@@ -183,9 +294,15 @@ enum ChainCheck {
 #[derive(Debug)]
 struct ServerVerifier {
     chain: ChainCheck,
-    pinned: Option<String>,
+    pinned: Option<Pin>,
     seen: SeenCertificate,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// rustls shows an `Other` error's message as written (an
+/// `InvalidCertificate` one would show as a debug dump).
+fn refusal(mismatch: PinMismatch) -> rustls::Error {
+    rustls::Error::Other(OtherError(Arc::new(mismatch)))
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -198,16 +315,31 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented = dcmon_web::fingerprint(end_entity);
-        *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(presented.clone());
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|cert| cert.clone().into_owned())
+            .collect();
+        *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(chain);
         match &self.chain {
             ChainCheck::Verify(chain) => {
-                chain.verify_server_cert(
+                let verified = chain.verify_server_cert(
                     end_entity,
                     intermediates,
                     server_name,
                     ocsp_response,
                     now,
-                )?;
+                );
+                match (verified, &self.pinned) {
+                    (Ok(_), _) => {}
+                    (Err(err), Some(Pin::Ca(pinned))) => {
+                        return Err(refusal(PinMismatch::Ca {
+                            pinned: pinned.clone(),
+                            presented,
+                            reason: err.to_string(),
+                        }));
+                    }
+                    (Err(err), _) => return Err(err),
+                }
             }
             ChainCheck::Skip => {}
             ChainCheck::NoRoots => {
@@ -219,13 +351,11 @@ impl ServerCertVerifier for ServerVerifier {
             }
         }
         match &self.pinned {
-            // `Other`, whose message rustls displays as written (an
-            // `InvalidCertificate` one would show as a debug dump).
-            Some(pinned) if !pinned.eq_ignore_ascii_case(&presented) => {
-                Err(rustls::Error::Other(OtherError(Arc::new(PinMismatch {
+            Some(Pin::Certificate(pinned)) if !pinned.eq_ignore_ascii_case(&presented) => {
+                Err(refusal(PinMismatch::Certificate {
                     pinned: pinned.clone(),
                     presented,
-                }))))
+                }))
             }
             _ => Ok(ServerCertVerified::assertion()),
         }
@@ -278,13 +408,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_ca_must_be_in_the_ca_file() {
+        let trust = ReceiverTrust {
+            pinned: Some(Pin::Ca("AA:BB".into())),
+            ..ReceiverTrust::default()
+        };
+        let err = client_config(&trust, SeenCertificate::default()).unwrap_err();
+        assert!(err.to_string().contains("AA:BB"), "{err}");
+    }
+
+    #[test]
     fn a_pin_mismatch_names_both_fingerprints_and_the_remedy() {
-        let text = PinMismatch {
+        let text = PinMismatch::Certificate {
             pinned: "AA:BB".into(),
             presented: "CC:DD".into(),
         }
         .to_string();
         assert!(text.contains("AA:BB") && text.contains("CC:DD"), "{text}");
         assert!(text.contains("server_fingerprint"), "{text}");
+        let text = PinMismatch::Ca {
+            pinned: "AA:BB".into(),
+            presented: "CC:DD".into(),
+            reason: "UnknownIssuer".into(),
+        }
+        .to_string();
+        assert!(
+            text.contains("AA:BB") && text.contains("server_ca_fingerprint"),
+            "{text}"
+        );
     }
 }

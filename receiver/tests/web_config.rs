@@ -223,20 +223,22 @@ fn a_bad_web_config_stops_the_receiver_at_start() {
 }
 
 #[test]
-fn an_exporter_ships_over_https_and_refuses_a_changed_certificate() {
+fn an_exporter_pins_its_receivers_ca_and_refuses_another() {
     let web = tempfile::tempdir().unwrap();
     let ca = TestCa::new("fleet CA");
     let other_ca = TestCa::new("another CA");
-    let first = ca.issue("receiver");
-    first.write(web.path(), "first");
-    other_ca.issue("impostor").write(web.path(), "second");
-    let first_config = write_web_config(web.path(), "first.yml", "first", "");
-    let second_config = write_web_config(web.path(), "second.yml", "second", "");
+    ca.issue("receiver").write(web.path(), "first");
+    ca.issue("receiver, renewed").write(web.path(), "renewed");
+    let impostor = other_ca.issue("impostor");
+    impostor.write(web.path(), "impostor");
+    let config = |stem: &str| write_web_config(web.path(), &format!("{stem}.yml"), stem, "");
+    let (first, renewed, impostor_config) =
+        (config("first"), config("renewed"), config("impostor"));
     // The host trusts both CAs, so only the pin can tell the impostor.
     let bundle = web.path().join("trusted.crt");
-    std::fs::write(&bundle, format!("{}{}", ca.pem(), other_ca.pem())).unwrap();
+    std::fs::write(&bundle, format!("{}{}", other_ca.pem(), ca.pem())).unwrap();
 
-    let mut receiver = Receiver::start(&["--web.config.file", first_config.to_str().unwrap()]);
+    let mut receiver = Receiver::start(&["--web.config.file", first.to_str().unwrap()]);
     let addr = receiver.addr.clone();
     let server = format!("https://{addr}");
     let host = tempfile::tempdir().unwrap();
@@ -258,10 +260,8 @@ fn an_exporter_ships_over_https_and_refuses_a_changed_certificate() {
     );
     let enrollment: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state_dir.join("enrollment.json")).unwrap()).unwrap();
-    assert_eq!(
-        enrollment["server_fingerprint"],
-        dcmon_web::fingerprint(&first.der)
-    );
+    let pinned = dcmon_web::fingerprint(&ca.der());
+    assert_eq!(enrollment["server_ca_fingerprint"], pinned.as_str());
 
     let exporter = Exporter::start_in(
         host,
@@ -281,12 +281,26 @@ fn an_exporter_ships_over_https_and_refuses_a_changed_certificate() {
         || exporter.metric(&sent) > 0.0,
     );
 
-    // The receiver comes back with a certificate of another CA.
+    // A certificate renewed from the same CA needs no change on the host.
     receiver.kill();
+    let mut back = ReceiverOnAddr::start_with(
+        &addr,
+        &receiver.dir,
+        &["--web.config.file", renewed.to_str().unwrap()],
+    );
+    let before = exporter.metric(&sent);
+    wait_until(
+        "shipping goes on after the renewal",
+        Duration::from_secs(30),
+        || exporter.metric(&sent) > before,
+    );
+    back.terminate();
+
+    // A certificate of another CA is refused though the CA file holds it.
     let _impostor = ReceiverOnAddr::start_with(
         &addr,
         &receiver.dir,
-        &["--web.config.file", second_config.to_str().unwrap()],
+        &["--web.config.file", impostor_config.to_str().unwrap()],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(exporter.log().contains("pinned at enrolment")
@@ -294,15 +308,15 @@ fn an_exporter_ships_over_https_and_refuses_a_changed_certificate() {
     {
         assert!(
             Instant::now() < deadline,
-            "the exporter did not refuse the new certificate and spool:\n{}",
+            "the exporter did not refuse the impostor and spool:\n{}",
             exporter.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let log = exporter.log();
     assert!(
-        exporter.log().contains(&dcmon_web::fingerprint(&first.der)),
-        "the refusal names the pinned fingerprint: {}",
-        exporter.log()
+        log.contains(&pinned) && log.contains(&dcmon_web::fingerprint(&impostor.der)),
+        "the refusal names both fingerprints: {log}"
     );
 }
 

@@ -52,6 +52,11 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// The CA's certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
     /// Writes the CA's certificate to `path`.
     pub fn write(&self, path: &Path) -> PathBuf {
         std::fs::write(path, self.pem()).unwrap();

@@ -111,16 +111,14 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
     let seen = SeenCertificate::default();
     let tls = receiver_tls::client_config(&trust, seen.clone())?;
     let answer = send(&server, &admin_token, &request, tls)?;
-    // Pinned only for https: over http there is no certificate to pin.
-    let server_fingerprint = seen
-        .fingerprint()
-        .filter(|_| server.starts_with("https://"));
+    let (server_fingerprint, server_ca_fingerprint) = pins(&server, args, &seen)?;
     let enrollment = Enrollment {
         server,
         client_id: answer.client_id,
         instance: answer.instance,
         audience: answer.audience,
         server_fingerprint,
+        server_ca_fingerprint,
         server_ca_file: args.server_ca_file.clone(),
     };
     state.save(&key, &enrollment)?;
@@ -138,6 +136,33 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
         state.path().display(),
     );
     Ok(enrollment)
+}
+
+/// What to pin of an `https://` receiver (nothing over http): the CA of
+/// `--server-ca-file` its certificate chains to, else the certificate.
+fn pins(
+    server: &str,
+    args: &RegisterArgs,
+    seen: &SeenCertificate,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    if !server.starts_with("https://") {
+        return Ok((None, None));
+    }
+    if let (Some(ca_file), false) = (&args.server_ca_file, args.insecure_skip_verify) {
+        let host = reqwest::Url::parse(server)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(ca) = seen.anchor(ca_file, &host)? {
+            eprintln!("Pinned the receiver's CA, SHA-256 {ca}.");
+            return Ok((None, Some(ca)));
+        }
+    }
+    let certificate = seen.fingerprint();
+    if let Some(fingerprint) = &certificate {
+        eprintln!("Pinned the receiver's certificate, SHA-256 {fingerprint}.");
+    }
+    Ok((certificate, None))
 }
 
 fn read_admin_token(args: &RegisterArgs) -> anyhow::Result<String> {

@@ -87,6 +87,7 @@ mod tests {
             instance: "gpu-01".into(),
             audience: "dcmon-receiver/x".into(),
             server_fingerprint: None,
+            server_ca_fingerprint: None,
             server_ca_file: None,
         };
         let signer = JwtSigner::new(&enrollment, &key).unwrap();
