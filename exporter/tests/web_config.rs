@@ -305,3 +305,33 @@ fn without_a_web_config_the_open_endpoint_is_warned_about() {
     let warned = exporter.log_lines_containing("no --web.config.file");
     assert!(!warned.is_empty(), "{}", exporter.log_text());
 }
+
+#[test]
+fn client_allowed_sans_pick_which_certificates_get_in() {
+    let ca = TestCa::new("sans CA");
+    let client = ca.issue("prometheus"); // SANs: localhost, 127.0.0.1
+    for (allowed, admitted) in [
+        ("[127.0.0.1]", true),
+        ("[localhost]", true),
+        ("[other.example]", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        ca.write(&dir.path().join("clients.crt"));
+        let config = web_config(
+            dir.path(),
+            &ca,
+            &format!(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n  client_allowed_sans: {allowed}\n"
+            ),
+            "",
+        );
+        let exporter = exporter_with(&config);
+        let url = format!("https://{}/metrics", exporter.addr);
+        let response = https_client(&ca, Some(&client)).get(&url).send();
+        assert_eq!(
+            response.is_ok(),
+            admitted,
+            "allowed {allowed}: {response:?}"
+        );
+    }
+}

@@ -54,7 +54,8 @@ pub struct TlsServerConfig {
     /// CAs that client certificates must chain to.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
-    /// Subject alternative names a client certificate must carry.
+    /// Subject alternative names (DNS names, IP addresses) of which a
+    /// client certificate must carry one.
     #[serde(default)]
     pub client_allowed_sans: Option<Vec<String>>,
     /// Lowest TLS version accepted (default TLS12).
@@ -201,10 +202,23 @@ impl WebConfigFile {
                     "tls_server_config: min_version {min:?} is above max_version {max:?}"
                 )));
             }
-            if tls.client_allowed_sans.is_some() {
-                return Err(invalid(
-                    "tls_server_config.client_allowed_sans is not supported yet".to_owned(),
-                ));
+            if let Some(sans) = &tls.client_allowed_sans {
+                if !matches!(
+                    tls.client_auth_type,
+                    ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
+                ) {
+                    return Err(invalid(format!(
+                        "tls_server_config.client_allowed_sans needs client_auth_type \
+                         RequireAnyClientCert or RequireAndVerifyClientCert, not {:?}",
+                        tls.client_auth_type
+                    )));
+                }
+                if let Some(san) = sans.iter().find(|s| s.contains('@') || s.contains("://")) {
+                    return Err(invalid(format!(
+                        "tls_server_config.client_allowed_sans: {san:?}: only DNS names and IP \
+                         addresses are supported, not e-mail addresses or URIs"
+                    )));
+                }
             }
             if tls.client_auth_type.verifies()
                 && tls.client_ca_file.is_none()
@@ -375,6 +389,19 @@ mod tests {
     fn inline_and_file_forms_of_one_item_are_exclusive() {
         let err = parse("tls_server_config:\n  cert: x\n  cert_file: a.crt\n").unwrap_err();
         assert!(err.contains("cert and cert_file"), "{err}");
+    }
+
+    #[test]
+    fn allowed_sans_need_a_required_certificate_and_name_hosts_only() {
+        parse("tls_server_config:\n  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [a.example, 10.0.0.1]\n")
+            .unwrap();
+        let err = parse("tls_server_config:\n  client_allowed_sans: [a.example]\n").unwrap_err();
+        assert!(err.contains("client_allowed_sans needs"), "{err}");
+        let err = parse(
+            "tls_server_config:\n  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [ops@example.org]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("ops@example.org"), "{err}");
     }
 
     #[test]

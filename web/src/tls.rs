@@ -278,7 +278,7 @@ fn client_verifier(
             algorithms: provider.signature_verification_algorithms,
         })
     };
-    Ok(match tls.client_auth_type {
+    let verifier = match tls.client_auth_type {
         ClientAuth::NoClientCert => WebPkiClientVerifier::no_client_auth(),
         ClientAuth::RequestClientCert => unverified(false),
         ClientAuth::RequireAnyClientCert => unverified(true),
@@ -289,7 +289,95 @@ fn client_verifier(
         ClientAuth::RequireAndVerifyClientCert => build(
             WebPkiClientVerifier::builder_with_provider(roots()?, Arc::clone(provider)),
         )?,
+    };
+    Ok(match &tls.client_allowed_sans {
+        Some(allowed) => Arc::new(AllowedSans {
+            inner: verifier,
+            allowed: allowed.clone(),
+        }),
+        None => verifier,
     })
+}
+
+/// `client_allowed_sans`: after the client auth type's own check, the
+/// certificate must name one of the allowed DNS names or IP addresses.
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl AllowedSans {
+    fn names_an_allowed_san(&self, end_entity: &CertificateDer<'_>) -> bool {
+        let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        let dns: Vec<&str> = cert.valid_dns_names().collect();
+        self.allowed
+            .iter()
+            .any(|allowed| match allowed.parse::<std::net::IpAddr>() {
+                Ok(ip) => cert
+                    .verify_is_valid_for_subject_name(&rustls_pki_types::ServerName::IpAddress(
+                        ip.into(),
+                    ))
+                    .is_ok(),
+                Err(_) => dns.iter().any(|name| name.eq_ignore_ascii_case(allowed)),
+            })
+    }
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.names_an_allowed_san(end_entity) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Go's `RequestClientCert` and `RequireAnyClientCert`: a client may (or
