@@ -119,7 +119,13 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
         audience: answer.audience,
         server_fingerprint,
         server_ca_fingerprint,
-        server_ca_file: args.server_ca_file.clone(),
+        // Absolute: the service reads it from another working directory.
+        server_ca_file: args
+            .server_ca_file
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("resolving --server-ca-file")?,
     };
     state.save(&key, &enrollment)?;
     eprintln!(
