@@ -70,6 +70,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         assert_eq!(refused.headers()["x-frame-options"], "deny");
     }
     // Plain HTTP on the TLS port gets no metrics.
+    dcmon_web::install_crypto_provider();
     let plain = reqwest::blocking::get(format!("http://{}/metrics", exporter.addr));
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
     assert!(
