@@ -110,6 +110,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    // reqwest's TLS (built in with the exporter's) needs a rustls provider.
+    dcmon_web::install_crypto_provider();
     let scrapes: usize = std::env::var("BENCH_SCRAPES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -45,6 +45,24 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
 
+    /// exporter-toolkit web configuration (YAML) for TLS, basic auth and
+    /// response headers; re-read when it or a file it names changes.
+    /// Without one, /metrics is plain HTTP open to anyone.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// CA certificate(s), PEM, that an `https://` receiver's certificate
+    /// must chain to (default: the one given at registration, else the
+    /// system's roots).
+    #[arg(long = "server-ca-file", value_name = "FILE")]
+    pub server_ca_file: Option<PathBuf>,
+
+    /// Do not verify the receiver's certificate chain (the certificate
+    /// pinned at registration is still required). Logs a warning at
+    /// every start.
+    #[arg(long = "insecure-skip-verify")]
+    pub insecure_skip_verify: bool,
+
     /// procfs mountpoint.
     #[arg(long = "path.procfs", default_value = "/proc")]
     pub procfs: PathBuf,
@@ -451,6 +469,9 @@ impl Parsed {
         Ok(Config {
             listen_address: cli.listen_address,
             telemetry_path: cli.telemetry_path,
+            web_config_file: cli.web_config_file,
+            server_ca_file: cli.server_ca_file,
+            insecure_skip_verify: cli.insecure_skip_verify,
             roots: Roots {
                 procfs: cli.procfs,
                 sysfs: cli.sysfs,

@@ -39,6 +39,12 @@ pub struct Config {
     pub listen_address: String,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// `--web.config.file`: TLS, basic auth and headers of the server.
+    pub web_config_file: Option<PathBuf>,
+    /// `--server-ca-file`: what the receiver's chain must lead to.
+    pub server_ca_file: Option<PathBuf>,
+    /// `--insecure-skip-verify`: no chain check of the receiver.
+    pub insecure_skip_verify: bool,
     /// Where host files are read from.
     pub roots: Roots,
     /// Names of the enabled collectors.

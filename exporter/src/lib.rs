@@ -10,6 +10,7 @@ pub mod exposition;
 pub mod fans;
 pub mod http;
 pub mod identity;
+pub mod receiver_tls;
 pub mod roots;
 pub mod runner;
 pub mod self_metrics;

@@ -9,13 +9,19 @@ use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
+use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
 use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
+use dcmon_web::WebConfigSource;
+use dcmon_web::listener::WebListener;
 use tokio::sync::watch;
 
 /// How long shutdown waits for the shipper to spool what it holds.
 const SHIPPER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os().collect()) {
@@ -23,6 +29,8 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     dcmon_protocol::logging::init(&parsed.cli.log_level, parsed.cli.log_format);
+    // reqwest builds TLS through the process's rustls provider.
+    dcmon_web::install_crypto_provider();
     let result = match &parsed.cli.command {
         Some(ExporterCommand::Register(args)) => identity::register::run(args).map(drop),
         Some(ExporterCommand::Fans { action }) => {
@@ -78,9 +86,40 @@ fn enrollment(config: &Config) -> anyhow::Result<Option<(Enrollment, Arc<JwtSign
     Ok(Some((enrollment, signer)))
 }
 
+/// How the enrolled receiver's certificate is checked: the flags, else
+/// what registration remembered.
+fn receiver_tls(config: &Config, enrollment: &Enrollment) -> anyhow::Result<rustls::ClientConfig> {
+    let trust = ReceiverTrust {
+        ca_file: config
+            .server_ca_file
+            .clone()
+            .or_else(|| enrollment.server_ca_file.clone()),
+        insecure_skip_verify: config.insecure_skip_verify,
+        pinned: enrollment.pin(),
+    };
+    Ok(receiver_tls::client_config(
+        &trust,
+        SeenCertificate::default(),
+    )?)
+}
+
 async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let web = Arc::new(
+        WebConfigSource::load(config.web_config_file.as_deref())
+            .context("loading --web.config.file")?,
+    );
+    if config.insecure_skip_verify {
+        tracing::warn!(
+            "--insecure-skip-verify: the receiver's certificate chain is not verified \
+             (only the certificate pinned at registration protects this host's traffic)"
+        );
+    }
     let enrolled = enrollment(&config)?;
-    if let Some((enrollment, signer)) = &enrolled {
+    let receiver_tls = match &enrolled {
+        Some((enrollment, _)) => Some(Arc::new(receiver_tls(&config, enrollment)?)),
+        None => None,
+    };
+    if let (Some((enrollment, signer)), Some(tls)) = (&enrolled, &receiver_tls) {
         tracing::info!(
             server = enrollment.server,
             client_id = enrollment.client_id,
@@ -90,10 +129,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         // The receiver labels this host's samples with its registered name;
         // other endpoints get the same `instance`.
         config.remote_write.labels.instance = enrollment.instance.clone();
-        config.remote_write.add_endpoint(EndpointConfig::new(
-            enrollment.write_url(),
-            EndpointAuth::Signer(Arc::clone(signer) as Arc<dyn RequestSigner>),
-        ));
+        config.remote_write.add_endpoint(
+            EndpointConfig::new(
+                enrollment.write_url(),
+                EndpointAuth::Signer(Arc::clone(signer) as Arc<dyn RequestSigner>),
+            )
+            .with_tls(Arc::clone(tls)),
+        );
     }
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
     let services = Services::for_host(&config);
@@ -119,8 +161,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             .context("starting the remote-write shipper")?,
         )
     };
-    let runner = match &enrolled {
-        Some((enrollment, signer)) => {
+    let runner = match (&enrolled, &receiver_tls) {
+        (Some((enrollment, signer)), Some(tls)) => {
             let runner = CommandRunner::new(
                 RunnerOptions {
                     server: enrollment.server.clone(),
@@ -129,19 +171,39 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
                 },
                 Arc::clone(signer),
                 Arc::clone(&services.fans),
+                rustls::ClientConfig::clone(tls),
             )?;
             Some(tokio::spawn(runner.run()))
         }
-        None => None,
+        _ => None,
     };
-    tracing::info!(address = %listener.local_addr()?, collectors = ?enabled, "listening");
+    let current = web.current();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        scheme = current.scheme(),
+        fingerprint = current.tls.as_ref().map(|t| t.fingerprint.as_str()),
+        basic_auth = !current.users.is_empty(),
+        collectors = ?enabled,
+        "listening"
+    );
+    if !web.is_configured() {
+        tracing::warn!(
+            "no --web.config.file: /metrics is served over plain HTTP without authentication \
+             to anyone who can reach the port"
+        );
+    }
     let state = Arc::new(http::AppState {
         scraper,
         shipper: shipper.as_ref().map(Shipper::metrics),
         telemetry_path: config.telemetry_path.clone(),
     });
     let mut until_stopped = stopping.clone();
-    axum::serve(listener, http::router(state))
+    let app = http::router(state).layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&web),
+        dcmon_web::gate::require_basic_auth,
+    ));
+    let listener = WebListener::new(listener, web, HANDSHAKE_TIMEOUT)?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = until_stopped.wait_for(|stop| *stop).await;
         })

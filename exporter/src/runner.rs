@@ -45,9 +45,11 @@ impl CommandRunner {
         options: RunnerOptions,
         signer: Arc<JwtSigner>,
         fans: Arc<FanController>,
+        tls: rustls::ClientConfig,
     ) -> anyhow::Result<CommandRunner> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;

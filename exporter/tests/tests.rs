@@ -14,3 +14,4 @@ mod nvme;
 mod peers;
 mod shipping;
 mod textfile;
+mod web_config;

@@ -50,6 +50,8 @@ const DCMON_SETTLE_LIMIT: Duration = Duration::from_secs(300);
 const PEER_SETTLE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // reqwest's TLS (built in with the exporter's) needs a rustls provider.
+    dcmon_web::install_crypto_provider();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -56,6 +56,8 @@ const DASHBOARD: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    // reqwest's TLS (built in with the exporter's) needs a rustls provider.
+    dcmon_web::install_crypto_provider();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

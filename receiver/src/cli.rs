@@ -30,6 +30,13 @@ pub struct Cli {
     #[arg(long = "web.listen-address", default_value = ":8000")]
     pub listen_address: String,
 
+    /// exporter-toolkit web configuration (YAML): TLS on the listener,
+    /// basic-auth users and verified client certificates as read-only
+    /// callers, response headers. Re-read when it or a file it names
+    /// changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Largest accepted request body (compressed), in bytes.
     #[arg(long = "web.max-request-bytes", default_value_t = 32 << 20)]
     pub max_request_bytes: usize,
@@ -269,6 +276,8 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 pub struct Config {
     /// `host:port`; an empty host listens on every address.
     pub listen_address: String,
+    /// `--web.config.file`.
+    pub web_config_file: Option<PathBuf>,
     /// The SQLite database.
     pub storage_path: PathBuf,
     /// The admin token's file, created when missing.
@@ -309,6 +318,7 @@ impl Cli {
     pub fn config(&self) -> Config {
         Config {
             listen_address: self.listen_address.clone(),
+            web_config_file: self.web_config_file.clone(),
             storage_path: self.storage_path.clone(),
             admin_token_file: self.admin_token_file.clone(),
             storage: storage::Options {

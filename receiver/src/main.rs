@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dcmon_receiver::app::{self, AppState};
+use dcmon_web::WebConfigSource;
 use std::sync::Arc;
 
 use dcmon_receiver::api::query::QueryService;
@@ -123,6 +124,10 @@ const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(5);
 
 /// Builds the services `config` describes and serves until SIGTERM.
 fn run(config: Config) -> anyhow::Result<()> {
+    let web = Arc::new(
+        WebConfigSource::load(config.web_config_file.as_deref())
+            .context("loading --web.config.file")?,
+    );
     let (token, created) = load_or_create_admin_token(&config.admin_token_file)?;
     if created {
         tracing::info!(path = %config.admin_token_file.display(), "generated a new admin token");
@@ -152,9 +157,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             trigger.fire();
         });
         let maintenance = storage.spawn_maintenance();
-        let presence = heartbeat::spawn(Arc::clone(&clients), storage.clone(), config.push_interval);
+        let presence =
+            heartbeat::spawn(Arc::clone(&clients), storage.clone(), config.push_interval);
         let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
-        tracing::info!(address = %listener.local_addr()?, storage = %config.storage_path.display(), "listening");
+        let current = web.current();
+        tracing::info!(
+            address = %listener.local_addr()?,
+            scheme = current.scheme(),
+            fingerprint = current.tls.as_ref().map(|t| t.fingerprint.as_str()),
+            storage = %config.storage_path.display(),
+            "listening"
+        );
         let query = QueryService::new(
             Engine::new(storage.clone(), config.engine.clone()),
             config.query_max_concurrency,
@@ -171,12 +184,14 @@ fn run(config: Config) -> anyhow::Result<()> {
             query,
             series_budgets: Default::default(),
         });
-        let self_scrape = config.self_scrape.clone().map(|scrape| {
-            self_scrape::spawn(Arc::clone(&state), scrape.interval, scrape.target)
-        });
+        let self_scrape = config
+            .self_scrape
+            .clone()
+            .map(|scrape| self_scrape::spawn(Arc::clone(&state), scrape.interval, scrape.target));
         let auth = Authenticator::new(token)
             .with_tokens(tokens)
-            .with_clients(Arc::clone(&clients));
+            .with_clients(Arc::clone(&clients))
+            .with_web_config(Arc::clone(&web));
         // Running queries are cancelled when shutdown begins, so draining
         // in-flight requests does not wait for them.
         let queries = state.query.clone();
@@ -185,8 +200,18 @@ fn run(config: Config) -> anyhow::Result<()> {
             on_shutdown.fired().await;
             queries.shut_down();
         });
-        let app = app::router(Arc::clone(&state), auth, shutdown.clone());
-        serve::serve(listener, app, config.serve, state.metrics.connections.clone(), shutdown).await;
+        let app = app::router(Arc::clone(&state), auth, shutdown.clone()).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&web), dcmon_web::gate::with_headers),
+        );
+        serve::serve(
+            listener,
+            app,
+            config.serve,
+            state.metrics.connections.clone(),
+            shutdown,
+            web,
+        )
+        .await;
         signal.abort();
         cancel_queries.abort();
         // In-flight requests are done or dropped; write what is queued and stop.

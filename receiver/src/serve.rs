@@ -3,6 +3,12 @@
 //! between requests, or stops reading an answer; and a shutdown that stops
 //! accepting, lets in-flight requests finish, and gives up after a bound.
 //!
+//! Under a web configuration with TLS, each connection's handshake runs in
+//! its own task, on the configuration in force when it was accepted (so a
+//! renewed certificate serves the next connection), within the head
+//! timeout. A client certificate verified against the configured client CA
+//! reaches the handlers as a [`ClientCertificate`] extension.
+//!
 //! Timeouts are kept per connection from what its socket and its requests
 //! do: a connection is in one of four phases (waiting for or reading a
 //! request head, a request being handled, an answer being written, idle
@@ -22,6 +28,8 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
+use dcmon_web::listener;
+use dcmon_web::{WebConfig, WebConfigSource};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -100,12 +108,14 @@ impl Shutdown {
 /// Serves `app` on `listener` until `shutdown` fires, then waits up to
 /// `options.shutdown_timeout` for open connections to finish their requests
 /// and drops the rest. Handlers see the peer as `ConnectInfo<SocketAddr>`.
+/// `web` says whether connections speak TLS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     options: Options,
     counters: Counters,
     shutdown: Shutdown,
+    web: Arc<WebConfigSource>,
 ) {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut connections = JoinSet::new();
@@ -123,9 +133,10 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((stream, peer)) => {
-                connections.spawn(connection(
+                connections.spawn(accepted_connection(
                     stream,
                     peer,
+                    web.current(),
                     app.clone(),
                     options,
                     counters.clone(),
@@ -157,20 +168,77 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection until it closes, times out, or shutdown ends it.
-async fn connection(
-    stream: TcpStream,
+/// The verified client certificate of a connection (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// SHA-256 fingerprint of the client's certificate.
+    pub fingerprint: String,
+}
+
+/// Completes a connection's TLS handshake, if the web config asks for
+/// one, then serves it.
+#[allow(clippy::too_many_arguments)]
+async fn accepted_connection(
+    tcp: TcpStream,
     peer: SocketAddr,
+    web: Arc<WebConfig>,
     app: Router,
     options: Options,
     counters: Counters,
     shutdown: Shutdown,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
     counters.open.inc();
-    let _open = OnDrop(|| {
-        counters.open.dec();
+    let open = counters.open.clone();
+    let _open = OnDrop(move || {
+        open.dec();
     });
+    let handshake = tokio::select! {
+        stream = listener::handshake(tcp, &web, options.header_read_timeout) => stream,
+        () = shutdown.fired() => return,
+    };
+    let stream = match handshake {
+        Ok(stream) => stream,
+        Err(err) => {
+            // Scanners, plain HTTP on the TLS port, refused client
+            // certificates: one debug line each.
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            return;
+        }
+    };
+    let certificate = match (&web.tls, stream.peer_certificate()) {
+        (Some(tls), Some(cert)) if tls.verifies_client_certs => Some(ClientCertificate {
+            fingerprint: dcmon_web::fingerprint(cert),
+        }),
+        _ => None,
+    };
+    connection(
+        stream,
+        peer,
+        certificate,
+        app,
+        options,
+        shutdown,
+        counters,
+        slot,
+    )
+    .await;
+}
+
+/// Serves one connection until it closes, times out, or shutdown ends it.
+#[allow(clippy::too_many_arguments)]
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
+    app: Router,
+    options: Options,
+    shutdown: Shutdown,
+    counters: Counters,
+    _slot: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TrackedIo {
         inner: stream,
@@ -179,6 +247,7 @@ async fn connection(
     let service = Handler {
         app,
         peer,
+        certificate,
         activity: Arc::clone(&activity),
     };
     let conn = hyper::server::conn::http1::Builder::new()
@@ -333,12 +402,12 @@ impl Activity {
 
 /// The socket, noting each read and write in the connection's activity.
 #[derive(Debug)]
-struct TrackedIo {
-    inner: TcpStream,
+struct TrackedIo<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for TrackedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -353,7 +422,7 @@ impl AsyncRead for TrackedIo {
     }
 }
 
-impl AsyncWrite for TrackedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -397,6 +466,7 @@ impl AsyncWrite for TrackedIo {
 struct Handler {
     app: Router,
     peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
     activity: Arc<Activity>,
 }
 
@@ -415,6 +485,9 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         let done = RequestDone(Arc::clone(&self.activity));
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        if let Some(certificate) = &self.certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         let mut app = self.app.clone();
         let activity = Arc::clone(&self.activity);
         Box::pin(async move {

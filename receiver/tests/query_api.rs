@@ -592,6 +592,7 @@ fn abandoned_query_frees_its_slot() {
     let (receiver, last) = receiver_with_data(&["--query.max-concurrency", "1"]);
     let t = secs(last);
     // Far more subquery steps than the client waits for.
+    dcmon_web::install_crypto_provider();
     let impatient = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_millis(300))
         .build()

@@ -80,6 +80,36 @@ fn units_verify_cleanly() {
     }
 }
 
+/// The TLS drop-ins (`systemd/tls/`, shipped as examples) load cleanly
+/// over their units: each key is one systemd knows.
+#[test]
+fn tls_drop_ins_verify_cleanly() {
+    let Some(tool) = systemd_analyze() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for unit in ["dcmon-receiver", "dcmon-exporter"] {
+        let path = unit_for_verify(unit, dir.path());
+        let drop_ins = dir.path().join(format!("{unit}.service.d"));
+        std::fs::create_dir_all(&drop_ins).unwrap();
+        let drop_in = workspace_root()
+            .join("systemd/tls")
+            .join(format!("{unit}.conf"));
+        let text = std::fs::read_to_string(&drop_in).unwrap();
+        assert!(text.contains("LoadCredential=tls.key:"), "{unit}: {text}");
+        std::fs::write(drop_ins.join("tls.conf"), text).unwrap();
+        let output = Command::new(tool)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{unit}: verify failed:\n{text}");
+        assert!(text.trim().is_empty(), "{unit}: verify complains:\n{text}");
+    }
+}
+
 /// "→ Overall exposure level for dcmon-receiver.service: 1.1 OK 🙂" → 1.1
 fn exposure(report: &str) -> Option<f64> {
     let line = report

@@ -29,5 +29,6 @@ mod self_scrape;
 mod shipping;
 mod storage_faults;
 mod systemd_units;
+mod web_config;
 mod write;
 mod write_limits;

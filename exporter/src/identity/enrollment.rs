@@ -29,9 +29,33 @@ pub struct Enrollment {
     pub instance: String,
     /// JWT audience naming the receiver.
     pub audience: String,
+    /// SHA-256 fingerprint of the certificate an `https://` receiver
+    /// presented at enrolment, when no CA file was given; later
+    /// connections must see the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_fingerprint: Option<String>,
+    /// SHA-256 fingerprint of the CA of `server_ca_file` that the
+    /// receiver's certificate chained to at enrolment; later certificates
+    /// must chain to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca_fingerprint: Option<String>,
+    /// The `--server-ca-file` given at enrolment, used unless the service
+    /// names another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca_file: Option<PathBuf>,
 }
 
 impl Enrollment {
+    /// What the receiver's certificate was pinned to, if anything.
+    pub fn pin(&self) -> Option<crate::receiver_tls::Pin> {
+        use crate::receiver_tls::Pin;
+        match (&self.server_ca_fingerprint, &self.server_fingerprint) {
+            (Some(ca), _) => Some(Pin::Ca(ca.clone())),
+            (None, Some(certificate)) => Some(Pin::Certificate(certificate.clone())),
+            (None, None) => None,
+        }
+    }
+
     /// The receiver's remote-write URL.
     pub fn write_url(&self) -> String {
         format!("{}/api/v1/write", self.server.trim_end_matches('/'))
@@ -155,6 +179,9 @@ mod tests {
             client_id: "c1".into(),
             instance: "gpu-01".into(),
             audience: "dcmon-receiver/x".into(),
+            server_fingerprint: None,
+            server_ca_fingerprint: None,
+            server_ca_file: None,
         };
         state.save(&key, &enrollment).unwrap();
         assert_eq!(state.enrollment().unwrap(), Some(enrollment.clone()));

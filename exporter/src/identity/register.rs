@@ -13,6 +13,7 @@ use dcmon_protocol::identity::{self, KEY_BITS, RegisterRequest, RegisterResponse
 use rsa::RsaPrivateKey;
 
 use super::{Enrollment, StateDir};
+use crate::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dcmon-exporter";
@@ -41,6 +42,17 @@ pub struct RegisterArgs {
     /// File holding the machine id.
     #[arg(long = "machine-id-file", default_value = "/etc/machine-id")]
     pub machine_id_file: PathBuf,
+
+    /// CA certificate(s), PEM, that an `https://` receiver's certificate
+    /// must chain to (default: the system's roots). Remembered in the
+    /// enrollment.
+    #[arg(long = "server-ca-file", value_name = "FILE")]
+    pub server_ca_file: Option<PathBuf>,
+
+    /// Do not verify the receiver's certificate chain: trust the one it
+    /// presents now, and pin it (for a self-signed receiver certificate).
+    #[arg(long = "insecure-skip-verify")]
+    pub insecure_skip_verify: bool,
 }
 
 /// Runs the registration; prints what happened.
@@ -85,12 +97,35 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
         env!("CARGO_PKG_VERSION"),
     )?;
     let server = args.server.trim_end_matches('/').to_owned();
-    let answer = send(&server, &admin_token, &request)?;
+    if args.insecure_skip_verify {
+        tracing::warn!(
+            "--insecure-skip-verify: the receiver's certificate chain is not checked; \
+             whatever certificate it presents now is pinned"
+        );
+    }
+    let trust = ReceiverTrust {
+        ca_file: args.server_ca_file.clone(),
+        insecure_skip_verify: args.insecure_skip_verify,
+        pinned: None,
+    };
+    let seen = SeenCertificate::default();
+    let tls = receiver_tls::client_config(&trust, seen.clone())?;
+    let answer = send(&server, &admin_token, &request, tls)?;
+    let (server_fingerprint, server_ca_fingerprint) = pins(&server, args, &seen)?;
     let enrollment = Enrollment {
         server,
         client_id: answer.client_id,
         instance: answer.instance,
         audience: answer.audience,
+        server_fingerprint,
+        server_ca_fingerprint,
+        // Absolute: the service reads it from another working directory.
+        server_ca_file: args
+            .server_ca_file
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("resolving --server-ca-file")?,
     };
     state.save(&key, &enrollment)?;
     eprintln!(
@@ -107,6 +142,33 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
         state.path().display(),
     );
     Ok(enrollment)
+}
+
+/// What to pin of an `https://` receiver (nothing over http): the CA of
+/// `--server-ca-file` its certificate chains to, else the certificate.
+fn pins(
+    server: &str,
+    args: &RegisterArgs,
+    seen: &SeenCertificate,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    if !server.starts_with("https://") {
+        return Ok((None, None));
+    }
+    if let (Some(ca_file), false) = (&args.server_ca_file, args.insecure_skip_verify) {
+        let host = reqwest::Url::parse(server)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(ca) = seen.anchor(ca_file, &host)? {
+            eprintln!("Pinned the receiver's CA, SHA-256 {ca}.");
+            return Ok((None, Some(ca)));
+        }
+    }
+    let certificate = seen.fingerprint();
+    if let Some(fingerprint) = &certificate {
+        eprintln!("Pinned the receiver's certificate, SHA-256 {fingerprint}.");
+    }
+    Ok((certificate, None))
 }
 
 fn read_admin_token(args: &RegisterArgs) -> anyhow::Result<String> {
@@ -138,6 +200,7 @@ fn send(
     server: &str,
     admin_token: &str,
     request: &RegisterRequest,
+    tls: rustls::ClientConfig,
 ) -> anyhow::Result<RegisterResponse> {
     let url = format!("{server}/api/dcmon/register");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -148,6 +211,7 @@ fn send(
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
             .build()
             .context("building the HTTP client")?;
         let response = client
@@ -156,7 +220,9 @@ fn send(
             .json(request)
             .send()
             .await
-            .with_context(|| format!("sending the registration to {url}"))?;
+            .map_err(|err| {
+                anyhow::anyhow!("sending the registration to {url}: {}", error_chain(&err))
+            })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -169,4 +235,17 @@ fn send(
         }
         serde_json::from_str(&body).with_context(|| format!("parsing the answer of {url}"))
     })
+}
+
+/// An error with its causes: reqwest's `Display` leaves out the TLS reason
+/// (an unknown CA, a changed certificate) that the operator needs.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -86,6 +86,9 @@ mod tests {
             client_id: "0123456789abcdef01234567".into(),
             instance: "gpu-01".into(),
             audience: "dcmon-receiver/x".into(),
+            server_fingerprint: None,
+            server_ca_fingerprint: None,
+            server_ca_file: None,
         };
         let signer = JwtSigner::new(&enrollment, &key).unwrap();
         let ids: std::collections::HashSet<String> = (0..50)

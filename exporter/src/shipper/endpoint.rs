@@ -53,6 +53,8 @@ pub struct EndpointConfig {
     pub url: String,
     /// Authorisation of every request.
     pub auth: EndpointAuth,
+    /// TLS client settings for `https://`; the system's roots when `None`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl EndpointConfig {
@@ -61,7 +63,15 @@ impl EndpointConfig {
         Self {
             url: url.into(),
             auth,
+            tls: None,
         }
+    }
+
+    /// The same endpoint, its server checked by `tls` (the enrolled
+    /// receiver's pin).
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// A short, stable name for this endpoint's spool directory: the first
@@ -123,6 +133,14 @@ pub enum EndpointError {
         /// What is wrong with it.
         msg: String,
     },
+    /// No TLS trust could be set up (no system roots).
+    #[error("setting up TLS for {url}: {msg}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// Why.
+        msg: String,
+    },
     /// The HTTP client could not be built (TLS set-up).
     #[error("building the HTTP client for {url}: {source}")]
     Client {
@@ -145,8 +163,18 @@ impl Endpoint {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("only http and https are supported".into()));
         }
+        let tls = match &config.tls {
+            Some(tls) => rustls::ClientConfig::clone(tls),
+            None => {
+                crate::receiver_tls::system_client_config().map_err(|err| EndpointError::Tls {
+                    url: config.display_url(),
+                    msg: err.to_string(),
+                })?
+            }
+        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()

@@ -191,7 +191,10 @@ impl Worker {
         let name = self.endpoint.config().display_url();
         let mut queued: VecDeque<Arc<Batch>> = VecDeque::new();
         let mut retry_at: Option<Instant> = None;
-        let mut failing = false;
+        // The reason of the failure being retried, if any: each new reason
+        // is logged once as a warning (an outage that turns into a refused
+        // certificate must say so), repeats only at debug level.
+        let mut failing: Option<String> = None;
         loop {
             let has_work = !queued.is_empty() || (self.spool.has_batches() && retry_at.is_none());
             if !has_work {
@@ -245,9 +248,8 @@ impl Worker {
                 Attempt::Delivered => {
                     self.metrics.sent(samples, now_ms());
                     self.backoff.reset();
-                    if failing {
+                    if failing.take().is_some() {
                         tracing::info!(endpoint = %name, "remote write recovered");
-                        failing = false;
                     }
                     if let Source::Spooled(key, _) = source {
                         self.spool.remove(key).await;
@@ -276,11 +278,11 @@ impl Worker {
                         .backoff
                         .next_delay()
                         .max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
-                    if failing {
+                    if failing.as_ref() == Some(&reason) {
                         tracing::debug!(endpoint = %name, error = %reason, retry_in = ?delay, "remote write still failing");
                     } else {
                         tracing::warn!(endpoint = %name, error = %reason, retry_in = ?delay, "remote write failed; spooling until it recovers");
-                        failing = true;
+                        failing = Some(reason);
                     }
                     retry_at = Some(Instant::now() + delay);
                     if let Source::Fresh(batch) = source {

@@ -115,6 +115,7 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// `GET url` with headers; returns (status, headers, body bytes).
 pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    dcmon_web::install_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .no_gzip()
         .build()

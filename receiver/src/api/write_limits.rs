@@ -145,7 +145,9 @@ impl WriteLimits {
     fn hourly_budget(&self, principal: &Principal) -> usize {
         match principal {
             Principal::Client { .. } => self.max_new_series_per_host_hour,
-            Principal::Admin | Principal::Token { .. } => self.max_new_series_per_hour,
+            Principal::Admin | Principal::Token { .. } | Principal::Web { .. } => {
+                self.max_new_series_per_hour
+            }
         }
     }
 }
@@ -250,6 +252,7 @@ fn key(principal: &Principal) -> String {
     match principal {
         Principal::Admin => "admin".to_owned(),
         Principal::Token { name, .. } => format!("token:{name}"),
+        Principal::Web { name } => format!("web:{name}"),
         Principal::Client { id, .. } => format!("client:{id}"),
     }
 }

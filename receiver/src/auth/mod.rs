@@ -10,6 +10,15 @@
 //!
 //! The scheme is matched without regard to case (`bearer` works too, as RFC
 //! 9110 §11.1 requires).
+//!
+//! The web configuration (`--web.config.file`) adds two ways in, both with
+//! the `read` scope only (Grafana, a browser, a federating Prometheus):
+//! `Authorization: Basic` for one of its `basic_auth_users`, and, on a
+//! request without an `Authorization` header, a client certificate that
+//! TLS verified against its `client_ca_file`. Unlike exporter-toolkit,
+//! basic auth does not gate every request here: bearer tokens and host
+//! JWTs keep working beside it, and host JWTs remain the only way a host
+//! writes.
 
 pub mod admin;
 pub mod clients;
@@ -26,6 +35,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use dcmon_web::WebConfigSource;
+use dcmon_web::basic_auth;
 use subtle::ConstantTimeEq;
 
 pub use self::admin::{TokenFileError, load_or_create_admin_token};
@@ -34,6 +45,7 @@ use self::failure_log::FailureLog;
 use self::replay::{ReplayGuard, ReplayRefusal};
 pub use self::scoped::{Scope, TokenStore};
 use crate::error::{ApiError, ErrorKind, OrInternal};
+use crate::serve::ClientCertificate;
 
 /// The authenticated caller of a request, stored in its extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +58,13 @@ pub enum Principal {
         name: String,
         /// What it may do.
         scope: Scope,
+    },
+    /// A caller let in by the web configuration: `user:<name>` for a
+    /// basic-auth user, `cert:<SHA-256>` for a verified client
+    /// certificate. Read scope.
+    Web {
+        /// Who, for logs and audit.
+        name: String,
     },
     /// An enrolled host, authenticated by its JWT.
     Client {
@@ -82,6 +101,7 @@ impl Principal {
                 Access::Write => *scope == Scope::Write,
                 Access::Host | Access::Admin => false,
             },
+            Principal::Web { .. } => matches!(access, Access::Any | Access::Read),
             // Hosts write their own samples; they never read the fleet's.
             Principal::Client { .. } => {
                 matches!(access, Access::Any | Access::Write | Access::Host)
@@ -135,6 +155,7 @@ pub struct Authenticator {
     clients: Option<Arc<ClientStore>>,
     replay: Arc<ReplayGuard>,
     failures: Arc<FailureLog>,
+    web: Option<Arc<WebConfigSource>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -152,6 +173,43 @@ impl Authenticator {
             clients: None,
             replay: Arc::default(),
             failures: Arc::default(),
+            web: None,
+        }
+    }
+
+    /// Also accepts the basic-auth users of the web configuration, and
+    /// the client certificates its TLS verified (read scope).
+    pub fn with_web_config(mut self, web: Arc<WebConfigSource>) -> Self {
+        self.web = Some(web);
+        self
+    }
+
+    /// The principal of a request without a bearer token: a basic-auth
+    /// user of the web config, else a verified client certificate.
+    fn web_principal(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<Principal, ApiError> {
+        let refused = |msg: &str| ApiError::new(ErrorKind::Unauthorized, msg.to_owned());
+        let web = self.web.as_ref().map(|w| w.current());
+        match authorization {
+            Some(value) if basic_auth::basic_credentials(value).is_some() => {
+                let user = web
+                    .filter(|w| !w.users.is_empty())
+                    .and_then(|w| w.users.verify_header(value))
+                    .ok_or_else(|| refused("invalid user name or password"))?;
+                Ok(Principal::Web {
+                    name: format!("user:{user}"),
+                })
+            }
+            Some(_) => Err(refused("missing 'Authorization: Bearer <token>' header")),
+            None => match certificate {
+                Some(cert) if web.is_some() => Ok(Principal::Web {
+                    name: format!("cert:{}", cert.fingerprint),
+                }),
+                _ => Err(refused("missing 'Authorization: Bearer <token>' header")),
+            },
         }
     }
 
@@ -226,20 +284,16 @@ pub async fn require_principal(
     mut request: Request,
     next: Next,
 ) -> Result<Response, AuthFailure> {
-    let token = request
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_credentials)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::Unauthorized,
-                "missing 'Authorization: Bearer <token>' header",
-            )
-        })?;
-    let principal = auth
-        .principal(token)?
-        .ok_or_else(|| ApiError::new(ErrorKind::Unauthorized, "invalid or revoked token"))?;
+        .and_then(|v| v.to_str().ok());
+    let principal = match authorization.and_then(bearer_credentials) {
+        Some(token) => auth
+            .principal(token)?
+            .ok_or_else(|| ApiError::new(ErrorKind::Unauthorized, "invalid or revoked token"))?,
+        None => auth.web_principal(authorization, request.extensions().get())?,
+    };
     if let (Principal::Client { id, .. }, Some(clients)) = (&principal, &auth.clients) {
         let address = request
             .extensions()
@@ -336,5 +390,11 @@ mod tests {
         assert!(host.may(Access::Host));
         assert!(!host.may(Access::Read) && !host.may(Access::Admin));
         assert!(!read.may(Access::Host) && !write.may(Access::Host));
+        // Web-config users and verified client certificates only read.
+        let web = Principal::Web {
+            name: "user:grafana".into(),
+        };
+        assert!(web.may(Access::Read) && web.may(Access::Any));
+        assert!(!web.may(Access::Write) && !web.may(Access::Host) && !web.may(Access::Admin));
     }
 }

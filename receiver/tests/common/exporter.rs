@@ -188,6 +188,11 @@ impl ReceiverOnAddr {
     /// Starts `dcmon-receiver` on `addr` with the database and admin token
     /// in `dir` (as laid out by [`super::Receiver`]).
     pub fn start(addr: &str, dir: &Path) -> ReceiverOnAddr {
+        ReceiverOnAddr::start_with(addr, dir, &[])
+    }
+
+    /// [`ReceiverOnAddr::start`] with extra flags.
+    pub fn start_with(addr: &str, dir: &Path, extra: &[&str]) -> ReceiverOnAddr {
         let log = dir.join("stderr.log");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -201,6 +206,7 @@ impl ReceiverOnAddr {
             .arg(dir.join("dcmon.db"))
             .arg("--admin-token-file")
             .arg(dir.join("admin-token"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

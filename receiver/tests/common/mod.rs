@@ -307,6 +307,8 @@ pub fn write_headers(version: Version) -> Vec<(&'static str, &'static str)> {
 
 /// A blocking HTTP client.
 pub fn client() -> reqwest::blocking::Client {
+    // reqwest's TLS (built in with the exporter's) needs a rustls provider.
+    dcmon_web::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

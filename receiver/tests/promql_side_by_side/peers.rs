@@ -156,6 +156,8 @@ impl Peer {
 
 /// An HTTP client for test traffic.
 pub fn client() -> Client {
+    // reqwest's TLS (built in with the exporter's) needs a rustls provider.
+    dcmon_web::install_crypto_provider();
     Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
