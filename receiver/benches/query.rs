@@ -354,6 +354,35 @@ fn range_answer(
     }
 }
 
+/// The warnings and infos a system's answer carries (an answer with any
+/// is not cached), as notes.
+fn annotations(
+    system: &System,
+    http: &reqwest::blocking::Client,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+) -> Vec<String> {
+    let params = vec![
+        ("query", query.to_owned()),
+        ("start", peers::seconds(start)),
+        ("end", peers::seconds(end)),
+        ("step", peers::seconds(step)),
+        ("nocache", "1".to_owned()),
+    ];
+    let Ok(body) = system.read.get(http, "/api/v1/query_range", &params) else {
+        return Vec::new();
+    };
+    ["warnings", "infos"]
+        .iter()
+        .flat_map(|kind| {
+            let texts = body[*kind].as_array().cloned().unwrap_or_default();
+            texts
+                .into_iter()
+                .map(move |t| format!("{} {kind}: {}", system.name, t.as_str().unwrap_or("")))
+        })
+        .collect()
+}
+
 /// Writes one sample at `at_ms` to every series of the fleet, as the next
 /// scrape would (the value only has to be valid and rising).
 fn write_next_samples(
@@ -612,6 +641,9 @@ fn run() -> Result<(), String> {
                 samples.push(t.elapsed());
             }
             times.push(Some(median(samples)));
+            if let (Probe::Range(q), "dcmon") = (&probe, system.name) {
+                notes.extend(annotations(system, &http, q, (start, end, step)));
+            }
             if let Probe::Range(q) = &probe {
                 let window = (start, end, step);
                 match warm_refresh(system, &http, &spec, &labels, q, window, runs, &mut written) {
