@@ -22,9 +22,14 @@
 //! - retention deleting samples before `D` changes steps `< D + reach`,
 //!   which are never served from the cache.
 //!
-//! Answers carrying warnings or infos are not stored: annotations belong
-//! to the query, not to a step, so a part of such an answer could not say
-//! which of them it earned.
+//! Annotations (warnings and infos) are reported per query, but each is
+//! earned by evaluating some step: the steps to store and the fresh ones
+//! are evaluated apart, so a stored part keeps exactly the annotations of
+//! its own steps, and an answer has those and its fresh steps'. Which of
+//! its steps earned them a part does not know, so one with annotations
+//! serves only requests that start where it starts (a refresh that moves
+//! the end; Grafana moves the start by whole steps, so only when it
+//! crosses one).
 //!
 //! What this module does not do: cache instant queries (each is one step),
 //! or decide who may bypass it (the API's `nocache=1`).
@@ -36,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
-use super::eval::Limits;
+use super::eval::{Annotations, Limits};
 use super::value::{Series, Value};
 use super::{Engine, QueryError, QueryResult, duration_ms, plan};
 use crate::storage::changes::Changes;
@@ -154,6 +159,8 @@ struct Part {
     last_ms: i64,
     /// Sorted by labels, as the engine answers; points within the steps.
     series: Vec<Series>,
+    /// The warnings and infos evaluating these steps gave.
+    notes: Annotations,
 }
 
 #[derive(Debug)]
@@ -299,49 +306,51 @@ impl QueryCache {
         let changes = engine
             .storage()
             .changes_since(found.as_ref().map_or(u64::MAX, |(_, epoch)| *epoch));
+        // A part's annotations belong to all its steps together: one that
+        // has any serves only requests starting where it starts.
         let hit = found.as_ref().and_then(|(part, _)| {
+            let annotated = !part.notes.warnings.is_empty() || !part.notes.infos.is_empty();
+            if annotated && part.first_ms != range.start_ms {
+                return None;
+            }
             usable_steps(part, range, reach, &changes).map(|last_ms| (part, last_ms))
         });
-        let (series, warnings, infos) = match hit {
-            Some((part, last_ms)) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                let older = steps_of(&part.series, range.start_ms, last_ms);
-                if last_ms >= range.end_ms {
-                    (older, Vec::new(), Vec::new())
-                } else {
-                    let (value, notes) = engine.run(
-                        source,
-                        expr,
-                        last_ms + range.step_ms,
-                        range.end_ms,
-                        Some(range.step_ms),
-                        limits,
-                    )?;
-                    (
-                        merge(older, into_matrix(value)?),
-                        notes.warnings.into_iter().collect(),
-                        notes.infos.into_iter().collect(),
-                    )
-                }
+        if hit.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        // The steps to evaluate are split where storable steps end: what
+        // is stored then carries exactly the annotations its own steps
+        // earned (an annotation comes from evaluating some step, so a
+        // range's are the union of its pieces'), and an answer's are its
+        // stored part's and its fresh piece's.
+        let storable = range.step_at_or_before(now_ms.saturating_sub(FRESH_HORIZON_MS));
+        let first_new = hit.map_or(range.start_ms, |(_, last_ms)| last_ms + range.step_ms);
+        let evaluate = |from: i64, to: i64| -> Result<(Vec<Series>, Annotations), QueryError> {
+            if from > to {
+                return Ok((Vec::new(), Annotations::default()));
             }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                let (value, notes) = engine.run(
-                    source,
-                    expr,
-                    range.start_ms,
-                    range.end_ms,
-                    Some(range.step_ms),
-                    limits,
-                )?;
-                (
-                    into_matrix(value)?,
-                    notes.warnings.into_iter().collect(),
-                    notes.infos.into_iter().collect(),
-                )
-            }
+            let (value, notes) =
+                engine.run(source, expr, from, to, Some(range.step_ms), limits.clone())?;
+            Ok((into_matrix(value)?, notes))
         };
-        if let Some(last_ms) = range.step_at_or_before(now_ms.saturating_sub(FRESH_HORIZON_MS)) {
+        let split = storable.map_or(first_new - range.step_ms, |last| {
+            last.max(first_new - range.step_ms)
+        });
+        let (stored_new, stored_notes) = evaluate(first_new, split)?;
+        let (fresh, fresh_notes) = evaluate(split + range.step_ms, range.end_ms)?;
+        let (older, mut notes) = match hit {
+            Some((part, last_ms)) => (
+                steps_of(&part.series, range.start_ms, last_ms),
+                part.notes.clone(),
+            ),
+            None => (Vec::new(), Annotations::default()),
+        };
+        let stored = merge(older, stored_new);
+        notes.warnings.extend(stored_notes.warnings);
+        notes.infos.extend(stored_notes.infos);
+        if let Some(last_ms) = storable {
             // An entry that still holds every storable step, none of them
             // changed, is only confirmed valid at the newer epoch: no copy.
             let intact = hit.filter(|(part, _)| {
@@ -352,22 +361,25 @@ impl QueryCache {
             });
             match intact {
                 Some((part, _)) => self.confirm(&key, part, changes.epoch),
-                // Annotations are reported per query, not per step: an
-                // answer with any cannot say which of its steps earned
-                // them, so it is not stored. Then the cached steps earned
-                // none, and an answer's annotations are its fresh part's.
-                None if !warnings.is_empty() || !infos.is_empty() => self.forget(&key),
                 None => self.store(
                     key,
                     Part {
                         first_ms: range.start_ms,
                         last_ms,
-                        series: steps_of(&series, range.start_ms, last_ms),
+                        series: steps_of(&stored, range.start_ms, last_ms),
+                        notes: notes.clone(),
                     },
                     changes.epoch,
                 ),
             }
         }
+        let series = merge(stored, fresh);
+        notes.warnings.extend(fresh_notes.warnings);
+        notes.infos.extend(fresh_notes.infos);
+        let (warnings, infos) = (
+            notes.warnings.into_iter().collect(),
+            notes.infos.into_iter().collect(),
+        );
         Ok(QueryResult {
             value: Value::Matrix(series),
             time_ms: range.start_ms,
@@ -383,10 +395,6 @@ impl QueryCache {
         {
             slot.epoch = slot.epoch.max(epoch);
         }
-    }
-
-    fn forget(&self, key: &Key) {
-        self.lock().remove(key);
     }
 
     fn store(&self, key: Key, part: Part, epoch: u64) {
@@ -513,7 +521,11 @@ fn part_bytes(key: &Key, part: &Part) -> usize {
                 + s.points.len() * std::mem::size_of::<(i64, f64)>()
         })
         .sum();
-    ENTRY_OVERHEAD + key.query.len() * 2 + series
+    let notes: usize = (part.notes.warnings.iter())
+        .chain(&part.notes.infos)
+        .map(|text| text.len() + SERIES_OVERHEAD)
+        .sum();
+    ENTRY_OVERHEAD + key.query.len() * 2 + series + notes
 }
 
 #[cfg(test)]

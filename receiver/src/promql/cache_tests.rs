@@ -163,17 +163,23 @@ fn every_refusal_reason_is_found_from_the_syntax_tree() {
 }
 
 #[test]
-fn answers_with_annotations_are_not_stored() {
+fn answers_with_annotations_are_stored_with_them() {
     let (engine, _dir) = engine();
     let cache = QueryCache::new(1 << 20);
     let q = "rate(g[5m])";
     let first = cached(&engine, &cache, q, 0, 20 * MINUTE, 30_000);
     assert!(!first.2.is_empty(), "rate of a gauge earns an info");
-    assert_eq!(cache.stats().entries, 0);
-    // Past the data: no info, and so the answer is kept.
+    assert_eq!(first, fresh(&engine, q, 0, 20 * MINUTE, 30_000));
+    assert_eq!(cache.stats().entries, 1);
+    // A refresh moving the end is served from the entry, infos included.
+    let refresh = cached(&engine, &cache, q, 0, 25 * MINUTE, 30_000);
+    assert_eq!(cache.stats().hits, 1);
+    assert_eq!(refresh, fresh(&engine, q, 0, 25 * MINUTE, 30_000));
+    // Past the data no step earns the info: a later start, not knowing
+    // which steps earned it, evaluates again and answers without it.
     let late = cached(&engine, &cache, q, 60 * MINUTE, 70 * MINUTE, 30_000);
     assert!(late.2.is_empty());
-    assert_eq!(cache.stats().entries, 1);
+    assert_eq!(cache.stats().hits, 1);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use super::{QueryError, aggregate, binary, columns, functions, selector};
 use crate::storage::index::Labels;
 
 /// Warnings and infos collected while evaluating, deduplicated.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Annotations {
     /// `PromQL warning: …`
     pub warnings: BTreeSet<String>,
@@ -28,7 +28,7 @@ pub struct Annotations {
 }
 
 /// What stops a query early.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// When the query times out.
     pub deadline: Instant,
