@@ -5,11 +5,11 @@
 //! start with the key or file named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dcmon_testkit::web::{TestCa, bcrypt_hash, https_client, server_certificate};
-use dcmon_testkit::{KillOnDrop, free_port};
+use dcmon_testkit::{free_port, start_prometheus};
 
 use crate::common::process::Server;
 
@@ -93,19 +93,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         ),
     )
     .unwrap();
-    let _prometheus = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prometheus_yml.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus is not installed (apt-get install prometheus)"),
-    );
+    let _prometheus = start_prometheus(&prometheus_yml, dir.path(), port);
     let api = format!("http://127.0.0.1:{port}/api/v1/query");
     let plain_client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use dcmon_receiver::storage::index::{MatchOp, Matcher};
 
+use dcmon_testkit::start_prometheus;
+
 use crate::common::peer::{Process, free_port, wait_for};
 use crate::common::{Receiver, client, now_ms, open_storage};
 
@@ -40,21 +42,10 @@ fn receiver_matches_prometheus_tsdb() {
         receiver.token_file().display()
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let prometheus = Process(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus is not installed (apt-get install prometheus)"),
+    let prometheus = start_prometheus(
+        &dir.path().join("prometheus.yml"),
+        dir.path(),
+        prometheus_port,
     );
     let api = format!("http://127.0.0.1:{prometheus_port}");
     wait_for(&format!("{api}/-/ready"), "prometheus");

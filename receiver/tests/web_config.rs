@@ -7,11 +7,11 @@
 //! without a restart.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dcmon_testkit::web::{TestCa, bcrypt_hash, https_client, server_certificate};
-use dcmon_testkit::{KillOnDrop, free_port};
+use dcmon_testkit::{free_port, start_prometheus};
 
 use crate::common::exporter::{Exporter, ReceiverOnAddr, exporter_binary};
 use crate::common::{Receiver, wait_until};
@@ -66,19 +66,7 @@ fn prometheus_remote_writes_over_tls_with_a_write_token() {
         ),
     )
     .unwrap();
-    let _prometheus = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prometheus_yml.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus is not installed (apt-get install prometheus)"),
-    );
+    let _prometheus = start_prometheus(&prometheus_yml, dir.path(), port);
 
     // Read back over HTTPS with the read token.
     let client = https_client(&ca, None);

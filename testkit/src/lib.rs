@@ -1,7 +1,7 @@
 //! What the tests and benchmarks of every dcmon crate share, and nothing
 //! else: a seeded random generator for synthetic data ([`Rng`]), loopback
 //! ports ([`free_port`], [`wait_for_port`]) and child processes that cannot
-//! outlive a failed test ([`KillOnDrop`]), and certificates and password
+//! outlive a failed test ([`KillOnDrop`], [`start_prometheus`]), and certificates and password
 //! hashes for web-configuration tests ([`web`]).
 //!
 //! A crate of its own, used only as a dev-dependency, rather than a file
@@ -18,5 +18,5 @@ mod rng;
 pub mod web;
 
 pub use net::{free_addr, free_port, wait_for_port};
-pub use process::{KillOnDrop, sigterm};
+pub use process::{KillOnDrop, sigterm, start_prometheus};
 pub use rng::Rng;

@@ -51,3 +51,23 @@ impl DerefMut for KillOnDrop {
         &mut self.0
     }
 }
+
+/// Debian's `prometheus` with `config` (a file in `dir`), its TSDB and log
+/// (`prometheus.log`) in `dir`, serving on `127.0.0.1:port`. Panics, naming
+/// the package, when it is not installed.
+pub fn start_prometheus(config: &std::path::Path, dir: &std::path::Path, port: u16) -> KillOnDrop {
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
+    KillOnDrop(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus is not installed (apt-get install prometheus)"),
+    )
+}
