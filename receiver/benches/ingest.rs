@@ -1015,7 +1015,7 @@ fn measure(
                 }
                 if Instant::now() > deadline {
                     println!(
-                        "dcmon: head not empty after {} s (head_samples {}); measuring anyway",
+                        "{label}: head not empty after {} s (head_samples {}); measuring anyway",
                         DCMON_SETTLE_LIMIT.as_secs(),
                         stats["head_samples"]
                     );
@@ -1025,7 +1025,7 @@ fn measure(
             };
             let stored = stats["samples"].as_u64().unwrap_or(0);
             println!(
-                "dcmon: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
+                "{label}: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
                  bytes_per_sample {:.3}",
                 settle.elapsed().as_secs_f64(),
                 stats["db_bytes"],
@@ -1033,7 +1033,7 @@ fn measure(
             );
             if stored != config.total_samples() {
                 println!(
-                    "dcmon: note: stored {stored} samples, sent {}",
+                    "{label}: note: stored {stored} samples, sent {}",
                     config.total_samples()
                 );
             }
