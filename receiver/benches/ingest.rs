@@ -8,7 +8,15 @@
 //!
 //! Knobs (environment): `BENCH_HOSTS` (100), `BENCH_SERIES` per host (300),
 //! `BENCH_HOURS` of data ending now (24), `BENCH_SENDERS` threads (4),
-//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`).
+//! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
+//! `BENCH_TLS=1` (dcmon twice: plain, then over TLS with a web config).
+//!
+//! With `BENCH_TLS=1` the same workload goes to a second dcmon-receiver
+//! started with `--web.config.file` (a certificate from a CA made for the
+//! run); the senders trust that CA and, like Prometheus's remote write,
+//! keep their connections, so the figure is the cost of TLS records on a
+//! steady stream rather than of handshakes. It prints samples/s of both
+//! and the TLS/plain ratio.
 //!
 //! The workload: every host sends one request per 30 s tick holding one
 //! sample of each of its series. Series mix per host: ~20% counters with
@@ -32,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
 use dcmon_testkit::Rng;
+use dcmon_testkit::web::TestCa;
 use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
@@ -100,6 +109,8 @@ struct Config {
     /// Timestamp (ms) of the first tick, a multiple of the interval.
     first_tick_ms: i64,
     only: Vec<System>,
+    /// Also run dcmon behind a TLS web config.
+    tls: bool,
 }
 
 impl Config {
@@ -108,6 +119,7 @@ impl Config {
         let series = env_parse("BENCH_SERIES", 300usize)?;
         let hours = env_parse("BENCH_HOURS", 24f64)?;
         let senders = env_parse("BENCH_SENDERS", 4usize)?;
+        let tls = env_parse("BENCH_TLS", 0u8)? != 0;
         if hosts == 0 || series == 0 || senders == 0 || hours.is_nan() || hours <= 0.0 {
             return Err(
                 "BENCH_HOSTS, BENCH_SERIES, BENCH_SENDERS and BENCH_HOURS must be positive".into(),
@@ -147,6 +159,7 @@ impl Config {
             ticks,
             first_tick_ms,
             only,
+            tls,
         })
     }
 
@@ -450,6 +463,8 @@ fn constant_series(k: usize) -> SeriesSpec {
 struct Target {
     url: String,
     token: Option<String>,
+    /// The CA an `https://` URL's certificate comes from.
+    ca: Option<reqwest::Certificate>,
 }
 
 #[derive(Debug, Default)]
@@ -519,11 +534,13 @@ fn sender(
     progress: &[AtomicUsize],
     abort: &AtomicBool,
 ) -> Result<SendTotals, String> {
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .timeout(Duration::from_secs(120))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+        .tcp_nodelay(true);
+    if let Some(ca) = &target.ca {
+        builder = builder.tls_certs_only([ca.clone()]);
+    }
+    let client = builder.build().map_err(|e| format!("http client: {e}"))?;
     let mut hosts: Vec<Host> = (me..config.hosts)
         .step_by(config.senders)
         .map(|h| Host::new(h, config.series))
@@ -620,12 +637,14 @@ struct Server {
 impl Server {
     /// Starts `program` in a fresh directory after writing `files` (name,
     /// content) into it. In `args`, `{DIR}` is that directory, `{DATA}` the
-    /// data directory in it and `{ADDR}` a free loopback address.
+    /// data directory in it and `{ADDR}` a free loopback address; `scheme`
+    /// is what the program serves there.
     fn spawn(
         program: &str,
         args: &[String],
         system: System,
         files: &[(&str, &str)],
+        scheme: &str,
     ) -> Result<Server, String> {
         // BENCH_KEEP=1 leaves the data directories behind for inspection.
         let dir = tempfile::Builder::new()
@@ -666,7 +685,7 @@ impl Server {
             child,
             data,
             log,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             _dir: dir,
         })
     }
@@ -676,7 +695,9 @@ impl Server {
     }
 
     fn addr(&self) -> &str {
-        self.base.trim_start_matches("http://")
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, addr)| addr)
     }
 
     fn check_alive(&mut self) -> Result<(), String> {
@@ -782,6 +803,8 @@ fn dir_bytes(path: &Path) -> u64 {
 #[derive(Debug)]
 struct Outcome {
     system: System,
+    /// Sent over TLS.
+    tls: bool,
     samples: u64,
     send: Duration,
     peak_rss: u64,
@@ -790,6 +813,10 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn label(&self) -> String {
+        run_label(self.system, self.tls)
+    }
+
     fn rate(&self) -> f64 {
         self.samples as f64 / self.send.as_secs_f64()
     }
@@ -799,8 +826,39 @@ impl Outcome {
     }
 }
 
-fn run_system(config: &Config, system: System, control: &Client) -> Result<Outcome, String> {
-    let (program, args, ready_path, write_path): (String, Vec<String>, Option<&str>, &str) =
+/// A CA made for the run and a receiver certificate from it, for
+/// `BENCH_TLS=1`.
+#[derive(Debug)]
+struct TlsSetup {
+    ca: reqwest::Certificate,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl TlsSetup {
+    fn new() -> Result<TlsSetup, String> {
+        let ca = TestCa::new("dcmon ingest bench CA");
+        let issued = ca.issue("receiver");
+        Ok(TlsSetup {
+            ca: reqwest::Certificate::from_pem(ca.pem().as_bytes())
+                .map_err(|e| format!("CA certificate: {e}"))?,
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        })
+    }
+}
+
+/// The web config `tls` starts dcmon-receiver with (paths relative to it).
+const WEB_CONFIG: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+/// Runs `system`; dcmon behind a TLS web config when `tls` is given.
+fn run_system(
+    config: &Config,
+    system: System,
+    tls: Option<&TlsSetup>,
+    control: &Client,
+) -> Result<Outcome, String> {
+    let (program, mut args, ready_path, write_path): (String, Vec<String>, Option<&str>, &str) =
         match system {
             System::Dcmon => (
                 env!("CARGO_BIN_EXE_dcmon-receiver").to_owned(),
@@ -858,11 +916,23 @@ fn run_system(config: &Config, system: System, control: &Client) -> Result<Outco
                 )
             }
         };
-    let files: &[(&str, &str)] = match system {
-        System::Prometheus => &[("prometheus.yml", "global:\n  scrape_interval: 1m\n")],
-        _ => &[],
+    let mut files: Vec<(&str, &str)> = match system {
+        System::Prometheus => vec![("prometheus.yml", "global:\n  scrape_interval: 1m\n")],
+        _ => Vec::new(),
     };
-    let mut server = Server::spawn(&program, &args, system, files)?;
+    let scheme = match tls {
+        Some(tls) => {
+            files.extend([
+                ("web.yml", WEB_CONFIG),
+                ("server.crt", tls.cert_pem.as_str()),
+                ("server.key", tls.key_pem.as_str()),
+            ]);
+            args.extend(["--web.config.file".to_owned(), "{DIR}/web.yml".to_owned()]);
+            "https"
+        }
+        None => "http",
+    };
+    let mut server = Server::spawn(&program, &args, system, &files, scheme)?;
     server.wait_ready(ready_path, control)?;
     let token = if system == System::Dcmon {
         let file = server.data.join("token");
@@ -875,32 +945,43 @@ fn run_system(config: &Config, system: System, control: &Client) -> Result<Outco
     } else {
         None
     };
-    measure(config, system, server, token, write_path, control)
+    let target = Target {
+        url: server.url(write_path),
+        token,
+        ca: tls.map(|t| t.ca.clone()),
+    };
+    measure(config, system, server, target, control)
 }
 
 const NOT_INSTALLED: &str = "not installed";
+
+/// How a run is named in progress lines and the table.
+fn run_label(system: System, tls: bool) -> String {
+    if tls {
+        format!("{} (TLS)", system.label())
+    } else {
+        system.label().to_owned()
+    }
+}
 
 fn measure(
     config: &Config,
     system: System,
     mut server: Server,
-    token: Option<String>,
-    write_path: &str,
+    target: Target,
     control: &Client,
 ) -> Result<Outcome, String> {
-    let target = Target {
-        url: server.url(write_path),
-        token: token.clone(),
-    };
-    println!("{}: sending ...", system.label());
+    let tls = target.ca.is_some();
+    let label = run_label(system, tls);
+    println!("{label}: sending ...");
     let (send, totals) = send_phase(config, &target).map_err(|e| {
         let tail = server.log_tail();
-        format!("{}: {e}\nserver log tail:\n{tail}", system.label())
+        format!("{label}: {e}\nserver log tail:\n{tail}")
     })?;
     let rss_after_send = server.peak_rss();
     println!(
         "{}: sent {} requests in {:.1} s ({} retries; sender build+encode+compress {:.1} s CPU)",
-        system.label(),
+        label,
         totals.requests,
         send.as_secs_f64(),
         totals.retries,
@@ -909,7 +990,7 @@ fn measure(
     let settle = Instant::now();
     match system {
         System::Dcmon => {
-            let token = token.unwrap_or_default();
+            let token = target.token.clone().unwrap_or_default();
             let deadline = Instant::now() + DCMON_SETTLE_LIMIT;
             // The head empties slice by slice during a compaction pass; the
             // log trim and file shrink end the pass. Wait for a pass that
@@ -934,7 +1015,7 @@ fn measure(
                 }
                 if Instant::now() > deadline {
                     println!(
-                        "dcmon: head not empty after {} s (head_samples {}); measuring anyway",
+                        "{label}: head not empty after {} s (head_samples {}); measuring anyway",
                         DCMON_SETTLE_LIMIT.as_secs(),
                         stats["head_samples"]
                     );
@@ -944,7 +1025,7 @@ fn measure(
             };
             let stored = stats["samples"].as_u64().unwrap_or(0);
             println!(
-                "dcmon: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
+                "{label}: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
                  bytes_per_sample {:.3}",
                 settle.elapsed().as_secs_f64(),
                 stats["db_bytes"],
@@ -952,7 +1033,7 @@ fn measure(
             );
             if stored != config.total_samples() {
                 println!(
-                    "dcmon: note: stored {stored} samples, sent {}",
+                    "{label}: note: stored {stored} samples, sent {}",
                     config.total_samples()
                 );
             }
@@ -975,6 +1056,7 @@ fn measure(
     drop(server);
     Ok(Outcome {
         system,
+        tls,
         samples: config.total_samples(),
         send,
         peak_rss,
@@ -1016,13 +1098,26 @@ fn run() -> Result<(), String> {
         config.senders
     );
 
-    let control = Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let tls = if config.tls && config.only.contains(&System::Dcmon) {
+        Some(TlsSetup::new()?)
+    } else {
+        None
+    };
+    let mut control = Client::builder().timeout(Duration::from_secs(30));
+    if let Some(tls) = &tls {
+        control = control.tls_certs_merge([tls.ca.clone()]);
+    }
+    let control = control.build().map_err(|e| format!("http client: {e}"))?;
+    // dcmon plain, then (with BENCH_TLS=1) dcmon over TLS, then the peers.
+    let mut runs: Vec<(System, Option<&TlsSetup>)> =
+        config.only.iter().map(|&system| (system, None)).collect();
+    let dcmon_at = runs.iter().position(|&(s, _)| s == System::Dcmon);
+    if let (Some(position), Some(tls)) = (dcmon_at, &tls) {
+        runs.insert(position + 1, (System::Dcmon, Some(tls)));
+    }
     let mut outcomes = Vec::new();
-    for &system in &config.only {
-        match run_system(&config, system, &control) {
+    for (system, tls) in runs {
+        match run_system(&config, system, tls, &control) {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) if e == NOT_INSTALLED => println!(
                 "{}: binary not installed, skipping (install with: \
@@ -1048,7 +1143,7 @@ fn run() -> Result<(), String> {
     for o in &outcomes {
         println!(
             "{:<16} {:>12} {:>9.2} {:>12.0} {:>13.1} {:>14} {:>13.3} {:>8}",
-            o.system.label(),
+            o.label(),
             o.samples,
             o.send.as_secs_f64(),
             o.rate(),
@@ -1058,7 +1153,17 @@ fn run() -> Result<(), String> {
             o.retries
         );
     }
-    if let Some(dcmon) = outcomes.iter().find(|o| o.system == System::Dcmon) {
+    if let Some(dcmon) = outcomes
+        .iter()
+        .find(|o| o.system == System::Dcmon && !o.tls)
+    {
+        if let Some(tls) = outcomes.iter().find(|o| o.tls) {
+            println!(
+                "dcmon TLS/plain: ingest rate {:.2}x, peak RSS {:.2}x",
+                tls.rate() / dcmon.rate(),
+                tls.peak_rss as f64 / dcmon.peak_rss as f64
+            );
+        }
         for peer in outcomes.iter().filter(|o| o.system != System::Dcmon) {
             println!(
                 "dcmon/{}: ingest rate {:.2}x, bytes/sample {:.2}x, peak RSS {:.2}x",
