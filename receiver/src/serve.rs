@@ -133,6 +133,10 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((stream, peer)) => {
+                // Answers go out in pieces (TLS records, chunked bodies):
+                // Nagle's algorithm would hold one back until the peer's
+                // delayed ACK.
+                let _ = stream.set_nodelay(true);
                 connections.spawn(accepted_connection(
                     stream,
                     peer,
