@@ -309,8 +309,7 @@ impl QueryCache {
         // A part's annotations belong to all its steps together: one that
         // has any serves only requests starting where it starts.
         let hit = found.as_ref().and_then(|(part, _)| {
-            let annotated = !part.notes.warnings.is_empty() || !part.notes.infos.is_empty();
-            if annotated && part.first_ms != range.start_ms {
+            if !part.notes.is_empty() && part.first_ms != range.start_ms {
                 return None;
             }
             usable_steps(part, range, reach, &changes).map(|last_ms| (part, last_ms))
@@ -348,8 +347,7 @@ impl QueryCache {
             None => (Vec::new(), Annotations::default()),
         };
         let stored = merge(older, stored_new);
-        notes.warnings.extend(stored_notes.warnings);
-        notes.infos.extend(stored_notes.infos);
+        notes.extend(stored_notes);
         if let Some(last_ms) = storable {
             // An entry that still holds every storable step, none of them
             // changed, is only confirmed valid at the newer epoch: no copy.
@@ -374,8 +372,7 @@ impl QueryCache {
             }
         }
         let series = merge(stored, fresh);
-        notes.warnings.extend(fresh_notes.warnings);
-        notes.infos.extend(fresh_notes.infos);
+        notes.extend(fresh_notes);
         let (warnings, infos) = (
             notes.warnings.into_iter().collect(),
             notes.infos.into_iter().collect(),

@@ -208,8 +208,7 @@ struct Columns<'e, 'q> {
 impl Columns<'_, '_> {
     fn time(&self, step: usize) -> i64 {
         // Below `end_ms` by construction (see `step_count`).
-        let offset = (step as i64).saturating_mul(self.ev.query.step_ms);
-        self.ev.query.start_ms.saturating_add(offset)
+        self.ev.query.step_time(step)
     }
 
     /// Counts `count` more values held; past the query's sample limit the
@@ -376,11 +375,6 @@ impl Columns<'_, '_> {
         let offset = offset_ms(&vs.offset);
         let pinned = vs.at.as_ref().map(|at| query.at_ms(at));
         let steps = self.steps;
-        let time = |i: usize| {
-            // Below `end_ms` by construction (see `step_count`).
-            let offset = (i as i64).saturating_mul(query.step_ms);
-            query.start_ms.saturating_add(offset)
-        };
         let points = |series: &SeriesData| {
             let mut points = Vec::new();
             if let Some(at) = pinned {
@@ -391,7 +385,7 @@ impl Columns<'_, '_> {
             } else {
                 let mut cursor = 0;
                 for i in 0..steps {
-                    let t = time(i).saturating_sub(offset);
+                    let t = query.step_time(i).saturating_sub(offset);
                     if let Some((_, value)) =
                         selector::latest_from(&series.samples, t, query.lookback_ms, &mut cursor)
                     {
@@ -456,8 +450,7 @@ impl Columns<'_, '_> {
             offset,
             pinned,
             steps: self.steps,
-            start_ms: query.start_ms,
-            step_ms: query.step_ms,
+            query,
         };
         // Series are independent: each is read and walked on any core,
         // then handed on in order.
@@ -579,8 +572,7 @@ struct Walk<'n> {
     offset: i64,
     pinned: Option<i64>,
     steps: usize,
-    start_ms: i64,
-    step_ms: i64,
+    query: &'n Query,
 }
 
 impl Walk<'_> {
@@ -613,16 +605,14 @@ impl Walk<'_> {
         let mut next_reset = 0;
         let (mut from, mut to) = (0, 0);
         // A sample is in the windows of at most range / step + 1 steps.
-        let reach = usize::try_from(self.range / self.step_ms.max(1)).unwrap_or(usize::MAX);
+        let reach = usize::try_from(self.range / self.query.step_ms.max(1)).unwrap_or(usize::MAX);
         let mut points = Vec::with_capacity(
             self.steps
                 .min(samples.len().saturating_mul(reach.saturating_add(1))),
         );
         for i in 0..self.steps {
             // Below `end_ms` by construction (see `step_count`).
-            let t = self
-                .start_ms
-                .saturating_add((i as i64).saturating_mul(self.step_ms));
+            let t = self.query.step_time(i);
             let end_ms = self.pinned.unwrap_or(t).saturating_sub(self.offset);
             let start_ms = end_ms.saturating_sub(self.range);
             from = selector::position_after(&samples, start_ms, from);

@@ -27,6 +27,19 @@ pub struct Annotations {
     pub infos: BTreeSet<String>,
 }
 
+impl Annotations {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.warnings.is_empty() && self.infos.is_empty()
+    }
+
+    /// Adds `more`'s (each text once).
+    pub fn extend(&mut self, more: Annotations) {
+        self.warnings.extend(more.warnings);
+        self.infos.extend(more.infos);
+    }
+}
+
 /// What stops a query early.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -196,9 +209,7 @@ impl<'q> Evaluator<'q> {
 
     /// Records annotations gathered aside.
     pub fn add_annotations(&self, more: Annotations) {
-        let mut annotations = self.annotations.borrow_mut();
-        annotations.warnings.extend(more.warnings);
-        annotations.infos.extend(more.infos);
+        self.annotations.borrow_mut().extend(more);
     }
 
     /// Most samples the query may hold ([`Limits::max_samples`]).

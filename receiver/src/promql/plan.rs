@@ -38,6 +38,13 @@ pub struct Query {
 }
 
 impl Query {
+    /// The evaluation time of step `step` of a range query, ms
+    /// (saturating: a step index past the query's end is never asked for).
+    pub fn step_time(&self, step: usize) -> i64 {
+        let offset = (step as i64).saturating_mul(self.step_ms);
+        self.start_ms.saturating_add(offset)
+    }
+
     /// The time an `@` modifier pins evaluation to, ms.
     pub fn at_ms(&self, at: &AtModifier) -> i64 {
         match at {
@@ -90,10 +97,10 @@ struct Span {
     to: i64,
 }
 
-/// Series in one streamed part. Each part is read on every core, then
-/// handed on by the query's thread alone while the cores wait: parts this
-/// large keep those pauses rare, and still hold little (a few MiB of
-/// results at Grafana's ~1,400 steps).
+/// Series in one streamed part. Each part is read on every core while the
+/// query's thread hands on the part before: parts this large keep the
+/// hand-overs few, and still hold little (a few MiB of results at
+/// Grafana's ~1,400 steps).
 const STREAM_PART_SERIES: usize = 256;
 
 impl SelectorData {
