@@ -2,6 +2,7 @@
 //! each with its samples in `[start, end]` in time order, merged from chunks
 //! and the head (the head, being newer, wins where both hold a timestamp).
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -67,7 +68,7 @@ impl Storage {
         let Some(selection) = self.selection(matchers, start_ms, end_ms, budget)? else {
             return Ok(None);
         };
-        self.read_selected(&selection, 0..selection.len(), budget, |series| series)
+        self.read_selected(&selection, 0..selection.len(), budget, |s| s.into_owned())
     }
 
     /// The series matching all `matchers`, in label order, for reading
@@ -137,8 +138,9 @@ impl Storage {
     }
 
     /// `map` of each series of `selection[part]` that has samples in the
-    /// range, in order; `None` once `budget` is spent. The samples read
-    /// are counted against `budget` (see [`ReadBudget::give_back`]).
+    /// range (lent where the selection holds it already), in order; `None`
+    /// once `budget` is spent. The samples read are counted against
+    /// `budget` (see [`ReadBudget::give_back`]).
     ///
     /// Series are read and mapped in parallel on the shared [`rayon`]
     /// pool, whose threads (one per core) every query shares: however many
@@ -150,7 +152,7 @@ impl Storage {
         selection: &Selection,
         part: Range<usize>,
         budget: &ReadBudget,
-        map: impl Fn(SeriesData) -> R + Sync,
+        map: impl Fn(Cow<'_, SeriesData>) -> R + Sync,
     ) -> Result<Option<Vec<R>>, StorageError> {
         let tasks: Vec<Result<Option<Vec<R>>, StorageError>> = selection.series[part]
             .par_chunks(SERIES_PER_TASK)
@@ -376,24 +378,25 @@ fn read_batch<R>(
     batch: &[Pending],
     range: &ChunkRange,
     budget: &ReadBudget,
-    map: &impl Fn(SeriesData) -> R,
+    map: &impl Fn(Cow<'_, SeriesData>) -> R,
 ) -> Result<Option<Vec<R>>, StorageError> {
     let mut out = Vec::with_capacity(batch.len());
     for pending in batch {
         if budget.is_spent() {
             return Ok(None);
         }
+        // Series answered from memory are lent, not copied.
         let series = match pending {
-            Pending::Read(series) => series.clone(),
+            Pending::Read(series) => Cow::Borrowed(series),
             Pending::Chunks(id, labels, newer) => {
                 let samples = merge_newer(read_chunks(conn, *id, range, newer.len())?, newer);
                 if !budget.take(samples.len()) {
                     return Ok(None);
                 }
-                SeriesData {
+                Cow::Owned(SeriesData {
                     labels: labels.clone(),
                     samples,
-                }
+                })
             }
         };
         if !series.samples.is_empty() {
