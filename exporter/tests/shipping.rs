@@ -246,6 +246,20 @@ fn gauge(metrics: &ShipperMetrics, name: &str) -> f64 {
     out.get(name).unwrap().samples.iter().map(|s| s.value).sum()
 }
 
+/// The ticks of the batches on a spool, oldest first.
+fn spooled_ticks(dir: &Path) -> Vec<i64> {
+    let limits = SpoolLimits {
+        max_bytes: u64::MAX,
+        max_age: Duration::from_secs(3600),
+    };
+    let (mut spool, _) = Spool::open(dir, limits).unwrap();
+    spool
+        .keys()
+        .into_iter()
+        .map(|key| spool.read(key).unwrap().tick_ms)
+        .collect()
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -371,7 +385,9 @@ async fn delivered_batches_carry_tick_timestamps_labels_and_headers() {
 async fn a_400_is_dropped_and_never_retried() {
     let (fake, addr) = start_fake(&[], Reply::Status(400));
     let state = tempfile::tempdir().unwrap();
-    let running = start(config(state.path(), vec![endpoint(addr, "/")])).await;
+    let config = config(state.path(), vec![endpoint(addr, "/")]);
+    let spool_dir = config.spool_dir(&config.endpoints[0]);
+    let running = start(config).await;
     wait_until("4 batches are refused", Duration::from_secs(10), || {
         fake.received().len() >= 4
     })
@@ -389,7 +405,19 @@ async fn a_400_is_dropped_and_never_retried() {
     assert_counted(samples_total(&metrics, "dropped"), &received);
     assert_eq!(samples_total(&metrics, "sent"), 0.0);
     assert_eq!(samples_total(&metrics, "failed"), 0.0);
-    assert_eq!(gauge(&metrics, "dcmon_remote_write_spool_bytes"), 0.0);
+    // No refused batch is kept. Shutdown spools the one batch whose answer
+    // had not come back yet, if there was one: the last tick, or a newer one
+    // the endpoint never saw.
+    let spooled = spooled_ticks(&spool_dir);
+    let last = ticks.iter().max().copied().unwrap_or(i64::MIN);
+    assert!(
+        spooled.len() <= 1 && spooled.iter().all(|&t| t >= last),
+        "refused batches were spooled: {spooled:?}, received {ticks:?}"
+    );
+    assert_eq!(
+        gauge(&metrics, "dcmon_remote_write_spool_bytes") == 0.0,
+        spooled.is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,18 +572,6 @@ async fn shutdown_spools_the_batch_in_flight_and_a_restart_delivers_it() {
     // the one whose request was in flight included.
     let in_flight = hanging.received()[0].tick();
     let spool_dir = config(state.path(), endpoints.clone()).spool_dir(&endpoints[0]);
-    let limits = SpoolLimits {
-        max_bytes: u64::MAX,
-        max_age: Duration::from_secs(3600),
-    };
-    let spooled_ticks = |dir: &Path| -> Vec<i64> {
-        let (mut spool, _) = Spool::open(dir, limits).unwrap();
-        spool
-            .keys()
-            .into_iter()
-            .map(|key| spool.read(key).unwrap().tick_ms)
-            .collect()
-    };
     let spooled = spooled_ticks(&spool_dir);
     assert_eq!(spooled.first(), Some(&in_flight), "{spooled:?}");
     // Both endpoints were handed the same batches; the healthy one may have
