@@ -13,5 +13,6 @@ pub mod logging;
 pub mod net;
 pub mod prompb;
 pub mod prompb_v2;
+pub mod protowire;
 pub mod remote_write;
 pub mod size;

@@ -14,6 +14,12 @@ use prost::Message;
 
 use crate::{prompb, prompb_v2};
 
+#[cfg(test)]
+mod reference;
+mod view;
+
+pub use view::{BatchView, Label, METRIC_TYPES, MetadataView, SeriesView};
+
 /// Header names and fixed values, in one place.
 pub mod headers {
     /// `Content-Encoding`; the only encoding is `snappy` (block format).
@@ -207,146 +213,36 @@ impl Batch {
     }
 }
 
-/// Decodes and validates a decompressed body of the given version.
-pub fn decode(version: Version, body: &[u8]) -> Result<Batch, DecodeError> {
+/// Decodes and validates a decompressed body of the given version, label
+/// names and values borrowed from it.
+pub fn decode_view(version: Version, body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
     match version {
-        Version::V1 => decode_v1(body),
-        Version::V2 => decode_v2(body),
+        Version::V1 => view::decode_v1(body),
+        Version::V2 => view::decode_v2(body),
     }
 }
 
-fn metric_type_name(code: i32) -> &'static str {
-    match code {
-        1 => "counter",
-        2 => "gauge",
-        3 => "histogram",
-        4 => "gaugehistogram",
-        5 => "summary",
-        6 => "info",
-        7 => "stateset",
-        _ => "unknown",
-    }
-}
-
-fn decode_v1(body: &[u8]) -> Result<Batch, DecodeError> {
-    let request =
-        prompb::WriteRequest::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
-    let histograms: usize = request.timeseries.iter().map(|t| t.histograms.len()).sum();
-    if histograms > 0 {
-        return Err(DecodeError::NativeHistograms(histograms));
-    }
-    let mut batch = Batch {
-        exemplars: request.timeseries.iter().map(|t| t.exemplars.len()).sum(),
-        ..Batch::default()
-    };
-    for ts in request.timeseries {
-        let labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-        let samples = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
-        batch.series.push(normalise(labels, samples)?);
-    }
-    batch.metadata = request
-        .metadata
-        .into_iter()
-        .map(|m| FamilyMetadata {
-            family: m.metric_family_name,
-            kind: metric_type_name(m.r#type),
-            help: m.help,
-            unit: m.unit,
-        })
-        .collect();
-    Ok(batch)
-}
-
-fn decode_v2(body: &[u8]) -> Result<Batch, DecodeError> {
-    let request =
-        prompb_v2::Request::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
-    let histograms: usize = request.timeseries.iter().map(|t| t.histograms.len()).sum();
-    if histograms > 0 {
-        return Err(DecodeError::NativeHistograms(histograms));
-    }
-    let symbols = &request.symbols;
-    let symbol = |index: u32| -> Result<&String, DecodeError> {
-        symbols.get(index as usize).ok_or_else(|| {
-            DecodeError::BadSymbolRef(format!(
-                "index {index} but the table has {} symbols",
-                symbols.len()
-            ))
-        })
-    };
-    let mut batch = Batch {
-        exemplars: request.timeseries.iter().map(|t| t.exemplars.len()).sum(),
-        ..Batch::default()
-    };
-    for ts in &request.timeseries {
-        if ts.labels_refs.len() % 2 != 0 {
-            return Err(DecodeError::BadSymbolRef(format!(
-                "labels_refs has odd length {}",
-                ts.labels_refs.len()
-            )));
-        }
-        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
-        for pair in ts.labels_refs.chunks_exact(2) {
-            labels.push((symbol(pair[0])?.clone(), symbol(pair[1])?.clone()));
-        }
-        let samples = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
-        let series = normalise(labels, samples)?;
-        if let Some(meta) = ts
-            .metadata
-            .filter(|m| m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0)
-        {
-            let family = series
-                .labels
-                .iter()
-                .find(|(n, _)| n == METRIC_NAME_LABEL)
-                .map(|(_, v)| v.clone());
-            batch.metadata.push(FamilyMetadata {
-                family: family.unwrap_or_default(),
-                kind: metric_type_name(meta.r#type),
-                help: symbol(meta.help_ref)?.clone(),
-                unit: symbol(meta.unit_ref)?.clone(),
-            });
-        }
-        batch.series.push(series);
-    }
-    Ok(batch)
-}
-
-/// Sorts labels, drops empty values and checks names.
-fn normalise(
-    mut labels: Vec<(String, String)>,
-    samples: Vec<(i64, f64)>,
-) -> Result<SeriesSamples, DecodeError> {
-    labels.retain(|(_, value)| !value.is_empty());
-    labels.sort_by(|a, b| a.0.cmp(&b.0));
-    if labels.iter().any(|(name, _)| name.is_empty()) {
-        return Err(DecodeError::EmptyLabelName {
-            series: describe(&labels),
-        });
-    }
-    if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(DecodeError::DuplicateLabel {
-            series: describe(&labels),
-            name: pair[0].0.clone(),
-        });
-    }
-    if !labels.iter().any(|(name, _)| name == METRIC_NAME_LABEL) {
-        return Err(DecodeError::MissingName {
-            series: describe(&labels),
-        });
-    }
-    Ok(SeriesSamples { labels, samples })
+/// Decodes and validates a decompressed body of the given version into
+/// owned series.
+pub fn decode(version: Version, body: &[u8]) -> Result<Batch, DecodeError> {
+    decode_view(version, body).map(|view| view.to_batch())
 }
 
 /// `{a="x", b="y"}`, shortened for error messages: each name and value
 /// to an [`excerpt`] and the whole to about 200 bytes, so a sender's
 /// megabyte label never reaches a log line or an answer whole.
-pub fn describe(labels: &[(String, String)]) -> String {
+pub fn describe<N: AsRef<str>, V: AsRef<str>>(labels: &[(N, V)]) -> String {
     let mut out = String::from("{");
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{}={:?}", excerpt(name), excerpt(value));
+        let _ = write!(
+            out,
+            "{}={:?}",
+            excerpt(name.as_ref()),
+            excerpt(value.as_ref())
+        );
         if out.len() > 200 {
             out.push('…');
             break;

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dcmon_protocol::remote_write::{
-    self, Batch, DecodeError, UnsupportedContentType, Version, headers,
+    self, BatchView, DecodeError, UnsupportedContentType, Version, headers,
 };
 
 use super::write_limits::{BudgetError, LimitError};
@@ -212,7 +212,7 @@ async fn accept(
         }
     })?;
     let raw = remote_write::decompress(&compressed, limit.saturating_mul(DECOMPRESSION_FACTOR))?;
-    let mut batch = remote_write::decode(version, &raw)?;
+    let mut batch = remote_write::decode_view(version, &raw)?;
     if let Principal::Client { instance, .. } = principal {
         claim_instance(&mut batch, instance);
     }
@@ -220,7 +220,8 @@ async fn accept(
     check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
     let samples = batch.sample_count();
     // New series are counted against the limits before anything is stored.
-    let prepared = state.storage.prepare(batch.series, batch.metadata);
+    let prepared = state.storage.prepare_view(&batch);
+    drop(batch);
     state.storage.check_series_limit(prepared.new_series())?;
     state.series_budgets.charge(
         &state.limits.write,
@@ -237,38 +238,26 @@ async fn accept(
 /// Sets `instance` (and `host`, where a sender added one) on every series
 /// of an enrolled host to the host's own name: a host can only ever write
 /// its own series, whatever it sends.
-fn claim_instance(batch: &mut Batch, instance: &str) {
-    for series in &mut batch.series {
-        set_label(&mut series.labels, "instance", instance);
-        if series.labels.iter().any(|(name, _)| name == "host") {
-            set_label(&mut series.labels, "host", instance);
-        }
-    }
-}
-
-/// Sets a label in a name-sorted label set.
-fn set_label(labels: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match labels.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-        Ok(at) => value.clone_into(&mut labels[at].1),
-        Err(at) => labels.insert(at, (name.to_owned(), value.to_owned())),
-    }
+fn claim_instance<'a>(batch: &mut BatchView<'a>, instance: &'a str) {
+    batch.set_label("instance", instance, true);
+    batch.set_label("host", instance, false);
 }
 
 /// Refuses samples more than [`MAX_AHEAD`] in the future, as Prometheus
 /// does, and samples already past the retention window (they would be
 /// dropped at once). Late samples within the window are welcome.
-fn check_timestamps(batch: &Batch, now: i64, retention: Duration) -> Result<(), Rejection> {
+fn check_timestamps(batch: &BatchView, now: i64, retention: Duration) -> Result<(), Rejection> {
     let newest_allowed = now + MAX_AHEAD.as_millis() as i64;
     let oldest_allowed = now - retention.as_millis() as i64;
-    for series in &batch.series {
-        for (ts, _) in &series.samples {
+    for series in batch.series() {
+        for (ts, _) in series.samples {
             if *ts > newest_allowed {
                 return Err(Rejection::new(
                     StatusCode::BAD_REQUEST,
                     "too_far_in_future",
                     format!(
                         "sample of {} at {ts} is more than {}s ahead of the receiver's clock ({now})",
-                        remote_write::describe(&series.labels),
+                        remote_write::describe(series.labels),
                         MAX_AHEAD.as_secs()
                     ),
                 ));
@@ -279,7 +268,7 @@ fn check_timestamps(batch: &Batch, now: i64, retention: Duration) -> Result<(), 
                     "too_old",
                     format!(
                         "sample of {} at {ts} is older than the retention window ({}s)",
-                        remote_write::describe(&series.labels),
+                        remote_write::describe(series.labels),
                         retention.as_secs()
                     ),
                 ));
@@ -303,33 +292,24 @@ mod tests {
                 .collect(),
             samples: vec![(1, 1.0)],
         };
-        let mut batch = Batch {
-            series: vec![
-                series(&[("__name__", "up"), ("instance", "other"), ("job", "x")]),
-                series(&[("__name__", "up"), ("job", "x")]),
-                series(&[("__name__", "a"), ("host", "other")]),
-            ],
-            ..Batch::default()
-        };
+        let body = remote_write::encode_v1(&[
+            series(&[("__name__", "up"), ("instance", "other"), ("job", "x")]),
+            series(&[("__name__", "up"), ("job", "x")]),
+            series(&[("__name__", "a"), ("host", "other")]),
+        ]);
+        let mut batch = remote_write::decode_view(Version::V1, &body).unwrap();
         claim_instance(&mut batch, "gpu-01");
-        let labels: Vec<Vec<(String, String)>> =
-            batch.series.into_iter().map(|s| s.labels).collect();
-        let expect = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect()
-        };
+        let labels: Vec<Vec<(&str, &str)>> = batch.series().map(|s| s.labels.to_vec()).collect();
         assert_eq!(
             labels,
             vec![
-                expect(&[("__name__", "up"), ("instance", "gpu-01"), ("job", "x")]),
-                expect(&[("__name__", "up"), ("instance", "gpu-01"), ("job", "x")]),
-                expect(&[
+                vec![("__name__", "up"), ("instance", "gpu-01"), ("job", "x")],
+                vec![("__name__", "up"), ("instance", "gpu-01"), ("job", "x")],
+                vec![
                     ("__name__", "a"),
                     ("host", "gpu-01"),
                     ("instance", "gpu-01")
-                ]),
+                ],
             ]
         );
     }

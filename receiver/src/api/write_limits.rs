@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::excerpt::excerpt;
-use dcmon_protocol::remote_write::{Batch, describe};
+use dcmon_protocol::remote_write::{BatchView, describe};
 
 use crate::auth::Principal;
 
@@ -61,47 +61,47 @@ pub struct LimitError {
 impl WriteLimits {
     /// Checks every series and metadata entry of `batch` against the
     /// per-request limits.
-    pub fn check(&self, batch: &Batch) -> Result<(), LimitError> {
+    pub fn check(&self, batch: &BatchView) -> Result<(), LimitError> {
         let refuse = |reason, message: String| Err(LimitError { reason, message });
-        if batch.series.len() > self.max_series_per_request {
+        if batch.series_count() > self.max_series_per_request {
             return refuse(
                 "too_many_series",
                 format!(
                     "request has {} series, more than {} (--write.max-series-per-request); send smaller batches",
-                    batch.series.len(),
+                    batch.series_count(),
                     self.max_series_per_request
                 ),
             );
         }
-        if batch.metadata.len() > self.max_series_per_request {
+        if batch.metadata().len() > self.max_series_per_request {
             return refuse(
                 "too_many_metadata",
                 format!(
                     "request has {} metadata entries, more than {} (--write.max-series-per-request)",
-                    batch.metadata.len(),
+                    batch.metadata().len(),
                     self.max_series_per_request
                 ),
             );
         }
-        for series in &batch.series {
+        for series in batch.series() {
             if series.labels.len() > self.max_labels_per_series {
                 return refuse(
                     "too_many_labels",
                     format!(
                         "series {} has {} labels, more than {} (--write.max-labels-per-series)",
-                        describe(&series.labels),
+                        describe(series.labels),
                         series.labels.len(),
                         self.max_labels_per_series
                     ),
                 );
             }
-            for (name, value) in &series.labels {
+            for (name, value) in series.labels {
                 if name.len() > self.max_label_name_length {
                     return refuse(
                         "label_name_too_long",
                         format!(
                             "series {} has a label name of {} bytes, more than {} (--write.max-label-name-length)",
-                            describe(&series.labels),
+                            describe(series.labels),
                             name.len(),
                             self.max_label_name_length
                         ),
@@ -112,7 +112,7 @@ impl WriteLimits {
                         "label_value_too_long",
                         format!(
                             "series {} has a value of {} bytes for label {:?}, more than {} (--write.max-label-value-length)",
-                            describe(&series.labels),
+                            describe(series.labels),
                             value.len(),
                             excerpt(name),
                             self.max_label_value_length
@@ -121,8 +121,8 @@ impl WriteLimits {
                 }
             }
         }
-        for meta in &batch.metadata {
-            let longest = [meta.family.as_str(), &meta.help, &meta.unit]
+        for meta in batch.metadata() {
+            let longest = [meta.family, meta.help, meta.unit]
                 .iter()
                 .map(|f| f.len())
                 .max()
@@ -132,7 +132,7 @@ impl WriteLimits {
                     "metadata_too_long",
                     format!(
                         "metadata of {:?} has a field of {longest} bytes, more than {} (--write.max-label-value-length)",
-                        excerpt(&meta.family),
+                        excerpt(meta.family),
                         self.max_label_value_length
                     ),
                 );
@@ -260,22 +260,49 @@ fn key(principal: &Principal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
+    use dcmon_protocol::prompb;
+    use dcmon_protocol::remote_write::{Version, decode_view};
+    use prost::Message;
 
-    fn batch(series: usize, labels: &[(&str, &str)]) -> Batch {
-        Batch {
-            series: (0..series)
-                .map(|i| SeriesSamples {
-                    labels: [("__name__", "m".to_owned()), ("i", i.to_string())]
+    /// A Remote-Write 1.0 body of `series` series, each with `labels`
+    /// besides its name and number, and `metadata`.
+    fn body(series: usize, labels: &[(&str, &str)], metadata: &[(&str, &str)]) -> Vec<u8> {
+        let label = |name: &str, value: &str| prompb::Label {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        };
+        prompb::WriteRequest {
+            timeseries: (0..series)
+                .map(|i| prompb::TimeSeries {
+                    labels: [label("__name__", "m"), label("i", &i.to_string())]
                         .into_iter()
-                        .map(|(n, v)| (n.to_owned(), v))
-                        .chain(labels.iter().map(|(n, v)| (n.to_string(), v.to_string())))
+                        .chain(labels.iter().map(|(n, v)| label(n, v)))
                         .collect(),
-                    samples: vec![(1, 1.0)],
+                    samples: vec![prompb::Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
                 })
                 .collect(),
-            ..Batch::default()
+            metadata: metadata
+                .iter()
+                .map(|(family, help)| prompb::MetricMetadata {
+                    metric_family_name: family.to_string(),
+                    help: help.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
         }
+        .encode_to_vec()
+    }
+
+    fn batch(series: usize, labels: &[(&str, &str)]) -> Vec<u8> {
+        body(series, labels, &[])
+    }
+
+    fn check(limits: &WriteLimits, body: &[u8]) -> Result<(), LimitError> {
+        limits.check(&decode_view(Version::V1, body).unwrap())
     }
 
     fn small() -> WriteLimits {
@@ -292,8 +319,8 @@ mod tests {
     #[test]
     fn each_per_request_limit_refuses_with_its_reason() {
         let limits = small();
-        assert_eq!(limits.check(&batch(10, &[("a", "b")])), Ok(()));
-        let reason = |b: &Batch| limits.check(b).unwrap_err().reason;
+        assert_eq!(check(&limits, &batch(10, &[("a", "b")])), Ok(()));
+        let reason = |b: &[u8]| check(&limits, b).unwrap_err().reason;
         assert_eq!(reason(&batch(11, &[])), "too_many_series");
         assert_eq!(
             reason(&batch(1, &[("a", "1"), ("b", "2"), ("c", "3")])),
@@ -307,20 +334,13 @@ mod tests {
             reason(&batch(1, &[("a", &"x".repeat(17))])),
             "label_value_too_long"
         );
-        let mut meta = batch(1, &[]);
-        meta.metadata.push(FamilyMetadata {
-            family: "m".into(),
-            help: "h".repeat(17),
-            ..FamilyMetadata::default()
-        });
+        let meta = body(1, &[], &[("m", &"h".repeat(17))]);
         assert_eq!(reason(&meta), "metadata_too_long");
     }
 
     #[test]
     fn a_huge_value_is_not_copied_into_the_message() {
-        let err = small()
-            .check(&batch(1, &[("a", &"x".repeat(10 << 20))]))
-            .unwrap_err();
+        let err = check(&small(), &batch(1, &[("a", &"x".repeat(10 << 20))])).unwrap_err();
         assert!(err.message.len() < 1000, "{} bytes", err.message.len());
         assert!(err.message.contains("10485760 bytes"), "{}", err.message);
     }

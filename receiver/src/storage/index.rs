@@ -5,7 +5,7 @@
 //! writer.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -90,9 +90,15 @@ pub struct SeriesIndex {
 
 /// Hash of a label set, for the labels → id lookup. Fx, not SipHash: it is
 /// on the ingest hot path, and only authenticated senders choose labels.
-pub fn hash_labels(labels: &[(String, String)]) -> u64 {
+pub fn hash_labels<S: AsRef<str>>(labels: &[(S, S)]) -> u64 {
     let mut hasher = FxHasher::default();
-    labels.hash(&mut hasher);
+    hasher.write_usize(labels.len());
+    for (name, value) in labels {
+        hasher.write(name.as_ref().as_bytes());
+        hasher.write_u8(0xff);
+        hasher.write(value.as_ref().as_bytes());
+        hasher.write_u8(0xff);
+    }
     hasher.finish()
 }
 
@@ -108,7 +114,7 @@ impl SeriesIndex {
     }
 
     /// The id of the series with exactly these (sorted) labels.
-    pub fn lookup(&self, hash: u64, labels: &[(String, String)]) -> Option<SeriesId> {
+    pub fn lookup<S: AsRef<str>>(&self, hash: u64, labels: &[(S, S)]) -> Option<SeriesId> {
         self.by_hash
             .get(&hash)?
             .iter()
@@ -259,10 +265,10 @@ fn flatten(labels: &[(String, String)]) -> FlatLabels {
 }
 
 /// Whether `labels` flatten to `key`, without building the buffer.
-fn key_matches(key: &[u8], labels: &[(String, String)]) -> bool {
+fn key_matches<S: AsRef<str>>(key: &[u8], labels: &[(S, S)]) -> bool {
     let mut rest = key;
     for (name, value) in labels {
-        for part in [name.as_bytes(), value.as_bytes()] {
+        for part in [name.as_ref().as_bytes(), value.as_ref().as_bytes()] {
             match rest
                 .strip_prefix(part)
                 .and_then(|r| r.strip_prefix(&[0xff]))

@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
+use dcmon_protocol::remote_write::{BatchView, FamilyMetadata, MetadataView, SeriesSamples};
 use rusqlite::Connection;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use self::changes::{ChangeLog, Changes};
@@ -261,6 +262,9 @@ struct Shared {
     failing: Mutex<Vec<Failure>>,
     /// What appends and retention changed, for caches of query answers.
     changes: ChangeLog,
+    /// The metadata table's content, by family: an append stores only
+    /// what differs from it.
+    metadata: RwLock<FxHashMap<String, FamilyMetadata>>,
 }
 
 impl Shared {
@@ -376,6 +380,7 @@ impl Storage {
             counters: Counters::default(),
             failing: Mutex::new(Vec::new()),
             changes: ChangeLog::new(),
+            metadata: RwLock::new(FxHashMap::default()),
         });
         writer::load(&conn, &shared)?;
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
@@ -440,28 +445,52 @@ impl Storage {
         series: Vec<SeriesSamples>,
         metadata: Vec<FamilyMetadata>,
     ) -> PreparedAppend {
+        let metadata = self.changed_metadata(metadata.iter().map(|m| MetadataView {
+            family: &m.family,
+            kind: m.kind,
+            help: &m.help,
+            unit: &m.unit,
+        }));
+        self.prepare_series(
+            series.iter().map(|s| (&s.labels[..], &s.samples[..])),
+            metadata,
+        )
+    }
+
+    /// [`Storage::prepare`] for a request decoded as a view: labels are
+    /// looked up as they lie in the body and copied only for series the
+    /// index does not know yet, metadata only where it changed.
+    pub fn prepare_view(&self, batch: &BatchView<'_>) -> PreparedAppend {
+        let metadata = self.changed_metadata(batch.metadata().iter().copied());
+        self.prepare_series(batch.series().map(|s| (s.labels, s.samples)), metadata)
+    }
+
+    fn prepare_series<'b, S: AsRef<str> + 'b>(
+        &self,
+        series: impl Iterator<Item = (&'b [(S, S)], &'b [(i64, f64)])>,
+        metadata: Vec<FamilyMetadata>,
+    ) -> PreparedAppend {
         let mut known = Vec::new();
         let mut unknown = Vec::new();
+        let mut earliest_ms = None::<i64>;
         {
             let index = read_lock(&self.shared.index);
-            for s in series {
-                match index.lookup(index::hash_labels(&s.labels), &s.labels) {
-                    Some(id) => {
-                        known.extend(s.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())))
-                    }
-                    None => unknown.push(s),
+            for (labels, samples) in series {
+                if let Some(min) = samples.iter().map(|(ts, _)| *ts).min() {
+                    earliest_ms = Some(earliest_ms.map_or(min, |e| e.min(min)));
+                }
+                match index.lookup(index::hash_labels(labels), labels) {
+                    Some(id) => known.extend(samples.iter().map(|(ts, v)| (id, *ts, v.to_bits()))),
+                    None => unknown.push(SeriesSamples {
+                        labels: labels
+                            .iter()
+                            .map(|(n, v)| (n.as_ref().to_owned(), v.as_ref().to_owned()))
+                            .collect(),
+                        samples: samples.to_vec(),
+                    }),
                 }
             }
         }
-        let earliest_ms = known
-            .iter()
-            .map(|(_, ts, _)| *ts)
-            .chain(
-                unknown
-                    .iter()
-                    .flat_map(|s| s.samples.iter().map(|(ts, _)| *ts)),
-            )
-            .min();
         let known_blob = if known.is_empty() {
             Vec::new()
         } else {
@@ -474,6 +503,32 @@ impl Storage {
             metadata,
             earliest_ms,
         }
+    }
+
+    /// The metadata entries that differ from what is stored (each family
+    /// once, the last one sent winning), owned: senders repeat unchanged
+    /// metadata with every request, and each stored entry is an upsert.
+    fn changed_metadata<'m>(
+        &self,
+        metadata: impl Iterator<Item = MetadataView<'m>>,
+    ) -> Vec<FamilyMetadata> {
+        let stored = read_lock(&self.shared.metadata);
+        let mut changed: Vec<FamilyMetadata> = Vec::new();
+        for meta in metadata.filter(|m| !m.family.is_empty()) {
+            let same = |m: &FamilyMetadata| {
+                m.kind == meta.kind && m.help == meta.help && m.unit == meta.unit
+            };
+            if let Some(pending) = changed.iter_mut().find(|m| m.family == meta.family) {
+                if !same(pending) {
+                    *pending = meta.to_owned();
+                }
+                continue;
+            }
+            if !stored.get(meta.family).is_some_and(same) {
+                changed.push(meta.to_owned());
+            }
+        }
+        changed
     }
 
     /// Runs a compaction pass now and waits for it.

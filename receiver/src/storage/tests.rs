@@ -556,3 +556,61 @@ fn a_recent_tail_is_not_started_behind_a_newer_chunk() {
         )]
     );
 }
+
+#[test]
+fn metadata_is_written_when_it_changes_and_survives_reopen() {
+    use dcmon_protocol::remote_write::FamilyMetadata;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let meta = |help: &str| FamilyMetadata {
+        family: "load".into(),
+        kind: "gauge",
+        help: help.into(),
+        unit: String::new(),
+    };
+    let stored = |storage: &Storage| -> Vec<String> {
+        storage
+            .metadata()
+            .unwrap()
+            .into_iter()
+            .map(|m| format!("{} {} {}", m.family, m.kind, m.help))
+            .collect()
+    };
+    // Another writer's hand on the table shows which appends wrote to it.
+    let tamper = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE metadata SET help = 'tampered'", [])
+            .unwrap();
+    };
+    let append = |storage: &Storage, metadata: Vec<FamilyMetadata>| {
+        rt.block_on(storage.append(vec![series("load", "a", &[(1, 1.0)])], metadata))
+            .unwrap();
+    };
+    let storage = Storage::open(&path, options()).unwrap();
+    // Within one request, the last entry of a family wins.
+    append(&storage, vec![meta("first"), meta("1-minute load")]);
+    assert_eq!(stored(&storage), ["load gauge 1-minute load"]);
+    tamper();
+    append(&storage, vec![meta("1-minute load")]);
+    assert_eq!(
+        stored(&storage),
+        ["load gauge tampered"],
+        "unchanged, not rewritten"
+    );
+    append(&storage, vec![meta("load average")]);
+    assert_eq!(stored(&storage), ["load gauge load average"]);
+    rt.block_on(storage.close());
+
+    let storage = Storage::open(&path, options()).unwrap();
+    tamper();
+    append(&storage, vec![meta("load average")]);
+    assert_eq!(
+        stored(&storage),
+        ["load gauge tampered"],
+        "known after reopen"
+    );
+    append(&storage, vec![meta("1-minute load")]);
+    assert_eq!(stored(&storage), ["load gauge 1-minute load"]);
+}

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use dcmon_protocol::remote_write::{FamilyMetadata, METRIC_TYPES};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
@@ -48,6 +49,21 @@ pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageErro
         index.insert(id as SeriesId, labels.into());
     }
     drop(index);
+    let mut metadata = write_lock(&shared.metadata);
+    let mut statement = conn.prepare("SELECT family, type, help, unit FROM metadata")?;
+    let rows = statement.query_map([], |row| {
+        Ok(FamilyMetadata {
+            family: row.get(0)?,
+            kind: metric_kind(&row.get::<_, String>(1)?),
+            help: row.get(2)?,
+            unit: row.get(3)?,
+        })
+    })?;
+    for row in rows {
+        let meta = row?;
+        metadata.insert(meta.family.clone(), meta);
+    }
+    drop(metadata);
     let cutoff: i64 = conn
         .query_row(
             "SELECT CAST(value AS INTEGER) FROM settings WHERE name = ?1",
@@ -193,6 +209,12 @@ impl Writer {
                         index.insert(id, labels);
                     }
                 }
+                {
+                    let mut metadata = write_lock(&self.shared.metadata);
+                    for meta in group.iter().flat_map(|(p, _)| &p.metadata) {
+                        metadata.insert(meta.family.clone(), meta.clone());
+                    }
+                }
                 let mut appended = new_entries.len();
                 {
                     let mut head = write_lock(&self.shared.head);
@@ -280,7 +302,7 @@ impl Writer {
                     new_entries.extend(series.samples.iter().map(|(ts, v)| (id, *ts, v.to_bits())));
                     outcome.samples += series.samples.len();
                 }
-                for meta in prepared.metadata.iter().filter(|m| !m.family.is_empty()) {
+                for meta in &prepared.metadata {
                     upsert_metadata.execute(params![
                         meta.family,
                         meta.kind,
@@ -597,4 +619,12 @@ impl Writer {
         );
         Ok(outcome)
     }
+}
+
+/// A stored type name as the `&'static str` metadata carries.
+fn metric_kind(name: &str) -> &'static str {
+    METRIC_TYPES
+        .into_iter()
+        .find(|kind| *kind == name)
+        .unwrap_or("unknown")
 }
