@@ -9,7 +9,16 @@
 //! Knobs (environment): `BENCH_HOSTS` (100), `BENCH_SERIES` per host (300),
 //! `BENCH_HOURS` of data ending now (24), `BENCH_SENDERS` threads (4),
 //! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
+//! `BENCH_SHAPE` (`tick`, `scrape` or `both`, the default: which
+//! timestamp shapes to run, see below), `BENCH_BATCH` samples per series
+//! per request (1; 20 is the shape of a sender catching up),
 //! `BENCH_TLS=1` (dcmon twice: plain, then over TLS with a web config).
+//!
+//! Besides ingest rate, it reads each server's CPU time from
+//! `/proc/<pid>/stat` and prints CPU microseconds per sample: while
+//! sending, and in all (the settling after it, compaction or flushes,
+//! included). That figure does not depend on how much of the machine the
+//! sender threads take.
 //!
 //! With `BENCH_TLS=1` the same workload goes to a second dcmon-receiver
 //! started with `--web.config.file` (a certificate from a CA made for the
@@ -22,10 +31,13 @@
 //! sample of each of its series. Series mix per host: ~20% counters with
 //! two decimals (CPU seconds), ~15% integer byte counters, ~35% gauges
 //! (memory bytes, temperatures, load averages, GPU power and utilisation),
-//! ~30% constant series (systemd unit states). Timestamps are the tick plus
-//! a fixed per-host scrape offset, with a few milliseconds of jitter on
-//! about one scrape in ten. Requests are built right before they are sent,
-//! so the sender's CPU use is part of the picture on small machines.
+//! ~30% constant series (systemd unit states). Timestamps: with the `tick`
+//! shape every host's samples sit exactly on the 30 s tick; with the
+//! `scrape` shape (as Prometheus, vmagent and Alloy produce them) each
+//! host has its own fixed offset within the interval and about one scrape
+//! in ten a few milliseconds of jitter. Requests are built right before
+//! they are sent, so the sender's CPU use is part of the picture on small
+//! machines.
 
 mod support;
 
@@ -100,12 +112,33 @@ impl System {
     }
 }
 
+/// Where in the interval samples are stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Exactly on the tick, every host.
+    Tick,
+    /// A per-host offset within the interval, milliseconds of jitter.
+    Scrape,
+}
+
+impl Shape {
+    fn label(self) -> &'static str {
+        match self {
+            Shape::Tick => "tick-exact",
+            Shape::Scrape => "scrape-shaped",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Config {
     hosts: usize,
     series: usize,
     senders: usize,
     ticks: usize,
+    /// Samples per series per request.
+    batch: usize,
+    shapes: Vec<Shape>,
     /// Timestamp (ms) of the first tick, a multiple of the interval.
     first_tick_ms: i64,
     only: Vec<System>,
@@ -120,11 +153,24 @@ impl Config {
         let hours = env_parse("BENCH_HOURS", 24f64)?;
         let senders = env_parse("BENCH_SENDERS", 4usize)?;
         let tls = env_parse("BENCH_TLS", 0u8)? != 0;
-        if hosts == 0 || series == 0 || senders == 0 || hours.is_nan() || hours <= 0.0 {
+        let batch = env_parse("BENCH_BATCH", 1usize)?;
+        if hosts == 0 || series == 0 || senders == 0 || batch == 0 || hours.is_nan() || hours <= 0.0
+        {
             return Err(
-                "BENCH_HOSTS, BENCH_SERIES, BENCH_SENDERS and BENCH_HOURS must be positive".into(),
+                "BENCH_HOSTS, BENCH_SERIES, BENCH_SENDERS, BENCH_BATCH and BENCH_HOURS must be positive"
+                    .into(),
             );
         }
+        let shapes = match env_parse("BENCH_SHAPE", "both".to_owned())?.as_str() {
+            "tick" => vec![Shape::Tick],
+            "scrape" => vec![Shape::Scrape],
+            "both" => vec![Shape::Tick, Shape::Scrape],
+            other => {
+                return Err(format!(
+                    "BENCH_SHAPE: {other:?}, expected tick, scrape or both"
+                ));
+            }
+        };
         let ticks = ((hours * 3600.0 * 1000.0 / INTERVAL_MS as f64).round() as usize).max(1);
         // The last tick plus the largest host offset and jitter stays at or
         // before now.
@@ -157,6 +203,8 @@ impl Config {
             series,
             senders: senders.min(hosts),
             ticks,
+            batch,
+            shapes,
             first_tick_ms,
             only,
             tls,
@@ -263,14 +311,16 @@ const UNIT_STATES: [&str; 5] = ["activating", "active", "deactivating", "failed"
 #[derive(Debug)]
 struct Host {
     rng: Rng,
+    shape: Shape,
     offset_ms: i64,
     series: Vec<SeriesSamples>,
     gens: Vec<Gen>,
 }
 
 impl Host {
-    fn new(host: usize, count: usize) -> Host {
+    fn new(host: usize, count: usize, shape: Shape) -> Host {
         let mut rng = Rng::new(SEED ^ (host as u64).wrapping_mul(0xa076_1d64_78bd_642f));
+        // Drawn in both shapes, so both send the same values.
         let offset_ms = rng.below(INTERVAL_MS as u64) as i64;
         let instance = format!("host{host:03}");
         let counters = count * 20 / 100;
@@ -303,24 +353,36 @@ impl Host {
         }
         Host {
             rng,
+            shape,
             offset_ms,
             series,
             gens,
         }
     }
 
-    /// Advances every series to the tick and returns the compressed
-    /// Remote-Write 1.0 body.
-    fn request(&mut self, tick_ms: i64) -> Vec<u8> {
-        // Jitter is per scrape: all samples of one scrape share a timestamp.
-        let jitter = if self.rng.percent(10) {
-            self.rng.below(11) as i64 - 5
-        } else {
-            0
-        };
-        let ts = tick_ms + self.offset_ms + jitter;
-        for (s, g) in self.series.iter_mut().zip(self.gens.iter_mut()) {
-            s.samples[0] = (ts, g.next(&mut self.rng));
+    /// Advances every series through `ticks` ticks from `first_tick_ms`
+    /// and returns the compressed Remote-Write 1.0 body.
+    fn request(&mut self, first_tick_ms: i64, ticks: usize) -> Vec<u8> {
+        for s in &mut self.series {
+            s.samples.clear();
+        }
+        for tick in 0..ticks {
+            // Jitter is per scrape: all samples of one scrape share a
+            // timestamp. It is drawn in both shapes, so both send the
+            // same values.
+            let jitter = if self.rng.percent(10) {
+                self.rng.below(11) as i64 - 5
+            } else {
+                0
+            };
+            let tick_ms = first_tick_ms + tick as i64 * INTERVAL_MS;
+            let ts = match self.shape {
+                Shape::Tick => tick_ms,
+                Shape::Scrape => tick_ms + self.offset_ms + jitter,
+            };
+            for (s, g) in self.series.iter_mut().zip(self.gens.iter_mut()) {
+                s.samples.push((ts, g.next(&mut self.rng)));
+            }
         }
         compress(&encode_v1(&self.series))
     }
@@ -477,7 +539,11 @@ struct SendTotals {
 
 /// Sends the whole workload with `config.senders` threads; returns the wall
 /// time of the send phase.
-fn send_phase(config: &Config, target: &Target) -> Result<(Duration, SendTotals), String> {
+fn send_phase(
+    config: &Config,
+    shape: Shape,
+    target: &Target,
+) -> Result<(Duration, SendTotals), String> {
     let progress: Vec<AtomicUsize> = (0..config.senders).map(|_| AtomicUsize::new(0)).collect();
     let abort = AtomicBool::new(false);
     let start = Instant::now();
@@ -487,7 +553,7 @@ fn send_phase(config: &Config, target: &Target) -> Result<(Duration, SendTotals)
                 let progress = &progress;
                 let abort = &abort;
                 scope.spawn(move || {
-                    let result = sender(config, target, me, progress, abort);
+                    let result = sender(config, shape, target, me, progress, abort);
                     progress[me].store(usize::MAX, Ordering::Release);
                     if result.is_err() {
                         abort.store(true, Ordering::Release);
@@ -529,6 +595,7 @@ const ABORTED: &str = "aborted";
 
 fn sender(
     config: &Config,
+    shape: Shape,
     target: &Target,
     me: usize,
     progress: &[AtomicUsize],
@@ -543,10 +610,11 @@ fn sender(
     let client = builder.build().map_err(|e| format!("http client: {e}"))?;
     let mut hosts: Vec<Host> = (me..config.hosts)
         .step_by(config.senders)
-        .map(|h| Host::new(h, config.series))
+        .map(|h| Host::new(h, config.series, shape))
         .collect();
     let mut totals = SendTotals::default();
-    for tick in 0..config.ticks {
+    for tick in (0..config.ticks).step_by(config.batch) {
+        let ticks = config.batch.min(config.ticks - tick);
         // Stay within MAX_LEAD_TICKS of the slowest sender.
         loop {
             if abort.load(Ordering::Acquire) {
@@ -565,12 +633,12 @@ fn sender(
         let tick_ms = config.first_tick_ms + tick as i64 * INTERVAL_MS;
         for host in &mut hosts {
             let built = Instant::now();
-            let body = host.request(tick_ms);
+            let body = host.request(tick_ms, ticks);
             totals.build += built.elapsed();
             post(&client, target, &body, &mut totals.retries)?;
             totals.requests += 1;
         }
-        progress[me].store(tick + 1, Ordering::Release);
+        progress[me].store(tick + ticks, Ordering::Release);
     }
     Ok(totals)
 }
@@ -743,6 +811,11 @@ impl Server {
         }
     }
 
+    /// CPU time (user and system) the server has used so far.
+    fn cpu_time(&self) -> Duration {
+        support::cpu_time(self.child.id())
+    }
+
     /// Peak resident set (`VmHWM`) in bytes.
     fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -807,6 +880,10 @@ struct Outcome {
     tls: bool,
     samples: u64,
     send: Duration,
+    /// Server CPU time while the workload was sent.
+    cpu_send: Duration,
+    /// Server CPU time until it had settled (compaction, flushes).
+    cpu_total: Duration,
     peak_rss: u64,
     disk_bytes: u64,
     retries: u64,
@@ -823,6 +900,12 @@ impl Outcome {
 
     fn bytes_per_sample(&self) -> f64 {
         self.disk_bytes as f64 / self.samples as f64
+    }
+
+    /// Server CPU microseconds per sample: while sending, and in all.
+    fn cpu_per_sample(&self) -> (f64, f64) {
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.samples as f64;
+        (per(self.cpu_send), per(self.cpu_total))
     }
 }
 
@@ -854,6 +937,7 @@ const WEB_CONFIG: &str = "tls_server_config:\n  cert_file: server.crt\n  key_fil
 /// Runs `system`; dcmon behind a TLS web config when `tls` is given.
 fn run_system(
     config: &Config,
+    shape: Shape,
     system: System,
     tls: Option<&TlsSetup>,
     control: &Client,
@@ -950,7 +1034,7 @@ fn run_system(
         token,
         ca: tls.map(|t| t.ca.clone()),
     };
-    measure(config, system, server, target, control)
+    measure(config, shape, system, server, target, control)
 }
 
 const NOT_INSTALLED: &str = "not installed";
@@ -966,6 +1050,7 @@ fn run_label(system: System, tls: bool) -> String {
 
 fn measure(
     config: &Config,
+    shape: Shape,
     system: System,
     mut server: Server,
     target: Target,
@@ -974,11 +1059,13 @@ fn measure(
     let tls = target.ca.is_some();
     let label = run_label(system, tls);
     println!("{label}: sending ...");
-    let (send, totals) = send_phase(config, &target).map_err(|e| {
+    let cpu_start = server.cpu_time();
+    let (send, totals) = send_phase(config, shape, &target).map_err(|e| {
         let tail = server.log_tail();
         format!("{label}: {e}\nserver log tail:\n{tail}")
     })?;
     let rss_after_send = server.peak_rss();
+    let cpu_send = server.cpu_time().saturating_sub(cpu_start);
     println!(
         "{}: sent {} requests in {:.1} s ({} retries; sender build+encode+compress {:.1} s CPU)",
         label,
@@ -1051,6 +1138,7 @@ fn measure(
         }
     }
     server.check_alive()?;
+    let cpu_total = server.cpu_time().saturating_sub(cpu_start);
     let peak_rss = rss_after_send.max(server.peak_rss());
     let disk_bytes = dir_bytes(&server.data);
     drop(server);
@@ -1059,6 +1147,8 @@ fn measure(
         tls,
         samples: config.total_samples(),
         send,
+        cpu_send,
+        cpu_total,
         peak_rss,
         disk_bytes,
         retries: totals.retries,
@@ -1071,7 +1161,7 @@ fn measure(
 fn run() -> Result<(), String> {
     let config = Config::from_env()?;
     // The generator must give every series of a host a distinct label set.
-    let probe = Host::new(0, config.series);
+    let probe = Host::new(0, config.series, Shape::Tick);
     let distinct: HashSet<&Vec<(String, String)>> =
         probe.series.iter().map(|s| &s.labels).collect();
     if distinct.len() != config.series {
@@ -1083,9 +1173,10 @@ fn run() -> Result<(), String> {
     }
     drop(probe);
 
+    let requests = config.hosts * config.ticks.div_ceil(config.batch);
     println!(
         "workload: {} hosts x {} series, {} ticks of {} s ({:.1} h, last tick at {} ms), {} samples, \
-         {} requests of {} samples, {} sender threads",
+         {} requests of {} samples ({} per series), {} sender threads",
         config.hosts,
         config.series,
         config.ticks,
@@ -1093,8 +1184,9 @@ fn run() -> Result<(), String> {
         config.ticks as f64 * INTERVAL_MS as f64 / 3_600_000.0,
         config.first_tick_ms + (config.ticks as i64 - 1) * INTERVAL_MS,
         config.total_samples(),
-        config.hosts * config.ticks,
-        config.series,
+        requests,
+        config.series * config.batch,
+        config.batch,
         config.senders
     );
 
@@ -1115,64 +1207,90 @@ fn run() -> Result<(), String> {
     if let (Some(position), Some(tls)) = (dcmon_at, &tls) {
         runs.insert(position + 1, (System::Dcmon, Some(tls)));
     }
-    let mut outcomes = Vec::new();
-    for (system, tls) in runs {
-        match run_system(&config, system, tls, &control) {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) if e == NOT_INSTALLED => println!(
-                "{}: binary not installed, skipping (install with: \
-                 apt-get install prometheus victoria-metrics)",
-                system.label()
-            ),
-            Err(e) => return Err(e),
+    let mut tables = Vec::new();
+    for &shape in &config.shapes {
+        println!("--- {} timestamps", shape.label());
+        let mut outcomes = Vec::new();
+        for &(system, tls) in &runs {
+            match run_system(&config, shape, system, tls, &control) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) if e == NOT_INSTALLED => println!(
+                    "{}: binary not installed, skipping (install with: \
+                     apt-get install prometheus victoria-metrics)",
+                    system.label()
+                ),
+                Err(e) => return Err(e),
+            }
         }
+        tables.push((shape, outcomes));
     }
+    for (shape, outcomes) in &tables {
+        print_table(*shape, config.batch, outcomes);
+    }
+    Ok(())
+}
 
+/// The figures of one shape's runs, and dcmon's ratios to each peer.
+fn print_table(shape: Shape, batch: usize, outcomes: &[Outcome]) {
     println!();
     println!(
-        "{:<16} {:>12} {:>9} {:>12} {:>13} {:>14} {:>13} {:>8}",
+        "{} timestamps, {batch} sample(s) per series per request:",
+        shape.label()
+    );
+    println!(
+        "{:<16} {:>12} {:>9} {:>12} {:>10} {:>10} {:>13} {:>14} {:>13} {:>8}",
         "system",
         "samples",
         "seconds",
         "samples/s",
+        "cpu us/s",
+        "cpu us/all",
         "peak RSS MiB",
         "disk bytes",
         "bytes/sample",
         "retries"
     );
-    for o in &outcomes {
+    for o in outcomes {
+        let (cpu_send, cpu_total) = o.cpu_per_sample();
         println!(
-            "{:<16} {:>12} {:>9.2} {:>12.0} {:>13.1} {:>14} {:>13.3} {:>8}",
+            "{:<16} {:>12} {:>9.2} {:>12.0} {:>10.3} {:>10.3} {:>13.1} {:>14} {:>13.3} {:>8}",
             o.label(),
             o.samples,
             o.send.as_secs_f64(),
             o.rate(),
+            cpu_send,
+            cpu_total,
             o.peak_rss as f64 / (1024.0 * 1024.0),
             o.disk_bytes,
             o.bytes_per_sample(),
             o.retries
         );
     }
-    if let Some(dcmon) = outcomes
+    println!("(cpu us/s: server CPU microseconds per sample while sending; us/all: until settled)");
+    let Some(dcmon) = outcomes
         .iter()
         .find(|o| o.system == System::Dcmon && !o.tls)
-    {
-        if let Some(tls) = outcomes.iter().find(|o| o.tls) {
-            println!(
-                "dcmon TLS/plain: ingest rate {:.2}x, peak RSS {:.2}x",
-                tls.rate() / dcmon.rate(),
-                tls.peak_rss as f64 / dcmon.peak_rss as f64
-            );
-        }
-        for peer in outcomes.iter().filter(|o| o.system != System::Dcmon) {
-            println!(
-                "dcmon/{}: ingest rate {:.2}x, bytes/sample {:.2}x, peak RSS {:.2}x",
-                peer.system.label(),
-                dcmon.rate() / peer.rate(),
-                dcmon.bytes_per_sample() / peer.bytes_per_sample(),
-                dcmon.peak_rss as f64 / peer.peak_rss as f64
-            );
-        }
+    else {
+        return;
+    };
+    if let Some(tls) = outcomes.iter().find(|o| o.tls) {
+        println!(
+            "dcmon TLS/plain: ingest rate {:.2}x, peak RSS {:.2}x",
+            tls.rate() / dcmon.rate(),
+            tls.peak_rss as f64 / dcmon.peak_rss as f64
+        );
     }
-    Ok(())
+    for peer in outcomes.iter().filter(|o| o.system != System::Dcmon) {
+        let (ours, theirs) = (dcmon.cpu_per_sample(), peer.cpu_per_sample());
+        println!(
+            "dcmon/{}: ingest rate {:.2}x, cpu/sample {:.2}x sending, {:.2}x in all, \
+             bytes/sample {:.2}x, peak RSS {:.2}x",
+            peer.system.label(),
+            dcmon.rate() / peer.rate(),
+            ours.0 / theirs.0,
+            ours.1 / theirs.1,
+            dcmon.bytes_per_sample() / peer.bytes_per_sample(),
+            dcmon.peak_rss as f64 / peer.peak_rss as f64
+        );
+    }
 }
