@@ -614,3 +614,67 @@ fn metadata_is_written_when_it_changes_and_survives_reopen() {
     append(&storage, vec![meta("1-minute load")]);
     assert_eq!(stored(&storage), ["load gauge 1-minute load"]);
 }
+
+#[test]
+fn an_open_window_grows_by_segments_and_is_written_whole_once_closed() {
+    use super::chunk;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let window = 6 * HOUR;
+    let base = 1_800_000_000_000i64 / window * window;
+    let storage = Storage::open(
+        &path,
+        Options {
+            retention: Duration::from_secs(365 * 24 * 3600),
+            recent_window: Duration::ZERO,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let chunks = || -> Vec<(i64, usize)> {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT count, data FROM chunks ORDER BY key")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .unwrap()
+            .map(|row| {
+                let (count, data) = row.unwrap();
+                (count, chunk::segments(&data).unwrap())
+            })
+            .collect()
+    };
+    let mut sent = Vec::new();
+    let mut pass = |from: i64, to: i64| {
+        let samples: Vec<(i64, f64)> = (from..to)
+            .map(|k| (base + k * 30_000, (k % 7) as f64 * 0.5))
+            .collect();
+        sent.extend(samples.iter().map(|(t, v)| (*t, v.to_bits())));
+        rt.block_on(storage.append(vec![series("load", "a", &samples)], vec![]))
+            .unwrap();
+        rt.block_on(storage.compact()).unwrap();
+    };
+    // Ten passes into the first window: each adds a segment until the
+    // limit, where the window is written whole and starts again.
+    for p in 0..10 {
+        pass(p * 10, p * 10 + 10);
+        let (count, segments) = chunks()[0];
+        assert_eq!(count, (p + 1) * 10);
+        assert_eq!(segments, (p as usize) % chunk::MAX_SEGMENTS + 1, "pass {p}");
+    }
+    let window_samples = window / 30_000;
+    pass(100, window_samples);
+    // The next window's first samples close the first one.
+    pass(window_samples, window_samples + 10);
+    assert_eq!(chunks(), [(window_samples, 1), (10, 1)]);
+    assert_eq!(
+        dump(
+            &storage,
+            &[m("__name__", MatchOp::Equal, "load")],
+            base,
+            base + 2 * window
+        ),
+        [("a".to_owned(), sent)]
+    );
+}

@@ -410,7 +410,12 @@ impl Writer {
         {
             let head = read_lock(&self.shared.head);
             let recent = read_lock(&self.shared.recent);
-            let mut load = tx.prepare_cached("SELECT count, data FROM chunks WHERE key = ?1")?;
+            let mut load =
+                tx.prepare_cached("SELECT count, min_ts, max_ts, data FROM chunks WHERE key = ?1")?;
+            let mut previous = tx.prepare_cached(
+                "SELECT key, data FROM chunks WHERE key < ?1 AND key >= ?2 ORDER BY key DESC LIMIT 1",
+            )?;
+            let mut rewrite = tx.prepare_cached("UPDATE chunks SET data = ?2 WHERE key = ?1")?;
             let mut store = tx.prepare_cached(
                 "INSERT OR REPLACE INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -431,30 +436,89 @@ impl Writer {
                 }
                 let newest = by_window.keys().next_back().copied();
                 for (window_number, newer) in by_window {
+                    // Sorted, one sample per timestamp, the last sent winning.
+                    let newer = head::merge(Vec::new(), newer);
                     let key = chunk_key(*id, window_number);
-                    let existing: Option<(i64, Vec<u8>)> = load
-                        .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let existing: Option<(i64, i64, i64, Vec<u8>)> = load
+                        .query_row(params![key], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
                         .optional()?;
-                    let (old_count, older) = match existing {
-                        Some((old_count, data)) => (
-                            old_count,
-                            chunk::decode(&data)
-                                .map_err(|e| StorageError::Corrupt(format!("chunk {key}: {e}")))?,
-                        ),
-                        None => (0, Vec::new()),
-                    };
-                    let merged = head::merge(older, newer);
-                    let (first, last) = (merged[0].0, merged[merged.len() - 1].0);
-                    store.execute(params![
-                        key,
-                        first,
-                        last,
-                        merged.len() as i64,
-                        chunk::encode(&merged)
-                    ])?;
-                    chunk_delta += merged.len() as i64 - old_count;
+                    let corrupt =
+                        |e: chunk::ChunkError| StorageError::Corrupt(format!("chunk {key}: {e}"));
                     let span = window_span(window_number, window);
-                    if let Some(keep_from) = keep_from.filter(|k| span.1 > *k) {
+                    let tail_from = keep_from.filter(|k| span.1 > *k);
+                    // The window's samples after this pass: decoded only
+                    // where they are needed (a merge, or a recent tail).
+                    let (old_count, count, first, last, data, merged) = match existing {
+                        Some((old_count, old_min, old_max, data))
+                            if newer[0].0 > old_max
+                                && chunk::segments(&data).map_err(corrupt)?
+                                    < chunk::MAX_SEGMENTS =>
+                        {
+                            // In order: the new samples become one more
+                            // segment; the older ones are not encoded again.
+                            let merged = match tail_from {
+                                Some(_) => {
+                                    let mut all = chunk::decode(&data).map_err(corrupt)?;
+                                    all.extend_from_slice(&newer);
+                                    Some(all)
+                                }
+                                None => None,
+                            };
+                            let count = old_count + newer.len() as i64;
+                            let last = newer[newer.len() - 1].0;
+                            (
+                                old_count,
+                                count,
+                                old_min,
+                                last,
+                                chunk::append(&data, &newer),
+                                merged,
+                            )
+                        }
+                        Some((old_count, _, _, data)) => {
+                            let merged =
+                                head::merge(chunk::decode(&data).map_err(corrupt)?, newer.clone());
+                            let (first, last) = (merged[0].0, merged[merged.len() - 1].0);
+                            let data = chunk::encode(&merged);
+                            (
+                                old_count,
+                                merged.len() as i64,
+                                first,
+                                last,
+                                data,
+                                Some(merged),
+                            )
+                        }
+                        None => {
+                            // The series' first samples in this window: the
+                            // window before it is most likely closed now, and
+                            // written whole once if it was written in segments.
+                            let before: Option<(i64, Vec<u8>)> = previous
+                                .query_row(params![key, chunk_key(*id, 0)], |r| {
+                                    Ok((r.get(0)?, r.get(1)?))
+                                })
+                                .optional()?;
+                            if let Some((before_key, before_data)) = before {
+                                let corrupt_before = |e: chunk::ChunkError| {
+                                    StorageError::Corrupt(format!("chunk {before_key}: {e}"))
+                                };
+                                if chunk::segments(&before_data).map_err(corrupt_before)? > 1 {
+                                    let samples =
+                                        chunk::decode(&before_data).map_err(corrupt_before)?;
+                                    rewrite
+                                        .execute(params![before_key, chunk::encode(&samples)])?;
+                                }
+                            }
+                            let (first, last) = (newer[0].0, newer[newer.len() - 1].0);
+                            let data = chunk::encode(&newer);
+                            (0, newer.len() as i64, first, last, data, Some(newer))
+                        }
+                    };
+                    store.execute(params![key, first, last, count, data])?;
+                    chunk_delta += count - old_count;
+                    if let (Some(keep_from), Some(merged)) = (tail_from, merged) {
                         let start_from = if recent.has(*id) || Some(window_number) != newest {
                             None
                         } else {

@@ -85,6 +85,20 @@
 //! A residual `r` is coded as `zigzag(r / gcd)` when any is negative, else
 //! as `r / gcd`.
 //!
+//! # Segments (version 2)
+//!
+//! ```text
+//! chunk     := 2:u8  (len:leb128  segment)+
+//! segment   := a whole version-1 chunk of `len` bytes, not empty; each
+//!              segment's samples start after the previous one's end
+//! ```
+//!
+//! A window still being written gets each compaction's new samples as one
+//! more segment ([`append`]): only those are encoded, not the whole window
+//! again. Storage re-encodes a window into one version-1 chunk once it is
+//! closed, or once it has [`MAX_SEGMENTS`] segments, so segments cost
+//! space only in the newest windows.
+//!
 //! # Where each part lives
 //!
 //! `bits` is the bit stream and its field codes, `arith` the integer
@@ -119,6 +133,12 @@ pub type RawSample = (i64, u64);
 
 /// The format version this build writes and reads (the chunk's first byte).
 const VERSION: u8 = 1;
+
+/// First byte of a chunk made of segments.
+const SEGMENTED: u8 = 2;
+
+/// Most segments storage lets a chunk have before re-encoding it whole.
+pub const MAX_SEGMENTS: usize = 4;
 
 /// Most samples in one block of a chunk. Longer chunks are split into
 /// blocks, so the samples a chunk can declare are bounded by its length.
@@ -192,9 +212,94 @@ pub fn decode_into(data: &[u8], out: &mut Vec<RawSample>) -> Result<(), ChunkErr
     result
 }
 
+/// `chunk` with `newer` (samples strictly after its last one; the caller
+/// guarantees it) added as one more segment.
+#[must_use]
+pub fn append(chunk: &[u8], newer: &[RawSample]) -> Vec<u8> {
+    debug_assert!(!newer.is_empty());
+    let segment = encode(newer);
+    let mut out = Vec::with_capacity(chunk.len() + segment.len() + 8);
+    if chunk.first() == Some(&SEGMENTED) {
+        out.extend_from_slice(chunk);
+    } else {
+        out.push(SEGMENTED);
+        put_leb128(&mut out, chunk.len());
+        out.extend_from_slice(chunk);
+    }
+    put_leb128(&mut out, segment.len());
+    out.extend_from_slice(&segment);
+    out
+}
+
+/// How many segments `chunk` has (1 for a version-1 chunk). Reads the
+/// framing only.
+pub fn segments(chunk: &[u8]) -> Result<usize, ChunkError> {
+    if chunk.first() != Some(&SEGMENTED) {
+        return Ok(1);
+    }
+    let mut count = 0;
+    let mut rest = &chunk[1..];
+    while !rest.is_empty() {
+        let segment;
+        (segment, rest) = next_segment(rest)?;
+        debug_assert!(!segment.is_empty());
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn put_leb128(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Splits the next `len segment` off a segmented chunk's body.
+fn next_segment(rest: &[u8]) -> Result<(&[u8], &[u8]), ChunkError> {
+    let mut len = 0usize;
+    for (i, &byte) in rest.iter().enumerate().take(4) {
+        len |= usize::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            let rest = &rest[i + 1..];
+            if len == 0 {
+                return Err(ChunkError::Corrupt("empty segment"));
+            }
+            if len > rest.len() {
+                return Err(ChunkError::Truncated);
+            }
+            return Ok(rest.split_at(len));
+        }
+    }
+    Err(ChunkError::Corrupt("segment length"))
+}
+
 /// Decodes `data`'s samples onto `out`, whose first `before` samples are
 /// not the chunk's.
 fn decode_after(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
+    if data.first() != Some(&SEGMENTED) {
+        return decode_segment(data, out, before);
+    }
+    let mut rest = &data[1..];
+    if rest.is_empty() {
+        return Err(ChunkError::Truncated);
+    }
+    while !rest.is_empty() {
+        let segment;
+        (segment, rest) = next_segment(rest)?;
+        if segment[0] == SEGMENTED {
+            return Err(ChunkError::Corrupt("segment inside a segment"));
+        }
+        // The same `before`: a segment must start after the last one ends.
+        decode_segment(segment, out, before)?;
+    }
+    Ok(())
+}
+
+/// Decodes a version-1 chunk onto `out`, whose first `before` samples are
+/// not the chunk's.
+fn decode_segment(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
     let (&version, body) = data.split_first().ok_or(ChunkError::Empty)?;
     if version != VERSION {
         return Err(ChunkError::UnsupportedVersion(version));
@@ -319,7 +424,7 @@ mod tests {
     fn decode_errors() {
         assert_eq!(decode(&[]), Err(ChunkError::Empty));
         assert_eq!(decode(&[0]), Err(ChunkError::UnsupportedVersion(0)));
-        assert_eq!(decode(&[2, 0]), Err(ChunkError::UnsupportedVersion(2)));
+        assert_eq!(decode(&[3, 0]), Err(ChunkError::UnsupportedVersion(3)));
         assert_eq!(decode(&[VERSION]), Err(ChunkError::Truncated));
 
         let samples = regular(&[f(1.5), f(2.5), f(2.75)]);
@@ -587,5 +692,81 @@ mod tests {
             let _ = decode(&chunk);
             let _ = decode(&chunk[..cut % (chunk.len() + 1)]);
         }
+
+        #[test]
+        fn prop_segments_decode_as_one_chunk(
+            samples in arb_series(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..5),
+        ) {
+            // Cut the samples into non-empty runs; the first is a version-1
+            // chunk, every other one appended as a segment.
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(samples.len() + 1)).collect();
+            at.extend([0, samples.len()]);
+            at.sort_unstable();
+            at.dedup();
+            let runs: Vec<&[RawSample]> = at.windows(2).map(|w| &samples[w[0]..w[1]]).collect();
+            let mut chunk = encode(runs.first().copied().unwrap_or(&[]));
+            for run in runs.iter().skip(1) {
+                chunk = append(&chunk, run);
+            }
+            prop_assert_eq!(segments(&chunk), Ok(runs.len().max(1)));
+            prop_assert_eq!(decode(&chunk), Ok(samples));
+        }
+
+        #[test]
+        fn prop_damaged_segmented_chunks_never_panic(
+            samples in arb_series(),
+            flips in proptest::collection::vec(any::<usize>(), 1..4),
+            cut in any::<usize>(),
+        ) {
+            let half = samples.len() / 2;
+            let mut chunk = encode(&samples[..half]);
+            if half < samples.len() {
+                chunk = append(&chunk, &samples[half..]);
+            }
+            for bit in flips {
+                let bit = bit % (chunk.len() * 8);
+                chunk[bit / 8] ^= 0x80 >> (bit % 8);
+            }
+            for data in [&chunk[..], &chunk[..cut % (chunk.len() + 1)]] {
+                let _ = segments(data);
+                if let Ok(decoded) = decode(data) {
+                    prop_assert!(decoded.windows(2).all(|w| w[0].0 < w[1].0));
+                    prop_assert!(decoded.len() <= 911 * data.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segment_errors() {
+        let first = regular(&[f(1.0), f(2.0)]);
+        let later: Vec<RawSample> = first.iter().map(|&(t, v)| (t + 1_000_000, v)).collect();
+        let chunk = append(&encode(&first), &later);
+        assert_eq!(chunk[0], SEGMENTED);
+        assert_eq!(segments(&chunk), Ok(2));
+        assert_eq!(decode(&[SEGMENTED]), Err(ChunkError::Truncated));
+        assert_eq!(
+            decode(&[SEGMENTED, 0]),
+            Err(ChunkError::Corrupt("empty segment"))
+        );
+        assert_eq!(
+            decode(&chunk[..chunk.len() - 1]),
+            Err(ChunkError::Truncated)
+        );
+        assert_eq!(
+            decode(&[SEGMENTED, 0x80, 0x80, 0x80, 0x80, 1]),
+            Err(ChunkError::Corrupt("segment length"))
+        );
+        // A segment holding a segmented chunk.
+        let mut nested = vec![SEGMENTED, chunk.len() as u8];
+        nested.extend_from_slice(&chunk);
+        assert_eq!(
+            decode(&nested),
+            Err(ChunkError::Corrupt("segment inside a segment"))
+        );
+        // Segments out of time order.
+        let backwards = append(&encode(&later), &first);
+        assert!(matches!(decode(&backwards), Err(ChunkError::Corrupt(_))));
     }
 }
