@@ -5,6 +5,12 @@
 //! or 1.0) and snappy-compressed once per message, then shared by every
 //! endpoint that takes that message.
 //!
+//! Metadata is not sent with every batch: help texts are most of a
+//! request's strings and change only with the exporter's version or the
+//! hardware present, so [`MetadataSchedule`] sends it with the first batch,
+//! whenever the families change, and every [`METADATA_RESEND`] besides (for
+//! a receiver that lost it).
+//!
 //! A batch can be re-encoded in the other message ([`Batch::to_version`]),
 //! for a batch spooled as 2.0 that must reach an endpoint which turned out
 //! to take only 1.0, or one spooled as 1.0 by an earlier version of the
@@ -12,6 +18,8 @@
 //! batch re-encoded to 1.0 loses its families' help texts, not a sample.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
 
 use dcmon_protocol::remote_write::{
     self, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version,
@@ -20,6 +28,44 @@ use dcmon_protocol::{prompb, prompb_v2};
 use prost::Message;
 
 use crate::snapshot::{Kind, Snapshot};
+
+/// How often unchanged metadata is sent again.
+pub const METADATA_RESEND: Duration = Duration::from_secs(600);
+
+/// Decides which batches carry the families' metadata.
+#[derive(Debug, Clone)]
+pub struct MetadataSchedule {
+    every: Duration,
+    /// Digest of the metadata last sent, and the tick it went with.
+    last: Option<(u64, i64)>,
+}
+
+impl MetadataSchedule {
+    /// Nothing sent yet; unchanged metadata is resent every `every`.
+    pub fn new(every: Duration) -> Self {
+        Self { every, last: None }
+    }
+
+    /// Whether the batch of `tick_ms` should carry `metadata`; when it
+    /// should, it is taken as sent.
+    pub fn due(&mut self, metadata: &[FamilyMetadata], tick_ms: i64) -> bool {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for meta in metadata {
+            (&meta.family, meta.kind, &meta.help, &meta.unit).hash(&mut hasher);
+        }
+        let digest = hasher.finish();
+        let due = match self.last {
+            None => true,
+            Some((last, at)) => {
+                last != digest || tick_ms.saturating_sub(at) >= self.every.as_millis() as i64
+            }
+        };
+        if due {
+            self.last = Some((digest, tick_ms));
+        }
+        due
+    }
+}
 
 /// Largest decompressed body [`Batch::to_version`] accepts: far above any
 /// batch of one host's scrape, low enough that a damaged length cannot
@@ -351,6 +397,22 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn metadata_goes_first_then_on_change_and_every_resend_interval() {
+        let mut snapshot = Snapshot::new();
+        snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
+        let mut schedule = MetadataSchedule::new(Duration::from_secs(600));
+        let first = metadata_of(&snapshot);
+        assert!(schedule.due(&first, 0));
+        assert!(!schedule.due(&first, 30_000));
+        assert!(!schedule.due(&first, 599_999));
+        snapshot.gauge("node_load5", "5m load average.", vec![], 0.5);
+        let grown = metadata_of(&snapshot);
+        assert!(schedule.due(&grown, 600_000), "a new family");
+        assert!(!schedule.due(&grown, 630_000));
+        assert!(schedule.due(&grown, 1_200_000), "ten minutes on");
     }
 
     #[test]

@@ -254,6 +254,7 @@ async fn collect_loop<S: SnapshotSource>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_tick = i64::MIN;
+    let mut schedule = batch::MetadataSchedule::new(batch::METADATA_RESEND);
     loop {
         // The next tick after the last one collected: a round that overran
         // skips the ticks it missed rather than stamping them late.
@@ -284,7 +285,10 @@ async fn collect_loop<S: SnapshotSource>(
         // One encoding per message some endpoint takes now, shared by all
         // that take it.
         let series = batch::series_of(&snapshot, tick, &config.labels);
-        let metadata = batch::metadata_of(&snapshot);
+        let mut metadata = batch::metadata_of(&snapshot);
+        if !schedule.due(&metadata, tick) {
+            metadata.clear();
+        }
         let mut encoded: [Option<Arc<Batch>>; 2] = [None, None];
         last_tick = tick;
         for outlet in &outlets {
