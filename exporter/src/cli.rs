@@ -178,8 +178,8 @@ pub struct Cli {
     /// Protobuf message for the --remote-write.url endpoints: v2
     /// (io.prometheus.write.v2.Request, with metadata), v1
     /// (prometheus.WriteRequest), or auto: v2, falling back to v1 for good
-    /// once an endpoint shows it takes only that (a 415, or a 2xx without
-    /// the samples-written header).
+    /// once an endpoint shows it takes only that (a 415, a 2xx without the
+    /// samples-written header, or a 4xx before any v2 request succeeded).
     #[arg(long = "remote-write.protobuf-message", value_name = "MESSAGE", default_value = "auto", value_parser = parse_protobuf_message)]
     pub remote_write_protobuf_message: ProtobufMessage,
 

@@ -313,6 +313,9 @@ pub fn series_of(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Ve
 mod tests {
     use super::*;
 
+    /// A series' labels and its samples' bits, compared exactly.
+    type Bits = (Vec<(String, String)>, Vec<(i64, u64)>);
+
     fn labels() -> TargetLabels {
         TargetLabels {
             instance: "gpu-07".into(),
@@ -364,7 +367,7 @@ mod tests {
             f64::from_bits(0x7ff0_0000_0000_0002),
         );
         let expected = series_of(&snapshot, 30_000, &labels());
-        let bits = |series: &[SeriesSamples]| -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> {
+        let bits = |series: &[SeriesSamples]| -> Vec<Bits> {
             series
                 .iter()
                 .map(|s| {

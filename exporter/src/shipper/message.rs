@@ -10,8 +10,13 @@
 //! a 2xx without the `X-Prometheus-Remote-Write-Samples-Written` header
 //! the 2.0 specification makes mandatory (a 1.x receiver such as
 //! Prometheus 2.42 ignores `Content-Type`, finds no 1.0 fields in a 2.0
-//! body and answers 204 having stored nothing). A restart tries 2.0 again,
-//! so an endpoint upgraded meanwhile is used at its best.
+//! body and answers 204 having stored nothing), or, until the endpoint has
+//! confirmed one 2.0 request, any other refusal (4xx but 429) of a 2.0
+//! request: a 1.x receiver may refuse the body it cannot read with a 400,
+//! and under the default setting that must not drop every batch. The
+//! batch is then sent again as 1.0, so one that was refused for its own
+//! sake is refused again and dropped, as it would have been. A restart
+//! tries 2.0 again, so an endpoint upgraded meanwhile is used at its best.
 //!
 //! It owns no I/O: the worker reports what an answer showed, the
 //! collection loop asks which message to encode.
@@ -21,6 +26,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dcmon_protocol::remote_write::{PROTO_V1, PROTO_V2, Version};
+
+use super::endpoint::Attempt;
 
 /// The `protobuf_message` setting of one endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,6 +99,8 @@ pub struct Negotiation {
     setting: ProtobufMessage,
     /// Set once an `auto` endpoint has shown it takes only 1.0.
     fell_back: AtomicBool,
+    /// Set once the endpoint has acknowledged a 2.0 request.
+    confirmed: AtomicBool,
 }
 
 impl Negotiation {
@@ -100,6 +109,7 @@ impl Negotiation {
         Self {
             setting,
             fell_back: AtomicBool::new(false),
+            confirmed: AtomicBool::new(false),
         }
     }
 
@@ -115,6 +125,30 @@ impl Negotiation {
             ProtobufMessage::V2 => Version::V2,
             ProtobufMessage::Auto if self.fell_back.load(Ordering::Relaxed) => Version::V1,
             ProtobufMessage::Auto => Version::V2,
+        }
+    }
+
+    /// What the answer to a request in `sent` means for an `auto`
+    /// endpoint: a refusal of a 2.0 request before any was acknowledged
+    /// is taken as "not understood"; an acknowledged 2.0 request confirms
+    /// the endpoint takes 2.0.
+    pub fn judge(&self, sent: Version, attempt: Attempt) -> Attempt {
+        if sent != Version::V2 || self.setting != ProtobufMessage::Auto {
+            return attempt;
+        }
+        match attempt {
+            Attempt::Delivered => {
+                self.confirmed.store(true, Ordering::Relaxed);
+                Attempt::Delivered
+            }
+            Attempt::Refused { status, body } if !self.confirmed.load(Ordering::Relaxed) => {
+                Attempt::NotUnderstood {
+                    reason: format!(
+                        "HTTP {status} to a 2.0 request before any was accepted: {body}"
+                    ),
+                }
+            }
+            other => other,
         }
     }
 
@@ -154,6 +188,36 @@ mod tests {
         assert!(auto.fall_back());
         assert!(!auto.fall_back(), "reported once");
         assert_eq!(auto.current(), Version::V1);
+    }
+
+    #[test]
+    fn a_refusal_before_any_2_0_success_means_not_understood() {
+        use reqwest::StatusCode;
+        let refused = || Attempt::Refused {
+            status: StatusCode::BAD_REQUEST,
+            body: "cannot decode".into(),
+        };
+        let auto = Negotiation::new(ProtobufMessage::Auto);
+        assert!(matches!(
+            auto.judge(Version::V2, refused()),
+            Attempt::NotUnderstood { reason } if reason.contains("400") && reason.contains("cannot decode")
+        ));
+        // 1.0 requests, and retries, are what they are.
+        assert_eq!(auto.judge(Version::V1, refused()), refused());
+        let retry = Attempt::Retry {
+            reason: "HTTP 503".into(),
+            retry_after: None,
+        };
+        assert_eq!(auto.judge(Version::V2, retry.clone()), retry);
+        // Once a 2.0 request was acknowledged, a refusal is a refusal.
+        assert_eq!(
+            auto.judge(Version::V2, Attempt::Delivered),
+            Attempt::Delivered
+        );
+        assert_eq!(auto.judge(Version::V2, refused()), refused());
+        // A fixed v2 never reinterprets.
+        let fixed = Negotiation::new(ProtobufMessage::V2);
+        assert_eq!(fixed.judge(Version::V2, refused()), refused());
     }
 
     #[test]

@@ -277,6 +277,7 @@ impl Worker {
                 }
                 attempt = self.endpoint.send(source.batch()) => attempt,
             };
+            let attempt = self.negotiation.judge(source.batch().version, attempt);
             let samples = source.batch().samples;
             match attempt {
                 Attempt::Delivered => {
