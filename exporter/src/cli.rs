@@ -24,8 +24,9 @@ use crate::config::{AptConfig, Config, DeviceFilter, IpmiConfig, IpmiRemote, Too
 use crate::fans::cli::{FanArgs, FansAction};
 use crate::identity::register::{DEFAULT_STATE_DIR, RegisterArgs};
 use crate::roots::Roots;
+use crate::shipper::message::UnknownProtobufMessage;
 use crate::shipper::{
-    self, EndpointAuth, EndpointConfig, ShipperConfig, SpoolLimits, TargetLabels,
+    self, EndpointAuth, EndpointConfig, ProtobufMessage, ShipperConfig, SpoolLimits, TargetLabels,
 };
 
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
@@ -174,6 +175,14 @@ pub struct Cli {
     #[arg(long = "remote-write.timeout", default_value = "30s", value_parser = parse_duration)]
     pub remote_write_timeout: Duration,
 
+    /// Protobuf message for the --remote-write.url endpoints: v2
+    /// (io.prometheus.write.v2.Request, with metadata), v1
+    /// (prometheus.WriteRequest), or auto: v2, falling back to v1 for good
+    /// once an endpoint shows it takes only that (a 415, a 2xx without the
+    /// samples-written header, or a 4xx before any v2 request succeeded).
+    #[arg(long = "remote-write.protobuf-message", value_name = "MESSAGE", default_value = "auto", value_parser = parse_protobuf_message)]
+    pub remote_write_protobuf_message: ProtobufMessage,
+
     /// The `instance` label of pushed samples (default: the host name).
     #[arg(long = "remote-write.instance", value_name = "NAME")]
     pub remote_write_instance: Option<String>,
@@ -318,6 +327,10 @@ pub struct FileEndpoint {
     pub bearer_token_file: Option<PathBuf>,
     /// Basic auth.
     pub basic_auth: Option<FileBasicAuth>,
+    /// `v1`, `v2` or `auto` (the default); see
+    /// `--remote-write.protobuf-message`.
+    #[serde(default)]
+    pub protobuf_message: ProtobufMessage,
 }
 
 /// `basic_auth` of a `[[remote_write]]` table.
@@ -332,6 +345,12 @@ pub struct FileBasicAuth {
 
 /// The config-file section that holds endpoint tables rather than flags.
 const REMOTE_WRITE_SECTION: &str = "remote_write";
+
+fn parse_protobuf_message(input: &str) -> Result<ProtobufMessage, String> {
+    input
+        .parse()
+        .map_err(|e: UnknownProtobufMessage| e.to_string())
+}
 
 /// `name=value`, with a valid Prometheus label name that is not reserved.
 fn parse_label(input: &str) -> Result<(String, String), String> {
@@ -625,7 +644,10 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
     let mut endpoints: Vec<EndpointConfig> = cli
         .remote_write_urls
         .iter()
-        .map(|url| EndpointConfig::new(url.clone(), cli_auth.clone()))
+        .map(|url| {
+            EndpointConfig::new(url.clone(), cli_auth.clone())
+                .with_protobuf_message(cli.remote_write_protobuf_message)
+        })
         .collect();
     for table in &parsed.file_endpoints {
         let auth = match (&table.bearer_token_file, &table.basic_auth) {
@@ -645,7 +667,10 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
                 ));
             }
         };
-        endpoints.push(EndpointConfig::new(table.url.clone(), auth));
+        endpoints.push(
+            EndpointConfig::new(table.url.clone(), auth)
+                .with_protobuf_message(table.protobuf_message),
+        );
     }
     Ok(ShipperConfig {
         interval: cli.remote_write_interval,
@@ -777,6 +802,7 @@ mod tests {
                     url: "http://a/api/v1/write".into(),
                     bearer_token_file: Some("/etc/a".into()),
                     basic_auth: None,
+                    protobuf_message: ProtobufMessage::Auto,
                 },
                 FileEndpoint {
                     url: "https://b/push".into(),
@@ -785,6 +811,7 @@ mod tests {
                         username: "u".into(),
                         password_file: "/etc/b".into(),
                     }),
+                    protobuf_message: ProtobufMessage::Auto,
                 },
             ]
         );
@@ -796,6 +823,67 @@ mod tests {
         .unwrap();
         let err = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("unknown field `token`"), "{err}");
+    }
+
+    #[test]
+    fn protobuf_message_is_set_per_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exporter.toml");
+        std::fs::write(
+            &file,
+            "[[remote_write]]\nurl = \"http://prometheus/api/v1/write\"\nprotobuf_message = \"v1\"\n\n[[remote_write]]\nurl = \"http://mimir/push\"\nprotobuf_message = \"io.prometheus.write.v2.Request\"\n\n[[remote_write]]\nurl = \"http://other/push\"\n",
+        )
+        .unwrap();
+        let cfg = config(&[
+            "--config.file",
+            file.to_str().unwrap(),
+            "--remote-write.url=http://a/api/v1/write",
+            "--remote-write.protobuf-message=v2",
+        ])
+        .unwrap();
+        let messages: Vec<_> = cfg
+            .remote_write
+            .endpoints
+            .iter()
+            .map(|e| (e.url.as_str(), e.protobuf_message))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                ("http://a/api/v1/write", ProtobufMessage::V2),
+                ("http://prometheus/api/v1/write", ProtobufMessage::V1),
+                ("http://mimir/push", ProtobufMessage::V2),
+                ("http://other/push", ProtobufMessage::Auto),
+            ]
+        );
+        let cfg = config(&["--remote-write.url=http://a/api/v1/write"]).unwrap();
+        assert_eq!(
+            cfg.remote_write.endpoints[0].protobuf_message,
+            ProtobufMessage::Auto
+        );
+    }
+
+    #[test]
+    fn a_bad_protobuf_message_is_refused_naming_the_choices() {
+        let err = parse_from(args(&["--remote-write.protobuf-message=v3"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown protobuf message \"v3\": expected v1"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exporter.toml");
+        std::fs::write(
+            &file,
+            "[[remote_write]]\nurl = \"http://a\"\nprotobuf_message = \"2.0\"\n",
+        )
+        .unwrap();
+        let err = parse_from(args(&["--config.file", file.to_str().unwrap()])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("[[remote_write]]") && text.contains("unknown protobuf message \"2.0\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The remote-write shipper against an in-test HTTP server on loopback:
 //! what it sends, how it treats each kind of answer, its spool across
-//! outages, shutdowns and restarts, and its auth headers.
+//! outages, shutdowns and restarts, its auth headers, and which protobuf
+//! message each endpoint gets (2.0, 1.0, and `auto` falling back).
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -18,11 +19,13 @@ use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
 use dcmon_exporter::shipper::spool::Spool;
 use dcmon_exporter::shipper::{
-    EndpointAuth, EndpointConfig, RequestSigner, Shipper, ShipperConfig, ShipperMetrics,
-    SpoolLimits, TargetLabels,
+    Batch, EndpointAuth, EndpointConfig, ProtobufMessage, RequestSigner, Shipper, ShipperConfig,
+    ShipperMetrics, SpoolLimits, TargetLabels,
 };
 use dcmon_exporter::snapshot::Snapshot;
-use dcmon_protocol::remote_write::{self, SeriesSamples, Version};
+use dcmon_protocol::remote_write::{
+    self, FamilyMetadata, SeriesSamples, Version, headers, version_from_content_type,
+};
 use tokio::sync::watch;
 
 fn now_ms() -> i64 {
@@ -41,6 +44,23 @@ enum Reply {
     Hang,
 }
 
+/// Which messages the fake endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    /// 1.0 and 2.0, negotiated by `Content-Type`; 2.0 answers carry the
+    /// written headers (as the dcmon receiver).
+    Both,
+    /// 1.0 only; 415 to a 2.0 `Content-Type` (as a receiver that checks it).
+    V1Refusing,
+    /// 1.0 only; 400 to a 2.0 `Content-Type` (as a receiver that cannot
+    /// read the body).
+    V1Rejecting,
+    /// 1.0 only, `Content-Type` ignored: a 2.0 body decodes as an empty
+    /// 1.0 request and is answered like any other, without written headers
+    /// (as Prometheus 2.42).
+    V1Ignoring,
+}
+
 /// One request the fake endpoint received.
 #[derive(Debug, Clone)]
 struct Received {
@@ -48,7 +68,16 @@ struct Received {
     path: String,
     headers: HeaderMap,
     reply: Reply,
+    /// The message the request said it held.
+    version: Version,
+    /// Compressed body size.
+    bytes: usize,
+    /// Whether the fake read the body as the message it held (not so when
+    /// it ignores a 2.0 `Content-Type`).
+    understood: bool,
+    /// The series the request held.
     series: Vec<SeriesSamples>,
+    metadata: Vec<FamilyMetadata>,
 }
 
 impl Received {
@@ -74,19 +103,24 @@ impl Received {
 
 /// A remote-write endpoint that answers from a script (then a default)
 /// and records every request.
-#[derive(Default)]
 struct Fake {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     received: Mutex<Vec<Received>>,
+    speaks: Speaks,
 }
 
 impl Fake {
     fn new(script: &[Reply], default: Reply) -> Arc<Fake> {
+        Fake::speaking(Speaks::Both, script, default)
+    }
+
+    fn speaking(speaks: Speaks, script: &[Reply], default: Reply) -> Arc<Fake> {
         Arc::new(Fake {
             script: Mutex::new(script.iter().copied().collect()),
             default: Mutex::new(Some(default)),
             received: Mutex::default(),
+            speaks,
         })
     }
 
@@ -112,27 +146,55 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let version = version_from_content_type(content_type).expect("a remote-write Content-Type");
     let raw = remote_write::decompress(&body, 64 << 20).expect("snappy body");
-    let batch = remote_write::decode(Version::V1, &raw).expect("Remote-Write 1.0 body");
-    let reply = fake
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| fake.default.lock().unwrap().unwrap());
+    let decoded = match (fake.speaks, version) {
+        (Speaks::V1Ignoring, _) => Version::V1,
+        (_, version) => version,
+    };
+    let batch = remote_write::decode(version, &raw).expect("a valid body");
+    // What a 1.x receiver makes of the body: nothing, for 2.0.
+    let written = remote_write::decode(decoded, &raw).map_or(0, |b| b.sample_count());
+    let refusal = match fake.speaks {
+        Speaks::V1Refusing => Some(415),
+        Speaks::V1Rejecting => Some(400),
+        _ => None,
+    };
+    let reply = if let (Some(status), Version::V2) = (refusal, version) {
+        Reply::Status(status)
+    } else {
+        fake.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| fake.default.lock().unwrap().unwrap())
+    };
     fake.received.lock().unwrap().push(Received {
         at: Instant::now(),
         path: uri.path().to_owned(),
         headers,
         reply,
+        version,
+        bytes: body.len(),
+        understood: decoded == version,
         series: batch.series,
+        metadata: batch.metadata,
     });
     match reply {
-        Reply::Status(status) => (
-            StatusCode::from_u16(status).unwrap(),
-            format!("fake endpoint says {status}"),
-        )
-            .into_response(),
+        Reply::Status(status) => {
+            let mut response = (
+                StatusCode::from_u16(status).unwrap(),
+                format!("fake endpoint says {status}"),
+            )
+                .into_response();
+            if decoded == Version::V2 && (200..300).contains(&status) {
+                response
+                    .headers_mut()
+                    .insert(headers::SAMPLES_WRITTEN, written.into());
+            }
+            response
+        }
         Reply::TooManyRequests => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "1")],
@@ -157,7 +219,15 @@ fn serve(fake: &Arc<Fake>, listener: std::net::TcpListener) -> SocketAddr {
 }
 
 fn start_fake(script: &[Reply], default: Reply) -> (Arc<Fake>, SocketAddr) {
-    let fake = Fake::new(script, default);
+    start_fake_speaking(Speaks::Both, script, default)
+}
+
+fn start_fake_speaking(
+    speaks: Speaks,
+    script: &[Reply],
+    default: Reply,
+) -> (Arc<Fake>, SocketAddr) {
+    let fake = Fake::speaking(speaks, script, default);
     let addr = serve(&fake, std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     (fake, addr)
 }
@@ -323,15 +393,17 @@ async fn delivered_batches_carry_tick_timestamps_labels_and_headers() {
     let received = fake.received();
     let ticks = assert_every_tick_once(&received, &metrics);
     for request in &received {
+        // `auto`, the default, sends 2.0 to an endpoint that takes it.
         assert_eq!(
             request.header("content-type"),
-            Some("application/x-protobuf")
+            Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")
         );
         assert_eq!(request.header("content-encoding"), Some("snappy"));
         assert_eq!(
             request.header("x-prometheus-remote-write-version"),
-            Some("0.1.0")
+            Some("2.0.0")
         );
+
         assert_eq!(
             request.header("user-agent"),
             Some(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
@@ -370,6 +442,25 @@ async fn delivered_batches_carry_tick_timestamps_labels_and_headers() {
             }
         }
     }
+    // Each family's type and help travel with its series in the first
+    // batch; unchanged, not in every one after it.
+    let first = &received[0].metadata;
+    let load = first
+        .iter()
+        .find(|m| m.family == "node_load1")
+        .expect("node_load1 metadata");
+    assert_eq!(load.kind, "gauge");
+    assert!(!load.help.is_empty());
+    assert!(
+        first
+            .iter()
+            .any(|m| m.family == "dcmon_remote_write_samples_total" && m.kind == "counter"),
+        "{first:?}"
+    );
+    assert!(
+        received[1..].iter().any(|r| r.metadata.is_empty()),
+        "metadata in every request"
+    );
     assert_counted(samples_total(&metrics, "sent"), &received);
     assert_eq!(samples_total(&metrics, "failed"), 0.0);
     assert!(
@@ -385,7 +476,13 @@ async fn delivered_batches_carry_tick_timestamps_labels_and_headers() {
 async fn a_400_is_dropped_and_never_retried() {
     let (fake, addr) = start_fake(&[], Reply::Status(400));
     let state = tempfile::tempdir().unwrap();
-    let config = config(state.path(), vec![endpoint(addr, "/")]);
+    // Fixed, as under `auto` a 400 to the first 2.0 request is taken for
+    // "2.0 not understood" and the batch sent once more as 1.0
+    // (`auto_falls_back_to_v1_on_a_first_400`).
+    let config = config(
+        state.path(),
+        vec![endpoint(addr, "/").with_protobuf_message(ProtobufMessage::V2)],
+    );
     let spool_dir = config.spool_dir(&config.endpoints[0]);
     let running = start(config).await;
     wait_until("4 batches are refused", Duration::from_secs(10), || {
@@ -698,4 +795,261 @@ async fn each_endpoint_sends_its_own_credentials_read_fresh() {
         signed[1], "Bearer signed-1",
         "the signer is called per request"
     );
+}
+
+/// `dcmon_remote_write_protobuf_message_info`'s message label per endpoint.
+fn messages(metrics: &ShipperMetrics) -> Vec<(String, String)> {
+    let mut out = Snapshot::new();
+    metrics.collect(&mut out);
+    out.get("dcmon_remote_write_protobuf_message_info")
+        .unwrap()
+        .samples
+        .iter()
+        .map(|s| {
+            let get = |name: &str| s.labels.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+            (get("endpoint"), get("protobuf_message"))
+        })
+        .collect()
+}
+
+/// Under `auto`, an endpoint that refuses 2.0 (or ignores it) gets one 2.0
+/// request, then 1.0 only, starting with that very batch again: no tick is
+/// lost, dropped or counted as failed.
+async fn auto_falls_back_and_stays_on_v1(speaks: Speaks) {
+    let (fake, addr) = start_fake_speaking(speaks, &[], Reply::Status(204));
+    let state = tempfile::tempdir().unwrap();
+    let running = start(config(state.path(), vec![endpoint(addr, "/write")])).await;
+    wait_until("5 batches arrive as 1.0", Duration::from_secs(10), || {
+        fake.received()
+            .iter()
+            .filter(|r| r.version == Version::V1)
+            .count()
+            >= 5
+    })
+    .await;
+    assert_eq!(
+        messages(&running.metrics),
+        [(
+            format!("http://{addr}/write"),
+            "prometheus.WriteRequest".to_owned()
+        )]
+    );
+    let metrics = running.stop().await;
+
+    let received = fake.received();
+    let versions: Vec<Version> = received.iter().map(|r| r.version).collect();
+    assert_eq!(versions[0], Version::V2, "{versions:?}");
+    assert!(
+        versions[1..].iter().all(|v| *v == Version::V1),
+        "2.0 was tried again: {versions:?}"
+    );
+    for request in &received[1..] {
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+        assert_eq!(
+            request.header("x-prometheus-remote-write-version"),
+            Some("0.1.0")
+        );
+    }
+    // The 1.0 requests hold every tick once, the one first sent as 2.0
+    // included.
+    let v1: Vec<Received> = received[1..].to_vec();
+    let ticks = assert_every_tick_once(&v1, &metrics);
+    assert_eq!(
+        received[0].understood,
+        speaks != Speaks::V1Ignoring,
+        "{speaks:?}"
+    );
+    assert_eq!(
+        ticks[0],
+        received[0].tick(),
+        "the first batch was not resent: {ticks:?}"
+    );
+    assert_eq!(samples_total(&metrics, "dropped"), 0.0);
+    assert_eq!(samples_total(&metrics, "failed"), 0.0);
+    assert_counted(samples_total(&metrics, "sent"), &v1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_v1_on_415_and_stays_there() {
+    auto_falls_back_and_stays_on_v1(Speaks::V1Refusing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_v1_on_a_first_400() {
+    auto_falls_back_and_stays_on_v1(Speaks::V1Rejecting).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_when_a_2xx_lacks_the_written_header() {
+    auto_falls_back_and_stays_on_v1(Speaks::V1Ignoring).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_settings_are_kept_whatever_the_endpoint_answers() {
+    let (fake, addr) = start_fake_speaking(Speaks::V1Refusing, &[], Reply::Status(204));
+    let state = tempfile::tempdir().unwrap();
+    let endpoints = vec![
+        endpoint(addr, "/v1").with_protobuf_message(ProtobufMessage::V1),
+        endpoint(addr, "/v2").with_protobuf_message(ProtobufMessage::V2),
+    ];
+    let running = start(config(state.path(), endpoints)).await;
+    wait_until("3 requests per endpoint", Duration::from_secs(10), || {
+        fake.on_path("/v1").len() >= 3 && fake.on_path("/v2").len() >= 3
+    })
+    .await;
+    let metrics = running.stop().await;
+    assert!(fake.on_path("/v1").iter().all(|r| r.version == Version::V1));
+    // v2 means v2: a 415 is a refusal like any 4xx, dropped, not retried
+    // as 1.0.
+    let v2 = fake.on_path("/v2");
+    assert!(
+        v2.iter()
+            .all(|r| r.version == Version::V2 && !r.delivered())
+    );
+    let ticks: HashSet<i64> = v2.iter().map(Received::tick).collect();
+    assert_eq!(ticks.len(), v2.len(), "a refused batch was resent");
+    assert!(samples_total(&metrics, "dropped") > 0.0);
+}
+
+/// The bytes counter adds up the bodies each endpoint acknowledged; a 2.0
+/// request without metadata is smaller than the 1.0 request of the same
+/// tick (the bench measures a whole host's scrape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_are_counted_per_endpoint() {
+    let (fake, addr) = start_fake(&[], Reply::Status(204));
+    let state = tempfile::tempdir().unwrap();
+    let endpoints = vec![
+        endpoint(addr, "/v1").with_protobuf_message(ProtobufMessage::V1),
+        endpoint(addr, "/v2").with_protobuf_message(ProtobufMessage::V2),
+    ];
+    let running = start(config(state.path(), endpoints)).await;
+    wait_until("4 requests per endpoint", Duration::from_secs(10), || {
+        fake.on_path("/v1").len() >= 4 && fake.on_path("/v2").len() >= 4
+    })
+    .await;
+    let metrics = running.stop().await;
+    let mut out = Snapshot::new();
+    metrics.collect(&mut out);
+    let per_endpoint = |name: &str, path: &str, extra: Option<(&str, &str)>| -> f64 {
+        let url = format!("http://{addr}{path}");
+        out.get(name)
+            .unwrap()
+            .samples
+            .iter()
+            .filter(|s| s.labels.contains(&("endpoint", url.clone())))
+            .filter(|s| extra.is_none_or(|(n, v)| s.labels.contains(&(n, v.into()))))
+            .map(|s| s.value)
+            .sum()
+    };
+    for path in ["/v1", "/v2"] {
+        let received = fake.on_path(path);
+        let bytes = per_endpoint("dcmon_remote_write_bytes_total", path, None);
+        let samples = per_endpoint(
+            "dcmon_remote_write_samples_total",
+            path,
+            Some(("result", "sent")),
+        );
+        // Shutdown may cut off the last answer: then it is not counted.
+        let all: usize = received.iter().map(|r| r.bytes).sum();
+        let last = received.last().unwrap().bytes;
+        assert!(
+            bytes == all as f64 || bytes == (all - last) as f64,
+            "{path}: {bytes} bytes counted, {all} received"
+        );
+        assert!(samples > 0.0);
+    }
+    let v1: std::collections::HashMap<i64, usize> = fake
+        .on_path("/v1")
+        .iter()
+        .map(|r| (r.tick(), r.bytes))
+        .collect();
+    let lean: Vec<(usize, usize)> = fake
+        .on_path("/v2")
+        .iter()
+        .filter(|r| r.metadata.is_empty())
+        .filter_map(|r| Some((r.bytes, *v1.get(&r.tick())?)))
+        .collect();
+    assert!(!lean.is_empty());
+    assert!(
+        lean.iter().all(|(v2, v1)| v2 < v1),
+        "(2.0, 1.0) bytes of the same ticks: {lean:?}"
+    );
+}
+
+/// A batch spooled as 2.0 for an `auto` endpoint that turns out to take
+/// only 1.0 is re-encoded and delivered; one spooled by an exporter that
+/// spoke only 1.0 (the first spool layout) reaches a 2.0 endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_batches_reach_endpoints_in_the_message_they_take() {
+    let (fake, addr) = start_fake_speaking(Speaks::V1Refusing, &[], Reply::Status(204));
+    let (modern, modern_addr) = start_fake(&[], Reply::Status(204));
+    let state = tempfile::tempdir().unwrap();
+    let endpoints = vec![
+        endpoint(addr, "/old"),
+        endpoint(modern_addr, "/new").with_protobuf_message(ProtobufMessage::V2),
+    ];
+    let config = config(state.path(), endpoints);
+    let interval = INTERVAL.as_millis() as i64;
+    let tick = (now_ms() - 60_000) / interval * interval;
+    let series = vec![SeriesSamples {
+        labels: vec![
+            ("__name__".into(), "spooled_metric".into()),
+            ("instance".into(), "test-host".into()),
+            ("job".into(), "dcmon".into()),
+        ],
+        samples: vec![(tick, 42.5)],
+    }];
+    let metadata = [FamilyMetadata {
+        family: "spooled_metric".into(),
+        kind: "gauge",
+        help: "Spooled before the endpoint was known.".into(),
+        unit: String::new(),
+    }];
+    let limits = config.spool;
+    let (mut spool, _) = Spool::open(&config.spool_dir(&config.endpoints[0]), limits).unwrap();
+    spool
+        .push(
+            &Batch::encode(&series, &metadata, tick, Version::V2),
+            now_ms(),
+        )
+        .unwrap();
+    // The first layout, as an exporter before 2.0 wrote it.
+    let old_dir = config.spool_dir(&config.endpoints[1]);
+    std::fs::create_dir_all(&old_dir).unwrap();
+    let body = remote_write::compress(&remote_write::encode_v1(&series));
+    let mut file = Vec::new();
+    file.extend_from_slice(b"DCMSPL01");
+    file.extend_from_slice(&tick.to_le_bytes());
+    file.extend_from_slice(&1u64.to_le_bytes());
+    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    {
+        use sha2::Digest;
+        file.extend_from_slice(&sha2::Sha256::digest(&body)[..8]);
+    }
+    file.extend_from_slice(&body);
+    std::fs::write(old_dir.join(format!("{tick:020}-0000000000.batch")), file).unwrap();
+
+    let running = start(config).await;
+    let spooled = |fake: &Fake| {
+        fake.received()
+            .into_iter()
+            .find(|r| r.delivered() && r.series.iter().any(|s| s.samples == [(tick, 42.5)]))
+    };
+    wait_until(
+        "both spooled batches arrive",
+        Duration::from_secs(10),
+        || spooled(&fake).is_some() && spooled(&modern).is_some(),
+    )
+    .await;
+    let metrics = running.stop().await;
+    let old = spooled(&fake).unwrap();
+    assert_eq!(old.version, Version::V1);
+    assert_eq!(old.series, series);
+    let new = spooled(&modern).unwrap();
+    assert_eq!(new.version, Version::V2);
+    assert_eq!(new.series, series);
+    assert_eq!(samples_total(&metrics, "dropped"), 0.0);
 }

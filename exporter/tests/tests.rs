@@ -15,3 +15,4 @@ mod peers;
 mod shipping;
 mod textfile;
 mod web_config;
+mod wire;

@@ -66,6 +66,23 @@ impl Version {
             Version::V2 => format!("{PROTOBUF_MEDIA_TYPE};proto={PROTO_V2}"),
         }
     }
+
+    /// The message's protobuf name, as Prometheus's `protobuf_message`
+    /// setting spells it.
+    pub fn proto(self) -> &'static str {
+        match self {
+            Version::V1 => PROTO_V1,
+            Version::V2 => PROTO_V2,
+        }
+    }
+
+    /// The `X-Prometheus-Remote-Write-Version` a sender of this version sends.
+    pub fn version_header(self) -> &'static str {
+        match self {
+            Version::V1 => headers::VERSION_1,
+            Version::V2 => headers::VERSION_2,
+        }
+    }
 }
 
 /// A `Content-Type` this receiver does not speak (answered with 415).
@@ -282,31 +299,59 @@ pub fn encode_v1(series: &[SeriesSamples]) -> Vec<u8> {
 /// Builds a Remote-Write 2.0 body (uncompressed) from normalised series,
 /// interning every string once.
 pub fn encode_v2(series: &[SeriesSamples]) -> Vec<u8> {
+    encode_v2_with_metadata(series, &[])
+}
+
+/// Builds a Remote-Write 2.0 body (uncompressed) from normalised series,
+/// each series carrying the type, help and unit of its family: the entry of
+/// `metadata` whose `family` is the series' `__name__`. Series without an
+/// entry carry none. Every string (label names and values, help texts,
+/// units) is interned once in the symbol table.
+pub fn encode_v2_with_metadata(series: &[SeriesSamples], metadata: &[FamilyMetadata]) -> Vec<u8> {
     let mut symbols = vec![String::new()];
-    let mut index = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let mut intern = |s: &str| -> u32 {
         if s.is_empty() {
             return 0;
         }
-        *index.entry(s.to_owned()).or_insert_with(|| {
-            symbols.push(s.to_owned());
-            (symbols.len() - 1) as u32
-        })
+        if let Some(&at) = index.get(s) {
+            return at;
+        }
+        symbols.push(s.to_owned());
+        let at = (symbols.len() - 1) as u32;
+        index.insert(s.to_owned(), at);
+        at
     };
+    let families: std::collections::HashMap<&str, &FamilyMetadata> =
+        metadata.iter().map(|m| (m.family.as_str(), m)).collect();
     let timeseries = series
         .iter()
-        .map(|s| prompb_v2::TimeSeries {
-            labels_refs: s
+        .map(|s| {
+            let labels_refs = s
                 .labels
                 .iter()
                 .flat_map(|(n, v)| [intern(n), intern(v)])
-                .collect(),
-            samples: s
-                .samples
+                .collect();
+            let metadata = s
+                .labels
                 .iter()
-                .map(|&(timestamp, value)| prompb_v2::Sample { value, timestamp })
-                .collect(),
-            ..Default::default()
+                .find(|(name, _)| name == METRIC_NAME_LABEL)
+                .and_then(|(_, family)| families.get(family.as_str()))
+                .map(|meta| prompb_v2::Metadata {
+                    r#type: metric_type_code(meta.kind),
+                    help_ref: intern(&meta.help),
+                    unit_ref: intern(&meta.unit),
+                });
+            prompb_v2::TimeSeries {
+                labels_refs,
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|&(timestamp, value)| prompb_v2::Sample { value, timestamp })
+                    .collect(),
+                metadata,
+                ..Default::default()
+            }
         })
         .collect();
     prompb_v2::Request {
@@ -314,6 +359,21 @@ pub fn encode_v2(series: &[SeriesSamples]) -> Vec<u8> {
         timeseries,
     }
     .encode_to_vec()
+}
+
+/// The protobuf `MetricType` code of a type name (the inverse of the names
+/// [`FamilyMetadata::kind`] holds); unknown names are 0, unspecified.
+pub fn metric_type_code(kind: &str) -> i32 {
+    match kind {
+        "counter" => 1,
+        "gauge" => 2,
+        "histogram" => 3,
+        "gaugehistogram" => 4,
+        "summary" => 5,
+        "info" => 6,
+        "stateset" => 7,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -379,6 +439,54 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn v2_carries_each_series_family_metadata_once_interned() {
+        let input = vec![
+            series(&[("__name__", "node_load1"), ("job", "a")], &[(1, 0.5)]),
+            series(&[("__name__", "node_load1"), ("job", "b")], &[(1, 0.7)]),
+            series(&[("__name__", "up"), ("job", "a")], &[(1, 1.0)]),
+        ];
+        let metadata = vec![FamilyMetadata {
+            family: "node_load1".into(),
+            kind: "gauge",
+            help: "1m load average.".into(),
+            unit: String::new(),
+        }];
+        let body = encode_v2_with_metadata(&input, &metadata);
+        let request = prompb_v2::Request::decode(body.as_slice()).unwrap();
+        let help_refs: Vec<_> = request
+            .timeseries
+            .iter()
+            .map(|t| t.metadata.map(|m| (m.r#type, m.help_ref, m.unit_ref)))
+            .collect();
+        let help = request
+            .symbols
+            .iter()
+            .position(|s| s == "1m load average.")
+            .unwrap() as u32;
+        assert_eq!(
+            help_refs,
+            vec![Some((2, help, 0)), Some((2, help, 0)), None],
+            "{request:?}"
+        );
+        let batch = decode(Version::V2, &body).unwrap();
+        assert_eq!(
+            batch.metadata,
+            vec![metadata[0].clone(), metadata[0].clone()]
+        );
+        assert_eq!(batch.series.len(), 3);
+        // Without metadata the body is what it always was.
+        assert_eq!(encode_v2_with_metadata(&input, &[]), encode_v2(&input));
+    }
+
+    #[test]
+    fn type_codes_invert_type_names() {
+        for code in 0..8 {
+            assert_eq!(metric_type_code(metric_type_name(code)), code);
+        }
+        assert_eq!(metric_type_code("untyped"), 0);
     }
 
     #[test]

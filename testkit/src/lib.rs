@@ -18,5 +18,5 @@ mod rng;
 pub mod web;
 
 pub use net::{free_addr, free_port, wait_for_port};
-pub use process::{KillOnDrop, sigterm, start_prometheus};
+pub use process::{KillOnDrop, sigterm, start_prometheus, start_prometheus_with, workspace_binary};
 pub use rng::Rng;

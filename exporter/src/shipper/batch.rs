@@ -1,13 +1,76 @@
 //! One round of collection turned into a remote-write request body: every
 //! sample stamped with the round's tick, the target labels (`instance`,
-//! `job`) and the external labels added, encoded as Remote-Write 1.0 and
-//! snappy-compressed once, then shared by every endpoint.
+//! `job`) and the external labels added, encoded in the protobuf message
+//! its endpoints take (Remote-Write 2.0 with each family's type and help,
+//! or 1.0) and snappy-compressed once per message, then shared by every
+//! endpoint that takes that message.
+//!
+//! Metadata is not sent with every batch: help texts are most of a
+//! request's strings and change only with the exporter's version or the
+//! hardware present, so [`MetadataSchedule`] sends it with the first batch,
+//! whenever the families change, and every [`METADATA_RESEND`] besides (for
+//! a receiver that lost it).
+//!
+//! A batch can be re-encoded in the other message ([`Batch::to_version`]),
+//! for a batch spooled as 2.0 that must reach an endpoint which turned out
+//! to take only 1.0, or one spooled as 1.0 by an earlier version of the
+//! exporter for an endpoint set to 2.0. 1.0 carries no metadata here, so a
+//! batch re-encoded to 1.0 loses its families' help texts, not a sample.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
 
-use dcmon_protocol::remote_write::{self, METRIC_NAME_LABEL, SeriesSamples};
+use dcmon_protocol::remote_write::{
+    self, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version,
+};
+use dcmon_protocol::{prompb, prompb_v2};
+use prost::Message;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Kind, Snapshot};
+
+/// How often unchanged metadata is sent again.
+pub const METADATA_RESEND: Duration = Duration::from_secs(600);
+
+/// Decides which batches carry the families' metadata.
+#[derive(Debug, Clone)]
+pub struct MetadataSchedule {
+    every: Duration,
+    /// Digest of the metadata last sent, and the tick it went with.
+    last: Option<(u64, i64)>,
+}
+
+impl MetadataSchedule {
+    /// Nothing sent yet; unchanged metadata is resent every `every`.
+    pub fn new(every: Duration) -> Self {
+        Self { every, last: None }
+    }
+
+    /// Whether the batch of `tick_ms` should carry `metadata`; when it
+    /// should, it is taken as sent.
+    pub fn due(&mut self, metadata: &[FamilyMetadata], tick_ms: i64) -> bool {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for meta in metadata {
+            (&meta.family, meta.kind, &meta.help, &meta.unit).hash(&mut hasher);
+        }
+        let digest = hasher.finish();
+        let due = match self.last {
+            None => true,
+            Some((last, at)) => {
+                last != digest || tick_ms.saturating_sub(at) >= self.every.as_millis() as i64
+            }
+        };
+        if due {
+            self.last = Some((digest, tick_ms));
+        }
+        due
+    }
+}
+
+/// Largest decompressed body [`Batch::to_version`] accepts: far above any
+/// batch of one host's scrape, low enough that a damaged length cannot
+/// exhaust memory.
+const MAX_DECOMPRESSED: usize = 256 << 20;
 
 /// The labels the shipper adds to every series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,28 +83,199 @@ pub struct TargetLabels {
     pub external: Vec<(String, String)>,
 }
 
-/// A compressed Remote-Write 1.0 request of one tick.
+/// A compressed remote-write request of one tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// The tick every sample is stamped with, ms since the epoch.
     pub tick_ms: i64,
     /// Samples in the request, for the shipper's counters.
     pub samples: u64,
-    /// Snappy-compressed `prometheus.WriteRequest`.
+    /// The protobuf message `body` holds.
+    pub version: Version,
+    /// The snappy-compressed message.
     pub body: Vec<u8>,
 }
 
+/// A batch body that cannot be re-encoded (damaged in a way the spool's
+/// checksum did not catch).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot re-encode a spooled {from:?} batch: {reason}")]
+pub struct TranscodeError {
+    /// The message the body was said to hold.
+    pub from: Version,
+    /// What was wrong.
+    pub reason: String,
+}
+
 impl Batch {
-    /// Encodes `snapshot` as the batch of `tick_ms`.
-    pub fn from_snapshot(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Self {
-        let series = series_of(snapshot, tick_ms, labels);
-        let samples = series.len() as u64;
+    /// Encodes `snapshot` as the batch of `tick_ms` in `version`.
+    pub fn from_snapshot(
+        snapshot: &Snapshot,
+        tick_ms: i64,
+        labels: &TargetLabels,
+        version: Version,
+    ) -> Self {
+        Self::encode(
+            &series_of(snapshot, tick_ms, labels),
+            &metadata_of(snapshot),
+            tick_ms,
+            version,
+        )
+    }
+
+    /// Encodes series (and, in 2.0, their families' metadata) as the batch
+    /// of `tick_ms`.
+    pub fn encode(
+        series: &[SeriesSamples],
+        metadata: &[FamilyMetadata],
+        tick_ms: i64,
+        version: Version,
+    ) -> Self {
+        let message = match version {
+            Version::V1 => remote_write::encode_v1(series),
+            Version::V2 => remote_write::encode_v2_with_metadata(series, metadata),
+        };
         Self {
             tick_ms,
-            samples,
-            body: remote_write::compress(&remote_write::encode_v1(&series)),
+            samples: series.iter().map(|s| s.samples.len() as u64).sum(),
+            version,
+            body: remote_write::compress(&message),
         }
     }
+
+    /// The same batch in `version`: itself when it already is, otherwise
+    /// decompressed, converted message to message (labels, samples bit for
+    /// bit, metadata where the target carries it) and compressed again.
+    pub fn to_version(&self, version: Version) -> Result<Batch, TranscodeError> {
+        if self.version == version {
+            return Ok(self.clone());
+        }
+        let fail = |reason: String| TranscodeError {
+            from: self.version,
+            reason,
+        };
+        let raw = remote_write::decompress(&self.body, MAX_DECOMPRESSED)
+            .map_err(|e| fail(e.to_string()))?;
+        let message = match self.version {
+            Version::V2 => {
+                let request =
+                    prompb_v2::Request::decode(raw.as_slice()).map_err(|e| fail(e.to_string()))?;
+                v2_to_v1(request).map_err(fail)?.encode_to_vec()
+            }
+            Version::V1 => {
+                let request = prompb::WriteRequest::decode(raw.as_slice())
+                    .map_err(|e| fail(e.to_string()))?;
+                v1_to_v2(request).encode_to_vec()
+            }
+        };
+        Ok(Batch {
+            tick_ms: self.tick_ms,
+            samples: self.samples,
+            version,
+            body: remote_write::compress(&message),
+        })
+    }
+}
+
+/// A 2.0 request as 1.0: symbols resolved into labels; metadata, which 1.0
+/// sends apart from the series, is left out.
+fn v2_to_v1(request: prompb_v2::Request) -> Result<prompb::WriteRequest, String> {
+    let symbol =
+        |index: u32| -> Result<String, String> {
+            request.symbols.get(index as usize).cloned().ok_or_else(|| {
+                format!("symbol {index} out of a table of {}", request.symbols.len())
+            })
+        };
+    let mut timeseries = Vec::with_capacity(request.timeseries.len());
+    for series in &request.timeseries {
+        if series.labels_refs.len() % 2 != 0 {
+            return Err("unpaired label reference".into());
+        }
+        let labels = series
+            .labels_refs
+            .chunks_exact(2)
+            .map(|pair| {
+                Ok(prompb::Label {
+                    name: symbol(pair[0])?,
+                    value: symbol(pair[1])?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        timeseries.push(prompb::TimeSeries {
+            labels,
+            samples: series
+                .samples
+                .iter()
+                .map(|s| prompb::Sample {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    Ok(prompb::WriteRequest {
+        timeseries,
+        metadata: Vec::new(),
+    })
+}
+
+/// A 1.0 request as 2.0, every string interned once.
+fn v1_to_v2(request: prompb::WriteRequest) -> prompb_v2::Request {
+    let mut symbols = vec![String::new()];
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut intern = |s: String| -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        *index.entry(s).or_insert_with_key(|s| {
+            symbols.push(s.clone());
+            (symbols.len() - 1) as u32
+        })
+    };
+    let timeseries = request
+        .timeseries
+        .into_iter()
+        .map(|series| prompb_v2::TimeSeries {
+            labels_refs: series
+                .labels
+                .into_iter()
+                .flat_map(|l| [intern(l.name), intern(l.value)])
+                .collect(),
+            samples: series
+                .samples
+                .iter()
+                .map(|s| prompb_v2::Sample {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    prompb_v2::Request {
+        symbols,
+        timeseries,
+    }
+}
+
+/// Type and help of every family of `snapshot`, for the 2.0 message
+/// (dcmon's families declare no unit).
+pub fn metadata_of(snapshot: &Snapshot) -> Vec<FamilyMetadata> {
+    snapshot
+        .families()
+        .iter()
+        .map(|family| FamilyMetadata {
+            family: family.name.to_string(),
+            kind: match family.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Untyped => "unknown",
+            },
+            help: family.help.to_string(),
+            unit: String::new(),
+        })
+        .collect()
 }
 
 /// Every sample of `snapshot` as a normalised series (labels sorted, empty
@@ -78,6 +312,9 @@ pub fn series_of(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A series' labels and its samples' bits, compared exactly.
+    type Bits = (Vec<(String, String)>, Vec<(i64, u64)>);
 
     fn labels() -> TargetLabels {
         TargetLabels {
@@ -120,13 +357,110 @@ mod tests {
     }
 
     #[test]
-    fn batch_body_decodes_back_to_the_same_series() {
+    fn batch_body_decodes_back_to_the_same_series_in_either_message() {
         let mut snapshot = Snapshot::new();
         snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
-        let batch = Batch::from_snapshot(&snapshot, 30_000, &labels());
-        assert_eq!(batch.samples, 1);
-        let raw = remote_write::decompress(&batch.body, 1 << 20).unwrap();
-        let decoded = remote_write::decode(remote_write::Version::V1, &raw).unwrap();
-        assert_eq!(decoded.series, series_of(&snapshot, 30_000, &labels()));
+        snapshot.counter(
+            "node_forks_total",
+            "Total number of forks.",
+            vec![],
+            f64::from_bits(0x7ff0_0000_0000_0002),
+        );
+        let expected = series_of(&snapshot, 30_000, &labels());
+        let bits = |series: &[SeriesSamples]| -> Vec<Bits> {
+            series
+                .iter()
+                .map(|s| {
+                    (
+                        s.labels.clone(),
+                        s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+                    )
+                })
+                .collect()
+        };
+        for version in [Version::V1, Version::V2] {
+            let batch = Batch::from_snapshot(&snapshot, 30_000, &labels(), version);
+            assert_eq!((batch.samples, batch.version), (2, version));
+            let raw = remote_write::decompress(&batch.body, 1 << 20).unwrap();
+            let decoded = remote_write::decode(version, &raw).unwrap();
+            assert_eq!(bits(&decoded.series), bits(&expected));
+            let kinds: Vec<_> = decoded
+                .metadata
+                .iter()
+                .map(|m| (m.family.as_str(), m.kind, m.help.as_str()))
+                .collect();
+            match version {
+                Version::V1 => assert!(kinds.is_empty()),
+                Version::V2 => assert_eq!(
+                    kinds,
+                    [
+                        ("node_load1", "gauge", "1m load average."),
+                        ("node_forks_total", "counter", "Total number of forks.")
+                    ]
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_goes_first_then_on_change_and_every_resend_interval() {
+        let mut snapshot = Snapshot::new();
+        snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
+        let mut schedule = MetadataSchedule::new(Duration::from_secs(600));
+        let first = metadata_of(&snapshot);
+        assert!(schedule.due(&first, 0));
+        assert!(!schedule.due(&first, 30_000));
+        assert!(!schedule.due(&first, 599_999));
+        snapshot.gauge("node_load5", "5m load average.", vec![], 0.5);
+        let grown = metadata_of(&snapshot);
+        assert!(schedule.due(&grown, 600_000), "a new family");
+        assert!(!schedule.due(&grown, 630_000));
+        assert!(schedule.due(&grown, 1_200_000), "ten minutes on");
+    }
+
+    #[test]
+    fn batches_re_encode_both_ways_keeping_every_sample() {
+        let mut snapshot = Snapshot::new();
+        snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
+        snapshot.gauge("node_load5", "5m load average.", vec![], 0.25);
+        let v2 = Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
+        let v1 = v2.to_version(Version::V1).unwrap();
+        assert_eq!(
+            (v1.tick_ms, v1.samples, v1.version),
+            (30_000, 2, Version::V1)
+        );
+        let decode = |batch: &Batch| {
+            let raw = remote_write::decompress(&batch.body, 1 << 20).unwrap();
+            remote_write::decode(batch.version, &raw).unwrap()
+        };
+        assert_eq!(decode(&v1).series, series_of(&snapshot, 30_000, &labels()));
+        // 1.0 as encoded directly, byte for byte.
+        assert_eq!(
+            v1,
+            Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V1)
+        );
+        let back = v1.to_version(Version::V2).unwrap();
+        assert_eq!(back.version, Version::V2);
+        assert_eq!(decode(&back).series, decode(&v2).series);
+        assert_eq!(v2.to_version(Version::V2).unwrap(), v2);
+    }
+
+    #[test]
+    fn a_damaged_body_is_refused_not_panicked_on() {
+        let mut snapshot = Snapshot::new();
+        snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
+        let mut batch = Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
+        let dangling = prompb_v2::Request {
+            symbols: vec![String::new()],
+            timeseries: vec![prompb_v2::TimeSeries {
+                labels_refs: vec![1, 9],
+                ..Default::default()
+            }],
+        };
+        batch.body = remote_write::compress(&dangling.encode_to_vec());
+        let err = batch.to_version(Version::V1).unwrap_err();
+        assert!(err.to_string().contains("cannot re-encode"), "{err}");
+        batch.body = b"not snappy".to_vec();
+        assert!(batch.to_version(Version::V1).is_err());
     }
 }

@@ -1,19 +1,21 @@
 //! One remote-write endpoint: where it is, how requests are authorised, and
 //! one HTTP attempt classified as delivered, refused for good, or worth
 //! retrying (network errors, 5xx and 429, as Prometheus's remote-write
-//! client decides).
+//! client decides), or, for a Remote-Write 2.0 request, not understood by
+//! an endpoint that takes only 1.0.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dcmon_protocol::remote_write::{self, headers};
+use dcmon_protocol::remote_write::{Version, headers};
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::batch::Batch;
+use super::message::ProtobufMessage;
 use super::retry::parse_retry_after;
 
 /// At most this much of an error response body is read and logged
@@ -55,6 +57,8 @@ pub struct EndpointConfig {
     pub auth: EndpointAuth,
     /// TLS client settings for `https://`; the system's roots when `None`.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Which protobuf message the endpoint is sent.
+    pub protobuf_message: ProtobufMessage,
 }
 
 impl EndpointConfig {
@@ -64,7 +68,14 @@ impl EndpointConfig {
             url: url.into(),
             auth,
             tls: None,
+            protobuf_message: ProtobufMessage::default(),
         }
+    }
+
+    /// The same endpoint, sent `message`.
+    pub fn with_protobuf_message(mut self, message: ProtobufMessage) -> Self {
+        self.protobuf_message = message;
+        self
     }
 
     /// The same endpoint, its server checked by `tls` (the enrolled
@@ -105,6 +116,13 @@ pub enum Attempt {
         status: StatusCode,
         /// The start of the response body.
         body: String,
+    },
+    /// A Remote-Write 2.0 request the endpoint showed it does not take
+    /// (a 415, or a 2xx without the samples-written header 2.0 requires),
+    /// under `auto`: send it again as 1.0.
+    NotUnderstood {
+        /// What showed it, for the log.
+        reason: String,
     },
     /// A network error, a 5xx or a 429: try again later.
     Retry {
@@ -190,14 +208,15 @@ impl Endpoint {
         &self.config
     }
 
-    /// Sends `batch` once and classifies the answer.
+    /// Sends `batch` once, in the message it holds, and classifies the
+    /// answer.
     pub async fn send(&self, batch: &Batch) -> Attempt {
         let request = self
             .client
             .post(&self.config.url)
-            .header(CONTENT_TYPE, remote_write::PROTOBUF_MEDIA_TYPE)
+            .header(CONTENT_TYPE, batch.version.content_type())
             .header(CONTENT_ENCODING, headers::SNAPPY)
-            .header(headers::VERSION, headers::VERSION_1)
+            .header(headers::VERSION, batch.version.version_header())
             .body(batch.body.clone());
         let request = match self.authorize(request) {
             Ok(request) => request,
@@ -220,8 +239,29 @@ impl Endpoint {
             }
         };
         let status = response.status();
+        let v2 = batch.version == Version::V2;
+        let auto = self.config.protobuf_message == ProtobufMessage::Auto;
         if status.is_success() {
+            // 2.0 makes the header mandatory; a 1.x receiver that ignored
+            // the Content-Type decoded an empty 1.0 request and stored
+            // nothing.
+            if v2 && batch.samples > 0 && !response.headers().contains_key(headers::SAMPLES_WRITTEN)
+            {
+                let reason = format!(
+                    "HTTP {status} without {} to a 2.0 request",
+                    headers::SAMPLES_WRITTEN
+                );
+                if auto {
+                    return Attempt::NotUnderstood { reason };
+                }
+                tracing::debug!(endpoint = %self.config, "{reason}; counted as delivered, as protobuf_message is v2");
+            }
             return Attempt::Delivered;
+        }
+        if v2 && auto && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return Attempt::NotUnderstood {
+                reason: format!("HTTP {status}: {}", read_excerpt(response).await),
+            };
         }
         let retry_after = response
             .headers()

@@ -1,19 +1,25 @@
 //! The shipper's own metrics, per endpoint: samples sent, failed (an attempt
 //! that will be retried) and dropped (refused with a 4xx, evicted from the
-//! spool by its bounds, or lost with a corrupt spool file), the spool's
-//! size, and when a write last succeeded. Shown on `/metrics` and shipped
-//! with every batch.
+//! spool by its bounds, or lost with a corrupt spool file), the bytes of
+//! the delivered request bodies (so wire bytes per sample are
+//! `dcmon_remote_write_bytes_total / dcmon_remote_write_samples_total{result="sent"}`),
+//! the protobuf message the endpoint is sent now, the spool's size, and
+//! when a write last succeeded. Shown on `/metrics` and shipped with every
+//! batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use super::message::Negotiation;
 use crate::snapshot::Snapshot;
 
 /// Counters of one endpoint.
 #[derive(Debug)]
 pub struct EndpointMetrics {
     endpoint: String,
+    negotiation: Arc<Negotiation>,
     sent: AtomicU64,
+    sent_bytes: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
     corrupt_files: AtomicU64,
@@ -23,11 +29,14 @@ pub struct EndpointMetrics {
 }
 
 impl EndpointMetrics {
-    /// Zeroed counters for the endpoint labelled `endpoint`.
-    pub fn new(endpoint: impl Into<String>) -> Self {
+    /// Zeroed counters for the endpoint labelled `endpoint`, whose
+    /// message `negotiation` tells.
+    pub fn new(endpoint: impl Into<String>, negotiation: Arc<Negotiation>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            negotiation,
             sent: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             corrupt_files: AtomicU64::new(0),
@@ -36,9 +45,10 @@ impl EndpointMetrics {
         }
     }
 
-    /// Samples delivered at `now_ms`.
-    pub fn sent(&self, samples: u64, now_ms: i64) {
+    /// Samples delivered at `now_ms` in a request body of `bytes`.
+    pub fn sent(&self, samples: u64, bytes: u64, now_ms: i64) {
         self.sent.fetch_add(samples, Ordering::Relaxed);
+        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.last_success_ms.store(now_ms, Ordering::Relaxed);
     }
 
@@ -126,6 +136,22 @@ impl ShipperMetrics {
                 );
             }
             out.counter(
+                "dcmon_remote_write_bytes_total",
+                "Bytes of the request bodies (snappy-compressed protobuf, as on the wire, without HTTP headers) the endpoint acknowledged; divided by dcmon_remote_write_samples_total{result=\"sent\"}, the wire bytes per sample.",
+                vec![("endpoint", label())],
+                m.sent_bytes.load(Ordering::Relaxed) as f64,
+            );
+            out.gauge(
+                "dcmon_remote_write_protobuf_message_info",
+                "The protobuf message the endpoint is sent now (protobuf_message), and its setting (setting: v1, v2, or auto, which falls back to prometheus.WriteRequest once the endpoint shows it takes only that); always 1.",
+                vec![
+                    ("endpoint", label()),
+                    ("protobuf_message", m.negotiation.current().proto().into()),
+                    ("setting", m.negotiation.setting().as_str().into()),
+                ],
+                1.0,
+            );
+            out.counter(
                 "dcmon_remote_write_spool_corrupt_files_total",
                 "Spool files found torn or corrupt and removed.",
                 vec![("endpoint", label())],
@@ -150,16 +176,21 @@ impl ShipperMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shipper::message::ProtobufMessage;
 
     #[test]
     fn families_carry_the_endpoint_and_result_labels() {
-        let endpoint = Arc::new(EndpointMetrics::new("http://r/api/v1/write"));
-        endpoint.sent(10, 1_700_000_000_500);
+        let negotiation = Arc::new(Negotiation::new(ProtobufMessage::Auto));
+        let endpoint = Arc::new(EndpointMetrics::new(
+            "http://r/api/v1/write",
+            Arc::clone(&negotiation),
+        ));
+        endpoint.sent(10, 120, 1_700_000_000_500);
         endpoint.failed(3);
         endpoint.dropped(2);
         endpoint.set_spool_bytes(4096);
         let mut out = Snapshot::new();
-        ShipperMetrics::new(vec![endpoint]).collect(&mut out);
+        ShipperMetrics::new(vec![Arc::clone(&endpoint)]).collect(&mut out);
         let samples = &out.get("dcmon_remote_write_samples_total").unwrap().samples;
         let value = |result: &str| {
             samples
@@ -183,5 +214,31 @@ mod tests {
                 .value,
             1_700_000_000.5
         );
+        assert_eq!(
+            out.get("dcmon_remote_write_bytes_total").unwrap().samples[0].value,
+            120.0
+        );
+        let message = |out: &Snapshot| {
+            let sample = &out
+                .get("dcmon_remote_write_protobuf_message_info")
+                .unwrap()
+                .samples[0];
+            (sample.labels.clone(), sample.value)
+        };
+        let labels = |message: &str| {
+            vec![
+                ("endpoint", "http://r/api/v1/write".to_owned()),
+                ("protobuf_message", message.to_owned()),
+                ("setting", "auto".to_owned()),
+            ]
+        };
+        assert_eq!(
+            message(&out),
+            (labels("io.prometheus.write.v2.Request"), 1.0)
+        );
+        negotiation.fall_back();
+        let mut after = Snapshot::new();
+        ShipperMetrics::new(vec![Arc::clone(&endpoint)]).collect(&mut after);
+        assert_eq!(message(&after), (labels("prometheus.WriteRequest"), 1.0));
     }
 }

@@ -3,7 +3,8 @@
 //! endpoint, spooling to disk while an endpoint is unreachable.
 //!
 //! - [`schedule`]: tick alignment (samples carry the tick time),
-//! - [`batch`]: a scrape turned into a compressed Remote-Write 1.0 body,
+//! - [`batch`]: a scrape turned into a compressed Remote-Write body,
+//! - [`message`]: which protobuf message (2.0 or 1.0) each endpoint gets,
 //! - [`endpoint`]: one HTTP attempt, its auth and its classification,
 //! - [`retry`]: backoff with jitter and `Retry-After`,
 //! - [`spool`]: the crash-safe on-disk queue of one endpoint,
@@ -17,6 +18,7 @@
 
 pub mod batch;
 pub mod endpoint;
+pub mod message;
 pub mod metrics;
 pub mod retry;
 pub mod schedule;
@@ -32,13 +34,16 @@ use tokio::task::JoinSet;
 
 pub use batch::{Batch, TargetLabels};
 pub use endpoint::{EndpointAuth, EndpointConfig, RequestSigner};
+pub use message::ProtobufMessage;
 pub use metrics::ShipperMetrics;
 pub use spool::SpoolLimits;
 
 use crate::self_metrics;
 use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
+use dcmon_protocol::remote_write::Version;
 use endpoint::{Endpoint, EndpointError};
+use message::Negotiation;
 use metrics::EndpointMetrics;
 use retry::Backoff;
 use spool::Spool;
@@ -167,7 +172,8 @@ impl Shipper {
             let (spool, corrupt) =
                 opened.map_err(|source| ShipperError::Spool { path: dir, source })?;
             let name = endpoint_config.display_url();
-            let metrics = Arc::new(EndpointMetrics::new(name.clone()));
+            let negotiation = Arc::new(Negotiation::new(endpoint_config.protobuf_message));
+            let metrics = Arc::new(EndpointMetrics::new(name.clone(), Arc::clone(&negotiation)));
             metrics.corrupt_files(corrupt.corrupt);
             if !spool.is_empty() {
                 tracing::info!(endpoint = %name, batches = spool.len(), bytes = spool.bytes(), "spooled batches found; sending them oldest first");
@@ -176,25 +182,28 @@ impl Shipper {
                 endpoint,
                 SpoolHandle::new(spool, Arc::clone(&metrics), name),
                 metrics,
+                negotiation,
             ));
         }
         let metrics = Arc::new(ShipperMetrics::new(
-            prepared.iter().map(|(_, _, m)| Arc::clone(m)).collect(),
+            prepared.iter().map(|(_, _, m, _)| Arc::clone(m)).collect(),
         ));
         let mut tasks = JoinSet::new();
         let mut outlets = Vec::new();
-        for (endpoint, spool, endpoint_metrics) in prepared {
-            tracing::info!(endpoint = %endpoint.config().display_url(), spool = %config.spool_dir(endpoint.config()).display(), "shipping");
+        for (endpoint, spool, endpoint_metrics, negotiation) in prepared {
+            tracing::info!(endpoint = %endpoint.config().display_url(), spool = %config.spool_dir(endpoint.config()).display(), protobuf_message = %endpoint.config().protobuf_message, "shipping");
             let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
             outlets.push(Outlet {
                 sender,
                 spool: spool.clone(),
+                negotiation: Arc::clone(&negotiation),
             });
             tasks.spawn(
                 Worker {
                     endpoint,
                     spool,
                     metrics: endpoint_metrics,
+                    negotiation,
                     fresh: receiver,
                     shutdown: shutdown.clone(),
                     backoff: Backoff::new(config.min_backoff, config.max_backoff),
@@ -232,6 +241,8 @@ impl Shipper {
 struct Outlet {
     sender: mpsc::Sender<Arc<Batch>>,
     spool: SpoolHandle,
+    /// The message the endpoint is sent now.
+    negotiation: Arc<Negotiation>,
 }
 
 /// Collects on every tick and hands the batch to each endpoint.
@@ -243,6 +254,7 @@ async fn collect_loop<S: SnapshotSource>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_tick = i64::MIN;
+    let mut schedule = batch::MetadataSchedule::new(batch::METADATA_RESEND);
     loop {
         // The next tick after the last one collected: a round that overran
         // skips the ticks it missed rather than stamping them late.
@@ -270,11 +282,22 @@ async fn collect_loop<S: SnapshotSource>(
         let mut snapshot = snapshot;
         self_metrics::collect(&mut snapshot);
         metrics.collect(&mut snapshot);
-        let batch = Arc::new(Batch::from_snapshot(&snapshot, tick, &config.labels));
+        // One encoding per message some endpoint takes now, shared by all
+        // that take it.
+        let series = batch::series_of(&snapshot, tick, &config.labels);
+        let mut metadata = batch::metadata_of(&snapshot);
+        if !schedule.due(&metadata, tick) {
+            metadata.clear();
+        }
+        let mut encoded: [Option<Arc<Batch>>; 2] = [None, None];
         last_tick = tick;
         for outlet in &outlets {
+            let version = outlet.negotiation.current();
+            let slot = &mut encoded[usize::from(version == Version::V2)];
+            let batch = slot
+                .get_or_insert_with(|| Arc::new(Batch::encode(&series, &metadata, tick, version)));
             if let Err(mpsc::error::TrySendError::Full(batch)) =
-                outlet.sender.try_send(Arc::clone(&batch))
+                outlet.sender.try_send(Arc::clone(batch))
             {
                 // The worker is stuck on a slow request: keep the batch on
                 // its spool rather than wait for it.

@@ -10,9 +10,14 @@
 //! batches are dropped first, and what was dropped is returned so the caller
 //! can count it.
 //!
-//! File layout (little-endian): the magic `DCMSPL01`, the tick (i64 ms), the
+//! File layout (little-endian): the magic `DCMSPL02`, the tick (i64 ms), the
 //! sample count (u64), the body length (u64), the first 8 bytes of the
-//! body's SHA-256, then the body (a compressed Remote-Write request).
+//! body's SHA-256, the protobuf message of the body (u64: 1 for
+//! `prometheus.WriteRequest`, 2 for `io.prometheus.write.v2.Request`),
+//! then the body (a compressed Remote-Write request). Files of the first
+//! layout (`DCMSPL01`, written before the exporter spoke 2.0) have no
+//! message field and hold 1.0; they are still read, so an upgrade loses
+//! no spooled batch.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,12 +26,16 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dcmon_protocol::remote_write::Version;
 use sha2::{Digest, Sha256};
 
 use super::batch::Batch;
 
-const MAGIC: &[u8; 8] = b"DCMSPL01";
-const HEADER_LEN: usize = 8 + 8 + 8 + 8 + 8;
+const MAGIC: &[u8; 8] = b"DCMSPL02";
+const HEADER_LEN: usize = 8 + 8 + 8 + 8 + 8 + 8;
+/// The first layout: no message field, the body is always 1.0.
+const MAGIC_V1_ONLY: &[u8; 8] = b"DCMSPL01";
+const HEADER_LEN_V1_ONLY: usize = 8 + 8 + 8 + 8 + 8;
 const SUFFIX: &str = ".batch";
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -155,7 +164,7 @@ impl Spool {
             };
             match read_header(&path) {
                 Ok(header) if header.tick_ms == key.tick_ms => {
-                    let bytes = HEADER_LEN as u64 + header.body_len;
+                    let bytes = header.len as u64 + header.body_len;
                     spool.entries.insert(
                         key,
                         Entry {
@@ -369,15 +378,26 @@ fn encode_file(batch: &Batch) -> Vec<u8> {
     out.extend_from_slice(&batch.samples.to_le_bytes());
     out.extend_from_slice(&(batch.body.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(&batch.body));
+    out.extend_from_slice(&message_code(batch.version).to_le_bytes());
     out.extend_from_slice(&batch.body);
     out
 }
 
+fn message_code(version: Version) -> u64 {
+    match version {
+        Version::V1 => 1,
+        Version::V2 => 2,
+    }
+}
+
 struct Header {
+    /// Length of the header itself (it depends on the layout).
+    len: usize,
     tick_ms: i64,
     samples: u64,
     body_len: u64,
     checksum: [u8; 8],
+    version: Version,
 }
 
 enum HeaderError {
@@ -386,18 +406,32 @@ enum HeaderError {
 }
 
 fn parse_header(data: &[u8]) -> Result<Header, String> {
-    if data.len() < HEADER_LEN {
+    let len = match data.get(..8) {
+        Some(magic) if magic == MAGIC => HEADER_LEN,
+        Some(magic) if magic == MAGIC_V1_ONLY => HEADER_LEN_V1_ONLY,
+        Some(_) => return Err("bad magic".into()),
+        None => return Err(format!("{} bytes, shorter than the header", data.len())),
+    };
+    if data.len() < len {
         return Err(format!("{} bytes, shorter than the header", data.len()));
     }
-    if &data[..8] != MAGIC {
-        return Err("bad magic".into());
-    }
     let word = |at: usize| -> [u8; 8] { data[at..at + 8].try_into().expect("8 bytes") };
+    let version = if len == HEADER_LEN_V1_ONLY {
+        Version::V1
+    } else {
+        match u64::from_le_bytes(word(40)) {
+            1 => Version::V1,
+            2 => Version::V2,
+            other => return Err(format!("unknown protobuf message {other}")),
+        }
+    };
     Ok(Header {
+        len,
         tick_ms: i64::from_le_bytes(word(8)),
         samples: u64::from_le_bytes(word(16)),
         body_len: u64::from_le_bytes(word(24)),
         checksum: word(32),
+        version,
     })
 }
 
@@ -407,9 +441,9 @@ fn read_header(path: &Path) -> Result<Header, HeaderError> {
     let mut file = File::open(path).map_err(HeaderError::Io)?;
     let len = file.metadata().map_err(HeaderError::Io)?.len();
     let mut head = [0u8; HEADER_LEN];
-    let read = file.read(&mut head).map_err(HeaderError::Io)?;
+    let read = read_up_to(&mut file, &mut head).map_err(HeaderError::Io)?;
     let header = parse_header(&head[..read]).map_err(HeaderError::Corrupt)?;
-    if HEADER_LEN as u64 + header.body_len != len {
+    if header.len as u64 + header.body_len != len {
         return Err(HeaderError::Corrupt(
             "length does not match the header".into(),
         ));
@@ -417,9 +451,23 @@ fn read_header(path: &Path) -> Result<Header, HeaderError> {
     Ok(header)
 }
 
+/// Reads until `buf` is full or the file ends (one `read` may return less).
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
 fn decode_file(data: &[u8]) -> Result<Batch, String> {
     let header = parse_header(data)?;
-    let body = &data[HEADER_LEN..];
+    let body = &data[header.len..];
     if body.len() as u64 != header.body_len {
         return Err(format!(
             "body is {} bytes, header says {}",
@@ -433,6 +481,7 @@ fn decode_file(data: &[u8]) -> Result<Batch, String> {
     Ok(Batch {
         tick_ms: header.tick_ms,
         samples: header.samples,
+        version: header.version,
         body: body.to_vec(),
     })
 }
@@ -447,6 +496,11 @@ mod tests {
         Batch {
             tick_ms,
             samples: size as u64 / 10,
+            version: if tick_ms % 2 == 0 {
+                Version::V2
+            } else {
+                Version::V1
+            },
             body: (0..size)
                 .map(|i| (i as u64 * 31 + tick_ms as u64) as u8)
                 .collect(),
@@ -609,6 +663,70 @@ mod tests {
         assert_eq!(drain(&mut spool), vec![NOW - 3_000]);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn files_of_the_first_layout_are_read_as_remote_write_1_0() {
+        let dir = tempfile::tempdir().unwrap();
+        // As the exporter wrote them before it spoke 2.0.
+        let old = |tick_ms: i64, body: &[u8]| {
+            let mut out = Vec::new();
+            out.extend_from_slice(b"DCMSPL01");
+            out.extend_from_slice(&tick_ms.to_le_bytes());
+            out.extend_from_slice(&7u64.to_le_bytes());
+            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            out.extend_from_slice(&checksum(body));
+            out.extend_from_slice(body);
+            out
+        };
+        let body = b"an old compressed 1.0 request".to_vec();
+        let name = file_name(SpoolKey {
+            tick_ms: NOW - 2_000,
+            seq: 0,
+        });
+        fs::write(dir.path().join(name), old(NOW - 2_000, &body)).unwrap();
+        let (mut spool, dropped) = Spool::open(dir.path(), roomy()).unwrap();
+        assert_eq!(dropped, Dropped::default());
+        assert_eq!(spool.bytes(), (HEADER_LEN_V1_ONLY + body.len()) as u64);
+        // New batches go next to it in the current layout.
+        let new = Batch {
+            version: Version::V2,
+            ..batch(NOW - 1_000, 50)
+        };
+        spool.push(&new, NOW).unwrap();
+        let first = spool.oldest().unwrap();
+        assert_eq!(
+            spool.read(first).unwrap(),
+            Batch {
+                tick_ms: NOW - 2_000,
+                samples: 7,
+                version: Version::V1,
+                body,
+            }
+        );
+        spool.remove(first).unwrap();
+        let second = spool.oldest().unwrap();
+        assert_eq!(spool.read(second).unwrap(), new);
+    }
+
+    #[test]
+    fn an_unknown_message_code_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), roomy()).unwrap();
+        spool.push(&batch(NOW - 1_000, 100), NOW).unwrap();
+        drop(spool);
+        let file = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut data = fs::read(&file).unwrap();
+        data[40] = 9;
+        fs::write(&file, data).unwrap();
+        let (spool, dropped) = Spool::open(dir.path(), roomy()).unwrap();
+        assert_eq!(dropped.corrupt, 1);
+        assert!(spool.is_empty());
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! while it runs, fresh batches go straight to the spool. On shutdown any
 //! batch not yet delivered, including one whose request was in flight, is
 //! spooled.
+//!
+//! Every request goes in the message the endpoint is sent now; a batch
+//! encoded or spooled in the other one is re-encoded first. When an `auto`
+//! endpoint shows it does not take 2.0, the worker remembers it and sends
+//! the same batch again at once as 1.0: it is neither dropped nor counted
+//! as failed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +26,7 @@ use tokio::time::Instant;
 
 use super::batch::Batch;
 use super::endpoint::{Attempt, Endpoint};
+use super::message::Negotiation;
 use super::metrics::EndpointMetrics;
 use super::retry::Backoff;
 use super::schedule::now_ms;
@@ -166,6 +173,14 @@ impl Source {
             Source::Fresh(batch) | Source::Spooled(_, batch) => batch,
         }
     }
+
+    /// The same source with its batch replaced.
+    fn with_batch(self, batch: Arc<Batch>) -> Source {
+        match self {
+            Source::Fresh(_) => Source::Fresh(batch),
+            Source::Spooled(key, _) => Source::Spooled(key, batch),
+        }
+    }
 }
 
 /// One endpoint's loop.
@@ -177,6 +192,8 @@ pub struct Worker {
     pub spool: SpoolHandle,
     /// Its counters.
     pub metrics: Arc<EndpointMetrics>,
+    /// The message it is sent now.
+    pub negotiation: Arc<Negotiation>,
     /// Fresh batches from the collection loop; closed when it stops.
     pub fresh: mpsc::Receiver<Arc<Batch>>,
     /// Becomes `true` on shutdown.
@@ -232,6 +249,23 @@ impl Worker {
                     }
                 },
             };
+            let wanted = self.negotiation.current();
+            let source = if source.batch().version == wanted {
+                source
+            } else {
+                match source.batch().to_version(wanted) {
+                    Ok(batch) => source.with_batch(Arc::new(batch)),
+                    Err(err) => {
+                        let samples = source.batch().samples;
+                        tracing::error!(endpoint = %name, error = %err, samples, "batch dropped");
+                        self.metrics.dropped(samples);
+                        if let Source::Spooled(key, _) = source {
+                            self.spool.remove(key).await;
+                        }
+                        continue;
+                    }
+                }
+            };
             let attempt = tokio::select! {
                 biased;
                 _ = self.shutdown.wait_for(|stop| *stop) => {
@@ -243,10 +277,12 @@ impl Worker {
                 }
                 attempt = self.endpoint.send(source.batch()) => attempt,
             };
+            let attempt = self.negotiation.judge(source.batch().version, attempt);
             let samples = source.batch().samples;
             match attempt {
                 Attempt::Delivered => {
-                    self.metrics.sent(samples, now_ms());
+                    let bytes = source.batch().body.len() as u64;
+                    self.metrics.sent(samples, bytes, now_ms());
                     self.backoff.reset();
                     if failing.take().is_some() {
                         tracing::info!(endpoint = %name, "remote write recovered");
@@ -267,6 +303,20 @@ impl Worker {
                     self.backoff.reset();
                     if let Source::Spooled(key, _) = source {
                         self.spool.remove(key).await;
+                    }
+                }
+                Attempt::NotUnderstood { reason } => {
+                    if self.negotiation.fall_back() {
+                        tracing::warn!(
+                            endpoint = %name,
+                            reason,
+                            "the endpoint does not take Remote-Write 2.0; sending 1.0 (prometheus.WriteRequest) from now on (set protobuf_message = \"v1\" to skip the first try)"
+                        );
+                    }
+                    // Sent again at once, re-encoded; a spooled batch stays
+                    // on the spool meanwhile.
+                    if let Source::Fresh(batch) = source {
+                        queued.push_front(batch);
                     }
                 }
                 Attempt::Retry {
