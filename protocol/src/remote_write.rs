@@ -364,16 +364,10 @@ pub fn encode_v2_with_metadata(series: &[SeriesSamples], metadata: &[FamilyMetad
 /// The protobuf `MetricType` code of a type name (the inverse of the names
 /// [`FamilyMetadata::kind`] holds); unknown names are 0, unspecified.
 pub fn metric_type_code(kind: &str) -> i32 {
-    match kind {
-        "counter" => 1,
-        "gauge" => 2,
-        "histogram" => 3,
-        "gaugehistogram" => 4,
-        "summary" => 5,
-        "info" => 6,
-        "stateset" => 7,
-        _ => 0,
-    }
+    METRIC_TYPES
+        .iter()
+        .position(|known| *known == kind)
+        .map_or(0, |code| code as i32)
 }
 
 #[cfg(test)]
@@ -484,7 +478,7 @@ mod tests {
     #[test]
     fn type_codes_invert_type_names() {
         for code in 0..8 {
-            assert_eq!(metric_type_code(metric_type_name(code)), code);
+            assert_eq!(metric_type_code(view::metric_type_name(code)), code);
         }
         assert_eq!(metric_type_code("untyped"), 0);
     }
