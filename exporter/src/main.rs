@@ -148,6 +148,17 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         dcmon_protocol::net::shutdown_signal().await;
         let _ = stop.send(true);
     });
+    // Fan safety and the fan policy run on their own interval, whatever
+    // collectors are enabled; a scrape only reads.
+    if let Some(file) = &config.fans.policy_file {
+        let policy = fans::policy::load_file(file, config.fans.rules.min_duty)?;
+        services.fans.set_policy(Some(policy));
+    }
+    let fan_safety = tokio::spawn(fans::safety::run(
+        Arc::clone(&services.fans),
+        config.fans.interval,
+        stopping.clone(),
+    ));
     let shipper = if config.remote_write.endpoints.is_empty() {
         None
     } else {
@@ -166,7 +177,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             let runner = CommandRunner::new(
                 RunnerOptions {
                     server: enrollment.server.clone(),
-                    min_duty: config.fans.policy.min_duty,
+                    min_duty: config.fans.rules.min_duty,
                     allow_reboot: config.allow_reboot,
                 },
                 Arc::clone(signer),
@@ -222,7 +233,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(runner) = runner {
         runner.abort();
     }
-    // A manual fan duty must not outlive the exporter.
+    // Neither a manual fan duty nor a fan policy may outlive the exporter.
+    let _ = fan_safety.await;
     let fans = Arc::clone(&services.fans);
     let _ = tokio::task::spawn_blocking(move || fans.release()).await;
     Ok(())

@@ -3,6 +3,7 @@
 mod apt;
 mod bad_input;
 mod common;
+mod fan_policy;
 mod fans;
 mod fixture_compare;
 mod gpu;
