@@ -11,6 +11,7 @@ use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
 use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
+use dcmon_exporter::runtime_config::RuntimeStore;
 use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
 use dcmon_web::WebConfigSource;
@@ -37,6 +38,9 @@ fn main() -> ExitCode {
             let controller =
                 fans::FanController::for_host(&parsed.cli.fans.config(), &parsed.cli.sysfs);
             fans::cli::run(&controller, action)
+        }
+        Some(ExporterCommand::Config { action }) => {
+            dcmon_exporter::runtime_config_cli::run(&parsed.cli, action)
         }
         None => run(parsed),
     };
@@ -139,6 +143,21 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
     let services = Services::for_host(&config);
+    // The runtime configuration (config_update) in the state directory
+    // wins over --fans.policy-file and names the interval and collectors.
+    let base_policy = match &config.fans.policy_file {
+        Some(file) => Some(fans::policy::load_file(file, config.fans.rules.min_duty)?),
+        None => None,
+    };
+    let runtime = RuntimeStore::open(
+        &config.remote_write.state_dir,
+        config.fans.rules.min_duty,
+        Arc::clone(&services.fans),
+        base_policy,
+    )
+    .context("opening the runtime configuration")?;
+    runtime.override_startup(&mut config);
+    let _ = services.runtime.set(Arc::clone(&runtime));
     let scraper = Arc::new(SharedScraper::new(Scraper::new(&config, &services)));
     let enabled: Vec<_> = scraper.inner().collector_names().collect();
     // One signal stops both the HTTP server and the shipper; the shipper
@@ -150,10 +169,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     });
     // Fan safety and the fan policy run on their own interval, whatever
     // collectors are enabled; a scrape only reads.
-    if let Some(file) = &config.fans.policy_file {
-        let policy = fans::policy::load_file(file, config.fans.rules.min_duty)?;
-        services.fans.set_policy(Some(policy));
-    }
     let fan_safety = tokio::spawn(fans::safety::run(
         Arc::clone(&services.fans),
         config.fans.interval,
@@ -183,7 +198,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
                 Arc::clone(signer),
                 Arc::clone(&services.fans),
                 rustls::ClientConfig::clone(tls),
-            )?;
+            )?
+            .with_runtime_config(Arc::clone(&runtime));
             Some(tokio::spawn(runner.run()))
         }
         _ => None,

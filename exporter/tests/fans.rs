@@ -364,12 +364,12 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
         })
     };
     // Below this host's floor, whatever the receiver allowed.
-    let result = execute(&fans, &options, &duty(30));
+    let result = execute(&fans, None, &options, &duty(30));
     assert_eq!(result.status, CommandStatus::Failed);
     assert!(result.error.unwrap().contains("refused by this host"));
     assert!(bench.take_argv().is_empty());
 
-    let result = execute(&fans, &options, &duty(45));
+    let result = execute(&fans, None, &options, &duty(45));
     assert_eq!(
         result.status,
         CommandStatus::Succeeded,
@@ -381,6 +381,7 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
 
     let result = execute(
         &fans,
+        None,
         &options,
         &Command::Reboot(RebootParams { delay_s: 0 }),
     );
@@ -390,6 +391,7 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
     bench.set("fail", "");
     let result = execute(
         &fans,
+        None,
         &options,
         &Command::FanControl(FanAction::GetStatus {}),
     );

@@ -13,6 +13,7 @@ mod ipmi;
 mod ipmi_sim;
 mod nvme;
 mod peers;
+mod runtime_config;
 mod shipping;
 mod textfile;
 mod web_config;

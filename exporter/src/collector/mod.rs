@@ -25,6 +25,7 @@ use crate::tool::ToolError;
 pub mod apt;
 pub mod apt_parse;
 pub mod arp;
+pub mod config;
 pub mod conntrack;
 pub mod cpu;
 pub mod diskstats;
@@ -137,6 +138,9 @@ pub struct Services {
     /// The `gpu` collector's latest temperatures, watched by fan control's
     /// thermal guard.
     pub gpu_temperatures: SharedTemperatures,
+    /// The runtime configuration store, once `main` has opened it (the
+    /// `config` collector shows its version).
+    pub runtime: Arc<std::sync::OnceLock<Arc<crate::runtime_config::RuntimeStore>>>,
 }
 
 impl Services {
@@ -149,6 +153,7 @@ impl Services {
         Self {
             fans: Arc::new(fans),
             gpu_temperatures,
+            runtime: Arc::default(),
         }
     }
 }
@@ -175,6 +180,7 @@ macro_rules! info {
 pub const ALL: &[CollectorInfo] = &[
     info!(apt, true),
     info!(arp, true),
+    info!(config, true, services),
     info!(conntrack, true),
     info!(cpu, true),
     info!(diskstats, true),
