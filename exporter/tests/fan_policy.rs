@@ -628,3 +628,63 @@ fn an_invalid_policy_file_stops_the_exporter_naming_the_field() {
     assert!(stderr.contains("zone[0].floor"), "{stderr}");
     assert_eq!(bench.read("mode"), "2", "the BMC was not touched");
 }
+
+#[test]
+fn the_policy_metrics_pass_promtool() {
+    let bench = Bench::new("Supermicro", "X11DPG-OT-CPU");
+    let gpus = Gpus::new();
+    let fans = governed(&bench, &gpu_policy(3.0, 30, 100, 10), &gpus);
+    let mut clock = Clock::new();
+    let text = |fans: &FanController| {
+        let mut out = Snapshot::new();
+        fans.gauges().write_to(&mut out);
+        out.sort();
+        dcmon_exporter::exposition::encode(out, dcmon_protocol::exposition::Format::Text)
+    };
+    // Regulating, then failing safe after a BMC revert and a lost GPU.
+    gpus.set(&[60.0]);
+    clock.tick(&fans);
+    let regulating = text(&fans);
+    bench.set("mode", "2");
+    gpus.set(&[]);
+    for _ in 0..3 {
+        clock.tick(&fans);
+    }
+    let failing = text(&fans);
+    for (text, families) in [
+        (
+            &regulating,
+            &[
+                "dcmon_fan_policy_info",
+                "dcmon_fan_policy_target_duty_ratio",
+                "dcmon_fan_policy_applied_duty_ratio",
+                "dcmon_fan_policy_winning_temperature_celsius",
+                "dcmon_fan_policy_failsafe",
+                "dcmon_fan_policy_reverts_total",
+            ][..],
+        ),
+        (
+            &failing,
+            &[
+                "dcmon_fan_policy_failsafe",
+                "dcmon_fan_policy_reverts_total",
+            ][..],
+        ),
+    ] {
+        for family in families {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}:\n{text}"
+            );
+        }
+        crate::common::process::promtool_check_metrics(text);
+    }
+    assert!(
+        failing.contains("dcmon_fan_policy_failsafe{zone=\"1\",reason=\"source_stale\"} 1"),
+        "{failing}"
+    );
+    assert!(
+        failing.contains("dcmon_fan_policy_reverts_total{zone=\"1\"} 1"),
+        "{failing}"
+    );
+}

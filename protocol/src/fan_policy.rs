@@ -327,12 +327,7 @@ impl FanPolicyDoc {
 }
 
 fn check_version(field: &str, version: &str) -> Result<(), PolicyError> {
-    let ok = !version.is_empty()
-        && version.len() <= 64
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if crate::commands::valid_version(version) {
         Ok(())
     } else {
         Err(invalid(

@@ -110,6 +110,14 @@ fn a_batch_reaches_three_enrolled_exporters_and_names_an_unknown_host_alone() {
             "{metrics}"
         );
     }
+    // Kept in the state directory: a restarted exporter still runs it.
+    let mut exporters = exporters;
+    exporters[1].restart();
+    let metrics = exporters[1].metrics();
+    assert!(
+        metrics.contains("dcmon_config_info{version=\"fleet-1\""),
+        "{metrics}"
+    );
     // "all": every active host, one command each.
     let (status, all) = post(
         &receiver,

@@ -38,13 +38,13 @@ impl FanGauges {
         );
         out.gauge(
             "dcmon_fan_near_lower_critical",
-            "Fans spinning within 1.5x of their lower-critical threshold while dcmon holds a manual duty.",
+            "Fans spinning within 1.5x of their lower-critical threshold while dcmon holds the fans (a manual duty or a fan policy).",
             vec![],
             self.fans_near_lower_critical as f64,
         );
         out.counter(
             "dcmon_fan_mode_reasserts_total",
-            "Times the BMC was found out of full mode during a manual duty and full mode was re-asserted.",
+            "Times the BMC was found out of full mode while dcmon held the fans (a manual duty or a fan policy) and full mode was re-asserted.",
             vec![],
             self.reasserts as f64,
         );
