@@ -182,6 +182,12 @@ impl RuntimeStore {
         fans: Arc<FanController>,
         base_policy: Option<Policy>,
     ) -> Result<Arc<RuntimeStore>, RuntimeConfigError> {
+        if let (Some(policy), Some(why)) = (&base_policy, fans.unsupported_reason()) {
+            return Err(RuntimeConfigError::Invalid(format!(
+                "fan policy {} cannot run here: {why}",
+                policy.doc.version
+            )));
+        }
         let store = Arc::new_cyclic(|me| RuntimeStore {
             dir: dir.to_owned(),
             min_duty,
@@ -295,6 +301,13 @@ impl RuntimeStore {
             .map(|doc| Policy::new(doc, self.min_duty))
             .transpose()
             .map_err(|e| RuntimeConfigError::Invalid(e.to_string()))?;
+        // A policy this board cannot run would be a silent no-op.
+        if let (Some(policy), Some(why)) = (&policy, self.fans.unsupported_reason()) {
+            return Err(RuntimeConfigError::Invalid(format!(
+                "fan policy {} cannot run here: {why}",
+                policy.doc.version
+            )));
+        }
         crate::state_dir::prepare(&self.dir)
             .map_err(|e| RuntimeConfigError::Invalid(e.to_string()))?;
         let previous = self.current();

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dcmon_exporter::fans::Policy;
 use dcmon_exporter::runner::{RunnerOptions, execute};
 use dcmon_exporter::runtime_config::{CURRENT_FILE, PREVIOUS_FILE, RuntimeStore, UNCONFIRMED_FILE};
 use dcmon_protocol::commands::{Command, CommandStatus, ConfigAction, RuntimeConfig};
@@ -176,6 +177,40 @@ fn the_host_refuses_what_its_own_rules_forbid_and_keeps_its_config() {
     assert!(host.file(PREVIOUS_FILE).is_none());
     assert_eq!(store.current().unwrap().version, "v1");
     assert_eq!(fans.policy_version().as_deref(), Some("policy-v1"));
+}
+
+#[test]
+fn a_board_without_verified_fan_commands_refuses_a_policy_by_name() {
+    let bench = Bench::new("Dell Inc.", "0JP31P");
+    let state = tempfile::tempdir().unwrap();
+    let fans = Arc::new(controller(&bench));
+    let store = RuntimeStore::open(state.path(), 25, Arc::clone(&fans), None).unwrap();
+    let refused = execute(
+        &fans,
+        Some(&store),
+        &Host::options(25),
+        &apply(config("v1", 30), None),
+    );
+    assert_eq!(refused.status, CommandStatus::Failed);
+    let error = refused.error.unwrap();
+    assert!(
+        error.contains("cannot run here") && error.contains("Dell Inc. 0JP31P"),
+        "{error}"
+    );
+    assert!(store.current().is_none());
+    // Without a policy the rest of the configuration is fine here.
+    let mut plain = config("v2", 30);
+    plain.fan_policy = None;
+    let ok = execute(&fans, Some(&store), &Host::options(25), &apply(plain, None));
+    assert_eq!(ok.status, CommandStatus::Succeeded, "{:?}", ok.error);
+    // And a policy file is refused at start-up, not ignored.
+    let policy = Policy::parse(
+        "version = \"p\"\n[[zone]]\nid = 0\n[[zone.source]]\ntype = \"gpu\"\ncurve = [[40, 30]]\n",
+        25,
+    )
+    .unwrap();
+    let err = RuntimeStore::open(state.path(), 25, fans, Some(policy)).unwrap_err();
+    assert!(err.to_string().contains("Dell Inc. 0JP31P"), "{err}");
 }
 
 #[test]

@@ -192,6 +192,11 @@ impl FanController {
         self.board.fan_support().is_ok()
     }
 
+    /// Why fan control is refused on this board, if it is.
+    pub fn unsupported_reason(&self) -> Option<String> {
+        self.board.fan_support().err()
+    }
+
     /// The BMC's sensor table, or why it cannot be read.
     pub(super) fn read_sensors(&self) -> Result<Vec<SensorRow>, String> {
         self.bmc
