@@ -149,17 +149,19 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         Some(file) => Some(fans::policy::load_file(file, config.fans.rules.min_duty)?),
         None => None,
     };
-    let runtime = RuntimeStore::open(
+    let runtime = RuntimeStore::open_with(
         &config.remote_write.state_dir,
         config.fans.rules.min_duty,
         Arc::clone(&services.fans),
         base_policy,
+        Arc::clone(&services.runtime_collectors),
     )
     .context("opening the runtime configuration")?;
     runtime.override_startup(&mut config);
     let _ = services.runtime.set(Arc::clone(&runtime));
     let scraper = Arc::new(SharedScraper::new(Scraper::new(&config, &services)));
     let enabled: Vec<_> = scraper.inner().collector_names().collect();
+    runtime.set_started_collectors(enabled.clone());
     // One signal stops both the HTTP server and the shipper; the shipper
     // then spools what it has not delivered.
     let (stop, stopping) = watch::channel(false);

@@ -12,9 +12,10 @@
 //! yet confirmed). An exporter that starts with an unconfirmed
 //! configuration rolls it back at once: it may be what stopped it.
 //!
-//! The fan policy takes effect at once. The interval and the collectors are
-//! read at start-up, so they take effect at the next restart; the command's
-//! answer says so.
+//! The fan policy takes effect at once, and so does the collector set as
+//! far as it turns collectors off (or back on among those started). A
+//! collector the exporter did not start, and the interval (the shipper's
+//! ticks), take effect at the next restart; the command's answer says so.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,6 +27,7 @@ use dcmon_protocol::commands::{ConfigAction, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::collector::RuntimeCollectors;
 use crate::fans::{FanController, Policy};
 
 /// The configuration in force.
@@ -157,6 +159,10 @@ pub struct RuntimeStore {
     dir: PathBuf,
     min_duty: u8,
     fans: Arc<FanController>,
+    /// Shared with the scraper: the collectors a configuration leaves on.
+    collectors: RuntimeCollectors,
+    /// The collectors this process started.
+    started: Mutex<Vec<&'static str>>,
     /// The policy of `--fans.policy-file`, in force while no runtime
     /// configuration is.
     base_policy: Option<Policy>,
@@ -182,6 +188,24 @@ impl RuntimeStore {
         fans: Arc<FanController>,
         base_policy: Option<Policy>,
     ) -> Result<Arc<RuntimeStore>, RuntimeConfigError> {
+        RuntimeStore::open_with(
+            dir,
+            min_duty,
+            fans,
+            base_policy,
+            RuntimeCollectors::default(),
+        )
+    }
+
+    /// [`RuntimeStore::open`], also switching the scraper's collectors
+    /// through `collectors` (the scraper's [`RuntimeCollectors`]).
+    pub fn open_with(
+        dir: &Path,
+        min_duty: u8,
+        fans: Arc<FanController>,
+        base_policy: Option<Policy>,
+        collectors: RuntimeCollectors,
+    ) -> Result<Arc<RuntimeStore>, RuntimeConfigError> {
         if let (Some(policy), Some(why)) = (&base_policy, fans.unsupported_reason()) {
             return Err(RuntimeConfigError::Invalid(format!(
                 "fan policy {} cannot run here: {why}",
@@ -192,6 +216,8 @@ impl RuntimeStore {
             dir: dir.to_owned(),
             min_duty,
             fans,
+            collectors,
+            started: Mutex::default(),
             base_policy,
             inner: Mutex::new(Inner {
                 current: None,
@@ -233,6 +259,12 @@ impl RuntimeStore {
         self.lock().current.clone()
     }
 
+    /// Records which collectors this process started (those not started
+    /// can only come on at the next restart).
+    pub fn set_started_collectors(&self, names: Vec<&'static str>) {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
     /// Overrides the start-up settings a stored configuration names: the
     /// interval and the enabled collectors.
     pub fn override_startup(&self, config: &mut crate::config::Config) {
@@ -251,8 +283,15 @@ impl RuntimeStore {
         }
     }
 
+    /// Switches the scraper to the stored collectors (all when none are named).
+    fn apply_collectors(&self) {
+        let names = self.current().and_then(|c| c.collectors);
+        *self.collectors.write().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
     /// Puts the stored (or base) fan policy in force.
     fn apply_fans(&self) -> Result<(), RuntimeConfigError> {
+        self.apply_collectors();
         let policy = match self.current() {
             Some(current) => match current.fan_policy {
                 Some(doc) => Some(
@@ -337,6 +376,7 @@ impl RuntimeStore {
             inner.unconfirmed = unconfirmed.clone();
         }
         self.fans.set_policy(policy);
+        self.apply_collectors();
         if let (Some(after), Some(me)) = (revert_after_s, self.me.upgrade()) {
             let version = config.version.clone();
             std::thread::spawn(move || {
@@ -349,7 +389,17 @@ impl RuntimeStore {
         if config.interval_s != before.and_then(|p| p.interval_s) {
             at_next_restart.push("interval_s");
         }
-        if config.collectors != before.and_then(|p| p.collectors.clone()) {
+        // Collectors this process did not start come on only at a restart.
+        let started = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let not_started = config
+            .collectors
+            .as_ref()
+            .is_some_and(|names| names.iter().any(|n| !started.iter().any(|s| s == n)));
+        if not_started && config.collectors != before.and_then(|p| p.collectors.clone()) {
             at_next_restart.push("collectors");
         }
         tracing::info!(

@@ -496,6 +496,7 @@ fn a_scrape_only_reads_and_the_safety_task_reasserts() {
         fans: Arc::clone(&fans),
         gpu_temperatures: Default::default(),
         runtime: Default::default(),
+        runtime_collectors: Default::default(),
     };
     let collector = dcmon_exporter::collector::fan::new(&services);
     collector.update(&mut Snapshot::new()).unwrap();

@@ -382,3 +382,78 @@ fn collector_names_match_what_config_update_allows() {
         .collect();
     assert_eq!(ours, dcmon_protocol::commands::COLLECTORS);
 }
+
+#[test]
+fn collectors_are_switched_at_once_among_those_started_and_the_rest_at_restart() {
+    use dcmon_exporter::collector::{Scraper, Services};
+    let host = Host::new();
+    let flags = || dcmon_exporter::config::Config {
+        enabled: ["loadavg", "uname", "config"].into_iter().collect(),
+        ..Default::default()
+    };
+    let startup = flags();
+    let services = Services::for_host(&startup);
+    let store = RuntimeStore::open_with(
+        host.state.path(),
+        25,
+        Arc::clone(&services.fans),
+        None,
+        Arc::clone(&services.runtime_collectors),
+    )
+    .unwrap();
+    let _ = services.runtime.set(Arc::clone(&store));
+    let scraper = Scraper::new(&startup, &services);
+    store.set_started_collectors(scraper.collector_names().collect());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ran = |scraper: &Scraper| -> Vec<String> {
+        let out = runtime.block_on(scraper.scrape());
+        let mut names: Vec<String> = out
+            .get("node_scrape_collector_success")
+            .unwrap()
+            .samples
+            .iter()
+            .filter_map(|s| {
+                s.labels
+                    .iter()
+                    .find(|(k, _)| *k == "collector")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(ran(&scraper), ["config", "loadavg", "uname"]);
+    let with = |version: &str, collectors: &[&str]| {
+        let mut config = config(version, 30);
+        config.fan_policy = None;
+        config.interval_s = None;
+        config.collectors = Some(collectors.iter().map(|c| c.to_string()).collect());
+        config
+    };
+    let applied = store
+        .apply(&with("v1", &["loadavg", "config"]), None)
+        .unwrap();
+    assert!(applied.at_next_restart.is_empty(), "{applied:?}");
+    assert_eq!(ran(&scraper), ["config", "loadavg"], "uname off at once");
+    let applied = store
+        .apply(
+            &with("v2", &["loadavg", "config", "meminfo", "uname"]),
+            None,
+        )
+        .unwrap();
+    assert_eq!(applied.at_next_restart, ["collectors"]);
+    assert_eq!(
+        ran(&scraper),
+        ["config", "loadavg", "uname"],
+        "meminfo was never started"
+    );
+    // At the next start the stored set is what gets built.
+    let mut config = flags();
+    store.override_startup(&mut config);
+    let mut enabled: Vec<&str> = config.enabled.iter().copied().collect();
+    enabled.sort();
+    assert_eq!(enabled, ["config", "loadavg", "meminfo", "uname"]);
+}
