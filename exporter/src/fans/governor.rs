@@ -19,6 +19,26 @@ use super::sensors::Temperature;
 use super::sources::{self, Inputs};
 use crate::collector::ipmi_parse::SensorRow;
 
+/// One zone's decision, on its way to the BMC.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    zone: u8,
+    duty: u8,
+    /// What dcmon last set on this zone, to tell a BMC revert.
+    set_before: Option<u8>,
+}
+
+/// What the BMC did with an interval's decisions.
+#[derive(Debug)]
+struct BmcOutcome {
+    /// The BMC is (now) in full mode.
+    full_mode: bool,
+    /// Per zone, the duty read back after setting (None: unknown).
+    applied: Vec<(u8, Option<u8>)>,
+    /// Why the BMC could not be driven at all.
+    failure: Option<String>,
+}
+
 /// A policy in force and its zones' memory.
 #[derive(Debug)]
 pub struct Governor {
@@ -179,7 +199,9 @@ impl FanController {
     }
 
     /// One interval of the policy: decide each zone, re-assert full mode
-    /// where the BMC left it, set and read back the duties.
+    /// where the BMC left it, set and read back the duties. The policy's
+    /// lock is held to decide and to record, never across BMC requests,
+    /// so a slow BMC does not hold up a scrape or a command.
     pub(super) fn govern(&self, now: Instant, inputs: &Inputs) {
         let manual_zones: Vec<u8> = self
             .state()
@@ -187,62 +209,92 @@ impl FanController {
             .as_ref()
             .map(|m| m.duties.keys().copied().collect())
             .unwrap_or_default();
+        let (hash, holding, plan) = {
+            let mut lock = self.lock_governor();
+            let Some(governor) = lock.as_mut() else {
+                return;
+            };
+            governor.guard = false;
+            let mut plan = Vec::new();
+            for (zi, zone) in governor.policy.doc.zones.iter().enumerate() {
+                if manual_zones.contains(&zone.id) {
+                    continue;
+                }
+                let readings: Vec<Reading> = zone
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .map(|(si, source)| {
+                        sources::reading(source, governor.policy.regexes[zi][si].as_ref(), inputs)
+                    })
+                    .collect();
+                let regulator = governor.regulators.entry(zone.id).or_default();
+                let decision = regulator.step(zone, self.rules.min_duty, &readings, now);
+                let previous = governor
+                    .zones
+                    .get(&zone.id)
+                    .and_then(|g| g.failsafe.clone());
+                match (&decision.failsafe, previous) {
+                    (Some(f), previous) if previous.as_ref().is_none_or(|p| p.1 != f.detail) => {
+                        tracing::error!(
+                            zone = zone.id,
+                            reason = f.kind,
+                            detail = f.detail,
+                            "fan policy failsafe: zone to 100 %"
+                        );
+                    }
+                    (None, Some(_)) => {
+                        tracing::info!(zone = zone.id, "fan policy failsafe cleared")
+                    }
+                    _ => {}
+                }
+                let winner = decision
+                    .winner
+                    .map(|(si, celsius)| (zone.sources[si].label(), celsius));
+                let gauges = governor.zones.entry(zone.id).or_default();
+                record(gauges, &decision, winner);
+                plan.push(Planned {
+                    zone: zone.id,
+                    duty: decision.duty,
+                    set_before: gauges.applied,
+                });
+            }
+            (governor.policy.hash.clone(), governor.holding, plan)
+        };
+        let outcome = self.hold_bmc(holding, &plan);
         let mut lock = self.lock_governor();
-        let Some(governor) = lock.as_mut() else {
+        // A policy replaced meanwhile keeps its own record.
+        let Some(governor) = lock.as_mut().filter(|g| g.policy.hash == hash) else {
             return;
         };
-        governor.guard = false;
-        let mut decisions = Vec::new();
-        for (zi, zone) in governor.policy.doc.zones.iter().enumerate() {
-            if manual_zones.contains(&zone.id) {
-                continue;
+        governor.holding |= outcome.full_mode;
+        for (zone, applied) in outcome.applied {
+            let gauges = governor.zones.entry(zone).or_default();
+            gauges.applied = applied;
+            if let Some(err) = &outcome.failure {
+                gauges.failsafe = Some(("bmc_error", err.clone()));
             }
-            let readings: Vec<Reading> = zone
-                .sources
-                .iter()
-                .enumerate()
-                .map(|(si, source)| {
-                    sources::reading(source, governor.policy.regexes[zi][si].as_ref(), inputs)
-                })
-                .collect();
-            let regulator = governor.regulators.entry(zone.id).or_default();
-            let decision = regulator.step(zone, self.rules.min_duty, &readings, now);
-            let previous = governor
-                .zones
-                .get(&zone.id)
-                .and_then(|g| g.failsafe.clone());
-            match (&decision.failsafe, previous) {
-                (Some(f), previous) if previous.as_ref().is_none_or(|p| p.1 != f.detail) => {
-                    tracing::error!(
-                        zone = zone.id,
-                        reason = f.kind,
-                        detail = f.detail,
-                        "fan policy failsafe: zone to 100 %"
-                    );
-                }
-                (None, Some(_)) => tracing::info!(zone = zone.id, "fan policy failsafe cleared"),
-                _ => {}
-            }
-            let winner = decision
-                .winner
-                .map(|(si, celsius)| (zone.sources[si].label(), celsius));
-            let gauges = governor.zones.entry(zone.id).or_default();
-            record(gauges, &decision, winner);
-            decisions.push((zone.id, decision.duty));
         }
-        // The BMC: full mode first, then each zone's duty.
+    }
+
+    /// The BMC's part of an interval: full mode first (a revert when dcmon
+    /// held it already), then each zone's duty, set and read back.
+    fn hold_bmc(&self, holding: bool, plan: &[Planned]) -> BmcOutcome {
+        let failed = |err: String| BmcOutcome {
+            full_mode: false,
+            applied: plan.iter().map(|p| (p.zone, None)).collect(),
+            failure: Some(err),
+        };
         let mode = match self.bmc.fan_mode() {
             Ok(mode) => mode,
             Err(err) => {
                 tracing::error!(error = %err, "fan policy: reading the BMC's fan mode failed");
-                self.fail_zones(governor, &decisions, "bmc_error", &err.to_string());
-                return;
+                return failed(err.to_string());
             }
         };
-        let mut mode_reverted = false;
+        let mode_reverted = mode != FanMode::Full && holding;
         if mode != FanMode::Full {
-            if governor.holding {
-                mode_reverted = true;
+            if mode_reverted {
                 self.reasserts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
@@ -252,15 +304,14 @@ impl FanController {
             }
             if let Err(err) = self.apply_mode(FanMode::Full) {
                 tracing::error!(error = %err, "fan policy: setting full mode failed");
-                self.fail_zones(governor, &decisions, "bmc_error", &err.to_string());
-                return;
+                return failed(err.to_string());
             }
-            governor.holding = true;
         }
-        for (zone, duty) in decisions {
-            let gauges = governor.zones.entry(zone).or_default();
+        let mut applied = Vec::with_capacity(plan.len());
+        for planned in plan {
+            let (zone, duty) = (planned.zone, planned.duty);
             let read = self.bmc.zone_duty(zone);
-            let drifted = match (&read, gauges.applied) {
+            let drifted = match (&read, planned.set_before) {
                 (Ok(now), Some(set)) => *now != set,
                 _ => false,
             };
@@ -274,40 +325,29 @@ impl FanController {
                 if drifted && !mode_reverted {
                     tracing::warn!(
                         zone,
-                        set = gauges.applied,
+                        set = planned.set_before,
                         reads = read.as_ref().ok(),
                         "the BMC changed a duty the fan policy set; re-asserting"
                     );
                 }
             }
             if read.as_ref().ok() == Some(&duty) && !mode_reverted {
-                gauges.applied = Some(duty);
                 self.state().duties.insert(zone, duty);
+                applied.push((zone, Some(duty)));
                 continue;
             }
             match self.apply_duty(zone, duty) {
-                Ok(()) => gauges.applied = Some(duty),
+                Ok(()) => applied.push((zone, Some(duty))),
                 Err(err) => {
                     tracing::error!(zone, duty, error = %err, "fan policy: setting the duty failed");
-                    gauges.applied = read.ok();
+                    applied.push((zone, read.ok()));
                 }
             }
         }
-    }
-
-    /// A BMC failure: the zones are reported failing safe (the BMC runs
-    /// them as it will; nothing dcmon sends would arrive).
-    fn fail_zones(
-        &self,
-        governor: &mut Governor,
-        decisions: &[(u8, u8)],
-        kind: &'static str,
-        detail: &str,
-    ) {
-        for (zone, _) in decisions {
-            let gauges = governor.zones.entry(*zone).or_default();
-            gauges.failsafe = Some((kind, detail.to_owned()));
-            gauges.applied = None;
+        BmcOutcome {
+            full_mode: true,
+            applied,
+            failure: None,
         }
     }
 
