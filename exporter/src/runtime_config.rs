@@ -139,6 +139,15 @@ fn read_optional(path: &Path) -> Result<Option<String>, RuntimeConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // An exporter run by another user than the state directory's owner
+        // (a local try-out beside the installed service) runs on its flags.
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                path = %path.display(),
+                "cannot read the runtime configuration here; running on the flags alone"
+            );
+            Ok(None)
+        }
         Err(err) => Err(io_error(path)(err)),
     }
 }
