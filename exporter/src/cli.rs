@@ -297,6 +297,13 @@ pub enum ExporterCommand {
         #[command(subcommand)]
         action: FansAction,
     },
+    /// The runtime configuration (`config_update`): show the one in force,
+    /// or check a file.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::runtime_config_cli::ConfigCliAction,
+    },
 }
 
 /// Parsed command line: the fixed flags plus the collector toggles.

@@ -101,13 +101,17 @@ pub struct FanConfig {
     /// ipmitool and its per-run limit.
     pub ipmitool: ToolConfig,
     /// The host's rules.
-    pub policy: FanPolicy,
+    pub rules: FanRules,
+    /// How often fan safety and the fan policy run.
+    pub interval: Duration,
+    /// `--fans.policy-file`: the fan policy to run from start-up.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The host's fan rules. Plain settings, so they live here with the rest
 /// of the configuration; `fans` enforces them (and re-exports the type).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FanPolicy {
+pub struct FanRules {
     /// Lowest duty accepted, percent.
     pub min_duty: u8,
     /// Mode `restore_auto` and shutdown return to.

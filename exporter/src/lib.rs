@@ -13,6 +13,8 @@ pub mod identity;
 pub mod receiver_tls;
 pub mod roots;
 pub mod runner;
+pub mod runtime_config;
+pub mod runtime_config_cli;
 pub mod self_metrics;
 pub mod shipper;
 pub mod snapshot;

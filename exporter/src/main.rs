@@ -11,6 +11,7 @@ use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
 use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
+use dcmon_exporter::runtime_config::RuntimeStore;
 use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
 use dcmon_web::WebConfigSource;
@@ -37,6 +38,9 @@ fn main() -> ExitCode {
             let controller =
                 fans::FanController::for_host(&parsed.cli.fans.config(), &parsed.cli.sysfs);
             fans::cli::run(&controller, action)
+        }
+        Some(ExporterCommand::Config { action }) => {
+            dcmon_exporter::runtime_config_cli::run(&parsed.cli, action)
         }
         None => run(parsed),
     };
@@ -139,8 +143,25 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
     let services = Services::for_host(&config);
+    // The runtime configuration (config_update) in the state directory
+    // wins over --fans.policy-file and names the interval and collectors.
+    let base_policy = match &config.fans.policy_file {
+        Some(file) => Some(fans::policy::load_file(file, config.fans.rules.min_duty)?),
+        None => None,
+    };
+    let runtime = RuntimeStore::open_with(
+        &config.remote_write.state_dir,
+        config.fans.rules.min_duty,
+        Arc::clone(&services.fans),
+        base_policy,
+        Arc::clone(&services.runtime_collectors),
+    )
+    .context("opening the runtime configuration")?;
+    runtime.override_startup(&mut config);
+    let _ = services.runtime.set(Arc::clone(&runtime));
     let scraper = Arc::new(SharedScraper::new(Scraper::new(&config, &services)));
     let enabled: Vec<_> = scraper.inner().collector_names().collect();
+    runtime.set_started_collectors(enabled.clone());
     // One signal stops both the HTTP server and the shipper; the shipper
     // then spools what it has not delivered.
     let (stop, stopping) = watch::channel(false);
@@ -148,6 +169,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         dcmon_protocol::net::shutdown_signal().await;
         let _ = stop.send(true);
     });
+    // Fan safety and the fan policy run on their own interval, whatever
+    // collectors are enabled; a scrape only reads.
+    let fan_safety = tokio::spawn(fans::safety::run(
+        Arc::clone(&services.fans),
+        config.fans.interval,
+        stopping.clone(),
+    ));
     let shipper = if config.remote_write.endpoints.is_empty() {
         None
     } else {
@@ -166,13 +194,14 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             let runner = CommandRunner::new(
                 RunnerOptions {
                     server: enrollment.server.clone(),
-                    min_duty: config.fans.policy.min_duty,
+                    min_duty: config.fans.rules.min_duty,
                     allow_reboot: config.allow_reboot,
                 },
                 Arc::clone(signer),
                 Arc::clone(&services.fans),
                 rustls::ClientConfig::clone(tls),
-            )?;
+            )?
+            .with_runtime_config(Arc::clone(&runtime));
             Some(tokio::spawn(runner.run()))
         }
         _ => None,
@@ -222,7 +251,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(runner) = runner {
         runner.abort();
     }
-    // A manual fan duty must not outlive the exporter.
+    // Neither a manual fan duty nor a fan policy may outlive the exporter.
+    let _ = fan_safety.await;
     let fans = Arc::clone(&services.fans);
     let _ = tokio::task::spawn_blocking(move || fans.release()).await;
     Ok(())

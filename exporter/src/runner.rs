@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 
 use crate::fans::FanController;
 use crate::identity::JwtSigner;
+use crate::runtime_config::RuntimeStore;
 
 /// Longest one command may run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,6 +37,7 @@ pub struct CommandRunner {
     options: RunnerOptions,
     signer: Arc<JwtSigner>,
     fans: Arc<FanController>,
+    runtime: Option<Arc<RuntimeStore>>,
     http: reqwest::Client,
 }
 
@@ -57,8 +59,15 @@ impl CommandRunner {
             options,
             signer,
             fans,
+            runtime: None,
             http,
         })
+    }
+
+    /// `config_update` commands change `store`.
+    pub fn with_runtime_config(mut self, store: Arc<RuntimeStore>) -> CommandRunner {
+        self.runtime = Some(store);
+        self
     }
 
     /// The poll loop; backs off on errors, never returns.
@@ -116,7 +125,10 @@ impl CommandRunner {
         let fans = Arc::clone(&self.fans);
         let options = self.options.clone();
         let command = delivered.command;
-        let work = tokio::task::spawn_blocking(move || execute(&fans, &options, &command));
+        let runtime = self.runtime.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            execute(&fans, runtime.as_deref(), &options, &command)
+        });
         let result = match tokio::time::timeout(RUN_TIMEOUT, work).await {
             Ok(Ok(result)) => result,
             Ok(Err(err)) => failed(format!("command task failed: {err}")),
@@ -159,8 +171,14 @@ fn failed(error: String) -> CommandResult {
     }
 }
 
-/// Runs one command under the host's rules.
-pub fn execute(fans: &FanController, options: &RunnerOptions, command: &Command) -> CommandResult {
+/// Runs one command under the host's rules; `config_update` needs the
+/// runtime configuration store.
+pub fn execute(
+    fans: &FanController,
+    runtime: Option<&RuntimeStore>,
+    options: &RunnerOptions,
+    command: &Command,
+) -> CommandResult {
     if let Err(err) = command.validate(options.min_duty) {
         return failed(format!("refused by this host: {err}"));
     }
@@ -173,6 +191,16 @@ pub fn execute(fans: &FanController, options: &RunnerOptions, command: &Command)
                 error: None,
             },
             Err(err) => failed(err.to_string()),
+        },
+        Command::ConfigUpdate(action) => match runtime.map(|store| store.execute(action)) {
+            None => failed("this host keeps no runtime configuration".into()),
+            Some(Ok(applied)) => CommandResult {
+                status: CommandStatus::Succeeded,
+                exit_code: Some(0),
+                output: serde_json::to_string(&applied).unwrap_or_default(),
+                error: None,
+            },
+            Some(Err(err)) => failed(err.to_string()),
         },
         Command::Reboot(params) => {
             if !options.allow_reboot {

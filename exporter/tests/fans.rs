@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dcmon_exporter::fans::{Board, FanController, FanPolicy, Ipmitool};
+use dcmon_exporter::fans::{Board, FanController, FanRules, Ipmitool};
 use dcmon_protocol::commands::FanMode;
 
 /// A fake BMC and a DMI tree for one test.
-struct Bench {
-    dir: tempfile::TempDir,
+pub struct Bench {
+    pub dir: tempfile::TempDir,
 }
 
 impl Bench {
-    fn new(board_vendor: &str, board_name: &str) -> Bench {
+    pub fn new(board_vendor: &str, board_name: &str) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let dmi = dir.path().join("sys/class/dmi/id");
         std::fs::create_dir_all(&dmi).unwrap();
@@ -42,19 +42,19 @@ impl Bench {
         Bench { dir }
     }
 
-    fn ipmitool(&self) -> PathBuf {
+    pub fn ipmitool(&self) -> PathBuf {
         self.dir.path().join("ipmitool")
     }
 
-    fn state(&self) -> PathBuf {
+    pub fn state(&self) -> PathBuf {
         self.dir.path().join("bmc")
     }
 
-    fn set(&self, file: &str, contents: &str) {
+    pub fn set(&self, file: &str, contents: &str) {
         std::fs::write(self.state().join(file), contents).unwrap();
     }
 
-    fn read(&self, file: &str) -> String {
+    pub fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.state().join(file))
             .unwrap_or_default()
             .trim()
@@ -62,7 +62,7 @@ impl Bench {
     }
 
     /// Commands ipmitool received since the last call.
-    fn take_argv(&self) -> Vec<String> {
+    pub fn take_argv(&self) -> Vec<String> {
         let log = self.state().join("argv.log");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let _ = std::fs::remove_file(&log);
@@ -70,7 +70,7 @@ impl Bench {
     }
 
     /// Runs `dcmon-exporter fans <args>`; (success, stdout, stderr).
-    fn fans(&self, args: &[&str]) -> (bool, String, String) {
+    pub fn fans(&self, args: &[&str]) -> (bool, String, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_dcmon-exporter"))
             .arg("--path.sysfs")
             .arg(self.dir.path().join("sys"))
@@ -244,7 +244,7 @@ fn bmc_errors_and_hangs_are_reported() {
 }
 
 /// A controller on the stand-in BMC, as the exporter builds it.
-fn controller(bench: &Bench) -> FanController {
+pub fn controller(bench: &Bench) -> FanController {
     controller_with_margin(bench, 0.0)
 }
 
@@ -261,7 +261,7 @@ fn controller_with_margin(bench: &Bench, guard_margin: f64) -> FanController {
             timeout: Duration::from_secs(2),
         }),
         Board::detect(&bench.dir.path().join("sys")),
-        FanPolicy {
+        FanRules {
             min_duty: 25,
             default_mode: FanMode::Optimal,
             settle: Duration::ZERO,
@@ -364,12 +364,12 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
         })
     };
     // Below this host's floor, whatever the receiver allowed.
-    let result = execute(&fans, &options, &duty(30));
+    let result = execute(&fans, None, &options, &duty(30));
     assert_eq!(result.status, CommandStatus::Failed);
     assert!(result.error.unwrap().contains("refused by this host"));
     assert!(bench.take_argv().is_empty());
 
-    let result = execute(&fans, &options, &duty(45));
+    let result = execute(&fans, None, &options, &duty(45));
     assert_eq!(
         result.status,
         CommandStatus::Succeeded,
@@ -381,6 +381,7 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
 
     let result = execute(
         &fans,
+        None,
         &options,
         &Command::Reboot(RebootParams { delay_s: 0 }),
     );
@@ -390,6 +391,7 @@ fn commands_run_under_the_hosts_rules_and_report_bmc_errors() {
     bench.set("fail", "");
     let result = execute(
         &fans,
+        None,
         &options,
         &Command::FanControl(FanAction::GetStatus {}),
     );

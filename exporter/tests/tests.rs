@@ -3,6 +3,7 @@
 mod apt;
 mod bad_input;
 mod common;
+mod fan_policy;
 mod fans;
 mod fixture_compare;
 mod gpu;
@@ -12,6 +13,7 @@ mod ipmi;
 mod ipmi_sim;
 mod nvme;
 mod peers;
+mod runtime_config;
 mod shipping;
 mod textfile;
 mod web_config;

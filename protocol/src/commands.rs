@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fan_policy::{FanPolicyDoc, PolicyError};
+
 /// Lowest duty the receiver accepts by default, percent.
 pub const DEFAULT_MIN_DUTY: u8 = 25;
 /// Fan zones of the supported Supermicro boards (0: CPU/system, 1: peripheral).
@@ -13,7 +15,7 @@ pub const ZONES: [u8; 2] = [0, 1];
 pub const MAX_DELAY_S: u32 = 86_400;
 
 /// A command, as created: `{"type": "fan_control", "params": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     content = "params",
@@ -25,6 +27,154 @@ pub enum Command {
     FanControl(FanAction),
     /// Reboot the host (refused unless the host's config allows it).
     Reboot(RebootParams),
+    /// Change the host's runtime configuration (fan policy, interval,
+    /// collectors) without a restart.
+    ConfigUpdate(ConfigAction),
+}
+
+/// Shortest collection/remote-write interval a `config_update` may set, seconds.
+pub const MIN_INTERVAL_S: u32 = 1;
+/// Longest collection/remote-write interval a `config_update` may set, seconds.
+pub const MAX_INTERVAL_S: u32 = 300;
+
+/// The exporter's collectors, the only names `collectors` may hold.
+pub const COLLECTORS: &[&str] = &[
+    "apt",
+    "arp",
+    "config",
+    "conntrack",
+    "cpu",
+    "diskstats",
+    "edac",
+    "entropy",
+    "fan",
+    "filefd",
+    "filesystem",
+    "gpu",
+    "hwmon",
+    "ipmi",
+    "loadavg",
+    "meminfo",
+    "netclass",
+    "netdev",
+    "netstat",
+    "nvme",
+    "os",
+    "pressure",
+    "sockstat",
+    "softnet",
+    "stat",
+    "textfile",
+    "time",
+    "timex",
+    "udp_queues",
+    "uname",
+    "vmstat",
+];
+
+/// `config_update` actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConfigAction {
+    /// Apply `config`; with `revert_after_s`, roll back to the previous
+    /// configuration unless a `confirm` arrives in time.
+    Apply {
+        /// The configuration.
+        config: RuntimeConfig,
+        /// Seconds before an unconfirmed configuration is rolled back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revert_after_s: Option<u32>,
+    },
+    /// Keep the configuration applied with `revert_after_s`.
+    Confirm {
+        /// Its version.
+        version: String,
+    },
+}
+
+/// What a host may be told at run time: nothing else. No paths, no
+/// commands, no free text; unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// A label for this revision (letters, digits, `.`, `_`, `-`; up to 64).
+    pub version: String,
+    /// The fan policy; none hands the fans to the BMC's own mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_policy: Option<FanPolicyDoc>,
+    /// Collection and remote-write interval, seconds; the host's flag when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u32>,
+    /// The enabled collectors; the host's flags when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collectors: Option<Vec<String>>,
+}
+
+impl RuntimeConfig {
+    /// Checks every value against the duty floor in force; errors name the field.
+    pub fn validate(&self, min_duty: u8) -> Result<(), InvalidCommand> {
+        let config = |field: &str, message: String| InvalidCommand::Config {
+            field: format!("config.{field}"),
+            message,
+        };
+        if !valid_version(&self.version) {
+            return Err(config(
+                "version",
+                format!(
+                    "{:?} must be 1-64 letters, digits, '.', '_' or '-'",
+                    self.version
+                ),
+            ));
+        }
+        if let Some(policy) = &self.fan_policy {
+            policy.validate(min_duty).map_err(|err| match err {
+                PolicyError::Invalid { field, message } => {
+                    config(&format!("fan_policy.{field}"), message)
+                }
+                PolicyError::Syntax(message) => config("fan_policy", message),
+            })?;
+        }
+        if let Some(interval) = self.interval_s
+            && !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&interval)
+        {
+            return Err(config(
+                "interval_s",
+                format!("{interval} must be {MIN_INTERVAL_S}..={MAX_INTERVAL_S} seconds"),
+            ));
+        }
+        if let Some(collectors) = &self.collectors {
+            if collectors.is_empty() {
+                return Err(config(
+                    "collectors",
+                    "at least one collector is required".into(),
+                ));
+            }
+            for (i, name) in collectors.iter().enumerate() {
+                if !COLLECTORS.contains(&name.as_str()) {
+                    return Err(config(
+                        &format!("collectors[{i}]"),
+                        format!("unknown collector {name:?}"),
+                    ));
+                }
+                if collectors[..i].contains(name) {
+                    return Err(config(
+                        &format!("collectors[{i}]"),
+                        format!("{name:?} appears twice"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A version label: 1-64 letters, digits, `.`, `_` or `-`.
+pub fn valid_version(version: &str) -> bool {
+    !version.is_empty()
+        && version.len() <= 64
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// `fan_control` actions.
@@ -144,6 +294,14 @@ pub enum InvalidCommand {
     /// A reboot delay longer than a day.
     #[error("delay_s must be 0..=86400")]
     Delay,
+    /// A `config_update` value out of range; names the field.
+    #[error("{field}: {message}")]
+    Config {
+        /// Path of the field, e.g. `config.fan_policy.zone[0].floor`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Command {
@@ -175,6 +333,23 @@ impl Command {
             Command::FanControl(FanAction::SetMode { mode: FanMode::Pue }) => {
                 Err(InvalidCommand::Mode)
             }
+            Command::ConfigUpdate(ConfigAction::Apply {
+                ref config,
+                revert_after_s,
+            }) => {
+                if revert_after_s.is_some_and(|s| s == 0 || s > MAX_DELAY_S) {
+                    return Err(InvalidCommand::Revert);
+                }
+                config.validate(min_duty)
+            }
+            Command::ConfigUpdate(ConfigAction::Confirm { ref version })
+                if !valid_version(version) =>
+            {
+                Err(InvalidCommand::Config {
+                    field: "version".into(),
+                    message: format!("{version:?} is not a version label"),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -184,6 +359,7 @@ impl Command {
         match self {
             Command::FanControl(_) => "fan_control",
             Command::Reboot(_) => "reboot",
+            Command::ConfigUpdate(_) => "config_update",
         }
     }
 }
@@ -235,7 +411,7 @@ impl CommandStatus {
 }
 
 /// What a host hands to `GET /api/dcmon/commands/next`'s caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveredCommand {
     /// Command id.
     pub id: i64,
@@ -400,6 +576,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn config_update(config: serde_json::Value) -> Result<Command, String> {
+        let text = serde_json::json!({"type": "config_update", "params": {"action": "apply", "config": config}});
+        let command: Command = serde_json::from_value(text).map_err(|e| e.to_string())?;
+        command.validate(25).map_err(|e| e.to_string())?;
+        Ok(command)
+    }
+
+    fn policy() -> serde_json::Value {
+        serde_json::json!({"version": "p1", "zone": [{"id": 1, "floor": 30,
+            "source": [{"type": "gpu", "curve": [[40, 30], [80, 100]]}]}]})
+    }
+
+    #[test]
+    fn config_updates_carry_only_typed_allow_listed_values() {
+        let good = config_update(serde_json::json!({"version": "v1", "fan_policy": policy(),
+            "interval_s": 15, "collectors": ["cpu", "gpu", "fan"]}))
+        .unwrap();
+        assert_eq!(good.kind(), "config_update");
+        let mut below_floor = policy();
+        below_floor["zone"][0]["floor"] = 10.into();
+        let mut path = policy();
+        path["zone"][0]["source"][0]["path"] = "/etc/shadow".into();
+        for (config, names) in [
+            (
+                serde_json::json!({"version": "v1", "shell": "id"}),
+                "unknown field `shell`",
+            ),
+            (
+                serde_json::json!({"version": "v1", "state_dir": "/tmp"}),
+                "unknown field `state_dir`",
+            ),
+            (
+                serde_json::json!({"version": "v1", "fan_policy": path}),
+                "unknown field `path`",
+            ),
+            (
+                serde_json::json!({"version": "v1", "fan_policy": below_floor}),
+                "config.fan_policy.zone[0].floor",
+            ),
+            (
+                serde_json::json!({"version": "v1", "interval_s": 0}),
+                "config.interval_s",
+            ),
+            (
+                serde_json::json!({"version": "v1", "interval_s": 301}),
+                "config.interval_s",
+            ),
+            (
+                serde_json::json!({"version": "v1", "collectors": ["cpu", "/bin/sh"]}),
+                "config.collectors[1]",
+            ),
+            (
+                serde_json::json!({"version": "v1", "collectors": []}),
+                "config.collectors",
+            ),
+            (serde_json::json!({"version": "../x"}), "config.version"),
+        ] {
+            let err = config_update(config.clone()).unwrap_err();
+            assert!(err.contains(names), "{config}: {err}");
+        }
+        let revert: Command = serde_json::from_str(
+            r#"{"type": "config_update", "params": {"action": "apply", "config": {"version": "v"}, "revert_after_s": 0}}"#,
+        )
+        .unwrap();
+        assert_eq!(revert.validate(25), Err(InvalidCommand::Revert));
+        let confirm: Command = serde_json::from_str(
+            r#"{"type": "config_update", "params": {"action": "confirm", "version": "v"}}"#,
+        )
+        .unwrap();
+        assert_eq!(confirm.validate(25), Ok(()));
     }
 
     #[test]

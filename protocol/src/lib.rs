@@ -8,6 +8,7 @@ pub mod config_file;
 pub mod duration;
 pub mod excerpt;
 pub mod exposition;
+pub mod fan_policy;
 pub mod identity;
 pub mod logging;
 pub mod net;

@@ -117,6 +117,14 @@ pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> 
             )
             .route("/api/dcmon/commands/{id}", get(api::commands::get))
             .route(
+                "/api/dcmon/commands/batches/{id}",
+                get(api::commands::batch),
+            )
+            .route(
+                "/api/dcmon/commands/batches/{id}/cancel",
+                post(api::commands::cancel_batch),
+            )
+            .route(
                 "/api/dcmon/commands/{id}/cancel",
                 post(api::commands::cancel),
             ),

@@ -3,6 +3,12 @@
 //! in the same statement, so no command is handed out twice), runs it and
 //! reports the result.
 //!
+//! A batch is one command created for many hosts at once (a list of ids
+//! or names, or every active host): one command per host, each with the
+//! usual life, tied together by a batch id so they can be listed and
+//! cancelled as a whole. A host the batch names but the queue cannot reach
+//! (unknown, revoked, listed twice) is reported for that host alone.
+//!
 //! States: `pending → delivered → succeeded | failed`, `pending → expired |
 //! cancelled`; a delivered command whose result does not arrive by its
 //! deadline becomes `failed`. Every transition keeps its time; finished
@@ -85,7 +91,49 @@ pub struct CommandRecord {
     pub output: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The batch it was created in, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<i64>,
 }
+
+/// The hosts a batch is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchTargets {
+    /// Every active (not revoked) host.
+    All,
+    /// These client ids or host names.
+    Listed(Vec<String>),
+}
+
+/// What became of one host of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchEntry {
+    /// The id or name as the batch named it.
+    pub target: String,
+    /// The command queued for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandRecord>,
+    /// Why nothing was queued for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The batch table lives beside `commands`: a command belongs to at most
+/// one batch. Created here, not in the storage schema, so a database from
+/// before batches simply gains it.
+const BATCH_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS command_batches (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_by TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS command_batch_members (
+        command_id INTEGER PRIMARY KEY,
+        batch_id   INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS command_batch_members_by_batch
+        ON command_batch_members (batch_id, command_id);
+";
 
 /// The queue.
 pub struct CommandQueue {
@@ -104,8 +152,9 @@ impl std::fmt::Debug for CommandQueue {
 
 const SELECT: &str = "SELECT c.id, c.client_id, k.hostname, c.command, c.status, c.created_by,
         c.created_ms, c.expires_ms, c.delivered_ms, c.deadline_ms, c.finished_ms,
-        c.exit_code, c.output, c.error
-    FROM commands c LEFT JOIN clients k ON k.id = c.client_id";
+        c.exit_code, c.output, c.error, b.batch_id
+    FROM commands c LEFT JOIN clients k ON k.id = c.client_id
+        LEFT JOIN command_batch_members b ON b.command_id = c.id";
 
 fn seconds(ms: Option<i64>) -> Option<f64> {
     ms.map(|ms| ms as f64 / 1000.0)
@@ -136,6 +185,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<CommandRecord> {
         exit_code: row.get(11)?,
         output: row.get(12)?,
         error: row.get(13)?,
+        batch_id: row.get(14)?,
     })
 }
 
@@ -160,6 +210,42 @@ pub fn expiry_ms(now_ms: i64, expires_in: Duration) -> Result<i64, QueueError> {
         .ok_or(QueueError::BadExpiry)
 }
 
+/// The id of the active client `client` names (id or host name).
+fn resolve(conn: &Connection, client: &str) -> Result<String, QueueError> {
+    let target = ClientRef::parse(client);
+    let (sql, value) = match target {
+        ClientRef::Id(id) => (
+            "SELECT id FROM clients WHERE id = ?1 AND revoked_ms IS NULL",
+            id,
+        ),
+        ClientRef::Hostname(name) => (
+            "SELECT id FROM clients WHERE hostname = ?1 AND revoked_ms IS NULL",
+            name,
+        ),
+    };
+    conn.query_row(sql, params![value], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| QueueError::UnknownClient(describe(target)))
+}
+
+/// Inserts one pending command; its id.
+fn insert(
+    conn: &Connection,
+    client_id: &str,
+    command: &Command,
+    created_by: &str,
+    now: i64,
+    expires_ms: i64,
+) -> Result<i64, QueueError> {
+    let json = serde_json::to_string(command).expect("commands always serialize");
+    conn.execute(
+        "INSERT INTO commands (client_id, command, status, created_by, created_ms, expires_ms)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+        params![client_id, json, created_by, now, expires_ms],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 impl CommandQueue {
     /// Opens the queue in the database at `path`. A delivered command
     /// fails when no result arrives within `result_timeout`; finished
@@ -169,8 +255,10 @@ impl CommandQueue {
         result_timeout: Duration,
         keep_for: Duration,
     ) -> Result<CommandQueue, QueueError> {
+        let conn = crate::storage::schema::open_writer(path)?;
+        conn.execute_batch(BATCH_SCHEMA)?;
         Ok(CommandQueue {
-            conn: Mutex::new(crate::storage::schema::open_writer(path)?),
+            conn: Mutex::new(conn),
             created: Notify::new(),
             result_timeout,
             keep_for,
@@ -192,41 +280,121 @@ impl CommandQueue {
     ) -> Result<CommandRecord, QueueError> {
         let now = now_ms();
         let expires_ms = expiry_ms(now, expires_in)?;
-        let target = ClientRef::parse(client);
-        let (sql, value) = match target {
-            ClientRef::Id(id) => (
-                "SELECT id FROM clients WHERE id = ?1 AND revoked_ms IS NULL",
-                id,
-            ),
-            ClientRef::Hostname(name) => (
-                "SELECT id FROM clients WHERE hostname = ?1 AND revoked_ms IS NULL",
-                name,
-            ),
-        };
         let id = {
             let conn = self.conn();
-            let client_id: String = conn
-                .query_row(sql, params![value], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| QueueError::UnknownClient(describe(target)))?;
-            let json = serde_json::to_string(command).expect("commands always serialize");
-            conn.execute(
-                "INSERT INTO commands (client_id, command, status, created_by, created_ms, expires_ms)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
-                params![
-                    client_id,
-                    json,
-                    created_by,
-                    now,
-                    expires_ms
-                ],
-            )?;
-            conn.last_insert_rowid()
+            let client_id = resolve(&conn, client)?;
+            insert(&conn, &client_id, command, created_by, now, expires_ms)?
         };
         // Read before waking pollers: the answer shows the command as created.
         let record = self.read(id)?.ok_or(QueueError::NotFound(id))?;
         self.created.notify_waiters();
         Ok(record)
+    }
+
+    /// Queues `command` once for each host of `targets` under a new batch
+    /// id, in one transaction. Hosts that cannot be reached get an error
+    /// entry and nothing queued; the others are queued all the same. With
+    /// nothing queued at all, nothing is kept and the batch id is `None`.
+    pub fn create_batch(
+        &self,
+        targets: &BatchTargets,
+        command: &Command,
+        created_by: &str,
+        expires_in: Duration,
+    ) -> Result<(Option<i64>, Vec<BatchEntry>), QueueError> {
+        let now = now_ms();
+        let expires_ms = expiry_ms(now, expires_in)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO command_batches (created_by, created_ms) VALUES (?1, ?2)",
+            params![created_by, now],
+        )?;
+        let batch_id = tx.last_insert_rowid();
+        let names: Vec<String> = match targets {
+            BatchTargets::Listed(names) => names.clone(),
+            BatchTargets::All => {
+                let mut statement = tx.prepare(
+                    "SELECT id FROM clients WHERE revoked_ms IS NULL ORDER BY hostname, id",
+                )?;
+                let ids = statement.query_map([], |r| r.get(0))?;
+                ids.collect::<Result<_, _>>()?
+            }
+        };
+        let mut queued: Vec<(usize, i64)> = Vec::new();
+        let mut entries = Vec::with_capacity(names.len());
+        let mut seen: Vec<String> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut entry = BatchEntry {
+                target: name.clone(),
+                command: None,
+                error: None,
+            };
+            match resolve(&tx, name) {
+                Err(QueueError::UnknownClient(what)) => {
+                    entry.error = Some(format!("no active client with {what}"));
+                }
+                Err(err) => return Err(err),
+                Ok(client_id) if seen.contains(&client_id) => {
+                    entry.error = Some(format!("{name} names a host this batch lists already"));
+                }
+                Ok(client_id) => {
+                    let id = insert(&tx, &client_id, command, created_by, now, expires_ms)?;
+                    tx.execute(
+                        "INSERT INTO command_batch_members (command_id, batch_id) VALUES (?1, ?2)",
+                        params![id, batch_id],
+                    )?;
+                    seen.push(client_id);
+                    queued.push((i, id));
+                }
+            }
+            entries.push(entry);
+        }
+        if queued.is_empty() {
+            tx.rollback()?;
+            return Ok((None, entries));
+        }
+        tx.commit()?;
+        drop(conn);
+        for (i, id) in queued {
+            entries[i].command = self.read(id)?;
+        }
+        self.created.notify_waiters();
+        Ok((Some(batch_id), entries))
+    }
+
+    /// A batch's commands, oldest first; `None` when there is no such batch.
+    pub fn batch(&self, batch_id: i64) -> Result<Option<Vec<CommandRecord>>, QueueError> {
+        self.sweep()?;
+        let conn = self.conn();
+        let exists = conn
+            .query_row(
+                "SELECT 1 FROM command_batches WHERE id = ?1",
+                params![batch_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let mut statement =
+            conn.prepare(&format!("{SELECT} WHERE b.batch_id = ?1 ORDER BY c.id"))?;
+        let rows = statement.query_map(params![batch_id], record)?;
+        Ok(Some(rows.collect::<Result<_, _>>()?))
+    }
+
+    /// Cancels every still-pending command of a batch; the batch as it
+    /// then stands (`None`: no such batch).
+    pub fn cancel_batch(&self, batch_id: i64) -> Result<Option<Vec<CommandRecord>>, QueueError> {
+        self.sweep()?;
+        self.conn().execute(
+            "UPDATE commands SET status = 'cancelled', finished_ms = ?2
+             WHERE status = 'pending'
+               AND id IN (SELECT command_id FROM command_batch_members WHERE batch_id = ?1)",
+            params![batch_id, now_ms()],
+        )?;
+        self.batch(batch_id)
     }
 
     /// One command.
@@ -251,6 +419,17 @@ impl CommandQueue {
         status: Option<CommandStatus>,
         limit: usize,
     ) -> Result<Vec<CommandRecord>, QueueError> {
+        self.list_in(client, status, None, limit)
+    }
+
+    /// [`CommandQueue::list`], optionally only one batch's commands.
+    pub fn list_in(
+        &self,
+        client: Option<&str>,
+        status: Option<CommandStatus>,
+        batch: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, QueueError> {
         self.sweep()?;
         let (by_id, by_name) = match client.map(ClientRef::parse) {
             None => (None, None),
@@ -260,7 +439,7 @@ impl CommandQueue {
         let conn = self.conn();
         let mut statement = conn.prepare(&format!(
             "{SELECT} WHERE (?1 IS NULL OR c.client_id = ?1) AND (?4 IS NULL OR k.hostname = ?4)
-                AND (?2 IS NULL OR c.status = ?2)
+                AND (?2 IS NULL OR c.status = ?2) AND (?5 IS NULL OR b.batch_id = ?5)
              ORDER BY c.id DESC LIMIT ?3"
         ))?;
         let rows = statement.query_map(
@@ -268,7 +447,8 @@ impl CommandQueue {
                 by_id,
                 status.map(CommandStatus::name),
                 i64::try_from(limit).unwrap_or(i64::MAX),
-                by_name
+                by_name,
+                batch
             ],
             record,
         )?;
@@ -409,6 +589,18 @@ impl CommandQueue {
         )?;
         conn.execute(
             "DELETE FROM commands WHERE finished_ms < ?1",
+            params![now - self.keep_for.as_millis() as i64],
+        )?;
+        // Batches whose commands are all gone go with them.
+        conn.execute(
+            "DELETE FROM command_batch_members
+             WHERE command_id NOT IN (SELECT id FROM commands)",
+            [],
+        )?;
+        conn.execute(
+            "DELETE FROM command_batches
+             WHERE id NOT IN (SELECT batch_id FROM command_batch_members)
+               AND created_ms < ?1",
             params![now - self.keep_for.as_millis() as i64],
         )?;
         Ok(())

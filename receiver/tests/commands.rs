@@ -40,6 +40,20 @@ fn duty(client: &str, zone: u64, duty: u64) -> Value {
            "params": {"action": "set_zone_duty", "zone": zone, "duty": duty}})
 }
 
+/// A one-zone fan policy with `floor`, and optionally one extra source key.
+fn policy(floor: u64, extra: Option<(&str, Value)>) -> Value {
+    let mut source = json!({"type": "gpu", "curve": [[40, 30], [80, 100]]});
+    if let Some((key, value)) = extra {
+        source[key] = value;
+    }
+    json!({"version": "p1", "zone": [{"id": 1, "floor": floor, "source": [source]}]})
+}
+
+fn config_update(client: &str, config: Value) -> Value {
+    json!({"client": client, "type": "config_update",
+           "params": {"action": "apply", "config": config}})
+}
+
 fn create(receiver: &Receiver, body: Value) -> Value {
     let (status, record) = post(receiver, "/api/dcmon/commands", &receiver.token, body);
     assert_eq!(status, 201, "{record}");
@@ -74,6 +88,26 @@ fn invalid_commands_and_wrong_callers_queue_nothing() {
         json!({"client": "nobody", "type": "fan_control", "params": {"action": "get_status"}}),
         json!({"client": "fan-01", "type": "fan_control", "params": {"action": "get_status"}, "expires_in": "forever"}),
         json!("not an object"),
+        // config_update: an unknown key, a path, a duty below the floor, an
+        // interval out of range, an unknown collector, a bad rollback time.
+        config_update("fan-01", json!({"version": "v1", "exec": "id"})),
+        config_update(
+            "fan-01",
+            json!({"version": "v1", "fan_policy": policy(30, Some(("path", json!("/etc/shadow"))))}),
+        ),
+        config_update(
+            "fan-01",
+            json!({"version": "v1", "fan_policy": policy(10, None)}),
+        ),
+        config_update("fan-01", json!({"version": "v1", "interval_s": 0})),
+        config_update("fan-01", json!({"version": "v1", "interval_s": 86_400})),
+        config_update(
+            "fan-01",
+            json!({"version": "v1", "collectors": ["cpu", "rm -rf"]}),
+        ),
+        config_update("fan-01", json!({"version": "/var/lib/x"})),
+        json!({"client": "fan-01", "type": "config_update",
+               "params": {"action": "apply", "config": {"version": "v1"}, "revert_after_s": 0}}),
     ];
     for body in invalid {
         let (status, answer) = post(
@@ -106,6 +140,33 @@ fn invalid_commands_and_wrong_callers_queue_nothing() {
     let (status, listed) = get(&receiver, "/api/dcmon/commands", &receiver.token);
     assert_eq!(status, 200);
     assert_eq!(listed["data"], json!([]), "nothing was queued");
+    // The error names the field at fault.
+    let (_, answer) = post(
+        &receiver,
+        "/api/dcmon/commands",
+        &receiver.token,
+        config_update(
+            "fan-01",
+            json!({"version": "v1", "fan_policy": policy(10, None)}),
+        ),
+    );
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("config.fan_policy.zone[0].floor"), "{error}");
+    // A valid one is queued and delivered as sent.
+    let record = create(
+        &receiver,
+        config_update(
+            "fan-01",
+            json!({"version": "v1", "fan_policy": policy(30, None), "interval_s": 30}),
+        ),
+    );
+    assert_eq!(record["type"], "config_update");
+    let (status, delivered) = poll(&receiver, &host, "1s");
+    assert_eq!(status, 200);
+    assert_eq!(
+        delivered["command"]["params"]["config"]["fan_policy"]["zone"][0]["floor"],
+        30
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod alerting;
 mod auth;
 mod auth_hardening;
 mod backup;
+mod command_batches;
 mod commands;
 mod common;
 mod dashboards;

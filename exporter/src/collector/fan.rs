@@ -1,8 +1,9 @@
-//! `fan`: the BMC's fan mode and zone duties, and the controller's own
-//! state (manual override, guard trips). Each collection also maintains a
-//! manual duty: reverting it when due, re-asserting it when the BMC drifted
-//! out of full mode, and tripping the thermal guard. Boards without a
-//! verified fan command set get no BMC traffic and no fan series.
+//! `fan`: the BMC's fan mode and zone duties, the controller's own state
+//! (manual override, guard trips) and the fan policy's decisions per zone.
+//! A scrape only reads: fan safety and the policy run in their own task
+//! (`fans::safety`), so turning this collector off hides the gauges and
+//! nothing else. Boards without a verified fan command set get no BMC
+//! traffic and no fan series.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +33,6 @@ impl Collector for Fan {
         if !self.controller.supported_board() {
             return Ok(());
         }
-        self.controller.maintain();
         let refreshed = self.controller.status();
         self.controller.gauges().write_to(out);
         refreshed

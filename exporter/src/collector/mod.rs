@@ -25,6 +25,7 @@ use crate::tool::ToolError;
 pub mod apt;
 pub mod apt_parse;
 pub mod arp;
+pub mod config;
 pub mod conntrack;
 pub mod cpu;
 pub mod diskstats;
@@ -137,7 +138,17 @@ pub struct Services {
     /// The `gpu` collector's latest temperatures, watched by fan control's
     /// thermal guard.
     pub gpu_temperatures: SharedTemperatures,
+    /// The runtime configuration store, once `main` has opened it (the
+    /// `config` collector shows its version).
+    pub runtime: Arc<std::sync::OnceLock<Arc<crate::runtime_config::RuntimeStore>>>,
+    /// The collectors a `config_update` leaves running (`None`: all that
+    /// were built); the scraper skips the others from the next scrape.
+    pub runtime_collectors: RuntimeCollectors,
 }
+
+/// The set of collectors a runtime configuration names, shared by the
+/// scraper and the runtime configuration store.
+pub type RuntimeCollectors = Arc<std::sync::RwLock<Option<Vec<String>>>>;
 
 impl Services {
     /// The services for the host `config` describes: fan control for the
@@ -149,6 +160,8 @@ impl Services {
         Self {
             fans: Arc::new(fans),
             gpu_temperatures,
+            runtime: Arc::default(),
+            runtime_collectors: Arc::default(),
         }
     }
 }
@@ -175,6 +188,7 @@ macro_rules! info {
 pub const ALL: &[CollectorInfo] = &[
     info!(apt, true),
     info!(arp, true),
+    info!(config, true, services),
     info!(conntrack, true),
     info!(cpu, true),
     info!(diskstats, true),
@@ -216,6 +230,8 @@ struct Entry {
 pub struct Scraper {
     entries: Vec<Entry>,
     timeout: Duration,
+    /// A runtime configuration's collectors: the others are skipped.
+    runtime_collectors: RuntimeCollectors,
 }
 
 impl std::fmt::Debug for Scraper {
@@ -282,7 +298,9 @@ impl Scraper {
             .filter(|info| config.collector_enabled(info.name))
             .map(|info| (info.name, (info.build)(config, services)))
             .collect();
-        Self::with_collectors(collectors, config.collector_timeout)
+        let mut scraper = Self::with_collectors(collectors, config.collector_timeout);
+        scraper.runtime_collectors = Arc::clone(&services.runtime_collectors);
+        scraper
     }
 
     /// A scraper over the given collectors (tests use their own).
@@ -298,7 +316,11 @@ impl Scraper {
                 running: Arc::new(AtomicBool::new(false)),
             })
             .collect();
-        Self { entries, timeout }
+        Self {
+            entries,
+            timeout,
+            runtime_collectors: RuntimeCollectors::default(),
+        }
     }
 
     /// Names of the enabled collectors.
@@ -310,9 +332,18 @@ impl Scraper {
     /// with the per-collector success and duration families added.
     pub async fn scrape(&self) -> Snapshot {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let only = self
+            .runtime_collectors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let tasks: Vec<_> = self
             .entries
             .iter()
+            .filter(|entry| {
+                only.as_ref()
+                    .is_none_or(|names| names.iter().any(|n| n == entry.name))
+            })
             .map(|entry| (entry.name, self.start(entry)))
             .collect();
         let mut merged = Snapshot::new();

@@ -9,7 +9,7 @@ use dcmon_protocol::commands::FanMode;
 use dcmon_protocol::duration::parse_duration;
 
 use super::FanController;
-use crate::config::{FanConfig, FanPolicy, ToolConfig};
+use crate::config::{FanConfig, FanRules, ToolConfig};
 
 /// Fan flags, shared by the `fans` CLI and the command runner.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +43,26 @@ pub struct FanArgs {
         global = true
     )]
     pub guard_margin: f64,
+
+    /// How often fan safety runs (revert timers, full-mode re-assertion,
+    /// the thermal guard) and the fan policy decides its duties. Runs
+    /// whatever collectors are enabled.
+    #[arg(long = "fans.interval", default_value = "5s", value_parser = parse_interval, global = true)]
+    pub interval: Duration,
+
+    /// A fan policy (TOML) to run from start-up: per-zone curves over GPU,
+    /// BMC, hwmon and NVMe temperatures. A policy received with
+    /// `config_update` and kept in the state directory takes precedence.
+    #[arg(long = "fans.policy-file", value_name = "FILE", global = true)]
+    pub policy_file: Option<PathBuf>,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) || interval > Duration::from_secs(60) {
+        return Err(format!("{text:?} must be between 1s and 1m"));
+    }
+    Ok(interval)
 }
 
 fn parse_mode(text: &str) -> Result<FanMode, String> {
@@ -59,12 +79,14 @@ impl FanArgs {
                 program: self.ipmitool_path.clone(),
                 timeout: self.timeout,
             },
-            policy: FanPolicy {
+            rules: FanRules {
                 min_duty: self.min_duty,
                 default_mode: self.default_mode,
                 settle: self.settle,
                 guard_margin: self.guard_margin,
             },
+            interval: self.interval,
+            policy_file: self.policy_file.clone(),
         }
     }
 }

@@ -5,9 +5,9 @@
 //! default mode restored when the exporter stops with a manual duty active.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::commands::{FanAction, FanMode, ZONES};
@@ -15,9 +15,11 @@ use serde::Serialize;
 
 use super::bmc::{Bmc, BmcError, Ipmitool};
 use super::board::Board;
-use super::sensors::{self, Fan, SharedTemperatures};
+use super::governor::{Governor, PolicyGauges};
+use super::sensors::{self, Fan, SharedTemperatures, Temperature};
+use super::sources::{LazyNvml, SharedGpuSource};
 use crate::collector::ipmi_parse::{SensorRow, parse_sensor};
-use crate::config::{FanConfig, FanPolicy};
+use crate::config::{FanConfig, FanRules};
 
 /// Why a fan action failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,60 +78,73 @@ pub struct FanGauges {
     pub reasserts: u64,
     /// Fans spinning near their lower-critical threshold at the last check.
     pub fans_near_lower_critical: usize,
+    /// The fan policy's decisions, while one is in force.
+    pub policy: Option<PolicyGauges>,
 }
 
 #[derive(Debug, Clone)]
-struct Manual {
+pub(super) struct Manual {
     previous_mode: FanMode,
-    duties: BTreeMap<u8, u8>,
+    pub(super) duties: BTreeMap<u8, u8>,
     revert_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
-struct State {
-    manual: Option<Manual>,
-    mode: Option<FanMode>,
-    duties: BTreeMap<u8, u8>,
+pub(super) struct State {
+    pub(super) manual: Option<Manual>,
+    pub(super) mode: Option<FanMode>,
+    pub(super) duties: BTreeMap<u8, u8>,
 }
 
 /// The fan controller of this host.
 pub struct FanController {
-    bmc: Box<dyn Bmc>,
-    board: Board,
-    policy: FanPolicy,
-    state: Mutex<State>,
-    trips: AtomicU64,
-    reasserts: AtomicU64,
+    pub(super) bmc: Box<dyn Bmc>,
+    pub(super) board: Board,
+    pub(super) rules: FanRules,
+    pub(super) state: Mutex<State>,
+    pub(super) trips: AtomicU64,
+    pub(super) reasserts: AtomicU64,
     near_lower_critical: AtomicUsize,
     /// Temperatures from outside the BMC (the GPUs), for the guard.
     other_temperatures: SharedTemperatures,
+    /// The fan policy in force, if any, with its zones' memory.
+    pub(super) governor: Mutex<Option<Governor>>,
+    /// BMC reverts seen per zone while a policy held it (kept across policies).
+    pub(super) zone_reverts: Mutex<BTreeMap<u8, u64>>,
+    /// The GPUs, for policies that read them.
+    pub(super) gpus: Option<SharedGpuSource>,
+    /// Where hwmon is read, for policies that read it.
+    pub(super) sysfs: PathBuf,
 }
 
 impl std::fmt::Debug for FanController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FanController")
             .field("board", &self.board)
-            .field("policy", &self.policy)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
 
 impl FanController {
     /// A controller for `board` through `bmc`.
-    pub fn new(bmc: Box<dyn Bmc>, board: Board, policy: FanPolicy) -> FanController {
+    pub fn new(bmc: Box<dyn Bmc>, board: Board, rules: FanRules) -> FanController {
         FanController {
             bmc,
             board,
-            policy,
+            rules,
             state: Mutex::default(),
             trips: AtomicU64::new(0),
             reasserts: AtomicU64::new(0),
             near_lower_critical: AtomicUsize::new(0),
             other_temperatures: SharedTemperatures::default(),
+            governor: Mutex::new(None),
+            zone_reverts: Mutex::default(),
+            gpus: None,
+            sysfs: PathBuf::from("/sys"),
         }
     }
 
-    /// Also guards the temperatures other collectors leave in `board`.
     /// The controller for this host: ipmitool as `config` says, the board
     /// read from DMI under `sysfs`.
     pub fn for_host(config: &FanConfig, sysfs: &Path) -> FanController {
@@ -139,22 +154,37 @@ impl FanController {
                 timeout: config.ipmitool.timeout,
             }),
             Board::detect(sysfs),
-            config.policy,
+            config.rules,
         )
+        .reading_gpus(Arc::new(LazyNvml::default()))
+        .reading_hwmon_under(sysfs)
     }
 
+    /// Policies read GPU temperatures from `gpus` (tests pass a fake).
+    pub fn reading_gpus(mut self, gpus: SharedGpuSource) -> FanController {
+        self.gpus = Some(gpus);
+        self
+    }
+
+    /// Policies read hwmon and NVMe temperatures under `sysfs`.
+    pub fn reading_hwmon_under(mut self, sysfs: &Path) -> FanController {
+        self.sysfs = sysfs.to_owned();
+        self
+    }
+
+    /// Also guards the temperatures other collectors leave in `board`.
     pub fn watching(mut self, board: SharedTemperatures) -> FanController {
         self.other_temperatures = board;
         self
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The rules in force.
-    pub fn policy(&self) -> FanPolicy {
-        self.policy
+    pub fn rules(&self) -> FanRules {
+        self.rules
     }
 
     /// Whether this board's fan commands are verified (else no BMC traffic).
@@ -162,14 +192,22 @@ impl FanController {
         self.board.fan_support().is_ok()
     }
 
-    /// The BMC's sensor table; empty (and logged) when it cannot be read.
-    fn sensors(&self) -> Vec<SensorRow> {
-        let parsed = self
-            .bmc
+    /// Why fan control is refused on this board, if it is.
+    pub fn unsupported_reason(&self) -> Option<String> {
+        self.board.fan_support().err()
+    }
+
+    /// The BMC's sensor table, or why it cannot be read.
+    pub(super) fn read_sensors(&self) -> Result<Vec<SensorRow>, String> {
+        self.bmc
             .run(&["sensor"])
             .map_err(|e| e.to_string())
-            .and_then(|text| parse_sensor(&text).map_err(|e| e.to_string()));
-        parsed.unwrap_or_else(|err| {
+            .and_then(|text| parse_sensor(&text).map_err(|e| e.to_string()))
+    }
+
+    /// The BMC's sensor table; empty (and logged) when it cannot be read.
+    fn sensors(&self) -> Vec<SensorRow> {
+        self.read_sensors().unwrap_or_else(|err| {
             tracing::warn!(error = err, "reading the BMC's sensors failed");
             Vec::new()
         })
@@ -244,14 +282,19 @@ impl FanController {
         if mode == FanMode::Pue {
             return Err(FanError::Refused("mode pue cannot be set".into()));
         }
+        if let Some(version) = self.policy_version() {
+            return Err(FanError::Refused(format!(
+                "fan policy {version} drives the fans; remove it with config_update (or stop the exporter) to set a BMC mode"
+            )));
+        }
         self.apply_mode(mode)?;
         self.state().manual = None;
         self.status()
     }
 
-    fn apply_mode(&self, mode: FanMode) -> Result<(), FanError> {
+    pub(super) fn apply_mode(&self, mode: FanMode) -> Result<(), FanError> {
         self.bmc.set_fan_mode(mode)?;
-        std::thread::sleep(self.policy.settle);
+        std::thread::sleep(self.rules.settle);
         let got = self.bmc.fan_mode()?;
         self.state().mode = Some(got);
         if got != mode {
@@ -264,7 +307,7 @@ impl FanController {
         Ok(())
     }
 
-    fn apply_duty(&self, zone: u8, duty: u8) -> Result<(), FanError> {
+    pub(super) fn apply_duty(&self, zone: u8, duty: u8) -> Result<(), FanError> {
         self.bmc.set_zone_duty(zone, duty)?;
         let got = self.bmc.zone_duty(zone)?;
         self.state().duties.insert(zone, got);
@@ -292,10 +335,10 @@ impl FanController {
                 "zone {zone} does not exist (zones: 0, 1)"
             )));
         }
-        if duty < self.policy.min_duty || duty > 100 {
+        if duty < self.rules.min_duty || duty > 100 {
             return Err(FanError::Refused(format!(
                 "duty {duty}% is outside this host's allowed {}..=100%",
-                self.policy.min_duty
+                self.rules.min_duty
             )));
         }
         let current = self.bmc.fan_mode()?;
@@ -323,22 +366,44 @@ impl FanController {
     }
 
     /// Back to the configured default mode.
+    /// With a fan policy in force, ends any manual duty and hands its
+    /// zones back to the policy.
     pub fn restore_auto(&self) -> Result<FanStatus, FanError> {
-        self.set_mode(self.policy.default_mode)
+        if self.policy_version().is_some() {
+            self.supported()?;
+            self.state().manual = None;
+            return self.status();
+        }
+        self.set_mode(self.rules.default_mode)
     }
 
-    /// Called every collection: while a manual duty is active, reads the
-    /// sensors, trips the thermal guard, warns of fans near their
-    /// lower-critical threshold, reverts an expired duty, and re-asserts full
-    /// mode and the duties where the BMC drifted. Errors are logged; the
-    /// next collection tries again.
+    /// Fan safety, run by its own task every `--fans.interval` (never by
+    /// a scrape): while dcmon holds the fans (a manual duty or a fan
+    /// policy), reads the sensors, trips the thermal guard, warns of fans
+    /// near their lower-critical threshold, reverts an expired duty,
+    /// re-asserts full mode and the duties where the BMC drifted, and runs
+    /// the fan policy. Errors are logged; the next interval tries again.
     pub fn maintain(&self) {
-        let Some(manual) = self.state().manual.clone() else {
+        self.maintain_at(Instant::now());
+    }
+
+    /// [`FanController::maintain`] at `now` (tests drive the clock).
+    pub fn maintain_at(&self, now: Instant) {
+        let manual = self.state().manual.clone();
+        let governed = self.policy_version().is_some();
+        if manual.is_none() && !governed {
             self.near_lower_critical.store(0, Ordering::Relaxed);
             return;
-        };
-        let sensors = self.sensors();
-        let slow: Vec<String> = sensors::fans(&sensors)
+        }
+        if !self.supported_board() {
+            return;
+        }
+        let sensors = self.read_sensors();
+        if let Err(err) = &sensors {
+            tracing::warn!(error = err, "reading the BMC's sensors failed");
+        }
+        let rows = sensors.as_deref().unwrap_or_default();
+        let slow: Vec<String> = sensors::fans(rows)
             .into_iter()
             .filter(Fan::near_lower_critical)
             .map(|f| format!("{} {} RPM", f.name, f.rpm.unwrap_or_default()))
@@ -346,12 +411,13 @@ impl FanController {
         if !slow.is_empty() {
             tracing::warn!(
                 fans = slow.join(", "),
-                "fans spin near their lower-critical threshold at the manual duty; the BMC will run the zone at 100 % if they cross it"
+                "fans spin near their lower-critical threshold at the duty dcmon set; the BMC will run the zone at 100 % if they cross it"
             );
         }
         self.near_lower_critical
             .store(slow.len(), Ordering::Relaxed);
-        let mut temperatures = sensors::temperatures(&sensors);
+        let inputs = self.policy_inputs(sensors.clone());
+        let mut temperatures = sensors::temperatures(rows);
         temperatures.extend(
             self.other_temperatures
                 .lock()
@@ -359,18 +425,31 @@ impl FanController {
                 .iter()
                 .cloned(),
         );
-        let margin = self.policy.guard_margin;
+        if let Some(Ok(gpus)) = &inputs.gpus {
+            temperatures.extend(gpus.iter().filter_map(|gpu| {
+                Some(Temperature {
+                    name: format!("GPU {}", gpu.index),
+                    celsius: gpu.temperature_gpu?,
+                    critical: gpu.temperature_slowdown?,
+                })
+            }));
+        }
+        let margin = self.rules.guard_margin;
         if let Some(hot) = temperatures
             .iter()
             .find(|t| t.celsius >= t.critical - margin)
         {
-            self.trips.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                sensor = hot.name,
-                celsius = hot.celsius,
-                critical = hot.critical,
-                "thermal guard: temperature at its critical threshold with a manual fan duty; fans to full speed"
-            );
+            // Under a policy the guard holds until the temperature falls;
+            // it is counted and logged once per trip.
+            if self.govern_full(now, hot) {
+                self.trips.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    sensor = hot.name,
+                    celsius = hot.celsius,
+                    critical = hot.critical,
+                    "thermal guard: temperature at its critical threshold while dcmon holds the fans; fans to full speed"
+                );
+            }
             self.state().manual = None;
             let result = self.apply_mode(FanMode::Full).and_then(|()| {
                 ZONES
@@ -382,16 +461,29 @@ impl FanController {
             }
             return;
         }
-        if manual.revert_at.is_some_and(|at| Instant::now() >= at) {
+        if let Some(manual) = &manual
+            && manual.revert_at.is_some_and(|at| Instant::now() >= at)
+        {
             tracing::info!(
                 mode = manual.previous_mode.name(),
                 "manual fan duty expired; reverting"
             );
-            if let Err(err) = self.set_mode(manual.previous_mode) {
-                tracing::error!(error = %err, "reverting the fan mode failed");
+            self.state().manual = None;
+            // Under a policy the zone goes back to it below.
+            if !governed {
+                if let Err(err) = self.set_mode(manual.previous_mode) {
+                    tracing::error!(error = %err, "reverting the fan mode failed");
+                }
+                return;
             }
+        }
+        if governed {
+            self.govern(now, &inputs);
             return;
         }
+        let Some(manual) = manual else {
+            return;
+        };
         match self.bmc.fan_mode() {
             Ok(FanMode::Full) => {}
             Ok(mode) => {
@@ -414,23 +506,30 @@ impl FanController {
         }
     }
 
-    /// On shutdown: a manual duty must not outlive the exporter, so the
-    /// default mode is restored.
+    /// On shutdown: neither a manual duty nor a fan policy may outlive the
+    /// exporter, so the default mode is restored (the policy's own, else
+    /// `--fans.default-mode`).
     pub fn release(&self) {
-        if self.state().manual.is_none() {
-            return;
-        }
+        let policy_mode = self.release_policy();
+        let manual = self.state().manual.take().is_some();
+        let mode = match (policy_mode, manual) {
+            (Some(mode), _) => mode,
+            (None, true) => self.rules.default_mode,
+            (None, false) => return,
+        };
         tracing::info!(
-            mode = self.policy.default_mode.name(),
-            "stopping with a manual fan duty; restoring the default mode"
+            mode = mode.name(),
+            "stopping while dcmon holds the fans; restoring the default mode"
         );
-        if let Err(err) = self.restore_auto() {
+        if let Err(err) = self.set_mode(mode) {
             tracing::error!(error = %err, "restoring the fan mode failed");
         }
     }
 
     /// Current gauges.
     pub fn gauges(&self) -> FanGauges {
+        // Before the state lock: the policy's lock is always taken first.
+        let policy = self.policy_gauges();
         let state = self.state();
         FanGauges {
             mode: state.mode,
@@ -439,6 +538,7 @@ impl FanController {
             thermal_guard_trips: self.trips.load(Ordering::Relaxed),
             reasserts: self.reasserts.load(Ordering::Relaxed),
             fans_near_lower_critical: self.near_lower_critical.load(Ordering::Relaxed),
+            policy,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The command API. Admin: `POST /api/dcmon/commands`, `GET
-//! /api/dcmon/commands[?client=&status=&limit=]`, `GET
-//! /api/dcmon/commands/{id}`, `POST /api/dcmon/commands/{id}/cancel`.
+//! The command API. Admin: `POST /api/dcmon/commands` (one host, or a
+//! batch: a list of hosts or `"all"`), `GET
+//! /api/dcmon/commands[?client=&status=&batch=&limit=]`, `GET
+//! /api/dcmon/commands/{id}`, `POST /api/dcmon/commands/{id}/cancel`,
+//! `GET /api/dcmon/commands/batches/{id}`, `POST
+//! /api/dcmon/commands/batches/{id}/cancel`.
 //! Hosts (client JWT): `GET /api/dcmon/commands/next` (long poll) and
 //! `POST /api/dcmon/commands/{id}/result`, for their own commands only.
 
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 use super::blocking;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::commands::CommandRecord;
+use crate::commands::{BatchTargets, CommandRecord};
 use crate::error::{ApiError, ErrorKind};
 
 /// Default time a command waits for its host.
@@ -29,6 +32,8 @@ const DEFAULT_EXPIRY: Duration = Duration::from_secs(600);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// Longest a host's poll is held open.
 const MAX_POLL: Duration = Duration::from_secs(60);
+/// Most hosts one batch may list.
+const MAX_BATCH: usize = 10_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::BadData, message)
@@ -65,17 +70,27 @@ pub fn parse_expiry(value: Option<Value>) -> Result<Duration, ApiError> {
 }
 
 /// `POST /api/dcmon/commands`:
-/// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`.
-/// A client id is 24 lower-case hex digits; anything else is a host name.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<CommandRecord>), ApiError> {
+/// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`,
+/// or for a batch `"clients": ["<id or name>", …]` or `"clients": "all"`
+/// in place of `"client"`. A client id is 24 lower-case hex digits;
+/// anything else is a host name. The command is validated once, before
+/// anything is queued.
+pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body must be a JSON object: {e}")))?;
-    let client = match fields.remove("client") {
-        Some(Value::String(client)) if !client.is_empty() => client,
-        _ => return Err(bad("\"client\" (client id or host name) is required")),
+    let target = match (fields.remove("client"), fields.remove("clients")) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "give \"client\" (one host) or \"clients\" (a batch), not both",
+            ));
+        }
+        (Some(Value::String(client)), None) if !client.is_empty() => Target::One(client),
+        (None, Some(clients)) => Target::Batch(parse_targets(clients)?),
+        _ => {
+            return Err(bad(
+                "\"client\" (client id or host name) or \"clients\" (a list, or \"all\") is required",
+            ));
+        }
     };
     let expires_in = parse_expiry(fields.remove("expires_in"))?;
     let command: Command = serde_json::from_value(Value::Object(fields))
@@ -84,17 +99,123 @@ pub async fn create(
         .validate(state.min_duty)
         .map_err(|e| bad(format!("invalid command: {e}")))?;
     let queue = Arc::clone(&state.commands);
-    let record = blocking("command", move || {
-        queue.create(&client, &command, "admin", expires_in)
+    let targets = match target {
+        Target::One(client) => {
+            let record = blocking("command", move || {
+                queue.create(&client, &command, "admin", expires_in)
+            })
+            .await?;
+            tracing::info!(
+                id = record.id,
+                client = record.client_id,
+                command = %serde_json::to_string(&record.command).unwrap_or_default(),
+                "command created"
+            );
+            return Ok((StatusCode::CREATED, Json(record)).into_response());
+        }
+        Target::Batch(targets) => targets,
+    };
+    let kind = command.kind();
+    let (batch_id, entries) = blocking("command", move || {
+        queue.create_batch(&targets, &command, "admin", expires_in)
     })
     .await?;
+    let queued = entries.iter().filter(|e| e.command.is_some()).count();
+    let refused = entries.len() - queued;
+    let Some(batch_id) = batch_id else {
+        let reasons: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{}: {}", e.target, e.error.as_deref().unwrap_or("refused")))
+            .collect();
+        return Err(bad(if reasons.is_empty() {
+            "no active hosts to send the batch to; nothing queued".to_owned()
+        } else {
+            format!(
+                "no host could take the batch; nothing queued ({})",
+                reasons.join("; ")
+            )
+        }));
+    };
     tracing::info!(
-        id = record.id,
-        client = record.client_id,
-        command = %serde_json::to_string(&record.command).unwrap_or_default(),
-        "command created"
+        batch_id,
+        command = kind,
+        queued,
+        refused,
+        "command batch created"
     );
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "batch_id": batch_id,
+            "queued": queued,
+            "refused": refused,
+            "hosts": entries,
+        })),
+    )
+        .into_response())
+}
+
+/// Whom a command is for.
+enum Target {
+    One(String),
+    Batch(BatchTargets),
+}
+
+/// `"clients"`: `"all"`, or a non-empty list of ids or host names.
+fn parse_targets(value: Value) -> Result<BatchTargets, ApiError> {
+    let invalid =
+        || bad("\"clients\" must be \"all\" or a non-empty list of client ids or host names");
+    match value {
+        Value::String(all) if all == "all" => Ok(BatchTargets::All),
+        Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(name) if !name.is_empty() && name.len() <= 255 => Ok(name),
+                _ => Err(invalid()),
+            })
+            .collect::<Result<_, _>>()
+            .map(BatchTargets::Listed),
+        _ => Err(invalid()),
+    }
+}
+
+/// `GET /api/dcmon/commands/batches/{id}`: the batch's commands and a
+/// count per status.
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let queue = Arc::clone(&state.commands);
+    let records = blocking("command", move || queue.batch(id)).await?;
+    batch_answer(id, records)
+}
+
+/// `POST /api/dcmon/commands/batches/{id}/cancel`: cancels the batch's
+/// pending commands; those already delivered or finished keep their state.
+pub async fn cancel_batch(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let queue = Arc::clone(&state.commands);
+    let records = blocking("command", move || queue.cancel_batch(id)).await?;
+    tracing::info!(batch_id = id, "command batch cancelled");
+    batch_answer(id, records)
+}
+
+fn batch_answer(id: i64, records: Option<Vec<CommandRecord>>) -> Result<Json<Value>, ApiError> {
+    let records =
+        records.ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no batch {id}")))?;
+    let mut counts = serde_json::Map::new();
+    for record in &records {
+        let count = counts
+            .entry(record.status.name())
+            .or_insert_with(|| json!(0));
+        *count = json!(count.as_u64().unwrap_or(0) + 1);
+    }
+    Ok(Json(json!({
+        "status": "success",
+        "data": {"batch_id": id, "counts": counts, "commands": records},
+    })))
 }
 
 /// Filters of the list.
@@ -102,6 +223,7 @@ pub async fn create(
 pub struct ListQuery {
     client: Option<String>,
     status: Option<String>,
+    batch: Option<i64>,
     limit: Option<usize>,
 }
 
@@ -119,8 +241,9 @@ pub async fn list(
     let limit = query.limit.unwrap_or(100).min(10_000);
     let client = query.client.filter(|c| !c.is_empty());
     let queue = Arc::clone(&state.commands);
+    let batch = query.batch;
     let records = blocking("command", move || {
-        queue.list(client.as_deref(), status, limit)
+        queue.list_in(client.as_deref(), status, batch, limit)
     })
     .await?;
     Ok(Json(json!({ "status": "success", "data": records })))
