@@ -16,34 +16,7 @@ pub fn exporter_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let receiver = Path::new(env!("CARGO_BIN_EXE_dcmon-receiver"));
         let profile_dir = receiver.parent().expect("binary in a profile directory");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(workspace).args([
-            "build",
-            "-p",
-            "dcmon-exporter",
-            "--bin",
-            "dcmon-exporter",
-        ]);
-        // The profile directory is named after the profile, except `dev`.
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                build.args(["--profile", profile]);
-            }
-        }
-        if let Some(target) = profile_dir.parent() {
-            build.arg("--target-dir").arg(target);
-        }
-        let status = build.status().expect("running cargo build");
-        assert!(status.success(), "cargo build -p dcmon-exporter failed");
-        let binary = profile_dir.join("dcmon-exporter");
-        assert!(
-            binary.exists(),
-            "{} missing after the build",
-            binary.display()
-        );
-        binary
+        dcmon_testkit::workspace_binary("dcmon-exporter", "dcmon-exporter", profile_dir)
     })
 }
 
