@@ -118,23 +118,6 @@ pub struct BatchEntry {
     pub error: Option<String>,
 }
 
-/// The batch table lives beside `commands`: a command belongs to at most
-/// one batch. Created here, not in the storage schema, so a database from
-/// before batches simply gains it.
-const BATCH_SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS command_batches (
-        id         INTEGER PRIMARY KEY AUTOINCREMENT,
-        created_by TEXT NOT NULL,
-        created_ms INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS command_batch_members (
-        command_id INTEGER PRIMARY KEY,
-        batch_id   INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS command_batch_members_by_batch
-        ON command_batch_members (batch_id, command_id);
-";
-
 /// The queue.
 pub struct CommandQueue {
     conn: Mutex<Connection>,
@@ -256,7 +239,6 @@ impl CommandQueue {
         keep_for: Duration,
     ) -> Result<CommandQueue, QueueError> {
         let conn = crate::storage::schema::open_writer(path)?;
-        conn.execute_batch(BATCH_SCHEMA)?;
         Ok(CommandQueue {
             conn: Mutex::new(conn),
             created: Notify::new(),

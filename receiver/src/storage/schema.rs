@@ -24,6 +24,9 @@
 //! Version 4 adds `commands`: the command queue, one row per command with
 //! the time of every transition and the host's result.
 //!
+//! Version 5 adds `command_batches` and `command_batch_members`: commands
+//! created together for many hosts, a command in at most one batch.
+//!
 //! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
 //! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
 
@@ -32,7 +35,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// Migration `n` (1-based) brings a database from version `n-1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -108,6 +111,18 @@ const MIGRATIONS: &[&str] = &[
         error        TEXT
     );
     CREATE INDEX commands_by_client ON commands (client_id, status, id);
+",
+    "
+    CREATE TABLE command_batches (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_by TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE command_batch_members (
+        command_id INTEGER PRIMARY KEY,
+        batch_id   INTEGER NOT NULL
+    );
+    CREATE INDEX command_batch_members_by_batch ON command_batch_members (batch_id, command_id);
 ",
 ];
 
@@ -238,11 +253,13 @@ mod tests {
                 .query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(tokens, i64::from(from >= 2), "from version {from}");
-            // The newest table exists and is empty.
-            let commands: i64 = conn
-                .query_row("SELECT count(*) FROM commands", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(commands, 0);
+            // The newest tables exist and are empty.
+            for table in ["commands", "command_batches", "command_batch_members"] {
+                let rows: i64 = conn
+                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(rows, 0, "{table}");
+            }
         }
     }
 }
