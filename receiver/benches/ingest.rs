@@ -1111,6 +1111,14 @@ fn measure(
                 std::thread::sleep(Duration::from_millis(500));
             };
             let stored = stats["samples"].as_u64().unwrap_or(0);
+            let compacted = stats["compacted_samples"].as_f64().unwrap_or(0.0);
+            let compaction_s = stats["compaction_seconds"].as_f64().unwrap_or(0.0);
+            println!(
+                "{label}: compaction: {} passes, {compaction_s:.1} s for {compacted:.0} samples, \
+                 {:.3} us per sample",
+                stats["compactions"],
+                compaction_s * 1e6 / compacted.max(1.0)
+            );
             println!(
                 "{label}: head drained after {:.1} s; stats: samples {stored}, db_bytes {}, \
                  bytes_per_sample {:.3}",

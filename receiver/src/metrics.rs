@@ -52,6 +52,8 @@ pub struct Metrics {
     samples: Gauge,
     db_bytes: Gauge,
     compactions: Counter<u64, AtomicU64>,
+    compacted_samples: Counter<u64, AtomicU64>,
+    compaction_seconds: Counter<f64, AtomicU64>,
     retention_runs: Counter<u64, AtomicU64>,
     storage_failing: Family<OperationLabels, Gauge>,
     storage_failures: Counter<u64, AtomicU64>,
@@ -83,6 +85,8 @@ impl Default for Metrics {
             samples: Gauge::default(),
             db_bytes: Gauge::default(),
             compactions: Counter::default(),
+            compacted_samples: Counter::default(),
+            compaction_seconds: Counter::default(),
             retention_runs: Counter::default(),
             storage_failing: Family::default(),
             storage_failures: Counter::default(),
@@ -134,6 +138,16 @@ impl Default for Metrics {
             "compactions",
             "Compaction passes completed",
             metrics.compactions.clone(),
+        );
+        registry.register(
+            "compacted_samples",
+            "Samples moved from the head into chunks",
+            metrics.compacted_samples.clone(),
+        );
+        registry.register(
+            "compaction_seconds",
+            "Time the storage writer spent in compaction passes",
+            metrics.compaction_seconds.clone(),
         );
         registry.register(
             "retention_runs",
@@ -212,6 +226,12 @@ impl Metrics {
         };
         let load = |source: &AtomicU64| source.load(Ordering::Relaxed);
         sync(&self.compactions, load(&counters.compactions));
+        sync(&self.compacted_samples, load(&counters.compacted_samples));
+        let compaction_seconds = load(&counters.compaction_micros) as f64 / 1e6;
+        if compaction_seconds > self.compaction_seconds.get() {
+            self.compaction_seconds
+                .inc_by(compaction_seconds - self.compaction_seconds.get());
+        }
         sync(&self.retention_runs, load(&counters.retention_runs));
         sync(&self.storage_failures, load(&counters.failures));
         sync(&self.query_cache.hits, cache.hits);

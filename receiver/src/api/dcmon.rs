@@ -43,6 +43,8 @@ pub async fn stats(
             "rejected": rejected,
         },
         "compactions": counters.compactions.load(Ordering::Relaxed),
+        "compacted_samples": counters.compacted_samples.load(Ordering::Relaxed),
+        "compaction_seconds": counters.compaction_micros.load(Ordering::Relaxed) as f64 / 1e6,
         "retention_runs": counters.retention_runs.load(Ordering::Relaxed),
         "chunks_dropped": counters.chunks_dropped.load(Ordering::Relaxed),
         "series_dropped": counters.series_dropped.load(Ordering::Relaxed),

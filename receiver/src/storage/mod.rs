@@ -220,6 +220,10 @@ pub struct Counters {
     pub chunk_samples: AtomicU64,
     /// Compaction passes completed.
     pub compactions: AtomicU64,
+    /// Samples moved from the head into chunks.
+    pub compacted_samples: AtomicU64,
+    /// Microseconds the writer spent in compaction passes.
+    pub compaction_micros: AtomicU64,
     /// Retention passes completed.
     pub retention_runs: AtomicU64,
     /// Chunks dropped by retention.

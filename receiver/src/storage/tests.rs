@@ -112,6 +112,13 @@ fn reads_merge_head_and_chunks_in_time_order_across_compaction_and_reopen() {
     // After compaction the same answer comes from chunks.
     let outcome = rt.block_on(storage.compact()).unwrap();
     assert_eq!(outcome.samples, 301);
+    let counters = storage.counters();
+    assert_eq!(
+        counters
+            .compacted_samples
+            .load(std::sync::atomic::Ordering::Relaxed),
+        301
+    );
     assert_eq!(
         dump(&storage, &a_only, 0, i64::MAX),
         vec![("a".to_owned(), expect_a.clone())]

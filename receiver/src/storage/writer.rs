@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{FamilyMetadata, METRIC_TYPES};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -324,6 +325,12 @@ impl Writer {
         jobs: &mut mpsc::Receiver<Job>,
     ) -> Result<CompactionOutcome, StorageError> {
         let result = self.compact(jobs);
+        if let Ok(outcome) = &result {
+            self.shared
+                .counters
+                .compacted_samples
+                .fetch_add(outcome.samples as u64, Ordering::Relaxed);
+        }
         match &result {
             Ok(_) => self.shared.record_success("compaction"),
             Err(err) => {
@@ -343,6 +350,9 @@ impl Writer {
         &mut self,
         jobs: &mut mpsc::Receiver<Job>,
     ) -> Result<CompactionOutcome, StorageError> {
+        // Time spent compacting, not on the appends served in between.
+        let mut busy = Instant::now();
+        let mut spent = Duration::ZERO;
         let cut = read_lock(&self.shared.head).cut();
         let log_cut: i64 =
             self.conn
@@ -376,16 +386,20 @@ impl Writer {
             let mut group = Vec::new();
             self.gather_appends(jobs, &mut group);
             if !group.is_empty() {
+                spent += busy.elapsed();
                 self.append_group(group);
+                busy = Instant::now();
             }
         }
         self.conn
             .execute("DELETE FROM head_log WHERE id <= ?1", params![log_cut])?;
         self.shrink_files()?;
-        self.shared
-            .counters
-            .compactions
-            .fetch_add(1, Ordering::Relaxed);
+        spent += busy.elapsed();
+        let counters = &self.shared.counters;
+        counters.compactions.fetch_add(1, Ordering::Relaxed);
+        counters
+            .compaction_micros
+            .fetch_add(spent.as_micros() as u64, Ordering::Relaxed);
         tracing::debug!(
             series = outcome.series,
             samples = outcome.samples,
