@@ -1039,6 +1039,31 @@ fn run_system(
 
 const NOT_INSTALLED: &str = "not installed";
 
+/// Mean time and count of remote-write requests inside dcmon-receiver,
+/// from its request-duration histogram: how much of a sender's round trip
+/// is the receiver's.
+fn write_latency(control: &Client, server: &Server, token: &str) -> Option<(f64, f64)> {
+    let text = control
+        .get(server.url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    let field = |suffix: &str| -> Option<f64> {
+        let prefix = format!(
+            "dcmon_receiver_request_duration_seconds_{suffix}{{handler=\"/api/v1/write\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (sum, count) = (field("sum")?, field("count")?);
+    (count > 0.0).then(|| (sum / count, count))
+}
+
 /// How a run is named in progress lines and the table.
 fn run_label(system: System, tls: bool) -> String {
     if tls {
@@ -1126,6 +1151,13 @@ fn measure(
                 stats["db_bytes"],
                 stats["bytes_per_sample"].as_f64().unwrap_or(f64::NAN)
             );
+            if let Some((mean, count)) = write_latency(control, &server, &token) {
+                println!(
+                    "{label}: {count} writes took {:.2} ms each on average inside the receiver \
+                     (from receiving the request to answering it)",
+                    mean * 1e3
+                );
+            }
             if stored != config.total_samples() {
                 println!(
                     "{label}: note: stored {stored} samples, sent {}",
