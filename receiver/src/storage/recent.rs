@@ -92,6 +92,27 @@ impl Recent {
         self.samples = self.samples + tail.samples.len() - before;
     }
 
+    /// After compaction added `samples` to a window whose other samples are
+    /// all older (an in-order append), adds those the series' tail covers.
+    /// A series without a tail is left as it is.
+    pub fn insert(&mut self, id: SeriesId, samples: &[RawSample]) {
+        let Some(tail) = self.tails.get_mut(&id) else {
+            return;
+        };
+        let samples = &samples[samples.partition_point(|s| s.0 < tail.from)..];
+        let Some(first) = samples.first() else {
+            return;
+        };
+        let at = tail.samples.partition_point(|s| s.0 < first.0);
+        debug_assert!(
+            tail.samples
+                .get(at)
+                .is_none_or(|s| s.0 > samples[samples.len() - 1].0)
+        );
+        tail.samples.splice(at..at, samples.iter().copied());
+        self.samples += samples.len();
+    }
+
     /// Forgets every sample older than `keep_from` (chunks still hold
     /// them); tails left empty are dropped.
     pub fn trim(&mut self, keep_from: i64) {

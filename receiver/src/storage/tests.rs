@@ -685,3 +685,41 @@ fn an_open_window_grows_by_segments_and_is_written_whole_once_closed() {
         [("a".to_owned(), sent)]
     );
 }
+
+#[test]
+fn a_recent_tail_gains_the_samples_each_in_order_pass_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let options = Options {
+        recent_window: Duration::from_secs(3 * 3600),
+        ..options()
+    };
+    let rt = runtime();
+    let now = super::now_ms();
+    let storage = Storage::open(&path, options).unwrap();
+    let all = [m("__name__", MatchOp::Equal, "m")];
+    let mut sent = Vec::new();
+    // Twelve passes of five minutes each, oldest first, all within the
+    // recent window: after the first, each pass appends a segment and
+    // extends the tail that answers the reads.
+    for pass in (0..12).rev() {
+        let samples: Vec<(i64, f64)> = (0..10)
+            .map(|k| {
+                (
+                    now - pass * 300_000 - (10 - k) * 30_000,
+                    (pass * 10 + k) as f64,
+                )
+            })
+            .collect();
+        sent.extend(samples.iter().map(|(t, v)| (*t, v.to_bits())));
+        rt.block_on(storage.append(vec![series("m", "a", &samples)], Vec::new()))
+            .unwrap();
+        rt.block_on(storage.compact()).unwrap();
+        assert_eq!(storage.recent_samples(), sent.len(), "pass {pass}");
+        assert_eq!(
+            dump(&storage, &all, now - 3 * HOUR, now),
+            vec![("a".to_owned(), sent.clone())],
+            "pass {pass}"
+        );
+    }
+}

@@ -26,6 +26,9 @@ struct TailUpdate {
     span: (i64, i64),
     samples: Vec<RawSample>,
     start_from: Option<i64>,
+    /// `samples` are only the window's new ones, all after the rest of
+    /// it: the series' tail gains them (`Recent::insert`).
+    inserted: bool,
 }
 
 /// The `settings` row holding the latest retention cutoff (ms).
@@ -34,7 +37,7 @@ const RETENTION_CUTOFF_SETTING: &str = "storage_retention_cutoff_ms";
 /// Most appends merged into one transaction.
 const GROUP_JOBS: usize = 512;
 /// Most series compacted per transaction, so appends are not held up long.
-const COMPACTION_SLICE: usize = 1000;
+const COMPACTION_SLICE: usize = 250;
 
 /// Rebuilds the in-memory index and head from the database.
 pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageError> {
@@ -374,7 +377,11 @@ impl Writer {
                 let mut head = write_lock(&self.shared.head);
                 let mut recent = write_lock(&self.shared.recent);
                 for tail in tails {
-                    recent.replace_window(tail.id, tail.span, &tail.samples, tail.start_from);
+                    if tail.inserted {
+                        recent.insert(tail.id, &tail.samples);
+                    } else {
+                        recent.replace_window(tail.id, tail.span, &tail.samples, tail.start_from);
+                    }
                 }
                 for (id, count) in slice {
                     head.drain_prefix(*id, *count);
@@ -471,8 +478,19 @@ impl Writer {
                                     < chunk::MAX_SEGMENTS =>
                         {
                             // In order: the new samples become one more
-                            // segment; the older ones are not encoded again.
+                            // segment; the older ones are not encoded again,
+                            // nor decoded where the series' tail holds them.
                             let merged = match tail_from {
+                                Some(_) if recent.has(*id) => {
+                                    tails.push(TailUpdate {
+                                        id: *id,
+                                        span,
+                                        samples: newer.clone(),
+                                        start_from: None,
+                                        inserted: true,
+                                    });
+                                    None
+                                }
                                 Some(_) => {
                                     let mut all = chunk::decode(&data).map_err(corrupt)?;
                                     all.extend_from_slice(&newer);
@@ -546,6 +564,7 @@ impl Writer {
                             span,
                             samples: merged[kept..].to_vec(),
                             start_from,
+                            inserted: false,
                         });
                     }
                 }
