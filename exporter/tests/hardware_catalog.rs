@@ -1,8 +1,8 @@
 //! The hardware collectors as a whole: with every collector on and the
 //! hardware faked (stand-in ipmitool, nvme and apt programs replaying
 //! captures, a GPU source fed from nvidia-smi captures), the exporter's
-//! output passes `promtool check metrics`, and every name `METRICS.md`
-//! fixes for IPMI, NVMe, apt and GPUs appears with its labels and type.
+//! output passes `promtool check metrics`, and every name the catalog
+//! below fixes for IPMI, NVMe, apt and GPUs appears with its labels and type.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,8 +19,8 @@ use crate::common::stand_in::{Reply, StandIn};
 use crate::common::{ParsedFamily, fixtures, parse_exposition};
 use crate::gpu::fake_gpu_snapshot;
 
-/// `(name, type, label names)` from `METRICS.md`'s IPMI, NVMe, apt and GPU
-/// sections, plus dcmon's own additions for these collectors.
+/// `(name, type, label names)` of the IPMI, NVMe, apt and GPU series dcmon
+/// keeps from the exporters and scripts it replaces, plus dcmon's own additions for these collectors.
 const CATALOG: &[(&str, &str, &[&str])] = &[
     ("ipmi_up", "gauge", &["collector"]),
     ("ipmi_scrape_duration_seconds", "gauge", &[]),

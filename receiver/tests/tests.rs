@@ -8,6 +8,7 @@ mod command_batches;
 mod commands;
 mod common;
 mod dashboards;
+mod docs;
 mod durability;
 mod enrolment;
 mod http_limits;

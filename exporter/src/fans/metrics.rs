@@ -1,4 +1,4 @@
-//! Fan state as metrics (names from METRICS.md), so dashboards show the
+//! Fan state as metrics (dcmon's own `dcmon_fan_*` names), so dashboards show the
 //! mode and duties and alerts see a long manual override or a guard trip.
 
 use super::control::FanGauges;
