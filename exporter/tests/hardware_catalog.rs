@@ -215,16 +215,16 @@ const NOT_FROM_CAPTURES: &[&str] = &[
 const SYNTHETIC_MC_INFO: &str = "Device ID                 : 32\nFirmware Revision         : 3.88\nManufacturer ID           : 10876\n";
 const SYNTHETIC_CHASSIS: &str = "System Power         : on\nPower Overload       : false\n";
 
-struct FakeHardware {
-    ipmitool: StandIn,
-    nvme: StandIn,
-    apt_get: StandIn,
-    apt_mark: StandIn,
-    apt: StandIn,
-    rootfs: tempfile::TempDir,
+pub(crate) struct FakeHardware {
+    pub(crate) ipmitool: StandIn,
+    pub(crate) nvme: StandIn,
+    pub(crate) apt_get: StandIn,
+    pub(crate) apt_mark: StandIn,
+    pub(crate) apt: StandIn,
+    pub(crate) rootfs: tempfile::TempDir,
 }
 
-fn fake_hardware() -> FakeHardware {
+pub(crate) fn fake_hardware() -> FakeHardware {
     let f = fixtures();
     let rootfs = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -16,6 +16,7 @@ mod http_properties;
 mod identity;
 mod install_scripts;
 mod metric_names;
+mod metrics_doc;
 mod openapi;
 mod peer_queries;
 mod prometheus_e2e;
