@@ -11,7 +11,7 @@
 //! our own `grafana/` dashboards and `rules/` that read the data.
 //!
 //! Debian ships Prometheus 2.42, dcmon follows 3.x. Mismatches that are
-//! documented 2.x/3.x differences are left out
+//! documented 2.x/3.x differences (`docs/promql.md`) are left out
 //! of the fraction: the `rate` extrapolation change is recognised by
 //! running the query again from 15 minutes into the data, where it must
 //! match; others are listed with class `2.x-3.x` in
