@@ -1,6 +1,7 @@
 //! Integration tests of dcmon-receiver over real loopback HTTP.
 
 mod alerting;
+mod api_doc;
 mod auth;
 mod auth_hardening;
 mod backup;
