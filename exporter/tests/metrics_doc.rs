@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dcmon_exporter::collector::{ALL, Scraper, Services};
+use dcmon_exporter::fans::control::FanGauges;
+use dcmon_exporter::fans::governor::{PolicyGauges, ZoneGauges};
 use dcmon_exporter::shipper::ShipperMetrics;
 use dcmon_exporter::shipper::message::{Negotiation, ProtobufMessage};
 use dcmon_exporter::shipper::metrics::EndpointMetrics;
 use dcmon_exporter::snapshot::{Kind, Snapshot};
+use dcmon_protocol::commands::FanMode;
 
 use crate::fixture_compare::node_exporter_config;
 use crate::gpu::fake_gpu_snapshot;
@@ -79,6 +82,27 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// Fan gauges with every optional part set.
+fn fan_gauges() -> FanGauges {
+    let zone = ZoneGauges {
+        target: Some(60),
+        applied: Some(60),
+        winner: Some(("gpu".into(), 70.0)),
+        failsafe: Some(("sensor", "no reading".into())),
+        reverts: 1,
+    };
+    FanGauges {
+        mode: Some(FanMode::Full),
+        duties: BTreeMap::from([(0, 60)]),
+        policy: Some(PolicyGauges {
+            version: "1".into(),
+            hash: "0".into(),
+            zones: BTreeMap::from([(0, zone)]),
+        }),
+        ..FanGauges::default()
+    }
+}
+
 fn produced() -> Produced {
     let hw = fake_hardware();
     let mut config = node_exporter_config();
@@ -105,6 +129,13 @@ fn produced() -> Produced {
             }
             assert!(Instant::now() < deadline, "apt gave no result in time");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if info.name == "fan" && out.families().is_empty() {
+            // Fan control runs only on a supported board, which no
+            // fixture is: the families its gauges write, with a policy in
+            // force and a zone failing safe, so each one shows.
+            out = Snapshot::new();
+            fan_gauges().write_to(&mut out);
         }
         if info.name == "gpu" {
             // NVML cannot be faked in-process here; the fake GPU source
