@@ -29,9 +29,20 @@ use crate::shipper::{
     self, EndpointAuth, EndpointConfig, ProtobufMessage, ShipperConfig, SpoolLimits, TargetLabels,
 };
 
+/// Where the documentation is, shown after the flags in `--help` and in the
+/// manual page (help2man builds it from `--help`).
+pub const DOCUMENTATION: &str = "Documentation: /usr/share/doc/dcmon-exporter/ where the package is \
+installed (README.md; docs/metrics.md lists every metric, its labels and \
+its collector), or README.md and docs/ in a checkout of the source.";
+
 /// dcmon-exporter: host, GPU, IPMI, NVMe and apt metrics for Prometheus.
 #[derive(Debug, Parser)]
-#[command(name = "dcmon-exporter", version, args_override_self = true)]
+#[command(
+    name = "dcmon-exporter",
+    version,
+    args_override_self = true,
+    after_help = DOCUMENTATION
+)]
 pub struct Cli {
     /// TOML file whose keys are flag names (`"web.listen-address" = ":9870"`,
     /// or nested: `[collector]` `cpu = false`). Flags given here win.
@@ -717,6 +728,13 @@ mod tests {
     #[test]
     fn verify_cli() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn help_says_where_the_documentation_is() {
+        let help = command().render_help().to_string();
+        assert!(help.contains("/usr/share/doc/dcmon-exporter/"), "{help}");
+        assert!(help.contains("docs/metrics.md"), "{help}");
     }
 
     #[test]

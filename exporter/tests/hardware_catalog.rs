@@ -1,8 +1,8 @@
 //! The hardware collectors as a whole: with every collector on and the
 //! hardware faked (stand-in ipmitool, nvme and apt programs replaying
 //! captures, a GPU source fed from nvidia-smi captures), the exporter's
-//! output passes `promtool check metrics`, and every name `METRICS.md`
-//! fixes for IPMI, NVMe, apt and GPUs appears with its labels and type.
+//! output passes `promtool check metrics`, and every name the catalog
+//! below fixes for IPMI, NVMe, apt and GPUs appears with its labels and type.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,8 +19,8 @@ use crate::common::stand_in::{Reply, StandIn};
 use crate::common::{ParsedFamily, fixtures, parse_exposition};
 use crate::gpu::fake_gpu_snapshot;
 
-/// `(name, type, label names)` from `METRICS.md`'s IPMI, NVMe, apt and GPU
-/// sections, plus dcmon's own additions for these collectors.
+/// `(name, type, label names)` of the IPMI, NVMe, apt and GPU series dcmon
+/// keeps from the exporters and scripts it replaces, plus dcmon's own additions for these collectors.
 const CATALOG: &[(&str, &str, &[&str])] = &[
     ("ipmi_up", "gauge", &["collector"]),
     ("ipmi_scrape_duration_seconds", "gauge", &[]),
@@ -215,16 +215,16 @@ const NOT_FROM_CAPTURES: &[&str] = &[
 const SYNTHETIC_MC_INFO: &str = "Device ID                 : 32\nFirmware Revision         : 3.88\nManufacturer ID           : 10876\n";
 const SYNTHETIC_CHASSIS: &str = "System Power         : on\nPower Overload       : false\n";
 
-struct FakeHardware {
-    ipmitool: StandIn,
-    nvme: StandIn,
-    apt_get: StandIn,
-    apt_mark: StandIn,
-    apt: StandIn,
-    rootfs: tempfile::TempDir,
+pub(crate) struct FakeHardware {
+    pub(crate) ipmitool: StandIn,
+    pub(crate) nvme: StandIn,
+    pub(crate) apt_get: StandIn,
+    pub(crate) apt_mark: StandIn,
+    pub(crate) apt: StandIn,
+    pub(crate) rootfs: tempfile::TempDir,
 }
 
-fn fake_hardware() -> FakeHardware {
+pub(crate) fn fake_hardware() -> FakeHardware {
     let f = fixtures();
     let rootfs = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -11,6 +11,7 @@ mod hardware_catalog;
 mod http;
 mod ipmi;
 mod ipmi_sim;
+mod metrics_doc;
 mod nvme;
 mod peers;
 mod runtime_config;

@@ -18,9 +18,21 @@ use crate::auth::Scope;
 use crate::promql::EngineOptions;
 use crate::{self_scrape, serve, storage};
 
+/// Where the documentation is, shown after the flags in `--help` and in the
+/// manual page (help2man builds it from `--help`).
+pub const DOCUMENTATION: &str = "Documentation: /usr/share/doc/dcmon-receiver/ where the package is \
+installed (README.md; docs/api.md for the HTTP API, docs/promql.md for \
+PromQL and its limits, docs/metrics.md for every metric), or README.md and \
+docs/ in a checkout of the source.";
+
 /// dcmon-receiver: remote-write ingest, storage, PromQL API and command queue.
 #[derive(Debug, Parser)]
-#[command(name = "dcmon-receiver", version, args_override_self = true)]
+#[command(
+    name = "dcmon-receiver",
+    version,
+    args_override_self = true,
+    after_help = DOCUMENTATION
+)]
 pub struct Cli {
     /// TOML file whose keys are flag names (`"storage.retention" = "7d"`).
     #[arg(long = "config.file", value_name = "FILE")]
@@ -390,6 +402,15 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_says_where_the_documentation_is() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("/usr/share/doc/dcmon-receiver/"), "{help}");
+        for page in ["docs/api.md", "docs/promql.md", "docs/metrics.md"] {
+            assert!(help.contains(page), "{page} missing:\n{help}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! our own `grafana/` dashboards and `rules/` that read the data.
 //!
 //! Debian ships Prometheus 2.42, dcmon follows 3.x. Mismatches that are
-//! documented 2.x/3.x differences (the project's SEMANTICS.md) are left out
+//! documented 2.x/3.x differences (`docs/promql.md`) are left out
 //! of the fraction: the `rate` extrapolation change is recognised by
 //! running the query again from 15 minutes into the data, where it must
 //! match; others are listed with class `2.x-3.x` in
@@ -152,7 +152,7 @@ fn load_queries(metrics: &BTreeSet<String>) -> Vec<Query> {
     for line in COMPLIANCE.lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
         // Subqueries evaluate on a grid whose left edge falls on window
-        // boundaries, where 2.x and 3.x always differ (SEMANTICS.md 1).
+        // boundaries, where 2.x and 3.x always differ.
         if f.len() >= 4 && f[3] == "core" {
             queries.push(Query {
                 source: "compliance",
@@ -397,7 +397,7 @@ fn promql_matches_prometheus_side_by_side() {
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
 
-    // SEMANTICS.md 2: where a counter starts inside a `rate` window and
+    // Where a counter starts inside a `rate` window and
     // its zero point lies closer than the window start, 2.42 extrapolates
     // to the zero point, 3.x at most half an average interval. Every
     // counter of the data starts with the data, so a mismatch of a
@@ -445,7 +445,7 @@ fn promql_matches_prometheus_side_by_side() {
                 {
                     tally.version += 1;
                     println!(
-                        "  2.x/3.x  [{}] {}\n           rate extrapolation at the counters' start (SEMANTICS.md 2), equal from 15 min in; {detail}",
+                        "  2.x/3.x  [{}] {}\n           rate extrapolation at the counters' start (a 2.x/3.x difference), equal from 15 min in; {detail}",
                         query.source, query.text
                     );
                 }

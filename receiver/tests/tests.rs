@@ -1,6 +1,7 @@
 //! Integration tests of dcmon-receiver over real loopback HTTP.
 
 mod alerting;
+mod api_doc;
 mod auth;
 mod auth_hardening;
 mod backup;
@@ -8,6 +9,7 @@ mod command_batches;
 mod commands;
 mod common;
 mod dashboards;
+mod docs;
 mod durability;
 mod enrolment;
 mod http_limits;
@@ -15,6 +17,7 @@ mod http_properties;
 mod identity;
 mod install_scripts;
 mod metric_names;
+mod metrics_doc;
 mod openapi;
 mod peer_queries;
 mod prometheus_e2e;

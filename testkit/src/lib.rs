@@ -2,7 +2,8 @@
 //! else: a seeded random generator for synthetic data ([`Rng`]), loopback
 //! ports ([`free_port`], [`wait_for_port`]) and child processes that cannot
 //! outlive a failed test ([`KillOnDrop`], [`start_prometheus`]), and certificates and password
-//! hashes for web-configuration tests ([`web`]).
+//! hashes for web-configuration tests ([`web`]), and the check that keeps
+//! generated documents current ([`docs`]).
 //!
 //! A crate of its own, used only as a dev-dependency, rather than a file
 //! each test target includes by `#[path]`: the receiver's unit tests, its
@@ -12,6 +13,7 @@
 //! already build, and `rcgen`, `bcrypt`, `rustls` and
 //! `reqwest` for [`web`].
 
+pub mod docs;
 mod net;
 mod process;
 mod rng;

@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        // exporter-toolkit's docs/web-configuration.md example.
+        // The example in exporter-toolkit's web configuration documentation.
         let config = parse(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
              basic_auth_users:\n  alice: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n  \

@@ -166,6 +166,14 @@ impl Services {
     }
 }
 
+impl CollectorInfo {
+    /// Builds this collector from `config` on `services`, as the scraper
+    /// does (the metrics reference in `docs/` is generated this way).
+    pub fn build(&self, config: &Config, services: &Services) -> Box<dyn Collector> {
+        (self.build)(config, services)
+    }
+}
+
 macro_rules! info {
     ($module:ident, $default:expr) => {
         CollectorInfo {

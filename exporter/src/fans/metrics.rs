@@ -1,5 +1,6 @@
-//! Fan state as metrics (names from METRICS.md), so dashboards show the
-//! mode and duties and alerts see a long manual override or a guard trip.
+//! Fan state as metrics (dcmon's own names, listed in `docs/metrics.md`), so
+//! dashboards show the mode and duties and alerts see a long manual override
+//! or a guard trip.
 
 use super::control::FanGauges;
 use super::governor::PolicyGauges;

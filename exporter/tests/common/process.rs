@@ -138,7 +138,8 @@ pub fn get_text(url: &str) -> String {
 }
 
 /// Remarks `promtool check metrics` may make on dcmon's output, each one
-/// inherited from the exporter whose names dcmon keeps (see METRICS.md).
+/// inherited from the exporter whose names dcmon keeps
+/// (`docs/metrics.md` says which).
 pub const ACCEPTED_PROMTOOL_REMARKS: &[&str] = &[
     r#"^nvme_power_on_hours_total use base unit "seconds" instead of "hours"$"#,
     r"^node_memory_[A-Za-z0-9_]+ metric names should be written in 'snake_case' not 'camelCase'$",

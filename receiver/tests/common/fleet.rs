@@ -1,5 +1,5 @@
-//! A small fleet's worth of series with the names `shared/METRICS.md`
-//! lists, as the exporters, the receiver's heartbeat and a Prometheus
+//! A small fleet's worth of series with the names the exporter
+//! and the receiver use, as the exporters, the receiver's heartbeat and a Prometheus
 //! scraping the receiver's `/metrics` would write them: two GPU hosts
 //! (`gpu01` healthy, `gpu02` with a BMC warning, a failing collector, a
 //! recent XID and a pending reboot) and the receiver's self-metrics.
