@@ -3,6 +3,8 @@
 //! median interval, the previous interval, or the scrape grid with its
 //! phase) go to the sequence coder.
 
+use std::cell::RefCell;
+
 use super::ChunkError;
 use super::RawSample;
 use super::arith::{median, svar_bits, unzigzag, zigzag};
@@ -17,7 +19,32 @@ const TIME_DOD: u64 = 2;
 
 const TIME_GRID: u64 = 3;
 
+thread_local! {
+    /// The timestamps of the last block coded on this thread, and their
+    /// coding: every series of a host carries the host's timestamps, and
+    /// compaction codes a host's series one after the other, so working
+    /// out the cheapest prediction once per host is enough.
+    static LAST: RefCell<Option<(Vec<i64>, BitWriter)>> = const { RefCell::new(None) };
+}
+
 pub(super) fn encode_times(w: &mut BitWriter, samples: &[RawSample]) {
+    LAST.with_borrow_mut(|last| {
+        if let Some((times, coded)) = last.as_ref()
+            && times.len() == samples.len()
+            && times.iter().zip(samples).all(|(t, s)| *t == s.0)
+        {
+            w.append(coded);
+            return;
+        }
+        let mut coded = BitWriter::empty();
+        code_times(&mut coded, samples);
+        w.append(&coded);
+        *last = Some((samples.iter().map(|s| s.0).collect(), coded));
+    });
+}
+
+/// Codes the timestamps of one block (`samples.len() > 1`).
+fn code_times(w: &mut BitWriter, samples: &[RawSample]) {
     let first = samples[1].0.wrapping_sub(samples[0].0) as u64;
     let regular = samples
         .windows(2)
@@ -165,6 +192,32 @@ mod tests {
         encode_times(&mut w, samples);
         let buf = w.finish();
         BitReader::new(&buf[1..]).get(2)
+    }
+
+    #[test]
+    fn a_repeated_block_of_timestamps_is_coded_as_the_first_time() {
+        // Jittered, so the cheapest prediction has to be worked out.
+        let mut rng = Rng::new(11);
+        let times: Vec<i64> = (0..50)
+            .map(|i| T0 + 30_000 * i + rng.modulo(9) as i64 - 4)
+            .collect();
+        let with = |values: &[u64]| -> Vec<RawSample> {
+            times.iter().copied().zip(values.iter().copied()).collect()
+        };
+        let first = with(&[f(1.0); 50]);
+        let second: Vec<u64> = (0..50).map(|i| f(f64::from(i) * 0.5)).collect();
+        let second = with(&second);
+        // Coded on a fresh thread, nothing cached.
+        let fresh = {
+            let second = second.clone();
+            std::thread::spawn(move || super::super::encode(&second))
+                .join()
+                .unwrap()
+        };
+        let _ = super::super::encode(&first);
+        let cached = super::super::encode(&second);
+        assert_eq!(cached, fresh);
+        assert_eq!(super::super::decode(&cached), Ok(second));
     }
 
     #[test]
