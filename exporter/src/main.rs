@@ -8,7 +8,7 @@ use anyhow::Context;
 use dcmon_exporter::cli::ExporterCommand;
 use dcmon_exporter::collector::{Scraper, Services, SharedScraper};
 use dcmon_exporter::config::Config;
-use dcmon_exporter::identity::{Enrollment, JwtSigner, StateDir};
+use dcmon_exporter::identity::{Enrollment, IdentityStore, JwtSigner};
 use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
 use dcmon_exporter::runtime_config::RuntimeStore;
@@ -82,7 +82,7 @@ fn enrollment(config: &Config) -> anyhow::Result<Option<(Enrollment, Arc<JwtSign
     {
         return Ok(None);
     }
-    let state = StateDir::open(&config.remote_write.state_dir)?;
+    let state = IdentityStore::open(&config.remote_write.state_dir)?;
     let Some(enrollment) = state.enrollment()? else {
         return Ok(None);
     };

@@ -361,6 +361,16 @@ pub fn encode_v2_with_metadata(series: &[SeriesSamples], metadata: &[FamilyMetad
     .encode_to_vec()
 }
 
+/// The type name as [`FamilyMetadata::kind`] holds it: one of
+/// [`METRIC_TYPES`], `unknown` for anything else (a stored or sent name
+/// this version does not know).
+pub fn metric_kind(name: &str) -> &'static str {
+    METRIC_TYPES
+        .into_iter()
+        .find(|kind| *kind == name)
+        .unwrap_or("unknown")
+}
+
 /// The protobuf `MetricType` code of a type name (the inverse of the names
 /// [`FamilyMetadata::kind`] holds); unknown names are 0, unspecified.
 pub fn metric_type_code(kind: &str) -> i32 {

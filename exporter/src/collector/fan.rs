@@ -17,18 +17,18 @@ pub const NAME: &str = "fan";
 
 /// The collector.
 #[derive(Debug)]
-pub struct Fan {
+pub struct FanCollector {
     controller: Arc<FanController>,
 }
 
 /// Builds the collector around the exporter's fan controller.
-pub fn new(services: &Services) -> Fan {
-    Fan {
+pub fn new(services: &Services) -> FanCollector {
+    FanCollector {
         controller: Arc::clone(&services.fans),
     }
 }
 
-impl Collector for Fan {
+impl Collector for FanCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         if !self.controller.supported_board() {
             return Ok(());

@@ -51,7 +51,7 @@ enum Failure {
 /// does not leave gaps; a TTL of zero reads the BMC on every scrape.
 #[derive(Debug)]
 pub struct IpmiCollector {
-    bmc: Arc<Bmc>,
+    bmc: Arc<IpmiTarget>,
     cache_ttl: Duration,
     cache: Arc<Mutex<Option<Refresh>>>,
     /// Set while a background refresh runs, so only one does.
@@ -62,7 +62,7 @@ pub struct IpmiCollector {
 
 /// One BMC as ipmitool reaches it.
 #[derive(Debug)]
-struct Bmc {
+struct IpmiTarget {
     base: Tool,
     /// The unit each sensor last reported, by name and occurrence.
     known_units: Mutex<HashMap<(String, usize), String>>,
@@ -71,7 +71,7 @@ struct Bmc {
 /// Builds the collector.
 pub fn new(config: &Config) -> IpmiCollector {
     IpmiCollector {
-        bmc: Arc::new(Bmc {
+        bmc: Arc::new(IpmiTarget {
             base: base_tool(&config.ipmi),
             known_units: Mutex::new(HashMap::new()),
         }),
@@ -109,7 +109,7 @@ fn base_tool(config: &IpmiConfig) -> Tool {
     Tool::new(&config.ipmitool.program, config.ipmitool.timeout).args(args)
 }
 
-impl Bmc {
+impl IpmiTarget {
     fn run(&self, command: &[&str]) -> Result<ToolOutput, ToolError> {
         self.base.clone().args(command.iter().copied()).run()
     }

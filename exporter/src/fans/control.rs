@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::bmc::{Bmc, BmcError, Ipmitool};
 use super::board::Board;
 use super::governor::{Governor, PolicyGauges};
-use super::sensors::{self, Fan, SharedTemperatures, Temperature};
+use super::sensors::{self, FanSensor, SharedTemperatures, Temperature};
 use super::sources::{LazyNvml, SharedGpuSource};
 use crate::collector::ipmi_parse::{SensorRow, parse_sensor};
 use crate::config::{FanConfig, FanRules};
@@ -60,7 +60,7 @@ pub struct FanStatus {
     /// Whether dcmon holds a manual duty.
     pub manual_override: bool,
     /// Fan tachometers with their lower thresholds (when the BMC lists them).
-    pub fans: Vec<Fan>,
+    pub fans: Vec<FanSensor>,
 }
 
 /// Gauges for `/metrics`.
@@ -405,7 +405,7 @@ impl FanController {
         let rows = sensors.as_deref().unwrap_or_default();
         let slow: Vec<String> = sensors::fans(rows)
             .into_iter()
-            .filter(Fan::near_lower_critical)
+            .filter(FanSensor::near_lower_critical)
             .map(|f| format!("{} {} RPM", f.name, f.rpm.unwrap_or_default()))
             .collect();
         if !slow.is_empty() {

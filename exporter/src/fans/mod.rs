@@ -20,5 +20,5 @@ pub use self::bmc::{Bmc, BmcError, Ipmitool};
 pub use self::board::Board;
 pub use self::control::{FanController, FanError, FanStatus};
 pub use self::policy::{Policy, PolicyError};
-pub use self::sensors::{Fan, SharedTemperatures, Temperature};
+pub use self::sensors::{FanSensor, SharedTemperatures, Temperature};
 pub use crate::config::FanRules;

@@ -36,7 +36,7 @@ pub type SharedTemperatures = Arc<Mutex<Vec<Temperature>>>;
 
 /// A fan tachometer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Fan {
+pub struct FanSensor {
     /// Sensor name.
     pub name: String,
     /// Reading, RPM (`None`: no reading, e.g. no fan on the header).
@@ -47,7 +47,7 @@ pub struct Fan {
     pub lower_non_critical: Option<f64>,
 }
 
-impl Fan {
+impl FanSensor {
     /// Whether it spins but close to its lower-critical threshold.
     pub fn near_lower_critical(&self) -> bool {
         match (self.rpm, self.lower_critical) {
@@ -72,12 +72,12 @@ pub fn temperatures(rows: &[SensorRow]) -> Vec<Temperature> {
 }
 
 /// Fan tachometers (RPM sensors), read or not.
-pub fn fans(rows: &[SensorRow]) -> Vec<Fan> {
+pub fn fans(rows: &[SensorRow]) -> Vec<FanSensor> {
     rows.iter()
         .filter(|r| {
             r.unit == "RPM" || (r.value.is_none() && r.name.to_ascii_uppercase().starts_with("FAN"))
         })
-        .map(|r| Fan {
+        .map(|r| FanSensor {
             name: r.name.clone(),
             rpm: r.value,
             lower_critical: r.thresholds[LCR],
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn near_lower_critical_means_spinning_within_half_again_of_it() {
-        let fan = |rpm| Fan {
+        let fan = |rpm| FanSensor {
             name: "FANA".into(),
             rpm,
             lower_critical: Some(450.0),

@@ -62,18 +62,19 @@ impl Enrollment {
     }
 }
 
-/// A checked state directory.
+/// The host's private key and enrollment, kept in the checked state
+/// directory ([`crate::state_dir`]).
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub struct IdentityStore {
     path: PathBuf,
 }
 
-impl StateDir {
+impl IdentityStore {
     /// Opens `path`, creating it (mode 0700) if missing. Refuses a
     /// directory other users can write to (see [`crate::state_dir`]).
-    pub fn open(path: &Path) -> anyhow::Result<StateDir> {
+    pub fn open(path: &Path) -> anyhow::Result<IdentityStore> {
         crate::state_dir::prepare(path)?;
-        Ok(StateDir {
+        Ok(IdentityStore {
             path: path.to_owned(),
         })
     }
@@ -166,7 +167,7 @@ mod tests {
     fn refuses_world_writable_dirs_and_exposed_keys() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
-        let state = StateDir::open(&dir).unwrap();
+        let state = IdentityStore::open(&dir).unwrap();
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
@@ -209,7 +210,7 @@ mod tests {
 
         for mode in [0o777, 0o770] {
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
-            let err = StateDir::open(&dir).unwrap_err().to_string();
+            let err = IdentityStore::open(&dir).unwrap_err().to_string();
             assert!(err.contains("writable by other users"), "{mode:o}: {err}");
         }
     }

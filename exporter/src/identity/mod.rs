@@ -11,5 +11,5 @@ pub mod enrollment;
 pub mod register;
 pub mod signer;
 
-pub use self::enrollment::{Enrollment, StateDir};
+pub use self::enrollment::{Enrollment, IdentityStore};
 pub use self::signer::JwtSigner;

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use dcmon_protocol::identity::{self, KEY_BITS, RegisterRequest, RegisterResponse};
 use rsa::RsaPrivateKey;
 
-use super::{Enrollment, StateDir};
+use super::{Enrollment, IdentityStore};
 use crate::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 
 /// Default state directory.
@@ -73,7 +73,7 @@ pub fn run(args: &RegisterArgs) -> anyhow::Result<Enrollment> {
             hostname.chars().take(80).collect::<String>()
         );
     }
-    let state = StateDir::open(&args.state_dir)?;
+    let state = IdentityStore::open(&args.state_dir)?;
     let admin_token = read_admin_token(args)?;
     let machine_id = std::fs::read_to_string(&args.machine_id_file)
         .with_context(|| format!("reading {}", args.machine_id_file.display()))?

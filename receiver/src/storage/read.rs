@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use dcmon_protocol::remote_write::{FamilyMetadata, metric_kind};
 use rayon::prelude::*;
 use rusqlite::{Connection, params};
 
@@ -485,29 +486,16 @@ fn merge_newer(mut older: Vec<(i64, f64)>, newer: &[RawSample]) -> Vec<(i64, f64
     out
 }
 
-/// What a sender said about one metric family (remote-write metadata).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FamilyInfo {
-    /// Metric family name.
-    pub family: String,
-    /// `counter`, `gauge`, `histogram`, … as sent.
-    pub kind: String,
-    /// HELP text.
-    pub help: String,
-    /// Unit.
-    pub unit: String,
-}
-
 impl Storage {
     /// Stored metadata of every metric family, sorted by family name.
-    pub fn metadata(&self) -> Result<Vec<FamilyInfo>, StorageError> {
+    pub fn metadata(&self) -> Result<Vec<FamilyMetadata>, StorageError> {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT family, type, help, unit FROM metadata ORDER BY family")?;
             let rows = stmt.query_map([], |r| {
-                Ok(FamilyInfo {
+                Ok(FamilyMetadata {
                     family: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: metric_kind(&r.get::<_, String>(1)?),
                     help: r.get(2)?,
                     unit: r.get(3)?,
                 })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use dcmon_protocol::remote_write::{FamilyMetadata, METRIC_TYPES};
+use dcmon_protocol::remote_write::{FamilyMetadata, metric_kind};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
@@ -716,12 +716,4 @@ impl Writer {
         );
         Ok(outcome)
     }
-}
-
-/// A stored type name as the `&'static str` metadata carries.
-fn metric_kind(name: &str) -> &'static str {
-    METRIC_TYPES
-        .into_iter()
-        .find(|kind| *kind == name)
-        .unwrap_or("unknown")
 }
