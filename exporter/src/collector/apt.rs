@@ -10,11 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
 use std::time::{Instant, UNIX_EPOCH};
 
 use super::apt_parse::{self, Simulation};
+use super::background::{Absence, Background, Renewal};
 use super::{CollectError, Collector};
 use crate::config::{AptConfig, Config};
 use crate::roots::Roots;
@@ -40,7 +39,7 @@ pub struct AptReport {
     pub obsolete: Option<usize>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct State {
     /// The last successful report and when it was computed.
     report: Option<(Instant, AptReport)>,
@@ -63,22 +62,21 @@ impl AptError {
     }
 }
 
-/// Programs and the shared state between the scrapes and the background run.
+/// The programs a run uses.
 #[derive(Debug)]
-struct Shared {
+struct Apt {
     apt_get: Tool,
     apt_mark: Tool,
     apt: Tool,
-    state: Mutex<State>,
-    absence_logged: AtomicBool,
+    absence: Absence,
 }
 
 /// The `apt` collector.
 #[derive(Debug)]
 pub struct AptCollector {
-    shared: Arc<Shared>,
-    interval: std::time::Duration,
-    background: Once,
+    /// `apt-get`, for errors.
+    program: PathBuf,
+    state: Background<State>,
     roots: Roots,
 }
 
@@ -91,16 +89,17 @@ pub fn new(config: &Config) -> AptCollector {
         apt,
         interval,
     } = &config.apt;
+    let runner = Apt {
+        apt_get: Tool::new(&apt_get.program, apt_get.timeout),
+        apt_mark: Tool::new(apt_mark, apt_get.timeout),
+        apt: Tool::new(apt, apt_get.timeout),
+        absence: Absence::default(),
+    };
     AptCollector {
-        shared: Arc::new(Shared {
-            apt_get: Tool::new(&apt_get.program, apt_get.timeout),
-            apt_mark: Tool::new(apt_mark, apt_get.timeout),
-            apt: Tool::new(apt, apt_get.timeout),
-            state: Mutex::new(State::default()),
-            absence_logged: AtomicBool::new(false),
+        program: apt_get.program.clone(),
+        state: Background::new("dcmon-apt", Renewal::Interval(*interval), move |previous| {
+            runner.refresh(previous)
         }),
-        interval: *interval,
-        background: Once::new(),
         roots: config.roots.clone(),
     }
 }
@@ -140,7 +139,7 @@ fn checked(result: Result<ToolOutput, ToolError>, what: &str) -> Result<ToolOutp
     }
 }
 
-impl Shared {
+impl Apt {
     /// Runs apt once and computes a report.
     fn compute(&self) -> Result<AptReport, AptError> {
         let mut report = AptReport::default();
@@ -169,19 +168,21 @@ impl Shared {
         Ok(report)
     }
 
-    /// Computes a report and stores it (or the error).
-    fn refresh(&self) {
-        let outcome = self.compute();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match outcome {
+    /// Computes a report: the new state keeps the previous report when
+    /// this run fails, so scrapes go on serving it.
+    fn refresh(&self, previous: Option<&State>) -> State {
+        let mut state = previous.cloned().unwrap_or_default();
+        match self.compute() {
             Ok(report) => {
                 state.report = Some((Instant::now(), report));
                 state.error = None;
             }
             Err(err) if err.absent => {
-                if !self.absence_logged.swap(true, Ordering::Relaxed) {
-                    tracing::info!(collector = NAME, reason = %err.msg, "apt not available; the apt collector will report success 0");
-                }
+                self.absence.note(
+                    NAME,
+                    &err.msg,
+                    "apt not available; the apt collector will report success 0",
+                );
                 state.error = Some(err);
             }
             Err(err) => {
@@ -189,6 +190,7 @@ impl Shared {
                 state.error = Some(err);
             }
         }
+        state
     }
 }
 
@@ -196,23 +198,7 @@ impl AptCollector {
     /// Runs apt now, on the calling thread, and stores the result (the
     /// background thread calls the same; tests call it directly).
     pub fn refresh(&self) {
-        self.shared.refresh();
-    }
-
-    fn start_background(&self) {
-        let shared = Arc::clone(&self.shared);
-        let interval = self.interval;
-        let spawned = std::thread::Builder::new()
-            .name("dcmon-apt".into())
-            .spawn(move || {
-                loop {
-                    shared.refresh();
-                    std::thread::sleep(interval);
-                }
-            });
-        if let Err(err) = spawned {
-            tracing::error!(collector = NAME, error = %err, "cannot start the apt thread");
-        }
+        self.state.run_now();
     }
 
     fn write_files(&self, out: &mut Snapshot) {
@@ -303,9 +289,8 @@ pub fn write_report(out: &mut Snapshot, report: &AptReport) {
 
 impl Collector for AptCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
-        self.background.call_once(|| self.start_background());
+        let state = self.state.latest().map(|s| s.value).unwrap_or_default();
         self.write_files(out);
-        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, report)) = &state.report {
             write_report(out, report);
             out.gauge(
@@ -317,10 +302,7 @@ impl Collector for AptCollector {
         }
         match (&state.error, &state.report) {
             (Some(err), _) if err.absent => Err(CollectError::NoData(err.msg.clone())),
-            (Some(err), _) => Err(CollectError::parse(
-                self.shared.apt_get.program(),
-                err.msg.clone(),
-            )),
+            (Some(err), _) => Err(CollectError::parse(&self.program, err.msg.clone())),
             (None, None) => Err(CollectError::NoData(
                 "the first apt run has not finished yet".into(),
             )),

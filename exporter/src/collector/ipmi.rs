@@ -13,10 +13,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
 
+use super::background::{Absence, Background, Renewal};
 use super::ipmi_parse::{self, SensorRow, THRESHOLDS};
 use super::{CollectError, Collector};
 use crate::config::{Config, IpmiConfig};
@@ -30,7 +31,6 @@ pub const NAME: &str = "ipmi";
 /// message, so it can be replayed from the cache).
 #[derive(Debug, Clone)]
 struct Refresh {
-    at: Instant,
     snapshot: Snapshot,
     outcome: Result<(), Failure>,
 }
@@ -51,13 +51,10 @@ enum Failure {
 /// does not leave gaps; a TTL of zero reads the BMC on every scrape.
 #[derive(Debug)]
 pub struct IpmiCollector {
-    bmc: Arc<IpmiTarget>,
-    cache_ttl: Duration,
-    cache: Arc<Mutex<Option<Refresh>>>,
-    /// Set while a background refresh runs, so only one does.
-    refreshing: Arc<AtomicBool>,
-    /// Whether the "no BMC here" line has been logged (once, not per scrape).
-    absence_logged: AtomicBool,
+    /// The program, for errors.
+    program: PathBuf,
+    readings: Background<Refresh>,
+    absence: Absence,
 }
 
 /// One BMC as ipmitool reaches it.
@@ -70,15 +67,18 @@ struct IpmiTarget {
 
 /// Builds the collector.
 pub fn new(config: &Config) -> IpmiCollector {
+    let bmc = IpmiTarget {
+        base: base_tool(&config.ipmi),
+        known_units: Mutex::new(HashMap::new()),
+    };
     IpmiCollector {
-        bmc: Arc::new(IpmiTarget {
-            base: base_tool(&config.ipmi),
-            known_units: Mutex::new(HashMap::new()),
-        }),
-        cache_ttl: config.ipmi.cache_ttl,
-        cache: Arc::new(Mutex::new(None)),
-        refreshing: Arc::new(AtomicBool::new(false)),
-        absence_logged: AtomicBool::new(false),
+        program: bmc.base.program().to_owned(),
+        readings: Background::new(
+            "dcmon-ipmi",
+            Renewal::Ttl(config.ipmi.cache_ttl),
+            move |_| bmc.refresh(),
+        ),
+        absence: Absence::default(),
     }
 }
 
@@ -125,7 +125,6 @@ impl IpmiTarget {
             started.elapsed().as_secs_f64(),
         );
         Refresh {
-            at: Instant::now(),
             snapshot: out,
             outcome,
         }
@@ -401,55 +400,25 @@ pub fn write_sensors(out: &mut Snapshot, rows: &[SensorRow], numbers: &[(String,
     }
 }
 
-impl IpmiCollector {
-    /// The readings to serve now: read synchronously when there are none
-    /// (or caching is off), else the cached ones, refreshed in the
-    /// background once they are older than the TTL.
-    fn current(&self) -> Refresh {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let cached = match cache.as_ref() {
-            Some(cached) if !self.cache_ttl.is_zero() => cached.clone(),
-            // Holding the lock here is deliberate: a second caller waits
-            // for this read rather than starting another.
-            _ => {
-                let refresh = self.bmc.refresh();
-                *cache = Some(refresh.clone());
-                return refresh;
-            }
-        };
-        drop(cache);
-        if cached.at.elapsed() >= self.cache_ttl && !self.refreshing.swap(true, Ordering::AcqRel) {
-            let bmc = Arc::clone(&self.bmc);
-            let cache = Arc::clone(&self.cache);
-            let refreshing = Arc::clone(&self.refreshing);
-            let spawned = std::thread::Builder::new()
-                .name("dcmon-ipmi".into())
-                .spawn(move || {
-                    let refresh = bmc.refresh();
-                    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(refresh);
-                    refreshing.store(false, Ordering::Release);
-                });
-            if spawned.is_err() {
-                self.refreshing.store(false, Ordering::Release);
-            }
-        }
-        cached
-    }
-}
-
 impl Collector for IpmiCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
-        let refresh = self.current();
+        // A TTL renewal always has a result: the first scrape waits for it.
+        let Some(readings) = self.readings.latest() else {
+            return Err(CollectError::NoData("no BMC reading yet".into()));
+        };
+        let refresh = readings.value;
         out.absorb(refresh.snapshot);
         match refresh.outcome {
             Ok(()) => Ok(()),
             Err(Failure::Absent(why)) => {
-                if !self.absence_logged.swap(true, Ordering::Relaxed) {
-                    tracing::info!(collector = NAME, reason = %why, "no BMC readable; the ipmi collector will report success 0");
-                }
+                self.absence.note(
+                    NAME,
+                    &why,
+                    "no BMC readable; the ipmi collector will report success 0",
+                );
                 Err(CollectError::NoData(why))
             }
-            Err(Failure::Broken(why)) => Err(CollectError::parse(self.bmc.base.program(), why)),
+            Err(Failure::Broken(why)) => Err(CollectError::parse(&self.program, why)),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::tool::ToolError;
 pub mod apt;
 pub mod apt_parse;
 pub mod arp;
+pub mod background;
 pub mod config;
 pub mod conntrack;
 pub mod cpu;

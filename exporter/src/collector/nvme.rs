@@ -4,8 +4,7 @@
 //! nvme-cli's percent ÷ 100; the temperature is converted from Kelvin.
 //! JSON handling for every nvme-cli version is in `nvme_parse`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
+use super::background::Absence;
 use super::nvme_parse::{self, Namespace, SmartLog};
 use super::{CollectError, Collector};
 use crate::config::Config;
@@ -19,15 +18,15 @@ pub const NAME: &str = "nvme";
 #[derive(Debug)]
 pub struct NvmeCollector {
     nvme: Tool,
-    /// Whether "no NVMe here" has been logged (once, not per scrape).
-    absence_logged: AtomicBool,
+    /// "No NVMe here" is logged once, not per scrape.
+    absence: Absence,
 }
 
 /// Builds the collector.
 pub fn new(config: &Config) -> NvmeCollector {
     NvmeCollector {
         nvme: Tool::new(&config.nvme.program, config.nvme.timeout),
-        absence_logged: AtomicBool::new(false),
+        absence: Absence::default(),
     }
 }
 
@@ -199,10 +198,12 @@ impl NvmeCollector {
 impl Collector for NvmeCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         let namespaces = self.list().inspect_err(|err| {
-            if matches!(err, CollectError::NoData(_))
-                && !self.absence_logged.swap(true, Ordering::Relaxed)
-            {
-                tracing::info!(collector = NAME, reason = %err, "no NVMe devices readable; the nvme collector will report success 0");
+            if matches!(err, CollectError::NoData(_)) {
+                self.absence.note(
+                    NAME,
+                    err,
+                    "no NVMe devices readable; the nvme collector will report success 0",
+                );
             }
         })?;
         if namespaces.is_empty() {
