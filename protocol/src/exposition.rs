@@ -1,8 +1,11 @@
 //! Serving Prometheus metrics over HTTP, as both programs do: content
 //! negotiation between text format 0.0.4 (the default) and OpenMetrics 1.0,
-//! as client_golang's `expfmt.Negotiate` does, and gzip when accepted.
+//! as client_golang's `expfmt.Negotiate` does, and gzip when accepted;
+//! reading the text format back is [`parse`]'s.
 
 use std::io::Write;
+
+pub mod parse;
 
 /// Content-Type of the Prometheus text format, which Prometheus 3 requires.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -57,25 +57,24 @@ pub fn spawn(
     storage: Storage,
     push_interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let next_tick = crate::tick::next(push_interval).await;
-            let store = Arc::clone(&clients);
-            let series = tokio::task::spawn_blocking(move || {
+    crate::tick::store_every(storage, push_interval, "client presence", move |tick| {
+        let store = Arc::clone(&clients);
+        async move {
+            tokio::task::spawn_blocking(move || {
                 store.flush_activity()?;
-                presence_series(&store, next_tick, push_interval)
+                Ok((presence_series(&store, tick, push_interval)?, Vec::new()))
             })
-            .await;
-            match series {
-                Ok(Ok(series)) if series.is_empty() => {}
-                Ok(Ok(series)) => {
-                    if let Err(err) = storage.append(series, Vec::new()).await {
-                        tracing::warn!(error = %err, "writing client presence failed");
-                    }
-                }
-                Ok(Err(err)) => tracing::warn!(error = %err, "reading clients failed"),
-                Err(err) => tracing::warn!(error = %err, "heartbeat task failed"),
-            }
+            .await
+            .unwrap_or_else(|err| Err(HeartbeatError::Task(err.to_string())))
         }
     })
+}
+
+/// Why a heartbeat tick wrote nothing.
+#[derive(Debug, thiserror::Error)]
+enum HeartbeatError {
+    #[error(transparent)]
+    Clients(#[from] ClientError),
+    #[error("heartbeat task failed: {0}")]
+    Task(String),
 }

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dcmon_protocol::exposition::parse::{self, SyntaxError};
 use dcmon_protocol::exposition::{self, Format};
-use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples};
+use dcmon_protocol::remote_write::{FamilyMetadata, SeriesSamples, metric_kind};
 
 use crate::app::AppState;
 
@@ -36,134 +37,58 @@ pub fn spawn(
     interval: Duration,
     target: Target,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let tick = crate::tick::next(interval).await;
+    let storage = state.storage.clone();
+    crate::tick::store_every(
+        storage,
+        interval,
+        "the receiver's own metrics",
+        move |tick| {
             let text = exposition::encode(
                 state
                     .metrics
                     .refreshed(&state.storage, &state.query.cache_stats()),
                 Format::Text,
             );
-            let (series, metadata) = match parse(&text, tick, &target) {
-                Ok(parsed) => parsed,
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading the receiver's own metrics failed");
-                    continue;
-                }
-            };
-            if let Err(err) = state.storage.append(series, metadata).await {
-                tracing::warn!(error = %err, "storing the receiver's own metrics failed");
-            }
-        }
-    })
+            std::future::ready(parse(&text, tick, &target))
+        },
+    )
 }
 
 /// Reads text exposition format 0.0.4 (as our encoder writes it) into one
 /// sample per series at `timestamp_ms`, labelled with `target`, and the
 /// families' metadata.
+///
+/// The registry is read back from its text: prometheus-client gives its
+/// metrics out only through its encoders (the structured one needs `protoc`
+/// at build time), and the exposition parser is the one the textfile
+/// collector uses, so there is a single reader of the format.
 pub fn parse(
     text: &str,
     timestamp_ms: i64,
     target: &Target,
-) -> Result<(Vec<SeriesSamples>, Vec<FamilyMetadata>), String> {
+) -> Result<(Vec<SeriesSamples>, Vec<FamilyMetadata>), SyntaxError> {
     let mut series = Vec::new();
-    let mut metadata: Vec<FamilyMetadata> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(comment) = line.strip_prefix('#') {
-            read_comment(comment, &mut metadata);
-            continue;
+    let mut metadata = Vec::new();
+    for family in parse::parse(text)? {
+        for sample in family.samples {
+            let mut labels = sample.labels;
+            labels.push(("__name__".to_owned(), sample.name));
+            labels.push(("job".to_owned(), target.job.clone()));
+            labels.push(("instance".to_owned(), target.instance.clone()));
+            labels.sort();
+            series.push(SeriesSamples {
+                labels,
+                samples: vec![(timestamp_ms, sample.value)],
+            });
         }
-        let (mut labels, value) = read_sample(line).map_err(|why| format!("{why}: {line:?}"))?;
-        labels.push(("job".to_owned(), target.job.clone()));
-        labels.push(("instance".to_owned(), target.instance.clone()));
-        labels.sort();
-        series.push(SeriesSamples {
-            labels,
-            samples: vec![(timestamp_ms, value)],
+        metadata.push(FamilyMetadata {
+            kind: metric_kind(family.kind.as_str()),
+            help: family.help.unwrap_or_default(),
+            family: family.name,
+            unit: String::new(),
         });
     }
     Ok((series, metadata))
-}
-
-/// `# HELP name text` and `# TYPE name kind` fill in `metadata`.
-fn read_comment(comment: &str, metadata: &mut Vec<FamilyMetadata>) {
-    let mut words = comment.trim_start().splitn(3, ' ');
-    let (Some(keyword), Some(family)) = (words.next(), words.next()) else {
-        return;
-    };
-    let rest = words.next().unwrap_or("");
-    let index = match metadata.iter().position(|m| m.family == family) {
-        Some(index) => index,
-        None => {
-            metadata.push(FamilyMetadata {
-                family: family.to_owned(),
-                kind: "unknown",
-                help: String::new(),
-                unit: String::new(),
-            });
-            metadata.len() - 1
-        }
-    };
-    let entry = &mut metadata[index];
-    match keyword {
-        "HELP" => entry.help = rest.replace("\\n", "\n").replace("\\\\", "\\"),
-        "TYPE" => {
-            entry.kind = match rest {
-                "counter" => "counter",
-                "gauge" => "gauge",
-                "histogram" => "histogram",
-                "summary" => "summary",
-                _ => "unknown",
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A series' labels, `__name__` included.
-type Labels = Vec<(String, String)>;
-
-/// `name{label="value",…} value` → labels with `__name__`, and the value.
-fn read_sample(line: &str) -> Result<(Labels, f64), &'static str> {
-    let name_end = line.find(['{', ' ']).ok_or("no value")?;
-    let mut labels = vec![("__name__".to_owned(), line[..name_end].to_owned())];
-    let mut rest = &line[name_end..];
-    if let Some(inside) = rest.strip_prefix('{') {
-        rest = read_labels(inside, &mut labels)?;
-    }
-    let value = rest
-        .split_whitespace()
-        .next()
-        .ok_or("no value")?
-        .parse::<f64>()
-        .map_err(|_| "bad value")?;
-    Ok((labels, value))
-}
-
-/// Reads `label="value",…}` into `labels`; returns what follows the `}`.
-fn read_labels<'a>(mut text: &'a str, labels: &mut Labels) -> Result<&'a str, &'static str> {
-    loop {
-        text = text.trim_start_matches([',', ' ']);
-        if let Some(rest) = text.strip_prefix('}') {
-            return Ok(rest);
-        }
-        let (name, after) = text.split_once("=\"").ok_or("bad label")?;
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next().ok_or("unterminated label value")? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next().ok_or("bad escape")?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        labels.push((name.trim().to_owned(), value));
-        text = &after[end + 1..];
-    }
 }
 
 #[cfg(test)]

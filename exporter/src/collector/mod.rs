@@ -54,7 +54,6 @@ pub mod sockstat;
 pub mod softnet;
 pub mod stat;
 pub mod textfile;
-pub mod textfile_parse;
 pub mod time;
 pub mod timex;
 pub mod udp_queues;

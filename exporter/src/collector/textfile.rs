@@ -3,7 +3,7 @@
 //! directories, exported and shipped like any collector's, with
 //! node_exporter's rules:
 //!
-//! - every `*.prom` file is parsed as text exposition (`textfile_parse`);
+//! - every `*.prom` file is parsed as text exposition (`dcmon_protocol::exposition::parse`);
 //!   a file that does not parse, cannot be read, or carries client-side
 //!   timestamps is skipped whole, logged with its path (and line), and sets
 //!   `node_textfile_scrape_error` to 1, as does a directory that cannot be
@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
-use super::textfile_parse::{self, MetricType, TextFamily};
 use super::{CollectError, Collector};
 use crate::config::Config;
 use crate::snapshot::{Kind, Labels, Snapshot};
+use dcmon_protocol::exposition::parse::{self, MetricType, TextFamily};
 
 /// Flag and label name.
 pub const NAME: &str = "textfile";
@@ -233,7 +233,7 @@ impl Collector for TextfileCollector {
                         continue;
                     }
                 };
-                match textfile_parse::parse(&text) {
+                match parse::parse(&text) {
                     Ok(families) => {
                         for family in families.into_iter().filter(|f| !f.samples.is_empty()) {
                             merger.add(&shown, family);

@@ -1,5 +1,6 @@
-//! A strict parser for the Prometheus text exposition format (0.0.4), for
-//! the textfile collector. No crate on crates.io parses it with line-exact
+//! A strict parser for the Prometheus text exposition format (0.0.4): the
+//! exporter's textfile collector reads operators' files with it, and the
+//! receiver reads back its own registry's text for its self-scrape. No crate on crates.io parses it with line-exact
 //! errors and node_exporter's rules, so this one does: `# HELP` / `# TYPE`
 //! once per family and TYPE before the family's samples; `_sum`, `_count`
 //! and `_bucket` samples belong to a declared summary or histogram;
