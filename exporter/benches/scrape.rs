@@ -18,13 +18,13 @@
 //! mode in the second table (default 200; 0 leaves it out). Without
 //! node_exporter installed (`scripts/test-deps`), only dcmon-exporter runs.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dcmon_testkit::web::{TestCa, bcrypt_hash};
+use dcmon_testkit::{KillOnDrop, free_addr, wait_for_port};
 
 /// What Prometheus 3 sends on a scrape.
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
@@ -35,7 +35,7 @@ const SCRAPE_PASSWORD: &str = "scrape-secret";
 
 struct Target {
     name: &'static str,
-    child: Child,
+    child: KillOnDrop,
     url: String,
     /// Sent with every scrape: set when the target has a web config.
     basic_auth: Option<(&'static str, &'static str)>,
@@ -47,25 +47,21 @@ struct Target {
 
 impl Target {
     fn start(name: &'static str, program: &str, args: &[String]) -> Target {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         let mut all = vec![format!("--web.listen-address={addr}")];
         all.extend(args.iter().cloned());
-        let child = Command::new(program)
-            .args(&all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "{name} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = KillOnDrop(
+            Command::new(program)
+                .args(&all)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {program}: {e}")),
+        );
+        assert!(
+            wait_for_port(&addr, Duration::from_secs(20)),
+            "{name} did not start"
+        );
         Target {
             name,
             child,
@@ -135,13 +131,6 @@ impl Target {
             .and_then(|v| v.parse().ok())
             .unwrap();
         (ticks / 100.0, hwm_kib * 1024)
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

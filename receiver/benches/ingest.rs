@@ -44,15 +44,15 @@ mod support;
 use support::{env_parse, now_ms};
 
 use std::collections::HashSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
-use dcmon_testkit::Rng;
 use dcmon_testkit::web::TestCa;
+use dcmon_testkit::{KillOnDrop, Rng, free_port};
 use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
@@ -694,7 +694,7 @@ fn post(client: &Client, target: &Target, body: &[u8], retries: &mut u64) -> Res
 /// A server process with its own temporary directory; killed on drop.
 #[derive(Debug)]
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     /// Everything the server stores, nothing else (logs live beside it).
     data: PathBuf,
     log: PathBuf,
@@ -732,7 +732,7 @@ impl Server {
         let log_err = log_file
             .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
-        let port = free_port()?;
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let args: Vec<String> = args
             .iter()
@@ -742,13 +742,15 @@ impl Server {
                     .replace("{DIR}", &dir.path().display().to_string())
             })
             .collect();
-        let child = Command::new(program)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let child = KillOnDrop(
+            Command::new(program)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err)
+                .spawn()
+                .map_err(|e| format!("cannot start {program}: {e}"))?,
+        );
         Ok(Server {
             child,
             data,
@@ -818,34 +820,8 @@ impl Server {
 
     /// Peak resident set (`VmHWM`) in bytes.
     fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map_or(0, |kib| kib * 1024)
+        support::peak_rss_bytes(self.child.id()).unwrap_or(0)
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 fn find_in_path(program: &str) -> Option<PathBuf> {

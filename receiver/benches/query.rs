@@ -33,7 +33,9 @@ use support::{env_parse, now_ms};
 
 use dcmon_protocol::remote_write::SeriesSamples;
 
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
+
+use dcmon_testkit::{KillOnDrop, free_addr};
 use std::time::{Duration, Instant};
 
 use fleet::{Spec, Target};
@@ -64,7 +66,7 @@ struct System {
 
 /// What keeps a system running; dropping it stops the system.
 struct Process {
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     _dir: Option<tempfile::TempDir>,
     peer: Option<Peer>,
 }
@@ -82,10 +84,7 @@ impl Process {
 /// The peak resident set size of `pid` since it started or since
 /// [`reset_peak_rss`], in MiB (`VmHWM`).
 fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    support::peak_rss_bytes(pid).map(|bytes| bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Starts measuring `pid`'s peak RSS afresh (Linux: `clear_refs` 5).
@@ -93,22 +92,9 @@ fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn start_dcmon() -> Result<System, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let db = dir.path().join("dcmon.db");
     let token_file = dir.path().join("token");
     let child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
@@ -150,7 +136,7 @@ fn start_dcmon() -> Result<System, String> {
         write: endpoint.clone(),
         read: endpoint,
         process: Process {
-            child: Some(child),
+            child: Some(KillOnDrop(child)),
             _dir: Some(dir),
             peer: None,
         },

@@ -26,14 +26,13 @@ mod support;
 use support::{env_parse, now_ms};
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
-use dcmon_testkit::Rng;
+use dcmon_testkit::{KillOnDrop, Rng, free_addr};
 use reqwest::blocking::Client;
 
 /// The dashboard: what a fleet overview refreshes every 30 s.
@@ -136,7 +135,7 @@ fn run() -> Result<(), String> {
 
 /// The receiver under test, restartable on the same database.
 struct Receiver {
-    child: Child,
+    child: KillOnDrop,
     dir: tempfile::TempDir,
     addr: String,
     token: String,
@@ -150,11 +149,7 @@ impl Receiver {
             .prefix("dcmon-soak-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         let (child, token) = spawn(&dir, &addr, retention)?;
         let pid = Arc::new(AtomicU32::new(child.id()));
         Ok(Receiver {
@@ -168,6 +163,7 @@ impl Receiver {
     }
 
     fn kill_and_restart(&mut self) -> Result<Duration, String> {
+        // Killed, as a crash would: the old process is dropped here.
         let _ = self.child.kill();
         let _ = self.child.wait();
         let started = Instant::now();
@@ -182,41 +178,36 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the receiver on `dir`'s database and waits until `/health` answers.
 fn spawn(
     dir: &tempfile::TempDir,
     addr: &str,
     retention: Duration,
-) -> Result<(Child, String), String> {
+) -> Result<(KillOnDrop, String), String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.path().join("receiver.log"))
         .map_err(|e| e.to_string())?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("dcmon.db").display()
-        ))
-        .arg(format!(
-            "--admin-token-file={}",
-            dir.path().join("admin-token").display()
-        ))
-        .arg(format!("--storage.retention={}s", retention.as_secs()))
-        .arg("--storage.compaction-interval=1m")
-        .arg("--storage.retention-interval=1m")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting the receiver: {e}"))?;
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("dcmon.db").display()
+            ))
+            .arg(format!(
+                "--admin-token-file={}",
+                dir.path().join("admin-token").display()
+            ))
+            .arg(format!("--storage.retention={}s", retention.as_secs()))
+            .arg("--storage.compaction-interval=1m")
+            .arg("--storage.retention-interval=1m")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting the receiver: {e}"))?,
+    );
     let token_file = dir.path().join("admin-token");
     let client = Client::new();
     let deadline = Instant::now() + Duration::from_secs(300);

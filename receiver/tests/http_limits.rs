@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::hosts::Host;
+use dcmon_testkit::KillOnDrop;
+
 use crate::common::peer::{free_addr, wait_for_port};
 use crate::common::{Receiver, client};
 
@@ -444,7 +446,7 @@ fn every_error_answer_is_json() {
 
 /// A receiver process of this module's own, to watch its exit.
 struct Process {
-    child: Child,
+    child: KillOnDrop,
     addr: String,
     token: String,
     dir: tempfile::TempDir,
@@ -455,19 +457,21 @@ impl Process {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr();
         let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
-            .arg("--web.listen-address")
-            .arg(&addr)
-            .arg("--storage.path")
-            .arg(dir.path().join("dcmon.db"))
-            .arg("--admin-token-file")
-            .arg(dir.path().join("admin-token"))
-            .arg("--self-scrape.interval=0s")
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+                .arg("--web.listen-address")
+                .arg(&addr)
+                .arg("--storage.path")
+                .arg(dir.path().join("dcmon.db"))
+                .arg("--admin-token-file")
+                .arg(dir.path().join("admin-token"))
+                .arg("--self-scrape.interval=0s")
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
         wait_for_port(&addr, "receiver", &dir.path().join("stderr.log"));
         let token = std::fs::read_to_string(dir.path().join("admin-token"))
             .unwrap()
@@ -500,13 +504,6 @@ impl Process {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,5 +1,5 @@
 //! What the benchmark binaries share: settings from the environment, the
-//! clock and a process's CPU time.
+//! clock, and a process's CPU time and peak memory.
 
 /// `name` from the environment, parsed, or `default` when unset or empty.
 pub fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -40,4 +40,15 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
         .filter(|&t| t > 0)
         .unwrap_or(100) as u64;
     std::time::Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// The peak resident set size of process `pid` (`VmHWM` in
+/// `/proc/<pid>/status`), in bytes, since it started or since its
+/// `clear_refs` was last written 5.
+#[allow(dead_code)] // not every bench reads it
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }

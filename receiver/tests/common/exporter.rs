@@ -3,10 +3,12 @@
 //! exporter's remote-write URL must stay valid across a receiver restart).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use super::peer::{free_addr, sigterm, wait_for_port};
+use dcmon_testkit::KillOnDrop;
+
+use super::peer::{free_addr, wait_for_port};
 
 /// The `dcmon-exporter` binary, built once per test run. It is not a
 /// dependency of this crate, so Cargo does not build it for these tests;
@@ -22,7 +24,7 @@ pub fn exporter_binary() -> &'static Path {
 
 /// A running exporter with its own state directory, killed on drop.
 pub struct Exporter {
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     /// `127.0.0.1:port` of its `/metrics`.
     pub addr: String,
     /// `--state-dir`, kept across restarts.
@@ -70,15 +72,14 @@ impl Exporter {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.child = Some(KillOnDrop(child));
         wait_for_port(&self.addr, "exporter", &self.log);
     }
 
     /// SIGTERM (a graceful stop, which spools unsent batches); panics
     /// unless it exits successfully.
     pub fn terminate(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let status = sigterm(&mut child);
+        let status = self.child.take().expect("running").terminate();
         assert!(
             status.success(),
             "exporter exited with {status}:\n{}",
@@ -141,19 +142,10 @@ pub fn register(
         .unwrap()
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A receiver process on a fixed address and database, for bringing one
 /// back where it was after [`super::Receiver::kill`].
 pub struct ReceiverOnAddr {
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     log: PathBuf,
 }
 
@@ -186,28 +178,18 @@ impl ReceiverOnAddr {
             .unwrap();
         wait_for_port(addr, "receiver", &log);
         ReceiverOnAddr {
-            child: Some(child),
+            child: Some(KillOnDrop(child)),
             log,
         }
     }
 
     /// SIGTERM; panics unless it exits successfully.
     pub fn terminate(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let status = sigterm(&mut child);
+        let status = self.child.take().expect("running").terminate();
         assert!(
             status.success(),
             "receiver exited with {status}:\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
-    }
-}
-
-impl Drop for ReceiverOnAddr {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -12,14 +12,16 @@ pub mod peer;
 pub mod rulefile;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use dcmon_testkit::KillOnDrop;
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{self, SeriesSamples, Version};
 
 /// A running receiver, killed on drop.
 pub struct Receiver {
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     /// `127.0.0.1:port`.
     pub addr: String,
     /// The admin token.
@@ -120,7 +122,7 @@ impl Receiver {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.child = Some(KillOnDrop(child));
         peer::wait_for_port(&self.addr, "receiver", &self.dir.join("stderr.log"));
         self.token = std::fs::read_to_string(self.token_file())
             .unwrap()
@@ -137,16 +139,13 @@ impl Receiver {
 
     /// SIGKILL, no chance to flush.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // Dropping it kills and reaps it.
+        self.child = None;
     }
 
     /// SIGTERM, then waits; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        peer::sigterm(&mut child)
+        self.child.take().expect("running").terminate()
     }
 
     /// Runs `dcmon-receiver <args>` against this receiver's database;
@@ -268,12 +267,6 @@ impl Receiver {
             &write_headers(version),
             remote_write::compress(&body),
         )
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -10,7 +10,7 @@ use super::client;
 
 /// A peer process, killed and reaped when dropped.
 pub use dcmon_testkit::KillOnDrop as Process;
-pub use dcmon_testkit::{free_addr, free_port, sigterm};
+pub use dcmon_testkit::{free_addr, free_port};
 
 /// Waits up to 30 s for `addr` to accept connections; panics with the
 /// program's log (`log`) if it does not.
