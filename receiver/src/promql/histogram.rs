@@ -174,8 +174,9 @@ mod tests {
     /// `le` built for every bucket.
     fn reference(phi: f64, buckets: Vec<Sample>) -> QuantileResult {
         let mut result = QuantileResult::default();
-        let mut index: FxHashMap<Vec<(String, String)>, usize> = FxHashMap::default();
-        let mut groups: Vec<(Vec<(String, String)>, Vec<(f64, f64)>)> = Vec::new();
+        type Key = Vec<(String, String)>;
+        let mut index: FxHashMap<Key, usize> = FxHashMap::default();
+        let mut groups: Vec<(Key, Vec<(f64, f64)>)> = Vec::new();
         for s in buckets {
             let le_text = label_value(&s.labels, "le").unwrap_or("");
             let Some(le) = parse_le(le_text) else {
