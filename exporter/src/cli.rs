@@ -20,7 +20,9 @@ use dcmon_protocol::size::parse_bytes;
 use regex::Regex;
 
 use crate::collector;
-use crate::config::{AptConfig, Config, DeviceFilter, IpmiConfig, IpmiRemote, ToolConfig};
+use crate::config::{
+    AptConfig, Config, DeviceFilter, GpuConfig, IpmiConfig, IpmiRemote, ToolConfig,
+};
 use crate::fans::cli::{FanArgs, FansAction};
 use crate::identity::register::{DEFAULT_STATE_DIR, RegisterArgs};
 use crate::roots::Roots;
@@ -253,6 +255,12 @@ pub struct Cli {
     /// Longest one nvme-cli run may take before it is killed.
     #[arg(long = "collector.nvme.timeout", default_value = "5s", value_parser = parse_duration)]
     pub nvme_timeout: Duration,
+
+    /// How long one NVML read may take before NVML counts as unresponsive
+    /// (`dcmon_gpu_nvml_responsive 0`); must be shorter than
+    /// `--collector.timeout`.
+    #[arg(long = "collector.gpu.nvml-deadline", default_value = "5s", value_parser = parse_duration)]
+    pub gpu_nvml_deadline: Duration,
 
     /// The apt-get program.
     #[arg(long = "collector.apt.apt-get-path", default_value = "apt-get")]
@@ -492,6 +500,15 @@ impl Parsed {
                 msg: "must start with '/'".into(),
             });
         }
+        if cli.gpu_nvml_deadline.is_zero() || cli.gpu_nvml_deadline >= cli.collector_timeout {
+            return Err(ConfigError {
+                flag: "collector.gpu.nvml-deadline",
+                msg: format!(
+                    "must be above 0 and shorter than --collector.timeout ({:?}), so the gpu collector answers in time: {:?}",
+                    cli.collector_timeout, cli.gpu_nvml_deadline
+                ),
+            });
+        }
         let enabled = collector::ALL
             .iter()
             .filter(|info| {
@@ -595,6 +612,9 @@ impl Parsed {
                 apt_mark: cli.apt_mark_path,
                 apt: cli.apt_path,
                 interval: cli.apt_interval,
+            },
+            gpu: GpuConfig {
+                nvml_deadline: cli.gpu_nvml_deadline,
             },
         })
     }

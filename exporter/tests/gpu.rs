@@ -1,12 +1,17 @@
 //! The gpu collector driven by a fake [`GpuSource`] whose values come from
 //! real nvidia-smi captures (H100 and GeForce RTX 4080 SUPER under load),
-//! plus the no-driver path and the real NVML source on this machine.
+//! plus the no-driver path and the real NVML source on this machine; and
+//! the health series against sysfs PCI trees written by the tests: a GPU
+//! lost from NVML, an NVML call that hangs, a PCIe link below its maximum.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcmon_exporter::collector::gpu::GpuCollector;
+use dcmon_exporter::collector::gpu_health::verdict;
 use dcmon_exporter::collector::gpu_nvml::NvmlSource;
 use dcmon_exporter::collector::gpu_source::{
     DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, XidCounts,
@@ -138,6 +143,8 @@ pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
         pstate: gpu["pstate"].strip_prefix('P').and_then(|p| p.parse().ok()),
         pcie_link_gen: get("pcie.link.gen.current"),
         pcie_link_width: get("pcie.link.width.current"),
+        pcie_link_gen_max: get("pcie.link.gen.max"),
+        pcie_link_width_max: get("pcie.link.width.max"),
         pcie_replay_counter: None,
         pcie_throughput: [None, None],
         ecc_errors: [
@@ -215,10 +222,80 @@ impl GpuSource for FakeSource {
     }
 }
 
-/// The collector's output for an H100 and an RTX 4080 SUPER.
+/// One PCI function in a sysfs fixture tree.
+pub struct PciFunction {
+    /// sysfs name (`0000:3b:00.0`).
+    pub address: &'static str,
+    pub vendor: &'static str,
+    pub class: &'static str,
+    /// `max_link_speed`, when the function has one.
+    pub max_speed: Option<&'static str>,
+    pub max_width: Option<&'static str>,
+}
+
+/// An NVIDIA 3D controller at `address` with a Gen5 x16 link.
+pub const fn nvidia_gpu(address: &'static str) -> PciFunction {
+    PciFunction {
+        address,
+        vendor: "0x10de",
+        class: "0x030200",
+        max_speed: Some("32.0 GT/s PCIe"),
+        max_width: Some("16"),
+    }
+}
+
+/// Writes `<sysfs>/bus/pci/devices/<address>/…` for each function.
+pub fn write_pci(sysfs: &Path, functions: &[PciFunction]) {
+    let devices = sysfs.join("bus/pci/devices");
+    std::fs::create_dir_all(&devices).unwrap();
+    for f in functions {
+        let dir = devices.join(f.address);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vendor"), format!("{}\n", f.vendor)).unwrap();
+        std::fs::write(dir.join("class"), format!("{}\n", f.class)).unwrap();
+        if let Some(speed) = f.max_speed {
+            std::fs::write(dir.join("max_link_speed"), format!("{speed}\n")).unwrap();
+        }
+        if let Some(width) = f.max_width {
+            std::fs::write(dir.join("max_link_width"), format!("{width}\n")).unwrap();
+        }
+    }
+}
+
+/// The bus of a host with the two captured GPUs, a third GPU NVML does not
+/// see, the GPUs' audio function, an NVSwitch and an Intel VGA controller.
+fn host_bus(sysfs: &Path) {
+    write_pci(
+        sysfs,
+        &[
+            nvidia_gpu("0000:00:09.0"),
+            nvidia_gpu("0000:01:00.0"),
+            nvidia_gpu("0000:3b:00.0"),
+            PciFunction {
+                class: "0x040300",
+                ..nvidia_gpu("0000:01:00.1")
+            },
+            PciFunction {
+                class: "0x068000",
+                ..nvidia_gpu("0000:05:00.0")
+            },
+            PciFunction {
+                vendor: "0x8086",
+                class: "0x030000",
+                ..nvidia_gpu("0000:00:02.0")
+            },
+        ],
+    );
+}
+
+/// The collector's output for an H100 and an RTX 4080 SUPER, on a bus
+/// with a third GPU NVML has lost.
 pub fn fake_gpu_snapshot() -> Snapshot {
+    let sysfs = tempfile::tempdir().unwrap();
+    host_bus(sysfs.path());
     let collector =
-        GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100, RTX4080])));
+        GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100, RTX4080])))
+            .reading_pci(sysfs.path().to_owned());
     let mut out = Snapshot::new();
     collector.update(&mut out).unwrap();
     out
@@ -387,4 +464,330 @@ fn real_nvml_source_on_this_machine() {
         }
         Err(err) => assert!(matches!(err, GpuSourceError::Unavailable(_)), "{err}"),
     }
+}
+
+/// The third GPU on the bus is missing from NVML: counted on PCI, kept as
+/// `present 0` and `lost`, while the two NVML reads are `ok`.
+#[test]
+fn a_gpu_on_the_bus_but_not_in_nvml_is_lost() {
+    let out = fake_gpu_snapshot();
+    assert_eq!(sample(&out, "dcmon_gpu_pci_devices", &[]), Some(3.0));
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_devices", &[]), Some(2.0));
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_responsive", &[]), Some(1.0));
+    let present = |bus| sample(&out, "dcmon_gpu_present", &[("pci_bus_id", bus)]);
+    assert_eq!(present("00000000:00:09.0"), Some(1.0));
+    assert_eq!(present("00000000:01:00.0"), Some(1.0));
+    assert_eq!(present("00000000:3B:00.0"), Some(0.0));
+    let lost = [
+        ("pci_bus_id", "00000000:3B:00.0"),
+        ("reason", "lost"),
+        ("uuid", ""),
+    ];
+    assert_eq!(sample(&out, "dcmon_gpu_health", &lost), Some(0.0));
+    let h100 = [("gpu", "0"), ("uuid", H100_UUID), ("reason", "ok")];
+    assert_eq!(sample(&out, "dcmon_gpu_health", &h100), Some(1.0));
+    assert_eq!(
+        out.get("dcmon_gpu_health").unwrap().samples.len(),
+        3,
+        "{:?}",
+        out.get("dcmon_gpu_health")
+    );
+}
+
+/// A GPU NVML read once and then lost keeps its series under the labels
+/// NVML last gave it, even once its PCI function is gone as well.
+#[test]
+fn a_gpu_nvml_loses_keeps_its_series_and_labels() {
+    let sysfs = tempfile::tempdir().unwrap();
+    write_pci(
+        sysfs.path(),
+        &[nvidia_gpu("0000:00:09.0"), nvidia_gpu("0000:01:00.0")],
+    );
+    let source = Arc::new(FakeSource::from_captures(&[H100, RTX4080]));
+    let collector = GpuCollector::with_source(Box::new(Shared(Arc::clone(&source))))
+        .reading_pci(sysfs.path().to_owned());
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_devices", &[]), Some(2.0));
+
+    // The RTX falls off the bus: NVML stops listing it, then the kernel
+    // removes its function.
+    source.gpus.lock().unwrap().as_mut().unwrap().truncate(1);
+    std::fs::remove_dir_all(sysfs.path().join("bus/pci/devices/0000:01:00.0")).unwrap();
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(sample(&out, "dcmon_gpu_pci_devices", &[]), Some(1.0));
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_devices", &[]), Some(1.0));
+    assert_eq!(
+        sample(
+            &out,
+            "dcmon_gpu_present",
+            &[("pci_bus_id", "00000000:01:00.0")]
+        ),
+        Some(0.0)
+    );
+    let lost = [("gpu", "1"), ("uuid", RTX_UUID), ("reason", "lost")];
+    assert_eq!(sample(&out, "dcmon_gpu_health", &lost), Some(0.0));
+}
+
+/// One fake shared by the test and the collector.
+#[derive(Debug)]
+struct Shared(Arc<FakeSource>);
+
+impl GpuSource for Shared {
+    fn driver(&self) -> Result<DriverInfo, GpuSourceError> {
+        self.0.driver()
+    }
+    fn read(&self) -> Result<Vec<GpuReading>, GpuSourceError> {
+        self.0.read()
+    }
+}
+
+/// A source whose reads block while the test holds its gate closed, as an
+/// NVML call stuck in a sick driver does.
+#[derive(Debug)]
+struct HangingSource {
+    inner: FakeSource,
+    /// `true` while reads must block.
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl GpuSource for HangingSource {
+    fn driver(&self) -> Result<DriverInfo, GpuSourceError> {
+        self.inner.driver()
+    }
+
+    fn read(&self) -> Result<Vec<GpuReading>, GpuSourceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let (closed, opened) = &*self.gate;
+        let mut closed = closed.lock().unwrap();
+        // Bounded, so a collector that waits for the read instead of its
+        // deadline fails the assertions below rather than hanging the run.
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while *closed && Instant::now() < give_up {
+            closed = opened
+                .wait_timeout(closed, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        drop(closed);
+        self.inner.read()
+    }
+}
+
+/// The log lines written on this thread while `f` runs.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    (result, text)
+}
+
+#[test]
+fn a_hung_nvml_call_answers_unresponsive_and_recovers() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let source = HangingSource {
+        inner: FakeSource::from_captures(&[H100]),
+        gate: Arc::clone(&gate),
+        reads: Arc::clone(&reads),
+    };
+    let collector = GpuCollector::on_worker(move || Box::new(source), Duration::from_millis(200));
+    let scrape = || {
+        let mut out = Snapshot::new();
+        let result = collector.update(&mut out);
+        (out, result)
+    };
+    let (out, result) = scrape();
+    result.unwrap();
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_responsive", &[]), Some(1.0));
+
+    *gate.0.lock().unwrap() = true;
+    let ((hung, again), log) = logged(|| (scrape(), scrape()));
+    for (out, result) in [&hung, &again] {
+        assert!(matches!(result, Err(CollectError::NoData(_))), "{result:?}");
+        assert_eq!(sample(out, "dcmon_gpu_nvml_responsive", &[]), Some(0.0));
+        assert_eq!(
+            sample(out, "nvidia_smi_last_collect_success", &[]),
+            Some(0.0)
+        );
+        let unresponsive = [("uuid", H100_UUID), ("reason", "unresponsive")];
+        assert_eq!(sample(out, "dcmon_gpu_health", &unresponsive), Some(0.0));
+        assert!(out.get("nvidia_smi_temperature_gpu").is_none());
+    }
+    // The second scrape queued nothing behind the stuck call.
+    assert_eq!(reads.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        log.matches("has not returned within the deadline").count(),
+        1,
+        "{log}"
+    );
+
+    // The call returns: the next scrapes read again.
+    *gate.0.lock().unwrap() = false;
+    gate.1.notify_all();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let (out, result) = loop {
+        let (out, result) = scrape();
+        if result.is_ok() || Instant::now() > give_up {
+            break (out, result);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    result.unwrap();
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_responsive", &[]), Some(1.0));
+    assert_eq!(
+        sample(
+            &out,
+            "dcmon_gpu_health",
+            &[("uuid", H100_UUID), ("reason", "ok")]
+        ),
+        Some(1.0)
+    );
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A PCIe link at Gen2 on a Gen5 bus: degraded under load, fine at idle
+/// (an idle link steps down on purpose). The maximum comes from sysfs when
+/// NVML does not give it.
+#[test]
+fn a_link_below_its_maximum_under_load_is_degraded() {
+    let sysfs = tempfile::tempdir().unwrap();
+    write_pci(sysfs.path(), &[nvidia_gpu("0000:00:09.0")]);
+    let (driver, mut reading) = reading_from_capture(H100);
+    reading.pcie_link_gen = Some(2.0);
+    reading.pcie_link_gen_max = None;
+    reading.pcie_link_width_max = None;
+    let health = |utilization: f64| {
+        let mut reading = reading.clone();
+        reading.utilization_gpu = Some(utilization);
+        let source = FakeSource {
+            driver: driver.clone(),
+            gpus: Mutex::new(Ok(vec![reading])),
+        };
+        let mut out = Snapshot::new();
+        GpuCollector::with_source(Box::new(source))
+            .reading_pci(sysfs.path().to_owned())
+            .update(&mut out)
+            .unwrap();
+        out
+    };
+    let uuid = [("uuid", "00000000-0000-0000-0000-000000000000")];
+    let busy = health(1.0);
+    assert_eq!(
+        sample(&busy, "nvidia_smi_pcie_link_gen_max", &uuid),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&busy, "nvidia_smi_pcie_link_width_max", &uuid),
+        Some(16.0)
+    );
+    assert_eq!(
+        sample(&busy, "nvidia_smi_pcie_link_gen_current", &uuid),
+        Some(2.0)
+    );
+    let with = |reason| [uuid[0], ("reason", reason)];
+    assert_eq!(
+        sample(&busy, "dcmon_gpu_health", &with("link_degraded")),
+        Some(0.0)
+    );
+    let idle = health(0.0);
+    assert_eq!(sample(&idle, "dcmon_gpu_health", &with("ok")), Some(1.0));
+}
+
+/// The verdict names the first reason that applies, in the documented
+/// order.
+#[test]
+fn the_verdict_is_the_first_reason_in_order() {
+    let (_, healthy) = reading_from_capture(H100);
+    assert_eq!(verdict(&healthy, now()), "ok");
+    let with = |change: &dyn Fn(&mut GpuReading)| {
+        let mut gpu = healthy.clone();
+        change(&mut gpu);
+        verdict(&gpu, now())
+    };
+    let degraded = |g: &mut GpuReading| g.pcie_link_width = Some(8.0);
+    let thermal = |g: &mut GpuReading| {
+        g.utilization_gpu = Some(0.0);
+        g.clock_event_reasons = vec![("hw_thermal_slowdown", true)];
+    };
+    let xid = |code: u64, age: f64| {
+        move |g: &mut GpuReading| {
+            g.xid.by_code.insert(code, (1, now() - age));
+        }
+    };
+    assert_eq!(with(&degraded), "link_degraded");
+    assert_eq!(with(&thermal), "thermal_idle");
+    assert_eq!(with(&xid(79, 60.0)), "xid_hardware");
+    // An application XID, or a hardware one over an hour ago, is not.
+    assert_eq!(with(&xid(13, 60.0)), "ok");
+    assert_eq!(with(&xid(79, 7200.0)), "ok");
+    assert_eq!(
+        with(&|g| {
+            xid(79, 60.0)(g);
+            g.remapped_rows[2] = Some(1.0);
+        }),
+        "remap_pending"
+    );
+    assert_eq!(
+        with(&|g| {
+            g.remapped_rows[2] = Some(1.0);
+            g.ecc_errors[2] = Some(3.0);
+            degraded(g);
+        }),
+        "ecc_uncorrectable"
+    );
+}
+
+#[test]
+fn a_bad_pci_attribute_is_an_error_naming_the_file() {
+    let sysfs = tempfile::tempdir().unwrap();
+    write_pci(
+        sysfs.path(),
+        &[PciFunction {
+            vendor: "nvidia",
+            ..nvidia_gpu("0000:00:09.0")
+        }],
+    );
+    let collector = GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100])))
+        .reading_pci(sysfs.path().to_owned());
+    let mut out = Snapshot::new();
+    let err = collector.update(&mut out).unwrap_err().to_string();
+    assert!(err.contains("0000:00:09.0/vendor"), "{err}");
+    assert!(err.contains("\"nvidia\""), "{err}");
+    // NVML's readings are still there.
+    assert_eq!(sample(&out, "dcmon_gpu_nvml_devices", &[]), Some(1.0));
+    assert!(out.get("dcmon_gpu_pci_devices").is_none());
+}
+
+#[test]
+fn the_full_gpu_output_passes_promtool() {
+    let mut out = fake_gpu_snapshot();
+    out.sort();
+    let text = dcmon_exporter::exposition::encode(out, dcmon_protocol::exposition::Format::Text);
+    assert!(text.contains("dcmon_gpu_health{"), "{text}");
+    crate::common::process::promtool_check_metrics(&text);
 }

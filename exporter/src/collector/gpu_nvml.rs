@@ -210,8 +210,15 @@ impl GpuSource for NvmlSource {
         let count = nvml.device_count().map_err(failed)?;
         let mut readings = Vec::new();
         for index in 0..count {
-            let device = nvml.device_by_index(index).map_err(failed)?;
-            let mut reading = read_device(nvml, &device, index).map_err(failed)?;
+            // A GPU that fell off the bus answers GPU_IS_LOST (or nothing
+            // usable) here: leave it out, so the others are still read and
+            // the collector reports it missing against the PCI bus.
+            let Ok(device) = nvml.device_by_index(index) else {
+                continue;
+            };
+            let Ok(mut reading) = read_device(nvml, &device, index) else {
+                continue;
+            };
             if let Some(counts) = xids
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -341,6 +348,8 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
             .filter(|p| *p <= 15.0),
         pcie_link_gen: device.current_pcie_link_gen().ok().map(f64::from),
         pcie_link_width: device.current_pcie_link_width().ok().map(f64::from),
+        pcie_link_gen_max: device.max_pcie_link_gen().ok().map(f64::from),
+        pcie_link_width_max: device.max_pcie_link_width().ok().map(f64::from),
         pcie_replay_counter: device.pcie_replay_counter().ok().map(f64::from),
         // NVML reports KB/s (1024 bytes).
         pcie_throughput: [

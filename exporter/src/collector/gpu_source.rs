@@ -100,6 +100,12 @@ pub struct GpuReading {
     pub pcie_link_gen: Option<f64>,
     /// PCIe link width (lanes).
     pub pcie_link_width: Option<f64>,
+    /// Highest PCIe generation the link can train at (GPU and host
+    /// together); sysfs `max_link_speed` fills it where NVML does not.
+    pub pcie_link_gen_max: Option<f64>,
+    /// Widest the PCIe link can train at, lanes; sysfs `max_link_width`
+    /// fills it where NVML does not.
+    pub pcie_link_width_max: Option<f64>,
     /// PCIe replay counter.
     pub pcie_replay_counter: Option<f64>,
     /// PCIe throughput, bytes per second (rx, tx).
@@ -130,6 +136,12 @@ pub enum GpuSourceError {
 }
 
 /// Where GPU readings come from: NVML on a real host, a fake in tests.
+///
+/// Calls may block for as long as the driver does: the collector makes
+/// them on a worker thread of its own (`gpu_worker`) and stops waiting at
+/// its deadline. `read` skips a GPU whose handle or identity NVML cannot
+/// give (a GPU that fell off the bus), so the others are still reported
+/// and the missing one shows up against the PCI bus.
 pub trait GpuSource: Send + Sync + std::fmt::Debug {
     /// Driver-wide information.
     fn driver(&self) -> Result<DriverInfo, GpuSourceError>;
