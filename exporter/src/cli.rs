@@ -958,6 +958,23 @@ mod tests {
     }
 
     #[test]
+    fn an_nvml_deadline_past_the_collector_timeout_is_refused() {
+        for args in [
+            &["--collector.gpu.nvml-deadline=8s"][..],
+            &["--collector.timeout=2s", "--collector.gpu.nvml-deadline=3s"],
+            &["--collector.gpu.nvml-deadline=0s"],
+        ] {
+            let err = config(args).unwrap_err().to_string();
+            assert!(
+                err.starts_with("--collector.gpu.nvml-deadline:"),
+                "{args:?}: {err}"
+            );
+        }
+        let ok = config(&["--collector.gpu.nvml-deadline=1500ms"]).unwrap();
+        assert_eq!(ok.gpu.nvml_deadline, Duration::from_millis(1500));
+    }
+
+    #[test]
     fn bad_regexp_names_the_flag() {
         let err = config(&["--collector.hwmon.chip-include=("]).unwrap_err();
         assert!(
