@@ -262,6 +262,11 @@ pub struct Cli {
     #[arg(long = "collector.gpu.nvml-deadline", default_value = "5s", value_parser = parse_duration)]
     pub gpu_nvml_deadline: Duration,
 
+    /// Most GPU compute processes exported per scrape (the largest memory
+    /// users first); `dcmon_gpu_processes_dropped` counts the rest.
+    #[arg(long = "collector.gpu.max-processes", default_value = "100")]
+    pub gpu_max_processes: usize,
+
     /// The apt-get program.
     #[arg(long = "collector.apt.apt-get-path", default_value = "apt-get")]
     pub apt_get_path: PathBuf,
@@ -615,6 +620,7 @@ impl Parsed {
             },
             gpu: GpuConfig {
                 nvml_deadline: cli.gpu_nvml_deadline,
+                max_processes: cli.gpu_max_processes,
             },
         })
     }
@@ -972,6 +978,15 @@ mod tests {
         }
         let ok = config(&["--collector.gpu.nvml-deadline=1500ms"]).unwrap();
         assert_eq!(ok.gpu.nvml_deadline, Duration::from_millis(1500));
+        // The library's default (tests, the probe) is the flag's.
+        assert_eq!(
+            Config::default().gpu.nvml_deadline,
+            crate::collector::gpu::DEFAULT_DEADLINE
+        );
+        assert_eq!(
+            Config::default().gpu.max_processes,
+            crate::collector::gpu::DEFAULT_MAX_PROCESSES
+        );
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct GpuConfig {
     /// How long one NVML read is waited for before NVML counts as
     /// unresponsive; shorter than the collector timeout.
     pub nvml_deadline: Duration,
+    /// Most compute processes exported per scrape.
+    pub max_processes: usize,
 }
 
 /// An external program and how long one run of it may take.

@@ -4,7 +4,7 @@
 //! the health series against sysfs PCI trees written by the tests: a GPU
 //! lost from NVML, an NVML call that hangs, a PCIe link below its maximum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -288,14 +288,73 @@ fn host_bus(sysfs: &Path) {
     );
 }
 
+const CONTAINER: &str = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
+const POD_CONTAINER: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// `<root>/proc/<pid>/{status,cgroup,environ}` for the captures' compute
+/// processes and `<root>/passwd`: a Slurm step (cgroup v2), a root shell
+/// with the job only in its environment, a user without a passwd entry
+/// and no cgroup file, a Docker and a Kubernetes container; pid 2165 has
+/// exited.
+fn host_procfs(root: &Path) -> (PathBuf, PathBuf) {
+    let procfs = root.join("proc");
+    let process = |pid: u32, uid: u32, cgroup: Option<String>, environ: &[u8]| {
+        let dir = procfs.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = format!("Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n");
+        std::fs::write(dir.join("status"), status).unwrap();
+        if let Some(cgroup) = cgroup {
+            std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+        }
+        std::fs::write(dir.join("environ"), environ).unwrap();
+    };
+    process(
+        11345,
+        1000,
+        Some("0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0\n".into()),
+        b"SLURM_JOB_ID=1\0",
+    );
+    process(
+        11327,
+        0,
+        Some("0::/user.slice/user-0.slice/session-3.scope\n".into()),
+        b"HOME=/root\0SLURM_JOB_ID=777\0",
+    );
+    process(11328, 2001, None, b"");
+    process(
+        5022,
+        0,
+        Some(format!("0::/system.slice/docker-{CONTAINER}.scope\n")),
+        b"",
+    );
+    process(
+        5021,
+        1000,
+        Some(format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7f3e.slice/cri-containerd-{POD_CONTAINER}.scope\n"
+        )),
+        b"",
+    );
+    let passwd = root.join("passwd");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
+    )
+    .unwrap();
+    (procfs, passwd)
+}
+
 /// The collector's output for an H100 and an RTX 4080 SUPER, on a bus
-/// with a third GPU NVML has lost.
+/// with a third GPU NVML has lost, with their processes attributed.
 pub fn fake_gpu_snapshot() -> Snapshot {
-    let sysfs = tempfile::tempdir().unwrap();
-    host_bus(sysfs.path());
+    let root = tempfile::tempdir().unwrap();
+    let sysfs = root.path().join("sys");
+    host_bus(&sysfs);
+    let (procfs, passwd) = host_procfs(root.path());
     let collector =
         GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100, RTX4080])))
-            .reading_pci(sysfs.path().to_owned());
+            .reading_pci(sysfs)
+            .attributing_processes(procfs, passwd);
     let mut out = Snapshot::new();
     collector.update(&mut out).unwrap();
     out
@@ -790,4 +849,69 @@ fn the_full_gpu_output_passes_promtool() {
     let text = dcmon_exporter::exposition::encode(out, dcmon_protocol::exposition::Format::Text);
     assert!(text.contains("dcmon_gpu_health{"), "{text}");
     crate::common::process::promtool_check_metrics(&text);
+}
+
+#[test]
+fn processes_are_attributed_to_users_slurm_jobs_and_containers() {
+    let out = fake_gpu_snapshot();
+    let owner = |uuid: &str, pid: &str| {
+        let family = out.get("dcmon_gpu_process_info").unwrap();
+        let sample = family
+            .samples
+            .iter()
+            .find(|s| s.labels.contains(&("pid", pid.to_owned())))
+            .unwrap_or_else(|| panic!("no process {pid}: {family:?}"));
+        assert!(sample.labels.contains(&("uuid", uuid.to_owned())));
+        let get = |name: &str| {
+            sample
+                .labels
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        (get("user"), get("slurm_job_id"), get("container_id"))
+    };
+    let own = |u: &str, j: &str, c: &str| (u.to_owned(), j.to_owned(), c.to_owned());
+    // The cgroup's job wins over the environment's.
+    assert_eq!(owner(H100_UUID, "11345"), own("alice", "4242", ""));
+    assert_eq!(owner(H100_UUID, "11327"), own("root", "777", ""));
+    assert_eq!(owner(H100_UUID, "11328"), own("2001", "", ""));
+    assert_eq!(owner(RTX_UUID, "5022"), own("root", "", CONTAINER));
+    assert_eq!(owner(RTX_UUID, "5021"), own("alice", "", POD_CONTAINER));
+    // Exited between NVML's list and the read: still listed, no owner.
+    assert_eq!(owner(RTX_UUID, "2165"), own("", "", ""));
+    assert_eq!(sample(&out, "dcmon_gpu_processes", &[]), Some(6.0));
+    assert_eq!(sample(&out, "dcmon_gpu_processes_dropped", &[]), Some(0.0));
+}
+
+#[test]
+fn the_process_bound_keeps_the_largest_memory_users() {
+    let collector =
+        GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100, RTX4080])))
+            .bounding_processes(2);
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    assert_eq!(sample(&out, "dcmon_gpu_processes", &[]), Some(6.0));
+    assert_eq!(sample(&out, "dcmon_gpu_processes_dropped", &[]), Some(4.0));
+    let pids: BTreeSet<String> = out
+        .get("nvidia_smi_compute_app_info")
+        .unwrap()
+        .samples
+        .iter()
+        .flat_map(|s| s.labels.iter())
+        .filter(|(name, _)| *name == "pid")
+        .map(|(_, pid)| pid.clone())
+        .collect();
+    // gpu_burn (15690 MiB) and the larger memhog (2566 MiB).
+    assert_eq!(pids, BTreeSet::from(["11345".into(), "11327".into()]));
+    assert_eq!(
+        out.get("nvidia_smi_compute_app_used_memory_bytes")
+            .unwrap()
+            .samples
+            .len(),
+        2
+    );
+    // Without a procfs root, no owner series.
+    assert!(out.get("dcmon_gpu_process_info").is_none());
 }

@@ -2,7 +2,8 @@
 //! (`nvidia_smi_*`, so its Grafana dashboard 14574 works), read from NVML
 //! rather than by running nvidia-smi, plus dcmon's own health series
 //! (`dcmon_gpu_*`): GPUs on the PCI bus against GPUs NVML enumerates,
-//! whether NVML answers at all, and a verdict per GPU (`gpu_health`).
+//! whether NVML answers at all, a verdict per GPU (`gpu_health`), and
+//! the owner of each compute process (`gpu_procs`), bounded in number.
 //!
 //! The collector only turns [`GpuReading`]s into families; where readings
 //! come from is a [`GpuSource`]: NVML (`gpu_nvml`) on a host, a fake in
@@ -21,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gpu_pci::{self, PciGpu};
-use super::gpu_source::{DriverInfo, GpuReading, GpuSource, GpuSourceError};
+use super::gpu_procs;
+use super::gpu_source::{DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError};
 use super::gpu_worker::{Call, NvmlWorker};
 use super::{CollectError, Collector, Services};
 use crate::config::Config;
@@ -35,12 +37,22 @@ pub const NAME: &str = "gpu";
 /// (`--collector.gpu.nvml-deadline`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Most compute processes exported per scrape when no flag says otherwise
+/// (`--collector.gpu.max-processes`).
+pub const DEFAULT_MAX_PROCESSES: usize = 100;
+
 /// The `gpu` collector.
 #[derive(Debug)]
 pub struct GpuCollector {
     worker: NvmlWorker,
     /// Where NVIDIA functions on the PCI bus are counted; `None` skips it.
     sysfs: Option<PathBuf>,
+    /// The procfs root and passwd file compute processes are attributed
+    /// from; `None` exports no `dcmon_gpu_process_info`.
+    procfs: Option<(PathBuf, PathBuf)>,
+    /// Most compute processes exported per scrape (the largest memory
+    /// users first).
+    max_processes: usize,
     failed_scrapes: AtomicU64,
     /// Where each collection leaves the GPU temperatures for fan control's
     /// thermal guard.
@@ -67,6 +79,11 @@ pub fn new(config: &Config, services: &Services) -> GpuCollector {
         config.gpu.nvml_deadline,
     )
     .reading_pci(config.roots.sysfs.clone())
+    .attributing_processes(
+        config.roots.procfs.clone(),
+        config.roots.root("/etc/passwd"),
+    )
+    .bounding_processes(config.gpu.max_processes)
     .sharing_temperatures(services.gpu_temperatures.clone())
 }
 
@@ -86,6 +103,8 @@ impl GpuCollector {
         Self {
             worker: NvmlWorker::spawn(make, deadline),
             sysfs: None,
+            procfs: None,
+            max_processes: DEFAULT_MAX_PROCESSES,
             failed_scrapes: AtomicU64::new(0),
             temperatures: None,
             known: Mutex::default(),
@@ -96,6 +115,19 @@ impl GpuCollector {
     /// maxima NVML does not give from it.
     pub fn reading_pci(mut self, sysfs: PathBuf) -> Self {
         self.sysfs = Some(sysfs);
+        self
+    }
+
+    /// Attributes compute processes to users, Slurm jobs and containers
+    /// from `procfs`, naming users from the `passwd` file.
+    pub fn attributing_processes(mut self, procfs: PathBuf, passwd: PathBuf) -> Self {
+        self.procfs = Some((procfs, passwd));
+        self
+    }
+
+    /// Exports at most `max` compute processes per scrape.
+    pub fn bounding_processes(mut self, max: usize) -> Self {
+        self.max_processes = max;
         self
     }
 
@@ -344,7 +376,8 @@ const COUNTERS: &[Field] = &[
     ),
 ];
 
-/// Writes every family of one GPU.
+/// Writes every family of one GPU but its compute processes (bounded
+/// across GPUs by the collector).
 pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
     let uuid = uuid_label(&gpu.uuid);
     let by_uuid = || -> Labels { vec![("uuid", uuid.clone())] };
@@ -404,7 +437,47 @@ pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
             *last,
         );
     }
-    for process in &gpu.processes {
+}
+
+/// The compute processes of every GPU, the largest memory users first,
+/// at most `max` of them; with `procfs`, each attributed to its owner.
+fn write_processes(
+    out: &mut Snapshot,
+    gpus: &[GpuReading],
+    max: usize,
+    procfs: Option<&(PathBuf, PathBuf)>,
+) {
+    let mut all: Vec<(String, &GpuProcess)> = gpus
+        .iter()
+        .flat_map(|gpu| {
+            let uuid = uuid_label(&gpu.uuid);
+            gpu.processes.iter().map(move |p| (uuid.clone(), p))
+        })
+        .collect();
+    out.gauge(
+        "dcmon_gpu_processes",
+        "Compute processes on the host's GPUs, before --collector.gpu.max-processes.",
+        vec![],
+        all.len() as f64,
+    );
+    // Stable: equal users keep NVML's order.
+    all.sort_by(|a, b| {
+        let memory = |p: &GpuProcess| p.used_memory_bytes.unwrap_or(-1.0);
+        memory(b.1).total_cmp(&memory(a.1))
+    });
+    let dropped = all.len().saturating_sub(max);
+    all.truncate(max);
+    out.gauge(
+        "dcmon_gpu_processes_dropped",
+        "Compute processes left out of this scrape's per-process series by --collector.gpu.max-processes (the smallest memory users).",
+        vec![],
+        dropped as f64,
+    );
+    let users = procfs
+        .map(|(_, passwd)| std::fs::read_to_string(passwd).unwrap_or_default())
+        .map(|text| gpu_procs::users(&text))
+        .unwrap_or_default();
+    for (uuid, process) in all {
         let labels = vec![
             ("uuid", uuid.clone()),
             ("pid", process.pid.to_string()),
@@ -420,8 +493,23 @@ pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
             out.gauge(
                 "nvidia_smi_compute_app_used_memory_bytes",
                 "GPU memory used by the compute process, in bytes.",
-                labels,
+                labels.clone(),
                 bytes,
+            );
+        }
+        if let Some((root, _)) = procfs {
+            let owner = gpu_procs::owner(root, &users, process.pid);
+            let mut labels = labels;
+            labels.extend([
+                ("user", owner.user),
+                ("slurm_job_id", owner.slurm_job_id),
+                ("container_id", owner.container_id),
+            ]);
+            out.gauge(
+                "dcmon_gpu_process_info",
+                "A compute process's owner: user, Slurm job id and container id (empty when none or unreadable).",
+                labels,
+                1.0,
             );
         }
     }
@@ -545,6 +633,7 @@ impl Collector for GpuCollector {
                         write_health(out, gpu, bus, "lost");
                     }
                 }
+                write_processes(out, &gpus, self.max_processes, self.procfs.as_ref());
                 self.share_temperatures(&gpus);
                 Ok(())
             }

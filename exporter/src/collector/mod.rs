@@ -38,6 +38,7 @@ pub mod gpu;
 pub mod gpu_health;
 pub mod gpu_nvml;
 pub mod gpu_pci;
+pub mod gpu_procs;
 pub mod gpu_source;
 pub mod gpu_worker;
 pub mod hwmon;
