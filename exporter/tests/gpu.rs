@@ -14,7 +14,7 @@ use dcmon_exporter::collector::gpu::GpuCollector;
 use dcmon_exporter::collector::gpu_health::verdict;
 use dcmon_exporter::collector::gpu_nvml::NvmlSource;
 use dcmon_exporter::collector::gpu_source::{
-    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, XidCounts,
+    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, NvLinkReading, XidCounts,
 };
 use dcmon_exporter::collector::{CollectError, Collector};
 use dcmon_exporter::snapshot::Snapshot;
@@ -161,6 +161,7 @@ pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
         ],
         retired_pages_pending: get("retired_pages.pending"),
         clock_event_reasons: reasons,
+        nvlinks: Vec::new(),
         processes,
         xid: XidCounts::default(),
     };
@@ -351,10 +352,24 @@ pub fn fake_gpu_snapshot() -> Snapshot {
     let sysfs = root.path().join("sys");
     host_bus(&sysfs);
     let (procfs, passwd) = host_procfs(root.path());
-    let collector =
-        GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H100, RTX4080])))
-            .reading_pci(sysfs)
-            .attributing_processes(procfs, passwd);
+    let source = FakeSource::from_captures(&[H100, RTX4080]);
+    // The captured H100 (PCIe, in a VM) has no NVLink: two links, one
+    // down, show those series.
+    source.gpus.lock().unwrap().as_mut().unwrap()[0].nvlinks = vec![
+        NvLinkReading {
+            link: 0,
+            active: true,
+            errors: [Some(0.0), Some(0.0), Some(3.0), Some(0.0)],
+        },
+        NvLinkReading {
+            link: 1,
+            active: false,
+            errors: [Some(0.0); 4],
+        },
+    ];
+    let collector = GpuCollector::with_source(Box::new(source))
+        .reading_pci(sysfs)
+        .attributing_processes(procfs, passwd);
     let mut out = Snapshot::new();
     collector.update(&mut out).unwrap();
     out
@@ -914,4 +929,44 @@ fn the_process_bound_keeps_the_largest_memory_users() {
     );
     // Without a procfs root, no owner series.
     assert!(out.get("dcmon_gpu_process_info").is_none());
+}
+
+#[test]
+fn nvlinks_report_their_state_and_errors() {
+    let (driver, mut reading) = reading_from_capture(H100);
+    reading.nvlinks = vec![
+        NvLinkReading {
+            link: 0,
+            active: true,
+            errors: [Some(0.0), Some(0.0), Some(12.0), Some(0.0)],
+        },
+        // Down, and the driver keeps no counters for it.
+        NvLinkReading {
+            link: 7,
+            active: false,
+            errors: [None; 4],
+        },
+    ];
+    let source = FakeSource {
+        driver,
+        gpus: Mutex::new(Ok(vec![reading])),
+    };
+    let mut out = Snapshot::new();
+    GpuCollector::with_source(Box::new(source))
+        .update(&mut out)
+        .unwrap();
+    let uuid = ("uuid", "00000000-0000-0000-0000-000000000000");
+    let active = |link| sample(&out, "dcmon_gpu_nvlink_active", &[uuid, ("link", link)]);
+    assert_eq!(active("0"), Some(1.0));
+    assert_eq!(active("7"), Some(0.0));
+    let errors = out.get("dcmon_gpu_nvlink_errors_total").unwrap();
+    assert_eq!(errors.samples.len(), 4, "{errors:?}");
+    assert_eq!(
+        sample(
+            &out,
+            "dcmon_gpu_nvlink_errors_total",
+            &[uuid, ("link", "0"), ("error", "crc_flit")]
+        ),
+        Some(12.0)
+    );
 }

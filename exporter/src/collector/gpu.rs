@@ -12,7 +12,7 @@
 //! host without the NVIDIA driver logs one line at start-up and then
 //! reports `success 0` quietly on every scrape.
 //!
-//! Not exported yet: MIG instances (`nvidia_smi_mig_*`), NVLink,
+//! Not exported yet: MIG instances (`nvidia_smi_mig_*`),
 //! `nvidia_smi_gpu_recovery_action` and `nvidia_smi_fabric_state`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -421,6 +421,28 @@ pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
             by_uuid(),
             if *active { 1.0 } else { 0.0 },
         );
+    }
+    for link in &gpu.nvlinks {
+        let labels = || vec![("uuid", uuid.clone()), ("link", link.link.to_string())];
+        out.gauge(
+            "dcmon_gpu_nvlink_active",
+            "Whether the NVLink is up (1) or not (0).",
+            labels(),
+            if link.active { 1.0 } else { 0.0 },
+        );
+        let kinds = ["replay", "recovery", "crc_flit", "crc_data"];
+        for (kind, count) in kinds.into_iter().zip(link.errors) {
+            if let Some(count) = count {
+                let mut labels = labels();
+                labels.push(("error", kind.to_owned()));
+                out.counter(
+                    "dcmon_gpu_nvlink_errors_total",
+                    "NVLink data-link errors since the driver loaded, by kind (replay, recovery, crc_flit, crc_data).",
+                    labels,
+                    count,
+                );
+            }
+        }
     }
     for (xid, (count, last)) in &gpu.xid.by_code {
         let labels = vec![("uuid", uuid.clone()), ("xid", xid.to_string())];

@@ -17,6 +17,7 @@ use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor, TemperatureThreshold,
 };
+use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
@@ -24,7 +25,9 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id;
 use nvml_wrapper::{Device, Nvml};
 
-use super::gpu_source::{DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, XidCounts};
+use super::gpu_source::{
+    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, NvLinkReading, XidCounts,
+};
 
 /// How often a failed NVML load is retried.
 const RETRY_EVERY: Duration = Duration::from_secs(60);
@@ -262,6 +265,35 @@ fn field_values(device: &Device, ids: &[u32]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Most NVLinks a GPU has (NVML_NVLINK_MAX_LINKS).
+const MAX_NVLINKS: u32 = 18;
+
+/// The state and error counters of each NVLink NVML knows on `device`.
+fn nvlinks(device: &Device) -> Vec<NvLinkReading> {
+    let mut links = Vec::new();
+    for link in 0..MAX_NVLINKS {
+        let wrapper = device.link_wrapper_for(link);
+        let active = match wrapper.is_active() {
+            Ok(active) => active,
+            // No NVLink at all: spare the other links' calls.
+            Err(NvmlError::NotSupported) if link == 0 => break,
+            Err(_) => continue,
+        };
+        let count = |counter| wrapper.error_counter(counter).ok().map(|n| n as f64);
+        links.push(NvLinkReading {
+            link,
+            active,
+            errors: [
+                count(ErrorCounter::DlReplay),
+                count(ErrorCounter::DlRecovery),
+                count(ErrorCounter::DlCrcFlit),
+                count(ErrorCounter::DlCrcData),
+            ],
+        });
+    }
+    links
+}
+
 /// Reads one GPU; only the identity (UUID, name) is required, every other
 /// field is dropped when NVML does not support it on this GPU.
 fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, NvmlError> {
@@ -381,6 +413,7 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
                     .collect()
             })
             .unwrap_or_default(),
+        nvlinks: nvlinks(device),
         processes: device
             .running_compute_processes()
             .unwrap_or_default()

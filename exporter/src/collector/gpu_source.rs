@@ -28,6 +28,18 @@ pub struct GpuProcess {
     pub used_memory_bytes: Option<f64>,
 }
 
+/// One NVLink of a GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NvLinkReading {
+    /// Link number, from 0.
+    pub link: u32,
+    /// Whether the link is up.
+    pub active: bool,
+    /// Error counters since the driver loaded: data-link replays,
+    /// recoveries, flit CRC errors, data CRC errors.
+    pub errors: [Option<f64>; 4],
+}
+
 /// XID errors seen on one GPU since the exporter started, by XID code.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct XidCounts {
@@ -118,6 +130,8 @@ pub struct GpuReading {
     pub retired_pages_pending: Option<f64>,
     /// Active clock-event (throttle) reasons as `(reason name, active)`.
     pub clock_event_reasons: Vec<(&'static str, bool)>,
+    /// NVLinks NVML reports a state for; empty on GPUs without NVLink.
+    pub nvlinks: Vec<NvLinkReading>,
     /// Running compute processes.
     pub processes: Vec<GpuProcess>,
     /// XID errors since start.
