@@ -92,7 +92,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct GpuConfig {
     /// How long one NVML read is waited for before NVML counts as
-    /// unresponsive; shorter than the collector timeout.
+    /// unresponsive; at most 80 % of the collector timeout.
     pub nvml_deadline: Duration,
     /// Most compute processes exported per scrape.
     pub max_processes: usize,

@@ -264,8 +264,13 @@ pub fn write_pci(sysfs: &Path, functions: &[PciFunction]) {
 }
 
 /// The bus of a host with the two captured GPUs, a third GPU NVML does not
-/// see, the GPUs' audio function, an NVSwitch and an Intel VGA controller.
+/// see, a fourth handed to a virtual machine, the GPUs' audio function, an
+/// NVSwitch and an Intel VGA controller.
 fn host_bus(sysfs: &Path) {
+    let vfio = sysfs.join("bus/pci/drivers/vfio-pci");
+    std::fs::create_dir_all(&vfio).unwrap();
+    write_pci(sysfs, &[nvidia_gpu("0000:af:00.0")]);
+    std::os::unix::fs::symlink(&vfio, sysfs.join("bus/pci/devices/0000:af:00.0/driver")).unwrap();
     write_pci(
         sysfs,
         &[

@@ -5,7 +5,10 @@
 //!
 //! A GPU is a function of vendor 0x10de whose class is a display
 //! controller (0x03xxxx: VGA or 3D). NVSwitches (bridges) and the GPUs'
-//! own audio and USB functions are not counted.
+//! own audio and USB functions are not counted, nor are GPUs handed to
+//! virtual machines (bound to `vfio-pci` or `pci-stub`): NVML on the host
+//! is not meant to see those. A GPU bound to no driver is counted: a
+//! driver that failed to load is what the comparison should catch.
 
 use std::path::Path;
 
@@ -73,6 +76,15 @@ fn number(dir: &Path, name: &str) -> Result<Option<f64>, ReadError> {
     Ok(read_attribute(&dir.join(name))?.and_then(|v| v.parse().ok()))
 }
 
+/// Whether the function is bound to a driver that hands it to a virtual
+/// machine.
+fn passed_through(dir: &Path) -> bool {
+    std::fs::read_link(dir.join("driver"))
+        .ok()
+        .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|driver| matches!(driver.as_str(), "vfio-pci" | "pci-stub"))
+}
+
 /// The NVIDIA display controllers under `<sysfs>/bus/pci/devices`, sorted
 /// by address. `Ok(None)` when sysfs has no PCI bus (a container without
 /// /sys, a fixture tree without one): nothing to compare against.
@@ -88,6 +100,9 @@ pub fn scan(sysfs: &Path) -> Result<Option<Vec<PciGpu>>, ReadError> {
             continue;
         }
         if hex(&dir, "class")?.map(|class| class >> 16) != Some(DISPLAY_CLASS) {
+            continue;
+        }
+        if passed_through(&dir) {
             continue;
         }
         let speed = |attribute: &str| -> Result<Option<f64>, ReadError> {
