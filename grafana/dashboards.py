@@ -543,6 +543,53 @@ def gpus():
     join = "* on (instance, uuid) group_left (index) nvidia_smi_gpu_info"
     legend = "{{instance}} GPU {{index}}"
     p = [
+        lay.row("Health"),
+        stat(
+            lay,
+            "GPUs missing from NVML",
+            f"sum(dcmon_gpu_pci_devices{{{i}}} - dcmon_gpu_nvml_devices{{{i}}})",
+            thresholds=[(1, "red")],
+            desc="NVIDIA GPUs on the PCI bus that NVML does not enumerate: fallen off the bus, or no driver (dcmon_gpu_present == 0 names them).",
+        ),
+        stat(
+            lay,
+            "Hosts with NVML hung",
+            f"count(dcmon_gpu_nvml_responsive{{{i}}} == 0) or vector(0)",
+            thresholds=[(1, "red")],
+            desc="Hosts where an NVML call has not returned within --collector.gpu.nvml-deadline.",
+        ),
+        stat(
+            lay,
+            "Unhealthy GPUs",
+            f"count(dcmon_gpu_health{{{i}}} == 0) or vector(0)",
+            thresholds=[(1, "orange")],
+            desc="GPUs whose verdict is not ok (README: GPU health).",
+        ),
+        stat(
+            lay,
+            "PCIe links below maximum",
+            f"count(nvidia_smi_pcie_link_gen_current{{{i}}} < nvidia_smi_pcie_link_gen_max{{{i}}} or nvidia_smi_pcie_link_width_current{{{i}}} < nvidia_smi_pcie_link_width_max{{{i}}}) or vector(0)",
+            desc="Idle links step down on purpose; a busy GPU's link below its maximum is the link_degraded verdict.",
+        ),
+        timeseries(
+            lay,
+            "Verdicts",
+            [(f"count by (reason) (dcmon_gpu_health{{{i}}})", "{{reason}}")],
+            "short",
+            w=8,
+            stack=True,
+        ),
+        table(
+            lay,
+            "GPU health",
+            [
+                ("healthy", f"dcmon_gpu_health{{{i}}}", "short", {"0": "no", "1": "yes"}),
+            ],
+            h=8,
+            join="instance",
+            desc="One row per GPU and PCI address: the verdict's reason is the first of lost, unresponsive, ecc_uncorrectable, remap_pending, xid_hardware, link_degraded, thermal_idle.",
+        ),
+        lay.row("GPUs"),
         stat(lay, "GPUs", f"count(nvidia_smi_gpu_info{{{i}}}) or vector(0)"),
         stat(lay, "Busy GPUs (>50 %)", f"count(nvidia_smi_utilization_gpu_ratio{{{i}}} > 0.5) or vector(0)"),
         stat(lay, "Hottest GPU", f"max(nvidia_smi_temperature_gpu{{{i}}})", unit="celsius", thresholds=[(80, "orange"), (88, "red")]),
@@ -566,7 +613,9 @@ def gpus():
                 ("remapped rows pending", f"nvidia_smi_remapped_rows_pending{{{i}}}", "short", None),
                 ("remap failure", f"nvidia_smi_remapped_rows_failure{{{i}}}", "short", {"0": "no", "1": "yes"}),
                 ("PCIe gen", f"nvidia_smi_pcie_link_gen_current{{{i}}}", "short", None),
+                ("PCIe gen max", f"nvidia_smi_pcie_link_gen_max{{{i}}}", "short", None),
                 ("PCIe width", f"nvidia_smi_pcie_link_width_current{{{i}}}", "short", None),
+                ("PCIe width max", f"nvidia_smi_pcie_link_width_max{{{i}}}", "short", None),
             ],
             h=10,
             join="instance",

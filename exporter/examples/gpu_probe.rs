@@ -1,5 +1,7 @@
-//! Prints what the gpu collector reads from the real NVML on this machine,
-//! in the Prometheus text format, then watches for XID events for a while.
+//! Prints what the gpu collector reads from the real NVML and /sys on this
+//! machine (the `nvidia_smi_*` families and the `dcmon_gpu_*` health
+//! series), in the Prometheus text format, then watches for XID events for
+//! a while.
 //!
 //! ```text
 //! cargo run -p dcmon-exporter --example gpu_probe            # one reading
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dcmon_exporter::collector::Collector;
-use dcmon_exporter::collector::gpu::GpuCollector;
+use dcmon_exporter::collector::gpu::{DEFAULT_DEADLINE, GpuCollector};
 use dcmon_exporter::collector::gpu_nvml::NvmlSource;
 use dcmon_exporter::exposition::encode;
 use dcmon_exporter::snapshot::Snapshot;
@@ -27,7 +29,10 @@ fn main() -> ExitCode {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let collector = GpuCollector::with_source(Box::new(NvmlSource::new()));
+    // As the exporter builds it: NVML loaded and read on its worker
+    // thread, GPUs counted on the PCI bus under /sys.
+    let collector = GpuCollector::on_worker(|| Box::new(NvmlSource::new()), DEFAULT_DEADLINE)
+        .reading_pci("/sys".into());
     let started = std::time::Instant::now();
     let mut out = Snapshot::new();
     let result = collector.update(&mut out);

@@ -20,7 +20,9 @@ use dcmon_protocol::size::parse_bytes;
 use regex::Regex;
 
 use crate::collector;
-use crate::config::{AptConfig, Config, DeviceFilter, IpmiConfig, IpmiRemote, ToolConfig};
+use crate::config::{
+    AptConfig, Config, DeviceFilter, GpuConfig, IpmiConfig, IpmiRemote, ToolConfig,
+};
 use crate::fans::cli::{FanArgs, FansAction};
 use crate::identity::register::{DEFAULT_STATE_DIR, RegisterArgs};
 use crate::roots::Roots;
@@ -254,6 +256,17 @@ pub struct Cli {
     #[arg(long = "collector.nvme.timeout", default_value = "5s", value_parser = parse_duration)]
     pub nvme_timeout: Duration,
 
+    /// How long one NVML read may take before NVML counts as unresponsive
+    /// (`dcmon_gpu_nvml_responsive 0`); capped at 80 % of
+    /// `--collector.timeout`.
+    #[arg(long = "collector.gpu.nvml-deadline", default_value = "5s", value_parser = parse_duration)]
+    pub gpu_nvml_deadline: Duration,
+
+    /// Most GPU compute processes exported per scrape (the largest memory
+    /// users first); `dcmon_gpu_processes_dropped` counts the rest.
+    #[arg(long = "collector.gpu.max-processes", default_value = "100")]
+    pub gpu_max_processes: usize,
+
     /// The apt-get program.
     #[arg(long = "collector.apt.apt-get-path", default_value = "apt-get")]
     pub apt_get_path: PathBuf,
@@ -480,6 +493,10 @@ fn optional_regex(flag: &'static str, pattern: Option<&str>) -> Result<Option<Re
     pattern.map(|p| regex(flag, p)).transpose()
 }
 
+/// The most of `--collector.timeout` an NVML read may take, leaving the
+/// gpu collector time to write its families.
+const NVML_SHARE_OF_TIMEOUT: f64 = 0.8;
+
 impl Parsed {
     /// Validates the parsed flags into a configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
@@ -492,6 +509,17 @@ impl Parsed {
                 msg: "must start with '/'".into(),
             });
         }
+        if cli.gpu_nvml_deadline.is_zero() {
+            return Err(ConfigError {
+                flag: "collector.gpu.nvml-deadline",
+                msg: "must be above 0".into(),
+            });
+        }
+        // The gpu collector must answer before the runner gives up on it,
+        // whatever the two flags say: a short --collector.timeout caps it.
+        let nvml_deadline = cli
+            .gpu_nvml_deadline
+            .min(cli.collector_timeout.mul_f64(NVML_SHARE_OF_TIMEOUT));
         let enabled = collector::ALL
             .iter()
             .filter(|info| {
@@ -595,6 +623,10 @@ impl Parsed {
                 apt_mark: cli.apt_mark_path,
                 apt: cli.apt_path,
                 interval: cli.apt_interval,
+            },
+            gpu: GpuConfig {
+                nvml_deadline,
+                max_processes: cli.gpu_max_processes,
             },
         })
     }
@@ -935,6 +967,29 @@ mod tests {
     fn disable_defaults_keeps_only_named_collectors() {
         let cfg = config(&["--collector.disable-defaults", "--collector.meminfo"]).unwrap();
         assert_eq!(cfg.enabled, HashSet::from(["meminfo"]));
+    }
+
+    #[test]
+    fn the_nvml_deadline_stays_inside_the_collector_timeout() {
+        let err = config(&["--collector.gpu.nvml-deadline=0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--collector.gpu.nvml-deadline:"), "{err}");
+        let ok = config(&["--collector.gpu.nvml-deadline=1500ms"]).unwrap();
+        assert_eq!(ok.gpu.nvml_deadline, Duration::from_millis(1500));
+        // A short collector timeout (node_exporter setups pass 1s) caps it
+        // rather than refusing to start.
+        let capped = config(&["--collector.timeout=1s"]).unwrap();
+        assert_eq!(capped.gpu.nvml_deadline, Duration::from_millis(800));
+        // The library's default (tests, the probe) is the flag's.
+        assert_eq!(
+            Config::default().gpu.nvml_deadline,
+            crate::collector::gpu::DEFAULT_DEADLINE
+        );
+        assert_eq!(
+            Config::default().gpu.max_processes,
+            crate::collector::gpu::DEFAULT_MAX_PROCESSES
+        );
     }
 
     #[test]

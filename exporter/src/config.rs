@@ -84,6 +84,18 @@ pub struct Config {
     pub nvme: ToolConfig,
     /// apt programs, interval and time limit.
     pub apt: AptConfig,
+    /// The gpu collector's settings.
+    pub gpu: GpuConfig,
+}
+
+/// The gpu collector's settings.
+#[derive(Debug, Clone)]
+pub struct GpuConfig {
+    /// How long one NVML read is waited for before NVML counts as
+    /// unresponsive; at most 80 % of the collector timeout.
+    pub nvml_deadline: Duration,
+    /// Most compute processes exported per scrape.
+    pub max_processes: usize,
 }
 
 /// An external program and how long one run of it may take.

@@ -17,6 +17,7 @@ use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor, TemperatureThreshold,
 };
+use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
@@ -24,7 +25,9 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id;
 use nvml_wrapper::{Device, Nvml};
 
-use super::gpu_source::{DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, XidCounts};
+use super::gpu_source::{
+    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, NvLinkReading, XidCounts,
+};
 
 /// How often a failed NVML load is retried.
 const RETRY_EVERY: Duration = Duration::from_secs(60);
@@ -210,8 +213,15 @@ impl GpuSource for NvmlSource {
         let count = nvml.device_count().map_err(failed)?;
         let mut readings = Vec::new();
         for index in 0..count {
-            let device = nvml.device_by_index(index).map_err(failed)?;
-            let mut reading = read_device(nvml, &device, index).map_err(failed)?;
+            // A GPU that fell off the bus answers GPU_IS_LOST (or nothing
+            // usable) here: leave it out, so the others are still read and
+            // the collector reports it missing against the PCI bus.
+            let Ok(device) = nvml.device_by_index(index) else {
+                continue;
+            };
+            let Ok(mut reading) = read_device(nvml, &device, index) else {
+                continue;
+            };
             if let Some(counts) = xids
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -253,6 +263,35 @@ fn field_values(device: &Device, ids: &[u32]) -> Vec<Option<f64>> {
             SampleValue::I64(v) => Some(v as f64),
         })
         .collect()
+}
+
+/// Most NVLinks a GPU has (NVML_NVLINK_MAX_LINKS).
+const MAX_NVLINKS: u32 = 18;
+
+/// The state and error counters of each NVLink NVML knows on `device`.
+fn nvlinks(device: &Device) -> Vec<NvLinkReading> {
+    let mut links = Vec::new();
+    for link in 0..MAX_NVLINKS {
+        let wrapper = device.link_wrapper_for(link);
+        let active = match wrapper.is_active() {
+            Ok(active) => active,
+            // No NVLink at all: spare the other links' calls.
+            Err(NvmlError::NotSupported) if link == 0 => break,
+            Err(_) => continue,
+        };
+        let count = |counter| wrapper.error_counter(counter).ok().map(|n| n as f64);
+        links.push(NvLinkReading {
+            link,
+            active,
+            errors: [
+                count(ErrorCounter::DlReplay),
+                count(ErrorCounter::DlRecovery),
+                count(ErrorCounter::DlCrcFlit),
+                count(ErrorCounter::DlCrcData),
+            ],
+        });
+    }
+    links
 }
 
 /// Reads one GPU; only the identity (UUID, name) is required, every other
@@ -341,6 +380,8 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
             .filter(|p| *p <= 15.0),
         pcie_link_gen: device.current_pcie_link_gen().ok().map(f64::from),
         pcie_link_width: device.current_pcie_link_width().ok().map(f64::from),
+        pcie_link_gen_max: device.max_pcie_link_gen().ok().map(f64::from),
+        pcie_link_width_max: device.max_pcie_link_width().ok().map(f64::from),
         pcie_replay_counter: device.pcie_replay_counter().ok().map(f64::from),
         // NVML reports KB/s (1024 bytes).
         pcie_throughput: [
@@ -372,6 +413,7 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
                     .collect()
             })
             .unwrap_or_default(),
+        nvlinks: nvlinks(device),
         processes: device
             .running_compute_processes()
             .unwrap_or_default()

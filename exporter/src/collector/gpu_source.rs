@@ -28,6 +28,18 @@ pub struct GpuProcess {
     pub used_memory_bytes: Option<f64>,
 }
 
+/// One NVLink of a GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NvLinkReading {
+    /// Link number, from 0.
+    pub link: u32,
+    /// Whether the link is up.
+    pub active: bool,
+    /// Error counters since the driver loaded: data-link replays,
+    /// recoveries, flit CRC errors, data CRC errors.
+    pub errors: [Option<f64>; 4],
+}
+
 /// XID errors seen on one GPU since the exporter started, by XID code.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct XidCounts {
@@ -100,6 +112,12 @@ pub struct GpuReading {
     pub pcie_link_gen: Option<f64>,
     /// PCIe link width (lanes).
     pub pcie_link_width: Option<f64>,
+    /// Highest PCIe generation the link can train at (GPU and host
+    /// together); sysfs `max_link_speed` fills it where NVML does not.
+    pub pcie_link_gen_max: Option<f64>,
+    /// Widest the PCIe link can train at, lanes; sysfs `max_link_width`
+    /// fills it where NVML does not.
+    pub pcie_link_width_max: Option<f64>,
     /// PCIe replay counter.
     pub pcie_replay_counter: Option<f64>,
     /// PCIe throughput, bytes per second (rx, tx).
@@ -112,6 +130,8 @@ pub struct GpuReading {
     pub retired_pages_pending: Option<f64>,
     /// Active clock-event (throttle) reasons as `(reason name, active)`.
     pub clock_event_reasons: Vec<(&'static str, bool)>,
+    /// NVLinks NVML reports a state for; empty on GPUs without NVLink.
+    pub nvlinks: Vec<NvLinkReading>,
     /// Running compute processes.
     pub processes: Vec<GpuProcess>,
     /// XID errors since start.
@@ -130,6 +150,12 @@ pub enum GpuSourceError {
 }
 
 /// Where GPU readings come from: NVML on a real host, a fake in tests.
+///
+/// Calls may block for as long as the driver does: the collector makes
+/// them on a worker thread of its own (`gpu_worker`) and stops waiting at
+/// its deadline. `read` skips a GPU whose handle or identity NVML cannot
+/// give (a GPU that fell off the bus), so the others are still reported
+/// and the missing one shows up against the PCI bus.
 pub trait GpuSource: Send + Sync + std::fmt::Debug {
     /// Driver-wide information.
     fn driver(&self) -> Result<DriverInfo, GpuSourceError>;

@@ -36,8 +36,12 @@ pub mod fan;
 pub mod filefd;
 pub mod filesystem;
 pub mod gpu;
+pub mod gpu_health;
 pub mod gpu_nvml;
+pub mod gpu_pci;
+pub mod gpu_procs;
 pub mod gpu_source;
+pub mod gpu_worker;
 pub mod hwmon;
 pub mod ipmi;
 pub mod ipmi_parse;
@@ -190,6 +194,14 @@ macro_rules! info {
             build: |_, services| Box::new($module::new(services)),
         }
     };
+    // Collectors built on both.
+    ($module:ident, $default:expr, config_and_services) => {
+        CollectorInfo {
+            name: $module::NAME,
+            default_enabled: $default,
+            build: |config, services| Box::new($module::new(config, services)),
+        }
+    };
 }
 
 /// Every collector, in the order they appear in `--help`.
@@ -205,7 +217,7 @@ pub const ALL: &[CollectorInfo] = &[
     info!(fan, true, services),
     info!(filefd, true),
     info!(filesystem, true),
-    info!(gpu, true, services),
+    info!(gpu, true, config_and_services),
     info!(hwmon, true),
     info!(ipmi, true),
     info!(loadavg, true),

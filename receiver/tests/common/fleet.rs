@@ -183,7 +183,10 @@ pub fn fleet_series(end_ms: i64) -> Vec<SeriesSamples> {
             );
         }
 
-        // GPUs.
+        // GPUs: both on the PCI bus, both seen by NVML.
+        f.gauge("dcmon_gpu_pci_devices", &h(&[]), 2.0);
+        f.gauge("dcmon_gpu_nvml_devices", &h(&[]), 2.0);
+        f.gauge("dcmon_gpu_nvml_responsive", &h(&[]), 1.0);
         for (k, (uuid, index)) in [("0", "0"), ("1", "1")].into_iter().enumerate() {
             let uuid: &'static str = match (n, uuid) {
                 (0, "0") => "8f2a61c4-5d1e-4b7a-9c3e-0a1b2c3d4e50",
@@ -242,6 +245,19 @@ pub fn fleet_series(end_ms: i64) -> Vec<SeriesSamples> {
             );
             f.gauge("nvidia_smi_pcie_link_gen_current", &g(&[]), 5.0);
             f.gauge("nvidia_smi_pcie_link_width_current", &g(&[]), 16.0);
+            f.gauge("nvidia_smi_pcie_link_gen_max", &g(&[]), 5.0);
+            f.gauge("nvidia_smi_pcie_link_width_max", &g(&[]), 16.0);
+            let bus = if k == 0 {
+                "00000000:18:00.0"
+            } else {
+                "00000000:2A:00.0"
+            };
+            f.gauge("dcmon_gpu_present", &h(&[("pci_bus_id", bus)]), 1.0);
+            f.gauge(
+                "dcmon_gpu_health",
+                &g(&[("gpu", index), ("pci_bus_id", bus), ("reason", "ok")]),
+                1.0,
+            );
             f.gauge("nvidia_smi_fan_speed_ratio", &g(&[]), 0.0);
             f.counter(
                 "nvidia_smi_ecc_errors_uncorrected_volatile_total",
