@@ -146,6 +146,17 @@ fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("opening the command queue")?,
     );
+    // A bad rule file stops the start, naming file, group and rule.
+    let metrics = dcmon_receiver::metrics::Metrics::default();
+    let rules = Arc::new(
+        Rules::load(
+            config.rules.files.clone(),
+            config.rules.evaluation_interval,
+            Engine::new(storage.clone(), config.engine.clone()),
+            metrics.rules.clone(),
+        )
+        .context("loading --rules.file")?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,17 +184,6 @@ fn run(config: Config) -> anyhow::Result<()> {
             Engine::new(storage.clone(), config.engine.clone()),
             config.query_max_concurrency,
             QueryCache::new(config.query_cache_size),
-        );
-        // A bad rule file stops the start, naming file, group and rule.
-        let metrics = dcmon_receiver::metrics::Metrics::default();
-        let rules = Arc::new(
-            Rules::load(
-                config.rules.files.clone(),
-                config.rules.evaluation_interval,
-                Engine::new(storage.clone(), config.engine.clone()),
-                metrics.rules.clone(),
-            )
-            .context("loading --rules.file")?,
         );
         rules.start();
         let reload_rules = spawn_reload_on_hangup(Arc::clone(&rules));

@@ -29,6 +29,7 @@ mod query_limits;
 mod quickstart;
 mod retention;
 mod rules;
+mod rules_eval;
 mod self_scrape;
 mod shipping;
 mod storage_faults;

@@ -158,10 +158,18 @@ impl Rules {
 }
 
 /// Takes over the alerts and written series of the rules of `before` that
-/// are unchanged in `after`.
+/// are unchanged in `after` (same name and expression; among rules alike,
+/// in order), wherever they moved within the group.
 fn carry_over(before: &GroupState, after: &mut GroupState) {
-    for (old, new) in before.rules.iter().zip(after.rules.iter_mut()) {
-        if old.spec.name() == new.spec.name() && old.spec.expr_text == new.spec.expr_text {
+    let mut taken = vec![false; before.rules.len()];
+    for new in &mut after.rules {
+        let same = before.rules.iter().enumerate().find(|(i, old)| {
+            !taken[*i]
+                && old.spec.name() == new.spec.name()
+                && old.spec.expr_text == new.spec.expr_text
+        });
+        if let Some((i, old)) = same {
+            taken[i] = true;
             let spec = new.spec.clone();
             *new = old.clone();
             new.spec = spec;
