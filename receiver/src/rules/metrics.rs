@@ -117,6 +117,23 @@ impl RuleMetrics {
         );
     }
 
+    /// Creates every series of a group just loaded, so its counters read 0
+    /// before its first evaluation (as Prometheus's do).
+    pub fn init_group(&self, group: &GroupLabels) {
+        for family in [&self.evaluations, &self.failures, &self.iterations, &self.missed] {
+            let _ = family.get_or_create(group);
+        }
+        for family in [
+            &self.last_evaluation,
+            &self.last_duration,
+            &self.last_samples,
+            &self.interval,
+            &self.rules,
+        ] {
+            let _ = family.get_or_create(group);
+        }
+    }
+
     /// Drops the series of a group no longer loaded.
     pub fn forget(&self, group: &GroupLabels) {
         for family in [&self.evaluations, &self.failures, &self.iterations, &self.missed] {

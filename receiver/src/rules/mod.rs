@@ -120,6 +120,7 @@ impl Rules {
             let labels = GroupLabels {
                 rule_group: state.key(),
             };
+            self.metrics.init_group(&labels);
             self.metrics
                 .interval
                 .get_or_create(&labels)
