@@ -96,9 +96,9 @@ fn group_json(group: &GroupState, rules: Vec<JsonValue>) -> JsonValue {
         "name": group.spec.name,
         "file": group.spec.file,
         "rules": rules,
-        "interval": group.spec.interval.as_secs_f64(),
+        "interval": seconds_json(group.spec.interval.as_secs_f64()),
         "limit": group.spec.limit,
-        "evaluationTime": group.evaluation_time.as_secs_f64(),
+        "evaluationTime": seconds_json(group.evaluation_time.as_secs_f64()),
         "lastEvaluation": time_json(group.last_evaluation_ms),
     })
 }
@@ -115,8 +115,8 @@ fn rule_json(rule: &RuleState) -> JsonValue {
             "state": rule.alerts.state().as_str(),
             "name": name,
             "query": rule.spec.expr_text,
-            "duration": hold.as_secs_f64(),
-            "keepFiringFor": keep_firing_for.as_secs_f64(),
+            "duration": seconds_json(hold.as_secs_f64()),
+            "keepFiringFor": seconds_json(keep_firing_for.as_secs_f64()),
             "labels": labels,
             "annotations": pairs_json(annotations.iter().map(|(n, t)| (n.as_str(), t.text()))),
             "alerts": rule.alerts.active().into_iter().map(alert_json).collect::<Vec<_>>(),
@@ -138,7 +138,7 @@ fn rule_json(rule: &RuleState) -> JsonValue {
     if !rule.last_error.is_empty() {
         out["lastError"] = json!(rule.last_error);
     }
-    out["evaluationTime"] = json!(rule.evaluation_time.as_secs_f64());
+    out["evaluationTime"] = seconds_json(rule.evaluation_time.as_secs_f64());
     out["lastEvaluation"] = time_json(rule.last_evaluation_ms);
     out
 }
@@ -152,6 +152,15 @@ fn alert_json(alert: &Alert) -> JsonValue {
         // Go's strconv.FormatFloat(v, 'e', -1, 64), as Prometheus writes it.
         "value": crate::rules::template::go_float_e(alert.value),
     })
+}
+
+/// Seconds as Go's JSON writes a float64: a whole number without `.0`.
+fn seconds_json(seconds: f64) -> JsonValue {
+    if seconds.fract() == 0.0 && seconds.abs() < 9e15 {
+        json!(seconds as i64)
+    } else {
+        json!(seconds)
+    }
 }
 
 fn pairs_json<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> JsonValue {
