@@ -9,12 +9,14 @@
 //! receiver the text as written) are left out.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{self, Version};
+use dcmon_protocol::remote_write::{self, SeriesSamples, Version};
 use dcmon_testkit::start_prometheus_with;
 use serde_json::{Value, json};
 
+use crate::common::fleet::{STEP_MS, fleet_series, workspace_root};
 use crate::common::peer::{free_port, wait_for};
 use crate::common::{Receiver, client, now_ms, series, wait_until, write_headers};
 
@@ -118,32 +120,116 @@ fn structure(data: &Value) -> Value {
     json!(groups)
 }
 
+/// A receiver and a Prometheus evaluating the same rule files.
+struct Pair {
+    receiver: Receiver,
+    read: String,
+    api: String,
+    _prometheus: dcmon_testkit::KillOnDrop,
+}
+
+impl Pair {
+    fn start(dir: &Path, rule_files: &[PathBuf], receiver_flags: &[&str]) -> Pair {
+        let mut flags: Vec<String> = receiver_flags.iter().map(|f| f.to_string()).collect();
+        for file in rule_files {
+            flags.push(format!("--rules.file={}", file.display()));
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let receiver = Receiver::start(&flags);
+        let read = receiver.create_token("grafana", "read");
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        let files: String = rule_files
+            .iter()
+            .map(|f| format!("  - {}\n", f.display()))
+            .collect();
+        std::fs::write(
+            &config,
+            format!("global:\n  evaluation_interval: 1s\nrule_files:\n{files}"),
+        )
+        .unwrap();
+        let prometheus =
+            start_prometheus_with(&config, dir, port, &["--web.enable-remote-write-receiver"]);
+        let api = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{api}/-/ready"), "prometheus");
+        Pair {
+            receiver,
+            read,
+            api,
+            _prometheus: prometheus,
+        }
+    }
+
+    /// Remote-writes `series` to both.
+    fn push(&self, series: &[SeriesSamples]) {
+        for chunk in series.chunks(200) {
+            let written = self.receiver.write(Version::V1, chunk);
+            assert_eq!(written.status, 204, "{}", written.body);
+            let mut request = client().post(format!("{}/api/v1/write", self.api));
+            for (name, value) in write_headers(Version::V1) {
+                request = request.header(name, value);
+            }
+            let response = request
+                .body(remote_write::compress(&remote_write::encode_v1(chunk)))
+                .send()
+                .unwrap();
+            assert!(response.status().is_success(), "{:?}", response.text());
+        }
+    }
+
+    fn ours(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        data(&self.receiver.url(path), Some(&self.read), params)
+    }
+
+    fn theirs(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        data(&format!("{}{path}", self.api), None, params)
+    }
+
+    /// Polls until `view` of both answers to `path` agree (both at the
+    /// same evaluation), then asserts it, showing both.
+    fn agree(&self, path: &str, view: impl Fn(&Value) -> Value) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let both = || (view(&self.ours(path, &[])), view(&self.theirs(path, &[])));
+        let (mut ours, mut theirs) = both();
+        while ours != theirs && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            (ours, theirs) = both();
+        }
+        assert_eq!(
+            ours,
+            theirs,
+            "{path}\nreceiver:\n{}\nprometheus:\n{}",
+            serde_json::to_string_pretty(&ours).unwrap(),
+            serde_json::to_string_pretty(&theirs).unwrap()
+        );
+    }
+
+    /// Prometheus's latest evaluation time of the series `probe` selects,
+    /// once the receiver has evaluated it too.
+    fn common_evaluation_time(&self, probe: &str) -> String {
+        let query = format!("max(timestamp({probe}))");
+        let latest = |result: Value| -> f64 {
+            result["result"][0]["value"][1].as_str().map_or(0.0, |v| v.parse().unwrap())
+        };
+        // Prometheus writes ALERTS only from its second evaluation on
+        // (after restoring `for` state), so this may take a moment.
+        wait_until("prometheus evaluates the probe", Duration::from_secs(10), || {
+            latest(self.theirs("/api/v1/query", &[("query", &query)])) > 0.0
+        });
+        let at = latest(self.theirs("/api/v1/query", &[("query", &query)]));
+        wait_until("the receiver evaluates that time", Duration::from_secs(10), || {
+            latest(self.ours("/api/v1/query", &[("query", &query)])) >= at
+        });
+        at.to_string()
+    }
+}
+
 #[test]
 fn rule_evaluation_matches_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let rule_file = dir.path().join("side.yml");
     std::fs::write(&rule_file, RULES).unwrap();
-    let receiver = Receiver::start(&["--rules.file", &rule_file.display().to_string()]);
-    let read = receiver.create_token("grafana", "read");
-
-    let port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  evaluation_interval: 1s\nrule_files:\n  - {}\n",
-            rule_file.display()
-        ),
-    )
-    .unwrap();
-    let _prometheus = start_prometheus_with(
-        &config,
-        dir.path(),
-        port,
-        &["--web.enable-remote-write-receiver"],
-    );
-    let api = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{api}/-/ready"), "prometheus");
+    let pair = Pair::start(dir.path(), &[rule_file], &[]);
 
     // The same samples into both. The values keep every average exact:
     // 2.42 averages by running mean, the receiver (as Prometheus 3) by
@@ -155,46 +241,21 @@ fn rule_evaluation_matches_prometheus() {
         series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "c")], &[(now, 64.5)]),
         series(&[("__name__", "temp"), ("job", "cpu"), ("instance", "d")], &[(now, 50.0)]),
     ];
-    let written = receiver.write(Version::V1, &fleet);
-    assert_eq!(written.status, 204, "{}", written.body);
-    let mut request = client().post(format!("{api}/api/v1/write"));
-    for (name, value) in write_headers(Version::V1) {
-        request = request.header(name, value);
-    }
-    let response = request
-        .body(remote_write::compress(&remote_write::encode_v1(&fleet)))
-        .send()
-        .unwrap();
-    assert!(response.status().is_success(), "{:?}", response.text());
+    pair.push(&fleet);
 
     // Both fire TempHigh once `for` has passed; then the alerts agree.
-    let receiver_alerts = || alerts(&data(&receiver.url("/api/v1/alerts"), Some(&read), &[]));
-    let prometheus_alerts = || alerts(&data(&format!("{api}/api/v1/alerts"), None, &[]));
+    let receiver_alerts = || alerts(&pair.ours("/api/v1/alerts", &[]));
+    let prometheus_alerts = || alerts(&pair.theirs("/api/v1/alerts", &[]));
     let firing = |alerts: &[Value]| alerts.iter().filter(|a| a["state"] == "firing").count();
     wait_until("both fire every alert", Duration::from_secs(30), || {
         firing(&receiver_alerts()) == 4 && firing(&prometheus_alerts()) == 4
     });
-    let (ours, theirs) = (receiver_alerts(), prometheus_alerts());
-    assert_eq!(
-        ours,
-        theirs,
-        "receiver:\n{}\nprometheus:\n{}",
-        serde_json::to_string_pretty(&ours).unwrap(),
-        serde_json::to_string_pretty(&theirs).unwrap()
-    );
+    pair.agree("/api/v1/alerts", |d| json!(alerts(d)));
 
     // Recording outputs and ALERTS at Prometheus's latest evaluation time,
     // once the receiver has evaluated it too: same series, values and
     // timestamps (the same schedule).
-    let latest = |url: &str, token: Option<&str>| -> f64 {
-        let result = data(url, token, &[("query", "timestamp(job:temp:avg{job=\"gpu\"})")]);
-        result["result"][0]["value"][1].as_str().unwrap().parse().unwrap()
-    };
-    let at = latest(&format!("{api}/api/v1/query"), None);
-    wait_until("the receiver evaluates that time", Duration::from_secs(10), || {
-        latest(&receiver.url("/api/v1/query"), Some(&read)) >= at
-    });
-    let at = at.to_string();
+    let at = pair.common_evaluation_time(r#"job:temp:avg{job="gpu"}"#);
     for query in [
         r#"{__name__=~"job:.+|instance:.+"}"#,
         r#"timestamp({__name__=~"job:.+|instance:.+"})"#,
@@ -205,25 +266,69 @@ fn rule_evaluation_matches_prometheus() {
         r#"count_over_time({__name__=~"job:.+"}[2500ms])"#,
     ] {
         let params = [("query", query), ("time", at.as_str())];
-        let ours = vector(&data(&receiver.url("/api/v1/query"), Some(&read), &params));
-        let theirs = vector(&data(&format!("{api}/api/v1/query"), None, &params));
+        let ours = vector(&pair.ours("/api/v1/query", &params));
+        let theirs = vector(&pair.theirs("/api/v1/query", &params));
         assert!(!theirs.is_empty(), "{query}: nothing in prometheus");
         assert_eq!(ours, theirs, "{query} at {at}");
     }
 
     // The rules API: same groups and rules, states and alerts.
-    let ours = || structure(&data(&receiver.url("/api/v1/rules"), Some(&read), &[]));
-    let theirs = || structure(&data(&format!("{api}/api/v1/rules"), None, &[]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while ours() != theirs() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+    pair.agree("/api/v1/rules", structure);
+}
+
+/// Values within a relative 1e-9: the engines may differ in the last bits
+/// (2.42's running-mean `avg`).
+fn close(ours: &BTreeMap<String, String>, theirs: &BTreeMap<String, String>) -> bool {
+    ours.len() == theirs.len()
+        && ours.iter().zip(theirs).all(|((ka, va), (kb, vb))| {
+            let (a, b): (f64, f64) = (va.parse().unwrap(), vb.parse().unwrap());
+            ka == kb && (a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()))
+        })
+}
+
+/// The shipped rule files (groups every second, `for:` as shipped, so
+/// alerts stay pending) on the test fleet: the same recording outputs,
+/// the same alerts with the same rendered annotations.
+#[test]
+fn shipped_rules_evaluate_as_in_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for name in ["dcmon-alerts.yml", "dcmon-records.yml"] {
+        let text = std::fs::read_to_string(workspace_root().join("rules").join(name)).unwrap();
+        let file = dir.path().join(name);
+        std::fs::write(&file, text.replace("interval: 30s", "interval: 1s")).unwrap();
+        files.push(file);
     }
-    let (ours, theirs) = (ours(), theirs());
-    assert_eq!(
-        ours,
-        theirs,
-        "receiver:\n{}\nprometheus:\n{}",
-        serde_json::to_string_pretty(&ours).unwrap(),
-        serde_json::to_string_pretty(&theirs).unwrap()
-    );
+    let pair = Pair::start(dir.path(), &files, &["--rules.evaluation-interval=1s"]);
+    let end_ms = now_ms() / STEP_MS * STEP_MS;
+    pair.push(&fleet_series(end_ms));
+
+    wait_until("both have pending alerts", Duration::from_secs(30), || {
+        !alerts(&pair.ours("/api/v1/alerts", &[])).is_empty()
+            && !alerts(&pair.theirs("/api/v1/alerts", &[])).is_empty()
+    });
+    pair.agree("/api/v1/alerts", |d| json!(alerts(d)));
+    // Prometheus writes a group's ALERTS only from its second evaluation
+    // on, so ALERTS are compared once every group has written them.
+    for (query, probe) in [
+        (r#"{__name__=~"instance:.+"}"#, "instance:node_memory_used:ratio"),
+        ("ALERTS", "ALERTS"),
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let at = pair.common_evaluation_time(probe);
+            let params = [("query", query), ("time", at.as_str())];
+            let ours = vector(&pair.ours("/api/v1/query", &params));
+            let theirs = vector(&pair.theirs("/api/v1/query", &params));
+            if close(&ours, &theirs) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{query} at {at}\nreceiver: {ours:#?}\nprometheus: {theirs:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    pair.agree("/api/v1/rules", structure);
 }

@@ -37,7 +37,10 @@ pub async fn rules(
     let files = params.all("file[]");
     let filtered = !names.is_empty() || !groups_wanted.is_empty() || !files.is_empty();
     let mut groups = Vec::new();
-    for group in state.rules.groups() {
+    let mut loaded = state.rules.groups();
+    // Prometheus lists groups by file, then name.
+    loaded.sort_by(|a, b| (&a.spec.file, &a.spec.name).cmp(&(&b.spec.file, &b.spec.name)));
+    for group in loaded {
         if !groups_wanted.is_empty() && !groups_wanted.contains(&group.spec.name.as_str()) {
             continue;
         }
