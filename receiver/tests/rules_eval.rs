@@ -292,3 +292,77 @@ fn a_bad_rule_file_stops_the_start_naming_file_group_and_rule() {
         }
     }
 }
+
+/// `(timestamp ms, value)` of every `ALERTS_FOR_STATE` sample of the last
+/// hour.
+fn for_state_samples(receiver: &Receiver, token: &str) -> Vec<(i64, f64)> {
+    let result = receiver.query_result(token, &[("query", "ALERTS_FOR_STATE[1h]")]);
+    assert!(result.len() <= 1, "{result:?}");
+    result
+        .first()
+        .map(|series| {
+            series["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    (t, p[1].as_str().unwrap().parse().unwrap())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A pending alert keeps its `for` progress across a restart (SIGKILL):
+/// its `activeAt` is read back from `ALERTS_FOR_STATE` and moved on by
+/// the time the receiver was down, as Prometheus does, instead of
+/// starting over at the first evaluation after the restart.
+#[test]
+fn a_restart_keeps_a_pending_alerts_for_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.yml");
+    std::fs::write(
+        &file,
+        "groups:\n  - name: slow\n    interval: 1s\n    rules:\n      - alert: SlowBurn\n        expr: temp > 50\n        for: 1h\n",
+    )
+    .unwrap();
+    let mut receiver = Receiver::start(&["--rules.file", &file.display().to_string()]);
+    let token = receiver.token.clone();
+    let written = receiver.write(
+        Version::V1,
+        &[series(&[("__name__", "temp"), ("instance", "a")], &[(now_ms(), 90.0)])],
+    );
+    assert_eq!(written.status, 204, "{}", written.body);
+    // Pending for at least 3 s (four samples a second apart) before the kill.
+    wait_until("SlowBurn has been pending a while", Duration::from_secs(20), || {
+        for_state_samples(&receiver, &token).len() >= 4
+    });
+    let before = for_state_samples(&receiver, &token);
+    let active_before = before[0].1;
+    assert!(before.iter().all(|(_, v)| *v == active_before), "{before:?}");
+    let killed_at = now_ms();
+    receiver.kill_and_restart();
+    let token = receiver.token.clone();
+    let after = || -> Vec<(i64, f64)> {
+        for_state_samples(&receiver, &token)
+            .into_iter()
+            .filter(|(t, _)| *t > killed_at)
+            .collect()
+    };
+    wait_until("SlowBurn is written again", Duration::from_secs(20), || {
+        !after().is_empty()
+    });
+    let (first_ms, active_after) = after()[0];
+    let alerts = alerts(&receiver, &token);
+    assert_eq!(alerts[0]["state"], "pending", "{alerts:?}");
+    // Started over, activeAt would be the evaluation just before this
+    // sample (a second earlier). Restored, it is at least the 3 s the
+    // alert had been pending earlier than that, and later than before by
+    // the time the receiver was down.
+    assert!(
+        active_after * 1000.0 <= (first_ms - 3000) as f64,
+        "activeAt {active_after} not restored (first sample at {first_ms} ms, before {before:?})"
+    );
+    assert!(active_after > active_before, "{active_after} vs {active_before}");
+}

@@ -239,16 +239,44 @@ impl Alerts {
         Ok(out)
     }
 
-    /// Takes over the `for` progress of pending or firing alerts found in
-    /// `ALERTS_FOR_STATE` (label set → active-since ms) after a restart.
-    pub fn restore(&mut self, active_since: &HashMap<Vec<(String, String)>, i64>) {
+    /// Takes over the `for` progress of the alerts found in
+    /// `ALERTS_FOR_STATE` (label set without `__name__` → the latest
+    /// sample's time in ms and value, the active-since seconds) when the
+    /// receiver starts, as Prometheus restores it: an alert that had been
+    /// pending for less than `hold` resumes with the time it was down
+    /// added, one that would fire within `grace` gets `grace` more, one
+    /// that was firing fires again. Rules held less than `grace` are left
+    /// as they are.
+    pub fn restore(
+        &mut self,
+        found: &HashMap<Vec<(String, String)>, (i64, f64)>,
+        ts_ms: i64,
+        hold: Duration,
+        grace: Duration,
+    ) {
+        if hold < grace {
+            return;
+        }
+        let hold_ms = hold.as_millis() as i64;
+        let grace_ms = grace.as_millis() as i64;
         for (labels, alert) in &mut self.active {
-            if let Some(&since) = active_since.get(labels)
-                && alert.state == State::Pending
-                && since < alert.active_at_ms
-            {
-                alert.active_at_ms = since;
+            let Some(&(written_ms, since_s)) = found.get(labels) else {
+                continue;
+            };
+            if alert.state == State::Inactive {
+                continue;
             }
+            // Whole seconds, as Prometheus reads both back.
+            let down_at = written_ms.div_euclid(1000) * 1000;
+            let active_at = (since_s as i64) * 1000;
+            let remaining = hold_ms - (down_at - active_at);
+            alert.active_at_ms = if remaining <= 0 {
+                active_at
+            } else if remaining < grace_ms {
+                ts_ms + grace_ms - hold_ms
+            } else {
+                active_at + (ts_ms - down_at)
+            };
         }
     }
 }
@@ -347,6 +375,35 @@ mod tests {
         assert_eq!(step(&mut alerts, &rule, &[], 60), ["firing"]);
         assert_eq!(step(&mut alerts, &rule, &[], 90), Vec::<String>::new());
         assert_eq!(alerts.state(), State::Inactive);
+    }
+
+    #[test]
+    fn restoring_resumes_for_progress_as_prometheus_does() {
+        let hour = Duration::from_secs(3600);
+        let grace = Duration::from_secs(600);
+        let mut rule = rule(0, 0);
+        rule.hold = hour;
+        let restored = |active_s: f64, down_s: i64, now_s: i64| {
+            let mut alerts = Alerts::default();
+            step(&mut alerts, &rule, &[sample("a", 1.0)], now_s);
+            let labels = alerts.active()[0].labels.clone();
+            let found = [(labels, (down_s * 1000 + 400, active_s))].into_iter().collect();
+            alerts.restore(&found, now_s * 1000, hour, grace);
+            alerts.active()[0].active_at_ms / 1000
+        };
+        // Pending 10 min, down 5 min: resumes, the downtime not counted.
+        assert_eq!(restored(1000.0, 1600, 1900), 1300);
+        // Would fire within the grace period: gets the grace period.
+        assert_eq!(restored(1000.0, 4300, 4400), 4400 + 600 - 3600);
+        // Was firing: fires again at once.
+        assert_eq!(restored(1000.0, 5000, 5100), 1000);
+        // A rule held less than the grace period is not restored.
+        let mut alerts = Alerts::default();
+        step(&mut alerts, &rule, &[sample("a", 1.0)], 50);
+        let labels = alerts.active()[0].labels.clone();
+        let found = [(labels, (40_000, 10.0))].into_iter().collect();
+        alerts.restore(&found, 50_000, Duration::from_secs(60), grace);
+        assert_eq!(alerts.active()[0].active_at_ms, 50_000);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! evaluation does: its rules in order, each result written to storage
 //! before the next rule runs, vanished series marked stale.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::SeriesSamples;
@@ -72,7 +72,19 @@ pub struct GroupState {
     pub last_evaluation_ms: Option<i64>,
     /// How long its latest evaluation took.
     pub evaluation_time: Duration,
+    /// Whether its alerts' `for` progress has been read back from
+    /// `ALERTS_FOR_STATE` (or needs no reading: a group added by a
+    /// reload). Until then its alerts are not written.
+    pub restored: bool,
 }
+
+/// How far back `ALERTS_FOR_STATE` is read when the receiver starts
+/// (Prometheus's `--rules.alert.for-outage-tolerance`).
+pub const OUTAGE_TOLERANCE: Duration = Duration::from_secs(3600);
+
+/// Least time a restored alert still waits before it fires (Prometheus's
+/// `--rules.alert.for-grace-period`).
+pub const FOR_GRACE_PERIOD: Duration = Duration::from_secs(600);
 
 impl GroupState {
     /// A group not evaluated yet.
@@ -95,6 +107,7 @@ impl GroupState {
             rules,
             last_evaluation_ms: None,
             evaluation_time: Duration::ZERO,
+            restored: false,
         }
     }
 
@@ -121,10 +134,16 @@ impl GroupState {
         let at = ts_ms - self.spec.query_offset.as_millis() as i64;
         let limit = self.spec.limit;
         let mut samples_written = 0;
+        let restored = self.restored;
         for rule in &mut self.rules {
             let rule_started = Instant::now();
             metrics.evaluations.get_or_create(&labels).inc();
-            let outcome = evaluate_rule(rule, engine, at, limit).and_then(|samples| {
+            let outcome = evaluate_rule(rule, engine, at, limit).and_then(|mut samples| {
+                // As Prometheus: no ALERTS before the state is restored,
+                // which reads the ALERTS_FOR_STATE written before.
+                if !restored && matches!(rule.spec.kind, RuleKind::Alert { .. }) {
+                    samples.clear();
+                }
                 samples_written += samples.len();
                 write(rule, storage, runtime, at, samples)
             });
@@ -146,6 +165,10 @@ impl GroupState {
                 .evaluation_duration
                 .observe(rule.evaluation_time.as_secs_f64());
         }
+        if !self.restored {
+            self.restore(engine, at);
+            self.restored = true;
+        }
         self.evaluation_time = started.elapsed();
         self.last_evaluation_ms = Some(ts_ms);
         metrics.iterations.get_or_create(&labels).inc();
@@ -161,6 +184,47 @@ impl GroupState {
             .last_samples
             .get_or_create(&labels)
             .set(samples_written as f64);
+    }
+
+    /// Reads back, once after the receiver starts, the `for` progress of
+    /// the alerts its first evaluation found active.
+    fn restore(&mut self, engine: &Engine, at: i64) {
+        for rule in &mut self.rules {
+            let RuleKind::Alert { name, hold, .. } = &rule.spec.kind else {
+                continue;
+            };
+            if *hold < FOR_GRACE_PERIOD || rule.alerts.active().is_empty() {
+                continue;
+            }
+            let query = format!(
+                "ALERTS_FOR_STATE{{alertname={name:?}}}[{}s]",
+                OUTAGE_TOLERANCE.as_secs()
+            );
+            let series = match engine.instant_query(&query, at) {
+                Ok(result) => match result.value {
+                    Value::Matrix(series) => series,
+                    _ => continue,
+                },
+                Err(err) => {
+                    tracing::warn!(rule = %name, error = %err.message, "restoring alert state failed");
+                    continue;
+                }
+            };
+            let found: HashMap<Vec<(String, String)>, (i64, f64)> = series
+                .into_iter()
+                .filter_map(|s| {
+                    let last = *s.points.last()?;
+                    let labels = s
+                        .labels
+                        .iter()
+                        .filter(|(n, _)| n != METRIC_NAME)
+                        .cloned()
+                        .collect();
+                    Some((labels, last))
+                })
+                .collect();
+            rule.alerts.restore(&found, at, *hold, FOR_GRACE_PERIOD);
+        }
     }
 
     /// The alerts of every alerting rule, pending and firing.

@@ -111,6 +111,9 @@ impl Rules {
         let mut fresh = Vec::new();
         for spec in set.groups {
             let mut state = GroupState::new(spec);
+            // Only the groups loaded at start read their alerts back;
+            // Prometheus too restores no group a reload adds.
+            state.restored = start;
             if let Some(before) = old
                 .iter()
                 .find(|o| o.spec.file == state.spec.file && o.spec.name == state.spec.name)
@@ -162,6 +165,7 @@ impl Rules {
 /// are unchanged in `after` (same name and expression; among rules alike,
 /// in order), wherever they moved within the group.
 fn carry_over(before: &GroupState, after: &mut GroupState) {
+    after.restored = before.restored;
     let mut taken = vec![false; before.rules.len()];
     for new in &mut after.rules {
         let same = before.rules.iter().enumerate().find(|(i, old)| {
