@@ -85,8 +85,14 @@ fn rules_record_and_alert_and_show_in_the_api() {
     let written = receiver.write(
         Version::V1,
         &[
-            series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "a")], &[(now, 70.0)]),
-            series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "b")], &[(now, 40.0)]),
+            series(
+                &[("__name__", "temp"), ("job", "gpu"), ("instance", "a")],
+                &[(now, 70.0)],
+            ),
+            series(
+                &[("__name__", "temp"), ("job", "gpu"), ("instance", "b")],
+                &[(now, 40.0)],
+            ),
         ],
     );
     assert_eq!(written.status, 204, "{}", written.body);
@@ -98,7 +104,9 @@ fn rules_record_and_alert_and_show_in_the_api() {
             .any(|a| a["state"] == "pending" || a["state"] == "firing")
     });
     wait_until("Hot fires", Duration::from_secs(20), || {
-        alerts(&receiver, &read).iter().any(|a| a["state"] == "firing")
+        alerts(&receiver, &read)
+            .iter()
+            .any(|a| a["state"] == "firing")
     });
     let alerts = alerts(&receiver, &read);
     assert_eq!(alerts.len(), 1, "only instance a is above 50: {alerts:?}");
@@ -113,7 +121,10 @@ fn rules_record_and_alert_and_show_in_the_api() {
         "a is at 70 degrees (70.0)."
     );
     assert_eq!(alert["value"], "7e+01");
-    assert!(alert["activeAt"].as_str().unwrap().ends_with('Z'), "{alert}");
+    assert!(
+        alert["activeAt"].as_str().unwrap().ends_with('Z'),
+        "{alert}"
+    );
 
     // The recording rules' results are stored, labelled by the rule.
     let doubled = receiver.query_result(&read, &[("query", "job:temp:max_doubled")]);
@@ -128,7 +139,10 @@ fn rules_record_and_alert_and_show_in_the_api() {
     let count = |name: &str| {
         number(&receiver.query_result(
             &read,
-            &[("query", &format!("count_over_time({name}[1h])")), ("time", &at)],
+            &[
+                ("query", &format!("count_over_time({name}[1h])")),
+                ("time", &at),
+            ],
         ))
     };
     let records = count("job:temp:max");
@@ -185,11 +199,19 @@ fn rules_record_and_alert_and_show_in_the_api() {
     assert_eq!(rules[1]["labels"]["source"], "rules");
     let records = groups(&receiver, &read, "?type=record");
     assert_eq!(records[0]["rules"].as_array().unwrap().len(), 2);
-    let named = groups(&receiver, &read, "?rule_name[]=Hot&rule_name[]=job:temp:max");
+    let named = groups(
+        &receiver,
+        &read,
+        "?rule_name[]=Hot&rule_name[]=job:temp:max",
+    );
     assert_eq!(named[0]["rules"].as_array().unwrap().len(), 2);
     assert!(groups(&receiver, &read, "?rule_group[]=other").is_empty());
     let (status, body) = get(&receiver, Some(&read), "/api/v1/rules?type=both");
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("bad_data")), "{body}");
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{body}"
+    );
 
     // Read scope is needed; reloading needs the admin.
     assert_eq!(get(&receiver, None, "/api/v1/rules").0, 401);
@@ -212,22 +234,25 @@ fn rules_record_and_alert_and_show_in_the_api() {
     assert!(metrics.contains("prometheus_rule_evaluation_duration_seconds_count"));
 
     // A bad file on reload is refused, named, and the old rules go on.
-    std::fs::write(
-        &file,
-        RULES.replace("expr: temp > 50", "expr: temp >"),
-    )
-    .unwrap();
+    std::fs::write(&file, RULES.replace("expr: temp > 50", "expr: temp >")).unwrap();
     let (status, body) = reload(&receiver, &receiver.token);
     assert_eq!(status, 400, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     let body = body["error"].as_str().unwrap();
-    for part in [file.display().to_string().as_str(), "group \"fleet\"", "rule 3 (alert \"Hot\")", "could not parse expression"] {
+    for part in [
+        file.display().to_string().as_str(),
+        "group \"fleet\"",
+        "rule 3 (alert \"Hot\")",
+        "could not parse expression",
+    ] {
         assert!(body.contains(part), "{part:?} missing: {body}");
     }
     let before = groups(&receiver, &read, "")[0]["lastEvaluation"].clone();
-    wait_until("the old rules evaluate again", Duration::from_secs(10), || {
-        groups(&receiver, &read, "")[0]["lastEvaluation"] != before
-    });
+    wait_until(
+        "the old rules evaluate again",
+        Duration::from_secs(10),
+        || groups(&receiver, &read, "")[0]["lastEvaluation"] != before,
+    );
     assert!(receiver.log().contains("reloading the rule files failed"));
 
     // A good file replaces them; the unchanged alert keeps its state.
@@ -260,7 +285,10 @@ fn refused_at_start(dir: &Path, rule_file: &Path) -> String {
         .arg(rule_file)
         .output()
         .unwrap();
-    assert!(!output.status.success(), "a bad rule file must stop the start");
+    assert!(
+        !output.status.success(),
+        "a bad rule file must stop the start"
+    );
     // The log escapes quotes; the message is read without the escapes.
     String::from_utf8_lossy(&output.stderr).replace('\\', "")
 }
@@ -271,11 +299,19 @@ fn a_bad_rule_file_stops_the_start_naming_file_group_and_rule() {
     let cases = [
         (
             "groups:\n  - name: g1\n    rules:\n      - alert: Loud\n        expr: up == 0\n        annotations:\n          summary: '{{ $value | sparkle }}'\n",
-            &["group \"g1\"", "rule 1 (alert \"Loud\")", "unsupported template function sparkle"][..],
+            &[
+                "group \"g1\"",
+                "rule 1 (alert \"Loud\")",
+                "unsupported template function sparkle",
+            ][..],
         ),
         (
             "groups:\n  - name: g2\n    rules:\n      - record: ok:rule\n        expr: up\n      - record: bad:rule\n        expr: up\n        for: 5m\n",
-            &["group \"g2\"", "rule 2 (record \"bad:rule\")", "invalid field 'for' in recording rule"][..],
+            &[
+                "group \"g2\"",
+                "rule 2 (record \"bad:rule\")",
+                "invalid field 'for' in recording rule",
+            ][..],
         ),
         (
             "groups:\n  - name: g3\n    rules:\n      - alert: A\n        expr: up\n        severity: page\n",
@@ -331,16 +367,24 @@ fn a_restart_keeps_a_pending_alerts_for_progress() {
     let token = receiver.token.clone();
     let written = receiver.write(
         Version::V1,
-        &[series(&[("__name__", "temp"), ("instance", "a")], &[(now_ms(), 90.0)])],
+        &[series(
+            &[("__name__", "temp"), ("instance", "a")],
+            &[(now_ms(), 90.0)],
+        )],
     );
     assert_eq!(written.status, 204, "{}", written.body);
     // Pending for at least 3 s (four samples a second apart) before the kill.
-    wait_until("SlowBurn has been pending a while", Duration::from_secs(20), || {
-        for_state_samples(&receiver, &token).len() >= 4
-    });
+    wait_until(
+        "SlowBurn has been pending a while",
+        Duration::from_secs(20),
+        || for_state_samples(&receiver, &token).len() >= 4,
+    );
     let before = for_state_samples(&receiver, &token);
     let active_before = before[0].1;
-    assert!(before.iter().all(|(_, v)| *v == active_before), "{before:?}");
+    assert!(
+        before.iter().all(|(_, v)| *v == active_before),
+        "{before:?}"
+    );
     let killed_at = now_ms();
     receiver.kill_and_restart();
     let token = receiver.token.clone();
@@ -364,5 +408,8 @@ fn a_restart_keeps_a_pending_alerts_for_progress() {
         active_after * 1000.0 <= (first_ms - 3000) as f64,
         "activeAt {active_after} not restored (first sample at {first_ms} ms, before {before:?})"
     );
-    assert!(active_after > active_before, "{active_after} vs {active_before}");
+    assert!(
+        active_after > active_before,
+        "{active_after} vs {active_before}"
+    );
 }

@@ -70,7 +70,12 @@ fn vector(result: &Value) -> BTreeMap<String, String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["metric"].to_string(), s["value"][1].as_str().unwrap().to_owned()))
+        .map(|s| {
+            (
+                s["metric"].to_string(),
+                s["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -209,17 +214,23 @@ impl Pair {
     fn common_evaluation_time(&self, probe: &str) -> String {
         let query = format!("max(timestamp({probe}))");
         let latest = |result: Value| -> f64 {
-            result["result"][0]["value"][1].as_str().map_or(0.0, |v| v.parse().unwrap())
+            result["result"][0]["value"][1]
+                .as_str()
+                .map_or(0.0, |v| v.parse().unwrap())
         };
         // Prometheus writes ALERTS only from its second evaluation on
         // (after restoring `for` state), so this may take a moment.
-        wait_until("prometheus evaluates the probe", Duration::from_secs(10), || {
-            latest(self.theirs("/api/v1/query", &[("query", &query)])) > 0.0
-        });
+        wait_until(
+            "prometheus evaluates the probe",
+            Duration::from_secs(10),
+            || latest(self.theirs("/api/v1/query", &[("query", &query)])) > 0.0,
+        );
         let at = latest(self.theirs("/api/v1/query", &[("query", &query)]));
-        wait_until("the receiver evaluates that time", Duration::from_secs(10), || {
-            latest(self.ours("/api/v1/query", &[("query", &query)])) >= at
-        });
+        wait_until(
+            "the receiver evaluates that time",
+            Duration::from_secs(10),
+            || latest(self.ours("/api/v1/query", &[("query", &query)])) >= at,
+        );
         at.to_string()
     }
 }
@@ -236,10 +247,22 @@ fn rule_evaluation_matches_prometheus() {
     // sum over count, which can differ in the last bits.
     let now = now_ms();
     let fleet = [
-        series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "a")], &[(now, 75.5)]),
-        series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "b")], &[(now, 40.0)]),
-        series(&[("__name__", "temp"), ("job", "gpu"), ("instance", "c")], &[(now, 64.5)]),
-        series(&[("__name__", "temp"), ("job", "cpu"), ("instance", "d")], &[(now, 50.0)]),
+        series(
+            &[("__name__", "temp"), ("job", "gpu"), ("instance", "a")],
+            &[(now, 75.5)],
+        ),
+        series(
+            &[("__name__", "temp"), ("job", "gpu"), ("instance", "b")],
+            &[(now, 40.0)],
+        ),
+        series(
+            &[("__name__", "temp"), ("job", "gpu"), ("instance", "c")],
+            &[(now, 64.5)],
+        ),
+        series(
+            &[("__name__", "temp"), ("job", "cpu"), ("instance", "d")],
+            &[(now, 50.0)],
+        ),
     ];
     pair.push(&fleet);
 
@@ -311,7 +334,10 @@ fn shipped_rules_evaluate_as_in_prometheus() {
     // Prometheus writes a group's ALERTS only from its second evaluation
     // on, so ALERTS are compared once every group has written them.
     for (query, probe) in [
-        (r#"{__name__=~"instance:.+"}"#, "instance:node_memory_used:ratio"),
+        (
+            r#"{__name__=~"instance:.+"}"#,
+            "instance:node_memory_used:ratio",
+        ),
         ("ALERTS", "ALERTS"),
     ] {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

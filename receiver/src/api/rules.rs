@@ -26,10 +26,7 @@ pub async fn rules(
         None => None,
         Some(t @ ("alert" | "record")) => Some(t),
         Some(other) => {
-            return Err(bad_param(
-                "type",
-                &format!("not supported value {other:?}"),
-            ));
+            return Err(bad_param("type", &format!("not supported value {other:?}")));
         }
     };
     let names = params.all("rule_name[]");
@@ -50,9 +47,12 @@ pub async fn rules(
         let rules: Vec<JsonValue> = group
             .rules
             .iter()
-            .filter(|rule| match (kind, &rule.spec.kind) {
-                (Some("alert"), RuleKind::Record { .. }) | (Some("record"), RuleKind::Alert { .. }) => false,
-                _ => true,
+            .filter(|rule| {
+                !matches!(
+                    (kind, &rule.spec.kind),
+                    (Some("alert"), RuleKind::Record { .. })
+                        | (Some("record"), RuleKind::Alert { .. })
+                )
             })
             .filter(|rule| names.is_empty() || names.contains(&rule.spec.name()))
             .map(rule_json)
@@ -63,7 +63,9 @@ pub async fn rules(
         }
         groups.push(group_json(&group, rules));
     }
-    Ok(Json(json!({"status": "success", "data": {"groups": groups}})))
+    Ok(Json(
+        json!({"status": "success", "data": {"groups": groups}}),
+    ))
 }
 
 /// `GET|POST /api/v1/alerts`: every pending and firing alert.

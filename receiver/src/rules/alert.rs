@@ -340,9 +340,18 @@ mod tests {
     fn pending_then_firing_then_resolved() {
         let rule = rule(60, 0);
         let mut alerts = Alerts::default();
-        assert_eq!(step(&mut alerts, &rule, &[sample("a", 90.0)], 0), ["pending"]);
-        assert_eq!(step(&mut alerts, &rule, &[sample("a", 91.0)], 30), ["pending"]);
-        assert_eq!(step(&mut alerts, &rule, &[sample("a", 92.0)], 60), ["firing"]);
+        assert_eq!(
+            step(&mut alerts, &rule, &[sample("a", 90.0)], 0),
+            ["pending"]
+        );
+        assert_eq!(
+            step(&mut alerts, &rule, &[sample("a", 91.0)], 30),
+            ["pending"]
+        );
+        assert_eq!(
+            step(&mut alerts, &rule, &[sample("a", 92.0)], 60),
+            ["firing"]
+        );
         let alert = alerts.active()[0];
         assert_eq!(alert.active_at_ms, 0);
         assert_eq!(alert.annotations[0].1, "a at 92");
@@ -363,7 +372,10 @@ mod tests {
         step(&mut alerts, &rule, &[sample("a", 1.0)], 0);
         step(&mut alerts, &rule, &[], 30);
         assert_eq!(alerts.all().count(), 0);
-        assert_eq!(step(&mut alerts, &rule, &[sample("a", 1.0)], 60), ["pending"]);
+        assert_eq!(
+            step(&mut alerts, &rule, &[sample("a", 1.0)], 60),
+            ["pending"]
+        );
     }
 
     #[test]
@@ -387,7 +399,9 @@ mod tests {
             let mut alerts = Alerts::default();
             step(&mut alerts, &rule, &[sample("a", 1.0)], now_s);
             let labels = alerts.active()[0].labels.clone();
-            let found = [(labels, (down_s * 1000 + 400, active_s))].into_iter().collect();
+            let found = [(labels, (down_s * 1000 + 400, active_s))]
+                .into_iter()
+                .collect();
             alerts.restore(&found, now_s * 1000, hour, grace);
             alerts.active()[0].active_at_ms / 1000
         };

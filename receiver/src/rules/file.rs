@@ -189,7 +189,9 @@ pub fn parse(
     let mut groups = Vec::new();
     for group in raw.groups {
         if group.name.is_empty() {
-            return Err(fail("a group has no name (groupname must not be empty)".into()));
+            return Err(fail(
+                "a group has no name (groupname must not be empty)".into(),
+            ));
         }
         if !names.insert(group.name.clone()) {
             return Err(fail(format!(
@@ -218,7 +220,8 @@ pub fn parse(
                 (true, false) => format!("rule {} (alert {:?})", index + 1, rule.alert),
                 _ => format!("rule {}", index + 1),
             };
-            let spec = check_rule(rule).map_err(|message| in_group(format!("{which}: {message}")))?;
+            let spec =
+                check_rule(rule).map_err(|message| in_group(format!("{which}: {message}")))?;
             rules.push(spec);
         }
         groups.push(GroupSpec {
@@ -330,7 +333,9 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn error(text: &str) -> String {
-        parse(Path::new("r.yml"), text, MINUTE).unwrap_err().to_string()
+        parse(Path::new("r.yml"), text, MINUTE)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -363,16 +368,46 @@ mod tests {
     #[test]
     fn refusals_name_file_group_and_rule() {
         let cases = [
-            ("groups:\n- name: g\n  rules:\n  - record: x\n    alert: y\n    expr: up\n", "r.yml: group \"g\": rule 1: only one of 'record' and 'alert'"),
-            ("groups:\n- name: g\n  rules:\n  - expr: up\n", "rule 1: one of 'record' or 'alert' must be set"),
-            ("groups:\n- name: g\n  rules:\n  - record: ok\n    expr: up\n  - alert: Bad\n    expr: up ==\n", "group \"g\": rule 2 (alert \"Bad\"): could not parse expression"),
-            ("groups:\n- name: g\n  rules:\n  - record: x\n    expr: up\n    for: 1m\n", "rule 1 (record \"x\"): invalid field 'for' in recording rule"),
-            ("groups:\n- name: g\n  rules:\n  - record: 1x\n    expr: up\n", "invalid recording rule name: 1x"),
-            ("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    labels: {\"a-b\": c}\n", "invalid label name: a-b"),
-            ("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations: {s: '{{ $value | frobnicate }}'}\n", "annotation \"s\": unsupported template function frobnicate"),
-            ("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    fro: 1m\n", "unknown field `fro`"),
-            ("groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n", "group \"g\": the name is repeated"),
-            ("groups:\n- name: g\n  interval: 1x\n  rules: []\n", "group \"g\": interval \"1x\""),
+            (
+                "groups:\n- name: g\n  rules:\n  - record: x\n    alert: y\n    expr: up\n",
+                "r.yml: group \"g\": rule 1: only one of 'record' and 'alert'",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - expr: up\n",
+                "rule 1: one of 'record' or 'alert' must be set",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - record: ok\n    expr: up\n  - alert: Bad\n    expr: up ==\n",
+                "group \"g\": rule 2 (alert \"Bad\"): could not parse expression",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - record: x\n    expr: up\n    for: 1m\n",
+                "rule 1 (record \"x\"): invalid field 'for' in recording rule",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - record: 1x\n    expr: up\n",
+                "invalid recording rule name: 1x",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    labels: {\"a-b\": c}\n",
+                "invalid label name: a-b",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations: {s: '{{ $value | frobnicate }}'}\n",
+                "annotation \"s\": unsupported template function frobnicate",
+            ),
+            (
+                "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    fro: 1m\n",
+                "unknown field `fro`",
+            ),
+            (
+                "groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n",
+                "group \"g\": the name is repeated",
+            ),
+            (
+                "groups:\n- name: g\n  interval: 1x\n  rules: []\n",
+                "group \"g\": interval \"1x\"",
+            ),
         ];
         for (text, expected) in cases {
             let got = error(text);

@@ -326,8 +326,7 @@ fn write(
     at: i64,
     samples: Vec<Sample>,
 ) -> Result<(), String> {
-    let now: HashSet<Vec<(String, String)>> =
-        samples.iter().map(|s| s.labels.to_vec()).collect();
+    let now: HashSet<Vec<(String, String)>> = samples.iter().map(|s| s.labels.to_vec()).collect();
     let mut series: Vec<SeriesSamples> = samples
         .into_iter()
         .map(|s| SeriesSamples {
@@ -335,14 +334,10 @@ fn write(
             samples: vec![(at, s.value)],
         })
         .collect();
-    series.extend(
-        rule.written
-            .difference(&now)
-            .map(|labels| SeriesSamples {
-                labels: labels.clone(),
-                samples: vec![(at, f64::from_bits(STALE_NAN))],
-            }),
-    );
+    series.extend(rule.written.difference(&now).map(|labels| SeriesSamples {
+        labels: labels.clone(),
+        samples: vec![(at, f64::from_bits(STALE_NAN))],
+    }));
     rule.written = now;
     if series.is_empty() {
         return Ok(());
@@ -392,12 +387,7 @@ fn xxhash64(input: &[u8]) -> u64 {
     let read64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
     let mut rest = input;
     let mut hash = if input.len() >= 32 {
-        let mut v = [
-            P1.wrapping_add(P2),
-            P2,
-            0,
-            0u64.wrapping_sub(P1),
-        ];
+        let mut v = [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)];
         while rest.len() >= 32 {
             for (i, lane) in v.iter_mut().enumerate() {
                 *lane = round(*lane, read64(&rest[i * 8..]));

@@ -120,7 +120,12 @@ impl RuleMetrics {
     /// Creates every series of a group just loaded, so its counters read 0
     /// before its first evaluation (as Prometheus's do).
     pub fn init_group(&self, group: &GroupLabels) {
-        for family in [&self.evaluations, &self.failures, &self.iterations, &self.missed] {
+        for family in [
+            &self.evaluations,
+            &self.failures,
+            &self.iterations,
+            &self.missed,
+        ] {
             let _ = family.get_or_create(group);
         }
         for family in [
@@ -136,7 +141,12 @@ impl RuleMetrics {
 
     /// Drops the series of a group no longer loaded.
     pub fn forget(&self, group: &GroupLabels) {
-        for family in [&self.evaluations, &self.failures, &self.iterations, &self.missed] {
+        for family in [
+            &self.evaluations,
+            &self.failures,
+            &self.iterations,
+            &self.missed,
+        ] {
             family.remove(group);
         }
         for family in [

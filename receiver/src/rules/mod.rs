@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use self::file::{FileError, GroupSpec, RuleSet};
 use self::group::{GroupState, eval_timestamp_ns, group_hash};
-pub use self::metrics::RuleMetrics;
 use self::metrics::GroupLabels;
+pub use self::metrics::RuleMetrics;
 use crate::promql::Engine;
 use crate::storage::Storage;
 

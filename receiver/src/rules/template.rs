@@ -394,11 +394,12 @@ fn print(value: &Val) -> String {
 fn number(value: &Val, function: &str) -> Result<f64, String> {
     match value {
         Val::Num(n) => Ok(*n),
-        Val::Str(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("error calling {function}: strconv.ParseFloat: parsing {s:?}: invalid syntax")),
-        Val::Map(_) => Err(format!("error calling {function}: can't convert a map to float")),
+        Val::Str(s) => s.trim().parse::<f64>().map_err(|_| {
+            format!("error calling {function}: strconv.ParseFloat: parsing {s:?}: invalid syntax")
+        }),
+        Val::Map(_) => Err(format!(
+            "error calling {function}: can't convert a map to float"
+        )),
     }
 }
 
@@ -411,7 +412,10 @@ fn call(name: &str, args: &[Val]) -> Result<Val, String> {
         "humanize" => humanize(number(&args[0], name)?),
         "humanize1024" => humanize1024(number(&args[0], name)?),
         "humanizeDuration" => humanize_duration(number(&args[0], name)?),
-        "humanizePercentage" => format!("{}%", go_float(number(&args[0], name)? * 100.0, 'g', Some(4))),
+        "humanizePercentage" => format!(
+            "{}%",
+            go_float(number(&args[0], name)? * 100.0, 'g', Some(4))
+        ),
         "title" => title(&string(&args[0])),
         "toUpper" => string(&args[0]).to_uppercase(),
         "toLower" => string(&args[0]).to_lowercase(),
@@ -552,7 +556,11 @@ pub fn go_float(v: f64, verb: char, precision: Option<usize>) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     match verb {
         'f' => format!("{v:.*}", precision.unwrap_or(6)),
@@ -697,7 +705,9 @@ mod tests {
 
     fn render(text: &str, value: f64) -> String {
         let data = Data {
-            labels: [("instance", "h1:9100"), ("job", "node")].into_iter().collect(),
+            labels: [("instance", "h1:9100"), ("job", "node")]
+                .into_iter()
+                .collect(),
             external_labels: [("site", "a")].into_iter().collect(),
             external_url: "http://r:8000",
             value,
@@ -739,12 +749,24 @@ mod tests {
             ("{{ $value | humanizeDuration }}", 0.25, "250ms"),
             ("{{ $value | humanizeDuration }}", 65.0, "1m 5s"),
             ("{{ printf \"%.2f\" $value }}", 2.0 / 3.0, "0.67"),
-            ("{{ printf \"%5.1f|%-4s|\" $value \"ab\" }}", 3.14159, "  3.1|ab  |"),
+            (
+                "{{ printf \"%5.1f|%-4s|\" $value \"ab\" }}",
+                2.71,
+                "  2.7|ab  |",
+            ),
             ("{{ $labels.instance | stripPort | toUpper }}", 0.0, "H1"),
-            ("{{ reReplaceAll \":.*\" \"\" $labels.instance }}", 0.0, "h1"),
+            (
+                "{{ reReplaceAll \":.*\" \"\" $labels.instance }}",
+                0.0,
+                "h1",
+            ),
             ("{{ title \"disk full\" }}", 0.0, "Disk Full"),
             ("{{ $labels.missing }}", 0.0, ""),
-            ("{{ .Labels.job }} at {{ $externalLabels.site }}", 0.0, "node at a"),
+            (
+                "{{ .Labels.job }} at {{ $externalLabels.site }}",
+                0.0,
+                "node at a",
+            ),
             ("a {{- \" b \" -}} c", 0.0, "a b c"),
             ("x{{/* note */}}y", 0.0, "xy"),
         ] {
@@ -755,9 +777,18 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_support_by_name() {
         for (text, want) in [
-            ("{{ $value | frobnicate }}", "unsupported template function frobnicate"),
-            ("{{ if $value }}x{{ end }}", "unsupported template action if"),
-            ("{{ range $labels }}{{ end }}", "unsupported template action range"),
+            (
+                "{{ $value | frobnicate }}",
+                "unsupported template function frobnicate",
+            ),
+            (
+                "{{ if $value }}x{{ end }}",
+                "unsupported template action if",
+            ),
+            (
+                "{{ range $labels }}{{ end }}",
+                "unsupported template action range",
+            ),
             ("{{ $nope }}", "undefined variable: $nope"),
             ("{{ $value", "unclosed action"),
             ("{{ humanize }}", "wrong number of args for humanize"),
