@@ -58,6 +58,8 @@ pub struct AppState {
     pub query: QueryService,
     /// New series each sender may still add this hour.
     pub series_budgets: api::write_limits::SeriesBudgets,
+    /// The rule groups evaluated (none without `--rules.file`).
+    pub rules: Arc<crate::rules::Rules>,
 }
 
 /// The receiver's HTTP application; `shutdown` ends long polls early.
@@ -102,12 +104,24 @@ pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> 
             .route(
                 "/api/v1/format_query",
                 get(q::format_query).post(q::format_query),
+            )
+            .route(
+                "/api/v1/rules",
+                get(api::rules::rules).post(api::rules::rules),
+            )
+            .route(
+                "/api/v1/alerts",
+                get(api::rules::alerts).post(api::rules::alerts),
             ),
     );
     let admin = guarded(
         Access::Admin,
         Router::new()
             .route("/api/dcmon/stats", get(api::dcmon::stats))
+            .route(
+                "/-/reload",
+                post(api::rules::reload).put(api::rules::reload),
+            )
             .route("/api/dcmon/register", post(api::clients::register))
             .route("/api/dcmon/clients", get(api::clients::list))
             .route("/api/dcmon/clients/{id}/revoke", post(api::clients::revoke))

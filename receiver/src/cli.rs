@@ -197,6 +197,17 @@ pub struct Cli {
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]
     pub query_lookback_delta: Duration,
 
+    /// Rule file in Prometheus's format (recording and alerting rules),
+    /// evaluated by the receiver; repeat it, or give a glob
+    /// (`/usr/share/dcmon/rules/*.yml`). Re-read on SIGHUP and
+    /// `POST /-/reload`; a bad file is refused and the rules running go on.
+    #[arg(long = "rules.file", value_name = "FILE")]
+    pub rules_files: Vec<String>,
+
+    /// How often a rule group without an `interval` of its own is evaluated.
+    #[arg(long = "rules.evaluation-interval", default_value = "1m", value_parser = positive_duration)]
+    pub rules_evaluation_interval: Duration,
+
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
     #[arg(long = "admin-token-file", default_value = "./data/admin-token")]
@@ -314,6 +325,17 @@ pub struct Config {
     pub serve: serve::Options,
     /// Storing the receiver's own metrics; `None` when turned off.
     pub self_scrape: Option<SelfScrape>,
+    /// Rule evaluation.
+    pub rules: RulesConfig,
+}
+
+/// What the receiver's rule evaluation reads.
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// `--rules.file` paths and globs.
+    pub files: Vec<String>,
+    /// `--rules.evaluation-interval`.
+    pub evaluation_interval: Duration,
 }
 
 /// How the receiver stores its own metrics.
@@ -383,6 +405,10 @@ impl Cli {
                         .unwrap_or_else(self_scrape::host_name),
                 },
             }),
+            rules: RulesConfig {
+                files: self.rules_files.clone(),
+                evaluation_interval: self.rules_evaluation_interval,
+            },
         }
     }
 }

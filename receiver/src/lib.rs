@@ -12,6 +12,7 @@ pub mod error;
 pub mod heartbeat;
 pub mod metrics;
 pub mod promql;
+pub mod rules;
 pub mod self_scrape;
 pub mod serve;
 pub mod storage;

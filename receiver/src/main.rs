@@ -17,6 +17,7 @@ use dcmon_receiver::cli::{self, Cli, ClientAction, Command, Config, TokenAction}
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::heartbeat;
 use dcmon_receiver::promql::{Engine, QueryCache};
+use dcmon_receiver::rules::Rules;
 use dcmon_receiver::self_scrape;
 use dcmon_receiver::serve;
 use dcmon_receiver::storage::{Storage, now_ms};
@@ -145,6 +146,17 @@ fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("opening the command queue")?,
     );
+    // A bad rule file stops the start, naming file, group and rule.
+    let metrics = dcmon_receiver::metrics::Metrics::default();
+    let rules = Arc::new(
+        Rules::load(
+            config.rules.files.clone(),
+            config.rules.evaluation_interval,
+            Engine::new(storage.clone(), config.engine.clone()),
+            metrics.rules.clone(),
+        )
+        .context("loading --rules.file")?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,9 +185,11 @@ fn run(config: Config) -> anyhow::Result<()> {
             config.query_max_concurrency,
             QueryCache::new(config.query_cache_size),
         );
+        rules.start();
+        let reload_rules = spawn_reload_on_hangup(Arc::clone(&rules));
         let state = Arc::new(AppState {
             storage: storage.clone(),
-            metrics: Default::default(),
+            metrics,
             limits: config.limits,
             clients: Arc::clone(&clients),
             push_interval: config.push_interval,
@@ -183,6 +197,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             min_duty: config.min_duty,
             query,
             series_budgets: Default::default(),
+            rules: Arc::clone(&rules),
         });
         let self_scrape = config
             .self_scrape
@@ -217,6 +232,8 @@ fn run(config: Config) -> anyhow::Result<()> {
         // In-flight requests are done or dropped; write what is queued and stop.
         maintenance.abort();
         presence.abort();
+        reload_rules.abort();
+        rules.stop();
         if let Some(task) = self_scrape {
             task.abort();
         }
@@ -228,4 +245,27 @@ fn run(config: Config) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
     served
+}
+
+/// Re-reads the rule files on each SIGHUP, as Prometheus does; a bad file
+/// is logged and the rules running go on.
+fn spawn_reload_on_hangup(rules: Arc<Rules>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; rule files reload only through /-/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let rules = Arc::clone(&rules);
+            match tokio::task::spawn_blocking(move || rules.reload()).await {
+                Ok(Ok(())) => tracing::info!("rule files reloaded"),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "reloading the rule files failed; the previous rules stay");
+                }
+                Err(_) => tracing::warn!("reloading the rule files failed"),
+            }
+        }
+    })
 }

@@ -58,6 +58,8 @@ pub struct Metrics {
     storage_failing: Family<OperationLabels, Gauge>,
     storage_failures: Counter<u64, AtomicU64>,
     query_cache: QueryCacheMetrics,
+    /// Rule evaluation, under Prometheus's names (no prefix).
+    pub rules: crate::rules::RuleMetrics,
 }
 
 /// The range-query cache's figures (`--query.cache-size`).
@@ -72,7 +74,12 @@ struct QueryCacheMetrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("dcmon_receiver");
+        // The receiver's own metrics are prefixed; the rule evaluator's
+        // carry Prometheus's names, so they sit in the root registry.
+        let mut root = Registry::default();
+        let rules = crate::rules::RuleMetrics::default();
+        rules.register(&mut root);
+        let registry = root.sub_registry_with_prefix("dcmon_receiver");
         let metrics = Metrics {
             ingested_samples: Counter::default(),
             write_requests: Counter::default(),
@@ -91,6 +98,7 @@ impl Default for Metrics {
             storage_failing: Family::default(),
             storage_failures: Counter::default(),
             query_cache: QueryCacheMetrics::default(),
+            rules,
             registry: Registry::default(),
         };
         registry.register(
@@ -190,7 +198,7 @@ impl Default for Metrics {
             metrics.query_cache.entries.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             ..metrics
         }
     }

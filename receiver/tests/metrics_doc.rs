@@ -88,6 +88,11 @@ fn the_metrics_reference_matches_the_receiver_registry() {
             phase: "idle".into(),
         })
         .inc();
+    metrics
+        .rules
+        .init_group(&dcmon_receiver::rules::metrics::GroupLabels {
+            rule_group: "rules.yml;group".into(),
+        });
     let registry = metrics.refreshed(&storage, &CacheStats::default());
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();

@@ -29,6 +29,8 @@ mod query_limits;
 mod quickstart;
 mod retention;
 mod rules;
+mod rules_eval;
+mod rules_side_by_side;
 mod self_scrape;
 mod shipping;
 mod storage_faults;

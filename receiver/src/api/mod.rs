@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod query;
 pub mod query_json;
 pub mod query_params;
+pub mod rules;
 pub mod write;
 pub mod write_limits;
 
