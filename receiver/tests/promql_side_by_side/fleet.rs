@@ -134,7 +134,7 @@ const CPU_MODES: [(&str, u64, u64); 8] = [
     ("user", 0, 900),
 ];
 
-type Labels = Vec<(String, String)>;
+type LabelPairs = Vec<(String, String)>;
 
 /// One scraped target: its series and their generators.
 #[derive(Debug)]
@@ -144,14 +144,14 @@ pub struct Target {
     /// Tick at which counters restart (a reboot), if any.
     reboot_tick: Option<usize>,
     boot_time_s: f64,
-    labels: Vec<Labels>,
+    labels: Vec<LabelPairs>,
     gens: Vec<Gen>,
     hists: Vec<Histogram>,
 }
 
 struct Builder {
-    base: Labels,
-    labels: Vec<Labels>,
+    base: LabelPairs,
+    labels: Vec<LabelPairs>,
     gens: Vec<Gen>,
     hists: Vec<Histogram>,
 }
@@ -599,7 +599,7 @@ impl Target {
     }
 
     /// Label sets of the series.
-    pub fn labels(&self) -> &[Labels] {
+    pub fn labels(&self) -> &[LabelPairs] {
         &self.labels
     }
 

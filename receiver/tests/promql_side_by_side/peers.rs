@@ -258,13 +258,13 @@ pub fn seconds(ms: i64) -> String {
 }
 
 /// A sorted label set.
-pub type Labels = Vec<(String, String)>;
+pub type LabelPairs = Vec<(String, String)>;
 
 /// A parsed query answer.
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// A matrix: labels → (timestamp ms, value).
-    Matrix(BTreeMap<Labels, Vec<(i64, f64)>>),
+    Matrix(BTreeMap<LabelPairs, Vec<(i64, f64)>>),
     /// `status: error` (or an unusable answer), with the message.
     Error(String),
 }
@@ -285,7 +285,7 @@ impl Answer {
         }
         let mut out = BTreeMap::new();
         for series in data["result"].as_array().into_iter().flatten() {
-            let mut labels: Labels = series["metric"]
+            let mut labels: LabelPairs = series["metric"]
                 .as_object()
                 .into_iter()
                 .flatten()
