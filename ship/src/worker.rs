@@ -29,7 +29,7 @@ use super::endpoint::{Attempt, Endpoint};
 use super::message::Negotiation;
 use super::metrics::EndpointMetrics;
 use super::retry::Backoff;
-use super::schedule::now_ms;
+use super::now_ms;
 use super::spool::{Dropped, Spool, SpoolError, SpoolKey};
 
 /// The longest `Retry-After` honoured: a server asking for more is still
@@ -52,6 +52,7 @@ impl SpoolHandle {
     /// Wraps an opened spool.
     pub fn new(spool: Spool, metrics: Arc<EndpointMetrics>, endpoint: String) -> Self {
         metrics.set_spool_bytes(spool.bytes());
+        metrics.set_spool_oldest_ms(spool.oldest().map_or(0, |key| key.tick_ms()));
         Self {
             len: Arc::new(AtomicUsize::new(spool.len())),
             spool: Arc::new(Mutex::new(spool)),
@@ -71,6 +72,7 @@ impl SpoolHandle {
             let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
             let out = op(&mut spool);
             metrics.set_spool_bytes(spool.bytes());
+            metrics.set_spool_oldest_ms(spool.oldest().map_or(0, |key| key.tick_ms()));
             len.store(spool.len(), Ordering::Relaxed);
             out
         })
@@ -117,7 +119,7 @@ impl SpoolHandle {
                     (expired, next)
                 })
                 .await;
-            self.count_dropped(expired, "older than --remote-write.spool.max-age");
+            self.count_dropped(expired, "older than the spool's max age");
             match next {
                 None => return Oldest::Empty,
                 Some((key, Ok(batch))) => return Oldest::Batch(key, batch),
