@@ -58,6 +58,8 @@ pub struct AppState {
     pub query: QueryService,
     /// New series each sender may still add this hour.
     pub series_budgets: api::write_limits::SeriesBudgets,
+    /// Forwarding accepted writes upstream, when configured.
+    pub forward: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// The receiver's HTTP application; `shutdown` ends long polls early.

@@ -15,7 +15,9 @@ use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_creat
 use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, Config, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
+use dcmon_receiver::forward::Forwarder;
 use dcmon_receiver::heartbeat;
+use dcmon_receiver::metrics::Metrics;
 use dcmon_receiver::promql::{Engine, QueryCache};
 use dcmon_receiver::self_scrape;
 use dcmon_receiver::serve;
@@ -122,6 +124,10 @@ fn run_backup(cli: &Cli, output: &Path) -> anyhow::Result<()> {
 /// (a query still evaluating) before exiting anyway.
 const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(5);
 
+/// On shutdown, longest to wait for forwarding to put what it holds in
+/// its queues.
+const FORWARD_GRACE: Duration = Duration::from_secs(10);
+
 /// Builds the services `config` describes and serves until SIGTERM.
 fn run(config: Config) -> anyhow::Result<()> {
     let web = Arc::new(
@@ -173,9 +179,21 @@ fn run(config: Config) -> anyhow::Result<()> {
             config.query_max_concurrency,
             QueryCache::new(config.query_cache_size),
         );
+        let forward = match config.forward.clone() {
+            Some(forward) => Some(Arc::new(
+                Forwarder::start(forward)
+                    .await
+                    .context("starting --remote-write.forward")?,
+            )),
+            None => None,
+        };
+        let mut metrics = Metrics::default();
+        if let Some(forward) = &forward {
+            metrics.register_collector(forward.metrics());
+        }
         let state = Arc::new(AppState {
             storage: storage.clone(),
-            metrics: Default::default(),
+            metrics,
             limits: config.limits,
             clients: Arc::clone(&clients),
             push_interval: config.push_interval,
@@ -183,6 +201,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             min_duty: config.min_duty,
             query,
             series_budgets: Default::default(),
+            forward: forward.clone(),
         });
         let self_scrape = config
             .self_scrape
@@ -214,6 +233,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         .await;
         signal.abort();
         cancel_queries.abort();
+        // Writes are done: what forwarding holds goes upstream or to its
+        // queues on disk.
+        if let Some(forward) = &forward {
+            forward.shut_down(FORWARD_GRACE).await;
+        }
         // In-flight requests are done or dropped; write what is queued and stop.
         maintenance.abort();
         presence.abort();

@@ -75,8 +75,8 @@ impl FileEndpoint {
                 ));
             }
         };
-        let mut config =
-            EndpointConfig::new(self.url.clone(), auth).with_protobuf_message(self.protobuf_message);
+        let mut config = EndpointConfig::new(self.url.clone(), auth)
+            .with_protobuf_message(self.protobuf_message);
         if let Some(tls) = &self.tls_config {
             let options = TlsOptions {
                 ca_file: tls.ca_file.clone(),
@@ -124,9 +124,13 @@ mod tests {
     #[test]
     fn unknown_keys_and_a_bad_ca_file_are_refused() {
         assert!(table(r#"{"url": "http://a/w", "bearer_token": "x"}"#).is_err());
-        let bad_ca = table(r#"{"url": "https://a/w", "tls_config": {"ca_file": "/nonexistent.pem"}}"#)
-            .unwrap();
+        let bad_ca =
+            table(r#"{"url": "https://a/w", "tls_config": {"ca_file": "/nonexistent.pem"}}"#)
+                .unwrap();
         let err = bad_ca.endpoint_config("forward").unwrap_err();
-        assert!(err.contains("tls_config") && err.contains("/nonexistent.pem"), "{err}");
+        assert!(
+            err.contains("tls_config") && err.contains("/nonexistent.pem"),
+            "{err}"
+        );
     }
 }

@@ -116,7 +116,10 @@ mod tests {
                 ..TlsOptions::default()
             };
             let err = options.client_config().unwrap_err();
-            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
         }
         let half = TlsOptions {
             cert_file: Some(empty),

@@ -28,8 +28,8 @@ use super::batch::Batch;
 use super::endpoint::{Attempt, Endpoint};
 use super::message::Negotiation;
 use super::metrics::EndpointMetrics;
-use super::retry::Backoff;
 use super::now_ms;
+use super::retry::Backoff;
 use super::spool::{Dropped, Spool, SpoolError, SpoolKey};
 
 /// The longest `Retry-After` honoured: a server asking for more is still

@@ -140,8 +140,8 @@ pub fn series_of(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dcmon_protocol::remote_write;
     use dcmon_protocol::prompb_v2;
+    use dcmon_protocol::remote_write;
     use prost::Message;
 
     /// A series' labels and its samples' bits, compared exactly.
@@ -266,10 +266,7 @@ mod tests {
         };
         assert_eq!(decode(&v1).series, series_of(&snapshot, 30_000, &labels()));
         // 1.0 as encoded directly, byte for byte.
-        assert_eq!(
-            v1,
-            from_snapshot(&snapshot, 30_000, &labels(), Version::V1)
-        );
+        assert_eq!(v1, from_snapshot(&snapshot, 30_000, &labels(), Version::V1));
         let back = v1.to_version(Version::V2).unwrap();
         assert_eq!(back.version, Version::V2);
         assert_eq!(decode(&back).series, decode(&v2).series);

@@ -38,12 +38,12 @@ use crate::self_metrics;
 use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
 use dcmon_protocol::remote_write::Version;
+use dcmon_ship::worker::{SpoolHandle, Worker};
 use endpoint::{Endpoint, EndpointError};
 use message::Negotiation;
 use metrics::EndpointMetrics;
 use retry::Backoff;
 use spool::Spool;
-use dcmon_ship::worker::{SpoolHandle, Worker};
 
 /// Fresh batches a worker may have queued before the collection loop spools
 /// for it instead: enough to ride out one slow request.

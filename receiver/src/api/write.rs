@@ -219,6 +219,8 @@ async fn accept(
     state.limits.write.check(&batch)?;
     check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
     let samples = batch.sample_count();
+    // Forwarded as stored: after the host labels are enforced.
+    let forward_copy = state.forward.as_ref().map(|_| batch.to_batch());
     // New series are counted against the limits before anything is stored.
     let prepared = state.storage.prepare_view(&batch);
     drop(batch);
@@ -230,6 +232,10 @@ async fn accept(
         Instant::now(),
     )?;
     state.storage.commit(prepared).await?;
+    if let (Some(forward), Some(copy)) = (&state.forward, forward_copy) {
+        // Only a hand-over: the acknowledgement never waits on an upstream.
+        forward.submit(copy, now_ms());
+    }
     state.metrics.ingested_samples.inc_by(samples as u64);
     state.metrics.write_requests.inc();
     Ok(samples)
