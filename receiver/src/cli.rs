@@ -15,8 +15,8 @@ use dcmon_protocol::size::parse_bytes;
 use crate::api::write_limits::WriteLimits;
 use crate::app::Limits;
 use crate::auth::Scope;
-use crate::forward::ForwardConfig;
 use crate::forward::batcher::BatchLimits;
+use crate::forward::{ForwardConfig, StorageMode};
 use crate::promql::EngineOptions;
 use crate::{self_scrape, serve, storage};
 use dcmon_ship::config::FileEndpoint;
@@ -202,6 +202,13 @@ pub struct Cli {
     /// How far back an instant selector looks for the latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]
     pub query_lookback_delta: Duration,
+
+    /// Where accepted samples are kept: local (SQLite, answering queries)
+    /// or forward-only (only the --remote-write.forward.url upstreams;
+    /// hosts, tokens, commands, metadata and the receiver's own series
+    /// are still kept in SQLite).
+    #[arg(long = "storage.mode", value_enum, default_value = "local")]
+    pub storage_mode: StorageMode,
 
     /// Remote-write URL every accepted write is also sent to, after the
     /// host labels are enforced (repeatable): a VictoriaMetrics cluster's
@@ -462,6 +469,7 @@ impl Cli {
             .chain(self.forward_tables.iter().cloned())
             .collect();
         (!endpoints.is_empty()).then(|| ForwardConfig {
+            mode: self.storage_mode,
             endpoints,
             dir: ForwardConfig::default_dir(&self.storage_path),
             limits: SpoolLimits {
@@ -510,6 +518,15 @@ pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     }
     let matches = cmd.try_get_matches_from_mut(args)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
+    if cli.storage_mode == StorageMode::ForwardOnly
+        && cli.forward_urls.is_empty()
+        && forward_tables.is_empty()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--storage.mode=forward-only needs an upstream: --remote-write.forward.url or a [[forward]] table\n",
+        ));
+    }
     if cli.forward_bearer_token_file.is_some() && cli.forward_urls.is_empty() {
         return Err(clap::Error::raw(
             clap::error::ErrorKind::ArgumentConflict,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dcmon_protocol::remote_write::{self, SeriesSamples, Version};
+use dcmon_protocol::remote_write::{self, FamilyMetadata, SeriesSamples, Version};
 
 use crate::common::hosts::Host;
 use crate::common::peer::{Process, free_port, wait_for};
@@ -451,6 +451,83 @@ fn a_queue_past_its_bound_drops_the_oldest_batches_and_counts_them() {
 }
 
 #[test]
+fn forward_only_keeps_no_samples_but_hosts_metadata_and_commands_work() {
+    let vm = VictoriaMetrics::start();
+    let receiver = Receiver::start(&[
+        "--storage.mode=forward-only",
+        &format!("--remote-write.forward.url={}", vm.write_url()),
+        "--remote-write.forward.batch-send-deadline=100ms",
+    ]);
+    let host = Host::enrol(&receiver, 1, "fwd-only-01");
+    let start = now_ms() - 30_000;
+    let samples: Vec<(i64, f64)> = (0..3).map(|i| (start + i * 1000, i as f64)).collect();
+    let body = remote_write::encode_v2_with_metadata(
+        &[series(&[("__name__", "fwd_only")], &samples)],
+        &[FamilyMetadata {
+            family: "fwd_only".into(),
+            kind: "gauge",
+            help: "A gauge kept only upstream.".into(),
+            unit: String::new(),
+        }],
+    );
+    let answer = receiver.write_raw(
+        Some(&host.token()),
+        &write_headers(Version::V2),
+        remote_write::compress(&body),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.headers["x-prometheus-remote-write-samples-written"],
+        "3"
+    );
+
+    eventually(&receiver, "VictoriaMetrics holding the samples", || {
+        vm.sample_count("fwd_only") >= 3
+    });
+    assert_eq!(
+        vm.export("fwd_only"),
+        BTreeMap::from([("__name__=fwd_only,instance=fwd-only-01".to_owned(), samples)])
+    );
+    // Nothing of it in SQLite; its metadata is.
+    assert!(
+        receiver
+            .query_result(&receiver.token, &[("query", "fwd_only")])
+            .is_empty()
+    );
+    let (status, stats) = receiver.get_json("/api/dcmon/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats["ingest"]["samples"], 3, "{stats}");
+    let (status, metadata) = receiver.get_json("/api/v1/metadata?metric=fwd_only");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metadata["data"]["fwd_only"][0]["help"], "A gauge kept only upstream.",
+        "{metadata}"
+    );
+    // The host is known and seen, and takes commands.
+    let (status, clients) = receiver.get_json("/api/dcmon/clients");
+    assert_eq!(status, 200);
+    assert!(clients.to_string().contains("fwd-only-01"), "{clients}");
+    let created = client()
+        .post(receiver.url("/api/dcmon/commands"))
+        .bearer_auth(&receiver.token)
+        .json(
+            &serde_json::json!({"client": "fwd-only-01", "type": "fan_control",
+               "params": {"action": "set_zone_duty", "zone": 0, "duty": 60}}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let delivered = client()
+        .get(receiver.url("/api/dcmon/commands/next?timeout=1s"))
+        .bearer_auth(host.token())
+        .send()
+        .unwrap();
+    assert_eq!(delivered.status().as_u16(), 200);
+    let delivered: serde_json::Value = delivered.json().unwrap();
+    assert_eq!(delivered["command"]["params"]["duty"], 60, "{delivered}");
+}
+
+#[test]
 fn forwarding_settings_are_checked_before_serving() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
@@ -488,6 +565,10 @@ fn forwarding_settings_are_checked_before_serving() {
         (
             vec!["--remote-write.forward.bearer-token-file=/t".into()],
             "no --remote-write.forward.url",
+        ),
+        (
+            vec!["--storage.mode=forward-only".into()],
+            "needs an upstream",
         ),
         (
             vec![format!("--config.file={}", config.display())],

@@ -15,9 +15,23 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest retry delay (unless the upstream's `Retry-After` asks for more).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Where accepted samples are kept (`--storage.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageMode {
+    /// In SQLite, answering queries (and forwarded too, if upstreams are
+    /// configured).
+    #[default]
+    Local,
+    /// Only upstream: no samples in SQLite. Hosts, tokens, commands,
+    /// metadata and the receiver's own series are still kept there.
+    ForwardOnly,
+}
+
 /// Forwarding settings.
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
+    /// Whether accepted samples are also stored locally.
+    pub mode: StorageMode,
     /// The upstreams; never empty.
     pub endpoints: Vec<EndpointConfig>,
     /// Holds one queue directory per upstream.

@@ -33,7 +33,7 @@ use dcmon_ship::worker::{SpoolHandle, Worker};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use config::ForwardConfig;
+pub use config::{ForwardConfig, StorageMode};
 
 use batcher::{Accepted, Outlet};
 
@@ -77,6 +77,7 @@ pub struct Forwarder {
     upstreams: Vec<Arc<EndpointMetrics>>,
     tasks: Mutex<JoinSet<()>>,
     shutdown: watch::Sender<bool>,
+    mode: StorageMode,
 }
 
 impl Forwarder {
@@ -145,22 +146,22 @@ impl Forwarder {
             upstreams,
             tasks: Mutex::new(tasks),
             shutdown,
+            mode: config.mode,
         })
     }
 
-    /// Hands an accepted write over for forwarding; never waits. Stamped
-    /// with `received_ms`, from which its queue age counts.
+    /// Whether samples are kept only upstream (`--storage.mode
+    /// forward-only`).
+    pub fn forward_only(&self) -> bool {
+        self.mode == StorageMode::ForwardOnly
+    }
+
+    /// Hands a write stored locally over for forwarding; never waits. A
+    /// write that cannot be taken (forwarding far behind) is dropped and
+    /// counted for every upstream: it is stored here all the same.
     pub fn submit(&self, batch: remote_write::Batch, received_ms: i64) {
-        let guard = self.intake.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(intake) = guard.as_ref() else {
-            return;
-        };
-        if let Err(err) = intake.try_send(Accepted { batch, received_ms }) {
-            let accepted = match err {
-                mpsc::error::TrySendError::Full(accepted)
-                | mpsc::error::TrySendError::Closed(accepted) => accepted,
-            };
-            let samples = accepted.batch.sample_count() as u64;
+        let samples = batch.sample_count() as u64;
+        if !self.try_submit(batch, received_ms) {
             for upstream in &self.upstreams {
                 upstream.dropped(samples);
             }
@@ -169,6 +170,16 @@ impl Forwarder {
                 "forwarding is behind; an accepted write was not forwarded"
             );
         }
+    }
+
+    /// Hands a write over for forwarding, stamped with `received_ms` (from
+    /// which its queue age counts); `false`, without waiting, when
+    /// forwarding cannot take it now.
+    pub fn try_submit(&self, batch: remote_write::Batch, received_ms: i64) -> bool {
+        let guard = self.intake.read().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .as_ref()
+            .is_some_and(|intake| intake.try_send(Accepted { batch, received_ms }).is_ok())
     }
 
     /// The per-upstream figures, for `/metrics`.
