@@ -203,6 +203,36 @@ pub struct Cli {
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]
     pub query_lookback_delta: Duration,
 
+    /// Base URL of a Prometheus query API (e.g.
+    /// http://vmselect:8481/select/0/prometheus) that answers /api/v1/query,
+    /// query_range, series, labels and label values instead of this
+    /// receiver; queries of the receiver's own series (up, the hosts'
+    /// last-seen series, dcmon_receiver_*) are still answered here. dcmon's
+    /// read tokens guard it as ever.
+    #[arg(long = "query.upstream.url", value_name = "URL")]
+    pub query_upstream_url: Option<String>,
+
+    /// File holding a bearer token for --query.upstream.url (re-read on
+    /// every request).
+    #[arg(long = "query.upstream.bearer-token-file", value_name = "FILE")]
+    pub query_upstream_bearer_token_file: Option<PathBuf>,
+
+    /// Basic-auth user name for --query.upstream.url.
+    #[arg(
+        long = "query.upstream.basic-auth.username",
+        value_name = "NAME",
+        requires = "query_upstream_basic_auth_password_file"
+    )]
+    pub query_upstream_basic_auth_username: Option<String>,
+
+    /// File holding the basic-auth password for --query.upstream.url.
+    #[arg(
+        long = "query.upstream.basic-auth.password-file",
+        value_name = "FILE",
+        requires = "query_upstream_basic_auth_username"
+    )]
+    pub query_upstream_basic_auth_password_file: Option<PathBuf>,
+
     /// Where accepted samples are kept: local (SQLite, answering queries)
     /// or forward-only (only the --remote-write.forward.url upstreams;
     /// hosts, tokens, commands, metadata and the receiver's own series
@@ -379,6 +409,8 @@ pub struct Config {
     pub self_scrape: Option<SelfScrape>,
     /// Forwarding accepted writes upstream; `None` without upstreams.
     pub forward: Option<ForwardConfig>,
+    /// `--query.upstream.url` and how to authorise requests to it.
+    pub query_upstream: Option<(String, EndpointAuth)>,
 }
 
 /// How the receiver stores its own metrics.
@@ -449,6 +481,21 @@ impl Cli {
                 },
             }),
             forward: self.forward(),
+            query_upstream: self.query_upstream_url.clone().map(|url| {
+                let auth = match (
+                    &self.query_upstream_bearer_token_file,
+                    &self.query_upstream_basic_auth_username,
+                    &self.query_upstream_basic_auth_password_file,
+                ) {
+                    (Some(file), _, _) => EndpointAuth::Bearer(file.clone()),
+                    (None, Some(username), Some(password_file)) => EndpointAuth::Basic {
+                        username: username.clone(),
+                        password_file: password_file.clone(),
+                    },
+                    _ => EndpointAuth::None,
+                };
+                (url, auth)
+            }),
         }
     }
 
@@ -525,6 +572,23 @@ pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
         return Err(clap::Error::raw(
             clap::error::ErrorKind::MissingRequiredArgument,
             "--storage.mode=forward-only needs an upstream: --remote-write.forward.url or a [[forward]] table\n",
+        ));
+    }
+    if cli.query_upstream_bearer_token_file.is_some()
+        && cli.query_upstream_basic_auth_username.is_some()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--query.upstream.bearer-token-file and --query.upstream.basic-auth.* exclude each other\n",
+        ));
+    }
+    if (cli.query_upstream_bearer_token_file.is_some()
+        || cli.query_upstream_basic_auth_username.is_some())
+        && cli.query_upstream_url.is_none()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "query upstream credentials are given, but no --query.upstream.url to use them\n",
         ));
     }
     if cli.forward_bearer_token_file.is_some() && cli.forward_urls.is_empty() {

@@ -16,6 +16,7 @@ use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, Config, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
 use dcmon_receiver::forward::Forwarder;
+use dcmon_receiver::forward::query::QueryUpstream;
 use dcmon_receiver::heartbeat;
 use dcmon_receiver::metrics::Metrics;
 use dcmon_receiver::promql::{Engine, QueryCache};
@@ -187,6 +188,14 @@ fn run(config: Config) -> anyhow::Result<()> {
             )),
             None => None,
         };
+        let query_upstream = match &config.query_upstream {
+            Some((url, auth)) => Some(Arc::new(
+                QueryUpstream::new(url, auth.clone(), config.engine.timeout)
+                    .map_err(anyhow::Error::msg)
+                    .context("--query.upstream.url")?,
+            )),
+            None => None,
+        };
         let mut metrics = Metrics::default();
         if let Some(forward) = &forward {
             metrics.register_collector(forward.metrics());
@@ -202,6 +211,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             query,
             series_budgets: Default::default(),
             forward: forward.clone(),
+            query_upstream,
         });
         let self_scrape = config
             .self_scrape

@@ -527,6 +527,182 @@ fn forward_only_keeps_no_samples_but_hosts_metadata_and_commands_work() {
     assert_eq!(delivered["command"]["params"]["duty"], 60, "{delivered}");
 }
 
+/// GET `base` + `path` with `query` and an optional bearer token; the
+/// status and JSON answer.
+fn get_json(
+    base: &str,
+    path: &str,
+    query: &[(&str, String)],
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = client().get(format!("{base}{path}")).query(query);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn the_query_api_answers_through_the_upstream_behind_dcmons_tokens() {
+    let vm = VictoriaMetrics::start();
+    let receiver = Receiver::start(&[
+        "--storage.mode=forward-only",
+        &format!("--remote-write.forward.url={}", vm.write_url()),
+        "--remote-write.forward.batch-send-deadline=100ms",
+        &format!("--query.upstream.url={}", vm.base()),
+    ]);
+    let end = now_ms() / 1000 * 1000;
+    let start = end - 300_000;
+    let batch: Vec<SeriesSamples> = (0..2)
+        .map(|n| {
+            let samples: Vec<(i64, f64)> = (0..10)
+                .map(|i| (start + i * 30_000, (n * 100 + i) as f64))
+                .collect();
+            series(
+                &[
+                    ("__name__", "fwd_read"),
+                    ("n", &n.to_string()),
+                    ("job", "fleet"),
+                ],
+                &samples,
+            )
+        })
+        .collect();
+    assert_eq!(write(&receiver, &receiver.token, &batch), 204);
+    eventually(&receiver, "VictoriaMetrics holding the samples", || {
+        vm.sample_count("fwd_read") >= 20
+    });
+    let read = receiver.create_token("grafana", "read");
+    let base = format!("http://{}", receiver.addr);
+    let (start_s, end_s) = ((start / 1000).to_string(), (end / 1000).to_string());
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "/api/v1/query",
+            vec![
+                ("query", "sum by (job) (fwd_read)".into()),
+                ("time", end_s.clone()),
+            ],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "fwd_read".into()),
+                ("start", start_s.clone()),
+                ("end", end_s.clone()),
+                ("step", "60".into()),
+            ],
+        ),
+        (
+            "/api/v1/series",
+            vec![
+                ("match[]", "fwd_read".into()),
+                ("start", start_s.clone()),
+                ("end", end_s.clone()),
+            ],
+        ),
+        (
+            "/api/v1/labels",
+            vec![
+                ("match[]", "fwd_read".into()),
+                ("start", start_s.clone()),
+                ("end", end_s.clone()),
+            ],
+        ),
+        (
+            "/api/v1/label/n/values",
+            vec![
+                ("match[]", "fwd_read".into()),
+                ("start", start_s.clone()),
+                ("end", end_s.clone()),
+            ],
+        ),
+    ];
+    for (path, query) in &cases {
+        let (status, theirs) = get_json(&vm.base(), path, query, None);
+        assert_eq!(status, 200, "{path}: {theirs}");
+        let data = &theirs["data"];
+        let empty = data.as_array().is_some_and(Vec::is_empty)
+            || data["result"].as_array().is_some_and(Vec::is_empty);
+        assert!(!empty, "{path}: VictoriaMetrics found nothing: {theirs}");
+        let (status, ours) = get_json(&base, path, query, Some(&read));
+        assert_eq!(status, 200, "{path}: {ours}");
+        assert_eq!(ours["data"], theirs["data"], "{path}");
+        // dcmon's tokens still guard it.
+        assert_eq!(get_json(&base, path, query, None).0, 401, "{path}");
+    }
+    // A form POST goes through as well.
+    let posted: serde_json::Value = client()
+        .post(format!("{base}/api/v1/query"))
+        .bearer_auth(&read)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            reqwest::Url::parse_with_params("http://form/", &cases[0].1)
+                .unwrap()
+                .query()
+                .unwrap()
+                .to_owned(),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        posted["data"],
+        get_json(&vm.base(), cases[0].0, &cases[0].1, None).1["data"]
+    );
+    // The upstream's own refusal comes back in Prometheus's shape, named.
+    let (status, refused) = get_json(
+        &base,
+        "/api/v1/query",
+        &[("query", "sum(".into())],
+        Some(&read),
+    );
+    let (their_status, _) = get_json(
+        &vm.base(),
+        "/api/v1/query",
+        &[("query", "sum(".into())],
+        None,
+    );
+    assert!(their_status >= 400, "VictoriaMetrics took sum(");
+    assert_eq!(status, their_status, "{refused}");
+    assert_eq!(refused["status"], "error");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("upstream {}", vm.base())),
+        "{refused}"
+    );
+
+    // An upstream that is down: 503 naming it; the receiver's own series
+    // are still answered here.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let alone = Receiver::start(&[&format!("--query.upstream.url={down}")]);
+    let (status, answer) = get_json(
+        &format!("http://{}", alone.addr),
+        "/api/v1/query",
+        &[("query", "node_load1".into())],
+        Some(&alone.token),
+    );
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["status"], "error");
+    assert_eq!(answer["errorType"], "unavailable");
+    assert!(
+        answer["error"].as_str().unwrap().contains(&down),
+        "{answer}"
+    );
+    let (status, answer) = get_json(
+        &format!("http://{}", alone.addr),
+        "/api/v1/query",
+        &[("query", "up{job=\"dcmon\"} == 0".into())],
+        Some(&alone.token),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["resultType"], "vector");
+}
+
 #[test]
 fn forwarding_settings_are_checked_before_serving() {
     let dir = tempfile::tempdir().unwrap();
@@ -569,6 +745,14 @@ fn forwarding_settings_are_checked_before_serving() {
         (
             vec!["--storage.mode=forward-only".into()],
             "needs an upstream",
+        ),
+        (
+            vec!["--query.upstream.url=ftp://x".into()],
+            "only http and https",
+        ),
+        (
+            vec!["--query.upstream.bearer-token-file=/t".into()],
+            "no --query.upstream.url",
         ),
         (
             vec![format!("--config.file={}", config.display())],

@@ -6,7 +6,9 @@
 //!
 //! - [`config`]: the upstreams and the queue bounds,
 //! - [`batcher`]: accepted writes gathered into larger requests,
-//! - [`metrics`]: per-upstream figures at `/metrics`.
+//! - [`metrics`]: per-upstream figures at `/metrics`,
+//! - [`query`]: the query API answered by the upstream
+//!   (`--query.upstream.url`).
 //!
 //! Delivery is the exporter's own ([`dcmon_ship`]): per upstream a worker,
 //! a durable bounded on-disk queue (the spool), retries with backoff that
@@ -19,6 +21,7 @@
 pub mod batcher;
 pub mod config;
 pub mod metrics;
+pub mod query;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
