@@ -1,5 +1,7 @@
 //! The loop that feeds one endpoint. It owns the endpoint's spool; fresh
-//! batches arrive over a channel from the collection loop.
+//! batches arrive over a channel from the producer (the exporter's
+//! collection loop, the receiver's forwarding batcher), which spools
+//! directly when the channel is full.
 //!
 //! Each round sends one batch: a fresh one if any is waiting (so current
 //! data keeps flowing), otherwise the oldest spooled one. A batch is removed
