@@ -341,38 +341,10 @@ pub struct Parsed {
     pub file_endpoints: Vec<FileEndpoint>,
 }
 
-/// One `[[remote_write]]` table of the config file, named as in
-/// Prometheus's `remote_write` configuration:
-///
-/// ```toml
-/// [[remote_write]]
-/// url = "https://mimir.example/api/v1/push"
-/// basic_auth = { username = "fleet", password_file = "/etc/dcmon/mimir-password" }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileEndpoint {
-    /// The remote-write URL.
-    pub url: String,
-    /// File holding a bearer token.
-    pub bearer_token_file: Option<PathBuf>,
-    /// Basic auth.
-    pub basic_auth: Option<FileBasicAuth>,
-    /// `v1`, `v2` or `auto` (the default); see
-    /// `--remote-write.protobuf-message`.
-    #[serde(default)]
-    pub protobuf_message: ProtobufMessage,
-}
-
-/// `basic_auth` of a `[[remote_write]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileBasicAuth {
-    /// User name.
-    pub username: String,
-    /// File holding the password.
-    pub password_file: PathBuf,
-}
+/// One `[[remote_write]]` table of the config file (url, bearer_token_file
+/// or basic_auth, protobuf_message, tls_config), shared with the receiver's
+/// forwarding tables.
+pub use dcmon_ship::config::{FileBasicAuth, FileEndpoint};
 
 /// The config-file section that holds endpoint tables rather than flags.
 const REMOTE_WRITE_SECTION: &str = "remote_write";
@@ -700,26 +672,10 @@ fn remote_write(parsed: &Parsed) -> Result<ShipperConfig, ConfigError> {
         })
         .collect();
     for table in &parsed.file_endpoints {
-        let auth = match (&table.bearer_token_file, &table.basic_auth) {
-            (None, None) => EndpointAuth::None,
-            (Some(file), None) => EndpointAuth::Bearer(file.clone()),
-            (None, Some(basic)) => EndpointAuth::Basic {
-                username: basic.username.clone(),
-                password_file: basic.password_file.clone(),
-            },
-            (Some(_), Some(_)) => {
-                return Err(fail(
-                    "config.file",
-                    &format!(
-                        "[[remote_write]] {}: bearer_token_file and basic_auth exclude each other",
-                        table.url
-                    ),
-                ));
-            }
-        };
         endpoints.push(
-            EndpointConfig::new(table.url.clone(), auth)
-                .with_protobuf_message(table.protobuf_message),
+            table
+                .endpoint_config(REMOTE_WRITE_SECTION)
+                .map_err(|msg| fail("config.file", &msg))?,
         );
     }
     Ok(ShipperConfig {
@@ -860,6 +816,7 @@ mod tests {
                     bearer_token_file: Some("/etc/a".into()),
                     basic_auth: None,
                     protobuf_message: ProtobufMessage::Auto,
+                    tls_config: None,
                 },
                 FileEndpoint {
                     url: "https://b/push".into(),
@@ -869,6 +826,7 @@ mod tests {
                         password_file: "/etc/b".into(),
                     }),
                     protobuf_message: ProtobufMessage::Auto,
+                    tls_config: None,
                 },
             ]
         );

@@ -60,6 +60,10 @@ pub struct AppState {
     pub series_budgets: api::write_limits::SeriesBudgets,
     /// The rule groups evaluated (none without `--rules.file`).
     pub rules: Arc<crate::rules::Rules>,
+    /// Forwarding accepted writes upstream, when configured.
+    pub forward: Option<Arc<crate::forward::Forwarder>>,
+    /// Where the query API's data routes are answered, when not here.
+    pub query_upstream: Option<Arc<crate::forward::query::QueryUpstream>>,
 }
 
 /// The receiver's HTTP application; `shutdown` ends long polls early.
@@ -81,16 +85,24 @@ pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> 
             .route("/metrics", get(api::dcmon::metrics))
             // Documentation only: whoever may query may read how to.
             .route("/api/dcmon/openapi.json", get(api::openapi::document))
-            .route("/api/v1/query", get(q::query).post(q::query))
-            .route(
-                "/api/v1/query_range",
-                get(q::query_range).post(q::query_range),
-            )
-            .route("/api/v1/series", get(q::series).post(q::series))
-            .route("/api/v1/labels", get(q::labels).post(q::labels))
-            .route(
-                "/api/v1/label/{name}/values",
-                get(q::label_values).post(q::label_values),
+            // Answered by --query.upstream.url when one is set.
+            .merge(
+                Router::new()
+                    .route("/api/v1/query", get(q::query).post(q::query))
+                    .route(
+                        "/api/v1/query_range",
+                        get(q::query_range).post(q::query_range),
+                    )
+                    .route("/api/v1/series", get(q::series).post(q::series))
+                    .route("/api/v1/labels", get(q::labels).post(q::labels))
+                    .route(
+                        "/api/v1/label/{name}/values",
+                        get(q::label_values).post(q::label_values),
+                    )
+                    .route_layer(middleware::from_fn_with_state(
+                        Arc::clone(&state),
+                        crate::forward::query::proxy,
+                    )),
             )
             .route("/api/v1/metadata", get(q::metadata).post(q::metadata))
             .route(

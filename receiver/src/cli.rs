@@ -15,8 +15,14 @@ use dcmon_protocol::size::parse_bytes;
 use crate::api::write_limits::WriteLimits;
 use crate::app::Limits;
 use crate::auth::Scope;
+use crate::forward::batcher::BatchLimits;
+use crate::forward::{ForwardConfig, StorageMode};
 use crate::promql::EngineOptions;
 use crate::{self_scrape, serve, storage};
+use dcmon_ship::config::FileEndpoint;
+use dcmon_ship::endpoint::{EndpointAuth, EndpointConfig};
+use dcmon_ship::message::ProtobufMessage;
+use dcmon_ship::spool::SpoolLimits;
 
 /// Where the documentation is, shown after the flags in `--help` and in the
 /// manual page (help2man builds it from `--help`).
@@ -208,6 +214,93 @@ pub struct Cli {
     #[arg(long = "rules.evaluation-interval", default_value = "1m", value_parser = positive_duration)]
     pub rules_evaluation_interval: Duration,
 
+    /// Base URL of a Prometheus query API (e.g.
+    /// http://vmselect:8481/select/0/prometheus) that answers /api/v1/query,
+    /// query_range, series, labels and label values instead of this
+    /// receiver; queries of the receiver's own series (up, the hosts'
+    /// last-seen series, dcmon_receiver_*) are still answered here. dcmon's
+    /// read tokens guard it as ever.
+    #[arg(long = "query.upstream.url", value_name = "URL")]
+    pub query_upstream_url: Option<String>,
+
+    /// File holding a bearer token for --query.upstream.url (re-read on
+    /// every request).
+    #[arg(long = "query.upstream.bearer-token-file", value_name = "FILE")]
+    pub query_upstream_bearer_token_file: Option<PathBuf>,
+
+    /// Basic-auth user name for --query.upstream.url.
+    #[arg(
+        long = "query.upstream.basic-auth.username",
+        value_name = "NAME",
+        requires = "query_upstream_basic_auth_password_file"
+    )]
+    pub query_upstream_basic_auth_username: Option<String>,
+
+    /// File holding the basic-auth password for --query.upstream.url.
+    #[arg(
+        long = "query.upstream.basic-auth.password-file",
+        value_name = "FILE",
+        requires = "query_upstream_basic_auth_username"
+    )]
+    pub query_upstream_basic_auth_password_file: Option<PathBuf>,
+
+    /// Where accepted samples are kept: local (SQLite, answering queries)
+    /// or forward-only (only the --remote-write.forward.url upstreams;
+    /// hosts, tokens, commands, metadata and the receiver's own series
+    /// are still kept in SQLite).
+    #[arg(long = "storage.mode", value_enum, default_value = "local")]
+    pub storage_mode: StorageMode,
+
+    /// Remote-write URL every accepted write is also sent to, after the
+    /// host labels are enforced (repeatable): a VictoriaMetrics cluster's
+    /// vminsert, Mimir, Thanos Receive or a Prometheus remote-write
+    /// receiver. Each has a durable queue next to the database; the config
+    /// file's `[[forward]]` tables add upstreams with their own
+    /// credentials and TLS settings.
+    #[arg(long = "remote-write.forward.url", value_name = "URL")]
+    pub forward_urls: Vec<String>,
+
+    /// File holding a bearer token for the --remote-write.forward.url
+    /// upstreams (re-read on every request).
+    #[arg(long = "remote-write.forward.bearer-token-file", value_name = "FILE")]
+    pub forward_bearer_token_file: Option<PathBuf>,
+
+    /// Protobuf message for the --remote-write.forward.url upstreams: v1
+    /// (prometheus.WriteRequest), v2 (io.prometheus.write.v2.Request) or
+    /// auto (v2, falling back to v1 for good once an upstream shows it
+    /// takes only that).
+    #[arg(long = "remote-write.forward.protobuf-message", value_name = "MESSAGE",
+          default_value = "auto", value_parser = parse_protobuf_message)]
+    pub forward_protobuf_message: ProtobufMessage,
+
+    /// Most disk space each upstream's queue may use; the oldest batches
+    /// are dropped (and counted) first.
+    #[arg(long = "remote-write.forward.queue.max-bytes", default_value = "1GiB", value_parser = parse_bytes)]
+    pub forward_queue_max_bytes: u64,
+
+    /// Queued batches waiting longer than this are dropped (and counted).
+    #[arg(long = "remote-write.forward.queue.max-age", default_value = "1d", value_parser = positive_duration)]
+    pub forward_queue_max_age: Duration,
+
+    /// Longest one forwarded request may take.
+    #[arg(long = "remote-write.forward.timeout", default_value = "30s", value_parser = positive_duration)]
+    pub forward_timeout: Duration,
+
+    /// Samples that make a forwarded request full (Prometheus's
+    /// max_samples_per_send).
+    #[arg(long = "remote-write.forward.max-samples-per-send", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub forward_max_samples_per_send: u32,
+
+    /// Longest an accepted write waits to be gathered with others before
+    /// it is forwarded (Prometheus's batch_send_deadline).
+    #[arg(long = "remote-write.forward.batch-send-deadline", default_value = "1s", value_parser = positive_duration)]
+    pub forward_batch_send_deadline: Duration,
+
+    /// Upstreams from the config file's `[[forward]]` tables, checked.
+    #[arg(skip)]
+    pub forward_tables: Vec<EndpointConfig>,
+
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.
     #[arg(long = "admin-token-file", default_value = "./data/admin-token")]
@@ -325,6 +418,10 @@ pub struct Config {
     pub serve: serve::Options,
     /// Storing the receiver's own metrics; `None` when turned off.
     pub self_scrape: Option<SelfScrape>,
+    /// Forwarding accepted writes upstream; `None` without upstreams.
+    pub forward: Option<ForwardConfig>,
+    /// `--query.upstream.url` and how to authorise requests to it.
+    pub query_upstream: Option<(String, EndpointAuth)>,
     /// Rule evaluation.
     pub rules: RulesConfig,
 }
@@ -409,16 +506,125 @@ impl Cli {
                 files: self.rules_files.clone(),
                 evaluation_interval: self.rules_evaluation_interval,
             },
+            forward: self.forward(),
+            query_upstream: self.query_upstream_url.clone().map(|url| {
+                let auth = match (
+                    &self.query_upstream_bearer_token_file,
+                    &self.query_upstream_basic_auth_username,
+                    &self.query_upstream_basic_auth_password_file,
+                ) {
+                    (Some(file), _, _) => EndpointAuth::Bearer(file.clone()),
+                    (None, Some(username), Some(password_file)) => EndpointAuth::Basic {
+                        username: username.clone(),
+                        password_file: password_file.clone(),
+                    },
+                    _ => EndpointAuth::None,
+                };
+                (url, auth)
+            }),
         }
     }
+
+    /// Forwarding's settings: command-line upstreams share the
+    /// command-line token and message; each `[[forward]]` table has its own.
+    fn forward(&self) -> Option<ForwardConfig> {
+        let auth = match &self.forward_bearer_token_file {
+            Some(file) => EndpointAuth::Bearer(file.clone()),
+            None => EndpointAuth::None,
+        };
+        let endpoints: Vec<EndpointConfig> = self
+            .forward_urls
+            .iter()
+            .map(|url| {
+                EndpointConfig::new(url.clone(), auth.clone())
+                    .with_protobuf_message(self.forward_protobuf_message)
+            })
+            .chain(self.forward_tables.iter().cloned())
+            .collect();
+        (!endpoints.is_empty()).then(|| ForwardConfig {
+            mode: self.storage_mode,
+            endpoints,
+            dir: ForwardConfig::default_dir(&self.storage_path),
+            limits: SpoolLimits {
+                max_bytes: self.forward_queue_max_bytes,
+                max_age: self.forward_queue_max_age,
+            },
+            timeout: self.forward_timeout,
+            batch: BatchLimits {
+                max_samples: self.forward_max_samples_per_send as usize,
+                deadline: self.forward_batch_send_deadline,
+            },
+            min_backoff: crate::forward::config::MIN_BACKOFF,
+            max_backoff: crate::forward::config::MAX_BACKOFF,
+        })
+    }
+}
+
+/// The config-file section holding upstream tables rather than flags.
+const FORWARD_SECTION: &str = "forward";
+
+fn parse_protobuf_message(input: &str) -> Result<ProtobufMessage, String> {
+    input
+        .parse()
+        .map_err(|e: dcmon_ship::message::UnknownProtobufMessage| e.to_string())
 }
 
 /// Parses `args` (program name first), folding in the config file if named.
 pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use dcmon_protocol::config_file;
     let mut cmd = Cli::command();
-    let args = dcmon_protocol::config_file::merge_into_args(&cmd, args)?;
+    let file = config_file::config_file_path(&args);
+    let (args, mut sections) =
+        config_file::merge_into_args_with_sections(&cmd, args, &[FORWARD_SECTION])?;
+    let mut forward_tables = Vec::new();
+    if let (Some(value), Some(file)) = (sections.remove(FORWARD_SECTION), file) {
+        let tables: Vec<FileEndpoint> = value.try_into().map_err(|e: toml::de::Error| {
+            config_file::config_file_error(&file, format!("[[{FORWARD_SECTION}]]: {}", e.message()))
+        })?;
+        for table in &tables {
+            forward_tables.push(
+                table
+                    .endpoint_config(FORWARD_SECTION)
+                    .map_err(|msg| config_file::config_file_error(&file, msg))?,
+            );
+        }
+    }
     let matches = cmd.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches)
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if cli.storage_mode == StorageMode::ForwardOnly
+        && cli.forward_urls.is_empty()
+        && forward_tables.is_empty()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--storage.mode=forward-only needs an upstream: --remote-write.forward.url or a [[forward]] table\n",
+        ));
+    }
+    if cli.query_upstream_bearer_token_file.is_some()
+        && cli.query_upstream_basic_auth_username.is_some()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--query.upstream.bearer-token-file and --query.upstream.basic-auth.* exclude each other\n",
+        ));
+    }
+    if (cli.query_upstream_bearer_token_file.is_some()
+        || cli.query_upstream_basic_auth_username.is_some())
+        && cli.query_upstream_url.is_none()
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "query upstream credentials are given, but no --query.upstream.url to use them\n",
+        ));
+    }
+    if cli.forward_bearer_token_file.is_some() && cli.forward_urls.is_empty() {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--remote-write.forward.bearer-token-file is given, but no --remote-write.forward.url to use it\n",
+        ));
+    }
+    cli.forward_tables = forward_tables;
+    Ok(cli)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod forward;
 pub mod heartbeat;
 pub mod metrics;
 pub mod promql;

@@ -15,7 +15,10 @@ use dcmon_receiver::auth::{Authenticator, ClientStore, TokenStore, load_or_creat
 use dcmon_receiver::backup;
 use dcmon_receiver::cli::{self, Cli, ClientAction, Command, Config, TokenAction};
 use dcmon_receiver::commands::CommandQueue;
+use dcmon_receiver::forward::Forwarder;
+use dcmon_receiver::forward::query::QueryUpstream;
 use dcmon_receiver::heartbeat;
+use dcmon_receiver::metrics::Metrics;
 use dcmon_receiver::promql::{Engine, QueryCache};
 use dcmon_receiver::rules::Rules;
 use dcmon_receiver::self_scrape;
@@ -123,6 +126,10 @@ fn run_backup(cli: &Cli, output: &Path) -> anyhow::Result<()> {
 /// (a query still evaluating) before exiting anyway.
 const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(5);
 
+/// On shutdown, longest to wait for forwarding to put what it holds in
+/// its queues.
+const FORWARD_GRACE: Duration = Duration::from_secs(10);
+
 /// Builds the services `config` describes and serves until SIGTERM.
 fn run(config: Config) -> anyhow::Result<()> {
     let web = Arc::new(
@@ -147,7 +154,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .context("opening the command queue")?,
     );
     // A bad rule file stops the start, naming file, group and rule.
-    let metrics = dcmon_receiver::metrics::Metrics::default();
+    let mut metrics = Metrics::default();
     let rules = Arc::new(
         Rules::load(
             config.rules.files.clone(),
@@ -187,6 +194,25 @@ fn run(config: Config) -> anyhow::Result<()> {
         );
         rules.start();
         let reload_rules = spawn_reload_on_hangup(Arc::clone(&rules));
+        let forward = match config.forward.clone() {
+            Some(forward) => Some(Arc::new(
+                Forwarder::start(forward)
+                    .await
+                    .context("starting --remote-write.forward")?,
+            )),
+            None => None,
+        };
+        let query_upstream = match &config.query_upstream {
+            Some((url, auth)) => Some(Arc::new(
+                QueryUpstream::new(url, auth.clone(), config.engine.timeout)
+                    .map_err(anyhow::Error::msg)
+                    .context("--query.upstream.url")?,
+            )),
+            None => None,
+        };
+        if let Some(forward) = &forward {
+            metrics.register_collector(forward.metrics());
+        }
         let state = Arc::new(AppState {
             storage: storage.clone(),
             metrics,
@@ -198,6 +224,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             query,
             series_budgets: Default::default(),
             rules: Arc::clone(&rules),
+            forward: forward.clone(),
+            query_upstream,
         });
         let self_scrape = config
             .self_scrape
@@ -229,6 +257,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         .await;
         signal.abort();
         cancel_queries.abort();
+        // Writes are done: what forwarding holds goes upstream or to its
+        // queues on disk.
+        if let Some(forward) = &forward {
+            forward.shut_down(FORWARD_GRACE).await;
+        }
         // In-flight requests are done or dropped; write what is queued and stop.
         maintenance.abort();
         presence.abort();

@@ -214,6 +214,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Adds figures read at scrape time by `collector` (forwarding's).
+    pub fn register_collector(&mut self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
     /// The registry as it stands, storage figures as last refreshed.
     pub fn registry(&self) -> &Registry {
         &self.registry

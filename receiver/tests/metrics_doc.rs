@@ -5,6 +5,11 @@
 //! enrolled host.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use dcmon_receiver::forward::metrics::ForwardMetrics;
+use dcmon_ship::message::{Negotiation, ProtobufMessage};
+use dcmon_ship::metrics::EndpointMetrics;
 
 use dcmon_receiver::metrics::{HandlerLabels, Metrics};
 use dcmon_receiver::promql::cache::CacheStats;
@@ -72,7 +77,13 @@ fn render(text: &str) -> String {
 fn the_metrics_reference_matches_the_receiver_registry() {
     let dir = tempfile::tempdir().unwrap();
     let storage = open_storage(&dir.path().join("doc.db"));
-    let metrics = Metrics::default();
+    let mut metrics = Metrics::default();
+    // Forwarding's families exist with an upstream configured.
+    let negotiation = Arc::new(Negotiation::new(ProtobufMessage::Auto));
+    metrics.register_collector(ForwardMetrics::new(vec![Arc::new(EndpointMetrics::new(
+        "http://vminsert:8480/insert/0/prometheus/api/v1/write",
+        negotiation,
+    ))]));
     // One series of each labelled family, so its label names show.
     metrics.reject("example");
     metrics

@@ -12,6 +12,7 @@ mod dashboards;
 mod docs;
 mod durability;
 mod enrolment;
+mod forward;
 mod http_limits;
 mod http_properties;
 mod identity;

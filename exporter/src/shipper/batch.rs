@@ -11,21 +11,15 @@
 //! whenever the families change, and every [`METADATA_RESEND`] besides (for
 //! a receiver that lost it).
 //!
-//! A batch can be re-encoded in the other message ([`Batch::to_version`]),
-//! for a batch spooled as 2.0 that must reach an endpoint which turned out
-//! to take only 1.0, or one spooled as 1.0 by an earlier version of the
-//! exporter for an endpoint set to 2.0. 1.0 carries no metadata here, so a
-//! batch re-encoded to 1.0 loses its families' help texts, not a sample.
+//! The batch itself, and its re-encoding in the other message, belong to
+//! [`dcmon_ship::batch`], which the receiver's forwarding shares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{
-    self, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version,
-};
-use dcmon_protocol::{prompb, prompb_v2};
-use prost::Message;
+use dcmon_protocol::remote_write::{FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version};
+pub use dcmon_ship::batch::{Batch, TranscodeError};
 
 use crate::snapshot::{Kind, Snapshot};
 
@@ -67,11 +61,6 @@ impl MetadataSchedule {
     }
 }
 
-/// Largest decompressed body [`Batch::to_version`] accepts: far above any
-/// batch of one host's scrape, low enough that a damaged length cannot
-/// exhaust memory.
-const MAX_DECOMPRESSED: usize = 256 << 20;
-
 /// The labels the shipper adds to every series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetLabels {
@@ -83,180 +72,19 @@ pub struct TargetLabels {
     pub external: Vec<(String, String)>,
 }
 
-/// A compressed remote-write request of one tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// The tick every sample is stamped with, ms since the epoch.
-    pub tick_ms: i64,
-    /// Samples in the request, for the shipper's counters.
-    pub samples: u64,
-    /// The protobuf message `body` holds.
-    pub version: Version,
-    /// The snappy-compressed message.
-    pub body: Vec<u8>,
-}
-
-/// A batch body that cannot be re-encoded (damaged in a way the spool's
-/// checksum did not catch).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot re-encode a spooled {from:?} batch: {reason}")]
-pub struct TranscodeError {
-    /// The message the body was said to hold.
-    pub from: Version,
-    /// What was wrong.
-    pub reason: String,
-}
-
-impl Batch {
-    /// Encodes `snapshot` as the batch of `tick_ms` in `version`.
-    pub fn from_snapshot(
-        snapshot: &Snapshot,
-        tick_ms: i64,
-        labels: &TargetLabels,
-        version: Version,
-    ) -> Self {
-        Self::encode(
-            &series_of(snapshot, tick_ms, labels),
-            &metadata_of(snapshot),
-            tick_ms,
-            version,
-        )
-    }
-
-    /// Encodes series (and, in 2.0, their families' metadata) as the batch
-    /// of `tick_ms`.
-    pub fn encode(
-        series: &[SeriesSamples],
-        metadata: &[FamilyMetadata],
-        tick_ms: i64,
-        version: Version,
-    ) -> Self {
-        let message = match version {
-            Version::V1 => remote_write::encode_v1(series),
-            Version::V2 => remote_write::encode_v2_with_metadata(series, metadata),
-        };
-        Self {
-            tick_ms,
-            samples: series.iter().map(|s| s.samples.len() as u64).sum(),
-            version,
-            body: remote_write::compress(&message),
-        }
-    }
-
-    /// The same batch in `version`: itself when it already is, otherwise
-    /// decompressed, converted message to message (labels, samples bit for
-    /// bit, metadata where the target carries it) and compressed again.
-    pub fn to_version(&self, version: Version) -> Result<Batch, TranscodeError> {
-        if self.version == version {
-            return Ok(self.clone());
-        }
-        let fail = |reason: String| TranscodeError {
-            from: self.version,
-            reason,
-        };
-        let raw = remote_write::decompress(&self.body, MAX_DECOMPRESSED)
-            .map_err(|e| fail(e.to_string()))?;
-        let message = match self.version {
-            Version::V2 => {
-                let request =
-                    prompb_v2::Request::decode(raw.as_slice()).map_err(|e| fail(e.to_string()))?;
-                v2_to_v1(request).map_err(fail)?.encode_to_vec()
-            }
-            Version::V1 => {
-                let request = prompb::WriteRequest::decode(raw.as_slice())
-                    .map_err(|e| fail(e.to_string()))?;
-                v1_to_v2(request).encode_to_vec()
-            }
-        };
-        Ok(Batch {
-            tick_ms: self.tick_ms,
-            samples: self.samples,
-            version,
-            body: remote_write::compress(&message),
-        })
-    }
-}
-
-/// A 2.0 request as 1.0: symbols resolved into labels; metadata, which 1.0
-/// sends apart from the series, is left out.
-fn v2_to_v1(request: prompb_v2::Request) -> Result<prompb::WriteRequest, String> {
-    let symbol =
-        |index: u32| -> Result<String, String> {
-            request.symbols.get(index as usize).cloned().ok_or_else(|| {
-                format!("symbol {index} out of a table of {}", request.symbols.len())
-            })
-        };
-    let mut timeseries = Vec::with_capacity(request.timeseries.len());
-    for series in &request.timeseries {
-        if series.labels_refs.len() % 2 != 0 {
-            return Err("unpaired label reference".into());
-        }
-        let labels = series
-            .labels_refs
-            .chunks_exact(2)
-            .map(|pair| {
-                Ok(prompb::Label {
-                    name: symbol(pair[0])?,
-                    value: symbol(pair[1])?,
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        timeseries.push(prompb::TimeSeries {
-            labels,
-            samples: series
-                .samples
-                .iter()
-                .map(|s| prompb::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .collect(),
-            ..Default::default()
-        });
-    }
-    Ok(prompb::WriteRequest {
-        timeseries,
-        metadata: Vec::new(),
-    })
-}
-
-/// A 1.0 request as 2.0, every string interned once.
-fn v1_to_v2(request: prompb::WriteRequest) -> prompb_v2::Request {
-    let mut symbols = vec![String::new()];
-    let mut index: HashMap<String, u32> = HashMap::new();
-    let mut intern = |s: String| -> u32 {
-        if s.is_empty() {
-            return 0;
-        }
-        *index.entry(s).or_insert_with_key(|s| {
-            symbols.push(s.clone());
-            (symbols.len() - 1) as u32
-        })
-    };
-    let timeseries = request
-        .timeseries
-        .into_iter()
-        .map(|series| prompb_v2::TimeSeries {
-            labels_refs: series
-                .labels
-                .into_iter()
-                .flat_map(|l| [intern(l.name), intern(l.value)])
-                .collect(),
-            samples: series
-                .samples
-                .iter()
-                .map(|s| prompb_v2::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    prompb_v2::Request {
-        symbols,
-        timeseries,
-    }
+/// Encodes `snapshot` as the batch of `tick_ms` in `version`.
+pub fn from_snapshot(
+    snapshot: &Snapshot,
+    tick_ms: i64,
+    labels: &TargetLabels,
+    version: Version,
+) -> Batch {
+    Batch::encode(
+        &series_of(snapshot, tick_ms, labels),
+        &metadata_of(snapshot),
+        tick_ms,
+        version,
+    )
 }
 
 /// Type and help of every family of `snapshot`, for the 2.0 message
@@ -312,6 +140,9 @@ pub fn series_of(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dcmon_protocol::prompb_v2;
+    use dcmon_protocol::remote_write;
+    use prost::Message;
 
     /// A series' labels and its samples' bits, compared exactly.
     type Bits = (Vec<(String, String)>, Vec<(i64, u64)>);
@@ -379,7 +210,7 @@ mod tests {
                 .collect()
         };
         for version in [Version::V1, Version::V2] {
-            let batch = Batch::from_snapshot(&snapshot, 30_000, &labels(), version);
+            let batch = from_snapshot(&snapshot, 30_000, &labels(), version);
             assert_eq!((batch.samples, batch.version), (2, version));
             let raw = remote_write::decompress(&batch.body, 1 << 20).unwrap();
             let decoded = remote_write::decode(version, &raw).unwrap();
@@ -423,7 +254,7 @@ mod tests {
         let mut snapshot = Snapshot::new();
         snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
         snapshot.gauge("node_load5", "5m load average.", vec![], 0.25);
-        let v2 = Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
+        let v2 = from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
         let v1 = v2.to_version(Version::V1).unwrap();
         assert_eq!(
             (v1.tick_ms, v1.samples, v1.version),
@@ -435,10 +266,7 @@ mod tests {
         };
         assert_eq!(decode(&v1).series, series_of(&snapshot, 30_000, &labels()));
         // 1.0 as encoded directly, byte for byte.
-        assert_eq!(
-            v1,
-            Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V1)
-        );
+        assert_eq!(v1, from_snapshot(&snapshot, 30_000, &labels(), Version::V1));
         let back = v1.to_version(Version::V2).unwrap();
         assert_eq!(back.version, Version::V2);
         assert_eq!(decode(&back).series, decode(&v2).series);
@@ -449,7 +277,7 @@ mod tests {
     fn a_damaged_body_is_refused_not_panicked_on() {
         let mut snapshot = Snapshot::new();
         snapshot.gauge("node_load1", "1m load average.", vec![], 0.5);
-        let mut batch = Batch::from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
+        let mut batch = from_snapshot(&snapshot, 30_000, &labels(), Version::V2);
         let dangling = prompb_v2::Request {
             symbols: vec![String::new()],
             timeseries: vec![prompb_v2::TimeSeries {

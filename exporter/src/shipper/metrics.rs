@@ -8,84 +8,11 @@
 //! batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::message::Negotiation;
+pub use dcmon_ship::metrics::EndpointMetrics;
+
 use crate::snapshot::Snapshot;
-
-/// Counters of one endpoint.
-#[derive(Debug)]
-pub struct EndpointMetrics {
-    endpoint: String,
-    negotiation: Arc<Negotiation>,
-    sent: AtomicU64,
-    sent_bytes: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
-    corrupt_files: AtomicU64,
-    spool_bytes: AtomicU64,
-    /// Milliseconds since the epoch; 0 until the first success.
-    last_success_ms: AtomicI64,
-}
-
-impl EndpointMetrics {
-    /// Zeroed counters for the endpoint labelled `endpoint`, whose
-    /// message `negotiation` tells.
-    pub fn new(endpoint: impl Into<String>, negotiation: Arc<Negotiation>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            negotiation,
-            sent: AtomicU64::new(0),
-            sent_bytes: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            corrupt_files: AtomicU64::new(0),
-            spool_bytes: AtomicU64::new(0),
-            last_success_ms: AtomicI64::new(0),
-        }
-    }
-
-    /// Samples delivered at `now_ms` in a request body of `bytes`.
-    pub fn sent(&self, samples: u64, bytes: u64, now_ms: i64) {
-        self.sent.fetch_add(samples, Ordering::Relaxed);
-        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.last_success_ms.store(now_ms, Ordering::Relaxed);
-    }
-
-    /// Samples of an attempt that failed and will be retried.
-    pub fn failed(&self, samples: u64) {
-        self.failed.fetch_add(samples, Ordering::Relaxed);
-    }
-
-    /// Samples given up on.
-    pub fn dropped(&self, samples: u64) {
-        self.dropped.fetch_add(samples, Ordering::Relaxed);
-    }
-
-    /// Spool files found corrupt and removed.
-    pub fn corrupt_files(&self, files: u64) {
-        self.corrupt_files.fetch_add(files, Ordering::Relaxed);
-    }
-
-    /// The spool's current size.
-    pub fn set_spool_bytes(&self, bytes: u64) {
-        self.spool_bytes.store(bytes, Ordering::Relaxed);
-    }
-
-    /// `(sent, failed, dropped)` so far.
-    pub fn totals(&self) -> (u64, u64, u64) {
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
-        )
-    }
-
-    /// The spool's size as last reported.
-    pub fn spool_bytes(&self) -> u64 {
-        self.spool_bytes.load(Ordering::Relaxed)
-    }
-}
 
 /// The metrics of every endpoint, shared by the shipper and `/metrics`.
 #[derive(Debug, Default)]
@@ -122,32 +49,32 @@ impl ShipperMetrics {
             self.skipped_ticks() as f64,
         );
         for m in &self.endpoints {
-            let label = || m.endpoint.clone();
+            let label = || m.endpoint().to_owned();
             for (result, counter) in [
-                ("sent", &m.sent),
-                ("failed", &m.failed),
-                ("dropped", &m.dropped),
+                ("sent", m.totals().0),
+                ("failed", m.totals().1),
+                ("dropped", m.totals().2),
             ] {
                 out.counter(
                     "dcmon_remote_write_samples_total",
                     "Samples by outcome: sent (acknowledged), failed (an attempt that is retried), dropped (refused with a 4xx, evicted from the spool by its bounds, or in a corrupt spool file).",
                     vec![("endpoint", label()), ("result", result.into())],
-                    counter.load(Ordering::Relaxed) as f64,
+                    counter as f64,
                 );
             }
             out.counter(
                 "dcmon_remote_write_bytes_total",
                 "Bytes of the request bodies (snappy-compressed protobuf, as on the wire, without HTTP headers) the endpoint acknowledged; divided by dcmon_remote_write_samples_total{result=\"sent\"}, the wire bytes per sample.",
                 vec![("endpoint", label())],
-                m.sent_bytes.load(Ordering::Relaxed) as f64,
+                m.sent_bytes() as f64,
             );
             out.gauge(
                 "dcmon_remote_write_protobuf_message_info",
                 "The protobuf message the endpoint is sent now (protobuf_message), and its setting (setting: v1, v2, or auto, which falls back to prometheus.WriteRequest once the endpoint shows it takes only that); always 1.",
                 vec![
                     ("endpoint", label()),
-                    ("protobuf_message", m.negotiation.current().proto().into()),
-                    ("setting", m.negotiation.setting().as_str().into()),
+                    ("protobuf_message", m.negotiation().current().proto().into()),
+                    ("setting", m.negotiation().setting().as_str().into()),
                 ],
                 1.0,
             );
@@ -155,19 +82,19 @@ impl ShipperMetrics {
                 "dcmon_remote_write_spool_corrupt_files_total",
                 "Spool files found torn or corrupt and removed.",
                 vec![("endpoint", label())],
-                m.corrupt_files.load(Ordering::Relaxed) as f64,
+                m.corrupt_file_count() as f64,
             );
             out.gauge(
                 "dcmon_remote_write_spool_bytes",
                 "Bytes of batches waiting in the on-disk spool.",
                 vec![("endpoint", label())],
-                m.spool_bytes.load(Ordering::Relaxed) as f64,
+                m.spool_bytes() as f64,
             );
             out.gauge(
                 "dcmon_remote_write_last_success_timestamp_seconds",
                 "When a write to the endpoint last succeeded (0: never since start).",
                 vec![("endpoint", label())],
-                m.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                m.last_success_ms() as f64 / 1000.0,
             );
         }
     }
@@ -176,7 +103,7 @@ impl ShipperMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shipper::message::ProtobufMessage;
+    use crate::shipper::message::{Negotiation, ProtobufMessage};
 
     #[test]
     fn families_carry_the_endpoint_and_result_labels() {

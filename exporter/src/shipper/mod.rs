@@ -4,12 +4,12 @@
 //!
 //! - [`schedule`]: tick alignment (samples carry the tick time),
 //! - [`batch`]: a scrape turned into a compressed Remote-Write body,
-//! - [`message`]: which protobuf message (2.0 or 1.0) each endpoint gets,
-//! - [`endpoint`]: one HTTP attempt, its auth and its classification,
-//! - [`retry`]: backoff with jitter and `Retry-After`,
-//! - [`spool`]: the crash-safe on-disk queue of one endpoint,
-//! - [`worker`]: the loop feeding one endpoint,
-//! - [`metrics`]: the shipper's own counters.
+//! - [`metrics`]: the shipper's own counters, as samples.
+//!
+//! Delivery itself (which message each endpoint gets, one HTTP attempt and
+//! its classification, backoff, the crash-safe on-disk spool and the loop
+//! feeding one endpoint) is [`dcmon_ship`]'s, shared with the receiver's
+//! forwarding; its modules are re-exported here under their own names.
 //!
 //! Every endpoint has its own worker and spool, so a slow or dead endpoint
 //! never delays another: the collection loop hands each worker the batch
@@ -17,13 +17,9 @@
 //! full.
 
 pub mod batch;
-pub mod endpoint;
-pub mod message;
 pub mod metrics;
-pub mod retry;
 pub mod schedule;
-pub mod spool;
-mod worker;
+pub use dcmon_ship::{endpoint, message, retry, spool};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,12 +38,12 @@ use crate::self_metrics;
 use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
 use dcmon_protocol::remote_write::Version;
+use dcmon_ship::worker::{SpoolHandle, Worker};
 use endpoint::{Endpoint, EndpointError};
 use message::Negotiation;
 use metrics::EndpointMetrics;
 use retry::Backoff;
 use spool::Spool;
-use worker::{SpoolHandle, Worker};
 
 /// Fresh batches a worker may have queued before the collection loop spools
 /// for it instead: enough to ride out one slow request.
@@ -96,6 +92,9 @@ impl ShipperConfig {
         self.state_dir.join("spool").join(endpoint.id())
     }
 }
+
+/// The `User-Agent` of remote-write requests.
+const USER_AGENT: &str = concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION"));
 
 /// The `job` label of pushed samples.
 pub const JOB: &str = "dcmon";
@@ -160,7 +159,18 @@ impl Shipper {
             if !seen.insert(endpoint_config.url.clone()) {
                 return Err(ShipperError::Duplicate(endpoint_config.display_url()));
             }
-            let endpoint = Endpoint::new(endpoint_config.clone(), config.timeout)?;
+            let mut endpoint_config = endpoint_config.clone();
+            if endpoint_config.tls.is_none() {
+                let tls = crate::receiver_tls::system_client_config().map_err(|err| {
+                    EndpointError::Tls {
+                        url: endpoint_config.display_url(),
+                        msg: err.to_string(),
+                    }
+                })?;
+                endpoint_config.tls = Some(Arc::new(tls));
+            }
+            let endpoint_config = &endpoint_config;
+            let endpoint = Endpoint::new(endpoint_config.clone(), config.timeout, USER_AGENT)?;
             let dir = config.spool_dir(endpoint_config);
             let limits = config.spool;
             let opened = tokio::task::spawn_blocking({

@@ -219,6 +219,11 @@ async fn accept(
     state.limits.write.check(&batch)?;
     check_timestamps(&batch, now_ms(), state.storage.options().retention)?;
     let samples = batch.sample_count();
+    if let Some(forward) = state.forward.as_ref().filter(|f| f.forward_only()) {
+        return forward_only(state, forward, batch, samples).await;
+    }
+    // Forwarded as stored: after the host labels are enforced.
+    let forward_copy = state.forward.as_ref().map(|_| batch.to_batch());
     // New series are counted against the limits before anything is stored.
     let prepared = state.storage.prepare_view(&batch);
     drop(batch);
@@ -230,6 +235,41 @@ async fn accept(
         Instant::now(),
     )?;
     state.storage.commit(prepared).await?;
+    if let (Some(forward), Some(copy)) = (&state.forward, forward_copy) {
+        // Only a hand-over: the acknowledgement never waits on an upstream.
+        forward.submit(copy, now_ms());
+    }
+    state.metrics.ingested_samples.inc_by(samples as u64);
+    state.metrics.write_requests.inc();
+    Ok(samples)
+}
+
+/// `--storage.mode forward-only`: the samples go only upstream, the
+/// metadata is kept. The write is acknowledged once forwarding has taken
+/// it; when forwarding is too far behind to take it, the answer is 503 so
+/// the sender keeps it and retries.
+async fn forward_only(
+    state: &AppState,
+    forward: &crate::forward::Forwarder,
+    batch: BatchView<'_>,
+    samples: usize,
+) -> Result<usize, Rejection> {
+    let copy = batch.to_batch();
+    drop(batch);
+    if !copy.metadata.is_empty() {
+        let prepared = state.storage.prepare(Vec::new(), copy.metadata.clone());
+        state.storage.commit(prepared).await?;
+    }
+    if !forward.try_submit(copy, now_ms()) {
+        return Err(Rejection {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "forwarding_behind",
+            message:
+                "forwarding to the upstreams is too far behind to take this write; retry later"
+                    .into(),
+            retry_after: Some(Duration::from_secs(1)),
+        });
+    }
     state.metrics.ingested_samples.inc_by(samples as u64);
     state.metrics.write_requests.inc();
     Ok(samples)

@@ -171,8 +171,14 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
-    /// Checks the URL and builds the client; `timeout` bounds one request.
-    pub fn new(config: EndpointConfig, timeout: Duration) -> Result<Self, EndpointError> {
+    /// Checks the URL and builds the client; `timeout` bounds one request,
+    /// `user_agent` names the program. Without TLS settings of its own, an
+    /// `https://` endpoint is checked against the system's roots.
+    pub fn new(
+        config: EndpointConfig,
+        timeout: Duration,
+        user_agent: &str,
+    ) -> Result<Self, EndpointError> {
         let bad = |msg: String| EndpointError::BadUrl {
             url: config.url.clone(),
             msg,
@@ -183,15 +189,15 @@ impl Endpoint {
         }
         let tls = match &config.tls {
             Some(tls) => rustls::ClientConfig::clone(tls),
-            None => {
-                crate::receiver_tls::system_client_config().map_err(|err| EndpointError::Tls {
+            None => crate::tls::TlsOptions::default()
+                .client_config()
+                .map_err(|err| EndpointError::Tls {
                     url: config.display_url(),
                     msg: err.to_string(),
-                })?
-            }
+                })?,
         };
         let client = reqwest::Client::builder()
-            .user_agent(concat!("dcmon-exporter/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .tls_backend_preconfigured(tls)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -358,13 +364,13 @@ mod tests {
             "https://receiver.example:8000/api/v1/write",
             EndpointAuth::None,
         );
-        Endpoint::new(config, Duration::from_secs(5)).unwrap();
+        Endpoint::new(config, Duration::from_secs(5), "test").unwrap();
     }
 
     #[test]
     fn other_schemes_are_refused() {
         let config = EndpointConfig::new("ftp://x/y", EndpointAuth::None);
-        let err = Endpoint::new(config, Duration::from_secs(5)).unwrap_err();
+        let err = Endpoint::new(config, Duration::from_secs(5), "test").unwrap_err();
         assert!(err.to_string().contains("only http and https"), "{err}");
     }
 }

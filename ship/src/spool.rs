@@ -55,6 +55,13 @@ pub struct SpoolKey {
     seq: u64,
 }
 
+impl SpoolKey {
+    /// The batch's ordering time, ms since the epoch.
+    pub fn tick_ms(&self) -> i64 {
+        self.tick_ms
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     bytes: u64,

@@ -1,5 +1,7 @@
 //! The loop that feeds one endpoint. It owns the endpoint's spool; fresh
-//! batches arrive over a channel from the collection loop.
+//! batches arrive over a channel from the producer (the exporter's
+//! collection loop, the receiver's forwarding batcher), which spools
+//! directly when the channel is full.
 //!
 //! Each round sends one batch: a fresh one if any is waiting (so current
 //! data keeps flowing), otherwise the oldest spooled one. A batch is removed
@@ -28,8 +30,8 @@ use super::batch::Batch;
 use super::endpoint::{Attempt, Endpoint};
 use super::message::Negotiation;
 use super::metrics::EndpointMetrics;
+use super::now_ms;
 use super::retry::Backoff;
-use super::schedule::now_ms;
 use super::spool::{Dropped, Spool, SpoolError, SpoolKey};
 
 /// The longest `Retry-After` honoured: a server asking for more is still
@@ -52,6 +54,7 @@ impl SpoolHandle {
     /// Wraps an opened spool.
     pub fn new(spool: Spool, metrics: Arc<EndpointMetrics>, endpoint: String) -> Self {
         metrics.set_spool_bytes(spool.bytes());
+        metrics.set_spool_oldest_ms(spool.oldest().map_or(0, |key| key.tick_ms()));
         Self {
             len: Arc::new(AtomicUsize::new(spool.len())),
             spool: Arc::new(Mutex::new(spool)),
@@ -71,6 +74,7 @@ impl SpoolHandle {
             let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
             let out = op(&mut spool);
             metrics.set_spool_bytes(spool.bytes());
+            metrics.set_spool_oldest_ms(spool.oldest().map_or(0, |key| key.tick_ms()));
             len.store(spool.len(), Ordering::Relaxed);
             out
         })
@@ -117,7 +121,7 @@ impl SpoolHandle {
                     (expired, next)
                 })
                 .await;
-            self.count_dropped(expired, "older than --remote-write.spool.max-age");
+            self.count_dropped(expired, "older than the spool's max age");
             match next {
                 None => return Oldest::Empty,
                 Some((key, Ok(batch))) => return Oldest::Batch(key, batch),
