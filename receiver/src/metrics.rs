@@ -216,7 +216,11 @@ impl Metrics {
 
     /// Adds figures read at scrape time by `collector` (forwarding's).
     pub fn register_collector(&mut self, collector: impl prometheus_client::collector::Collector) {
-        self.registry.register_collector(Box::new(collector));
+        // Under the receiver's prefix, beside its other metrics (the root
+        // holds the rule evaluator's Prometheus-named ones).
+        self.registry
+            .sub_registry_with_prefix("dcmon_receiver")
+            .register_collector(Box::new(collector));
     }
 
     /// The registry as it stands, storage figures as last refreshed.
