@@ -31,13 +31,13 @@ pub enum Kind {
 }
 
 /// Label pairs of one sample. Names are fixed by the catalog, so `'static`.
-pub type Labels = Vec<(&'static str, String)>;
+pub type SampleLabels = Vec<(&'static str, String)>;
 
 /// One sample of a family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Label pairs, without the metric name.
-    pub labels: Labels,
+    pub labels: SampleLabels,
     /// The value.
     pub value: f64,
 }
@@ -98,7 +98,7 @@ impl Snapshot {
         &mut self,
         name: impl Into<Cow<'static, str>>,
         help: impl Into<Cow<'static, str>>,
-        labels: Labels,
+        labels: SampleLabels,
         value: f64,
     ) {
         self.family(name, help, Kind::Gauge).push(labels, value);
@@ -109,7 +109,7 @@ impl Snapshot {
         &mut self,
         name: impl Into<Cow<'static, str>>,
         help: impl Into<Cow<'static, str>>,
-        labels: Labels,
+        labels: SampleLabels,
         value: f64,
     ) {
         self.family(name, help, Kind::Counter).push(labels, value);
@@ -161,7 +161,7 @@ impl Snapshot {
 
 impl Family {
     /// Appends a sample.
-    pub fn push(&mut self, labels: Labels, value: f64) -> &mut Self {
+    pub fn push(&mut self, labels: SampleLabels, value: f64) -> &mut Self {
         self.samples.push(Sample { labels, value });
         self
     }

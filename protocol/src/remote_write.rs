@@ -18,7 +18,7 @@ use crate::{prompb, prompb_v2};
 mod reference;
 mod view;
 
-pub use view::{BatchView, Label, METRIC_TYPES, MetadataView, SeriesView};
+pub use view::{Label, METRIC_TYPES, MetadataView, RequestView, SeriesView};
 
 /// Header names and fixed values, in one place.
 pub mod headers {
@@ -214,7 +214,7 @@ pub struct FamilyMetadata {
 
 /// A decoded and validated write request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Batch {
+pub struct WriteRequest {
     /// The series with their samples.
     pub series: Vec<SeriesSamples>,
     /// Metadata carried by the request.
@@ -223,7 +223,7 @@ pub struct Batch {
     pub exemplars: usize,
 }
 
-impl Batch {
+impl WriteRequest {
     /// Float samples in the batch.
     pub fn sample_count(&self) -> usize {
         self.series.iter().map(|s| s.samples.len()).sum()
@@ -232,7 +232,7 @@ impl Batch {
 
 /// Decodes and validates a decompressed body of the given version, label
 /// names and values borrowed from it.
-pub fn decode_view(version: Version, body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
+pub fn decode_view(version: Version, body: &[u8]) -> Result<RequestView<'_>, DecodeError> {
     match version {
         Version::V1 => view::decode_v1(body),
         Version::V2 => view::decode_v2(body),
@@ -241,8 +241,8 @@ pub fn decode_view(version: Version, body: &[u8]) -> Result<BatchView<'_>, Decod
 
 /// Decodes and validates a decompressed body of the given version into
 /// owned series.
-pub fn decode(version: Version, body: &[u8]) -> Result<Batch, DecodeError> {
-    decode_view(version, body).map(|view| view.to_batch())
+pub fn decode(version: Version, body: &[u8]) -> Result<WriteRequest, DecodeError> {
+    decode_view(version, body).map(|view| view.to_request())
 }
 
 /// `{a="x", b="y"}`, shortened for error messages: each name and value
@@ -416,7 +416,7 @@ mod tests {
         ]
     }
 
-    fn bits(batch: &Batch) -> Vec<Vec<(i64, u64)>> {
+    fn bits(batch: &WriteRequest) -> Vec<Vec<(i64, u64)>> {
         batch
             .series
             .iter()

@@ -10,7 +10,7 @@ use regex::Regex;
 use super::{CollectError, Collector};
 use crate::config::Config;
 use crate::roots::{Roots, read_attribute, read_procfs};
-use crate::snapshot::{Kind, Labels, Snapshot};
+use crate::snapshot::{Kind, SampleLabels, Snapshot};
 
 /// Flag and label name.
 pub const NAME: &str = "diskstats";
@@ -235,7 +235,7 @@ impl Collector for DiskstatsCollector {
         let path = self.roots.proc("diskstats");
         let DiskStats(disks) = read_procfs(&path)?;
         for disk in disks.iter().filter(|d| !self.exclude.is_match(&d.name)) {
-            let labels: Labels = vec![("device", disk.name.clone())];
+            let labels: SampleLabels = vec![("device", disk.name.clone())];
             for (name, help, read) in &COUNTERS {
                 if let Some(value) = read(disk) {
                     let kind = if name.ends_with("_total") {

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{CollectError, Collector};
 use crate::config::Config;
 use crate::roots::{Roots, list_dir, read_attribute};
-use crate::snapshot::{Labels, Snapshot};
+use crate::snapshot::{SampleLabels, Snapshot};
 
 /// Flag and label name.
 pub const NAME: &str = "edac";
@@ -57,7 +57,7 @@ fn emit_pair(
     prefix: &str,
     suffix: &str,
     level: &Level,
-    labels: Labels,
+    labels: SampleLabels,
 ) -> Result<(), CollectError> {
     let pair = [
         ("ce", level.correctable, "correctable"),
@@ -96,7 +96,7 @@ impl Collector for EdacCollector {
                 continue;
             };
             let dir = base.join(&mc);
-            let with = |extra: &[(&'static str, &str)]| -> Labels {
+            let with = |extra: &[(&'static str, &str)]| -> SampleLabels {
                 let mut labels = vec![("controller", controller.to_owned())];
                 labels.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
                 labels

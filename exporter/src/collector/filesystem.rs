@@ -19,7 +19,7 @@ use regex::Regex;
 use super::{CollectError, Collector};
 use crate::config::Config;
 use crate::roots::{Roots, read_procfs};
-use crate::snapshot::{Labels, Snapshot};
+use crate::snapshot::{SampleLabels, Snapshot};
 
 /// Flag and label name.
 pub const NAME: &str = "filesystem";
@@ -203,7 +203,7 @@ impl FilesystemCollector {
 impl Collector for FilesystemCollector {
     fn update(&self, out: &mut Snapshot) -> Result<(), CollectError> {
         for mount in self.mounts()? {
-            let labels = || -> Labels {
+            let labels = || -> SampleLabels {
                 vec![
                     ("device", mount.device.clone()),
                     ("fstype", mount.fstype.clone()),

@@ -28,7 +28,7 @@ use super::gpu_worker::{Call, NvmlWorker};
 use super::{CollectError, Collector, Services};
 use crate::config::Config;
 use crate::fans::{SharedTemperatures, Temperature};
-use crate::snapshot::{Kind, Labels, Snapshot};
+use crate::snapshot::{Kind, SampleLabels, Snapshot};
 
 /// Flag and label name.
 pub const NAME: &str = "gpu";
@@ -380,7 +380,7 @@ const COUNTERS: &[Field] = &[
 /// across GPUs by the collector).
 pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
     let uuid = uuid_label(&gpu.uuid);
-    let by_uuid = || -> Labels { vec![("uuid", uuid.clone())] };
+    let by_uuid = || -> SampleLabels { vec![("uuid", uuid.clone())] };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     out.gauge(
         "nvidia_smi_gpu_info",

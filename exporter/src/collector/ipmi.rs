@@ -21,7 +21,7 @@ use super::background::{Absence, Background, Renewal};
 use super::ipmi_parse::{self, SensorRow, THRESHOLDS};
 use super::{CollectError, Collector};
 use crate::config::{Config, IpmiConfig};
-use crate::snapshot::{Labels, Snapshot};
+use crate::snapshot::{SampleLabels, Snapshot};
 use crate::tool::{Tool, ToolError, ToolOutput};
 
 /// Flag and label name.
@@ -367,7 +367,7 @@ pub fn write_sensors(out: &mut Snapshot, rows: &[SensorRow], numbers: &[(String,
         *occurrence += 1;
 
         let kind = classify(row);
-        let mut labels: Labels = vec![("id", id), ("name", row.name.clone())];
+        let mut labels: SampleLabels = vec![("id", id), ("name", row.name.clone())];
         let typed_labels = {
             let mut l = labels.clone();
             l.push(("type", kind.type_label.clone()));

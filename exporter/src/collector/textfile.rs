@@ -27,7 +27,7 @@ use std::time::UNIX_EPOCH;
 
 use super::{CollectError, Collector};
 use crate::config::Config;
-use crate::snapshot::{Kind, Labels, Snapshot};
+use crate::snapshot::{Kind, SampleLabels, Snapshot};
 use dcmon_protocol::exposition::parse::{self, MetricType, TextFamily};
 
 /// Flag and label name.
@@ -69,7 +69,7 @@ struct Merged {
     help: Option<String>,
     kind: MetricType,
     files: Vec<String>,
-    samples: Vec<(String, Labels, f64)>,
+    samples: Vec<(String, SampleLabels, f64)>,
 }
 
 #[derive(Default)]
@@ -140,7 +140,7 @@ impl Merger {
                 self.errored = true;
                 continue;
             }
-            let labels: Option<Labels> = sample
+            let labels: Option<SampleLabels> = sample
                 .labels
                 .into_iter()
                 .map(|(name, value)| intern(&name).map(|name| (name, value)))

@@ -7,28 +7,28 @@ use prost::Message;
 
 use super::view::metric_type_name;
 use super::{
-    Batch, DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version, describe,
+    DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version, WriteRequest, describe,
 };
 use crate::{prompb, prompb_v2};
 
 /// Decodes and validates a decompressed body of the given version.
-pub(super) fn decode(version: Version, body: &[u8]) -> Result<Batch, DecodeError> {
+pub(super) fn decode(version: Version, body: &[u8]) -> Result<WriteRequest, DecodeError> {
     match version {
         Version::V1 => decode_v1(body),
         Version::V2 => decode_v2(body),
     }
 }
 
-fn decode_v1(body: &[u8]) -> Result<Batch, DecodeError> {
+fn decode_v1(body: &[u8]) -> Result<WriteRequest, DecodeError> {
     let request =
         prompb::WriteRequest::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
     let histograms: usize = request.timeseries.iter().map(|t| t.histograms.len()).sum();
     if histograms > 0 {
         return Err(DecodeError::NativeHistograms(histograms));
     }
-    let mut batch = Batch {
+    let mut batch = WriteRequest {
         exemplars: request.timeseries.iter().map(|t| t.exemplars.len()).sum(),
-        ..Batch::default()
+        ..WriteRequest::default()
     };
     for ts in request.timeseries {
         let labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
@@ -48,7 +48,7 @@ fn decode_v1(body: &[u8]) -> Result<Batch, DecodeError> {
     Ok(batch)
 }
 
-fn decode_v2(body: &[u8]) -> Result<Batch, DecodeError> {
+fn decode_v2(body: &[u8]) -> Result<WriteRequest, DecodeError> {
     let request =
         prompb_v2::Request::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
     let histograms: usize = request.timeseries.iter().map(|t| t.histograms.len()).sum();
@@ -64,9 +64,9 @@ fn decode_v2(body: &[u8]) -> Result<Batch, DecodeError> {
             ))
         })
     };
-    let mut batch = Batch {
+    let mut batch = WriteRequest {
         exemplars: request.timeseries.iter().map(|t| t.exemplars.len()).sum(),
-        ..Batch::default()
+        ..WriteRequest::default()
     };
     for ts in &request.timeseries {
         if ts.labels_refs.len() % 2 != 0 {

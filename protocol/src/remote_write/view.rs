@@ -12,7 +12,9 @@
 
 use std::ops::Range;
 
-use super::{Batch, DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, describe};
+use super::{
+    DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, WriteRequest, describe,
+};
 use crate::protowire::{Depth, Reader, WireError};
 
 /// A label: name and value.
@@ -50,7 +52,7 @@ struct Span {
     samples: Range<usize>,
 }
 
-/// One series of a [`BatchView`]: labels sorted by name, `__name__`
+/// One series of a [`RequestView`]: labels sorted by name, `__name__`
 /// included, no empty values; samples in the order sent.
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesView<'v, 'a> {
@@ -62,7 +64,7 @@ pub struct SeriesView<'v, 'a> {
 
 /// A decoded and validated write request borrowing from its body.
 #[derive(Debug, Clone, Default)]
-pub struct BatchView<'a> {
+pub struct RequestView<'a> {
     spans: Vec<Span>,
     labels: Vec<Label<'a>>,
     samples: Vec<(i64, f64)>,
@@ -70,7 +72,7 @@ pub struct BatchView<'a> {
     exemplars: usize,
 }
 
-impl<'a> BatchView<'a> {
+impl<'a> RequestView<'a> {
     /// The series, in request order.
     pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesView<'_, 'a>> + '_ {
         self.spans.iter().map(|span| SeriesView {
@@ -131,8 +133,8 @@ impl<'a> BatchView<'a> {
     }
 
     /// An owned copy.
-    pub fn to_batch(&self) -> Batch {
-        Batch {
+    pub fn to_request(&self) -> WriteRequest {
+        WriteRequest {
             series: self
                 .series()
                 .map(|s| SeriesSamples {
@@ -240,8 +242,8 @@ struct Raw<'a> {
 }
 
 /// Decodes and validates a Remote-Write 1.0 body.
-pub fn decode_v1(body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
-    let mut view = BatchView::default();
+pub fn decode_v1(body: &[u8]) -> Result<RequestView<'_>, DecodeError> {
+    let mut view = RequestView::default();
     let mut raw = Raw::default();
     parse_v1(body, &mut raw, &mut view).map_err(protobuf)?;
     if raw.histograms > 0 {
@@ -257,8 +259,8 @@ pub fn decode_v1(body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
 }
 
 /// Decodes and validates a Remote-Write 2.0 body.
-pub fn decode_v2(body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
-    let mut view = BatchView::default();
+pub fn decode_v2(body: &[u8]) -> Result<RequestView<'_>, DecodeError> {
+    let mut view = RequestView::default();
     let mut raw = Raw::default();
     parse_v2(body, &mut raw, &mut view).map_err(protobuf)?;
     if raw.histograms > 0 {
@@ -308,7 +310,7 @@ pub fn decode_v2(body: &[u8]) -> Result<BatchView<'_>, DecodeError> {
 fn parse_v1<'a>(
     body: &'a [u8],
     raw: &mut Raw<'a>,
-    view: &mut BatchView<'a>,
+    view: &mut RequestView<'a>,
 ) -> Result<(), WireError> {
     let mut request = Reader::new(body);
     let depth = Depth::TOP;
@@ -334,7 +336,7 @@ fn parse_series_v1<'a>(
     mut series: Reader<'a>,
     depth: Depth,
     raw: &mut Raw<'a>,
-    view: &mut BatchView<'a>,
+    view: &mut RequestView<'a>,
 ) -> Result<(), WireError> {
     let labels_start = raw.labels.len();
     let samples_start = view.samples.len();
@@ -449,7 +451,7 @@ fn parse_metadata_v1<'a>(
 fn parse_v2<'a>(
     body: &'a [u8],
     raw: &mut Raw<'a>,
-    view: &mut BatchView<'a>,
+    view: &mut RequestView<'a>,
 ) -> Result<(), WireError> {
     let mut request = Reader::new(body);
     let depth = Depth::TOP;
@@ -473,7 +475,7 @@ fn parse_series_v2<'a>(
     mut series: Reader<'a>,
     depth: Depth,
     raw: &mut Raw<'a>,
-    view: &mut BatchView<'a>,
+    view: &mut RequestView<'a>,
 ) -> Result<(), WireError> {
     let refs_start = raw.refs.len();
     let samples_start = view.samples.len();
@@ -570,7 +572,7 @@ mod tests {
     /// protobuf counts as the same error; prost words it its own way).
     fn agree(body: &[u8], version: Version) -> Result<(), TestCaseError> {
         type Bits = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
-        let bits = |batch: &Batch| -> Bits {
+        let bits = |batch: &WriteRequest| -> Bits {
             batch
                 .series
                 .iter()

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dcmon_protocol::remote_write::{
-    self, BatchView, DecodeError, UnsupportedContentType, Version, headers,
+    self, DecodeError, RequestView, UnsupportedContentType, Version, headers,
 };
 
 use super::write_limits::{BudgetError, LimitError};
@@ -223,7 +223,7 @@ async fn accept(
         return forward_only(state, forward, batch, samples).await;
     }
     // Forwarded as stored: after the host labels are enforced.
-    let forward_copy = state.forward.as_ref().map(|_| batch.to_batch());
+    let forward_copy = state.forward.as_ref().map(|_| batch.to_request());
     // New series are counted against the limits before anything is stored.
     let prepared = state.storage.prepare_view(&batch);
     drop(batch);
@@ -251,10 +251,10 @@ async fn accept(
 async fn forward_only(
     state: &AppState,
     forward: &crate::forward::Forwarder,
-    batch: BatchView<'_>,
+    batch: RequestView<'_>,
     samples: usize,
 ) -> Result<usize, Rejection> {
-    let copy = batch.to_batch();
+    let copy = batch.to_request();
     drop(batch);
     if !copy.metadata.is_empty() {
         let prepared = state.storage.prepare(Vec::new(), copy.metadata.clone());
@@ -278,7 +278,7 @@ async fn forward_only(
 /// Sets `instance` (and `host`, where a sender added one) on every series
 /// of an enrolled host to the host's own name: a host can only ever write
 /// its own series, whatever it sends.
-fn claim_instance<'a>(batch: &mut BatchView<'a>, instance: &'a str) {
+fn claim_instance<'a>(batch: &mut RequestView<'a>, instance: &'a str) {
     batch.set_label("instance", instance, true);
     batch.set_label("host", instance, false);
 }
@@ -286,7 +286,7 @@ fn claim_instance<'a>(batch: &mut BatchView<'a>, instance: &'a str) {
 /// Refuses samples more than [`MAX_AHEAD`] in the future, as Prometheus
 /// does, and samples already past the retention window (they would be
 /// dropped at once). Late samples within the window are welcome.
-fn check_timestamps(batch: &BatchView, now: i64, retention: Duration) -> Result<(), Rejection> {
+fn check_timestamps(batch: &RequestView, now: i64, retention: Duration) -> Result<(), Rejection> {
     let newest_allowed = now + MAX_AHEAD.as_millis() as i64;
     let oldest_allowed = now - retention.as_millis() as i64;
     for series in batch.series() {

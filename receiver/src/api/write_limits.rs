@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dcmon_protocol::excerpt::excerpt;
-use dcmon_protocol::remote_write::{BatchView, describe};
+use dcmon_protocol::remote_write::{RequestView, describe};
 
 use crate::auth::Principal;
 
@@ -61,7 +61,7 @@ pub struct LimitError {
 impl WriteLimits {
     /// Checks every series and metadata entry of `batch` against the
     /// per-request limits.
-    pub fn check(&self, batch: &BatchView) -> Result<(), LimitError> {
+    pub fn check(&self, batch: &RequestView) -> Result<(), LimitError> {
         let refuse = |reason, message: String| Err(LimitError { reason, message });
         if batch.series_count() > self.max_series_per_request {
             return refuse(

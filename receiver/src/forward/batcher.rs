@@ -23,7 +23,7 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Accepted {
     /// Its series (host labels already enforced) and metadata.
-    pub batch: remote_write::Batch,
+    pub batch: remote_write::WriteRequest,
     /// When it was accepted, ms since the epoch.
     pub received_ms: i64,
 }

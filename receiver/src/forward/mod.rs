@@ -162,7 +162,7 @@ impl Forwarder {
     /// Hands a write stored locally over for forwarding; never waits. A
     /// write that cannot be taken (forwarding far behind) is dropped and
     /// counted for every upstream: it is stored here all the same.
-    pub fn submit(&self, batch: remote_write::Batch, received_ms: i64) {
+    pub fn submit(&self, batch: remote_write::WriteRequest, received_ms: i64) {
         let samples = batch.sample_count() as u64;
         if !self.try_submit(batch, received_ms) {
             for upstream in &self.upstreams {
@@ -178,7 +178,7 @@ impl Forwarder {
     /// Hands a write over for forwarding, stamped with `received_ms` (from
     /// which its queue age counts); `false`, without waiting, when
     /// forwarding cannot take it now.
-    pub fn try_submit(&self, batch: remote_write::Batch, received_ms: i64) -> bool {
+    pub fn try_submit(&self, batch: remote_write::WriteRequest, received_ms: i64) -> bool {
         let guard = self.intake.read().unwrap_or_else(PoisonError::into_inner);
         guard
             .as_ref()

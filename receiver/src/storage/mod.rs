@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{BatchView, FamilyMetadata, MetadataView, SeriesSamples};
+use dcmon_protocol::remote_write::{FamilyMetadata, MetadataView, RequestView, SeriesSamples};
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -464,7 +464,7 @@ impl Storage {
     /// [`Storage::prepare`] for a request decoded as a view: labels are
     /// looked up as they lie in the body and copied only for series the
     /// index does not know yet, metadata only where it changed.
-    pub fn prepare_view(&self, batch: &BatchView<'_>) -> PreparedAppend {
+    pub fn prepare_view(&self, batch: &RequestView<'_>) -> PreparedAppend {
         let metadata = self.changed_metadata(batch.metadata().iter().copied());
         self.prepare_series(batch.series().map(|s| (s.labels, s.samples)), metadata)
     }
