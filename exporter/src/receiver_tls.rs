@@ -25,7 +25,6 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// What enrolment pinned.
@@ -205,28 +204,19 @@ fn with_verifier(
 
 /// The certificates of a CA file; an error names the file.
 fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-    let bad = |msg: String| TrustError::CaFile {
-        path: path.to_owned(),
-        msg,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| bad(err.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in the file".into()));
-    }
-    Ok(certs)
+    dcmon_ship::tls::read_certs(path).map_err(ca_file_error(path))
 }
 
 fn roots_from_file(path: &Path) -> Result<RootCertStore, TrustError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_ca_file(path)? {
-        roots.add(cert).map_err(|err| TrustError::CaFile {
-            path: path.to_owned(),
-            msg: format!("not a usable CA certificate: {err}"),
-        })?;
+    dcmon_ship::tls::roots_from_file(path).map_err(ca_file_error(path))
+}
+
+/// `--server-ca-file`'s error for what reading `path` found wrong.
+fn ca_file_error(path: &Path) -> impl Fn(dcmon_ship::tls::TlsError) -> TrustError + '_ {
+    move |err| TrustError::CaFile {
+        path: path.to_owned(),
+        msg: err.msg,
     }
-    Ok(roots)
 }
 
 /// The system's roots; none where ca-certificates is not installed, which

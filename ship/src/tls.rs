@@ -71,7 +71,9 @@ impl TlsOptions {
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The PEM certificates of `path`; an error names the file, as does one
+/// for a file without any.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |msg: String| TlsError {
         path: path.display().to_string(),
         msg,
@@ -85,7 +87,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+/// A root store of the CA certificates in `path`.
+pub fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_certs(path)? {
         roots.add(cert).map_err(|err| TlsError {
