@@ -215,16 +215,28 @@ pub struct Cli {
     pub alertmanager_urls: Vec<String>,
 
     /// File holding a bearer token sent to every `--alertmanager.url`.
-    #[arg(long = "alertmanager.bearer-token-file", value_name = "FILE", conflicts_with = "alertmanager_password_file")]
+    #[arg(
+        long = "alertmanager.bearer-token-file",
+        value_name = "FILE",
+        conflicts_with = "alertmanager_password_file"
+    )]
     pub alertmanager_bearer_token_file: Option<PathBuf>,
 
     /// Basic-auth user name sent to every `--alertmanager.url` (with
     /// `--alertmanager.basic-auth.password-file`).
-    #[arg(long = "alertmanager.basic-auth.username", value_name = "NAME", requires = "alertmanager_password_file")]
+    #[arg(
+        long = "alertmanager.basic-auth.username",
+        value_name = "NAME",
+        requires = "alertmanager_password_file"
+    )]
     pub alertmanager_username: Option<String>,
 
     /// File holding the basic-auth password sent to every `--alertmanager.url`.
-    #[arg(long = "alertmanager.basic-auth.password-file", value_name = "FILE", requires = "alertmanager_username")]
+    #[arg(
+        long = "alertmanager.basic-auth.password-file",
+        value_name = "FILE",
+        requires = "alertmanager_username"
+    )]
     pub alertmanager_password_file: Option<PathBuf>,
 
     /// Limit on one request to an Alertmanager.

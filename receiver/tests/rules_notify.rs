@@ -57,10 +57,7 @@ fn start_alertmanager(dir: &Path, port: u16, run: &str) -> Process {
             .spawn()
             .expect("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"),
     );
-    wait_for(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        "alertmanager",
-    );
+    wait_for(&format!("http://127.0.0.1:{port}/-/ready"), "alertmanager");
     process
 }
 
@@ -139,7 +136,10 @@ fn alerts_reach_alertmanager_resolve_queue_bounded_and_resend() {
         "http://receiver.example:8000",
     ]);
     assert_eq!(
-        metric(&receiver, "prometheus_notifications_alertmanagers_discovered"),
+        metric(
+            &receiver,
+            "prometheus_notifications_alertmanagers_discovered"
+        ),
         1.0
     );
     assert_eq!(
@@ -149,11 +149,16 @@ fn alerts_reach_alertmanager_resolve_queue_bounded_and_resend() {
 
     // Firing: arrives with its labels and rendered annotations.
     temps(&receiver, &[("a", 70.0), ("b", 20.0)]);
-    wait_until("Hot{a} reaches Alertmanager", Duration::from_secs(20), || {
-        held(port).contains_key("a")
-    });
+    wait_until(
+        "Hot{a} reaches Alertmanager",
+        Duration::from_secs(20),
+        || held(port).contains_key("a"),
+    );
     let alert = &held(port)["a"];
-    assert_eq!(alert["annotations"]["summary"], "a runs hot at 70", "{alert}");
+    assert_eq!(
+        alert["annotations"]["summary"], "a runs hot at 70",
+        "{alert}"
+    );
     assert_eq!(alert["labels"]["severity"], "warning");
     assert_eq!(alert["labels"]["job"], "gpu");
     assert_eq!(alert["status"]["state"], "active");
@@ -172,15 +177,17 @@ fn alerts_reach_alertmanager_resolve_queue_bounded_and_resend() {
     // resolved, it goes at once.
     temps(&receiver, &[("a", 20.0)]);
     let mut last_ends_at = i64::MAX;
-    wait_until("Hot{a} is resolved", Duration::from_secs(20), || {
-        match held(port).get("a") {
+    wait_until(
+        "Hot{a} is resolved",
+        Duration::from_secs(20),
+        || match held(port).get("a") {
             Some(alert) => {
                 last_ends_at = rfc3339_ms(alert["endsAt"].as_str().unwrap());
                 false
             }
             None => true,
-        }
-    });
+        },
+    );
     assert!(
         now_ms() < last_ends_at,
         "Hot{{a}} left Alertmanager only when its endsAt passed: it was not sent resolved"

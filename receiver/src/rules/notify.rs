@@ -473,7 +473,10 @@ mod tests {
         assert_eq!(p.starts_at, "1970-01-01T00:00:10.000Z");
         assert_eq!(p.ends_at, "1970-01-01T00:04:10.000Z");
         a.resolved_at_ms = Some(20_000);
-        assert_eq!(postable(&a, 250_000, "x").ends_at, "1970-01-01T00:00:20.000Z");
+        assert_eq!(
+            postable(&a, 250_000, "x").ends_at,
+            "1970-01-01T00:00:20.000Z"
+        );
     }
 
     #[test]
