@@ -488,6 +488,59 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_its_oldest_alerts_and_counts_them() {
+        let metrics = NotifyMetrics::default();
+        let options = Options {
+            urls: vec!["http://127.0.0.1:9".into()],
+            auth: Auth::None,
+            timeout: Duration::from_secs(1),
+            capacity: 2,
+            resend_delay: Duration::from_secs(60),
+            external_url: String::new(),
+        };
+        let notifier = Notifier::new(options, metrics.clone()).unwrap();
+        let named = |name: &str| {
+            let mut p = postable(&alert(State::Firing), 0, "");
+            p.labels.insert("alertname".into(), name.into());
+            p
+        };
+        notifier.push(vec![named("a"), named("b")]);
+        assert_eq!(metrics.dropped.get(), 0);
+        notifier.push(vec![named("c")]);
+        assert_eq!(metrics.dropped.get(), 1);
+        assert_eq!(metrics.queue_length.get(), 2);
+        assert_eq!(metrics.queue_capacity.get(), 2);
+        assert_eq!(metrics.discovered.get(), 1);
+        let queue = notifier.inner.queue.lock().unwrap();
+        let left: Vec<&str> = queue
+            .iter()
+            .map(|p| p.labels["alertname"].as_str())
+            .collect();
+        assert_eq!(left, ["b", "c"]);
+    }
+
+    #[test]
+    fn credentials_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "secret\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        assert!(matches!(
+            Auth::from_files(Some(&token), None, None).unwrap(),
+            Auth::Bearer(t) if t == "secret"
+        ));
+        assert!(matches!(
+            Auth::from_files(None, Some("am"), Some(&token)).unwrap(),
+            Auth::Basic { username, password } if username == "am" && password == "secret"
+        ));
+        let err = Auth::from_files(Some(&empty), None, None).unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        assert!(Auth::from_files(Some(&token), Some("am"), Some(&token)).is_err());
+        assert!(Auth::from_files(None, Some("am"), None).is_err());
+    }
+
+    #[test]
     fn urls_must_be_http_with_a_host() {
         assert_eq!(
             parse_url("http://am:9093/").unwrap(),
