@@ -204,10 +204,6 @@ pub struct Cli {
     #[arg(long = "rules.file", value_name = "FILE")]
     pub rules_files: Vec<String>,
 
-    /// How often a rule group without an `interval` of its own is evaluated.
-    #[arg(long = "rules.evaluation-interval", default_value = "1m", value_parser = positive_duration)]
-    pub rules_evaluation_interval: Duration,
-
     /// Alertmanager to send the rules' alerts to (its base URL; alerts are
     /// posted to `<url>/api/v2/alerts`); repeat it for several. Without
     /// one, alerts are only listed by the API.
@@ -256,6 +252,10 @@ pub struct Cli {
     /// alerts sent to Alertmanager (default `http://<host name>:<port>`).
     #[arg(long = "web.external-url", value_name = "URL")]
     pub external_url: Option<String>,
+
+    /// How often a rule group without an `interval` of its own is evaluated.
+    #[arg(long = "rules.evaluation-interval", default_value = "1m", value_parser = positive_duration)]
+    pub rules_evaluation_interval: Duration,
 
     /// File holding the admin token. Created with a random 256-bit token
     /// (mode 0600) when missing.

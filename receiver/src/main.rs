@@ -148,18 +148,20 @@ fn run(config: Config) -> anyhow::Result<()> {
     );
     // A bad rule file stops the start, naming file, group and rule.
     let metrics = dcmon_receiver::metrics::Metrics::default();
+    let rules = Arc::new(
+        Rules::load(
+            config.rules.files.clone(),
+            config.rules.evaluation_interval,
+            Engine::new(storage.clone(), config.engine.clone()),
+            metrics.rules.clone(),
+        )
+        .context("loading --rules.file")?,
+    );
+
     let notifier = notifier(&config.rules.alertmanager, &metrics)?;
-    let rules = Rules::load(
-        config.rules.files.clone(),
-        config.rules.evaluation_interval,
-        Engine::new(storage.clone(), config.engine.clone()),
-        metrics.rules.clone(),
-    )
-    .context("loading --rules.file")?;
-    let rules = Arc::new(match &notifier {
-        Some(notifier) => rules.with_notifier(notifier.clone()),
-        None => rules,
-    });
+    if let Some(notifier) = &notifier {
+        rules.set_notifier(notifier.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

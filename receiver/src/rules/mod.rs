@@ -30,7 +30,7 @@ pub struct Rules {
     default_interval: Duration,
     engine: Engine,
     metrics: RuleMetrics,
-    notifier: Option<notify::Notifier>,
+    notifier: std::sync::OnceLock<notify::Notifier>,
     running: Mutex<Vec<Running>>,
 }
 
@@ -63,18 +63,17 @@ impl Rules {
             default_interval,
             engine,
             metrics,
-            notifier: None,
+            notifier: std::sync::OnceLock::new(),
             running: Mutex::new(Vec::new()),
         };
         rules.install(set, false);
         Ok(rules)
     }
 
-    /// Hands each evaluation's alerts due to `notifier` (before
-    /// [`Rules::start`]).
-    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Rules {
-        self.notifier = Some(notifier);
-        self
+    /// Hands each evaluation's alerts due to `notifier`; set once, before
+    /// [`Rules::start`].
+    pub fn set_notifier(&self, notifier: notify::Notifier) {
+        let _ = self.notifier.set(notifier);
     }
 
     /// Starts evaluating every group (on the current tokio runtime).
@@ -167,7 +166,7 @@ impl Rules {
     fn spawn(&self, state: Arc<Mutex<GroupState>>) -> tokio::task::JoinHandle<()> {
         let engine = self.engine.clone();
         let metrics = self.metrics.clone();
-        let notifier = self.notifier.clone();
+        let notifier = self.notifier.get().cloned();
         tokio::spawn(run_group(state, engine, metrics, notifier))
     }
 }
