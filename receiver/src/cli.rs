@@ -210,6 +210,55 @@ pub struct Cli {
     #[arg(long = "rules.file", value_name = "FILE")]
     pub rules_files: Vec<String>,
 
+    /// Alertmanager to send the rules' alerts to (its base URL; alerts are
+    /// posted to `<url>/api/v2/alerts`); repeat it for several. Without
+    /// one, alerts are only listed by the API.
+    #[arg(long = "alertmanager.url", value_name = "URL", value_parser = crate::rules::notify::parse_url)]
+    pub alertmanager_urls: Vec<String>,
+
+    /// File holding a bearer token sent to every `--alertmanager.url`.
+    #[arg(
+        long = "alertmanager.bearer-token-file",
+        value_name = "FILE",
+        conflicts_with = "alertmanager_password_file"
+    )]
+    pub alertmanager_bearer_token_file: Option<PathBuf>,
+
+    /// Basic-auth user name sent to every `--alertmanager.url` (with
+    /// `--alertmanager.basic-auth.password-file`).
+    #[arg(
+        long = "alertmanager.basic-auth.username",
+        value_name = "NAME",
+        requires = "alertmanager_password_file"
+    )]
+    pub alertmanager_username: Option<String>,
+
+    /// File holding the basic-auth password sent to every `--alertmanager.url`.
+    #[arg(
+        long = "alertmanager.basic-auth.password-file",
+        value_name = "FILE",
+        requires = "alertmanager_username"
+    )]
+    pub alertmanager_password_file: Option<PathBuf>,
+
+    /// Limit on one request to an Alertmanager.
+    #[arg(long = "alertmanager.timeout", default_value = "10s", value_parser = positive_duration)]
+    pub alertmanager_timeout: Duration,
+
+    /// Alerts waiting for Alertmanager held at most; past it the oldest
+    /// are dropped (`prometheus_notifications_dropped_total`).
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
+    pub alertmanager_queue_capacity: u32,
+
+    /// How often an alert still firing is sent to Alertmanager again.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = positive_duration)]
+    pub rules_alert_resend_delay: Duration,
+
+    /// The URL users reach the receiver at, for the `generatorURL` of the
+    /// alerts sent to Alertmanager (default `http://<host name>:<port>`).
+    #[arg(long = "web.external-url", value_name = "URL")]
+    pub external_url: Option<String>,
+
     /// How often a rule group without an `interval` of its own is evaluated.
     #[arg(long = "rules.evaluation-interval", default_value = "1m", value_parser = positive_duration)]
     pub rules_evaluation_interval: Duration,
@@ -433,6 +482,29 @@ pub struct RulesConfig {
     pub files: Vec<String>,
     /// `--rules.evaluation-interval`.
     pub evaluation_interval: Duration,
+    /// Where alerts go (`--alertmanager.*`, `--rules.alert.resend-delay`).
+    pub alertmanager: AlertmanagerConfig,
+}
+
+/// The `--alertmanager.*` flags; credentials still as file paths.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    /// Base URLs; empty: no notifications.
+    pub urls: Vec<String>,
+    /// `--alertmanager.bearer-token-file`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// `--alertmanager.basic-auth.username`.
+    pub username: Option<String>,
+    /// `--alertmanager.basic-auth.password-file`.
+    pub password_file: Option<PathBuf>,
+    /// `--alertmanager.timeout`.
+    pub timeout: Duration,
+    /// `--alertmanager.notification-queue-capacity`.
+    pub capacity: usize,
+    /// `--rules.alert.resend-delay`.
+    pub resend_delay: Duration,
+    /// `--web.external-url`, or `http://<host name>:<port>`.
+    pub external_url: String,
 }
 
 /// How the receiver stores its own metrics.
@@ -505,6 +577,20 @@ impl Cli {
             rules: RulesConfig {
                 files: self.rules_files.clone(),
                 evaluation_interval: self.rules_evaluation_interval,
+                alertmanager: AlertmanagerConfig {
+                    urls: self.alertmanager_urls.clone(),
+                    bearer_token_file: self.alertmanager_bearer_token_file.clone(),
+                    username: self.alertmanager_username.clone(),
+                    password_file: self.alertmanager_password_file.clone(),
+                    timeout: self.alertmanager_timeout,
+                    capacity: self.alertmanager_queue_capacity as usize,
+                    resend_delay: self.rules_alert_resend_delay,
+                    // As Prometheus's default: this host, the port listened on.
+                    external_url: self.external_url.clone().unwrap_or_else(|| {
+                        let port = self.listen_address.rsplit(':').next().unwrap_or("");
+                        format!("http://{}:{port}", self_scrape::host_name())
+                    }),
+                },
             },
             forward: self.forward(),
             query_upstream: self.query_upstream_url.clone().map(|url| {

@@ -164,6 +164,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("loading --rules.file")?,
     );
+
+    let notifier = notifier(&config.rules.alertmanager, &metrics)?;
+    if let Some(notifier) = &notifier {
+        rules.set_notifier(notifier.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -192,6 +197,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             config.query_max_concurrency,
             QueryCache::new(config.query_cache_size),
         );
+        let _sender = notifier.as_ref().map(|n| n.spawn());
         rules.start();
         let reload_rules = spawn_reload_on_hangup(Arc::clone(&rules));
         let forward = match config.forward.clone() {
@@ -301,4 +307,33 @@ fn spawn_reload_on_hangup(rules: Arc<Rules>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// The Alertmanager notifier the `--alertmanager.*` flags ask for; `None`
+/// without `--alertmanager.url`.
+fn notifier(
+    config: &dcmon_receiver::cli::AlertmanagerConfig,
+    metrics: &dcmon_receiver::metrics::Metrics,
+) -> anyhow::Result<Option<dcmon_receiver::rules::notify::Notifier>> {
+    use dcmon_receiver::rules::notify::{Auth, Notifier, Options};
+    if config.urls.is_empty() {
+        return Ok(None);
+    }
+    let auth = Auth::from_files(
+        config.bearer_token_file.as_deref(),
+        config.username.as_deref(),
+        config.password_file.as_deref(),
+    )
+    .context("reading the --alertmanager credentials")?;
+    let options = Options {
+        urls: config.urls.clone(),
+        auth,
+        timeout: config.timeout,
+        capacity: config.capacity,
+        resend_delay: config.resend_delay,
+        external_url: config.external_url.clone(),
+    };
+    Notifier::new(options, metrics.rules.notifications.clone())
+        .context("starting the Alertmanager notifier")
+        .map(Some)
 }

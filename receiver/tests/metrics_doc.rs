@@ -104,6 +104,12 @@ fn the_metrics_reference_matches_the_receiver_registry() {
         .init_group(&dcmon_receiver::rules::metrics::GroupLabels {
             rule_group: "rules.yml;group".into(),
         });
+    let alertmanager = dcmon_receiver::rules::notify::AlertmanagerLabels {
+        alertmanager: "http://alertmanager:9093/api/v2/alerts".into(),
+    };
+    let notifications = &metrics.rules.notifications;
+    let _ = notifications.sent.get_or_create(&alertmanager);
+    let _ = notifications.errors.get_or_create(&alertmanager);
     let registry = metrics.refreshed(&storage, &CacheStats::default());
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();

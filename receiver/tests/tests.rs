@@ -31,6 +31,7 @@ mod quickstart;
 mod retention;
 mod rules;
 mod rules_eval;
+mod rules_notify;
 mod rules_side_by_side;
 mod self_scrape;
 mod shipping;

@@ -57,6 +57,8 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     /// Since when it stays firing only through `keep_firing_for` (ms).
     pub keep_firing_since_ms: Option<i64>,
+    /// When it was last queued for Alertmanager (ms).
+    pub last_sent_ms: Option<i64>,
 }
 
 /// An alerting rule's settings, as the state machine needs them.
@@ -88,6 +90,11 @@ impl Alerts {
     /// Every alert known, inactive (resolved, still reported) ones included.
     pub fn all(&self) -> impl Iterator<Item = &Alert> {
         self.active.values()
+    }
+
+    /// Every alert known, to mark the ones sent to Alertmanager.
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut Alert> {
+        self.active.values_mut()
     }
 
     /// The pending and firing alerts, sorted by labels.
@@ -173,6 +180,7 @@ impl Alerts {
                     fired_at_ms: None,
                     resolved_at_ms: None,
                     keep_firing_since_ms: None,
+                    last_sent_ms: None,
                 },
             );
         }

@@ -43,6 +43,8 @@ pub struct RuleMetrics {
     pub interval: Family<GroupLabels, FloatGauge>,
     /// Rules in a group.
     pub rules: Family<GroupLabels, FloatGauge>,
+    /// Notifications to Alertmanager.
+    pub notifications: super::notify::NotifyMetrics,
 }
 
 impl Default for RuleMetrics {
@@ -58,6 +60,7 @@ impl Default for RuleMetrics {
             last_samples: Family::default(),
             interval: Family::default(),
             rules: Family::default(),
+            notifications: Default::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl Default for RuleMetrics {
 impl RuleMetrics {
     /// Registers every metric in `registry` (one without a prefix).
     pub fn register(&self, registry: &mut Registry) {
+        self.notifications.register(registry);
         registry.register(
             "prometheus_rule_evaluation_duration_seconds",
             "The duration of rule evaluations",

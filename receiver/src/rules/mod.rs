@@ -10,6 +10,7 @@ pub mod alert;
 pub mod file;
 pub mod group;
 pub mod metrics;
+pub mod notify;
 pub mod template;
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ pub struct Rules {
     default_interval: Duration,
     engine: Engine,
     metrics: RuleMetrics,
+    notifier: std::sync::OnceLock<notify::Notifier>,
     running: Mutex<Vec<Running>>,
 }
 
@@ -61,10 +63,17 @@ impl Rules {
             default_interval,
             engine,
             metrics,
+            notifier: std::sync::OnceLock::new(),
             running: Mutex::new(Vec::new()),
         };
         rules.install(set, false);
         Ok(rules)
+    }
+
+    /// Hands each evaluation's alerts due to `notifier`; set once, before
+    /// [`Rules::start`].
+    pub fn set_notifier(&self, notifier: notify::Notifier) {
+        let _ = self.notifier.set(notifier);
     }
 
     /// Starts evaluating every group (on the current tokio runtime).
@@ -157,7 +166,8 @@ impl Rules {
     fn spawn(&self, state: Arc<Mutex<GroupState>>) -> tokio::task::JoinHandle<()> {
         let engine = self.engine.clone();
         let metrics = self.metrics.clone();
-        tokio::spawn(run_group(state, engine, metrics))
+        let notifier = self.notifier.get().cloned();
+        tokio::spawn(run_group(state, engine, metrics, notifier))
     }
 }
 
@@ -191,7 +201,12 @@ fn now_ns() -> i128 {
 /// Evaluates one group on its schedule until aborted: the first time at
 /// its next slot, then every interval; slots that passed while an
 /// evaluation ran late are counted as missed, never caught up on.
-async fn run_group(state: Arc<Mutex<GroupState>>, engine: Engine, metrics: RuleMetrics) {
+async fn run_group(
+    state: Arc<Mutex<GroupState>>,
+    engine: Engine,
+    metrics: RuleMetrics,
+    notifier: Option<notify::Notifier>,
+) {
     let (interval, hash, labels) = {
         let group = state.lock().unwrap_or_else(|p| p.into_inner());
         (
@@ -224,7 +239,11 @@ async fn run_group(state: Arc<Mutex<GroupState>>, engine: Engine, metrics: RuleM
             });
         match spawned {
             Ok(_) => {
-                if let Ok(evaluated) = finished.await {
+                if let Ok(mut evaluated) = finished.await {
+                    if let Some(notifier) = &notifier {
+                        let at = ts_ms - evaluated.spec.query_offset.as_millis() as i64;
+                        notifier.queue_due(&mut evaluated, at);
+                    }
                     *state.lock().unwrap_or_else(|p| p.into_inner()) = evaluated;
                 }
             }
