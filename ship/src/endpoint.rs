@@ -308,7 +308,7 @@ impl Endpoint {
 
 /// reqwest's error with its causes ("error sending request: connection
 /// refused"), which its `Display` alone leaves out.
-fn describe_error(err: &reqwest::Error) -> String {
+pub fn describe_error(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

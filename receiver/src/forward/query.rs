@@ -21,7 +21,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use dcmon_ship::endpoint::EndpointAuth;
+use dcmon_ship::endpoint::{EndpointAuth, describe_error};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -99,7 +99,7 @@ impl QueryUpstream {
         };
         let response = match request.body(body).send().await {
             Ok(response) => response,
-            Err(err) => return self.unavailable(&describe(&err)),
+            Err(err) => return self.unavailable(&describe_error(&err)),
         };
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -183,20 +183,9 @@ fn error_answer(status: StatusCode, error_type: &str, message: &str) -> Response
         .into_response()
 }
 
-fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe_error(&e))? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_ANSWER_BYTES {
             return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
