@@ -1,5 +1,6 @@
 //! The gpu collector driven by a fake [`GpuSource`] whose values come from
-//! real nvidia-smi captures (H100 and GeForce RTX 4080 SUPER under load),
+//! real nvidia-smi captures (H100, GeForce RTX 4080 SUPER and an H200 in
+//! MIG mode, under load),
 //! plus the no-driver path and the real NVML source on this machine; and
 //! the health series against sysfs PCI trees written by the tests: a GPU
 //! lost from NVML, an NVML call that hangs, a PCIe link below its maximum.
@@ -14,7 +15,8 @@ use dcmon_exporter::collector::gpu::GpuCollector;
 use dcmon_exporter::collector::gpu_health::verdict;
 use dcmon_exporter::collector::gpu_nvml::NvmlSource;
 use dcmon_exporter::collector::gpu_source::{
-    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, NvLinkReading, XidCounts,
+    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, MigReading, NvLinkReading,
+    XidCounts,
 };
 use dcmon_exporter::collector::{CollectError, Collector};
 use dcmon_exporter::snapshot::Snapshot;
@@ -24,6 +26,7 @@ use crate::ipmi::sample;
 
 pub const H100: &str = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt";
 pub const RTX4080: &str = "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05.txt";
+pub const H200_MIG: &str = "linux-x86_64__nvidia-h200-mig__590.48.01.txt";
 
 fn capture(name: &str) -> String {
     let path: PathBuf = fixtures().join("nvidia").join(name);
@@ -68,8 +71,78 @@ fn number(cell: &str) -> Option<f64> {
     }
 }
 
+/// The `key : value` lines of the capture's load-phase `nvidia-smi -q`
+/// text, trimmed, in order (section headings have an empty value).
+fn query_lines(text: &str) -> Vec<(String, String)> {
+    let start = text.find("# load :: query (-q)").expect("a -q section");
+    text[start..]
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .take_while(|l| !l.starts_with("####"))
+        .map(|l| match l.split_once(" : ") {
+            Some((key, value)) => (key.trim().to_owned(), value.trim().to_owned()),
+            None => (l.trim().to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// The MIG devices of the `-q` text's `MIG Device` blocks, as NVML
+/// delivers them (memory in bytes).
+fn mig_devices(lines: &[(String, String)]) -> Vec<MigReading> {
+    let mut devices: Vec<MigReading> = Vec::new();
+    let mut gpu_instance = None;
+    let mut in_memory = false;
+    for (key, value) in lines {
+        let number = || value.split(' ').next().and_then(|v| v.parse::<f64>().ok());
+        match key.as_str() {
+            "MIG Device" => devices.push(MigReading::default()),
+            // The process blocks after the devices reuse these keys.
+            "Processes" => break,
+            _ if devices.is_empty() => {}
+            "Index" => devices.last_mut().unwrap().index = value.parse().unwrap(),
+            "GPU Instance ID" => gpu_instance = value.parse::<u32>().ok(),
+            "Compute Instance ID" => {
+                let compute = value.parse::<u32>().ok();
+                devices.last_mut().unwrap().instance = gpu_instance.zip(compute);
+            }
+            "Multiprocessor count" => devices.last_mut().unwrap().multiprocessors = number(),
+            "Shared FB Memory Usage" => in_memory = true,
+            "Shared BAR1 Memory" => in_memory = false,
+            "Total" | "Used" | "Free" if in_memory => {
+                let slot = ["Total", "Used", "Free"].iter().position(|k| k == key);
+                devices.last_mut().unwrap().memory[slot.unwrap()] =
+                    number().map(|mib| mib * 1024.0 * 1024.0);
+            }
+            _ => {}
+        }
+    }
+    devices
+}
+
+/// Process id → (GPU instance, compute instance) from the `-q` text's
+/// `Processes` block (MIG only: elsewhere it has no instance ids).
+fn process_instances(lines: &[(String, String)]) -> BTreeMap<u32, (u32, u32)> {
+    let start = lines.iter().position(|(k, _)| k == "Processes");
+    let mut instances = BTreeMap::new();
+    let (mut gpu_instance, mut compute_instance) = (None, None);
+    for (key, value) in start.map_or(&[][..], |s| &lines[s..]) {
+        match key.as_str() {
+            "GPU instance ID" => gpu_instance = value.parse::<u32>().ok(),
+            "Compute instance ID" => compute_instance = value.parse::<u32>().ok(),
+            "Process ID" => {
+                if let Some(ids) = gpu_instance.zip(compute_instance) {
+                    instances.insert(value.parse().unwrap(), ids);
+                }
+            }
+            _ => {}
+        }
+    }
+    instances
+}
+
 /// A reading built from the capture's load-phase CSV, converted to the
-/// units NVML delivers after the source's conversion.
+/// units NVML delivers after the source's conversion; MIG devices and the
+/// instance of each process from its `-q` text.
 pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
     let text = capture(name);
     let gpu = &csv_section(&text, "load :: query-gpu")[0];
@@ -78,14 +151,26 @@ pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
     let mib = |key: &str| get(key).map(|m| m * 1024.0 * 1024.0);
     let ratio = |key: &str| get(key).map(|p| p / 100.0);
     let hz = |key: &str| get(key).map(|m| m * 1e6);
+    let query = query_lines(&text);
+    let instances = process_instances(&query);
     let processes = csv_section(&text, "load :: query-compute-apps")
         .into_iter()
-        .map(|app| GpuProcess {
-            pid: app["pid"].parse().unwrap(),
-            name: app["process_name"].clone(),
-            used_memory_bytes: number(&app["used_gpu_memory"]).map(|m| m * 1024.0 * 1024.0),
+        .map(|app| {
+            let pid = app["pid"].parse().unwrap();
+            GpuProcess {
+                pid,
+                name: app["process_name"].clone(),
+                used_memory_bytes: number(&app["used_gpu_memory"]).map(|m| m * 1024.0 * 1024.0),
+                mig_instance: instances.get(&pid).copied(),
+            }
         })
         .collect();
+    let enabled = |key: &str| match gpu.get(key).map(String::as_str) {
+        Some("Enabled") => Some(true),
+        Some("Disabled") => Some(false),
+        _ => None,
+    };
+    let mig_mode = enabled("mig.mode.current").zip(enabled("mig.mode.pending"));
     let reasons = [
         "gpu_idle",
         "sw_power_cap",
@@ -161,6 +246,12 @@ pub fn reading_from_capture(name: &str) -> (DriverInfo, GpuReading) {
         ],
         retired_pages_pending: get("retired_pages.pending"),
         clock_event_reasons: reasons,
+        mig_mode,
+        mig_devices: if mig_mode.is_some_and(|(current, _)| current) {
+            mig_devices(&query)
+        } else {
+            Vec::new()
+        },
         nvlinks: Vec::new(),
         processes,
         xid: XidCounts::default(),
@@ -974,4 +1065,146 @@ fn nvlinks_report_their_state_and_errors() {
         ),
         Some(12.0)
     );
+}
+
+/// An H200 in MIG mode (five MIG devices in four GPU instances, from a
+/// real capture): the parent GPU keeps its series, each MIG device adds
+/// its own under its GPU and compute instance ids, processes say which
+/// instance they run in, utilisation (which NVML does not give under MIG)
+/// is absent rather than zero, and the output passes promtool.
+#[test]
+fn a_mig_gpu_keeps_its_series_and_adds_one_set_per_instance() {
+    let procfs = tempfile::tempdir().unwrap();
+    let collector = GpuCollector::with_source(Box::new(FakeSource::from_captures(&[H200_MIG])))
+        .attributing_processes(procfs.path().into(), procfs.path().join("passwd"));
+    let mut out = Snapshot::new();
+    collector.update(&mut out).unwrap();
+    // The fake names its first GPU this way, whatever the capture.
+    const MIG_UUID: &str = H100_UUID;
+    let parent = [("uuid", MIG_UUID)];
+    assert_eq!(
+        sample(&out, "nvidia_smi_temperature_gpu", &parent),
+        Some(36.0)
+    );
+    assert_eq!(
+        sample(&out, "nvidia_smi_power_draw_watts", &parent),
+        Some(295.01)
+    );
+    assert_eq!(
+        sample(&out, "nvidia_smi_memory_used_bytes", &parent),
+        Some(16959.0 * 1048576.0)
+    );
+    assert!(
+        sample(
+            &out,
+            "nvidia_smi_ecc_errors_uncorrected_volatile_total",
+            &parent
+        )
+        .is_some(),
+        "ECC stays on the parent"
+    );
+    assert_eq!(
+        sample(&out, "nvidia_smi_utilization_gpu_ratio", &parent),
+        None
+    );
+    assert_eq!(
+        sample(&out, "nvidia_smi_mig_mode_current", &parent),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&out, "nvidia_smi_mig_mode_pending", &parent),
+        Some(1.0)
+    );
+
+    let instances: BTreeSet<(String, String, String)> = out
+        .get("dcmon_gpu_mig_info")
+        .expect("MIG devices listed")
+        .samples
+        .iter()
+        .map(|s| {
+            let get = |name: &str| {
+                let label = s.labels.iter().find(|(n, _)| *n == name);
+                label.map(|(_, v)| v.clone()).unwrap()
+            };
+            (
+                get("mig_device"),
+                get("gpu_instance"),
+                get("compute_instance"),
+            )
+        })
+        .collect();
+    let want = [
+        ("0", "2", "0"),
+        ("1", "2", "1"),
+        ("2", "3", "0"),
+        ("3", "9", "0"),
+        ("4", "10", "0"),
+    ];
+    let want: BTreeSet<_> = want
+        .iter()
+        .map(|(d, g, c)| (d.to_string(), g.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(instances, want);
+    let instance = |gi: &'static str, ci: &'static str| {
+        [
+            ("uuid", MIG_UUID),
+            ("gpu_instance", gi),
+            ("compute_instance", ci),
+        ]
+    };
+    // Compute instances of one GPU instance share its memory.
+    for ci in ["0", "1"] {
+        assert_eq!(
+            sample(&out, "dcmon_gpu_mig_memory_used_bytes", &instance("2", ci)),
+            Some(16925.0 * 1048576.0)
+        );
+    }
+    assert_eq!(
+        sample(
+            &out,
+            "dcmon_gpu_mig_memory_total_bytes",
+            &instance("3", "0")
+        ),
+        Some(33280.0 * 1048576.0)
+    );
+    assert_eq!(
+        sample(&out, "dcmon_gpu_mig_memory_free_bytes", &instance("9", "0")),
+        Some(16376.0 * 1048576.0)
+    );
+    assert_eq!(
+        sample(&out, "dcmon_gpu_mig_multiprocessors", &instance("2", "1")),
+        Some(32.0)
+    );
+    // gpu_burn runs in GPU instance 2, compute instance 1.
+    let burn = [
+        ("pid", "12267"),
+        ("gpu_instance", "2"),
+        ("compute_instance", "1"),
+    ];
+    assert_eq!(sample(&out, "dcmon_gpu_process_info", &burn), Some(1.0));
+    assert_eq!(
+        sample(&out, "dcmon_gpu_health", &[("reason", "ok")]),
+        Some(1.0),
+        "{:?}",
+        out.get("dcmon_gpu_health")
+    );
+
+    out.sort();
+    let text = dcmon_exporter::exposition::encode(out, dcmon_protocol::exposition::Format::Text);
+    crate::common::process::promtool_check_metrics(&text);
+}
+
+/// Outside MIG mode nothing of MIG is exported but the mode itself.
+#[test]
+fn a_gpu_outside_mig_mode_has_no_instance_series() {
+    let out = fake_gpu_snapshot();
+    assert_eq!(
+        sample(&out, "nvidia_smi_mig_mode_current", &[("uuid", H100_UUID)]),
+        Some(0.0)
+    );
+    assert!(out.get("dcmon_gpu_mig_info").is_none());
+    let family = out.get("dcmon_gpu_process_info").unwrap();
+    for s in &family.samples {
+        assert!(s.labels.contains(&("gpu_instance", String::new())), "{s:?}");
+    }
 }

@@ -12,8 +12,9 @@
 //! host without the NVIDIA driver logs one line at start-up and then
 //! reports `success 0` quietly on every scrape.
 //!
-//! Not exported yet: MIG instances (`nvidia_smi_mig_*`),
-//! `nvidia_smi_gpu_recovery_action` and `nvidia_smi_fabric_state`.
+//! Under MIG the parent GPU keeps its series and each MIG device adds its
+//! own (`write_mig`). Not exported yet: `nvidia_smi_gpu_recovery_action`
+//! and `nvidia_smi_fabric_state`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -444,6 +445,7 @@ pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
             }
         }
     }
+    write_mig(out, &uuid, gpu);
     for (xid, (count, last)) in &gpu.xid.by_code {
         let labels = vec![("uuid", uuid.clone()), ("xid", xid.to_string())];
         out.counter(
@@ -458,6 +460,72 @@ pub fn write_gpu(out: &mut Snapshot, driver: &DriverInfo, gpu: &GpuReading) {
             labels,
             *last,
         );
+    }
+}
+
+/// MIG mode, and under it one set of series per MIG device, labelled with
+/// its GPU and compute instance ids as `nvidia-smi` prints them. The
+/// parent GPU keeps every series above (temperature, power, ECC, …);
+/// NVML reports no utilisation per MIG device, so none is exported.
+fn write_mig(out: &mut Snapshot, uuid: &str, gpu: &GpuReading) {
+    if let Some((current, pending)) = gpu.mig_mode {
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        out.gauge(
+            "nvidia_smi_mig_mode_current",
+            "Whether MIG mode is enabled (1) or not (0).",
+            vec![("uuid", uuid.to_owned())],
+            flag(current),
+        );
+        out.gauge(
+            "nvidia_smi_mig_mode_pending",
+            "Whether MIG mode will be enabled (1) or not (0) after the next GPU reset.",
+            vec![("uuid", uuid.to_owned())],
+            flag(pending),
+        );
+    }
+    for mig in &gpu.mig_devices {
+        let id = |pick: fn((u32, u32)) -> u32| mig.instance.map(pick).map(|v| v.to_string());
+        let labels = || {
+            vec![
+                ("uuid", uuid.to_owned()),
+                ("mig_device", mig.index.to_string()),
+                ("gpu_instance", id(|(g, _)| g).unwrap_or_default()),
+                ("compute_instance", id(|(_, c)| c).unwrap_or_default()),
+            ]
+        };
+        out.gauge(
+            "dcmon_gpu_mig_info",
+            "A MIG device of the GPU: its index, GPU instance id and compute instance id (empty when the driver cannot tell); always 1.",
+            labels(),
+            1.0,
+        );
+        if let Some(count) = mig.multiprocessors {
+            out.gauge(
+                "dcmon_gpu_mig_multiprocessors",
+                "Streaming multiprocessors of the MIG device's compute instance.",
+                labels(),
+                count,
+            );
+        }
+        let memory = [
+            (
+                "dcmon_gpu_mig_memory_total_bytes",
+                "Memory of the MIG device's GPU instance (shared by its compute instances), in bytes.",
+            ),
+            (
+                "dcmon_gpu_mig_memory_used_bytes",
+                "Memory in use in the MIG device's GPU instance (shared by its compute instances), in bytes.",
+            ),
+            (
+                "dcmon_gpu_mig_memory_free_bytes",
+                "Free memory in the MIG device's GPU instance (shared by its compute instances), in bytes.",
+            ),
+        ];
+        for ((name, help), value) in memory.into_iter().zip(mig.memory) {
+            if let Some(value) = value {
+                out.gauge(name, help, labels(), value);
+            }
+        }
     }
 }
 
@@ -522,14 +590,22 @@ fn write_processes(
         if let Some((root, _)) = procfs {
             let owner = gpu_procs::owner(root, &users, process.pid);
             let mut labels = labels;
+            let instance = |pick: fn((u32, u32)) -> u32| {
+                process
+                    .mig_instance
+                    .map(|i| pick(i).to_string())
+                    .unwrap_or_default()
+            };
             labels.extend([
                 ("user", owner.user),
                 ("slurm_job_id", owner.slurm_job_id),
                 ("container_id", owner.container_id),
+                ("gpu_instance", instance(|(g, _)| g)),
+                ("compute_instance", instance(|(_, c)| c)),
             ]);
             out.gauge(
                 "dcmon_gpu_process_info",
-                "A compute process's owner: user, Slurm job id and container id (empty when none or unreadable).",
+                "A compute process's owner: user, Slurm job id and container id, and the MIG GPU and compute instance it runs in (each empty when none or unreadable).",
                 labels,
                 1.0,
             );

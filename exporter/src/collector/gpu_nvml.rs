@@ -26,7 +26,8 @@ use nvml_wrapper::sys_exports::field_id;
 use nvml_wrapper::{Device, Nvml};
 
 use super::gpu_source::{
-    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, NvLinkReading, XidCounts,
+    DriverInfo, GpuProcess, GpuReading, GpuSource, GpuSourceError, MigReading, NvLinkReading,
+    XidCounts,
 };
 
 /// How often a failed NVML load is retried.
@@ -294,6 +295,35 @@ fn nvlinks(device: &Device) -> Vec<NvLinkReading> {
     links
 }
 
+/// NVML's `NVML_DEVICE_MIG_ENABLE`.
+const MIG_ENABLED: u32 = 1;
+
+/// The MIG devices of a GPU in MIG mode. NVML's indexes run up to the
+/// most the GPU can hold; an index with no device behind it answers
+/// `NotFound` and is skipped.
+fn mig_devices(device: &Device) -> Vec<MigReading> {
+    let slots = device.mig_device_count().unwrap_or(0);
+    (0..slots)
+        .filter_map(|index| {
+            let mig = device.mig_device_by_index(index).ok()?;
+            let memory = mig.memory_info().ok();
+            Some(MigReading {
+                index,
+                instance: dcmon_nvml_mig::instance_ids(&mig).ok(),
+                multiprocessors: mig
+                    .attributes()
+                    .ok()
+                    .map(|a| f64::from(a.multiprocessor_count)),
+                memory: [
+                    memory.as_ref().map(|m| m.total as f64),
+                    memory.as_ref().map(|m| m.used as f64),
+                    memory.as_ref().map(|m| m.free as f64),
+                ],
+            })
+        })
+        .collect()
+}
+
 /// Reads one GPU; only the identity (UUID, name) is required, every other
 /// field is dropped when NVML does not support it on this GPU.
 fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, NvmlError> {
@@ -316,6 +346,14 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
         ],
     );
     let reasons = device.current_throttle_reasons().ok();
+    let mig_mode = device
+        .mig_mode()
+        .ok()
+        .map(|m| (m.current == MIG_ENABLED, m.pending == MIG_ENABLED));
+    let mig_devices = match mig_mode {
+        Some((true, _)) => mig_devices(device),
+        _ => Vec::new(),
+    };
     Ok(GpuReading {
         index,
         uuid: device.uuid()?,
@@ -413,6 +451,8 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
                     .collect()
             })
             .unwrap_or_default(),
+        mig_mode,
+        mig_devices,
         nvlinks: nvlinks(device),
         processes: device
             .running_compute_processes()
@@ -425,6 +465,7 @@ fn read_device(nvml: &Nvml, device: &Device, index: u32) -> Result<GpuReading, N
                     UsedGpuMemory::Used(bytes) => Some(bytes as f64),
                     UsedGpuMemory::Unavailable => None,
                 },
+                mig_instance: p.gpu_instance_id.zip(p.compute_instance_id),
             })
             .collect(),
         xid: XidCounts::default(),

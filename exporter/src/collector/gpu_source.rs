@@ -26,6 +26,25 @@ pub struct GpuProcess {
     pub name: String,
     /// GPU memory it uses, bytes; `None` when NVML cannot tell (WDDM, MIG).
     pub used_memory_bytes: Option<f64>,
+    /// The MIG GPU instance and compute instance it runs in; `None` when
+    /// the GPU is not in MIG mode.
+    pub mig_instance: Option<(u32, u32)>,
+}
+
+/// One MIG device (a compute instance inside a GPU instance) of a GPU in
+/// MIG mode. Compute instances of one GPU instance share its memory, so
+/// they report the same memory figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigReading {
+    /// NVML's MIG device index under its parent GPU.
+    pub index: u32,
+    /// GPU instance id and compute instance id (`nvidia-smi`'s GI and CI
+    /// ids); `None` when the driver cannot tell.
+    pub instance: Option<(u32, u32)>,
+    /// Streaming multiprocessors of the compute instance.
+    pub multiprocessors: Option<f64>,
+    /// Memory of its GPU instance, bytes: total, used, free.
+    pub memory: [Option<f64>; 3],
 }
 
 /// One NVLink of a GPU.
@@ -130,6 +149,10 @@ pub struct GpuReading {
     pub retired_pages_pending: Option<f64>,
     /// Active clock-event (throttle) reasons as `(reason name, active)`.
     pub clock_event_reasons: Vec<(&'static str, bool)>,
+    /// MIG mode: (current, pending), `None` where the GPU has no MIG.
+    pub mig_mode: Option<(bool, bool)>,
+    /// MIG devices, when the GPU is in MIG mode.
+    pub mig_devices: Vec<MigReading>,
     /// NVLinks NVML reports a state for; empty on GPUs without NVLink.
     pub nvlinks: Vec<NvLinkReading>,
     /// Running compute processes.
