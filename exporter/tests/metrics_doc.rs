@@ -39,7 +39,7 @@ use crate::common::fixtures;
 use crate::common::stand_in::{Reply, StandIn};
 use crate::fixture_compare::node_exporter_config;
 use crate::gpu::{H100, RTX4080, fake_gpu_snapshot, reading_from_capture};
-use crate::hardware_catalog::fake_hardware;
+use crate::hardware_catalog::{FakeHardware, fake_hardware};
 
 const COMMAND: &str = "cargo test -p dcmon-exporter --test integration metrics_doc";
 
@@ -333,6 +333,103 @@ fn debian_config(sysfs: &Path) -> Config {
 /// and `/sys`: they are not run again on the Debian 12 tree.
 const NOT_FROM_PROCFS: [&str; 7] = ["apt", "config", "fan", "gpu", "ipmi", "nvme", "textfile"];
 
+/// Adds what no recording holds, from example values: fan control on a
+/// supported board, GPU events and links, BMC sensors and records no
+/// capture has, the package lists' age, sysfs packet counters, a text
+/// file's mtime and a runtime configuration in force.
+fn add_examples(produced: &mut Produced, config: &Config, services: &Services, hw: &FakeHardware) {
+    let tmp = tempfile::tempdir().unwrap();
+    if produced["fan"].is_empty() {
+        // Fan control runs only on a supported board, which no fixture
+        // is: the families its gauges write, with a policy in force and a
+        // zone failing safe, so each one shows.
+        let mut out = Snapshot::new();
+        fan_gauges().write_to(&mut out);
+        add(produced, "fan", &out, Input::Example, |_| true);
+    }
+    // XID errors and the energy counter; NVLinks, a GPU lost from NVML
+    // and processes owned by users, jobs and containers (the gpu tests'
+    // bus, procfs and links).
+    add(
+        produced,
+        "gpu",
+        &gpu_snapshot(example_gpus()),
+        Input::Example,
+        |_| true,
+    );
+    add(
+        produced,
+        "gpu",
+        &fake_gpu_snapshot(),
+        Input::Example,
+        |_| true,
+    );
+    // `mc info` and `chassis status` as the hardware catalog writes them,
+    // and current and power sensors.
+    let mut bmc = config.clone();
+    bmc.ipmi.ipmitool.program = hw.ipmitool.path.clone();
+    let out = run_once(collector("ipmi"), &bmc, services);
+    add(produced, "ipmi", &out, Input::Example, |_| true);
+    let psu_sensors = tmp.path().join("psu-sensors.txt");
+    std::fs::write(&psu_sensors, EXAMPLE_PSU_SENSORS).unwrap();
+    let psu_ipmitool = StandIn::new("ipmitool", &[("*' sensor'", Reply::Replay(psu_sensors))]);
+    let mut psu = config.clone();
+    psu.ipmi.ipmitool.program = psu_ipmitool.path.clone();
+    let out = run_once(collector("ipmi"), &psu, services);
+    add(produced, "ipmi", &out, Input::Example, |_| true);
+    // The package lists' age: a rootfs with `/var/lib/apt/lists`.
+    let mut apt = config.clone();
+    apt.roots.rootfs = hw.rootfs.path().to_owned();
+    let out = run_once(collector("apt"), &apt, services);
+    add(produced, "apt", &out, Input::Example, |_| true);
+    // Packets no protocol took, from sysfs beside the Debian 12 `/proc`.
+    let sysfs = tmp.path().join("sys");
+    let statistics = sysfs.join("class/net/eth0/statistics");
+    std::fs::create_dir_all(&statistics).unwrap();
+    std::fs::write(statistics.join("rx_nohandler"), "0\n").unwrap();
+    let out = run_once(collector("netdev"), &debian_config(&sysfs), services);
+    add(produced, "netdev", &out, Input::Example, |_| true);
+    // A text file read, for its mtime.
+    let texts = tmp.path().join("textfile");
+    std::fs::create_dir(&texts).unwrap();
+    std::fs::write(
+        texts.join("backup.prom"),
+        "# HELP backup_last_success_timestamp_seconds Last successful backup.\n\
+         # TYPE backup_last_success_timestamp_seconds gauge\n\
+         backup_last_success_timestamp_seconds 1764806400\n",
+    )
+    .unwrap();
+    let mut textfile = config.clone();
+    textfile.textfile_directories = vec![texts];
+    let out = run_once(collector("textfile"), &textfile, services);
+    add(produced, "textfile", &out, Input::Example, |name| {
+        name.starts_with("node_textfile_")
+    });
+    // A runtime configuration in force.
+    let configured = Services::for_host(config);
+    let store = RuntimeStore::open(
+        &tmp.path().join("state"),
+        config.fans.rules.min_duty,
+        Arc::clone(&configured.fans),
+        None,
+    )
+    .unwrap();
+    store
+        .apply(
+            &RuntimeConfig {
+                version: "2026-12-01.1".into(),
+                fan_policy: None,
+                interval_s: Some(15),
+                collectors: None,
+            },
+            None,
+        )
+        .unwrap();
+    configured.runtime.set(store).unwrap();
+    let out = run_once(collector("config"), config, &configured);
+    add(produced, "config", &out, Input::Example, |_| true);
+}
+
 fn produced() -> Produced {
     let hw = fake_hardware();
     let supermicro = recorded_ipmitool("sensor_supermicro-x9-x10-gpu-board.txt", true);
@@ -378,96 +475,7 @@ fn produced() -> Produced {
         add(&mut produced, info.name, &out, Input::Recorded, |_| true);
     }
 
-    // Example values, for what no recording holds.
-    if produced["fan"].is_empty() {
-        // Fan control runs only on a supported board, which no fixture
-        // is: the families its gauges write, with a policy in force and a
-        // zone failing safe, so each one shows.
-        let mut out = Snapshot::new();
-        fan_gauges().write_to(&mut out);
-        add(&mut produced, "fan", &out, Input::Example, |_| true);
-    }
-    // XID errors and the energy counter; NVLinks, a GPU lost from NVML
-    // and processes owned by users, jobs and containers (the gpu tests'
-    // bus, procfs and links).
-    add(
-        &mut produced,
-        "gpu",
-        &gpu_snapshot(example_gpus()),
-        Input::Example,
-        |_| true,
-    );
-    add(
-        &mut produced,
-        "gpu",
-        &fake_gpu_snapshot(),
-        Input::Example,
-        |_| true,
-    );
-    // `mc info` and `chassis status` as the hardware catalog writes them,
-    // and current and power sensors.
-    let mut bmc = config.clone();
-    bmc.ipmi.ipmitool.program = hw.ipmitool.path.clone();
-    let out = run_once(collector("ipmi"), &bmc, &services);
-    add(&mut produced, "ipmi", &out, Input::Example, |_| true);
-    let psu_sensors = tmp.path().join("psu-sensors.txt");
-    std::fs::write(&psu_sensors, EXAMPLE_PSU_SENSORS).unwrap();
-    let psu_ipmitool = StandIn::new("ipmitool", &[("*' sensor'", Reply::Replay(psu_sensors))]);
-    let mut psu = config.clone();
-    psu.ipmi.ipmitool.program = psu_ipmitool.path.clone();
-    let out = run_once(collector("ipmi"), &psu, &services);
-    add(&mut produced, "ipmi", &out, Input::Example, |_| true);
-    // The package lists' age: a rootfs with `/var/lib/apt/lists`.
-    let mut apt = config.clone();
-    apt.roots.rootfs = hw.rootfs.path().to_owned();
-    let out = run_once(collector("apt"), &apt, &services);
-    add(&mut produced, "apt", &out, Input::Example, |_| true);
-    // Packets no protocol took, from sysfs beside the Debian 12 `/proc`.
-    let sysfs = tmp.path().join("sys");
-    let statistics = sysfs.join("class/net/eth0/statistics");
-    std::fs::create_dir_all(&statistics).unwrap();
-    std::fs::write(statistics.join("rx_nohandler"), "0\n").unwrap();
-    let out = run_once(collector("netdev"), &debian_config(&sysfs), &services);
-    add(&mut produced, "netdev", &out, Input::Example, |_| true);
-    // A text file read, for its mtime.
-    let texts = tmp.path().join("textfile");
-    std::fs::create_dir(&texts).unwrap();
-    std::fs::write(
-        texts.join("backup.prom"),
-        "# HELP backup_last_success_timestamp_seconds Last successful backup.\n\
-         # TYPE backup_last_success_timestamp_seconds gauge\n\
-         backup_last_success_timestamp_seconds 1764806400\n",
-    )
-    .unwrap();
-    let mut textfile = config.clone();
-    textfile.textfile_directories = vec![texts];
-    let out = run_once(collector("textfile"), &textfile, &services);
-    add(&mut produced, "textfile", &out, Input::Example, |name| {
-        name.starts_with("node_textfile_")
-    });
-    // A runtime configuration in force.
-    let configured = Services::for_host(&config);
-    let store = RuntimeStore::open(
-        &tmp.path().join("state"),
-        config.fans.rules.min_duty,
-        Arc::clone(&configured.fans),
-        None,
-    )
-    .unwrap();
-    store
-        .apply(
-            &RuntimeConfig {
-                version: "2026-12-01.1".into(),
-                fan_policy: None,
-                interval_s: Some(15),
-                collectors: None,
-            },
-            None,
-        )
-        .unwrap();
-    configured.runtime.set(store).unwrap();
-    let out = run_once(collector("config"), &config, &configured);
-    add(&mut produced, "config", &out, Input::Example, |_| true);
+    add_examples(&mut produced, &config, &services, &hw);
 
     // The runner's per-collector bookkeeping: what a whole scrape has that
     // no single collector wrote. Only that: on a host with GPUs the whole
