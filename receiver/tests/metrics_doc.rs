@@ -64,8 +64,14 @@ fn render(text: &str) -> String {
         } else {
             name
         };
+        // The rule evaluator's families keep Prometheus's own names.
+        let follows = if name.starts_with("prometheus_") {
+            "Prometheus"
+        } else {
+            "dcmon"
+        };
         page.push_str(&format!(
-            "| `{name}` | {kind} | {} | dcmon | {help} |\n",
+            "| `{name}` | {kind} | {} | {follows} | {help} |\n",
             labels.join(", ")
         ));
     }
