@@ -198,6 +198,9 @@ pub struct RuntimeStore {
     fans: Arc<FanController>,
     /// Shared with the scraper and the shipper.
     live: LiveSettings,
+    /// Held while `live` is switched: an update and a rollback racing each
+    /// other leave the settings of whichever configuration is in force.
+    switching: Mutex<()>,
     /// The policy of `--fans.policy-file`, in force while no runtime
     /// configuration is.
     base_policy: Option<Policy>,
@@ -255,6 +258,7 @@ impl RuntimeStore {
             min_duty,
             fans,
             live,
+            switching: Mutex::new(()),
             base_policy,
             inner: Mutex::new(Inner {
                 current: None,
@@ -304,6 +308,7 @@ impl RuntimeStore {
     /// Switches the collectors and the interval to the configuration in
     /// force (the flags' where it names none, or where none is).
     fn apply_live(&self) {
+        let _switching = self.switching.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         let collectors = current.as_ref().and_then(|c| c.collectors.clone());
         let started = self.live.collectors.set(collectors);

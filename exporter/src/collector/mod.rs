@@ -16,7 +16,8 @@
 //! from the next scrape, and builds at once, as at start-up, any it names
 //! that were not built. A collector is built once for the process's life
 //! (some keep a worker thread or a cached background run), so one turned
-//! off is kept, idle, and runs again as it was when turned back on.
+//! off is kept, no longer scraped, and scraped again as it was when turned
+//! back on; a background timer it started (apt's) keeps its pace meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
