@@ -11,7 +11,7 @@ use dcmon_exporter::config::Config;
 use dcmon_exporter::identity::{Enrollment, IdentityStore, JwtSigner};
 use dcmon_exporter::receiver_tls::{self, ReceiverTrust, SeenCertificate};
 use dcmon_exporter::runner::{CommandRunner, RunnerOptions};
-use dcmon_exporter::runtime_config::RuntimeStore;
+use dcmon_exporter::runtime_config::{LiveSettings, RuntimeStore};
 use dcmon_exporter::shipper::{EndpointAuth, EndpointConfig, RequestSigner, Shipper};
 use dcmon_exporter::{cli, fans, http, identity};
 use dcmon_web::WebConfigSource;
@@ -144,7 +144,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let listener = dcmon_protocol::net::bind(&config.listen_address).await?;
     let services = Services::for_host(&config);
     // The runtime configuration (config_update) in the state directory
-    // wins over --fans.policy-file and names the interval and collectors.
+    // wins over --fans.policy-file and the interval and collector flags.
+    // Opened first, it sets the collectors and the interval the scraper
+    // and the shipper start on, through the same switches a later
+    // config_update or rollback moves.
     let base_policy = match &config.fans.policy_file {
         Some(file) => Some(fans::policy::load_file(file, config.fans.rules.min_duty)?),
         None => None,
@@ -154,14 +157,15 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         config.fans.rules.min_duty,
         Arc::clone(&services.fans),
         base_policy,
-        Arc::clone(&services.runtime_collectors),
+        LiveSettings::new(
+            services.runtime_collectors.clone(),
+            config.remote_write.interval,
+        ),
     )
     .context("opening the runtime configuration")?;
-    runtime.override_startup(&mut config);
     let _ = services.runtime.set(Arc::clone(&runtime));
     let scraper = Arc::new(SharedScraper::new(Scraper::new(&config, &services)));
     let enabled: Vec<_> = scraper.inner().collector_names().collect();
-    runtime.set_started_collectors(enabled.clone());
     // One signal stops both the HTTP server and the shipper; the shipper
     // then spools what it has not delivered.
     let (stop, stopping) = watch::channel(false);
@@ -180,8 +184,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         None
     } else {
         Some(
-            Shipper::start(
+            Shipper::start_following(
                 config.remote_write.clone(),
+                runtime.live().interval.clone(),
                 Arc::clone(&scraper),
                 stopping.clone(),
             )

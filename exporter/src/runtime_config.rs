@@ -12,10 +12,19 @@
 //! yet confirmed). An exporter that starts with an unconfirmed
 //! configuration rolls it back at once: it may be what stopped it.
 //!
-//! The fan policy takes effect at once, and so does the collector set as
-//! far as it turns collectors off (or back on among those started). A
-//! collector the exporter did not start, and the interval (the shipper's
-//! ticks), take effect at the next restart; the command's answer says so.
+//! Everything takes effect at once, without a restart, and a rollback
+//! undoes it the same way: the fan policy; the collector set from the next
+//! scrape, a collector the exporter did not start being built then as at
+//! start-up ([`RuntimeCollectors`]); and the interval from the shipper's
+//! next tick ([`LiveInterval`]). At start-up the stored configuration goes
+//! through the same two switches before the scraper and the shipper start.
+//!
+//! The interval is the shipper's alone: `/metrics` is scraped whenever its
+//! client asks, fan safety keeps `--fans.interval`, the spool's limits are
+//! bytes and age rather than batch counts, and the metadata resend is
+//! timed on its own. The receiver judges a host's freshness by its own
+//! `--clients.push-interval`, which it cannot learn from here: an
+//! `interval_s` above it shows the host as stale between pushes.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -29,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::collector::RuntimeCollectors;
 use crate::fans::{FanController, Policy};
+use crate::shipper::LiveInterval;
 
 /// The configuration in force.
 pub const CURRENT_FILE: &str = "runtime-config.toml";
@@ -84,9 +94,27 @@ pub struct Applied {
     /// Unix seconds by which a `confirm` must arrive, if one must.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revert_at: Option<u64>,
-    /// Settings read at start-up that changed: they apply at the next restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub at_next_restart: Vec<&'static str>,
+}
+
+/// What a runtime configuration switches in the running exporter besides
+/// the fans, shared with the scraper and the shipper.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// The scraper's collector set.
+    pub collectors: RuntimeCollectors,
+    /// The shipper's interval, starting at the flag's.
+    pub interval: LiveInterval,
+}
+
+impl LiveSettings {
+    /// Settings nothing follows yet: the collectors of the scraper built
+    /// on `collectors`' services, the interval starting at `interval`.
+    pub fn new(collectors: RuntimeCollectors, interval: Duration) -> LiveSettings {
+        LiveSettings {
+            collectors,
+            interval: LiveInterval::new(interval),
+        }
+    }
 }
 
 /// Parses and checks a runtime configuration (TOML) against `min_duty`.
@@ -168,10 +196,11 @@ pub struct RuntimeStore {
     dir: PathBuf,
     min_duty: u8,
     fans: Arc<FanController>,
-    /// Shared with the scraper: the collectors a configuration leaves on.
-    collectors: RuntimeCollectors,
-    /// The collectors this process started.
-    started: Mutex<Vec<&'static str>>,
+    /// Shared with the scraper and the shipper.
+    live: LiveSettings,
+    /// Held while `live` is switched: an update and a rollback racing each
+    /// other leave the settings of whichever configuration is in force.
+    switching: Mutex<()>,
     /// The policy of `--fans.policy-file`, in force while no runtime
     /// configuration is.
     base_policy: Option<Policy>,
@@ -190,30 +219,33 @@ impl std::fmt::Debug for RuntimeStore {
 impl RuntimeStore {
     /// Opens the store in `dir` (created on the first write), rolls back a
     /// configuration left unconfirmed by the last run, and puts the fan
-    /// policy in force (the stored one, else `base_policy`).
+    /// policy in force (the stored one, else `base_policy`). The collectors
+    /// and interval it sets are followed by nothing.
     pub fn open(
         dir: &Path,
         min_duty: u8,
         fans: Arc<FanController>,
         base_policy: Option<Policy>,
     ) -> Result<Arc<RuntimeStore>, RuntimeConfigError> {
+        let flags = crate::config::Config::default();
         RuntimeStore::open_with(
             dir,
             min_duty,
             fans,
             base_policy,
-            RuntimeCollectors::default(),
+            LiveSettings::new(RuntimeCollectors::default(), flags.remote_write.interval),
         )
     }
 
-    /// [`RuntimeStore::open`], also switching the scraper's collectors
-    /// through `collectors` (the scraper's [`RuntimeCollectors`]).
+    /// [`RuntimeStore::open`], also switching the collectors and the
+    /// interval through `live`: open it before building the scraper and
+    /// starting the shipper on them, so they start on the stored settings.
     pub fn open_with(
         dir: &Path,
         min_duty: u8,
         fans: Arc<FanController>,
         base_policy: Option<Policy>,
-        collectors: RuntimeCollectors,
+        live: LiveSettings,
     ) -> Result<Arc<RuntimeStore>, RuntimeConfigError> {
         if let (Some(policy), Some(why)) = (&base_policy, fans.unsupported_reason()) {
             return Err(RuntimeConfigError::Invalid(format!(
@@ -225,8 +257,8 @@ impl RuntimeStore {
             dir: dir.to_owned(),
             min_duty,
             fans,
-            collectors,
-            started: Mutex::default(),
+            live,
+            switching: Mutex::new(()),
             base_policy,
             inner: Mutex::new(Inner {
                 current: None,
@@ -250,7 +282,7 @@ impl RuntimeStore {
             );
             store.roll_back()?;
         } else {
-            store.apply_fans()?;
+            store.put_in_force()?;
         }
         Ok(store)
     }
@@ -268,39 +300,32 @@ impl RuntimeStore {
         self.lock().current.clone()
     }
 
-    /// Records which collectors this process started (those not started
-    /// can only come on at the next restart).
-    pub fn set_started_collectors(&self, names: Vec<&'static str>) {
-        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = names;
+    /// The collectors and interval this store switches.
+    pub fn live(&self) -> &LiveSettings {
+        &self.live
     }
 
-    /// Overrides the start-up settings a stored configuration names: the
-    /// interval and the enabled collectors.
-    pub fn override_startup(&self, config: &mut crate::config::Config) {
-        let Some(current) = self.current() else {
-            return;
-        };
-        if let Some(interval) = current.interval_s {
-            config.remote_write.interval = Duration::from_secs(u64::from(interval));
+    /// Switches the collectors and the interval to the configuration in
+    /// force (the flags' where it names none, or where none is).
+    fn apply_live(&self) {
+        let _switching = self.switching.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let collectors = current.as_ref().and_then(|c| c.collectors.clone());
+        let started = self.live.collectors.set(collectors);
+        if !started.is_empty() {
+            tracing::info!(collectors = ?started, "collectors started");
         }
-        if let Some(names) = current.collectors {
-            config.enabled = crate::collector::ALL
-                .iter()
-                .map(|info| info.name)
-                .filter(|name| names.iter().any(|n| n == name))
-                .collect();
+        let interval = current
+            .and_then(|c| c.interval_s)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        if self.live.interval.set(interval) {
+            tracing::info!(interval = ?self.live.interval.get(), "collection interval set");
         }
     }
 
-    /// Switches the scraper to the stored collectors (all when none are named).
-    fn apply_collectors(&self) {
-        let names = self.current().and_then(|c| c.collectors);
-        *self.collectors.write().unwrap_or_else(|e| e.into_inner()) = names;
-    }
-
-    /// Puts the stored (or base) fan policy in force.
-    fn apply_fans(&self) -> Result<(), RuntimeConfigError> {
-        self.apply_collectors();
+    /// Puts the stored (or base) fan policy, collectors and interval in force.
+    fn put_in_force(&self) -> Result<(), RuntimeConfigError> {
+        self.apply_live();
         let policy = match self.current() {
             Some(current) => match current.fan_policy {
                 Some(doc) => Some(
@@ -385,31 +410,13 @@ impl RuntimeStore {
             inner.unconfirmed = unconfirmed.clone();
         }
         self.fans.set_policy(policy);
-        self.apply_collectors();
+        self.apply_live();
         if let (Some(after), Some(me)) = (revert_after_s, self.me.upgrade()) {
             let version = config.version.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(after));
                 me.revert_if_unconfirmed(&version);
             });
-        }
-        let mut at_next_restart = Vec::new();
-        let before = previous.as_ref();
-        if config.interval_s != before.and_then(|p| p.interval_s) {
-            at_next_restart.push("interval_s");
-        }
-        // Collectors this process did not start come on only at a restart.
-        let started = self
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let not_started = config
-            .collectors
-            .as_ref()
-            .is_some_and(|names| names.iter().any(|n| !started.iter().any(|s| s == n)));
-        if not_started && config.collectors != before.and_then(|p| p.collectors.clone()) {
-            at_next_restart.push("collectors");
         }
         tracing::info!(
             version = config.version,
@@ -422,7 +429,6 @@ impl RuntimeStore {
             hash: Some(hash(config)),
             fan_policy: config.fan_policy.as_ref().map(|p| p.version.clone()),
             revert_at: unconfirmed.map(|u| u.revert_at),
-            at_next_restart,
         })
     }
 
@@ -442,7 +448,6 @@ impl RuntimeStore {
                         .as_ref()
                         .and_then(|c| c.fan_policy.as_ref().map(|p| p.version.clone())),
                     revert_at: None,
-                    at_next_restart: Vec::new(),
                 })
             }
             Some(pending) => Err(RuntimeConfigError::Confirm(format!(
@@ -492,7 +497,7 @@ impl RuntimeStore {
             inner.current = previous;
             inner.unconfirmed = None;
         }
-        self.apply_fans()
+        self.put_in_force()
     }
 
     /// `dcmon_config_info{version,hash}`, while a runtime configuration is in force.

@@ -1,7 +1,10 @@
 //! `config_update` on the host: checked again against the host's own
 //! rules (a document the receiver let through can still be refused),
 //! persisted 0600 with the previous version kept, applied without a
-//! restart, surviving one, and rolled back unless confirmed.
+//! restart, surviving one, and rolled back unless confirmed. A new interval
+//! and a collector the exporter did not start take effect at once too:
+//! checked on real exporter processes enrolled with a stand-in receiver
+//! that queues the commands and records the ticks shipped to it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -10,7 +13,9 @@ use std::time::{Duration, Instant};
 use dcmon_exporter::fans::Policy;
 use dcmon_exporter::runner::{RunnerOptions, execute};
 use dcmon_exporter::runtime_config::{CURRENT_FILE, PREVIOUS_FILE, RuntimeStore, UNCONFIRMED_FILE};
-use dcmon_protocol::commands::{Command, CommandStatus, ConfigAction, RuntimeConfig};
+use dcmon_protocol::commands::{
+    Command, CommandResult, CommandStatus, ConfigAction, DeliveredCommand, RuntimeConfig,
+};
 use serde_json::json;
 
 use crate::fans::{Bench, controller};
@@ -87,7 +92,10 @@ fn a_config_is_applied_at_once_persisted_privately_and_survives_a_restart() {
     let answer: serde_json::Value = serde_json::from_str(&result.output).unwrap();
     assert_eq!(answer["version"], "v1");
     assert_eq!(answer["fan_policy"], "policy-v1");
-    assert_eq!(answer["at_next_restart"], json!(["interval_s"]));
+    assert!(
+        answer.get("at_next_restart").is_none(),
+        "nothing waits for a restart: {answer}"
+    );
     assert_eq!(
         fans.policy_version().as_deref(),
         Some("policy-v1"),
@@ -384,26 +392,26 @@ fn collector_names_match_what_config_update_allows() {
 }
 
 #[test]
-fn collectors_are_switched_at_once_among_those_started_and_the_rest_at_restart() {
+fn collectors_are_switched_at_once_and_those_not_started_are_built_once() {
     use dcmon_exporter::collector::{Scraper, Services};
+    use dcmon_exporter::runtime_config::LiveSettings;
     let host = Host::new();
-    let flags = || dcmon_exporter::config::Config {
+    let flags = dcmon_exporter::config::Config {
         enabled: ["loadavg", "uname", "config"].into_iter().collect(),
         ..Default::default()
     };
-    let startup = flags();
-    let services = Services::for_host(&startup);
+    let services = Services::for_host(&flags);
+    let live = LiveSettings::new(services.runtime_collectors.clone(), Duration::from_secs(30));
     let store = RuntimeStore::open_with(
         host.state.path(),
         25,
         Arc::clone(&services.fans),
         None,
-        Arc::clone(&services.runtime_collectors),
+        live.clone(),
     )
     .unwrap();
     let _ = services.runtime.set(Arc::clone(&store));
-    let scraper = Scraper::new(&startup, &services);
-    store.set_started_collectors(scraper.collector_names().collect());
+    let scraper = Scraper::new(&flags, &services);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -433,27 +441,419 @@ fn collectors_are_switched_at_once_among_those_started_and_the_rest_at_restart()
         config.collectors = Some(collectors.iter().map(|c| c.to_string()).collect());
         config
     };
-    let applied = store
+    store
         .apply(&with("v1", &["loadavg", "config"]), None)
         .unwrap();
-    assert!(applied.at_next_restart.is_empty(), "{applied:?}");
     assert_eq!(ran(&scraper), ["config", "loadavg"], "uname off at once");
-    let applied = store
+    store
         .apply(
             &with("v2", &["loadavg", "config", "meminfo", "uname"]),
             None,
         )
         .unwrap();
-    assert_eq!(applied.at_next_restart, ["collectors"]);
-    assert_eq!(
-        ran(&scraper),
-        ["config", "loadavg", "uname"],
-        "meminfo was never started"
+    let out = runtime.block_on(scraper.scrape());
+    assert!(
+        out.get("node_memory_MemTotal_bytes").is_some(),
+        "meminfo, never started, was built and runs"
     );
-    // At the next start the stored set is what gets built.
-    let mut config = flags();
-    store.override_startup(&mut config);
-    let mut enabled: Vec<&str> = config.enabled.iter().copied().collect();
-    enabled.sort();
-    assert_eq!(enabled, ["config", "loadavg", "meminfo", "uname"]);
+    assert_eq!(ran(&scraper), ["config", "loadavg", "meminfo", "uname"]);
+    assert_eq!(
+        scraper.collector_names().collect::<Vec<_>>(),
+        ["config", "loadavg", "meminfo", "uname"],
+        "in the order of --help, as at start-up"
+    );
+    // A rollback (v2 unconfirmed) turns it off again...
+    store
+        .apply(&with("v3", &["loadavg", "config"]), None)
+        .unwrap();
+    store
+        .apply(&with("v4", &["loadavg", "meminfo"]), Some(3600))
+        .unwrap();
+    assert_eq!(ran(&scraper), ["loadavg", "meminfo"]);
+    store.revert_if_unconfirmed("v4");
+    assert_eq!(store.current().unwrap().version, "v3");
+    assert_eq!(ran(&scraper), ["config", "loadavg"]);
+    // ... and naming it again runs the one collector built, not a new one.
+    assert!(
+        live.collectors
+            .set(Some(vec!["meminfo".into(), "uname".into()]))
+            .is_empty(),
+        "nothing left to build"
+    );
+    assert_eq!(ran(&scraper), ["meminfo", "uname"]);
+    // No collectors named: the flags' set.
+    assert!(live.collectors.set(None).is_empty());
+    assert_eq!(ran(&scraper), ["config", "loadavg", "uname"]);
+}
+
+#[test]
+fn a_stored_config_sets_what_the_scraper_builds_and_the_interval_at_start() {
+    use dcmon_exporter::collector::{Scraper, Services};
+    use dcmon_exporter::runtime_config::LiveSettings;
+    let host = Host::new();
+    let (_fans, store) = host.start(25);
+    let mut stored = config("v1", 30);
+    stored.fan_policy = None;
+    stored.interval_s = Some(7);
+    stored.collectors = Some(vec!["meminfo".into(), "uname".into()]);
+    store.apply(&stored, None).unwrap();
+    drop(store);
+
+    // The next start, on flags that name other collectors and 30 s.
+    let flags = dcmon_exporter::config::Config {
+        enabled: ["loadavg", "uname"].into_iter().collect(),
+        ..Default::default()
+    };
+    let services = Services::for_host(&flags);
+    let live = LiveSettings::new(services.runtime_collectors.clone(), Duration::from_secs(30));
+    let store = RuntimeStore::open_with(
+        host.state.path(),
+        25,
+        Arc::clone(&services.fans),
+        None,
+        live.clone(),
+    )
+    .unwrap();
+    assert_eq!(live.interval.get(), Duration::from_secs(7));
+    let scraper = Scraper::new(&flags, &services);
+    assert_eq!(
+        scraper.collector_names().collect::<Vec<_>>(),
+        ["meminfo", "uname"],
+        "loadavg, off in the stored set, is not built"
+    );
+    // A configuration naming neither goes back to the flags: loadavg is
+    // built then, and the interval is the flag's.
+    let mut plain = config("v2", 30);
+    plain.fan_policy = None;
+    plain.interval_s = None;
+    store.apply(&plain, Some(3600)).unwrap();
+    assert_eq!(live.interval.get(), Duration::from_secs(30));
+    assert_eq!(
+        scraper.collector_names().collect::<Vec<_>>(),
+        ["loadavg", "uname"]
+    );
+    // Its rollback puts the stored interval and collectors back.
+    store.revert_if_unconfirmed("v2");
+    assert_eq!(live.interval.get(), Duration::from_secs(7));
+    assert_eq!(
+        scraper.collector_names().collect::<Vec<_>>(),
+        ["meminfo", "uname"]
+    );
+}
+
+/// A stand-in for the receiver's host-facing side on loopback: the command
+/// queue an enrolled exporter long-polls (and answers), and remote write,
+/// recording the tick of every batch. Only what the exporter calls.
+struct StandInReceiver {
+    state: Arc<Received>,
+    url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Default)]
+struct Received {
+    queue: std::sync::Mutex<std::collections::VecDeque<DeliveredCommand>>,
+    results: std::sync::Mutex<Vec<(i64, CommandResult)>>,
+    /// Each written batch's tick, in arrival order.
+    ticks: std::sync::Mutex<Vec<i64>>,
+}
+
+impl StandInReceiver {
+    fn start() -> StandInReceiver {
+        use axum::routing::{get, post};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Received::default());
+        let app = axum::Router::new()
+            .route("/api/dcmon/commands/next", get(next_command))
+            .route("/api/dcmon/commands/{id}/result", post(command_result))
+            .route("/api/v1/write", post(write))
+            .with_state(Arc::clone(&state));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+        StandInReceiver {
+            state,
+            url,
+            _runtime: runtime,
+        }
+    }
+
+    /// Registers a host in `state_dir` with this receiver, as
+    /// `dcmon-exporter register` leaves it.
+    fn enrol(&self, state_dir: &std::path::Path) {
+        use dcmon_exporter::identity::{Enrollment, IdentityStore};
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let enrollment = Enrollment {
+            server: self.url.clone(),
+            client_id: "host-1".into(),
+            instance: "host-1".into(),
+            audience: "dcmon".into(),
+            server_fingerprint: None,
+            server_ca_fingerprint: None,
+            server_ca_file: None,
+        };
+        IdentityStore::open(state_dir)
+            .unwrap()
+            .save(&key, &enrollment)
+            .unwrap();
+    }
+
+    /// Queues `command`; returns its id.
+    fn queue(&self, command: Command) -> i64 {
+        let mut queue = self.state.queue.lock().unwrap();
+        let id = 1 + self.state.results.lock().unwrap().len() as i64 + queue.len() as i64;
+        queue.push_back(DeliveredCommand {
+            id,
+            command,
+            deadline: i64::MAX,
+        });
+        id
+    }
+
+    /// Waits for the result of command `id`.
+    fn result(&self, id: i64) -> CommandResult {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, result)) = self
+                .state
+                .results
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(i, _)| *i == id)
+            {
+                return result.clone();
+            }
+            assert!(Instant::now() < deadline, "command {id} never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ticks(&self) -> Vec<i64> {
+        self.state.ticks.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` consecutive ticks arrived after the first
+    /// `from` ones with `step_ms` between each and the next, and returns
+    /// how many ticks had arrived by then.
+    fn wait_for_spacing(&self, from: usize, step_ms: i64, count: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let ticks = self.ticks();
+            let newer = &ticks[from.min(ticks.len())..];
+            let run = newer
+                .windows(count)
+                .any(|w| w.windows(2).all(|pair| pair[1] - pair[0] == step_ms));
+            if run {
+                return ticks.len();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} ticks {step_ms} ms apart after the first {from}: {ticks:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn next_command(
+    axum::extract::State(state): axum::extract::State<Arc<Received>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A short long poll, so the exporter does not spin.
+    for _ in 0..20 {
+        if let Some(command) = state.queue.lock().unwrap().pop_front() {
+            return axum::Json(command).into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+async fn command_result(
+    axum::extract::State(state): axum::extract::State<Arc<Received>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    axum::Json(result): axum::Json<CommandResult>,
+) -> axum::http::StatusCode {
+    state.results.lock().unwrap().push((id, result));
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn write(
+    axum::extract::State(state): axum::extract::State<Arc<Received>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use dcmon_protocol::remote_write::{self, Version};
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let version = remote_write::version_from_content_type(content_type).unwrap();
+    let raw = remote_write::decompress(&body, 64 << 20).unwrap();
+    let batch = remote_write::decode(version, &raw).unwrap();
+    let ticks: std::collections::BTreeSet<i64> = batch
+        .series
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|(t, _)| *t))
+        .collect();
+    assert_eq!(ticks.len(), 1, "one batch, one tick: {ticks:?}");
+    state.ticks.lock().unwrap().push(*ticks.first().unwrap());
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    if version == Version::V2 {
+        response.headers_mut().insert(
+            remote_write::headers::SAMPLES_WRITTEN,
+            batch.sample_count().into(),
+        );
+    }
+    response
+}
+
+/// An exporter process enrolled with `receiver`, on the given flags.
+fn enrolled_exporter(
+    receiver: &StandInReceiver,
+    state: &tempfile::TempDir,
+    flags: &[&str],
+) -> crate::common::process::Server {
+    receiver.enrol(state.path());
+    let mut args = vec!["--state-dir", state.path().to_str().unwrap()];
+    args.extend_from_slice(flags);
+    crate::common::process::Server::exporter(&args)
+}
+
+/// Runs `command` through `receiver` and returns the host's answer.
+fn run_command(receiver: &StandInReceiver, command: Command) -> serde_json::Value {
+    let id = receiver.queue(command);
+    let result = receiver.result(id);
+    assert_eq!(
+        result.status,
+        CommandStatus::Succeeded,
+        "{:?}",
+        result.error
+    );
+    serde_json::from_str(&result.output).unwrap()
+}
+
+/// Waits until `/metrics` satisfies `done`.
+fn wait_for_metrics(
+    exporter: &crate::common::process::Server,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let text = crate::common::process::get_text(&exporter.url("/metrics"));
+        if done(&text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened:\n{text}\n{}",
+            exporter.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn live_config(version: &str) -> RuntimeConfig {
+    serde_json::from_value(json!({"version": version})).unwrap()
+}
+
+#[test]
+fn a_new_interval_respaces_the_shipped_ticks_at_once_and_its_rollback_restores_them() {
+    let receiver = StandInReceiver::start();
+    let state = tempfile::tempdir().unwrap();
+    let exporter = enrolled_exporter(
+        &receiver,
+        &state,
+        &[
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.config",
+            "--remote-write.interval",
+            "1s",
+        ],
+    );
+    receiver.wait_for_spacing(0, 1_000, 3);
+
+    let mut config = live_config("fast-to-slow");
+    config.interval_s = Some(2);
+    let answer = run_command(&receiver, apply(config, Some(15)));
+    assert!(answer.get("at_next_restart").is_none(), "{answer}");
+    let applied_at = receiver.ticks().len();
+    let seen = receiver.wait_for_spacing(applied_at, 2_000, 3);
+
+    // Unconfirmed: the flag's 1 s comes back, in the same process.
+    wait_for_metrics(&exporter, "the rollback", |text| {
+        !text.contains("dcmon_config_info")
+    });
+    receiver.wait_for_spacing(seen, 1_000, 4);
+
+    let mut ticks = receiver.ticks();
+    ticks.sort_unstable();
+    assert!(
+        ticks.windows(2).all(|pair| pair[0] < pair[1]),
+        "every tick once: {ticks:?}"
+    );
+    assert!(
+        ticks.iter().all(|tick| tick % 1_000 == 0),
+        "aligned: {ticks:?}"
+    );
+    assert_eq!(
+        exporter.log_lines_containing("listening").len(),
+        1,
+        "never restarted"
+    );
+}
+
+#[test]
+fn a_collector_not_started_is_built_by_config_update_and_its_rollback_turns_it_off() {
+    let receiver = StandInReceiver::start();
+    let state = tempfile::tempdir().unwrap();
+    let exporter = enrolled_exporter(
+        &receiver,
+        &state,
+        &[
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.config",
+        ],
+    );
+    let page = crate::common::process::get_text(&exporter.url("/metrics"));
+    assert!(page.contains("node_load1 "), "{page}");
+    assert!(!page.contains("node_memory_MemTotal_bytes"), "{page}");
+
+    let mut config = live_config("with-meminfo");
+    config.collectors = Some(vec!["loadavg".into(), "config".into(), "meminfo".into()]);
+    let answer = run_command(&receiver, apply(config, Some(10)));
+    assert!(answer.get("at_next_restart").is_none(), "{answer}");
+    wait_for_metrics(&exporter, "meminfo's families", |text| {
+        text.contains("node_memory_MemTotal_bytes ")
+            && text.contains("node_scrape_collector_success{collector=\"meminfo\"} 1")
+            && text.contains("dcmon_config_info{")
+    });
+
+    // Unconfirmed: back to the flags' collectors.
+    wait_for_metrics(&exporter, "the rollback", |text| {
+        !text.contains("node_memory_MemTotal_bytes")
+            && !text.contains("collector=\"meminfo\"")
+            && !text.contains("dcmon_config_info")
+            && text.contains("node_load1 ")
+    });
+    assert_eq!(
+        exporter.log_lines_containing("listening").len(),
+        1,
+        "never restarted"
+    );
+    assert_eq!(
+        exporter.log_lines_containing("collectors started").len(),
+        1,
+        "built once"
+    );
 }

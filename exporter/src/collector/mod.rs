@@ -10,10 +10,18 @@
 //! reports `node_scrape_collector_success` and `_duration_seconds` for each
 //! one, as node_exporter does. One failing, panicking or hung collector
 //! never fails the scrape.
+//!
+//! Which collectors run is the flags' choice until a runtime configuration
+//! names a set ([`RuntimeCollectors`]): the scraper then skips the others
+//! from the next scrape, and builds at once, as at start-up, any it names
+//! that were not built. A collector is built once for the process's life
+//! (some keep a worker thread or a cached background run), so one turned
+//! off is kept, no longer scraped, and scraped again as it was when turned
+//! back on; a background timer it started (apt's) keeps its pace meanwhile.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -145,14 +153,69 @@ pub struct Services {
     /// The runtime configuration store, once `main` has opened it (the
     /// `config` collector shows its version).
     pub runtime: Arc<std::sync::OnceLock<Arc<crate::runtime_config::RuntimeStore>>>,
-    /// The collectors a `config_update` leaves running (`None`: all that
-    /// were built); the scraper skips the others from the next scrape.
+    /// The collectors a `config_update` runs (the flags' while it names
+    /// none); the scraper built on these services follows it.
     pub runtime_collectors: RuntimeCollectors,
 }
 
 /// The set of collectors a runtime configuration names, shared by the
-/// scraper and the runtime configuration store.
-pub type RuntimeCollectors = Arc<std::sync::RwLock<Option<Vec<String>>>>;
+/// runtime configuration store, which sets it, and the scraper built on
+/// the same [`Services`], which runs it.
+#[derive(Clone, Default)]
+pub struct RuntimeCollectors(Arc<Selection>);
+
+#[derive(Default)]
+struct Selection {
+    /// The names a configuration enables; `None`: the flags'.
+    names: RwLock<Option<Vec<String>>>,
+    /// The collectors of the scraper built on these services. Weak: that
+    /// scraper holds the services, and so this.
+    built: Mutex<Weak<Built>>,
+}
+
+impl std::fmt::Debug for RuntimeCollectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RuntimeCollectors")
+            .field(&self.names())
+            .finish()
+    }
+}
+
+impl RuntimeCollectors {
+    /// Runs `names` from the next scrape (`None`: the flags' set), building
+    /// at once those of them the scraper has not built. Before a scraper
+    /// exists this only records the set, which [`Scraper::new`] builds.
+    /// Returns the collectors it built.
+    pub fn set(&self, names: Option<Vec<String>>) -> Vec<&'static str> {
+        let built = self
+            .0
+            .built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        // Built before they are named: a scrape in between never finds a
+        // collector named and missing.
+        let started = match &built {
+            Some(built) => built.build_missing(names.as_deref()),
+            None => Vec::new(),
+        };
+        *self.0.names.write().unwrap_or_else(|e| e.into_inner()) = names;
+        started
+    }
+
+    /// The names a configuration enables (`None`: the flags').
+    pub fn names(&self) -> Option<Vec<String>> {
+        self.0
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn attach(&self, built: &Arc<Built>) {
+        *self.0.built.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(built);
+    }
+}
 
 impl Services {
     /// The services for the host `config` describes: fan control for the
@@ -165,7 +228,7 @@ impl Services {
             fans: Arc::new(fans),
             gpu_temperatures,
             runtime: Arc::default(),
-            runtime_collectors: Arc::default(),
+            runtime_collectors: RuntimeCollectors::default(),
         }
     }
 }
@@ -246,9 +309,85 @@ struct Entry {
     running: Arc<AtomicBool>,
 }
 
+/// What builds a collector named after start-up: the start-up
+/// configuration and services, so it is built exactly as it would have
+/// been then.
+struct Factory {
+    config: Config,
+    services: Services,
+}
+
+/// The collectors a scraper has built.
+struct Built {
+    /// In [`ALL`]'s order.
+    entries: RwLock<Vec<Arc<Entry>>>,
+    /// The flags' set: what runs while no configuration names one.
+    flags: Vec<&'static str>,
+    /// `None` for a scraper over given collectors (tests).
+    factory: Option<Factory>,
+    /// Held while building, so two updates never build one collector twice.
+    building: Mutex<()>,
+}
+
+impl Built {
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn is_built(&self, name: &str) -> bool {
+        self.entries().iter().any(|e| e.name == name)
+    }
+
+    /// Builds the collectors of `names` (`None`: the flags') not built yet.
+    fn build_missing(&self, names: Option<&[String]>) -> Vec<&'static str> {
+        let Some(factory) = &self.factory else {
+            return Vec::new();
+        };
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = |name: &str| match names {
+            Some(names) => names.iter().any(|n| n == name),
+            None => self.flags.contains(&name),
+        };
+        let missing: Vec<&CollectorInfo> = ALL
+            .iter()
+            .filter(|info| wanted(info.name) && !self.is_built(info.name))
+            .collect();
+        for info in &missing {
+            let entry = Arc::new(Entry::new(
+                info.name,
+                info.build(&factory.config, &factory.services),
+            ));
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            let at = entries.partition_point(|e| position(e.name) < position(info.name));
+            entries.insert(at, entry);
+        }
+        missing.iter().map(|info| info.name).collect()
+    }
+}
+
+/// Where `name` stands in [`ALL`] (names not in it, last).
+fn position(name: &str) -> usize {
+    ALL.iter()
+        .position(|info| info.name == name)
+        .unwrap_or(usize::MAX)
+}
+
+impl Entry {
+    fn new(name: &'static str, collector: Box<dyn Collector>) -> Entry {
+        Entry {
+            name,
+            collector: Arc::from(collector),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 /// Runs the enabled collectors for each scrape.
 pub struct Scraper {
-    entries: Vec<Entry>,
+    built: Arc<Built>,
     timeout: Duration,
     /// A runtime configuration's collectors: the others are skipped.
     runtime_collectors: RuntimeCollectors,
@@ -256,7 +395,7 @@ pub struct Scraper {
 
 impl std::fmt::Debug for Scraper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.entries.iter().map(|e| e.name).collect();
+        let names: Vec<_> = self.built.entries().iter().map(|e| e.name).collect();
         f.debug_struct("Scraper")
             .field("collectors", &names)
             .field("timeout", &self.timeout)
@@ -311,59 +450,86 @@ enum Outcome {
 }
 
 impl Scraper {
-    /// Builds the collectors that `config` enables, on `services`.
+    /// Builds the collectors that `config` enables, on `services`, or
+    /// those that `services.runtime_collectors` names when it names a set
+    /// (a stored runtime configuration), and follows that set from then on.
     pub fn new(config: &Config, services: &Services) -> Self {
-        let collectors = ALL
+        let flags: Vec<&'static str> = ALL
             .iter()
-            .filter(|info| config.collector_enabled(info.name))
-            .map(|info| (info.name, (info.build)(config, services)))
+            .map(|info| info.name)
+            .filter(|name| config.collector_enabled(name))
             .collect();
-        let mut scraper = Self::with_collectors(collectors, config.collector_timeout);
-        scraper.runtime_collectors = Arc::clone(&services.runtime_collectors);
-        scraper
+        let built = Arc::new(Built {
+            entries: RwLock::default(),
+            flags,
+            factory: Some(Factory {
+                config: config.clone(),
+                services: services.clone(),
+            }),
+            building: Mutex::new(()),
+        });
+        built.build_missing(services.runtime_collectors.names().as_deref());
+        services.runtime_collectors.attach(&built);
+        Self {
+            built,
+            timeout: config.collector_timeout,
+            runtime_collectors: services.runtime_collectors.clone(),
+        }
     }
 
     /// A scraper over the given collectors (tests use their own).
+    #[cfg(test)]
     fn with_collectors(
         collectors: Vec<(&'static str, Box<dyn Collector>)>,
         timeout: Duration,
     ) -> Self {
+        let flags = collectors.iter().map(|(name, _)| *name).collect();
         let entries = collectors
             .into_iter()
-            .map(|(name, collector)| Entry {
-                name,
-                collector: Arc::from(collector),
-                running: Arc::new(AtomicBool::new(false)),
-            })
+            .map(|(name, collector)| Arc::new(Entry::new(name, collector)))
             .collect();
         Self {
-            entries,
+            built: Arc::new(Built {
+                entries: RwLock::new(entries),
+                flags,
+                factory: None,
+                building: Mutex::new(()),
+            }),
             timeout,
             runtime_collectors: RuntimeCollectors::default(),
         }
     }
 
-    /// Names of the enabled collectors.
-    pub fn collector_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.entries.iter().map(|e| e.name)
+    /// Names of the collectors that run now: built, and enabled by the
+    /// runtime configuration (or the flags, while it names none).
+    pub fn collector_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.running()
+            .into_iter()
+            .map(|entry| entry.name)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The entries that run now.
+    fn running(&self) -> Vec<Arc<Entry>> {
+        let names = self.runtime_collectors.names();
+        self.built
+            .entries()
+            .into_iter()
+            .filter(|entry| match &names {
+                Some(names) => names.iter().any(|n| n == entry.name),
+                None => self.built.flags.contains(&entry.name),
+            })
+            .collect()
     }
 
     /// Runs every enabled collector concurrently and merges their output,
     /// with the per-collector success and duration families added.
     pub async fn scrape(&self) -> Snapshot {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let only = self
-            .runtime_collectors
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let tasks: Vec<_> = self
-            .entries
+            .running()
             .iter()
-            .filter(|entry| {
-                only.as_ref()
-                    .is_none_or(|names| names.iter().any(|n| n == entry.name))
-            })
             .map(|entry| (entry.name, self.start(entry)))
             .collect();
         let mut merged = Snapshot::new();

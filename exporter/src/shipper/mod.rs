@@ -2,7 +2,8 @@
 //! [`SnapshotSource`] as `/metrics` (the exporter's shared scraper), and pushes each round to every configured
 //! endpoint, spooling to disk while an endpoint is unreachable.
 //!
-//! - [`schedule`]: tick alignment (samples carry the tick time),
+//! - [`schedule`]: tick alignment (samples carry the tick time) and the
+//!   interval in force, which a `config_update` may change while it runs,
 //! - [`batch`]: a scrape turned into a compressed Remote-Write body,
 //! - [`metrics`]: the shipper's own counters, as samples.
 //!
@@ -32,6 +33,7 @@ pub use batch::{Batch, TargetLabels};
 pub use endpoint::{EndpointAuth, EndpointConfig, RequestSigner};
 pub use message::ProtobufMessage;
 pub use metrics::ShipperMetrics;
+pub use schedule::LiveInterval;
 pub use spool::SpoolLimits;
 
 use crate::self_metrics;
@@ -52,7 +54,8 @@ const CHANNEL_CAPACITY: usize = 2;
 /// Everything the shipper runs from.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
-    /// Collection interval; ticks are multiples of it since the epoch.
+    /// Collection interval (the flag's); ticks are multiples of it since
+    /// the epoch. [`Shipper::start_following`] takes a live one instead.
     pub interval: Duration,
     /// Labels added to every series.
     pub labels: TargetLabels,
@@ -145,10 +148,24 @@ pub struct Shipper {
 
 impl Shipper {
     /// Checks the state directory, opens every spool and starts the
-    /// collection loop and one worker per endpoint. Everything stops when
-    /// `shutdown` becomes `true`; [`Shipper::stopped`] waits for that.
+    /// collection loop and one worker per endpoint, collecting every
+    /// `config.interval`. Everything stops when `shutdown` becomes `true`;
+    /// [`Shipper::stopped`] waits for that.
     pub async fn start<S: SnapshotSource>(
         config: ShipperConfig,
+        scraper: Arc<S>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Shipper, ShipperError> {
+        let interval = LiveInterval::new(config.interval);
+        Shipper::start_following(config, interval, scraper, shutdown).await
+    }
+
+    /// [`Shipper::start`], collecting at whatever `interval` holds: a
+    /// change takes effect from the next tick (`config.interval` is not
+    /// read).
+    pub async fn start_following<S: SnapshotSource>(
+        config: ShipperConfig,
+        interval: LiveInterval,
         scraper: Arc<S>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Shipper, ShipperError> {
@@ -223,6 +240,7 @@ impl Shipper {
         }
         tasks.spawn(collect_loop(
             config,
+            interval,
             scraper,
             Arc::clone(&metrics),
             outlets,
@@ -258,30 +276,42 @@ struct Outlet {
 /// Collects on every tick and hands the batch to each endpoint.
 async fn collect_loop<S: SnapshotSource>(
     config: ShipperConfig,
+    interval: LiveInterval,
     scraper: Arc<S>,
     metrics: Arc<ShipperMetrics>,
     outlets: Vec<Outlet>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut last_tick = i64::MIN;
+    // `interval` stays alive beside its receiver, so `changed` only ever
+    // reports a change.
+    let mut changes = interval.subscribe();
+    let mut last_tick = None;
     let mut schedule = batch::MetadataSchedule::new(batch::METADATA_RESEND);
     loop {
+        let in_force = *changes.borrow_and_update();
         // The next tick after the last one collected: a round that overran
         // skips the ticks it missed rather than stamping them late.
-        let interval_ms = config.interval.as_millis() as i64;
-        let mut tick = schedule::next_tick_ms(SystemTime::now(), config.interval);
-        if tick <= last_tick {
-            tick = last_tick + interval_ms;
-        }
-        if last_tick != i64::MIN && tick > last_tick + interval_ms {
-            let skipped = (tick - last_tick) / interval_ms - 1;
+        let (tick, skipped) = schedule::next_tick_after(
+            SystemTime::now(),
+            in_force.interval,
+            last_tick,
+            in_force.since_ms,
+        );
+        if skipped > 0 {
             tracing::warn!(skipped, "collection overran the interval; ticks skipped");
-            metrics.skipped(skipped as u64);
+            metrics.skipped(skipped);
         }
         let wait = schedule::until_tick(SystemTime::now(), tick);
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
+            // A new interval: plan the tick again on it, now rather than
+            // after a wait the old interval chose.
+            _ = changes.changed() => {
+                let interval = changes.borrow().interval;
+                tracing::info!(?interval, "collection interval changed");
+                continue;
+            }
             _ = tokio::time::sleep(wait) => {}
         }
         let snapshot = tokio::select! {
@@ -300,7 +330,7 @@ async fn collect_loop<S: SnapshotSource>(
             metadata.clear();
         }
         let mut encoded: [Option<Arc<Batch>>; 2] = [None, None];
-        last_tick = tick;
+        last_tick = Some(tick);
         for outlet in &outlets {
             let version = outlet.negotiation.current();
             let slot = &mut encoded[usize::from(version == Version::V2)];
