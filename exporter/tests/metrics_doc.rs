@@ -38,7 +38,7 @@ use dcmon_protocol::commands::{FanMode, RuntimeConfig};
 use crate::common::fixtures;
 use crate::common::stand_in::{Reply, StandIn};
 use crate::fixture_compare::node_exporter_config;
-use crate::gpu::{H100, RTX4080, fake_gpu_snapshot, reading_from_capture};
+use crate::gpu::{H100, H200_MIG, RTX4080, fake_gpu_snapshot, reading_from_capture};
 use crate::hardware_catalog::{FakeHardware, fake_hardware};
 
 const COMMAND: &str = "cargo test -p dcmon-exporter --test integration metrics_doc";
@@ -230,7 +230,7 @@ fn xml_text<'a>(xml: &'a str, tag: &str) -> &'a str {
 /// load (the fake source's values, plus PCIe replays and throughput from
 /// their `nvidia-smi -q` and the clock-event reasons it leaves out), and a
 /// Tesla T4's retired-pages state, which only GPUs before row remapping
-/// report.
+/// report, and an H200 in MIG mode with its MIG devices.
 fn recorded_gpus() -> (DriverInfo, Vec<GpuReading>) {
     let mut driver = DriverInfo::default();
     let mut gpus = Vec::new();
@@ -273,6 +273,10 @@ fn recorded_gpus() -> (DriverInfo, Vec<GpuReading>) {
         },
         ..GpuReading::default()
     });
+    let (_, mut mig) = reading_from_capture(H200_MIG);
+    mig.index = 3;
+    mig.uuid = "GPU-00000003-AAAA-0000-0000-000000000000".into();
+    gpus.push(mig);
     (driver, gpus)
 }
 
