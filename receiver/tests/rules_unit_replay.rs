@@ -198,35 +198,69 @@ pub fn replay(path: &Path) -> Result<Replay, String> {
         .map(|(i, test)| read_test(&shown, i, test, eval_interval_ms))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // Tests are independent (each has its own rule state and storage), so
+    // they run side by side; the long ones evaluate thousands of steps.
+    let outcomes: Vec<Result<Replay, String>> = std::thread::scope(|scope| {
+        let running: Vec<_> = tests
+            .iter()
+            .map(|test| {
+                let (rule_files, order) = (&rule_files, &order);
+                scope.spawn(move || replay_test(test, rule_files, order, eval_interval_ms))
+            })
+            .collect();
+        running
+            .into_iter()
+            .zip(&tests)
+            .map(|(thread, test)| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(format!("{}: the replay panicked", test.place)))
+            })
+            .collect()
+    });
+    let mut replay = Replay::default();
+    for outcome in outcomes {
+        let one = outcome?;
+        replay.checked += one.checked;
+        replay.mismatches.extend(one.mismatches);
+    }
+    Ok(replay)
+}
+
+/// Replays one test of a file with its own rule groups and storage.
+fn replay_test(
+    test: &UnitTest,
+    rule_files: &[String],
+    order: &BTreeMap<&str, usize>,
+    eval_interval_ms: i64,
+) -> Result<Replay, String> {
+    // promtool loads the rule files per test, with the test's interval as
+    // the groups' default.
+    let interval = Duration::from_millis(test.interval_ms as u64);
+    let mut groups = file::load(rule_files, interval)
+        .map_err(|e| format!("{}: rule files: {e}", test.place))?
+        .groups;
+    // promtool's ordering: by place in group_eval_order, a group not named
+    // there counting as the first.
+    groups.sort_by_key(|g| order.get(g.name.as_str()).copied().unwrap_or(0));
+    let groups = groups
+        .into_iter()
+        .map(|spec| {
+            let mut state = GroupState::new(spec);
+            // As promtool marks its rules restored: no earlier run's `for`
+            // progress to read, and ALERTS written from the first
+            // evaluation.
+            state.restored = true;
+            state
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| format!("starting a runtime: {e}"))?;
     let mut replay = Replay::default();
-    for test in &tests {
-        // promtool loads the rule files per test, with the test's interval
-        // as the groups' default.
-        let interval = Duration::from_millis(test.interval_ms as u64);
-        let mut groups = file::load(&rule_files, interval)
-            .map_err(|e| format!("{}: rule files: {e}", test.place))?
-            .groups;
-        // promtool's ordering: by place in group_eval_order, a group not
-        // named there counting as the first.
-        groups.sort_by_key(|g| order.get(g.name.as_str()).copied().unwrap_or(0));
-        let groups = groups
-            .into_iter()
-            .map(|spec| {
-                let mut state = GroupState::new(spec);
-                // As promtool marks its rules restored: no earlier run's
-                // `for` progress to read, and ALERTS written from the first
-                // evaluation.
-                state.restored = true;
-                state
-            })
-            .collect();
-        run_test(&runtime, test, groups, eval_interval_ms, &mut replay)?;
-    }
+    run_test(&runtime, test, groups, eval_interval_ms, &mut replay)?;
     Ok(replay)
 }
 
@@ -666,9 +700,13 @@ fn shipped_rule_unit_tests_pass_in_the_receivers_evaluator() {
         files.len() >= 6,
         "rules/tests/*.yml went missing: {files:?}"
     );
+    let outcomes: Vec<Result<Replay, String>> = std::thread::scope(|scope| {
+        let running: Vec<_> = files.iter().map(|f| scope.spawn(|| replay(f))).collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
     let mut failures = Vec::new();
-    for file in &files {
-        match replay(file) {
+    for (file, outcome) in files.iter().zip(outcomes) {
+        match outcome {
             Ok(replay) => {
                 // A file whose tests compare nothing proves nothing.
                 if replay.checked == 0 {
