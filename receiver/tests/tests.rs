@@ -33,6 +33,7 @@ mod rules;
 mod rules_eval;
 mod rules_notify;
 mod rules_side_by_side;
+mod rules_unit_replay;
 mod self_scrape;
 mod shipping;
 mod storage_faults;

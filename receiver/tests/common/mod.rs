@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod hosts;
 pub mod peer;
 pub mod rulefile;
+pub mod series_notation;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
