@@ -328,7 +328,11 @@ fn a_huge_forged_subject_cannot_inflate_the_log() {
         "one line per reason per 10 s ({intervals} intervals):\n{added}"
     );
 
-    // After the interval, the next line counts the ones left out.
+    // After the interval, the next refusal is logged again, and its line
+    // counts the ones left out since the last line (none when the last of
+    // the 200 was itself logged, which a slow machine can make happen; the
+    // sum below holds either way).
+    let lines_before = lines.len();
     std::thread::sleep(std::time::Duration::from_millis(10_500));
     let (status, _) = get_with(&receiver, "/health", &forged).unwrap();
     assert_eq!(status, 401);
@@ -350,8 +354,8 @@ fn a_huge_forged_subject_cannot_inflate_the_log() {
         "every refusal is logged or counted:\n{}",
         lines.join("\n")
     );
+    assert_eq!(lines.len(), lines_before + 1, "{}", lines.join("\n"));
     let last = lines.last().unwrap();
-    assert!(!last.contains("suppressed=0"), "{last}");
     assert!(last.len() < 512, "{last}");
 }
 
