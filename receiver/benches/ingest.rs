@@ -37,8 +37,11 @@
 //! prints the ingest rate the senders saw and its ratio to the plain run;
 //! the forwarding throughput, from the first write until the receiver's
 //! `dcmon_receiver_forward_samples_total{result="sent"}` (read from its
-//! `/metrics`) has reached the samples sent for every upstream, with any
-//! failed or dropped; the receiver's CPU per sample while sending, until
+//! `/metrics`) has reached the samples sent for every upstream (sent and
+//! dropped together, when some are dropped), with any failed or dropped;
+//! it includes the last batch's wait of up to
+//! `--remote-write.forward.batch-send-deadline` (1 s), which dominates on
+//! small workloads. Then the receiver's CPU per sample while sending, until
 //! forwarded, and in all (forwarded and settled), and the extra over the
 //! plain run; and how many samples each upstream holds by its own
 //! account (VictoriaMetrics: `count_over_time` over the workload;
@@ -237,6 +240,11 @@ impl Config {
             }
             _ => System::ALL.to_vec(),
         };
+        if forward && !only.contains(&System::Dcmon) {
+            return Err("BENCH_FORWARD=1 compares with the plain dcmon run: \
+                        BENCH_ONLY must include dcmon"
+                .into());
+        }
         Ok(Config {
             hosts,
             series,
@@ -1371,11 +1379,6 @@ fn run() -> Result<(), String> {
         config.senders
     );
 
-    if config.forward && !config.only.contains(&System::Dcmon) {
-        return Err("BENCH_FORWARD=1 compares with the plain dcmon run: \
-                    BENCH_ONLY must include dcmon"
-            .into());
-    }
     let tls = if config.tls && config.only.contains(&System::Dcmon) {
         Some(TlsSetup::new()?)
     } else {
