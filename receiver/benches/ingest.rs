@@ -12,7 +12,9 @@
 //! `BENCH_SHAPE` (`tick`, `scrape` or `both`, the default: which
 //! timestamp shapes to run, see below), `BENCH_BATCH` samples per series
 //! per request (1; 20 is the shape of a sender catching up),
-//! `BENCH_TLS=1` (dcmon twice: plain, then over TLS with a web config).
+//! `BENCH_TLS=1` (dcmon twice: plain, then over TLS with a web config),
+//! `BENCH_FORWARD=1` (after the plain dcmon run, dcmon forwarding to one
+//! and to two upstreams, see below).
 //!
 //! Besides ingest rate, it reads each server's CPU time from
 //! `/proc/<pid>/stat` and prints CPU microseconds per sample: while
@@ -27,6 +29,26 @@
 //! steady stream rather than of handshakes. It prints samples/s of both
 //! and the TLS/plain ratio.
 //!
+//! With `BENCH_FORWARD=1` two more dcmon runs follow the plain one in
+//! each shape, with `--remote-write.forward.url`: "dcmon → 1 upstream"
+//! (a VictoriaMetrics started by the bench) and "dcmon → 2 upstreams"
+//! (that and a Prometheus with `--web.enable-remote-write-receiver`); a
+//! run whose upstream is not installed is skipped with a note. Each
+//! prints the ingest rate the senders saw and its ratio to the plain run;
+//! the forwarding throughput, from the first write until the receiver's
+//! `dcmon_receiver_forward_samples_total{result="sent"}` (read from its
+//! `/metrics`) has reached the samples sent for every upstream (sent and
+//! dropped together, when some are dropped), with any failed or dropped;
+//! it includes the last batch's wait of up to
+//! `--remote-write.forward.batch-send-deadline` (1 s), which dominates on
+//! small workloads. Then the receiver's CPU per sample while sending, until
+//! forwarded, and in all (forwarded and settled), and the extra over the
+//! plain run; and how many samples each upstream holds by its own
+//! account (VictoriaMetrics: `count_over_time` over the workload;
+//! Prometheus: `prometheus_tsdb_head_samples_appended_total`). The
+//! upstreams are processes of their own: their CPU is not in the
+//! receiver's figures, though on a small machine they compete with it.
+//!
 //! The workload: every host sends one request per 30 s tick holding one
 //! sample of each of its series. Series mix per host: ~20% counters with
 //! two decimals (CPU seconds), ~15% integer byte counters, ~35% gauges
@@ -40,6 +62,9 @@
 //! machines.
 
 mod support;
+
+#[path = "support/forward.rs"]
+mod forward;
 
 use support::{env_parse, now_ms};
 
@@ -110,6 +135,20 @@ impl System {
             System::VictoriaMetrics => "VictoriaMetrics",
         }
     }
+
+    /// The installed binary it runs as (dcmon is built with the bench).
+    fn program(self) -> Option<&'static str> {
+        match self {
+            System::Dcmon => None,
+            System::Prometheus => Some("prometheus"),
+            System::VictoriaMetrics => Some("victoria-metrics"),
+        }
+    }
+
+    /// Whether its binary can be found (dcmon's always can).
+    fn installed(self) -> bool {
+        self.program().is_none_or(|p| find_in_path(p).is_some())
+    }
 }
 
 /// Where in the interval samples are stamped.
@@ -144,6 +183,8 @@ struct Config {
     only: Vec<System>,
     /// Also run dcmon behind a TLS web config.
     tls: bool,
+    /// Also run dcmon forwarding to one and to two upstreams.
+    forward: bool,
 }
 
 impl Config {
@@ -153,6 +194,7 @@ impl Config {
         let hours = env_parse("BENCH_HOURS", 24f64)?;
         let senders = env_parse("BENCH_SENDERS", 4usize)?;
         let tls = env_parse("BENCH_TLS", 0u8)? != 0;
+        let forward = env_parse("BENCH_FORWARD", 0u8)? != 0;
         let batch = env_parse("BENCH_BATCH", 1usize)?;
         if hosts == 0 || series == 0 || senders == 0 || batch == 0 || hours.is_nan() || hours <= 0.0
         {
@@ -198,6 +240,11 @@ impl Config {
             }
             _ => System::ALL.to_vec(),
         };
+        if forward && !only.contains(&System::Dcmon) {
+            return Err("BENCH_FORWARD=1 compares with the plain dcmon run: \
+                        BENCH_ONLY must include dcmon"
+                .into());
+        }
         Ok(Config {
             hosts,
             series,
@@ -208,6 +255,7 @@ impl Config {
             first_tick_ms,
             only,
             tls,
+            forward,
         })
     }
 
@@ -854,6 +902,8 @@ struct Outcome {
     system: System,
     /// Sent over TLS.
     tls: bool,
+    /// What dcmon forwarded, in a forwarding run.
+    forwarded: Option<forward::Forwarded>,
     samples: u64,
     send: Duration,
     /// Server CPU time while the workload was sent.
@@ -867,7 +917,13 @@ struct Outcome {
 
 impl Outcome {
     fn label(&self) -> String {
-        run_label(self.system, self.tls)
+        let upstreams = self.forwarded.as_ref().map_or(0, |f| f.upstreams.len());
+        run_label(self.system, self.tls, upstreams)
+    }
+
+    /// Neither over TLS nor forwarding: dcmon's plain run.
+    fn is_plain(&self) -> bool {
+        !self.tls && self.forwarded.is_none()
     }
 
     fn rate(&self) -> f64 {
@@ -918,6 +974,50 @@ fn run_system(
     tls: Option<&TlsSetup>,
     control: &Client,
 ) -> Result<Outcome, String> {
+    let started = start_system(system, tls, &[], control)?;
+    measure(config, shape, started, &mut [], control)
+}
+
+/// Runs dcmon forwarding to `upstreams`, each started for the run.
+fn run_forward(
+    config: &Config,
+    shape: Shape,
+    upstreams: &[System],
+    control: &Client,
+) -> Result<Outcome, String> {
+    let mut started = Vec::new();
+    for &system in upstreams {
+        let upstream = start_system(system, None, &forward::upstream_args(system), control)?;
+        started.push(forward::Upstream {
+            system,
+            write_url: upstream.target.url,
+            server: upstream.server,
+        });
+    }
+    let flags: Vec<String> = started
+        .iter()
+        .map(|u| format!("--remote-write.forward.url={}", u.write_url))
+        .collect();
+    let receiver = start_system(System::Dcmon, None, &flags, control)?;
+    measure(config, shape, receiver, &mut started, control)
+}
+
+/// A server started for a run, and how to write to it.
+#[derive(Debug)]
+struct Started {
+    system: System,
+    server: Server,
+    target: Target,
+}
+
+/// Starts `system` with `extra` flags (dcmon behind a TLS web config when
+/// `tls` is given) and waits until it is ready.
+fn start_system(
+    system: System,
+    tls: Option<&TlsSetup>,
+    extra: &[String],
+    control: &Client,
+) -> Result<Started, String> {
     let (program, mut args, ready_path, write_path): (String, Vec<String>, Option<&str>, &str) =
         match system {
             System::Dcmon => (
@@ -992,6 +1092,7 @@ fn run_system(
         }
         None => "http",
     };
+    args.extend(extra.iter().cloned());
     let mut server = Server::spawn(&program, &args, system, &files, scheme)?;
     server.wait_ready(ready_path, control)?;
     let token = if system == System::Dcmon {
@@ -1010,7 +1111,11 @@ fn run_system(
         token,
         ca: tls.map(|t| t.ca.clone()),
     };
-    measure(config, shape, system, server, target, control)
+    Ok(Started {
+        system,
+        server,
+        target,
+    })
 }
 
 const NOT_INSTALLED: &str = "not installed";
@@ -1040,26 +1145,37 @@ fn write_latency(control: &Client, server: &Server, token: &str) -> Option<(f64,
     (count > 0.0).then(|| (sum / count, count))
 }
 
-/// How a run is named in progress lines and the table.
-fn run_label(system: System, tls: bool) -> String {
-    if tls {
+/// How a run is named in progress lines and the table: by its system,
+/// whether it was sent over TLS, and how many upstreams it forwarded to.
+fn run_label(system: System, tls: bool, upstreams: usize) -> String {
+    if upstreams > 0 {
+        forward::run_label(upstreams)
+    } else if tls {
         format!("{} (TLS)", system.label())
     } else {
         system.label().to_owned()
     }
 }
 
+/// Sends the workload to `started` and measures it until it has settled
+/// (and, for dcmon forwarding to `upstreams`, until it has forwarded
+/// everything).
 fn measure(
     config: &Config,
     shape: Shape,
-    system: System,
-    mut server: Server,
-    target: Target,
+    started: Started,
+    upstreams: &mut [forward::Upstream],
     control: &Client,
 ) -> Result<Outcome, String> {
+    let Started {
+        system,
+        mut server,
+        target,
+    } = started;
     let tls = target.ca.is_some();
-    let label = run_label(system, tls);
+    let label = run_label(system, tls, upstreams.len());
     println!("{label}: sending ...");
+    let first_write = Instant::now();
     let cpu_start = server.cpu_time();
     let (send, totals) = send_phase(config, shape, &target).map_err(|e| {
         let tail = server.log_tail();
@@ -1076,6 +1192,36 @@ fn measure(
         totals.build.as_secs_f64()
     );
     let settle = Instant::now();
+    let waited = if upstreams.is_empty() {
+        None
+    } else {
+        let token = target.token.clone().unwrap_or_default();
+        let waited = forward::wait_forwarded(
+            &label,
+            control,
+            &mut server,
+            &token,
+            upstreams,
+            config.total_samples(),
+            first_write,
+        )?;
+        let cpu = server.cpu_time().saturating_sub(cpu_start);
+        // The last upstream to be done; none when one never was.
+        let done_after = waited
+            .iter()
+            .map(|progress| progress.done_after)
+            .collect::<Option<Vec<Duration>>>()
+            .and_then(|done| done.into_iter().max());
+        if let Some(after) = done_after {
+            println!(
+                "{label}: every upstream had every sample {:.1} s after the first write, \
+                 {:.1} s after the last",
+                after.as_secs_f64(),
+                after.saturating_sub(send).as_secs_f64()
+            );
+        }
+        Some((waited, done_after, cpu))
+    };
     match system {
         System::Dcmon => {
             let token = target.token.clone().unwrap_or_default();
@@ -1156,11 +1302,29 @@ fn measure(
     server.check_alive()?;
     let cpu_total = server.cpu_time().saturating_sub(cpu_start);
     let peak_rss = rss_after_send.max(server.peak_rss());
+    // With forwarding, this includes what is left of the queues (next to
+    // the database).
     let disk_bytes = dir_bytes(&server.data);
+    let forwarded = match waited {
+        Some((waited, done_after, cpu)) => Some(forward::Forwarded {
+            upstreams: forward::finish(
+                control,
+                &server,
+                target.token.as_deref().unwrap_or_default(),
+                upstreams,
+                waited,
+                config.first_tick_ms,
+            )?,
+            done_after,
+            cpu,
+        }),
+        None => None,
+    };
     drop(server);
     Ok(Outcome {
         system,
         tls,
+        forwarded,
         samples: config.total_samples(),
         send,
         cpu_send,
@@ -1173,6 +1337,15 @@ fn measure(
 
 // ---------------------------------------------------------------------------
 // Main
+
+/// One run of a shape.
+#[derive(Debug, Clone, Copy)]
+enum Run<'a> {
+    /// A system storing what it is sent; dcmon behind TLS when given.
+    Local(System, Option<&'a TlsSetup>),
+    /// dcmon storing what it is sent and forwarding it to these upstreams.
+    Forward(&'static [System]),
+}
 
 fn run() -> Result<(), String> {
     let config = Config::from_env()?;
@@ -1216,27 +1389,65 @@ fn run() -> Result<(), String> {
         control = control.tls_certs_merge([tls.ca.clone()]);
     }
     let control = control.build().map_err(|e| format!("http client: {e}"))?;
-    // dcmon plain, then (with BENCH_TLS=1) dcmon over TLS, then the peers.
-    let mut runs: Vec<(System, Option<&TlsSetup>)> =
-        config.only.iter().map(|&system| (system, None)).collect();
-    let dcmon_at = runs.iter().position(|&(s, _)| s == System::Dcmon);
-    if let (Some(position), Some(tls)) = (dcmon_at, &tls) {
-        runs.insert(position + 1, (System::Dcmon, Some(tls)));
+    // dcmon plain, then (with BENCH_TLS=1) dcmon over TLS, then (with
+    // BENCH_FORWARD=1) dcmon forwarding, then the peers.
+    let mut runs: Vec<Run> = config
+        .only
+        .iter()
+        .map(|&system| Run::Local(system, None))
+        .collect();
+    let mut after_dcmon = runs
+        .iter()
+        .position(|run| matches!(run, Run::Local(System::Dcmon, _)))
+        .map_or(runs.len(), |at| at + 1);
+    if let Some(tls) = &tls {
+        runs.insert(after_dcmon, Run::Local(System::Dcmon, Some(tls)));
+        after_dcmon += 1;
+    }
+    if config.forward {
+        for (i, upstreams) in forward::UPSTREAM_SETS.into_iter().enumerate() {
+            runs.insert(after_dcmon + i, Run::Forward(upstreams));
+        }
     }
     let mut tables = Vec::new();
     for &shape in &config.shapes {
         println!("--- {} timestamps", shape.label());
         let mut outcomes = Vec::new();
-        for &(system, tls) in &runs {
-            match run_system(&config, shape, system, tls, &control) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) if e == NOT_INSTALLED => println!(
-                    "{}: binary not installed, skipping (install with: \
-                     apt-get install prometheus victoria-metrics)",
-                    system.label()
-                ),
-                Err(e) => return Err(e),
-            }
+        for &run in &runs {
+            let outcome = match run {
+                Run::Local(system, tls) => {
+                    match run_system(&config, shape, system, tls, &control) {
+                        Err(e) if e == NOT_INSTALLED => {
+                            println!(
+                                "{}: binary not installed, skipping (install with: \
+                             apt-get install prometheus victoria-metrics)",
+                                system.label()
+                            );
+                            continue;
+                        }
+                        outcome => outcome?,
+                    }
+                }
+                Run::Forward(upstreams) => {
+                    let missing: Vec<&str> = upstreams
+                        .iter()
+                        .filter(|s| !s.installed())
+                        .filter_map(|s| s.program())
+                        .collect();
+                    if !missing.is_empty() {
+                        println!(
+                            "{}: upstream {} not installed, skipping (install with: \
+                             apt-get install {})",
+                            forward::run_label(upstreams.len()),
+                            missing.join(" and "),
+                            missing.join(" ")
+                        );
+                        continue;
+                    }
+                    run_forward(&config, shape, upstreams, &control)?
+                }
+            };
+            outcomes.push(outcome);
         }
         tables.push((shape, outcomes));
     }
@@ -1254,7 +1465,7 @@ fn print_table(shape: Shape, batch: usize, outcomes: &[Outcome]) {
         shape.label()
     );
     println!(
-        "{:<16} {:>12} {:>9} {:>12} {:>10} {:>10} {:>13} {:>14} {:>13} {:>8}",
+        "{:<20} {:>12} {:>9} {:>12} {:>10} {:>10} {:>13} {:>14} {:>13} {:>8}",
         "system",
         "samples",
         "seconds",
@@ -1269,7 +1480,7 @@ fn print_table(shape: Shape, batch: usize, outcomes: &[Outcome]) {
     for o in outcomes {
         let (cpu_send, cpu_total) = o.cpu_per_sample();
         println!(
-            "{:<16} {:>12} {:>9.2} {:>12.0} {:>10.3} {:>10.3} {:>13.1} {:>14} {:>13.3} {:>8}",
+            "{:<20} {:>12} {:>9.2} {:>12.0} {:>10.3} {:>10.3} {:>13.1} {:>14} {:>13.3} {:>8}",
             o.label(),
             o.samples,
             o.send.as_secs_f64(),
@@ -1285,7 +1496,7 @@ fn print_table(shape: Shape, batch: usize, outcomes: &[Outcome]) {
     println!("(cpu us/s: server CPU microseconds per sample while sending; us/all: until settled)");
     let Some(dcmon) = outcomes
         .iter()
-        .find(|o| o.system == System::Dcmon && !o.tls)
+        .find(|o| o.system == System::Dcmon && o.is_plain())
     else {
         return;
     };
@@ -1308,5 +1519,65 @@ fn print_table(shape: Shape, batch: usize, outcomes: &[Outcome]) {
             dcmon.bytes_per_sample() / peer.bytes_per_sample(),
             dcmon.peak_rss as f64 / peer.peak_rss as f64
         );
+    }
+    print_forwarding(dcmon, outcomes);
+}
+
+/// The forwarding runs' figures against the plain dcmon run `plain`.
+fn print_forwarding(plain: &Outcome, outcomes: &[Outcome]) {
+    let runs: Vec<(&Outcome, &forward::Forwarded)> = outcomes
+        .iter()
+        .filter_map(|o| Some((o, o.forwarded.as_ref()?)))
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    println!();
+    println!("forwarding, against the plain dcmon run (receiver CPU only):");
+    println!(
+        "{:<20} {:>12} {:>8} {:>10} {:>13} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "run",
+        "ingest s/s",
+        "x plain",
+        "fwd secs",
+        "fwd samples/s",
+        "cpu us/s",
+        "us/fwd",
+        "us/all",
+        "extra us/s",
+        "extra /all"
+    );
+    let (plain_send, plain_all) = plain.cpu_per_sample();
+    for (outcome, forwarded) in &runs {
+        let (send, all) = outcome.cpu_per_sample();
+        let until_forwarded = forwarded.cpu.as_secs_f64() * 1e6 / outcome.samples as f64;
+        let (secs, rate) = match forwarded.done_after {
+            Some(after) => (
+                format!("{:.2}", after.as_secs_f64()),
+                format!("{:.0}", outcome.samples as f64 / after.as_secs_f64()),
+            ),
+            None => ("not done".to_owned(), "-".to_owned()),
+        };
+        println!(
+            "{:<20} {:>12.0} {:>8.2} {:>10} {:>13} {:>9.3} {:>9.3} {:>9.3} {:>10.3} {:>10.3}",
+            outcome.label(),
+            outcome.rate(),
+            outcome.rate() / plain.rate(),
+            secs,
+            rate,
+            send,
+            until_forwarded,
+            all,
+            send - plain_send,
+            all - plain_all
+        );
+    }
+    println!(
+        "(fwd secs: from the first write until every upstream had been sent every sample; \
+         us/fwd: receiver CPU per sample until then; us/all: until forwarded and settled; \
+         extra: over the plain run)"
+    );
+    for (outcome, forwarded) in &runs {
+        forward::print_upstreams(&outcome.label(), forwarded, outcome.samples);
     }
 }
