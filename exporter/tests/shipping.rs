@@ -341,6 +341,18 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 /// Ticks of the delivered requests, checked to be distinct and consecutive
 /// but for ticks the shipper reports it skipped (a collection that overran
 /// its interval on a loaded machine; no batch exists for those).
+/// Delivered batches arrived in time order: a backlog goes out before
+/// anything newer, since Prometheus and Mimir refuse (with a 400, never
+/// retried) a sample older than the newest of its series.
+fn assert_delivered_in_order(received: &[Received]) {
+    let order: Vec<i64> = received
+        .iter()
+        .filter(|r| r.delivered())
+        .map(Received::tick)
+        .collect();
+    assert!(order.is_sorted(), "delivered out of time order: {order:?}");
+}
+
 fn assert_every_tick_once(received: &[Received], metrics: &ShipperMetrics) -> Vec<i64> {
     let mut ticks: Vec<i64> = received
         .iter()
@@ -540,6 +552,7 @@ async fn a_500_is_retried_from_the_spool_until_delivered() {
         .map(Received::tick)
         .collect();
     let delivered = assert_every_tick_once(&received, &metrics);
+    assert_delivered_in_order(&received);
     assert!(
         failed.iter().all(|t| delivered.contains(t)),
         "failed ticks {failed:?} not all delivered later: {delivered:?}"
@@ -553,8 +566,8 @@ async fn a_429_is_retried_after_its_retry_after() {
     let (fake, addr) = start_fake(&[Reply::TooManyRequests], Reply::Status(204));
     let state = tempfile::tempdir().unwrap();
     let running = start(config(state.path(), vec![endpoint(addr, "/")])).await;
-    // Fresh batches go first, the spooled backlog after: the delivered
-    // ticks are consecutive once the spool has drained.
+    // The refused batch waits out Retry-After in the spool and goes
+    // first; batches collected meanwhile follow it, in time order.
     wait_until("4 batches are delivered", Duration::from_secs(15), || {
         fake.received().iter().filter(|r| r.delivered()).count() >= 4
             && gauge(&running.metrics, "dcmon_remote_write_spool_bytes") == 0.0
@@ -571,6 +584,7 @@ async fn a_429_is_retried_after_its_retry_after() {
     );
     let delivered = assert_every_tick_once(&received, &metrics);
     assert!(delivered.contains(&received[0].tick()));
+    assert_delivered_in_order(&received);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +603,7 @@ async fn batches_spooled_while_the_endpoint_is_down_arrive_oldest_first_when_it_
     tokio::time::sleep(INTERVAL * 4).await;
 
     // Ticks this old were collected, tried and spooled before the endpoint
-    // came back; newer ones may have gone out fresh.
+    // came back; newer ones follow them.
     let backlog_before = now_ms() - INTERVAL.as_millis() as i64;
     let fake = Fake::new(&[], Reply::Status(204));
     serve(&fake, std::net::TcpListener::bind(addr).unwrap());
@@ -613,6 +627,7 @@ async fn batches_spooled_while_the_endpoint_is_down_arrive_oldest_first_when_it_
         backlog.is_sorted(),
         "spooled batches not sent oldest first: {backlog:?}"
     );
+    assert_delivered_in_order(&received);
     assert_eq!(samples_total(&metrics, "dropped"), 0.0);
 }
 

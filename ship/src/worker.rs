@@ -3,10 +3,14 @@
 //! collection loop, the receiver's forwarding batcher), which spools
 //! directly when the channel is full.
 //!
-//! Each round sends one batch: a fresh one if any is waiting (so current
-//! data keeps flowing), otherwise the oldest spooled one. A batch is removed
-//! from the spool only once it is delivered or refused for good, so nothing
-//! is lost across a crash and nothing is sent twice in normal operation. A
+//! Batches go out in time order. Each round sends one batch: a fresh one
+//! when nothing is spooled, otherwise the oldest spooled one, with fresh
+//! batches joining the spool behind it. Sending current data ahead of a
+//! backlog would lose the backlog at Prometheus, Mimir and any other
+//! endpoint that refuses a sample older than the newest of its series (a
+//! 400 "out of order sample", never retried). A batch is removed from the
+//! spool only once it is delivered or refused for good, so nothing is lost
+//! across a crash and nothing is sent twice in normal operation. A
 //! retryable failure puts the batch in the spool and starts a backoff;
 //! while it runs, fresh batches go straight to the spool. On shutdown any
 //! batch not yet delivered, including one whose request was in flight, is
@@ -241,6 +245,14 @@ impl Worker {
                     continue;
                 }
                 retry_at = None;
+            }
+            if self.spool.has_batches() {
+                // A backlog (spooled by a failure, or by the producer while
+                // this loop was busy) goes first: fresh batches wait behind
+                // it, in the spool's time order.
+                while let Some(batch) = queued.pop_front() {
+                    self.spool.push(batch).await;
+                }
             }
             let source = match queued.pop_front() {
                 Some(batch) => Source::Fresh(batch),
