@@ -391,16 +391,19 @@ fn collector_names_match_what_config_update_allows() {
     assert_eq!(ours, dcmon_protocol::commands::COLLECTORS);
 }
 
-#[test]
-fn collectors_are_switched_at_once_and_those_not_started_are_built_once() {
-    use dcmon_exporter::collector::{Scraper, Services};
+/// The services of a host started with `flags` at a 30 s interval, and its
+/// runtime store opened on them (switching the live settings to whatever
+/// it holds).
+fn open_live(
+    host: &Host,
+    flags: &dcmon_exporter::config::Config,
+) -> (
+    dcmon_exporter::collector::Services,
+    dcmon_exporter::runtime_config::LiveSettings,
+    Arc<RuntimeStore>,
+) {
     use dcmon_exporter::runtime_config::LiveSettings;
-    let host = Host::new();
-    let flags = dcmon_exporter::config::Config {
-        enabled: ["loadavg", "uname", "config"].into_iter().collect(),
-        ..Default::default()
-    };
-    let services = Services::for_host(&flags);
+    let services = dcmon_exporter::collector::Services::for_host(flags);
     let live = LiveSettings::new(services.runtime_collectors.clone(), Duration::from_secs(30));
     let store = RuntimeStore::open_with(
         host.state.path(),
@@ -410,6 +413,18 @@ fn collectors_are_switched_at_once_and_those_not_started_are_built_once() {
         live.clone(),
     )
     .unwrap();
+    (services, live, store)
+}
+
+#[test]
+fn collectors_are_switched_at_once_and_those_not_started_are_built_once() {
+    use dcmon_exporter::collector::Scraper;
+    let host = Host::new();
+    let flags = dcmon_exporter::config::Config {
+        enabled: ["loadavg", "uname", "config"].into_iter().collect(),
+        ..Default::default()
+    };
+    let (services, live, store) = open_live(&host, &flags);
     let _ = services.runtime.set(Arc::clone(&store));
     let scraper = Scraper::new(&flags, &services);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -488,8 +503,7 @@ fn collectors_are_switched_at_once_and_those_not_started_are_built_once() {
 
 #[test]
 fn a_stored_config_sets_what_the_scraper_builds_and_the_interval_at_start() {
-    use dcmon_exporter::collector::{Scraper, Services};
-    use dcmon_exporter::runtime_config::LiveSettings;
+    use dcmon_exporter::collector::Scraper;
     let host = Host::new();
     let (_fans, store) = host.start(25);
     let mut stored = config("v1", 30);
@@ -504,16 +518,7 @@ fn a_stored_config_sets_what_the_scraper_builds_and_the_interval_at_start() {
         enabled: ["loadavg", "uname"].into_iter().collect(),
         ..Default::default()
     };
-    let services = Services::for_host(&flags);
-    let live = LiveSettings::new(services.runtime_collectors.clone(), Duration::from_secs(30));
-    let store = RuntimeStore::open_with(
-        host.state.path(),
-        25,
-        Arc::clone(&services.fans),
-        None,
-        live.clone(),
-    )
-    .unwrap();
+    let (services, live, store) = open_live(&host, &flags);
     assert_eq!(live.interval.get(), Duration::from_secs(7));
     let scraper = Scraper::new(&flags, &services);
     assert_eq!(
