@@ -245,6 +245,50 @@ pub fn decode(version: Version, body: &[u8]) -> Result<WriteRequest, DecodeError
     decode_view(version, body).map(|view| view.to_request())
 }
 
+/// Puts a series' labels in the one form every dcmon program stores and
+/// sends them in: labels with an empty value dropped (an empty value means
+/// the label is absent), the rest sorted by name; and checks them: no empty
+/// name, no name twice, a metric name. The shipper normalises what it
+/// sends with this; the receiver's decoders, what they accept.
+pub fn normalise<N: AsRef<str>, V: AsRef<str>>(
+    labels: &mut Vec<(N, V)>,
+) -> Result<(), DecodeError> {
+    labels.retain(|(_, value)| !value.as_ref().is_empty());
+    sort_and_check(labels)
+}
+
+/// [`normalise`] for labels whose empty values are already dropped (a
+/// decoder filters them while it copies): sorts them by name and checks
+/// them.
+pub fn sort_and_check<N: AsRef<str>, V: AsRef<str>>(
+    labels: &mut [(N, V)],
+) -> Result<(), DecodeError> {
+    labels.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    if labels.iter().any(|(name, _)| name.as_ref().is_empty()) {
+        return Err(DecodeError::EmptyLabelName {
+            series: describe(labels),
+        });
+    }
+    if let Some(pair) = labels
+        .windows(2)
+        .find(|w| w[0].0.as_ref() == w[1].0.as_ref())
+    {
+        return Err(DecodeError::DuplicateLabel {
+            series: describe(labels),
+            name: pair[0].0.as_ref().to_owned(),
+        });
+    }
+    if !labels
+        .iter()
+        .any(|(name, _)| name.as_ref() == METRIC_NAME_LABEL)
+    {
+        return Err(DecodeError::MissingName {
+            series: describe(labels),
+        });
+    }
+    Ok(())
+}
+
 /// `{a="x", b="y"}`, shortened for error messages: each name and value
 /// to an [`excerpt`] and the whole to about 200 bytes, so a sender's
 /// megabyte label never reaches a log line or an answer whole.

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version};
+use dcmon_protocol::remote_write::{
+    self, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version,
+};
 pub use dcmon_ship::batch::{Batch, TranscodeError};
 
 use crate::snapshot::{Kind, Snapshot};
@@ -106,8 +108,9 @@ pub fn metadata_of(snapshot: &Snapshot) -> Vec<FamilyMetadata> {
         .collect()
 }
 
-/// Every sample of `snapshot` as a normalised series (labels sorted, empty
-/// values dropped) holding one sample at `tick_ms`.
+/// Every sample of `snapshot` as a series normalised as the receiver
+/// stores it ([`remote_write::normalise`]: empty values dropped, sorted,
+/// checked) holding one sample at `tick_ms`.
 ///
 /// Precedence follows Prometheus: the target labels `instance` and `job`
 /// replace whatever a sample carries, and external labels never override a
@@ -127,9 +130,15 @@ pub fn series_of(snapshot: &Snapshot, tick_ms: i64, labels: &TargetLabels) -> Ve
             for (name, value) in &labels.external {
                 set.entry(name.clone()).or_insert_with(|| value.clone());
             }
-            set.retain(|_, value| !value.is_empty());
+            let mut labels: Vec<(String, String)> = set.into_iter().collect();
+            // The receiver refuses a request over one bad series; leave it
+            // out here instead, and say which.
+            if let Err(err) = remote_write::normalise(&mut labels) {
+                tracing::error!(error = %err, "series left out of the batch");
+                continue;
+            }
             out.push(SeriesSamples {
-                labels: set.into_iter().collect(),
+                labels,
                 samples: vec![(tick_ms, sample.value)],
             });
         }

@@ -6,9 +6,7 @@
 use prost::Message;
 
 use super::view::metric_type_name;
-use super::{
-    DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version, WriteRequest, describe,
-};
+use super::{DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, Version, WriteRequest};
 use crate::{prompb, prompb_v2};
 
 /// Decodes and validates a decompressed body of the given version.
@@ -107,23 +105,6 @@ fn normalise(
     mut labels: Vec<(String, String)>,
     samples: Vec<(i64, f64)>,
 ) -> Result<SeriesSamples, DecodeError> {
-    labels.retain(|(_, value)| !value.is_empty());
-    labels.sort_by(|a, b| a.0.cmp(&b.0));
-    if labels.iter().any(|(name, _)| name.is_empty()) {
-        return Err(DecodeError::EmptyLabelName {
-            series: describe(&labels),
-        });
-    }
-    if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(DecodeError::DuplicateLabel {
-            series: describe(&labels),
-            name: pair[0].0.clone(),
-        });
-    }
-    if !labels.iter().any(|(name, _)| name == METRIC_NAME_LABEL) {
-        return Err(DecodeError::MissingName {
-            series: describe(&labels),
-        });
-    }
+    super::normalise(&mut labels)?;
     Ok(SeriesSamples { labels, samples })
 }

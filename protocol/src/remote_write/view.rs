@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use super::{
-    DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, WriteRequest, describe,
+    DecodeError, FamilyMetadata, METRIC_NAME_LABEL, SeriesSamples, WriteRequest, sort_and_check,
 };
 use crate::protowire::{Depth, Reader, WireError};
 
@@ -162,24 +162,7 @@ impl<'a> RequestView<'a> {
         let start = self.labels.len();
         self.labels
             .extend(raw.filter(|(_, value)| !value.is_empty()));
-        let labels = &mut self.labels[start..];
-        labels.sort_by(|a, b| a.0.cmp(b.0));
-        if labels.iter().any(|(name, _)| name.is_empty()) {
-            return Err(DecodeError::EmptyLabelName {
-                series: describe(labels),
-            });
-        }
-        if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(DecodeError::DuplicateLabel {
-                series: describe(labels),
-                name: pair[0].0.to_owned(),
-            });
-        }
-        if !labels.iter().any(|(name, _)| *name == METRIC_NAME_LABEL) {
-            return Err(DecodeError::MissingName {
-                series: describe(labels),
-            });
-        }
+        sort_and_check(&mut self.labels[start..])?;
         self.spans.push(Span {
             labels: start..self.labels.len(),
             samples,
