@@ -9,6 +9,8 @@
 //! - [`retry`]: backoff with jitter and `Retry-After`,
 //! - [`spool`]: the crash-safe on-disk queue of one endpoint,
 //! - [`worker`]: the loop feeding one endpoint from a channel and its spool,
+//! - [`lane`]: an endpoint opened, its worker started, and the outlet a
+//!   producer hands batches to,
 //! - [`metrics`]: one endpoint's counters.
 //!
 //! It decides nothing about what is sent: the programs build the batches.
@@ -16,6 +18,7 @@
 pub mod batch;
 pub mod config;
 pub mod endpoint;
+pub mod lane;
 pub mod message;
 pub mod metrics;
 pub mod retry;

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use batch::{Batch, TargetLabels};
@@ -39,13 +39,9 @@ pub use spool::SpoolLimits;
 use crate::self_metrics;
 use crate::snapshot::SnapshotSource;
 use crate::state_dir::{self, StateDirError};
-use dcmon_protocol::remote_write::Version;
-use dcmon_ship::worker::{SpoolHandle, Worker};
+use dcmon_ship::lane::{self, Lane, Outlet};
 use endpoint::{Endpoint, EndpointError};
-use message::Negotiation;
-use metrics::EndpointMetrics;
 use retry::Backoff;
-use spool::Spool;
 
 /// Fresh batches a worker may have queued before the collection loop spools
 /// for it instead: enough to ride out one slow request.
@@ -171,7 +167,7 @@ impl Shipper {
     ) -> Result<Shipper, ShipperError> {
         state_dir::prepare(&config.state_dir)?;
         let mut seen = std::collections::HashSet::new();
-        let mut prepared = Vec::new();
+        let mut lanes = Vec::new();
         for endpoint_config in &config.endpoints {
             if !seen.insert(endpoint_config.url.clone()) {
                 return Err(ShipperError::Duplicate(endpoint_config.display_url()));
@@ -186,57 +182,27 @@ impl Shipper {
                 })?;
                 endpoint_config.tls = Some(Arc::new(tls));
             }
-            let endpoint_config = &endpoint_config;
             let endpoint = Endpoint::new(endpoint_config.clone(), config.timeout, USER_AGENT)?;
-            let dir = config.spool_dir(endpoint_config);
-            let limits = config.spool;
-            let opened = tokio::task::spawn_blocking({
-                let dir = dir.clone();
-                move || Spool::open(&dir, limits)
-            })
-            .await
-            .expect("opening a spool panicked");
-            let (spool, corrupt) =
-                opened.map_err(|source| ShipperError::Spool { path: dir, source })?;
-            let name = endpoint_config.display_url();
-            let negotiation = Arc::new(Negotiation::new(endpoint_config.protobuf_message));
-            let metrics = Arc::new(EndpointMetrics::new(name.clone(), Arc::clone(&negotiation)));
-            metrics.corrupt_files(corrupt.corrupt);
-            if !spool.is_empty() {
-                tracing::info!(endpoint = %name, batches = spool.len(), bytes = spool.bytes(), "spooled batches found; sending them oldest first");
+            let dir = config.spool_dir(&endpoint_config);
+            let lane = Lane::open(endpoint, &dir, config.spool)
+                .await
+                .map_err(|source| ShipperError::Spool { path: dir, source })?;
+            let (batches, bytes) = lane.backlog;
+            if batches > 0 {
+                tracing::info!(endpoint = %endpoint_config.display_url(), batches, bytes, "spooled batches found; sending them oldest first");
             }
-            prepared.push((
-                endpoint,
-                SpoolHandle::new(spool, Arc::clone(&metrics), name),
-                metrics,
-                negotiation,
-            ));
+            lanes.push(lane);
         }
         let metrics = Arc::new(ShipperMetrics::new(
-            prepared.iter().map(|(_, _, m, _)| Arc::clone(m)).collect(),
+            lanes.iter().map(|lane| Arc::clone(&lane.metrics)).collect(),
         ));
         let mut tasks = JoinSet::new();
         let mut outlets = Vec::new();
-        for (endpoint, spool, endpoint_metrics, negotiation) in prepared {
-            tracing::info!(endpoint = %endpoint.config().display_url(), spool = %config.spool_dir(endpoint.config()).display(), protobuf_message = %endpoint.config().protobuf_message, "shipping");
-            let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-            outlets.push(Outlet {
-                sender,
-                spool: spool.clone(),
-                negotiation: Arc::clone(&negotiation),
-            });
-            tasks.spawn(
-                Worker {
-                    endpoint,
-                    spool,
-                    metrics: endpoint_metrics,
-                    negotiation,
-                    fresh: receiver,
-                    shutdown: shutdown.clone(),
-                    backoff: Backoff::new(config.min_backoff, config.max_backoff),
-                }
-                .run(),
-            );
+        for lane in lanes {
+            let endpoint = lane.endpoint.config();
+            tracing::info!(endpoint = %endpoint.display_url(), spool = %config.spool_dir(endpoint).display(), protobuf_message = %endpoint.protobuf_message, "shipping");
+            let backoff = Backoff::new(config.min_backoff, config.max_backoff);
+            outlets.push(lane.start(CHANNEL_CAPACITY, shutdown.clone(), backoff, &mut tasks));
         }
         tasks.spawn(collect_loop(
             config,
@@ -263,14 +229,6 @@ impl Shipper {
             }
         }
     }
-}
-
-/// Where the collection loop hands a batch to one endpoint.
-struct Outlet {
-    sender: mpsc::Sender<Arc<Batch>>,
-    spool: SpoolHandle,
-    /// The message the endpoint is sent now.
-    negotiation: Arc<Negotiation>,
 }
 
 /// Collects on every tick and hands the batch to each endpoint.
@@ -329,20 +287,12 @@ async fn collect_loop<S: SnapshotSource>(
         if !schedule.due(&metadata, tick) {
             metadata.clear();
         }
-        let mut encoded: [Option<Arc<Batch>>; 2] = [None, None];
         last_tick = Some(tick);
-        for outlet in &outlets {
-            let version = outlet.negotiation.current();
-            let slot = &mut encoded[usize::from(version == Version::V2)];
-            let batch = slot
-                .get_or_insert_with(|| Arc::new(Batch::encode(&series, &metadata, tick, version)));
-            if let Err(mpsc::error::TrySendError::Full(batch)) =
-                outlet.sender.try_send(Arc::clone(batch))
-            {
-                // The worker is stuck on a slow request: keep the batch on
-                // its spool rather than wait for it.
-                outlet.spool.push(batch).await;
-            }
-        }
+        // A worker stuck on a slow request gets its batch on its spool
+        // rather than hold the loop up.
+        lane::hand_to_all(&outlets, |version| {
+            Batch::encode(&series, &metadata, tick, version)
+        })
+        .await;
     }
 }

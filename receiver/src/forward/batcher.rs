@@ -9,13 +9,11 @@
 //! that upstream's queue when the worker is busy (retrying, or slow).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use dcmon_protocol::remote_write::{self, FamilyMetadata, SeriesSamples, Version};
+use dcmon_protocol::remote_write::{self, FamilyMetadata, SeriesSamples};
 use dcmon_ship::batch::Batch;
-use dcmon_ship::message::Negotiation;
-use dcmon_ship::worker::SpoolHandle;
+use dcmon_ship::lane::{self, Outlet};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -26,17 +24,6 @@ pub struct Accepted {
     pub batch: remote_write::WriteRequest,
     /// When it was accepted, ms since the epoch.
     pub received_ms: i64,
-}
-
-/// Where a batch goes for one upstream.
-#[derive(Debug)]
-pub struct Outlet {
-    /// The upstream's worker.
-    pub sender: mpsc::Sender<Arc<Batch>>,
-    /// Its queue, for when the worker is busy.
-    pub spool: SpoolHandle,
-    /// The message it is sent now.
-    pub negotiation: Arc<Negotiation>,
 }
 
 /// When a gathered batch goes out.
@@ -102,26 +89,10 @@ async fn flush(pending: &mut Pending, outlets: &[Outlet]) {
     };
     let taken = std::mem::take(pending);
     let metadata: Vec<FamilyMetadata> = taken.metadata.into_values().collect();
-    let mut encoded: [Option<Arc<Batch>>; 2] = [None, None];
-    for outlet in outlets {
-        let version = outlet.negotiation.current();
-        let slot = &mut encoded[usize::from(version == Version::V2)];
-        let batch = slot.get_or_insert_with(|| {
-            Arc::new(Batch::encode(
-                &taken.series,
-                &metadata,
-                received_ms,
-                version,
-            ))
-        });
-        match outlet.sender.try_send(Arc::clone(batch)) {
-            Ok(()) => {}
-            // The worker is busy (or gone): the queue keeps the batch.
-            Err(
-                mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch),
-            ) => outlet.spool.push(batch).await,
-        }
-    }
+    lane::hand_to_all(outlets, |version| {
+        Batch::encode(&taken.series, &metadata, received_ms, version)
+    })
+    .await;
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -28,17 +28,15 @@ use std::time::Duration;
 
 use dcmon_protocol::remote_write;
 use dcmon_ship::endpoint::{Endpoint, EndpointError};
-use dcmon_ship::message::Negotiation;
+use dcmon_ship::lane::Lane;
 use dcmon_ship::metrics::EndpointMetrics;
 use dcmon_ship::retry::Backoff;
-use dcmon_ship::spool::Spool;
-use dcmon_ship::worker::{SpoolHandle, Worker};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use config::{ForwardConfig, StorageMode};
 
-use batcher::{Accepted, Outlet};
+use batcher::Accepted;
 
 /// Accepted writes waiting for the batcher before further ones are
 /// dropped (and counted) rather than waited for.
@@ -102,44 +100,21 @@ impl Forwarder {
             }
             let endpoint = Endpoint::new(endpoint_config.clone(), config.timeout, USER_AGENT)?;
             let dir = config.queue_dir(endpoint_config);
-            let limits = config.limits;
-            let opened = tokio::task::spawn_blocking({
-                let dir = dir.clone();
-                move || Spool::open(&dir, limits)
-            })
-            .await
-            .expect("opening a queue panicked");
-            let (spool, corrupt) = opened.map_err(|source| ForwardError::Queue {
-                path: dir.clone(),
-                source,
-            })?;
+            let lane = Lane::open(endpoint, &dir, config.limits)
+                .await
+                .map_err(|source| ForwardError::Queue {
+                    path: dir.clone(),
+                    source,
+                })?;
             let name = endpoint_config.display_url();
-            let negotiation = Arc::new(Negotiation::new(endpoint_config.protobuf_message));
-            let metrics = Arc::new(EndpointMetrics::new(name.clone(), Arc::clone(&negotiation)));
-            metrics.corrupt_files(corrupt.corrupt);
-            if !spool.is_empty() {
-                tracing::info!(upstream = %name, batches = spool.len(), bytes = spool.bytes(), "queued batches found; forwarding them oldest first");
+            let (batches, bytes) = lane.backlog;
+            if batches > 0 {
+                tracing::info!(upstream = %name, batches, bytes, "queued batches found; forwarding them oldest first");
             }
             tracing::info!(upstream = %name, queue = %dir.display(), protobuf_message = %endpoint_config.protobuf_message, "forwarding accepted writes");
-            let spool = SpoolHandle::new(spool, Arc::clone(&metrics), name);
-            let (sender, fresh) = mpsc::channel(OUTLET_CAPACITY);
-            outlets.push(Outlet {
-                sender,
-                spool: spool.clone(),
-                negotiation: Arc::clone(&negotiation),
-            });
-            tasks.spawn(
-                Worker {
-                    endpoint,
-                    spool,
-                    metrics: Arc::clone(&metrics),
-                    negotiation,
-                    fresh,
-                    shutdown: stop.clone(),
-                    backoff: Backoff::new(config.min_backoff, config.max_backoff),
-                }
-                .run(),
-            );
+            let metrics = Arc::clone(&lane.metrics);
+            let backoff = Backoff::new(config.min_backoff, config.max_backoff);
+            outlets.push(lane.start(OUTLET_CAPACITY, stop.clone(), backoff, &mut tasks));
             upstreams.push(metrics);
         }
         let (intake, accepted) = mpsc::channel(INTAKE_CAPACITY);
