@@ -193,10 +193,14 @@ const CATALOG: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Names no capture produces (no NVML XID/energy/PCIe-throughput values in
-/// nvidia-smi's CSV; no MIG or recovery/fabric export yet). Their shape is
-/// checked by the gpu tests (`xid_errors_are_counted_per_code`) or they are
-/// listed as unfinished in the report.
+/// Names this catalog's fake GPUs do not produce: the fake source reads
+/// the captures' CSV, which has no XID or energy values, and leaves the
+/// PCIe replay, throughput and retired-pages fields empty. Their shape is
+/// checked elsewhere: XID by `xid_errors_are_counted_per_code`, every one of
+/// them by the metrics reference (`metrics_doc.rs`, which also reads the
+/// captures' `nvidia-smi -q` text and a Tesla T4's retired pages). MIG
+/// families come from the MIG capture in the gpu tests; recovery and
+/// fabric state are not exported.
 const NOT_FROM_CAPTURES: &[&str] = &[
     "nvidia_smi_xid_errors_total",
     "nvidia_smi_xid_last_timestamp_seconds",
