@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::blocking;
+use super::openapi::{BadRequest, Error, Forbidden, Internal, Unauthorized};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::commands::{BatchTargets, CommandRecord};
@@ -69,12 +70,31 @@ pub fn parse_expiry(value: Option<Value>) -> Result<Duration, ApiError> {
     Ok(expires_in)
 }
 
-/// `POST /api/dcmon/commands`:
-/// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`,
-/// or for a batch `"clients": ["<id or name>", …]` or `"clients": "all"`
-/// in place of `"client"`. A client id is 24 lower-case hex digits;
-/// anything else is a host name. The command is validated once, before
-/// anything is queued.
+/// Queue a command
+///
+/// Queues a command for one host (`client`) or, as a batch, for each host of `clients` (a list, or `"all"`). Typed: unknown types, actions or fields, out-of-range values and a duty below `--commands.min-duty` are refused and nothing is queued. In a batch, a host that cannot take the command (unknown, revoked, listed twice) is reported in its own entry and the others are queued.
+//
+// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`,
+// or for a batch `"clients": ["<id or name>", …]` or `"clients": "all"`
+// in place of `"client"`. A client id is 24 lower-case hex digits;
+// anything else is a host name. The command is validated once, before
+// anything is queued.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands",
+    operation_id = "createCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    request_body(content = ref("#/components/schemas/CreateCommandRequest"), content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued, status pending: the command, or for a batch the batch id and one entry per host.", body = inline(Created)),
+        (status = 400, description = "Not a JSON object, neither or both of `client` and `clients`, no active client by that id or host name (for a batch: no host at all could take it), invalid `expires_in`, or an invalid command.", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body must be a JSON object: {e}")))?;
@@ -155,6 +175,29 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
         .into_response())
 }
 
+/// What `create` answers: one command, or a batch.
+struct Created;
+
+impl utoipa::PartialSchema for Created {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(named("CommandRecord"))
+            .item(named("BatchCreated"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Created {}
+
+/// A reference to a schema of the hand-written part.
+fn named(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
+}
+
+fn command_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    named("CommandStatus")
+}
+
 /// Whom a command is for.
 enum Target {
     One(String),
@@ -179,8 +222,26 @@ fn parse_targets(value: Value) -> Result<BatchTargets, ApiError> {
     }
 }
 
-/// `GET /api/dcmon/commands/batches/{id}`: the batch's commands and a
-/// count per status.
+/// One batch
+///
+/// The batch's commands, oldest first, and a count per status.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/batches/{id}",
+    operation_id = "getCommandBatch",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The batch.", body = ref("#/components/schemas/Batch")),
+        (status = 404, description = "No such batch.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -190,8 +251,26 @@ pub async fn batch(
     batch_answer(id, records)
 }
 
-/// `POST /api/dcmon/commands/batches/{id}/cancel`: cancels the batch's
-/// pending commands; those already delivered or finished keep their state.
+/// Cancel a batch
+///
+/// Cancels every still-pending command of the batch; delivered and finished ones keep their state. No body. Answers the batch as it then stands.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/batches/{id}/cancel",
+    operation_id = "cancelCommandBatch",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The batch after cancelling.", body = ref("#/components/schemas/Batch")),
+        (status = 404, description = "No such batch.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn cancel_batch(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -219,15 +298,41 @@ fn batch_answer(id: i64, records: Option<Vec<CommandRecord>>) -> Result<Json<Val
 }
 
 /// Filters of the list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Client id or host name.
+    #[param(nullable = false)]
     client: Option<String>,
+    #[param(schema_with = command_status)]
     status: Option<String>,
+    /// Only this batch's commands.
+    #[param(nullable = false)]
     batch: Option<i64>,
+    /// At most this many (values above 10000 are cut to 10000).
+    #[param(nullable = false, value_type = Option<u64>, minimum = 0, maximum = 10000, default = 100)]
     limit: Option<usize>,
 }
 
-/// `GET /api/dcmon/commands`.
+/// List commands
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands",
+    operation_id = "listCommands",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The commands.", body = ref("#/components/schemas/CommandList")),
+        (status = 400, description = "Unknown status (or a non-numeric `limit`, answered in plain text).", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
@@ -249,7 +354,26 @@ pub async fn list(
     Ok(Json(json!({ "status": "success", "data": records })))
 }
 
-/// `GET /api/dcmon/commands/{id}`.
+/// One command
+///
+/// The command with its lifecycle and the host's result.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/{id}",
+    operation_id = "getCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The command.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 404, description = "No such command.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -261,7 +385,27 @@ pub async fn get(
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no command {id}")))
 }
 
-/// `POST /api/dcmon/commands/{id}/cancel`.
+/// Cancel a pending command
+///
+/// Only a pending command can be cancelled. No body.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/{id}/cancel",
+    operation_id = "cancelCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "Cancelled.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 404, description = "No such command.", body = Error),
+        (status = 409, description = "The command is no longer pending (`conflict`).", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -273,13 +417,34 @@ pub async fn cancel(
 }
 
 /// Long-poll parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
+    /// How long to wait, a Prometheus duration; at most 60s.
+    #[param(nullable = false, default = "30s")]
     timeout: Option<String>,
 }
 
-/// `GET /api/dcmon/commands/next[?timeout=30s]`: this host's oldest
-/// pending command (200), or 204 when none came within the timeout.
+/// Poll for this host's next command
+///
+/// Long poll: hands out the calling host's oldest pending command, marking it delivered (each command is delivered at most once), or answers 204 when none arrived within `timeout`. Host JWT only: the admin and scoped tokens get 403.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/next",
+    operation_id = "nextCommand",
+    tag = "commands",
+    security(("hostJwt" = [])),
+    params(PollQuery),
+    responses(
+        (status = 200, description = "A command to run.", body = ref("#/components/schemas/DeliveredCommand")),
+        (status = 204, description = "No command within the timeout."),
+        (status = 403, description = "The caller is not an enrolled host.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("host"))),
+)]
 pub async fn next(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -302,7 +467,28 @@ pub async fn next(
     })
 }
 
-/// `POST /api/dcmon/commands/{id}/result`.
+/// Report a command's result
+///
+/// The calling host reports the result of a command delivered to it. Host JWT only.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/{id}/result",
+    operation_id = "commandResult",
+    tag = "commands",
+    security(("hostJwt" = [])),
+    params(("id" = i64, Path)),
+    request_body(content = ref("#/components/schemas/CommandResult"), content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded; the command is succeeded or failed.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 400, description = "Invalid body, or a status other than succeeded/failed.", body = Error),
+        (status = 403, description = "The caller is not an enrolled host.", body = Error),
+        (status = 404, description = "No such command for this host.", body = Error),
+        (status = 409, description = "The command is not delivered (already finished, expired or cancelled).", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("host"))),
+)]
 pub async fn result(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,

@@ -18,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{clients, dcmon, query, rules};
+use super::{clients, commands, dcmon, query, rules, write};
 
 /// The hand-written part that has not been moved to annotations yet.
 const LEGACY: &str = include_str!("openapi_legacy.json");
@@ -67,6 +67,9 @@ const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host 
         rules::rules_get, rules::rules_post,
         rules::alerts_get, rules::alerts_post,
         rules::reload_post, rules::reload_put,
+        write::write,
+        commands::create, commands::list, commands::get, commands::batch,
+        commands::cancel_batch, commands::cancel, commands::next, commands::result,
     ),
     components(
         schemas(Error, PrometheusResponse, dcmon::Stats, dcmon::Health, clients::ClientList, clients::RevokeResponse),
@@ -178,7 +181,7 @@ enum ErrorStatus {
     Error,
 }
 
-/// [`crate::error::ErrorKind`] as the answer names it.
+// `crate::error::ErrorKind` as the answer names it.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code)]
