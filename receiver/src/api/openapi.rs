@@ -18,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{clients, commands, dcmon, query, rules, write};
+use super::{clients, dcmon};
 
 /// The hand-written part that has not been moved to annotations yet.
 const LEGACY: &str = include_str!("openapi_legacy.json");
@@ -47,30 +47,6 @@ const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host 
         (name = "operations", description = "Health and metrics."),
     ),
     security(("adminToken" = [])),
-    paths(
-        document,
-        dcmon::stats,
-        dcmon::health,
-        dcmon::metrics,
-        clients::register,
-        clients::list,
-        clients::revoke,
-        query::query_get, query::query_post,
-        query::query_range_get, query::query_range_post,
-        query::series_get, query::series_post,
-        query::labels_get, query::labels_post,
-        query::label_values_get, query::label_values_post,
-        query::metadata_get, query::metadata_post,
-        query::query_exemplars_get, query::query_exemplars_post,
-        query::buildinfo_get, query::buildinfo_post,
-        query::format_query_get, query::format_query_post,
-        rules::rules_get, rules::rules_post,
-        rules::alerts_get, rules::alerts_post,
-        rules::reload_post, rules::reload_put,
-        write::write,
-        commands::create, commands::list, commands::get, commands::batch,
-        commands::cancel_batch, commands::cancel, commands::next, commands::result,
-    ),
     components(
         schemas(Error, PrometheusResponse, dcmon::Stats, dcmon::Health, clients::ClientList, clients::RevokeResponse),
         responses(
@@ -78,7 +54,7 @@ const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host 
             PromSuccess, PromBadData, PromExecution, PromTimeout,
         ),
     ),
-    modifiers(&SecuritySchemes, &OperationDocs),
+    modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;
 
@@ -312,7 +288,10 @@ impl<'s> ToResponse<'s> for Unauthorized {
 /// The document as served: the generated part, completed from the legacy
 /// file where it has nothing yet.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut generated = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    let mut document = ApiDoc::openapi();
+    document.merge(crate::app::operations());
+    OperationDocs.modify(&mut document);
+    let mut generated = serde_json::to_value(document).expect("the document serialises");
     generated["info"]["summary"] = Value::from(SUMMARY);
     drop_null_descriptions(&mut generated);
     let legacy: Value = serde_json::from_str(LEGACY).expect("openapi_legacy.json is JSON");
