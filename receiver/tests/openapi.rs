@@ -18,7 +18,7 @@ const METHODS: [&str; 8] = [
 ];
 
 fn document() -> Value {
-    serde_json::from_str(document_json()).expect("openapi.json is JSON")
+    serde_json::from_str(document_json()).expect("the OpenAPI document is JSON")
 }
 
 /// `(path, method)` of every operation in the document.

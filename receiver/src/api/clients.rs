@@ -29,9 +29,9 @@ use dcmon_protocol::excerpt::excerpt;
     operation_id = "register",
     tag = "clients",
     security(("adminToken" = [])),
-    request_body(content = ref("#/components/schemas/RegisterRequest"), content_type = "application/json"),
+    request_body(content = RegisterRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Registered.", body = ref("#/components/schemas/RegisterResponse")),
+        (status = 200, description = "Registered.", body = RegisterResponse),
         (status = 400, description = "Body is not a registration, a field is malformed, or the key is not RSA SPKI PEM of 2048 to 8192 bits.", body = super::openapi::Error),
         (status = 401, description = "No admin credential, or the proof does not hold: bad signature, timestamp more than 300 s off, or a replayed nonce.", body = super::openapi::Error),
         (status = 403, response = Forbidden),
@@ -74,13 +74,7 @@ pub async fn register(
 #[allow(dead_code)] // A schema only: `list` builds the answer.
 pub(crate) struct ClientList {
     status: super::openapi::Success,
-    #[schema(schema_with = client_infos)]
     data: Vec<ClientInfo>,
-}
-
-/// `ClientInfo` lives in dcmon-protocol, whose schema is written out.
-fn client_infos() -> utoipa::openapi::schema::Array {
-    utoipa::openapi::schema::Array::new(utoipa::openapi::Ref::from_schema_name("ClientInfo"))
 }
 
 // The answer of [`revoke`].
