@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use dcmon_protocol::commands::{Command, CommandResult, CommandStatus};
+use dcmon_protocol::commands::{Command, CommandResult, CommandStatus, DeliveredCommand};
 use dcmon_protocol::duration::parse_duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -85,7 +85,7 @@ pub fn parse_expiry(value: Option<Value>) -> Result<Duration, ApiError> {
     operation_id = "createCommand",
     tag = "commands",
     security(("adminToken" = [])),
-    request_body(content = ref("#/components/schemas/CreateCommandRequest"), content_type = "application/json"),
+    request_body(content = CreateCommandRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Queued, status pending: the command, or for a batch the batch id and one entry per host.", body = inline(Created)),
         (status = 400, description = "Not a JSON object, neither or both of `client` and `clients`, no active client by that id or host name (for a batch: no host at all could take it), invalid `expires_in`, or an invalid command.", body = Error),
@@ -175,27 +175,98 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
         .into_response())
 }
 
+// The answers' and the request's shapes, as schemas: the handlers build
+// and read them as JSON values.
+
 /// What `create` answers: one command, or a batch.
-struct Created;
-
-impl utoipa::PartialSchema for Created {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::OneOfBuilder::new()
-            .item(named("CommandRecord"))
-            .item(named("BatchCreated"))
-            .into()
-    }
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Created {
+    One(Box<CommandRecord>),
+    Batch(BatchCreated),
 }
 
-impl utoipa::ToSchema for Created {}
-
-/// A reference to a schema of the hand-written part.
-fn named(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BatchCreated {
+    batch_id: i64,
+    queued: u64,
+    refused: u64,
+    hosts: Vec<crate::commands::BatchEntry>,
 }
 
-fn command_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    named("CommandStatus")
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CommandList {
+    status: super::openapi::Success,
+    data: Vec<CommandRecord>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Batch {
+    status: super::openapi::Success,
+    #[schema(inline)]
+    data: BatchData,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BatchData {
+    batch_id: i64,
+    /// Commands per status.
+    counts: std::collections::BTreeMap<String, u64>,
+    commands: Vec<CommandRecord>,
+}
+
+/// A command plus its target(s) and expiry, in one object: `client` for
+/// one host, or `clients` (a list of ids or host names, or `"all"`) for a
+/// batch.
+#[derive(utoipa::ToSchema)]
+#[schema(examples(
+    json!({"client": "gpu-07", "type": "fan_control", "params": {"action": "set_zone_duty", "zone": 0, "duty": 60}, "expires_in": "10m"}),
+    json!({"clients": ["gpu-07", "gpu-08", "3f2a9c0d1e4b5a6978877665"], "type": "config_update", "params": {"action": "apply", "config": {"version": "2026-12-fans", "interval_s": 15}, "revert_after_s": 600}}),
+))]
+#[allow(dead_code)]
+struct CreateCommandRequest {
+    /// Client id or host name of an active (not revoked) client.
+    #[schema(nullable = false, min_length = 1)]
+    client: Option<String>,
+    /// A batch: one command per host (1 to 10000 ids or host names), under
+    /// one batch id. `all` is every active host.
+    #[schema(nullable = false)]
+    clients: Option<Clients>,
+    /// How long the command waits for its host before it expires; 1s to
+    /// 7d: a Prometheus duration (`10m`) or seconds.
+    #[schema(nullable = false, default = "10m")]
+    expires_in: Option<ExpiresIn>,
+    #[serde(flatten)]
+    command: Command,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Clients {
+    All(AllHosts),
+    List(Vec<String>),
+}
+
+/// Every active host.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AllHosts {
+    All,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ExpiresIn {
+    Duration(String),
+    Seconds(f64),
 }
 
 /// Whom a command is for.
@@ -233,7 +304,7 @@ fn parse_targets(value: Value) -> Result<BatchTargets, ApiError> {
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The batch.", body = ref("#/components/schemas/Batch")),
+        (status = 200, description = "The batch.", body = Batch),
         (status = 404, description = "No such batch.", body = Error),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
@@ -262,7 +333,7 @@ pub async fn batch(
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The batch after cancelling.", body = ref("#/components/schemas/Batch")),
+        (status = 200, description = "The batch after cancelling.", body = Batch),
         (status = 404, description = "No such batch.", body = Error),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
@@ -304,7 +375,7 @@ pub struct ListQuery {
     /// Client id or host name.
     #[param(nullable = false)]
     client: Option<String>,
-    #[param(schema_with = command_status)]
+    #[param(value_type = Option<CommandStatus>, nullable = false)]
     status: Option<String>,
     /// Only this batch's commands.
     #[param(nullable = false)]
@@ -325,7 +396,7 @@ pub struct ListQuery {
     security(("adminToken" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "The commands.", body = ref("#/components/schemas/CommandList")),
+        (status = 200, description = "The commands.", body = CommandList),
         (status = 400, description = "Unknown status (or a non-numeric `limit`, answered in plain text).", body = Error),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -365,7 +436,7 @@ pub async fn list(
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The command.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 200, description = "The command.", body = CommandRecord),
         (status = 404, description = "No such command.", body = Error),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
@@ -396,7 +467,7 @@ pub async fn get(
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "Cancelled.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 200, description = "Cancelled.", body = CommandRecord),
         (status = 404, description = "No such command.", body = Error),
         (status = 409, description = "The command is no longer pending (`conflict`).", body = Error),
         (status = 400, response = BadRequest),
@@ -436,7 +507,7 @@ pub struct PollQuery {
     security(("hostJwt" = [])),
     params(PollQuery),
     responses(
-        (status = 200, description = "A command to run.", body = ref("#/components/schemas/DeliveredCommand")),
+        (status = 200, description = "A command to run.", body = DeliveredCommand),
         (status = 204, description = "No command within the timeout."),
         (status = 403, description = "The caller is not an enrolled host.", body = Error),
         (status = 400, response = BadRequest),
@@ -477,9 +548,9 @@ pub async fn next(
     tag = "commands",
     security(("hostJwt" = [])),
     params(("id" = i64, Path)),
-    request_body(content = ref("#/components/schemas/CommandResult"), content_type = "application/json"),
+    request_body(content = CommandResult, content_type = "application/json"),
     responses(
-        (status = 200, description = "Recorded; the command is succeeded or failed.", body = ref("#/components/schemas/CommandRecord")),
+        (status = 200, description = "Recorded; the command is succeeded or failed.", body = CommandRecord),
         (status = 400, description = "Invalid body, or a status other than succeeded/failed.", body = Error),
         (status = 403, description = "The caller is not an enrolled host.", body = Error),
         (status = 404, description = "No such command for this host.", body = Error),

@@ -4,11 +4,11 @@
 //! next to what it describes.
 //!
 //! The operations come from the router (`app::operations`, utoipa-axum),
-//! the rest (info, tags, security schemes, shared answers) from [`ApiDoc`].
-//! The schemas of the command types (`Command` and its actions, the queue's
-//! records and batches) are still hand-written, in `command_schemas.json`:
-//! the document takes each schema the generated part lacks from it, and a
-//! type that gets `ToSchema` must leave that file (a unit test below).
+//! so a route cannot be served without its description; the rest (info,
+//! tags, security schemes, shared answers) from [`ApiDoc`]. Types of
+//! `dcmon-protocol` get their schemas from its `openapi` feature; answers
+//! the handlers build as JSON values are described by schema-only types
+//! next to them.
 
 use std::sync::LazyLock;
 
@@ -21,9 +21,6 @@ use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use super::{clients, dcmon};
-
-/// The schemas not derived from their types yet, by name.
-const COMMAND_SCHEMAS: &str = include_str!("command_schemas.json");
 
 /// What OpenAPI's `info.summary` says; utoipa 5's `Info` has no field for it.
 const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host enrolment and the fan-control command queue.";
@@ -287,32 +284,16 @@ impl<'s> ToResponse<'s> for Unauthorized {
     }
 }
 
-/// The document as served: the generated part, completed with the
-/// hand-written command schemas.
+/// The document as served, generated once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut generated = serde_json::to_value(generated()).expect("the document serialises");
-    generated["info"]["summary"] = Value::from(SUMMARY);
-    drop_null_descriptions(&mut generated);
-    let schemas = generated["components"]["schemas"]
-        .as_object_mut()
-        .expect("the generated document has schemas");
-    for (name, schema) in hand_written_schemas() {
-        schemas.entry(name).or_insert(schema);
-    }
-    serde_json::to_string_pretty(&generated).expect("the document serialises")
-});
-
-/// Everything utoipa generates: [`ApiDoc`] and the router's operations.
-fn generated() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     document.merge(crate::app::operations());
     OperationDocs.modify(&mut document);
-    document
-}
-
-fn hand_written_schemas() -> serde_json::Map<String, Value> {
-    serde_json::from_str(COMMAND_SCHEMAS).expect("command_schemas.json is a JSON object")
-}
+    let mut document = serde_json::to_value(document).expect("the document serialises");
+    document["info"]["summary"] = Value::from(SUMMARY);
+    drop_null_descriptions(&mut document);
+    serde_json::to_string_pretty(&document).expect("the document serialises")
+});
 
 /// utoipa 5 writes an external link without a description as
 /// `"description": null`, which OpenAPI does not allow; the key goes.
@@ -355,25 +336,4 @@ pub async fn document() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         document_json(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A hand-written schema that a type now derives would be silently
-    /// ignored: it has to leave `command_schemas.json`.
-    #[test]
-    fn no_hand_written_schema_is_also_generated() {
-        let generated = generated();
-        let generated = &generated.components.as_ref().expect("components").schemas;
-        let hand_written = hand_written_schemas();
-        assert!(hand_written.contains_key("Command"));
-        assert!(generated.contains_key("Error"));
-        let both: Vec<&String> = hand_written
-            .keys()
-            .filter(|name| generated.contains_key(*name))
-            .collect();
-        assert!(both.is_empty(), "hand-written and generated: {both:?}");
-    }
 }
