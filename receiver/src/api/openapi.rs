@@ -20,8 +20,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{clients, dcmon};
-
 /// What OpenAPI's `info.summary` says; utoipa 5's `Info` has no field for it.
 const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host enrolment and the fan-control command queue.";
 
@@ -47,7 +45,9 @@ const SUMMARY: &str = "Remote-write ingest, Prometheus-compatible queries, host 
     ),
     security(("adminToken" = [])),
     components(
-        schemas(Error, PrometheusResponse, dcmon::Stats, dcmon::Health, clients::ClientList, clients::RevokeResponse),
+        // The bodies of the shared answers; the operations bring the
+        // schemas they name themselves.
+        schemas(Error, PrometheusResponse),
         responses(
             BadRequest, Unauthorized, Forbidden, NotFound, Internal,
             PromSuccess, PromBadData, PromExecution, PromTimeout,
