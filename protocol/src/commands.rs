@@ -16,6 +16,7 @@ pub const MAX_DELAY_S: u32 = 86_400;
 
 /// A command, as created: `{"type": "fan_control", "params": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     tag = "type",
     content = "params",
@@ -74,6 +75,7 @@ pub const COLLECTORS: &[&str] = &[
 
 /// `config_update` actions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConfigAction {
     /// Apply `config`; with `revert_after_s`, roll back to the previous
@@ -83,11 +85,16 @@ pub enum ConfigAction {
         config: RuntimeConfig,
         /// Seconds before an unconfirmed configuration is rolled back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(nullable = false, minimum = 1, maximum = 86400)
+        )]
         revert_after_s: Option<u32>,
     },
     /// Keep the configuration applied with `revert_after_s`.
     Confirm {
         /// Its version.
+        #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
         version: String,
     },
 }
@@ -95,18 +102,27 @@ pub enum ConfigAction {
 /// What a host may be told at run time: nothing else. No paths, no
 /// commands, no free text; unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// A label for this revision (letters, digits, `.`, `_`, `-`; up to 64).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
     pub version: String,
-    /// The fan policy; none hands the fans to the BMC's own mode.
+    /// The fan policy; none hands the fans to the BMC's own mode. In the
+    /// shape of the TOML document (README, 'Fan policy').
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, nullable = false))]
     pub fan_policy: Option<FanPolicyDoc>,
     /// Collection and remote-write interval, seconds; the host's flag when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 300)
+    )]
     pub interval_s: Option<u32>,
-    /// The enabled collectors; the host's flags when absent.
+    /// The enabled collectors (`COLLECTORS`); the host's flags when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, min_items = 1))]
     pub collectors: Option<Vec<String>>,
 }
 
@@ -179,10 +195,12 @@ pub fn valid_version(version: &str) -> bool {
 
 /// `fan_control` actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FanAction {
-    /// Board, mode, zone duties and fan sensors. (Braces: serde checks
-    /// unknown fields only on struct variants.)
+    /// Board, mode, zone duties and fan sensors; the result's `output` is
+    /// JSON.
+    // Braces: serde checks unknown fields only on struct variants.
     GetStatus {},
     /// Set the BMC fan mode.
     SetMode {
@@ -191,12 +209,19 @@ pub enum FanAction {
     },
     /// Set a zone's duty (switches to full mode first).
     SetZoneDuty {
-        /// Zone number.
+        /// Zone number (0: CPU/system, 1: peripheral).
+        #[cfg_attr(feature = "openapi", schema(maximum = 1))]
         zone: u8,
-        /// Percent.
+        /// Percent; below the receiver's `--commands.min-duty` (default 25)
+        /// is refused.
+        #[cfg_attr(feature = "openapi", schema(maximum = 100))]
         duty: u8,
         /// Return to the previous mode after this many seconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(nullable = false, minimum = 1, maximum = 86400)
+        )]
         revert_after_s: Option<u32>,
     },
     /// Back to the host's configured default mode.
@@ -205,6 +230,7 @@ pub enum FanAction {
 
 /// `reboot` parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RebootParams {
     /// Seconds to wait before rebooting.
@@ -212,8 +238,10 @@ pub struct RebootParams {
     pub delay_s: u32,
 }
 
-/// Supermicro BMC fan modes (`ipmitool raw 0x30 0x45 0x01 <code>`).
+/// Supermicro BMC fan modes (`ipmitool raw 0x30 0x45 0x01 <code>`). `pue`
+/// is only ever read back: a command setting it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FanMode {
     /// 0: standard.
@@ -364,8 +392,11 @@ impl Command {
     }
 }
 
-/// Lifecycle of a command.
+/// Lifecycle of a command: pending → delivered → succeeded | failed;
+/// pending → expired | cancelled. A delivered command without a result by
+/// its deadline becomes failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     /// Waiting for the host to poll.
@@ -412,6 +443,7 @@ impl CommandStatus {
 
 /// What a host hands to `GET /api/dcmon/commands/next`'s caller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveredCommand {
     /// Command id.
     pub id: i64,
@@ -423,6 +455,7 @@ pub struct DeliveredCommand {
 
 /// `POST /api/dcmon/commands/{id}/result` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandResult {
     /// `succeeded` or `failed`.

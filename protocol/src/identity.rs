@@ -29,27 +29,37 @@ pub const JWT_MAX_LIFETIME_SECS: i64 = 300;
 /// Clock skew tolerated on `iat` and `exp`.
 pub const JWT_LEEWAY_SECS: i64 = 60;
 
-/// `POST /api/dcmon/register` body.
+/// `POST /api/dcmon/register` body: a host's proof that it holds the key
+/// it enrols. The signature covers a fixed text built from the fields
+/// (`RegisterRequest::signed_message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// The host's name; becomes its `instance` label.
     pub hostname: String,
     /// `/etc/machine-id`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{1,64}$"))]
     pub machine_id: String,
-    /// The host's public key, SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+    /// The host's public key, SPKI PEM (`-----BEGIN PUBLIC KEY-----`): RSA,
+    /// 2048 to 8192 bits.
     pub public_key: String,
-    /// Unix seconds when the request was signed.
+    /// Unix seconds when the request was signed; at most 300 s from the
+    /// receiver's clock.
     pub timestamp: i64,
     /// Random hex, never reused: a captured request cannot be replayed.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{16,128}$"))]
     pub nonce: String,
     /// Exporter version, for the clients registry.
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub exporter_version: String,
-    /// PKCS#1 v1.5 SHA-256 signature over [`RegisterRequest::signed_message`], base64.
+    /// PKCS#1 v1.5 SHA-256 signature over `RegisterRequest::signed_message`, base64.
+    #[cfg_attr(feature = "openapi", schema(content_encoding = "base64"))]
     pub signature: String,
 }
 
 /// `POST /api/dcmon/register` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterResponse {
     /// The client id: the `sub` of every JWT the host signs.
     pub client_id: String,
@@ -57,12 +67,14 @@ pub struct RegisterResponse {
     pub instance: String,
     /// The `aud` every JWT must carry: names this receiver.
     pub audience: String,
-    /// Whether this replaced an earlier registration of the host.
+    /// Whether this replaced an earlier registration of the host name
+    /// (same id, new key).
     pub replaced: bool,
 }
 
 /// A client as `GET /api/dcmon/clients` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientInfo {
     /// Client id.
     pub id: String,
@@ -75,13 +87,28 @@ pub struct ClientInfo {
     /// Unix seconds of the (latest) registration.
     pub registered_at: f64,
     /// Unix seconds of the last authenticated request, if any.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_seen: Option<f64>,
     /// `online`, `stale`, `offline`, `never` or `revoked`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = client_status))]
     pub status: String,
     /// Remote address of the last request.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_address: Option<String>,
     /// Exporter version last reported.
     pub exporter_version: String,
+}
+
+/// [`ClientInfo::status`]'s values, described.
+#[cfg(feature = "openapi")]
+fn client_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["online", "stale", "offline", "never", "revoked"]))
+        .description(Some(
+            "stale after two push intervals of silence, offline after ten.",
+        ))
+        .build()
 }
 
 /// Claims of a request JWT.

@@ -9,7 +9,8 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api;
 use crate::api::query::QueryService;
@@ -66,115 +67,99 @@ pub struct AppState {
     pub query_upstream: Option<Arc<crate::forward::query::QueryUpstream>>,
 }
 
-/// The receiver's HTTP application; `shutdown` ends long polls early.
-pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> Router {
+/// The routes of one group, each with its OpenAPI operation.
+type Routes = OpenApiRouter<Arc<AppState>>;
+
+/// Every route with its OpenAPI operation, in its access group: `routes!`
+/// registers a handler together with its `#[utoipa::path]` description,
+/// so no route is served without one (nothing here calls the
+/// undocumented `.route`). `proxy` wraps the query routes an upstream
+/// answers and `poll` the host's long poll: both need the running
+/// receiver, and [`operations`] builds the table without them.
+fn routes(proxy: impl FnOnce(Routes) -> Routes, poll: impl FnOnce(Routes) -> Routes) -> Routes {
     use api::query as q;
-    let guarded = |access: Access, routes: Router<Arc<AppState>>| {
+    use api::{clients, commands, dcmon, openapi, rules, write};
+    let guarded = |access: Access, routes: Routes| {
         routes.route_layer(middleware::from_fn_with_state(access, auth::require_access))
     };
     let write = guarded(
         Access::Write,
-        Router::new()
-            .route("/api/v1/write", post(api::write::write))
+        Routes::new()
+            .routes(routes!(write::write))
             // Remote-write senders log the plain-text reason as it is.
             .route_layer(middleware::map_response(keep_plain_errors)),
     );
     let read = guarded(
         Access::Read,
-        Router::new()
-            .route("/metrics", get(api::dcmon::metrics))
+        Routes::new()
+            .routes(routes!(dcmon::metrics))
             // Documentation only: whoever may query may read how to.
-            .route("/api/dcmon/openapi.json", get(api::openapi::document))
+            .routes(routes!(openapi::document))
             // Answered by --query.upstream.url when one is set.
-            .merge(
-                Router::new()
-                    .route("/api/v1/query", get(q::query).post(q::query))
-                    .route(
-                        "/api/v1/query_range",
-                        get(q::query_range).post(q::query_range),
-                    )
-                    .route("/api/v1/series", get(q::series).post(q::series))
-                    .route("/api/v1/labels", get(q::labels).post(q::labels))
-                    .route(
-                        "/api/v1/label/{name}/values",
-                        get(q::label_values).post(q::label_values),
-                    )
-                    .route_layer(middleware::from_fn_with_state(
-                        Arc::clone(&state),
-                        crate::forward::query::proxy,
-                    )),
-            )
-            .route("/api/v1/metadata", get(q::metadata).post(q::metadata))
-            .route(
-                "/api/v1/query_exemplars",
-                get(q::query_exemplars).post(q::query_exemplars),
-            )
-            .route(
-                "/api/v1/status/buildinfo",
-                get(q::buildinfo).post(q::buildinfo),
-            )
-            .route(
-                "/api/v1/format_query",
-                get(q::format_query).post(q::format_query),
-            )
-            .route(
-                "/api/v1/rules",
-                get(api::rules::rules).post(api::rules::rules),
-            )
-            .route(
-                "/api/v1/alerts",
-                get(api::rules::alerts).post(api::rules::alerts),
-            ),
+            .merge(proxy(
+                Routes::new()
+                    .routes(routes!(q::query_get, q::query_post))
+                    .routes(routes!(q::query_range_get, q::query_range_post))
+                    .routes(routes!(q::series_get, q::series_post))
+                    .routes(routes!(q::labels_get, q::labels_post))
+                    .routes(routes!(q::label_values_get, q::label_values_post)),
+            ))
+            .routes(routes!(q::metadata_get, q::metadata_post))
+            .routes(routes!(q::query_exemplars_get, q::query_exemplars_post))
+            .routes(routes!(q::buildinfo_get, q::buildinfo_post))
+            .routes(routes!(q::format_query_get, q::format_query_post))
+            .routes(routes!(rules::rules_get, rules::rules_post))
+            .routes(routes!(rules::alerts_get, rules::alerts_post)),
     );
     let admin = guarded(
         Access::Admin,
-        Router::new()
-            .route("/api/dcmon/stats", get(api::dcmon::stats))
-            .route(
-                "/-/reload",
-                post(api::rules::reload).put(api::rules::reload),
-            )
-            .route("/api/dcmon/register", post(api::clients::register))
-            .route("/api/dcmon/clients", get(api::clients::list))
-            .route("/api/dcmon/clients/{id}/revoke", post(api::clients::revoke))
-            .route(
-                "/api/dcmon/commands",
-                post(api::commands::create).get(api::commands::list),
-            )
-            .route("/api/dcmon/commands/{id}", get(api::commands::get))
-            .route(
-                "/api/dcmon/commands/batches/{id}",
-                get(api::commands::batch),
-            )
-            .route(
-                "/api/dcmon/commands/batches/{id}/cancel",
-                post(api::commands::cancel_batch),
-            )
-            .route(
-                "/api/dcmon/commands/{id}/cancel",
-                post(api::commands::cancel),
-            ),
+        Routes::new()
+            .routes(routes!(dcmon::stats))
+            .routes(routes!(rules::reload_post, rules::reload_put))
+            .routes(routes!(clients::register))
+            .routes(routes!(clients::list))
+            .routes(routes!(clients::revoke))
+            .routes(routes!(commands::create, commands::list))
+            .routes(routes!(commands::get))
+            .routes(routes!(commands::batch))
+            .routes(routes!(commands::cancel_batch))
+            .routes(routes!(commands::cancel)),
     );
     let host = guarded(
         Access::Host,
-        Router::new()
-            .route(
-                "/api/dcmon/commands/next",
-                get(api::commands::next)
-                    .route_layer(middleware::from_fn_with_state(shutdown, end_on_shutdown)),
-            )
-            .route(
-                "/api/dcmon/commands/{id}/result",
-                post(api::commands::result),
-            ),
+        Routes::new()
+            .merge(poll(Routes::new().routes(routes!(commands::next))))
+            .routes(routes!(commands::result)),
     );
-    let any = Router::new().route("/health", get(api::dcmon::health));
-    Router::new()
+    let any = Routes::new().routes(routes!(dcmon::health));
+    Routes::new()
         .merge(write)
         .merge(read)
         .merge(admin)
         .merge(host)
         .merge(any)
+}
+
+/// The operations [`router`] serves, described: the same table, without
+/// the layers that need a running receiver.
+pub fn operations() -> utoipa::openapi::OpenApi {
+    routes(|routes| routes, |routes| routes).into_openapi()
+}
+
+/// The receiver's HTTP application; `shutdown` ends long polls early.
+pub fn router(state: Arc<AppState>, auth: Authenticator, shutdown: Shutdown) -> Router {
+    let proxy_state = Arc::clone(&state);
+    let (routes, _) = routes(
+        |routes| {
+            routes.route_layer(middleware::from_fn_with_state(
+                proxy_state,
+                crate::forward::query::proxy,
+            ))
+        },
+        |routes| routes.route_layer(middleware::from_fn_with_state(shutdown, end_on_shutdown)),
+    )
+    .split_for_parts();
+    routes
         .fallback(not_found)
         // Every extractor that buffers a body stops at this size (413); the
         // write handler reads its body itself, under its own limit.

@@ -59,14 +59,16 @@ pub enum QueueError {
     BadResult,
 }
 
-/// A command as the API lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A command as the API lists it: the command's `type` and `params` plus
+/// its lifecycle. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CommandRecord {
     /// Id.
     pub id: i64,
     /// Target client id.
     pub client_id: String,
-    /// Target host name.
+    /// Target host name; null if the client is gone.
+    #[schema(required = true)]
     pub hostname: Option<String>,
     /// The command.
     #[serde(flatten)]
@@ -80,19 +82,26 @@ pub struct CommandRecord {
     /// Unix seconds after which a pending command expires.
     pub expires_at: f64,
     /// Unix seconds of delivery.
+    #[schema(required = true)]
     pub delivered_at: Option<f64>,
     /// Unix seconds by which a delivered command's result is due.
+    #[schema(required = true)]
     pub deadline: Option<f64>,
     /// Unix seconds of the final transition.
+    #[schema(required = true)]
     pub finished_at: Option<f64>,
     /// The host's exit code.
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
     /// The host's output.
+    #[schema(required = true)]
     pub output: Option<String>,
     /// Why it failed.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// The batch it was created in, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub batch_id: Option<i64>,
 }
 
@@ -106,15 +115,17 @@ pub enum BatchTargets {
 }
 
 /// What became of one host of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BatchEntry {
     /// The id or name as the batch named it.
     pub target: String,
     /// The command queued for it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub command: Option<CommandRecord>,
-    /// Why nothing was queued for it.
+    /// Why nothing was queued for it (unknown, revoked, listed twice).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
 }
 

@@ -1,11 +1,11 @@
 //! `docs/api.md`'s route reference, generated from the OpenAPI document
-//! (`receiver/src/api/openapi.json`, which `openapi.rs` checks against the
-//! router): every operation with its credentials and summary, then one
+//! (generated from the handlers' annotations, which `openapi.rs` checks
+//! against the router): every operation with its credentials and summary, then one
 //! `curl` example per route. The examples' arguments are the one thing kept
 //! by hand, in [`example_arguments`]; a route without an entry there gets a
 //! plain request, so a new route still appears.
 
-use dcmon_receiver::api::openapi::DOCUMENT;
+use dcmon_receiver::api::openapi::document_json;
 use serde_json::Value;
 
 const COMMAND: &str = "cargo test -p dcmon-receiver --test integration api_doc";
@@ -18,7 +18,9 @@ fn credential(scheme: &str) -> (&'static str, &'static str) {
         "readToken" => ("read", "$READ_TOKEN"),
         "writeToken" => ("write", "$WRITE_TOKEN"),
         "hostJwt" => ("host JWT", "$HOST_JWT"),
-        other => panic!("openapi.json names a security scheme the docs do not know: {other}"),
+        other => {
+            panic!("the OpenAPI document names a security scheme the docs do not know: {other}")
+        }
     }
 }
 
@@ -155,7 +157,8 @@ fn render(document: &Value) -> String {
 
 #[test]
 fn the_api_reference_matches_the_openapi_document() {
-    let document: Value = serde_json::from_str(DOCUMENT).expect("openapi.json is JSON");
+    let document: Value =
+        serde_json::from_str(document_json()).expect("the OpenAPI document is JSON");
     let page = render(&document);
     // Every operation of the document is on the page, with its example.
     for op in operations(&document) {

@@ -15,12 +15,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use dcmon_protocol::commands::{Command, CommandResult, CommandStatus};
+use dcmon_protocol::commands::{Command, CommandResult, CommandStatus, DeliveredCommand};
 use dcmon_protocol::duration::parse_duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::blocking;
+use super::openapi::{BadRequest, Error, Forbidden, Internal, Unauthorized};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::commands::{BatchTargets, CommandRecord};
@@ -69,12 +70,31 @@ pub fn parse_expiry(value: Option<Value>) -> Result<Duration, ApiError> {
     Ok(expires_in)
 }
 
-/// `POST /api/dcmon/commands`:
-/// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`,
-/// or for a batch `"clients": ["<id or name>", …]` or `"clients": "all"`
-/// in place of `"client"`. A client id is 24 lower-case hex digits;
-/// anything else is a host name. The command is validated once, before
-/// anything is queued.
+/// Queue a command
+///
+/// Queues a command for one host (`client`) or, as a batch, for each host of `clients` (a list, or `"all"`). Typed: unknown types, actions or fields, out-of-range values and a duty below `--commands.min-duty` are refused and nothing is queued. In a batch, a host that cannot take the command (unknown, revoked, listed twice) is reported in its own entry and the others are queued.
+//
+// `{"client": "<id or host name>", "type": …, "params": {…}, "expires_in": "10m"}`,
+// or for a batch `"clients": ["<id or name>", …]` or `"clients": "all"`
+// in place of `"client"`. A client id is 24 lower-case hex digits;
+// anything else is a host name. The command is validated once, before
+// anything is queued.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands",
+    operation_id = "createCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    request_body(content = CreateCommandRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued, status pending: the command, or for a batch the batch id and one entry per host.", body = inline(Created)),
+        (status = 400, description = "Not a JSON object, neither or both of `client` and `clients`, no active client by that id or host name (for a batch: no host at all could take it), invalid `expires_in`, or an invalid command.", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body must be a JSON object: {e}")))?;
@@ -155,6 +175,100 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
         .into_response())
 }
 
+// The answers' and the request's shapes, as schemas: the handlers build
+// and read them as JSON values.
+
+/// What `create` answers: one command, or a batch.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Created {
+    One(Box<CommandRecord>),
+    Batch(BatchCreated),
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BatchCreated {
+    batch_id: i64,
+    queued: u64,
+    refused: u64,
+    hosts: Vec<crate::commands::BatchEntry>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CommandList {
+    status: super::openapi::Success,
+    data: Vec<CommandRecord>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Batch {
+    status: super::openapi::Success,
+    #[schema(inline)]
+    data: BatchData,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BatchData {
+    batch_id: i64,
+    /// Commands per status.
+    counts: std::collections::BTreeMap<String, u64>,
+    commands: Vec<CommandRecord>,
+}
+
+/// A command plus its target(s) and expiry, in one object: `client` for
+/// one host, or `clients` (a list of ids or host names, or `"all"`) for a
+/// batch.
+#[derive(utoipa::ToSchema)]
+#[schema(examples(
+    json!({"client": "gpu-07", "type": "fan_control", "params": {"action": "set_zone_duty", "zone": 0, "duty": 60}, "expires_in": "10m"}),
+    json!({"clients": ["gpu-07", "gpu-08", "3f2a9c0d1e4b5a6978877665"], "type": "config_update", "params": {"action": "apply", "config": {"version": "2026-12-fans", "interval_s": 15}, "revert_after_s": 600}}),
+))]
+#[allow(dead_code)]
+struct CreateCommandRequest {
+    /// Client id or host name of an active (not revoked) client.
+    #[schema(nullable = false, min_length = 1)]
+    client: Option<String>,
+    /// A batch: one command per host (1 to 10000 ids or host names), under
+    /// one batch id. `all` is every active host.
+    #[schema(nullable = false)]
+    clients: Option<Clients>,
+    /// How long the command waits for its host before it expires; 1s to
+    /// 7d: a Prometheus duration (`10m`) or seconds.
+    #[schema(nullable = false, default = "10m")]
+    expires_in: Option<ExpiresIn>,
+    #[serde(flatten)]
+    command: Command,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Clients {
+    All(AllHosts),
+    List(Vec<String>),
+}
+
+/// Every active host.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AllHosts {
+    All,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ExpiresIn {
+    Duration(String),
+    Seconds(f64),
+}
+
 /// Whom a command is for.
 enum Target {
     One(String),
@@ -179,8 +293,26 @@ fn parse_targets(value: Value) -> Result<BatchTargets, ApiError> {
     }
 }
 
-/// `GET /api/dcmon/commands/batches/{id}`: the batch's commands and a
-/// count per status.
+/// One batch
+///
+/// The batch's commands, oldest first, and a count per status.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/batches/{id}",
+    operation_id = "getCommandBatch",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The batch.", body = Batch),
+        (status = 404, description = "No such batch.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -190,8 +322,26 @@ pub async fn batch(
     batch_answer(id, records)
 }
 
-/// `POST /api/dcmon/commands/batches/{id}/cancel`: cancels the batch's
-/// pending commands; those already delivered or finished keep their state.
+/// Cancel a batch
+///
+/// Cancels every still-pending command of the batch; delivered and finished ones keep their state. No body. Answers the batch as it then stands.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/batches/{id}/cancel",
+    operation_id = "cancelCommandBatch",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The batch after cancelling.", body = Batch),
+        (status = 404, description = "No such batch.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn cancel_batch(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -219,15 +369,41 @@ fn batch_answer(id: i64, records: Option<Vec<CommandRecord>>) -> Result<Json<Val
 }
 
 /// Filters of the list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Client id or host name.
+    #[param(nullable = false)]
     client: Option<String>,
+    #[param(value_type = Option<CommandStatus>, nullable = false)]
     status: Option<String>,
+    /// Only this batch's commands.
+    #[param(nullable = false)]
     batch: Option<i64>,
+    /// At most this many (values above 10000 are cut to 10000).
+    #[param(nullable = false, value_type = Option<u64>, minimum = 0, maximum = 10000, default = 100)]
     limit: Option<usize>,
 }
 
-/// `GET /api/dcmon/commands`.
+/// List commands
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands",
+    operation_id = "listCommands",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The commands.", body = CommandList),
+        (status = 400, description = "Unknown status (or a non-numeric `limit`, answered in plain text).", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
@@ -249,7 +425,26 @@ pub async fn list(
     Ok(Json(json!({ "status": "success", "data": records })))
 }
 
-/// `GET /api/dcmon/commands/{id}`.
+/// One command
+///
+/// The command with its lifecycle and the host's result.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/{id}",
+    operation_id = "getCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The command.", body = CommandRecord),
+        (status = 404, description = "No such command.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -261,7 +456,27 @@ pub async fn get(
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no command {id}")))
 }
 
-/// `POST /api/dcmon/commands/{id}/cancel`.
+/// Cancel a pending command
+///
+/// Only a pending command can be cancelled. No body.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/{id}/cancel",
+    operation_id = "cancelCommand",
+    tag = "commands",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "Cancelled.", body = CommandRecord),
+        (status = 404, description = "No such command.", body = Error),
+        (status = 409, description = "The command is no longer pending (`conflict`).", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -273,13 +488,34 @@ pub async fn cancel(
 }
 
 /// Long-poll parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
+    /// How long to wait, a Prometheus duration; at most 60s.
+    #[param(nullable = false, default = "30s")]
     timeout: Option<String>,
 }
 
-/// `GET /api/dcmon/commands/next[?timeout=30s]`: this host's oldest
-/// pending command (200), or 204 when none came within the timeout.
+/// Poll for this host's next command
+///
+/// Long poll: hands out the calling host's oldest pending command, marking it delivered (each command is delivered at most once), or answers 204 when none arrived within `timeout`. Host JWT only: the admin and scoped tokens get 403.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/commands/next",
+    operation_id = "nextCommand",
+    tag = "commands",
+    security(("hostJwt" = [])),
+    params(PollQuery),
+    responses(
+        (status = 200, description = "A command to run.", body = DeliveredCommand),
+        (status = 204, description = "No command within the timeout."),
+        (status = 403, description = "The caller is not an enrolled host.", body = Error),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("host"))),
+)]
 pub async fn next(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -302,7 +538,28 @@ pub async fn next(
     })
 }
 
-/// `POST /api/dcmon/commands/{id}/result`.
+/// Report a command's result
+///
+/// The calling host reports the result of a command delivered to it. Host JWT only.
+#[utoipa::path(
+    post,
+    path = "/api/dcmon/commands/{id}/result",
+    operation_id = "commandResult",
+    tag = "commands",
+    security(("hostJwt" = [])),
+    params(("id" = i64, Path)),
+    request_body(content = CommandResult, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded; the command is succeeded or failed.", body = CommandRecord),
+        (status = 400, description = "Invalid body, or a status other than succeeded/failed.", body = Error),
+        (status = 403, description = "The caller is not an enrolled host.", body = Error),
+        (status = 404, description = "No such command for this host.", body = Error),
+        (status = 409, description = "The command is not delivered (already finished, expired or cancelled).", body = Error),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("host"))),
+)]
 pub async fn result(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,

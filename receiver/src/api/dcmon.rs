@@ -12,10 +12,78 @@ use dcmon_protocol::exposition;
 use serde_json::json;
 
 use super::blocking;
+use super::openapi::{Forbidden, Internal, Unauthorized};
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// `GET /api/dcmon/stats`: what is stored and how compactly.
+/// What is stored and how compactly.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: `stats` builds the answer.
+pub(crate) struct Stats {
+    series: u64,
+    samples: u64,
+    /// Samples not yet packed into chunks.
+    head_samples: u64,
+    /// Packed samples also held decoded in memory (--storage.recent-window).
+    recent_samples: u64,
+    db_bytes: u64,
+    bytes_per_sample: f64,
+    #[schema(required = true)]
+    oldest_timestamp_ms: Option<i64>,
+    #[schema(required = true)]
+    newest_timestamp_ms: Option<i64>,
+    retention_seconds: u64,
+    #[schema(inline)]
+    ingest: StatsIngest,
+    compactions: u64,
+    retention_runs: u64,
+    chunks_dropped: u64,
+    series_dropped: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StatsIngest {
+    requests: u64,
+    samples: u64,
+    commits: u64,
+    /// Refused write requests by reason.
+    rejected: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: `health` builds the answer.
+pub(crate) struct Health {
+    status: HealthStatus,
+    /// `ok`, or what failed.
+    database: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum HealthStatus {
+    Ok,
+    Error,
+}
+
+/// Storage and ingest statistics
+///
+/// Series and sample counts, database size, time bounds, ingest and maintenance counters.
+#[utoipa::path(
+    get,
+    path = "/api/dcmon/stats",
+    operation_id = "getStats",
+    tag = "dcmon",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Statistics.", body = Stats),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+    extensions(("x-dcmon-access" = json!("admin"))),
+)]
 pub async fn stats(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -70,10 +138,27 @@ fn rejected_by_reason(state: &AppState) -> serde_json::Map<String, serde_json::V
         .collect()
 }
 
-/// `GET /health`: 200 `ok` while the database answers and the writer's
-/// operations succeed; 503 `degraded` naming each failing operation and
-/// its cause (a full disk, a read-only file, …) while writes, compaction
-/// or retention fail; 503 `error` when the database does not answer.
+/// Liveness and database check
+///
+/// Any authenticated caller.
+//
+// 200 `ok` while the database answers and the writer's operations
+// succeed; 503 `degraded` naming each failing operation and its cause (a
+// full disk, a read-only file, …) while writes, compaction or retention
+// fail; 503 `error` when the database does not answer.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    security(("adminToken" = []), ("readToken" = []), ("writeToken" = []), ("hostJwt" = [])),
+    responses(
+        (status = 200, description = "The database answers.", body = Health),
+        (status = 503, description = "The database does not answer.", body = Health),
+        (status = 401, response = Unauthorized),
+    ),
+    extensions(("x-dcmon-access" = json!("any"))),
+)]
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let storage = state.storage.clone();
     let check = tokio::task::spawn_blocking(move || storage.time_bounds()).await;
@@ -115,7 +200,25 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// `GET /metrics`: the receiver's own metrics, text or OpenMetrics by `Accept`.
+/// The receiver's own metrics
+///
+/// `dcmon_receiver_*` and process metrics; Prometheus text 0.0.4 or OpenMetrics by `Accept`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(("adminToken" = []), ("readToken" = [])),
+    responses(
+        (status = 200, description = "Metrics.", content(
+            (String = "text/plain; version=0.0.4; charset=utf-8"),
+            (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    extensions(("x-dcmon-access" = json!("read"))),
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = exposition::negotiate(accept);

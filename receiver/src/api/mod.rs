@@ -3,6 +3,47 @@
 
 use crate::error::{ApiError, ErrorKind};
 
+/// Declares `$get` and `$post`, the GET and POST operations of one route of
+/// the Prometheus-compatible API, both answered by `$handler`: each method
+/// is its own operation in the OpenAPI document (`queryGet`, `queryPost`),
+/// POST with its form body.
+macro_rules! get_and_post {
+    (
+        $handler:ident($($arg:ident: $ty:ty),*) -> $answer:ty;
+        $get:ident = $get_id:literal, $post:ident = $post_id:literal;
+        path = $path:literal, summary = $summary:literal, description = $description:expr,
+        params($($params:tt)*), responses($($responses:tt)*)
+    ) => {
+        #[utoipa::path(
+            get, path = $path, operation_id = $get_id, tag = "prometheus",
+            summary = $summary, description = $description,
+            security(("adminToken" = []), ("readToken" = [])),
+            params($($params)*), responses($($responses)*),
+            extensions(("x-dcmon-access" = json!("read"))),
+        )]
+        pub async fn $get($($arg: $ty),*) -> $answer {
+            $handler($($arg),*).await
+        }
+
+        #[utoipa::path(
+            post, path = $path, operation_id = $post_id, tag = "prometheus",
+            summary = $summary, description = $description,
+            security(("adminToken" = []), ("readToken" = [])),
+            params($($params)*),
+            request_body(
+                content = Object,
+                content_type = "application/x-www-form-urlencoded",
+                description = "The same parameters as GET, as a form (at most 4 MiB).",
+            ),
+            responses($($responses)*),
+            extensions(("x-dcmon-access" = json!("read"))),
+        )]
+        pub async fn $post($($arg: $ty),*) -> $answer {
+            $handler($($arg),*).await
+        }
+    };
+}
+
 pub mod clients;
 pub mod commands;
 pub mod dcmon;

@@ -8,12 +8,71 @@ use axum::Json;
 use axum::extract::{Request, State};
 use serde_json::{Map, Value as JsonValue, json};
 
+use super::openapi::{BadRequest, Forbidden, PromBadData, PromSuccess, Unauthorized};
 use super::query_params::{Params, bad_param};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
 use crate::rules::alert::Alert;
 use crate::rules::file::RuleKind;
 use crate::rules::group::{GroupState, RuleState};
+
+get_and_post! {
+    rules(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
+    rules_get = "rulesGet", rules_post = "rulesPost";
+    path = "/api/v1/rules", summary = "Rule groups and their rules' state",
+    description = "As in Prometheus's HTTP API: the groups of the rule files the receiver evaluates (`--rules.file`), each rule's health, last evaluation and, for alerting rules, state and active alerts. Filters: `type=alert|record`, `rule_name[]`, `rule_group[]`, `file[]`; another `type` is refused (400). GET with query parameters or POST with a form body.",
+    params(), responses(
+        (status = 200, response = PromSuccess),
+        (status = 400, response = PromBadData),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+}
+
+get_and_post! {
+    alerts(state: State<Arc<AppState>>) -> Json<JsonValue>;
+    alerts_get = "alertsGet", alerts_post = "alertsPost";
+    path = "/api/v1/alerts", summary = "Active alerts",
+    description = "As in Prometheus's HTTP API: every pending and firing alert of the receiver's alerting rules, with labels, rendered annotations, state, `activeAt` and value. GET with query parameters or POST with a form body.",
+    params(), responses(
+        (status = 200, response = PromSuccess),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+}
+
+// The answer of [`reload`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: `reload` builds the answer.
+struct Reloaded {
+    status: super::openapi::Success,
+}
+
+/// Declares the `/-/reload` operation for one method.
+macro_rules! reload_operation {
+    ($name:ident, $method:ident, $id:literal) => {
+        /// Re-read the rule files
+        ///
+        /// As Prometheus's `/-/reload` (and SIGHUP): reads every `--rules.file` again. A file that does not pass the checks is refused (400, the error naming file, group and rule) and the rules running go on; otherwise the new rules replace them, unchanged rules keeping their alerts.
+        #[utoipa::path(
+            $method, path = "/-/reload", operation_id = $id, tag = "prometheus",
+            security(("adminToken" = [])),
+            responses(
+                (status = 200, description = "The rule files were read again.", body = inline(Reloaded)),
+                (status = 400, response = BadRequest),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+            ),
+            extensions(("x-dcmon-access" = json!("admin"))),
+        )]
+        pub async fn $name(state: State<Arc<AppState>>) -> Result<Json<JsonValue>, ApiError> {
+            reload(state).await
+        }
+    };
+}
+
+reload_operation!(reload_post, post, "reloadPost");
+reload_operation!(reload_put, put, "reloadPut");
 
 /// `GET|POST /api/v1/rules`, with the `type`, `rule_name[]`,
 /// `rule_group[]` and `file[]` filters.

@@ -18,6 +18,7 @@ use dcmon_protocol::remote_write::{
     self, DecodeError, RequestView, UnsupportedContentType, Version, headers,
 };
 
+use super::openapi::{Forbidden, Unauthorized};
 use super::write_limits::{BudgetError, LimitError};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -116,7 +117,40 @@ impl From<DecodeError> for Rejection {
     }
 }
 
-/// The handler.
+// A snappy-compressed protobuf message, as a schema.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    content_media_type = "application/x-protobuf",
+    content_encoding = "binary"
+)]
+#[allow(dead_code)] // A schema only: `write` reads the body itself.
+struct Protobuf(String);
+
+/// Prometheus Remote-Write 1.0 and 2.0
+///
+/// Snappy-compressed protobuf; the version is negotiated by `Content-Type`. Hosts may write only as their own `instance` (the receiver sets it). 4xx: the request can never succeed; 5xx: retry. Refusals are plain text. Remote-Write 2.0 answers carry the `X-Prometheus-Remote-Write-*-Written` headers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/write",
+    operation_id = "remoteWrite",
+    tag = "ingest",
+    security(("adminToken" = []), ("writeToken" = []), ("hostJwt" = [])),
+    request_body(content(
+        (inline(Protobuf) = "application/x-protobuf"),
+        (inline(Protobuf) = "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+    )),
+    responses(
+        (status = 200, description = "Stored (Remote-Write 2.0)."),
+        (status = 204, description = "Stored (Remote-Write 1.0)."),
+        (status = 400, description = "Malformed snappy or protobuf, invalid labels, samples more than 10 minutes ahead or past retention, native histograms.", body = String, content_type = "text/plain"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "Body larger than `--web.max-request-bytes` (or decompresses too large).", body = String, content_type = "text/plain"),
+        (status = 415, description = "Content type or encoding not spoken.", body = String, content_type = "text/plain"),
+        (status = 500, description = "Storage failed; nothing was acknowledged.", body = String, content_type = "text/plain"),
+    ),
+    extensions(("x-dcmon-access" = json!("write"))),
+)]
 pub async fn write(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
