@@ -8,6 +8,27 @@ use crate::error::{ApiError, ErrorKind};
 /// is its own operation in the OpenAPI document (`queryGet`, `queryPost`),
 /// POST with its form body.
 macro_rules! get_and_post {
+    // The answers every query-API data route gives, as Prometheus's do.
+    (
+        $handler:ident($($arg:ident: $ty:ty),*) -> $answer:ty;
+        $get:ident = $get_id:literal, $post:ident = $post_id:literal;
+        path = $path:literal, summary = $summary:literal, description = $description:expr,
+        params($($params:tt)*), responses = query_answers
+    ) => {
+        get_and_post! {
+            $handler($($arg: $ty),*) -> $answer;
+            $get = $get_id, $post = $post_id;
+            path = $path, summary = $summary, description = $description,
+            params($($params)*), responses(
+                (status = 200, response = PromSuccess),
+                (status = 400, response = PromBadData),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+                (status = 422, response = PromExecution),
+                (status = 503, response = PromTimeout),
+            )
+        }
+    };
     (
         $handler:ident($($arg:ident: $ty:ty),*) -> $answer:ty;
         $get:ident = $get_id:literal, $post:ident = $post_id:literal;

@@ -199,14 +199,7 @@ get_and_post! {
     query(state: State<Arc<AppState>>, request: Request) -> Result<QueryAnswer, ApiError>;
     query_get = "queryGet", query_post = "queryPost";
     path = "/api/v1/query", summary = "Instant query", description = UPSTREAM_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
@@ -214,112 +207,56 @@ get_and_post! {
     query_range_get = "queryRangeGet", query_range_post = "queryRangePost";
     path = "/api/v1/query_range", summary = "Range query",
     description = "As in Prometheus's HTTP API (parameters, response `data`); see the linked documentation. GET with query parameters or POST with a form body. `nocache=1` bypasses the range-query cache (`--query.cache-size`). With `--query.upstream.url`, answered by that upstream unless every selector names the receiver's own series (503 `unavailable` when the upstream cannot be reached; its own errors come back with its status, the message naming it).",
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     series(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     series_get = "seriesGet", series_post = "seriesPost";
     path = "/api/v1/series", summary = "Series by label matchers", description = UPSTREAM_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     labels(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     labels_get = "labelsGet", labels_post = "labelsPost";
     path = "/api/v1/labels", summary = "Label names", description = UPSTREAM_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     label_values(state: State<Arc<AppState>>, name: Path<String>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     label_values_get = "labelValuesGet", label_values_post = "labelValuesPost";
     path = "/api/v1/label/{name}/values", summary = "Values of one label", description = UPSTREAM_DESCRIPTION,
-    params(("name" = String, Path)), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(("name" = String, Path)), responses = query_answers
 }
 
 get_and_post! {
     metadata(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     metadata_get = "metadataGet", metadata_post = "metadataPost";
     path = "/api/v1/metadata", summary = "Metric metadata (from remote-write metadata)", description = LOCAL_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     query_exemplars(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     query_exemplars_get = "queryExemplarsGet", query_exemplars_post = "queryExemplarsPost";
     path = "/api/v1/query_exemplars", summary = "Exemplars (always empty: exemplars are not stored)", description = LOCAL_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     buildinfo() -> Json<JsonValue>;
     buildinfo_get = "buildinfoGet", buildinfo_post = "buildinfoPost";
     path = "/api/v1/status/buildinfo", summary = "Build information", description = LOCAL_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 get_and_post! {
     format_query(state: State<Arc<AppState>>, request: Request) -> Result<Json<JsonValue>, ApiError>;
     format_query_get = "formatQueryGet", format_query_post = "formatQueryPost";
     path = "/api/v1/format_query", summary = "Format a PromQL expression", description = LOCAL_DESCRIPTION,
-    params(), responses(
-        (status = 200, response = PromSuccess),
-        (status = 400, response = PromBadData),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = PromExecution),
-        (status = 503, response = PromTimeout),
-    )
+    params(), responses = query_answers
 }
 
 /// `GET|POST /api/v1/query`
