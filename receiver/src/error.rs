@@ -22,7 +22,10 @@ use crate::promql::{QueryError, QueryErrorKind};
 use crate::storage::StorageError;
 
 /// The kinds of error the API answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Also the OpenAPI document's `errorType` (as `ErrorType`), in the names
+// `as_str` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = ErrorType, rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Missing, malformed or unknown credentials (401).
     Unauthorized,

@@ -135,7 +135,7 @@ pub(crate) struct Error {
     status: ErrorStatus,
     /// unauthorized 401, forbidden 403, not_found 404, bad_data 400, conflict 409, execution 422, canceled 499, timeout 503, internal 500.
     #[schema(rename = "errorType")]
-    error_type: ErrorType,
+    error_type: crate::error::ErrorKind,
     /// Human-readable message; never secrets or internals.
     error: String,
 }
@@ -154,22 +154,6 @@ pub(crate) enum Success {
 #[allow(dead_code)]
 enum ErrorStatus {
     Error,
-}
-
-// `crate::error::ErrorKind` as the answer names it.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum ErrorType {
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    BadData,
-    Conflict,
-    Execution,
-    Canceled,
-    Timeout,
-    Internal,
 }
 
 /// A shared answer with an [`Error`] body.
