@@ -5,6 +5,7 @@
 //! writer.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -81,10 +82,15 @@ type FlatLabels = Box<[u8]>;
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
     series: FxHashMap<SeriesId, Labels>,
-    /// Label-set hash → the series with that hash, each with its labels
-    /// flattened into one buffer: ingest compares against one contiguous
-    /// allocation instead of chasing a pointer per label string.
-    by_hash: FxHashMap<u64, Vec<(SeriesId, FlatLabels)>>,
+    /// Label-set hash → the series with that hash, its labels flattened
+    /// into one buffer: ingest compares against one contiguous allocation
+    /// instead of chasing a pointer per label string. The entry sits in the
+    /// map's own slot (one memory access fewer per looked-up series than a
+    /// list per hash); a second series with the same 64-bit hash, which
+    /// practically never happens, goes to `collided`.
+    by_hash: FxHashMap<u64, (SeriesId, FlatLabels)>,
+    /// Further series whose hash is already in `by_hash`.
+    collided: FxHashMap<u64, Vec<(SeriesId, FlatLabels)>>,
     postings: FxHashMap<String, BTreeMap<String, Vec<SeriesId>>>,
 }
 
@@ -115,7 +121,11 @@ impl SeriesIndex {
 
     /// The id of the series with exactly these (sorted) labels.
     pub fn lookup<S: AsRef<str>>(&self, hash: u64, labels: &[(S, S)]) -> Option<SeriesId> {
-        self.by_hash
+        let (id, key) = self.by_hash.get(&hash)?;
+        if key_matches(key, labels) {
+            return Some(*id);
+        }
+        self.collided
             .get(&hash)?
             .iter()
             .find(|(_, key)| key_matches(key, labels))
@@ -134,10 +144,7 @@ impl SeriesIndex {
 
     /// Adds a series. Ids must be new.
     pub fn insert(&mut self, id: SeriesId, labels: Labels) {
-        self.by_hash
-            .entry(hash_labels(&labels))
-            .or_default()
-            .push((id, flatten(&labels)));
+        self.insert_key(hash_labels(&labels), id, flatten(&labels));
         for (name, value) in labels.iter() {
             let list = self
                 .postings
@@ -157,17 +164,42 @@ impl SeriesIndex {
         self.series.insert(id, labels);
     }
 
+    fn insert_key(&mut self, hash: u64, id: SeriesId, key: FlatLabels) {
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert((id, key));
+            }
+            Entry::Occupied(_) => self.collided.entry(hash).or_default().push((id, key)),
+        }
+    }
+
+    fn remove_key(&mut self, hash: u64, id: SeriesId) {
+        let Entry::Occupied(mut slot) = self.by_hash.entry(hash) else {
+            return;
+        };
+        let Some(others) = self.collided.get_mut(&hash) else {
+            if slot.get().0 == id {
+                slot.remove();
+            }
+            return;
+        };
+        if slot.get().0 == id {
+            // The slot stays taken while the hash has series.
+            *slot.get_mut() = others.pop().expect("collided lists are never empty");
+        } else {
+            others.retain(|(x, _)| *x != id);
+        }
+        if others.is_empty() {
+            self.collided.remove(&hash);
+        }
+    }
+
     /// Removes a series (retention dropped its last sample).
     pub fn remove(&mut self, id: SeriesId) {
         let Some(labels) = self.series.remove(&id) else {
             return;
         };
-        if let Some(ids) = self.by_hash.get_mut(&hash_labels(&labels)) {
-            ids.retain(|(x, _)| *x != id);
-            if ids.is_empty() {
-                self.by_hash.remove(&hash_labels(&labels));
-            }
-        }
+        self.remove_key(hash_labels(&labels), id);
         for (name, value) in labels.iter() {
             if let Some(values) = self.postings.get_mut(name) {
                 if let Some(list) = values.get_mut(value) {
@@ -321,6 +353,32 @@ mod tests {
         );
         index.insert(3, labels(&[("__name__", "node_load1"), ("instance", "a")]));
         index
+    }
+
+    /// Series whose hashes collide are each found, and removing any of
+    /// them, in any order, keeps the others found.
+    #[test]
+    fn colliding_hashes_keep_every_series() {
+        let sets: Vec<Labels> = (0..4)
+            .map(|i| labels(&[("__name__", "up"), ("instance", &format!("h{i}"))]))
+            .collect();
+        for removal in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]] {
+            let mut index = SeriesIndex::default();
+            // One hash for all: the shape a 64-bit collision would make.
+            for (id, set) in sets.iter().enumerate() {
+                index.insert_key(7, id as SeriesId, flatten(set));
+            }
+            let mut present: Vec<usize> = (0..sets.len()).collect();
+            for gone in removal {
+                for &id in &present {
+                    assert_eq!(index.lookup(7, &sets[id]), Some(id as SeriesId));
+                }
+                index.remove_key(7, gone as SeriesId);
+                present.retain(|&id| id != gone);
+                assert_eq!(index.lookup(7, &sets[gone]), None, "{removal:?}");
+            }
+            assert!(index.by_hash.is_empty() && index.collided.is_empty());
+        }
     }
 
     fn m(name: &str, op: MatchOp, value: &str) -> Matcher {
