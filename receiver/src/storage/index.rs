@@ -82,15 +82,16 @@ type FlatLabels = Box<[u8]>;
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
     series: FxHashMap<SeriesId, Labels>,
-    /// Label-set hash → the series with that hash, its labels flattened
-    /// into one buffer: ingest compares against one contiguous allocation
-    /// instead of chasing a pointer per label string. The entry sits in the
-    /// map's own slot (one memory access fewer per looked-up series than a
-    /// list per hash); a second series with the same 64-bit hash, which
-    /// practically never happens, goes to `collided`.
-    by_hash: FxHashMap<u64, (SeriesId, FlatLabels)>,
+    /// Label-set hash → the series with that hash. A second series with
+    /// the same 64-bit hash, which practically never happens, goes to
+    /// `collided`, so the common entry sits in the map's own slot.
+    by_hash: FxHashMap<u64, SeriesId>,
     /// Further series whose hash is already in `by_hash`.
-    collided: FxHashMap<u64, Vec<(SeriesId, FlatLabels)>>,
+    collided: FxHashMap<u64, Vec<SeriesId>>,
+    /// Each series' labels flattened into one buffer: ingest compares
+    /// against one contiguous allocation instead of chasing a pointer per
+    /// label string.
+    keys: Keys,
     postings: FxHashMap<String, BTreeMap<String, Vec<SeriesId>>>,
 }
 
@@ -121,15 +122,32 @@ impl SeriesIndex {
 
     /// The id of the series with exactly these (sorted) labels.
     pub fn lookup<S: AsRef<str>>(&self, hash: u64, labels: &[(S, S)]) -> Option<SeriesId> {
-        let (id, key) = self.by_hash.get(&hash)?;
-        if key_matches(key, labels) {
-            return Some(*id);
+        let id = *self.by_hash.get(&hash)?;
+        if self.keys.matches(id, labels) {
+            return Some(id);
         }
         self.collided
             .get(&hash)?
             .iter()
-            .find(|(_, key)| key_matches(key, labels))
-            .map(|(id, _)| *id)
+            .copied()
+            .find(|&id| self.keys.matches(id, labels))
+    }
+
+    /// The series after `previous` (id + 1) if it has exactly these labels.
+    ///
+    /// Senders repeat their series in the same order in every request, and
+    /// ids are handed out in the order series first arrive, so the series
+    /// after one in a request is most often the next id: checking it first
+    /// costs one comparison against memory next to the previous one's,
+    /// where [`SeriesIndex::lookup`] hashes the labels and probes a table
+    /// the size of the index.
+    pub fn next_after<S: AsRef<str>>(
+        &self,
+        previous: SeriesId,
+        labels: &[(S, S)],
+    ) -> Option<SeriesId> {
+        let id = previous.checked_add(1)?;
+        self.keys.matches(id, labels).then_some(id)
     }
 
     /// Labels of a series.
@@ -167,27 +185,29 @@ impl SeriesIndex {
     fn insert_key(&mut self, hash: u64, id: SeriesId, key: FlatLabels) {
         match self.by_hash.entry(hash) {
             Entry::Vacant(slot) => {
-                slot.insert((id, key));
+                slot.insert(id);
             }
-            Entry::Occupied(_) => self.collided.entry(hash).or_default().push((id, key)),
+            Entry::Occupied(_) => self.collided.entry(hash).or_default().push(id),
         }
+        self.keys.insert(id, key, self.series.len());
     }
 
     fn remove_key(&mut self, hash: u64, id: SeriesId) {
+        self.keys.remove(id);
         let Entry::Occupied(mut slot) = self.by_hash.entry(hash) else {
             return;
         };
         let Some(others) = self.collided.get_mut(&hash) else {
-            if slot.get().0 == id {
+            if *slot.get() == id {
                 slot.remove();
             }
             return;
         };
-        if slot.get().0 == id {
+        if *slot.get() == id {
             // The slot stays taken while the hash has series.
             *slot.get_mut() = others.pop().expect("collided lists are never empty");
         } else {
-            others.retain(|(x, _)| *x != id);
+            others.retain(|x| *x != id);
         }
         if others.is_empty() {
             self.collided.remove(&hash);
@@ -285,6 +305,56 @@ impl SeriesIndex {
 
 /// Labels as one buffer: name, 0xff, value, 0xff, … (0xff never occurs in
 /// UTF-8, so the encoding is unambiguous).
+/// Flattened label sets by series id.
+#[derive(Debug, Default)]
+struct Keys {
+    /// Indexed by id. Ids are SQLite rowids, handed out one after another
+    /// from 1, so this is dense, and the keys of series created together
+    /// lie together.
+    dense: Vec<Option<FlatLabels>>,
+    /// Ids far past the others (rowids SQLite chose at random, or a long
+    /// churn of series), which would make `dense` mostly holes.
+    sparse: FxHashMap<SeriesId, FlatLabels>,
+}
+
+impl Keys {
+    fn get(&self, id: SeriesId) -> Option<&[u8]> {
+        match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
+            Some(slot) => slot.as_deref(),
+            None => self.sparse.get(&id).map(|key| &key[..]),
+        }
+    }
+
+    fn matches<S: AsRef<str>>(&self, id: SeriesId, labels: &[(S, S)]) -> bool {
+        self.get(id).is_some_and(|key| key_matches(key, labels))
+    }
+
+    /// Adds `id`'s key; `live` is how many series there are besides, which
+    /// bounds how far `dense` may grow.
+    fn insert(&mut self, id: SeriesId, key: FlatLabels, live: usize) {
+        let limit = live.saturating_mul(2).saturating_add(1024);
+        match usize::try_from(id) {
+            Ok(i) if i < self.dense.len() => self.dense[i] = Some(key),
+            Ok(i) if i < limit => {
+                self.dense.resize_with(i + 1, || None);
+                self.dense[i] = Some(key);
+            }
+            _ => {
+                self.sparse.insert(id, key);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: SeriesId) {
+        match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
+            Some(slot) => *slot = None,
+            None => {
+                self.sparse.remove(&id);
+            }
+        }
+    }
+}
+
 fn flatten(labels: &[(String, String)]) -> FlatLabels {
     let mut key = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     for (name, value) in labels {
@@ -378,6 +448,40 @@ mod tests {
                 assert_eq!(index.lookup(7, &sets[gone]), None, "{removal:?}");
             }
             assert!(index.by_hash.is_empty() && index.collided.is_empty());
+            assert!(index.keys.dense.iter().all(Option::is_none) && index.keys.sparse.is_empty());
+        }
+    }
+
+    /// The next id is found only when it holds exactly these labels, and
+    /// `lookup` (the reference) agrees with it everywhere, through removals
+    /// and ids far past the others.
+    #[test]
+    fn the_next_id_is_found_only_for_its_own_labels() {
+        let set = |i: u64| labels(&[("__name__", "up"), ("instance", &format!("h{i}"))]);
+        let mut ids: Vec<SeriesId> = (1..=40).collect();
+        // Far past the others: kept aside, still found.
+        ids.extend([5_000_000, 5_000_001]);
+        let mut index = SeriesIndex::default();
+        for &id in &ids {
+            index.insert(id, set(id));
+        }
+        assert!(!index.keys.sparse.is_empty(), "far ids are kept aside");
+        for gone in [7, 8, 40, 5_000_000] {
+            index.remove(gone);
+        }
+        for id in (0..=45).chain(4_999_999..=5_000_002) {
+            let labels = set(id);
+            let by_hash = index.lookup(hash_labels(&labels), &labels);
+            assert_eq!(
+                by_hash.is_some(),
+                ids.contains(&id) && ![7, 8, 40, 5_000_000].contains(&id),
+                "{id}"
+            );
+            if id > 0 {
+                assert_eq!(index.next_after(id - 1, &labels), by_hash, "{id}");
+            }
+            // Another series' labels are never taken for the next id's.
+            assert_eq!(index.next_after(id, &labels), None, "{id}");
         }
     }
 

@@ -479,11 +479,16 @@ impl Storage {
         let mut earliest_ms = None::<i64>;
         {
             let index = read_lock(&self.shared.index);
+            let mut previous = None;
             for (labels, samples) in series {
                 if let Some(min) = samples.iter().map(|(ts, _)| *ts).min() {
                     earliest_ms = Some(earliest_ms.map_or(min, |e| e.min(min)));
                 }
-                match index.lookup(index::hash_labels(labels), labels) {
+                let id = previous
+                    .and_then(|p| index.next_after(p, labels))
+                    .or_else(|| index.lookup(index::hash_labels(labels), labels));
+                previous = id;
+                match id {
                     Some(id) => known.extend(samples.iter().map(|(ts, v)| (id, *ts, v.to_bits()))),
                     None => unknown.push(SeriesSamples {
                         labels: labels
