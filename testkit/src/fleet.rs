@@ -114,14 +114,8 @@ enum Gen {
     /// Counter in hundredths, growing by `lo..=hi` per scrape; falls back to
     /// a small value at the host's reboot tick.
     Counter { value: u64, lo: u64, hi: u64 },
-    /// Random walk over integer units, value = units × scale.
-    Walk {
-        units: i64,
-        step: i64,
-        min: i64,
-        max: i64,
-        scale: f64,
-    },
+    /// Random walk.
+    Walk(Walk),
     /// A constant.
     Constant(f64),
     /// Integer byte counter with irregular increments around `rate` (none
@@ -132,7 +126,7 @@ enum Gen {
     Step { levels: &'static [f64], at: usize },
     /// A random walk that reads NaN one scrape in ten (a tool answering
     /// "N/A", as nvidia-smi does for the fan of a passively cooled GPU).
-    Flaky(Box<Gen>),
+    Flaky(Walk),
     /// The scrape time in seconds (`node_time_seconds`).
     Clock,
     /// The host's boot time in seconds.
@@ -150,6 +144,34 @@ enum Gen {
     HistCount(usize),
     /// The histogram's `_sum`.
     HistSum(usize),
+}
+
+/// Random walk over integer units in `min..=max`, value = units × scale.
+#[derive(Debug, Clone)]
+struct Walk {
+    units: i64,
+    step: i64,
+    min: i64,
+    max: i64,
+    scale: f64,
+}
+
+impl Walk {
+    /// One step (moves seven times in ten), then the value: `units ×
+    /// scale`, or with `exact_decimals` and a scale of 0.1, 0.01, ... the
+    /// double nearest the decimal (`units / 100`).
+    fn next(&mut self, rng: &mut Rng, exact_decimals: bool) -> f64 {
+        if rng.percent(70) {
+            let delta = rng.below(2 * self.step as u64 + 1) as i64 - self.step;
+            self.units = (self.units + delta).clamp(self.min, self.max);
+        }
+        let divisor = (1.0 / self.scale).round();
+        if exact_decimals && self.scale < 1.0 && divisor != 1.0 {
+            self.units as f64 / divisor
+        } else {
+            self.units as f64 * self.scale
+        }
+    }
 }
 
 /// Classic histogram state: cumulative counts per bucket and the sum.
@@ -284,13 +306,13 @@ impl Builder {
     }
 
     fn walk(units: i64, step: i64, min: i64, max: i64, scale: f64) -> Gen {
-        Gen::Walk {
+        Gen::Walk(Walk {
             units,
             step,
             min,
             max,
             scale,
-        }
+        })
     }
 
     fn counter(rng: &mut Rng, lo: u64, hi: u64) -> Gen {
@@ -680,7 +702,13 @@ impl Target {
             b.add(
                 "nvidia_smi_fan_speed_ratio",
                 &l,
-                Gen::Flaky(Box::new(Builder::walk(start, 15, 0, 100, 0.01))),
+                Gen::Flaky(Walk {
+                    units: start,
+                    step: 15,
+                    min: 0,
+                    max: 100,
+                    scale: 0.01,
+                }),
             );
             let total = 85_899_345_920.0;
             b.add("nvidia_smi_memory_total_bytes", &l, Gen::Constant(total));
@@ -872,16 +900,7 @@ impl Target {
                     *value += self.rng.between(*lo, *hi);
                     Some(*value as f64 / 100.0)
                 }
-                Gen::Walk {
-                    units,
-                    step,
-                    min,
-                    max,
-                    scale,
-                } => {
-                    step_walk(&mut self.rng, units, *step, *min, *max);
-                    Some(scaled(*units, *scale, self.exact_decimals))
-                }
+                Gen::Walk(walk) => Some(walk.next(&mut self.rng, self.exact_decimals)),
                 Gen::Constant(v) => Some(*v),
                 Gen::Bytes { value, rate, block } => {
                     if rebooting {
@@ -904,21 +923,9 @@ impl Target {
                     }
                     Some(levels[*at])
                 }
-                Gen::Flaky(inner) => {
+                Gen::Flaky(walk) => {
                     let nan = self.rng.percent(10);
-                    let value = match inner.as_mut() {
-                        Gen::Walk {
-                            units,
-                            step,
-                            min,
-                            max,
-                            scale,
-                        } => {
-                            step_walk(&mut self.rng, units, *step, *min, *max);
-                            scaled(*units, *scale, self.exact_decimals)
-                        }
-                        _ => unreachable!("only walks are flaky"),
-                    };
+                    let value = walk.next(&mut self.rng, self.exact_decimals);
                     Some(if nan { f64::NAN } else { value })
                 }
                 Gen::Clock => Some(ts as f64 / 1000.0),
@@ -957,25 +964,6 @@ impl Target {
                 out[i].push((ts, v));
             }
         }
-    }
-}
-
-/// A walk's value: `units × scale`, or with `exact_decimals` and a scale
-/// of 0.1, 0.01, ... the double nearest the decimal (`units / 100`).
-fn scaled(units: i64, scale: f64, exact_decimals: bool) -> f64 {
-    let divisor = (1.0 / scale).round();
-    if exact_decimals && scale < 1.0 && divisor != 1.0 {
-        units as f64 / divisor
-    } else {
-        units as f64 * scale
-    }
-}
-
-/// One step of a random walk: moves seven times in ten.
-fn step_walk(rng: &mut Rng, units: &mut i64, step: i64, min: i64, max: i64) {
-    if rng.percent(70) {
-        let delta = rng.below(2 * step as u64 + 1) as i64 - step;
-        *units = (*units + delta).clamp(min, max);
     }
 }
 
