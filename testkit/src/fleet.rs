@@ -154,14 +154,16 @@ struct Walk {
     min: i64,
     max: i64,
     scale: f64,
+    /// Percent of scrapes it moves at.
+    moves: u64,
 }
 
 impl Walk {
-    /// One step (moves seven times in ten), then the value: `units ×
+    /// One step (at `moves` percent of scrapes), then the value: `units ×
     /// scale`, or with `exact_decimals` and a scale of 0.1, 0.01, ... the
     /// double nearest the decimal (`units / 100`).
     fn next(&mut self, rng: &mut Rng, exact_decimals: bool) -> f64 {
-        if rng.percent(70) {
+        if rng.percent(self.moves) {
             let delta = rng.below(2 * self.step as u64 + 1) as i64 - self.step;
             self.units = (self.units + delta).clamp(self.min, self.max);
         }
@@ -305,6 +307,7 @@ impl Builder {
         self.gens.push(generator);
     }
 
+    /// A walk that moves seven scrapes in ten.
     fn walk(units: i64, step: i64, min: i64, max: i64, scale: f64) -> Gen {
         Gen::Walk(Walk {
             units,
@@ -312,6 +315,7 @@ impl Builder {
             min,
             max,
             scale,
+            moves: 70,
         })
     }
 
@@ -375,14 +379,23 @@ impl Builder {
                     );
                 }
                 Filler::Temp => {
-                    // Half degrees, chips after the plain host's one.
+                    // Half degrees, chips after the plain host's one; a
+                    // sensor's reading sits still for a few scrapes.
+                    let walk = Walk {
+                        units: rng.between(70, 150) as i64,
+                        step: 1,
+                        min: 50,
+                        max: 190,
+                        scale: 0.5,
+                        moves: 40,
+                    };
                     self.add(
                         "node_hwmon_temp_celsius",
                         &[
                             ("chip", &format!("platform_coretemp_{}", n / 16 + 1)),
                             ("sensor", &format!("temp{}", n % 16 + 1)),
                         ],
-                        Builder::walk(rng.between(70, 150) as i64, 1, 50, 190, 0.5),
+                        Gen::Walk(walk),
                     );
                 }
                 Filler::Memory => {
@@ -708,6 +721,7 @@ impl Target {
                     min: 0,
                     max: 100,
                     scale: 0.01,
+                    moves: 70,
                 }),
             );
             let total = 85_899_345_920.0;
