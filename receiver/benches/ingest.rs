@@ -60,9 +60,10 @@
 //! states; every series has a sample at every tick. Timestamps: with the
 //! `tick` shape every host's samples sit exactly on the 30 s tick; with
 //! the `scrape` shape (as Prometheus, vmagent and Alloy produce them) each
-//! host has its own fixed offset within the interval and every scrape
-//! ±40 ms of jitter. Requests are built right before they are sent, so
-//! the sender's CPU use is part of the picture on small machines.
+//! host has its own fixed offset within the interval and about one scrape
+//! in eight a few milliseconds of jitter (`fleet::Stamps::Phased`).
+//! Requests are built right before they are sent, so the sender's CPU use
+//! is part of the picture on small machines.
 
 mod support;
 
@@ -160,7 +161,7 @@ impl System {
 enum Shape {
     /// Exactly on the tick, every host.
     Tick,
-    /// A per-host offset within the interval, ±40 ms of jitter.
+    /// A per-host offset within the interval, milliseconds of jitter.
     Scrape,
 }
 
@@ -175,7 +176,7 @@ impl Shape {
     fn stamps(self) -> Stamps {
         match self {
             Shape::Tick => Stamps::Tick,
-            Shape::Scrape => Stamps::Scrape,
+            Shape::Scrape => Stamps::Phased,
         }
     }
 }

@@ -20,9 +20,10 @@
 //! and nvidia_smi-like, filled up to `SOAK_SERIES` series, every series
 //! with a sample at every push). Each pushes one Remote-Write 1.0 request
 //! per interval with one sample of each of its series at the tick plus a
-//! per-host phase and ±40 ms of jitter, and resends a request until it is
-//! acknowledged, as the exporter's spool does. Every 30 s a dashboard
-//! refresh runs six range queries over the last hour.
+//! per-host phase and, now and then, a few milliseconds of jitter, and
+//! resends a request until it is acknowledged, as the exporter's spool
+//! does. Every 30 s a dashboard refresh runs six range queries over the
+//! last hour.
 
 mod support;
 
@@ -299,7 +300,7 @@ fn soak(config: &Config, name: &str, restarts: usize) -> Result<(), String> {
         seed: SEED,
     });
     let options = Options {
-        stamps: Stamps::Scrape,
+        stamps: Stamps::Phased,
         series_per_host: Some(config.series),
         vanishing: false,
         exact_decimals: true,

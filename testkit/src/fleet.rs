@@ -65,13 +65,31 @@ impl Spec {
 /// Where in the interval a scrape's samples are stamped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Stamps {
-    /// The tick plus a per-host offset plus ±40 ms of jitter, as a
-    /// scraping Prometheus, vmagent or Alloy stamps them.
+    /// The tick plus a per-host offset plus ±40 ms of jitter on every
+    /// scrape: never on a whole second (see the module's description).
     #[default]
     Scrape,
-    /// Exactly on the tick, every host. The jitter is still drawn, so a
-    /// host's values are the same in both shapes.
+    /// The tick plus a per-host offset, and on about one scrape in eight
+    /// ±5 ms of jitter: as Prometheus, vmagent and Alloy stamp scrapes,
+    /// which start on a fixed phase of the interval and mostly on time.
+    Phased,
+    /// Exactly on the tick, every host.
     Tick,
+}
+
+impl Stamps {
+    /// A scrape's offset from its tick, from the host's `offset_ms` and a
+    /// jitter draw of −40..=40 ms. Every shape takes the same draw, so a
+    /// host's values are the same in all of them.
+    fn offset_ms(self, offset_ms: i64, jitter: i64) -> i64 {
+        match self {
+            Stamps::Scrape => offset_ms + jitter,
+            // 11 of the 81 draws are within ±5 ms.
+            Stamps::Phased if jitter.abs() <= 5 => offset_ms + jitter,
+            Stamps::Phased => offset_ms,
+            Stamps::Tick => 0,
+        }
+    }
 }
 
 /// How a host deviates from the plain fleet host; the default deviates in
@@ -879,20 +897,14 @@ impl Target {
 
     /// Latest a scrape of tick `tick` can be stamped.
     pub fn latest_ms(&self, spec: &Spec, tick: usize) -> i64 {
-        match self.stamps {
-            Stamps::Scrape => spec.tick_ms(tick) + self.offset_ms + 40,
-            Stamps::Tick => spec.tick_ms(tick),
-        }
+        spec.tick_ms(tick) + self.stamps.offset_ms(self.offset_ms, 40)
     }
 
     /// Scrapes tick `tick`: appends one sample (or none, for absent
     /// series) per series to `out`, index-aligned with [`Target::labels`].
     pub fn scrape(&mut self, spec: &Spec, tick: usize, out: &mut [Vec<(i64, f64)>]) {
         let jitter = self.rng.below(81) as i64 - 40;
-        let ts = match self.stamps {
-            Stamps::Scrape => spec.tick_ms(tick) + self.offset_ms + jitter,
-            Stamps::Tick => spec.tick_ms(tick),
-        };
+        let ts = spec.tick_ms(tick) + self.stamps.offset_ms(self.offset_ms, jitter);
         let rebooting = self.reboot_tick == Some(tick);
         if rebooting {
             self.boot_time_s = (ts / 1000 - 20) as f64;
@@ -1011,6 +1023,8 @@ pub fn batch(
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    use dcmon_protocol::remote_write::SeriesSamples;
 
     use super::{Options, Spec, Stamps, Target, batch};
 
@@ -1136,24 +1150,47 @@ mod tests {
         assert_eq!(samples, spec.hosts * 300 * spec.ticks);
     }
 
-    /// Tick-exact stamps sit on the ticks and carry the same values as
-    /// scrape-shaped ones, which stay off whole seconds.
+    /// Every shape carries the same values. Tick-exact stamps sit on the
+    /// ticks; scrape-shaped ones stay off whole seconds; phased ones sit
+    /// on a fixed phase but for a few milliseconds on some scrapes.
     #[test]
-    fn tick_and_scrape_stamps_carry_the_same_values() {
+    fn every_timestamp_shape_carries_the_same_values() {
         let spec = query_bench();
-        let mut tick = Target::host_with(&spec, &bench_options(300, Stamps::Tick), 3);
-        let mut scrape = Target::host_with(&spec, &bench_options(300, Stamps::Scrape), 3);
-        let tick = batch(&spec, std::slice::from_mut(&mut tick), 0, spec.ticks);
-        let scrape = batch(&spec, std::slice::from_mut(&mut scrape), 0, spec.ticks);
-        assert_eq!(tick.len(), scrape.len());
-        for (t, s) in tick.iter().zip(&scrape) {
+        let scrapes = |stamps| {
+            let mut host = Target::host_with(&spec, &bench_options(300, stamps), 3);
+            batch(&spec, std::slice::from_mut(&mut host), 0, spec.ticks)
+        };
+        let tick = scrapes(Stamps::Tick);
+        let phased = scrapes(Stamps::Phased);
+        let scrape = scrapes(Stamps::Scrape);
+        let offsets = |series: &SeriesSamples| -> Vec<i64> {
+            let times = series.samples.iter().map(|(ms, _)| ms);
+            times
+                .enumerate()
+                .map(|(i, ms)| ms - spec.tick_ms(i))
+                .collect()
+        };
+        // The phase: the offset most scrapes have.
+        let first = offsets(&phased[0]);
+        let count = |o: &i64| first.iter().filter(|x| *x == o).count();
+        let phase = *first.iter().max_by_key(|o| count(o)).unwrap();
+        for ((t, p), s) in tick.iter().zip(&phased).zip(&scrape) {
             assert_eq!(t.labels, s.labels);
-            for (i, ((t_ms, t_v), (s_ms, s_v))) in t.samples.iter().zip(&s.samples).enumerate() {
-                assert_eq!(*t_ms, spec.tick_ms(i));
-                assert_ne!(s_ms % 1000, 0);
-                // The clock series reads the timestamp itself.
-                if !t.labels.iter().any(|(_, v)| v == "node_time_seconds") {
-                    assert_eq!(t_v.to_bits(), s_v.to_bits(), "{:?}", t.labels);
+            assert_eq!(t.labels, p.labels);
+            assert!(offsets(t).iter().all(|o| *o == 0));
+            assert!(
+                offsets(s)
+                    .iter()
+                    .all(|o| (o - phase).abs() <= 40 && o % 1000 != 0)
+            );
+            let jittered = offsets(p).iter().filter(|o| **o != phase).count();
+            assert!(offsets(p).iter().all(|o| (o - phase).abs() <= 5));
+            assert!((1..spec.ticks / 4).contains(&jittered), "{jittered}");
+            // The clock series reads the timestamp itself.
+            if !t.labels.iter().any(|(_, v)| v == "node_time_seconds") {
+                for ((a, b), c) in t.samples.iter().zip(&p.samples).zip(&s.samples) {
+                    assert_eq!(a.1.to_bits(), b.1.to_bits(), "{:?}", t.labels);
+                    assert_eq!(a.1.to_bits(), c.1.to_bits(), "{:?}", t.labels);
                 }
             }
         }
