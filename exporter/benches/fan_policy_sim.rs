@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use dcmon_exporter::fans::Policy;
 use dcmon_exporter::fans::regulator::{Reading, Regulator};
+use dcmon_testkit::Rng;
 
 const INLET_C: f64 = 25.0;
 const SLOWDOWN_C: f64 = 87.0;
@@ -44,27 +45,16 @@ type = "gpu"
 curve = [[50, 30], [65, 50], [75, 80], [80, 100]]
 "#;
 
-/// A small seeded generator (xorshift), so every run sees the same trace.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// GPU load (0..1) for each second: idle stretches, full-load training
-/// runs, and jittery inference, in turn.
+/// runs, and jittery inference, in turn. Seeded, so every run sees the
+/// same trace.
 fn load_trace(hours: u64, seed: u64) -> Vec<f64> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let total = (hours * 3600) as usize;
     let mut trace = Vec::with_capacity(total);
     while trace.len() < total {
-        let phase = rng.next();
-        let minutes = 20.0 + rng.next() * 70.0;
+        let phase = rng.unit();
+        let minutes = rng.range(20.0, 90.0);
         let seconds = (minutes * 60.0) as usize;
         if phase < 0.25 {
             trace.extend(std::iter::repeat_n(0.02, seconds));
@@ -74,7 +64,7 @@ fn load_trace(hours: u64, seed: u64) -> Vec<f64> {
                 trace.push(if s % 900 < 20 {
                     0.3
                 } else {
-                    0.97 + rng.next() * 0.03
+                    rng.range(0.97, 1.0)
                 });
             }
         } else {
@@ -82,7 +72,7 @@ fn load_trace(hours: u64, seed: u64) -> Vec<f64> {
             let mut level = 0.5;
             for s in 0..seconds {
                 if s.is_multiple_of(30) {
-                    level = 0.25 + rng.next() * 0.5;
+                    level = rng.range(0.25, 0.75);
                 }
                 trace.push(level);
             }

@@ -49,17 +49,21 @@
 //! upstreams are processes of their own: their CPU is not in the
 //! receiver's figures, though on a small machine they compete with it.
 //!
-//! The workload: every host sends one request per 30 s tick holding one
-//! sample of each of its series. Series mix per host: ~20% counters with
-//! two decimals (CPU seconds), ~15% integer byte counters, ~35% gauges
-//! (memory bytes, temperatures, load averages, GPU power and utilisation),
-//! ~30% constant series (systemd unit states). Timestamps: with the `tick`
-//! shape every host's samples sit exactly on the 30 s tick; with the
-//! `scrape` shape (as Prometheus, vmagent and Alloy produce them) each
+//! The workload: the synthetic fleet of `dcmon_testkit::fleet` (the one
+//! the side-by-side test and the query bench send), every host sending
+//! one request per 30 s tick holding one sample of each of its series.
+//! A host is node_exporter-like and nvidia_smi-like (4 CPUs, 4 GPUs, a
+//! classic histogram: counters with two decimals, byte counters, gauges
+//! with decimal values, constants, one host rebooting half way), filled
+//! up to `BENCH_SERIES` with more CPU counters, byte counters in whole
+//! blocks, temperatures, memory gauges, stepping CPU frequencies and unit
+//! states; every series has a sample at every tick. Timestamps: with the
+//! `tick` shape every host's samples sit exactly on the 30 s tick; with
+//! the `scrape` shape (as Prometheus, vmagent and Alloy produce them) each
 //! host has its own fixed offset within the interval and about one scrape
-//! in ten a few milliseconds of jitter. Requests are built right before
-//! they are sent, so the sender's CPU use is part of the picture on small
-//! machines.
+//! in eight a few milliseconds of jitter (`fleet::Stamps::Phased`).
+//! Requests are built right before they are sent, so the sender's CPU use
+//! is part of the picture on small machines.
 
 mod support;
 
@@ -75,9 +79,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
+use dcmon_protocol::remote_write::{compress, encode_v1};
+use dcmon_testkit::fleet::{self, Options, Spec, Stamps};
 use dcmon_testkit::web::TestCa;
-use dcmon_testkit::{KillOnDrop, Rng, free_port};
+use dcmon_testkit::{KillOnDrop, free_port};
 use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
@@ -165,6 +170,13 @@ impl Shape {
         match self {
             Shape::Tick => "tick-exact",
             Shape::Scrape => "scrape-shaped",
+        }
+    }
+
+    fn stamps(self) -> Stamps {
+        match self {
+            Shape::Tick => Stamps::Tick,
+            Shape::Scrape => Stamps::Phased,
         }
     }
 }
@@ -265,305 +277,43 @@ impl Config {
 }
 
 // ---------------------------------------------------------------------------
-// Workload generator
+// Workload
 
-/// How one series' next value is produced.
-#[derive(Debug, Clone)]
-enum Gen {
-    /// Counter kept in hundredths; increments of `lo..=hi` hundredths.
-    Centi { value: u64, lo: u64, hi: u64 },
-    /// Integer byte counter with irregular increments around `rate`, in
-    /// multiples of `block`.
-    Bytes { value: u64, rate: u64, block: u64 },
-    /// Gauge as a random walk over integer units; the value is
-    /// `units * mul / div`, so decimal steps stay exact decimals.
-    Walk {
-        units: i64,
-        step: i64,
-        min: i64,
-        max: i64,
-        keep_percent: u64,
-        mul: f64,
-        div: f64,
-    },
-    /// The same value forever.
-    Constant(f64),
-}
-
-impl Gen {
-    fn next(&mut self, rng: &mut Rng) -> f64 {
-        match self {
-            Gen::Centi { value, lo, hi } => {
-                *value += rng.between(*lo, *hi);
-                *value as f64 / 100.0
-            }
-            Gen::Bytes { value, rate, block } => {
-                let roll = rng.below(100);
-                let inc = if roll < 5 {
-                    0
-                } else if roll < 7 {
-                    // A burst.
-                    *rate * rng.between(5, 20)
-                } else {
-                    rng.below(*rate * 2 + 1)
-                };
-                *value += inc / *block * *block;
-                *value as f64
-            }
-            Gen::Walk {
-                units,
-                step,
-                min,
-                max,
-                keep_percent,
-                mul,
-                div,
-            } => {
-                if !rng.percent(*keep_percent) {
-                    let delta = rng.below(2 * *step as u64 + 1) as i64 - *step;
-                    *units = (*units + delta).clamp(*min, *max);
-                }
-                *units as f64 * *mul / *div
-            }
-            Gen::Constant(v) => *v,
-        }
-    }
-}
-
-const CPU_MODES: [(&str, u64, u64); 8] = [
-    ("idle", 1800, 3000),
-    ("iowait", 0, 120),
-    ("irq", 0, 15),
-    ("nice", 0, 4),
-    ("softirq", 0, 60),
-    ("steal", 0, 0),
-    ("system", 0, 400),
-    ("user", 0, 900),
-];
-
-const MEMORY_NAMES: [&str; 8] = [
-    "node_memory_MemFree_bytes",
-    "node_memory_MemAvailable_bytes",
-    "node_memory_Cached_bytes",
-    "node_memory_Buffers_bytes",
-    "node_memory_Active_bytes",
-    "node_memory_Inactive_bytes",
-    "node_memory_Dirty_bytes",
-    "node_memory_Slab_bytes",
-];
-
-const UNIT_STATES: [&str; 5] = ["activating", "active", "deactivating", "failed", "inactive"];
-
-/// One host: its series (labels built once, the one sample rewritten every
-/// tick), their generators and its own random stream.
-#[derive(Debug)]
-struct Host {
-    rng: Rng,
-    shape: Shape,
-    offset_ms: i64,
-    series: Vec<SeriesSamples>,
-    gens: Vec<Gen>,
-}
-
-impl Host {
-    fn new(host: usize, count: usize, shape: Shape) -> Host {
-        let mut rng = Rng::new(SEED ^ (host as u64).wrapping_mul(0xa076_1d64_78bd_642f));
-        // Drawn in both shapes, so both send the same values.
-        let offset_ms = rng.below(INTERVAL_MS as u64) as i64;
-        let instance = format!("host{host:03}");
-        let counters = count * 20 / 100;
-        let bytes = count * 35 / 100;
-        let gauges = count * 70 / 100;
-        let mut series = Vec::with_capacity(count);
-        let mut gens = Vec::with_capacity(count);
-        for i in 0..count {
-            let (name, extra, generator) = if i < counters {
-                counter_series(i, &mut rng)
-            } else if i < bytes {
-                byte_series(i - counters, &mut rng)
-            } else if i < gauges {
-                gauge_series(i - bytes, &mut rng)
-            } else {
-                constant_series(i - gauges)
-            };
-            let mut labels = vec![
-                ("__name__".to_owned(), name),
-                ("instance".to_owned(), instance.clone()),
-                ("job".to_owned(), "dcmon".to_owned()),
-            ];
-            labels.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
-            labels.sort();
-            series.push(SeriesSamples {
-                labels,
-                samples: vec![(0, 0.0)],
-            });
-            gens.push(generator);
-        }
-        Host {
-            rng,
-            shape,
-            offset_ms,
-            series,
-            gens,
+impl Config {
+    /// The fleet: hosts with a few CPUs and four GPUs, filled up to
+    /// `series` series each.
+    fn fleet(&self) -> Spec {
+        Spec {
+            hosts: self.hosts,
+            cpus: 4,
+            gpus: 4,
+            demo_instances: 0,
+            interval_ms: INTERVAL_MS,
+            start_ms: self.first_tick_ms,
+            ticks: self.ticks,
+            seed: SEED,
         }
     }
 
-    /// Advances every series through `ticks` ticks from `first_tick_ms`
-    /// and returns the compressed Remote-Write 1.0 body.
-    fn request(&mut self, first_tick_ms: i64, ticks: usize) -> Vec<u8> {
-        for s in &mut self.series {
-            s.samples.clear();
-        }
-        for tick in 0..ticks {
-            // Jitter is per scrape: all samples of one scrape share a
-            // timestamp. It is drawn in both shapes, so both send the
-            // same values.
-            let jitter = if self.rng.percent(10) {
-                self.rng.below(11) as i64 - 5
-            } else {
-                0
-            };
-            let tick_ms = first_tick_ms + tick as i64 * INTERVAL_MS;
-            let ts = match self.shape {
-                Shape::Tick => tick_ms,
-                Shape::Scrape => tick_ms + self.offset_ms + jitter,
-            };
-            for (s, g) in self.series.iter_mut().zip(self.gens.iter_mut()) {
-                s.samples.push((ts, g.next(&mut self.rng)));
-            }
-        }
-        compress(&encode_v1(&self.series))
+    /// A host of the fleet in `shape`: exactly `series` series, each with a
+    /// sample at every tick (so the samples sent are hosts × series ×
+    /// ticks), decimal values as an exposition's text gives them.
+    fn host(&self, spec: &Spec, shape: Shape, h: usize) -> fleet::Target {
+        let options = Options {
+            stamps: shape.stamps(),
+            series_per_host: Some(self.series),
+            vanishing: false,
+            exact_decimals: true,
+        };
+        fleet::Target::host_with(spec, &options, h)
     }
 }
 
-type SeriesSpec = (String, Vec<(&'static str, String)>, Gen);
-
-fn counter_series(k: usize, rng: &mut Rng) -> SeriesSpec {
-    let (mode, lo, hi) = CPU_MODES[k % CPU_MODES.len()];
-    // 1000 s .. 2e6 s, in hundredths.
-    let start = rng.between(100_000, 200_000_000);
-    (
-        "node_cpu_seconds_total".to_owned(),
-        vec![
-            ("cpu", (k / CPU_MODES.len()).to_string()),
-            ("mode", mode.to_owned()),
-        ],
-        Gen::Centi {
-            value: start,
-            lo,
-            hi,
-        },
-    )
-}
-
-fn byte_series(k: usize, rng: &mut Rng) -> SeriesSpec {
-    let n = k / 4;
-    let (name, device, block) = match k % 4 {
-        0 => ("node_network_receive_bytes_total", format!("eth{n}"), 1),
-        1 => ("node_network_transmit_bytes_total", format!("eth{n}"), 1),
-        2 => ("node_disk_read_bytes_total", format!("nvme{n}n1"), 4096),
-        _ => ("node_disk_written_bytes_total", format!("nvme{n}n1"), 4096),
-    };
-    let start = rng.below(1_000_000_000_000) / block * block;
-    let rate = 10u64.pow(rng.between(3, 8) as u32) * rng.between(1, 9);
-    (
-        name.to_owned(),
-        vec![("device", device)],
-        Gen::Bytes {
-            value: start,
-            rate,
-            block,
-        },
-    )
-}
-
-fn gauge_series(k: usize, rng: &mut Rng) -> SeriesSpec {
-    let j = k / 6;
-    let walk = |units: i64, step, min, max, keep_percent, mul, div| Gen::Walk {
-        units,
-        step,
-        min,
-        max,
-        keep_percent,
-        mul,
-        div,
-    };
-    // Memory in 4 KiB pages: 256 MiB .. 1 TiB, a few MiB per tick.
-    let memory = |rng: &mut Rng| {
-        let pages = rng.between(1 << 16, 1 << 27) as i64;
-        walk(pages, 512, 1 << 16, 1 << 28, 30, 4096.0, 1.0)
-    };
-    match k % 6 {
-        0 => (
-            MEMORY_NAMES[j % MEMORY_NAMES.len()].to_owned(),
-            vec![("numa", (j / MEMORY_NAMES.len()).to_string())],
-            memory(rng),
-        ),
-        1 => (
-            // Half degrees.
-            "node_hwmon_temp_celsius".to_owned(),
-            vec![
-                ("chip", format!("platform_coretemp_{}", j / 16)),
-                ("sensor", format!("temp{}", j % 16 + 1)),
-            ],
-            walk(rng.between(70, 150) as i64, 1, 50, 190, 60, 1.0, 2.0),
-        ),
-        2 if j < 3 => (
-            ["node_load1", "node_load5", "node_load15"][j].to_owned(),
-            Vec::new(),
-            walk(
-                rng.between(0, 4000) as i64,
-                40 / (j as i64 + 1),
-                0,
-                20_000,
-                10,
-                1.0,
-                100.0,
-            ),
-        ),
-        2 => (
-            // Watts with two decimals.
-            "DCGM_FI_DEV_POWER_USAGE".to_owned(),
-            vec![("gpu", (j - 3).to_string())],
-            walk(
-                rng.between(6_000, 40_000) as i64,
-                1_500,
-                5_000,
-                70_000,
-                5,
-                1.0,
-                100.0,
-            ),
-        ),
-        3 => (
-            "DCGM_FI_PROF_GR_ENGINE_ACTIVE".to_owned(),
-            vec![("gpu", j.to_string())],
-            walk(rng.between(0, 100) as i64, 20, 0, 100, 50, 1.0, 100.0),
-        ),
-        4 => (
-            // Whole degrees.
-            "DCGM_FI_DEV_GPU_TEMP".to_owned(),
-            vec![("gpu", j.to_string())],
-            walk(rng.between(35, 75) as i64, 1, 25, 95, 60, 1.0, 1.0),
-        ),
-        _ => (
-            "DCGM_FI_DEV_FB_USED_bytes".to_owned(),
-            vec![("gpu", j.to_string())],
-            memory(rng),
-        ),
-    }
-}
-
-fn constant_series(k: usize) -> SeriesSpec {
-    let state = UNIT_STATES[k % UNIT_STATES.len()];
-    (
-        "node_systemd_unit_state".to_owned(),
-        vec![
-            ("name", format!("unit{}.service", k / UNIT_STATES.len())),
-            ("state", state.to_owned()),
-        ],
-        Gen::Constant(if state == "active" { 1.0 } else { 0.0 }),
-    )
+/// The compressed Remote-Write 1.0 body of `host`'s next `ticks` scrapes
+/// from `first_tick`.
+fn request(spec: &Spec, host: &mut fleet::Target, first_tick: usize, ticks: usize) -> Vec<u8> {
+    let series = fleet::batch(spec, std::slice::from_mut(host), first_tick, ticks);
+    compress(&encode_v1(&series))
 }
 
 // ---------------------------------------------------------------------------
@@ -656,9 +406,11 @@ fn sender(
         builder = builder.tls_certs_only([ca.clone()]);
     }
     let client = builder.build().map_err(|e| format!("http client: {e}"))?;
-    let mut hosts: Vec<Host> = (me..config.hosts)
+    let spec = config.fleet();
+    let mut hosts: Vec<fleet::Target> = (1..=config.hosts)
+        .skip(me)
         .step_by(config.senders)
-        .map(|h| Host::new(h, config.series, shape))
+        .map(|h| config.host(&spec, shape, h))
         .collect();
     let mut totals = SendTotals::default();
     for tick in (0..config.ticks).step_by(config.batch) {
@@ -678,10 +430,9 @@ fn sender(
             }
             std::thread::sleep(Duration::from_micros(500));
         }
-        let tick_ms = config.first_tick_ms + tick as i64 * INTERVAL_MS;
         for host in &mut hosts {
             let built = Instant::now();
-            let body = host.request(tick_ms, ticks);
+            let body = request(&spec, host, tick, ticks);
             totals.build += built.elapsed();
             post(&client, target, &body, &mut totals.retries)?;
             totals.requests += 1;
@@ -1350,9 +1101,8 @@ enum Run<'a> {
 fn run() -> Result<(), String> {
     let config = Config::from_env()?;
     // The generator must give every series of a host a distinct label set.
-    let probe = Host::new(0, config.series, Shape::Tick);
-    let distinct: HashSet<&Vec<(String, String)>> =
-        probe.series.iter().map(|s| &s.labels).collect();
+    let probe = config.host(&config.fleet(), Shape::Tick, 1);
+    let distinct: HashSet<&Vec<(String, String)>> = probe.labels().iter().collect();
     if distinct.len() != config.series {
         return Err(format!(
             "generator produced {} distinct label sets for {} series",

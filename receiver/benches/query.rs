@@ -22,8 +22,6 @@
 //! `BENCH_FILTER` (only the queries containing this text), `BENCH_STEP`
 //! in seconds (default: Grafana's, about 1,400 points over the span).
 
-#[path = "../tests/promql_side_by_side/fleet.rs"]
-mod fleet;
 #[path = "../tests/promql_side_by_side/peers.rs"]
 mod peers;
 
@@ -35,10 +33,10 @@ use dcmon_protocol::remote_write::SeriesSamples;
 
 use std::process::{Command, ExitCode, Stdio};
 
+use dcmon_testkit::fleet::{self, Spec, Target};
 use dcmon_testkit::{KillOnDrop, free_addr};
 use std::time::{Duration, Instant};
 
-use fleet::{Spec, Target};
 use peers::{Answer, Endpoint, Kind, Peer, client, installed};
 
 const INTERVAL_MS: i64 = 30_000;

@@ -15,42 +15,50 @@
 //! `SOAK_RETENTION_M` (20), `SOAK_RUNS` (`steady,restarts`), `SOAK_RESTARTS`
 //! kills in the restart run (2), `SOAK_SENDERS` threads (8).
 //!
-//! Each host pushes one Remote-Write 1.0 request per interval with one
-//! sample of each of its series (half counters, half gauges) at the tick
-//! plus a per-host phase and a few milliseconds of jitter, and resends a
-//! request until it is acknowledged, as the exporter's spool does. Every
-//! 30 s a dashboard refresh runs six range queries over the last hour.
+//! The hosts are the synthetic fleet's (`dcmon_testkit::fleet`, the one
+//! the side-by-side test and the other benches send: node_exporter-like
+//! and nvidia_smi-like, filled up to `SOAK_SERIES` series, every series
+//! with a sample at every push). Each pushes one Remote-Write 1.0 request
+//! per interval with one sample of each of its series at the tick plus a
+//! per-host phase and, now and then, a few milliseconds of jitter, and
+//! resends a request until it is acknowledged, as the exporter's spool
+//! does. Every 30 s a dashboard refresh runs six range queries over the
+//! last hour.
 
 mod support;
 
 use support::{env_parse, now_ms};
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dcmon_protocol::remote_write::{SeriesSamples, compress, encode_v1};
-use dcmon_testkit::{KillOnDrop, Rng, free_addr};
+use dcmon_protocol::remote_write::{compress, encode_v1};
+use dcmon_testkit::fleet::{self, Options, Spec, Stamps};
+use dcmon_testkit::{KillOnDrop, free_addr};
 use reqwest::blocking::Client;
 
 /// The dashboard: what a fleet overview refreshes every 30 s.
 const DASHBOARD: &[(&str, &str)] = &[
     (
         "fleet counter rate",
-        "sum by (instance)(rate(soak_counter_0[5m]))",
+        "sum by (instance)(rate(node_cpu_seconds_total[5m]))",
     ),
-    ("fleet gauge max", "max by (instance)(soak_gauge_1)"),
-    ("series per host", "count by (instance)({job=\"soak\"})"),
-    ("top 5 hosts", "topk(5, max by (instance)(soak_gauge_3))"),
+    ("fleet gauge max", "max by (instance)(node_load1)"),
+    ("series per host", "count by (instance)({job=\"node\"})"),
     (
-        "one host, all counters",
-        "rate({job=\"soak\", instance=\"host-0007\", __name__=~\"soak_counter_.*\"}[5m])",
+        "top 5 hosts",
+        "topk(5, max by (instance)(node_hwmon_temp_celsius))",
+    ),
+    (
+        "one host, CPU counters",
+        "rate(node_cpu_seconds_total{job=\"node\", instance=\"host7:9100\"}[5m])",
     ),
     (
         "fleet quantile",
-        "quantile(0.9, avg_over_time(soak_gauge_5[5m]))",
+        "quantile(0.9, avg_over_time(nvidia_smi_temperature_gpu[5m]))",
     ),
 ];
 
@@ -246,63 +254,25 @@ struct Tally {
     queries_unreachable: AtomicU64,
 }
 
-/// One simulated host: its series' labels and counter values.
+/// Seed of the fleet's values.
+const SEED: u64 = 0x736f_616b;
+
+/// One simulated host of the fleet.
 struct Host {
-    name: String,
-    phase_ms: i64,
-    labels: Vec<Vec<(String, String)>>,
-    counters: Vec<f64>,
-    rng: Rng,
+    target: fleet::Target,
     /// Timestamps of its acknowledged pushes.
     acknowledged: Vec<i64>,
 }
 
 impl Host {
-    fn new(index: usize, series: usize, interval_ms: i64) -> Host {
-        let name = format!("host-{index:04}");
-        let labels = (0..series)
-            .map(|k| {
-                let metric = if k % 2 == 0 {
-                    format!("soak_counter_{}", k / 8)
-                } else {
-                    format!("soak_gauge_{}", k / 8)
-                };
-                let mut labels = vec![
-                    ("__name__".to_owned(), metric),
-                    ("instance".to_owned(), name.clone()),
-                    ("job".to_owned(), "soak".to_owned()),
-                    ("slot".to_owned(), k.to_string()),
-                ];
-                labels.sort();
-                labels
-            })
-            .collect();
-        Host {
-            phase_ms: (index as i64 * 7919) % interval_ms,
-            name,
-            labels,
-            counters: vec![0.0; series],
-            rng: Rng::new(index as u64),
-            acknowledged: Vec::new(),
-        }
-    }
-
-    /// The request body of the push at `ts`.
-    fn request(&mut self, ts: i64) -> Vec<u8> {
-        let mut series = Vec::with_capacity(self.labels.len());
-        for k in 0..self.labels.len() {
-            let value = if k % 2 == 0 {
-                self.counters[k] += self.rng.below(1000) as f64 / 100.0;
-                self.counters[k]
-            } else {
-                self.rng.below(10_000) as f64 / 10.0
-            };
-            series.push(SeriesSamples {
-                labels: self.labels[k].clone(),
-                samples: vec![(ts, value)],
-            });
-        }
-        compress(&encode_v1(&series))
+    /// The request body of the push of `tick`, and its timestamp.
+    fn request(&mut self, spec: &Spec, tick: usize) -> (Vec<u8>, i64) {
+        let series = fleet::batch(spec, std::slice::from_mut(&mut self.target), tick, 1);
+        let ts = series
+            .first()
+            .and_then(|s| s.samples.first())
+            .map_or(spec.tick_ms(tick), |(ts, _)| *ts);
+        (compress(&encode_v1(&series)), ts)
     }
 }
 
@@ -318,43 +288,69 @@ fn soak(config: &Config, name: &str, restarts: usize) -> Result<(), String> {
     let interval_ms = config.interval.as_millis() as i64;
     let started = Instant::now();
     let first_tick = (now_ms() / interval_ms + 1) * interval_ms;
-    let last_tick = first_tick + config.duration.as_millis() as i64;
+    let ticks = (config.duration.as_millis() as u64).div_ceil(interval_ms as u64) as usize;
+    let spec = Arc::new(Spec {
+        hosts: config.hosts,
+        cpus: 4,
+        gpus: 4,
+        demo_instances: 0,
+        interval_ms,
+        start_ms: first_tick,
+        ticks,
+        seed: SEED,
+    });
+    let options = Options {
+        stamps: Stamps::Phased,
+        series_per_host: Some(config.series),
+        vanishing: false,
+        exact_decimals: true,
+    };
 
     // Senders: hosts spread over threads, each pushing on its schedule.
     let mut hosts: Vec<Vec<Host>> = (0..config.senders).map(|_| Vec::new()).collect();
-    for h in 0..config.hosts {
-        hosts[h % config.senders].push(Host::new(h, config.series, interval_ms));
+    for h in 1..=config.hosts {
+        hosts[h % config.senders].push(Host {
+            target: fleet::Target::host_with(&spec, &options, h),
+            acknowledged: Vec::new(),
+        });
     }
     for group in &mut hosts {
-        group.sort_by_key(|h| h.phase_ms);
+        group.sort_by_key(|h| h.target.latest_ms(&spec, 0));
     }
+    // Every host has the same metric names.
+    let names: BTreeSet<String> = hosts
+        .iter()
+        .flatten()
+        .take(1)
+        .flat_map(|h| h.target.labels())
+        .filter_map(|l| l.iter().find(|(k, _)| k == "__name__"))
+        .map(|(_, v)| v.clone())
+        .collect();
     let senders: Vec<_> = hosts
         .into_iter()
         .map(|mut group| {
             let (base, token, tally) = (base.clone(), token.clone(), Arc::clone(&tally));
+            let spec = Arc::clone(&spec);
             std::thread::spawn(move || {
                 let client = Client::builder()
                     .timeout(Duration::from_secs(30))
                     .build()
                     .expect("client");
-                let mut tick = first_tick;
-                while tick < last_tick {
+                for tick in 0..spec.ticks {
                     for host in &mut group {
-                        let jitter = host.rng.below(5) as i64;
-                        let ts = tick + host.phase_ms + jitter;
-                        let wait = ts - now_ms();
+                        // No sample from the future.
+                        let wait = host.target.latest_ms(&spec, tick) - now_ms();
                         if wait > 0 {
                             std::thread::sleep(Duration::from_millis(wait as u64));
                         }
-                        let body = host.request(ts);
+                        let (body, ts) = host.request(&spec, tick);
                         push(&client, &base, &token, body, &tally);
                         host.acknowledged.push(ts);
                     }
-                    tick += interval_ms;
                 }
                 group
                     .into_iter()
-                    .map(|h| (h.name, h.acknowledged))
+                    .map(|h| (h.target.instance().to_owned(), h.acknowledged))
                     .collect::<Vec<_>>()
             })
         })
@@ -472,7 +468,7 @@ fn soak(config: &Config, name: &str, restarts: usize) -> Result<(), String> {
             (h.as_str(), n as u64)
         })
         .collect();
-    let counted = count_present(&base, &token, window_s, end_ms)?;
+    let counted = count_present(&base, &token, &names, window_s, end_ms)?;
     let (mut expected_total, mut present_total, mut short_series) = (0u64, 0u64, 0usize);
     for (instance, per_series) in &counted {
         let want = expected.get(instance.as_str()).copied().unwrap_or(0);
@@ -547,36 +543,42 @@ fn push(client: &Client, base: &str, token: &str, body: Vec<u8>, tally: &Tally) 
     }
 }
 
-/// Per instance, each series' sample count over the last `window_s` at `end_ms`.
+/// Per instance, each series' sample count over the last `window_s` at
+/// `end_ms`. One query per metric name: `count_over_time` drops the name,
+/// and series of two names may differ in nothing else.
 fn count_present(
     base: &str,
     token: &str,
+    names: &BTreeSet<String>,
     window_s: u64,
     end_ms: i64,
 ) -> Result<HashMap<String, Vec<u64>>, String> {
-    let query = format!("count_over_time({{job=\"soak\"}}[{window_s}s])");
-    let time = format!("{:.3}", end_ms as f64 / 1000.0);
-    let body: serde_json::Value = Client::builder()
+    let client = Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
-        .map_err(|e| e.to_string())?
-        .get(format!("{base}/api/v1/query"))
-        .bearer_auth(token)
-        .query(&[("query", query.as_str()), ("time", time.as_str())])
-        .send()
-        .and_then(|r| r.json())
-        .map_err(|e| format!("counting samples: {e}"))?;
+        .map_err(|e| e.to_string())?;
+    let time = format!("{:.3}", end_ms as f64 / 1000.0);
     let mut counted: HashMap<String, Vec<u64>> = HashMap::new();
-    for item in body["data"]["result"]
-        .as_array()
-        .ok_or(format!("no result: {body}"))?
-    {
-        let instance = item["metric"]["instance"].as_str().unwrap_or("").to_owned();
-        let count = item["value"][1]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        counted.entry(instance).or_default().push(count);
+    for name in names {
+        let query = format!("count_over_time({name}{{job=\"node\"}}[{window_s}s])");
+        let body: serde_json::Value = client
+            .get(format!("{base}/api/v1/query"))
+            .bearer_auth(token)
+            .query(&[("query", query.as_str()), ("time", time.as_str())])
+            .send()
+            .and_then(|r| r.json())
+            .map_err(|e| format!("counting samples: {e}"))?;
+        for item in body["data"]["result"]
+            .as_array()
+            .ok_or(format!("no result: {body}"))?
+        {
+            let instance = item["metric"]["instance"].as_str().unwrap_or("").to_owned();
+            let count = item["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            counted.entry(instance).or_default().push(count);
+        }
     }
     Ok(counted)
 }

@@ -22,7 +22,6 @@
 //!
 //! `SIDE_BY_SIDE_FILTER=<text>` runs only the queries containing `text`.
 
-mod fleet;
 mod peers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,12 +29,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use self::fleet::{Spec, Target};
 use self::peers::{Answer, Endpoint, Kind, Peer, client};
 use crate::common::Receiver;
 use crate::common::dashboards::{self, substitute_with_job};
 use crate::common::fleet::workspace_root;
 use crate::common::rulefile::read_rules;
+use dcmon_testkit::fleet::{self, Spec, Target};
 
 /// Lowest acceptable fraction of matching queries per source (after the
 /// documented 2.x/3.x differences are left out).

@@ -1,5 +1,7 @@
 //! What the tests and benchmarks of every dcmon crate share, and nothing
-//! else: a seeded random generator for synthetic data ([`Rng`]), loopback
+//! else: a seeded random generator for synthetic data ([`Rng`]), the
+//! synthetic fleet the receiver's side-by-side test and benchmarks send
+//! ([`fleet`]), loopback
 //! ports ([`free_port`], [`wait_for_port`]) and child processes that cannot
 //! outlive a failed test ([`KillOnDrop`], [`start_prometheus`]), and certificates and password
 //! hashes for web-configuration tests ([`web`]), and the check that keeps
@@ -11,9 +13,12 @@
 //! the same way, it is compiled once, and the libraries' public APIs carry
 //! none of it. Its dependencies are `nix` (for SIGTERM), one both binaries
 //! already build, and `rcgen`, `bcrypt`, `rustls` and
-//! `reqwest` for [`web`].
+//! `reqwest` for [`web`], and `dcmon-protocol` for the remote-write series
+//! [`fleet`] produces (it depends on nothing of the testkit's, so there is
+//! no cycle).
 
 pub mod docs;
+pub mod fleet;
 mod net;
 mod process;
 mod rng;

@@ -2,8 +2,9 @@
 //! PromLabs-demo-like series, produced scrape by scrape so any number of
 //! hosts and hours can be streamed to a remote-write receiver.
 //!
-//! Shared by the side-by-side test and the query benchmark (which includes
-//! this file by path). Data only: no HTTP here.
+//! The one generator of synthetic fleet data for dcmon's tests and
+//! benchmarks: the receiver's side-by-side test and its query, ingest and
+//! soak benchmarks. Data only: no HTTP here.
 //!
 //! What the data exercises: counters with resets (a host reboots), gauges
 //! as random walks with decimal values, classic histograms (`_bucket` with
@@ -12,11 +13,15 @@
 //! timestamp is a tick plus a per-host offset plus jitter, never a whole
 //! second, so no sample falls on the boundary of a window that starts or
 //! ends at a whole second, where Prometheus 2.x and 3.x disagree.
-
-#![allow(dead_code)]
+//!
+//! [`Options`] reshape a host for the benchmarks: tick-exact timestamps,
+//! an exact number of series per host, no vanishing series, decimal values
+//! as a text exposition gives them. Its defaults give the data the
+//! side-by-side test was tuned with, sample for sample (a test pins it).
 
 use dcmon_protocol::remote_write::SeriesSamples;
-use dcmon_testkit::Rng;
+
+use crate::Rng;
 
 /// Prometheus's staleness marker.
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -50,6 +55,75 @@ impl Spec {
     pub fn end_ms(&self) -> i64 {
         self.start_ms + (self.ticks as i64 - 1) * self.interval_ms
     }
+
+    /// Timestamp of tick `tick`, before any per-host offset.
+    pub fn tick_ms(&self, tick: usize) -> i64 {
+        self.start_ms + tick as i64 * self.interval_ms
+    }
+}
+
+/// Where in the interval a scrape's samples are stamped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stamps {
+    /// The tick plus a per-host offset plus ±40 ms of jitter on every
+    /// scrape: never on a whole second (see the module's description).
+    #[default]
+    Scrape,
+    /// The tick plus a per-host offset, and on about one scrape in eight
+    /// ±5 ms of jitter: as Prometheus, vmagent and Alloy stamp scrapes,
+    /// which start on a fixed phase of the interval and mostly on time.
+    Phased,
+    /// Exactly on the tick, every host.
+    Tick,
+}
+
+impl Stamps {
+    /// A scrape's offset from its tick, from the host's `offset_ms` and a
+    /// jitter draw of −40..=40 ms. Every shape takes the same draw, so a
+    /// host's values are the same in all of them.
+    fn offset_ms(self, offset_ms: i64, jitter: i64) -> i64 {
+        match self {
+            Stamps::Scrape => offset_ms + jitter,
+            // 11 of the 81 draws are within ±5 ms.
+            Stamps::Phased if jitter.abs() <= 5 => offset_ms + jitter,
+            Stamps::Phased => offset_ms,
+            Stamps::Tick => 0,
+        }
+    }
+}
+
+/// How a host deviates from the plain fleet host; the default deviates in
+/// nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Timestamp shape.
+    pub stamps: Stamps,
+    /// Exactly this many series per host: beyond the plain host's, more of
+    /// the kinds a large host has in the mix of a real one (a fifth CPU
+    /// counters, 15% byte counters in whole disk blocks, 35% gauges and
+    /// stepping frequencies, 30% constant unit states); below it, the plain
+    /// host's first ones. `None`: as [`Spec::cpus`] and [`Spec::gpus`]
+    /// make it.
+    pub series_per_host: Option<usize>,
+    /// Whether a host has the series that goes away two thirds of the way
+    /// through. Without it every series has a sample at every tick, so the
+    /// samples sent are series × ticks.
+    pub vanishing: bool,
+    /// Whether decimal gauges take the double nearest their decimal (as
+    /// parsed from a text exposition: `units / 100`) rather than
+    /// `units × 0.01`, which is a bit off for most.
+    pub exact_decimals: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            stamps: Stamps::Scrape,
+            series_per_host: None,
+            vanishing: true,
+            exact_decimals: false,
+        }
+    }
 }
 
 /// How one series produces its next value.
@@ -58,19 +132,19 @@ enum Gen {
     /// Counter in hundredths, growing by `lo..=hi` per scrape; falls back to
     /// a small value at the host's reboot tick.
     Counter { value: u64, lo: u64, hi: u64 },
-    /// Random walk over integer units, value = units × scale.
-    Walk {
-        units: i64,
-        step: i64,
-        min: i64,
-        max: i64,
-        scale: f64,
-    },
+    /// Random walk.
+    Walk(Walk),
     /// A constant.
     Constant(f64),
+    /// Integer byte counter with irregular increments around `rate` (none
+    /// one scrape in twenty, a burst one in fifty), in whole `block`s.
+    Bytes { value: u64, rate: u64, block: u64 },
+    /// One of `levels`, changing to another one scrape in twenty (a CPU
+    /// frequency governor).
+    Step { levels: &'static [f64], at: usize },
     /// A random walk that reads NaN one scrape in ten (a tool answering
     /// "N/A", as nvidia-smi does for the fan of a passively cooled GPU).
-    Flaky(Box<Gen>),
+    Flaky(Walk),
     /// The scrape time in seconds (`node_time_seconds`).
     Clock,
     /// The host's boot time in seconds.
@@ -88,6 +162,36 @@ enum Gen {
     HistCount(usize),
     /// The histogram's `_sum`.
     HistSum(usize),
+}
+
+/// Random walk over integer units in `min..=max`, value = units × scale.
+#[derive(Debug, Clone)]
+struct Walk {
+    units: i64,
+    step: i64,
+    min: i64,
+    max: i64,
+    scale: f64,
+    /// Percent of scrapes it moves at.
+    moves: u64,
+}
+
+impl Walk {
+    /// One step (at `moves` percent of scrapes), then the value: `units ×
+    /// scale`, or with `exact_decimals` and a scale of 0.1, 0.01, ... the
+    /// double nearest the decimal (`units / 100`).
+    fn next(&mut self, rng: &mut Rng, exact_decimals: bool) -> f64 {
+        if rng.percent(self.moves) {
+            let delta = rng.below(2 * self.step as u64 + 1) as i64 - self.step;
+            self.units = (self.units + delta).clamp(self.min, self.max);
+        }
+        let divisor = (1.0 / self.scale).round();
+        if exact_decimals && self.scale < 1.0 && divisor != 1.0 {
+            self.units as f64 / divisor
+        } else {
+            self.units as f64 * self.scale
+        }
+    }
 }
 
 /// Classic histogram state: cumulative counts per bucket and the sum.
@@ -123,6 +227,8 @@ const LATENCY_BOUNDS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// `node_cpu_seconds_total`'s modes with their growth per scrape, in
+/// hundredths of a second.
 const CPU_MODES: [(&str, u64, u64); 8] = [
     ("idle", 1500, 3000),
     ("iowait", 0, 120),
@@ -134,12 +240,53 @@ const CPU_MODES: [(&str, u64, u64); 8] = [
     ("user", 0, 900),
 ];
 
+/// Per-NUMA-node memory gauges of a host filled up to its series count.
+const NUMA_MEMORY: [&str; 8] = [
+    "node_memory_numa_MemFree",
+    "node_memory_numa_MemUsed",
+    "node_memory_numa_Active",
+    "node_memory_numa_Inactive",
+    "node_memory_numa_FilePages",
+    "node_memory_numa_AnonPages",
+    "node_memory_numa_Dirty",
+    "node_memory_numa_Slab",
+];
+
+/// The states `node_systemd_unit_state` reports for every unit.
+const UNIT_STATES: [&str; 5] = ["activating", "active", "deactivating", "failed", "inactive"];
+
+/// Frequencies a CPU's governor steps between.
+const CPU_HERTZ: [f64; 4] = [1.2e9, 2.0e9, 2.6e9, 3.4e9];
+
+/// Which kind of series each of 20 consecutive filler series is: 4 CPU
+/// counters, 3 byte counters, 4 temperatures, 2 memory gauges, 1 stepping
+/// frequency, 6 constants.
+const FILLER: [Filler; 20] = {
+    use Filler::*;
+    [
+        Cpu, Cpu, Cpu, Cpu, Bytes, Bytes, Bytes, Temp, Temp, Temp, Temp, Memory, Memory, Hertz,
+        Unit, Unit, Unit, Unit, Unit, Unit,
+    ]
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filler {
+    Cpu,
+    Bytes,
+    Temp,
+    Memory,
+    Hertz,
+    Unit,
+}
+
 type LabelPairs = Vec<(String, String)>;
 
 /// One scraped target: its series and their generators.
 #[derive(Debug)]
 pub struct Target {
     rng: Rng,
+    stamps: Stamps,
+    exact_decimals: bool,
     offset_ms: i64,
     /// Tick at which counters restart (a reboot), if any.
     reboot_tick: Option<usize>,
@@ -178,14 +325,16 @@ impl Builder {
         self.gens.push(generator);
     }
 
+    /// A walk that moves seven scrapes in ten.
     fn walk(units: i64, step: i64, min: i64, max: i64, scale: f64) -> Gen {
-        Gen::Walk {
+        Gen::Walk(Walk {
             units,
             step,
             min,
             max,
             scale,
-        }
+            moves: 70,
+        })
     }
 
     fn counter(rng: &mut Rng, lo: u64, hi: u64) -> Gen {
@@ -194,6 +343,116 @@ impl Builder {
             lo,
             hi,
         }
+    }
+
+    /// Adds series of the filler kinds until there are `count`.
+    fn fill(&mut self, rng: &mut Rng, spec: &Spec, count: usize) {
+        // Per kind, how many of it were added so far.
+        let mut added = [0usize; 6];
+        while self.labels.len() < count {
+            let kind = FILLER[added.iter().sum::<usize>() % FILLER.len()];
+            let n = added[kind as usize];
+            added[kind as usize] += 1;
+            match kind {
+                Filler::Cpu => {
+                    let (mode, lo, hi) = CPU_MODES[n % CPU_MODES.len()];
+                    let cpu = (spec.cpus + n / CPU_MODES.len()).to_string();
+                    let generator = Builder::counter(rng, lo, hi);
+                    self.add(
+                        "node_cpu_seconds_total",
+                        &[("cpu", &cpu), ("mode", mode)],
+                        generator,
+                    );
+                }
+                Filler::Bytes => {
+                    // Devices after the plain host's eth0, eth1 and nvme0n1.
+                    let (name, device, block) = match n % 4 {
+                        0 => (
+                            "node_network_receive_bytes_total",
+                            format!("eth{}", n / 4 + 2),
+                            1,
+                        ),
+                        1 => (
+                            "node_network_transmit_bytes_total",
+                            format!("eth{}", n / 4 + 2),
+                            1,
+                        ),
+                        2 => (
+                            "node_disk_read_bytes_total",
+                            format!("nvme{}n1", n / 4 + 1),
+                            4096,
+                        ),
+                        _ => (
+                            "node_disk_written_bytes_total",
+                            format!("nvme{}n1", n / 4 + 1),
+                            4096,
+                        ),
+                    };
+                    let value = rng.below(1_000_000_000_000) / block * block;
+                    let rate = 10u64.pow(rng.between(3, 8) as u32) * rng.between(1, 9);
+                    self.add(
+                        name,
+                        &[("device", &device)],
+                        Gen::Bytes { value, rate, block },
+                    );
+                }
+                Filler::Temp => {
+                    // Half degrees, chips after the plain host's one; a
+                    // sensor's reading sits still for a few scrapes.
+                    let walk = Walk {
+                        units: rng.between(70, 150) as i64,
+                        step: 1,
+                        min: 50,
+                        max: 190,
+                        scale: 0.5,
+                        moves: 40,
+                    };
+                    self.add(
+                        "node_hwmon_temp_celsius",
+                        &[
+                            ("chip", &format!("platform_coretemp_{}", n / 16 + 1)),
+                            ("sensor", &format!("temp{}", n % 16 + 1)),
+                        ],
+                        Gen::Walk(walk),
+                    );
+                }
+                Filler::Memory => {
+                    // 4 KiB pages, 256 MiB .. 512 GiB.
+                    let pages = rng.between(1 << 16, 1 << 27) as i64;
+                    self.add(
+                        NUMA_MEMORY[n % NUMA_MEMORY.len()],
+                        &[("node", &(n / NUMA_MEMORY.len()).to_string())],
+                        Builder::walk(pages, 512, 1 << 16, 1 << 27, 4096.0),
+                    );
+                }
+                Filler::Hertz => {
+                    let at = rng.below(CPU_HERTZ.len() as u64) as usize;
+                    self.add(
+                        "node_cpu_scaling_frequency_hertz",
+                        &[("cpu", &n.to_string())],
+                        Gen::Step {
+                            levels: &CPU_HERTZ,
+                            at,
+                        },
+                    );
+                }
+                Filler::Unit => {
+                    let state = UNIT_STATES[n % UNIT_STATES.len()];
+                    self.add(
+                        "node_systemd_unit_state",
+                        &[
+                            ("name", &format!("unit{}.service", n / UNIT_STATES.len())),
+                            ("state", state),
+                            ("type", "simple"),
+                        ],
+                        Gen::Constant(if state == "active" { 1.0 } else { 0.0 }),
+                    );
+                }
+            }
+        }
+        // Fewer wanted than the plain host has: its first ones.
+        self.labels.truncate(count);
+        self.gens.truncate(count);
     }
 
     fn histogram(&mut self, name: &str, extra: &[(&str, &str)], load: u64) {
@@ -224,13 +483,21 @@ impl Builder {
 }
 
 impl Target {
-    fn finish(builder: Builder, mut rng: Rng, reboot_tick: Option<usize>, start_ms: i64) -> Target {
+    fn finish(
+        builder: Builder,
+        mut rng: Rng,
+        options: &Options,
+        reboot_tick: Option<usize>,
+        start_ms: i64,
+    ) -> Target {
         // Whole seconds plus 100..900 ms: with ±40 ms of jitter a scrape
         // never lands on a whole second.
         let offset_ms = rng.between(0, 13) as i64 * 1000 + rng.between(100, 900) as i64;
         let boot_time_s = (start_ms / 1000 - rng.between(3_600, 3_000_000) as i64) as f64;
         Target {
             rng,
+            stamps: options.stamps,
+            exact_decimals: options.exact_decimals,
             offset_ms,
             reboot_tick,
             boot_time_s,
@@ -242,6 +509,11 @@ impl Target {
 
     /// Host `h` (1-based names): node and GPU series.
     pub fn host(spec: &Spec, h: usize) -> Target {
+        Target::host_with(spec, &Options::default(), h)
+    }
+
+    /// Host `h` shaped by `options`.
+    pub fn host_with(spec: &Spec, options: &Options, h: usize) -> Target {
         let mut rng = Rng::new(spec.seed ^ (h as u64).wrapping_mul(0xa076_1d64_78bd_642f));
         let instance = format!("host{h}:9100");
         let nodename = format!("host{h}");
@@ -417,18 +689,20 @@ impl Target {
             }
         }
         // A oneshot unit that goes away two thirds of the way through.
-        b.add(
-            "node_systemd_unit_state",
-            &[
-                ("name", "backup.service"),
-                ("state", "activating"),
-                ("type", "oneshot"),
-            ],
-            Gen::Vanishing {
-                value: 1.0,
-                until: spec.ticks * 2 / 3,
-            },
-        );
+        if options.vanishing {
+            b.add(
+                "node_systemd_unit_state",
+                &[
+                    ("name", "backup.service"),
+                    ("state", "activating"),
+                    ("type", "oneshot"),
+                ],
+                Gen::Vanishing {
+                    value: 1.0,
+                    until: spec.ticks * 2 / 3,
+                },
+            );
+        }
         for gpu in 0..spec.gpus {
             let uuid = if h == 1 && gpu == 0 {
                 ZERO_UUID.to_owned()
@@ -459,7 +733,14 @@ impl Target {
             b.add(
                 "nvidia_smi_fan_speed_ratio",
                 &l,
-                Gen::Flaky(Box::new(Builder::walk(start, 15, 0, 100, 0.01))),
+                Gen::Flaky(Walk {
+                    units: start,
+                    step: 15,
+                    min: 0,
+                    max: 100,
+                    scale: 0.01,
+                    moves: 70,
+                }),
             );
             let total = 85_899_345_920.0;
             b.add("nvidia_smi_memory_total_bytes", &l, Gen::Constant(total));
@@ -517,9 +798,12 @@ impl Target {
             &[("handler", "/api/v1/write")],
             20,
         );
+        if let Some(count) = options.series_per_host {
+            b.fill(&mut rng, spec, count);
+        }
         // The last host reboots half way through: counters restart.
         let reboot_tick = (h == spec.hosts && spec.ticks > 10).then_some(spec.ticks / 2);
-        Target::finish(b, rng, reboot_tick, spec.start_ms)
+        Target::finish(b, rng, options, reboot_tick, spec.start_ms)
     }
 
     /// Demo-service instance `i` (0-based): the PromLabs demo series the
@@ -582,7 +866,7 @@ impl Target {
         }
         // One instance restarts: its CPU counters fall back.
         let reboot_tick = (i == 1 && spec.ticks > 10).then_some(spec.ticks / 3);
-        Target::finish(b, rng, reboot_tick, spec.start_ms)
+        Target::finish(b, rng, &Options::default(), reboot_tick, spec.start_ms)
     }
 
     /// Every target of the fleet.
@@ -603,11 +887,24 @@ impl Target {
         &self.labels
     }
 
+    /// The `instance` label of its series.
+    pub fn instance(&self) -> &str {
+        self.labels
+            .first()
+            .and_then(|l| l.iter().find(|(k, _)| k == "instance"))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Latest a scrape of tick `tick` can be stamped.
+    pub fn latest_ms(&self, spec: &Spec, tick: usize) -> i64 {
+        spec.tick_ms(tick) + self.stamps.offset_ms(self.offset_ms, 40)
+    }
+
     /// Scrapes tick `tick`: appends one sample (or none, for absent
     /// series) per series to `out`, index-aligned with [`Target::labels`].
     pub fn scrape(&mut self, spec: &Spec, tick: usize, out: &mut [Vec<(i64, f64)>]) {
         let jitter = self.rng.below(81) as i64 - 40;
-        let ts = spec.start_ms + tick as i64 * spec.interval_ms + self.offset_ms + jitter;
+        let ts = spec.tick_ms(tick) + self.stamps.offset_ms(self.offset_ms, jitter);
         let rebooting = self.reboot_tick == Some(tick);
         if rebooting {
             self.boot_time_s = (ts / 1000 - 20) as f64;
@@ -629,32 +926,32 @@ impl Target {
                     *value += self.rng.between(*lo, *hi);
                     Some(*value as f64 / 100.0)
                 }
-                Gen::Walk {
-                    units,
-                    step,
-                    min,
-                    max,
-                    scale,
-                } => {
-                    step_walk(&mut self.rng, units, *step, *min, *max);
-                    Some(*units as f64 * *scale)
-                }
+                Gen::Walk(walk) => Some(walk.next(&mut self.rng, self.exact_decimals)),
                 Gen::Constant(v) => Some(*v),
-                Gen::Flaky(inner) => {
-                    let nan = self.rng.percent(10);
-                    let value = match inner.as_mut() {
-                        Gen::Walk {
-                            units,
-                            step,
-                            min,
-                            max,
-                            scale,
-                        } => {
-                            step_walk(&mut self.rng, units, *step, *min, *max);
-                            *units as f64 * *scale
-                        }
-                        _ => unreachable!("only walks are flaky"),
+                Gen::Bytes { value, rate, block } => {
+                    if rebooting {
+                        *value = 0;
+                    }
+                    let roll = self.rng.below(100);
+                    let increment = if roll < 5 {
+                        0
+                    } else if roll < 7 {
+                        *rate * self.rng.between(5, 20)
+                    } else {
+                        self.rng.below(*rate * 2 + 1)
                     };
+                    *value += increment / *block * *block;
+                    Some(*value as f64)
+                }
+                Gen::Step { levels, at } => {
+                    if self.rng.percent(5) {
+                        *at = self.rng.below(levels.len() as u64) as usize;
+                    }
+                    Some(levels[*at])
+                }
+                Gen::Flaky(walk) => {
+                    let nan = self.rng.percent(10);
+                    let value = walk.next(&mut self.rng, self.exact_decimals);
                     Some(if nan { f64::NAN } else { value })
                 }
                 Gen::Clock => Some(ts as f64 / 1000.0),
@@ -696,14 +993,6 @@ impl Target {
     }
 }
 
-/// One step of a random walk: moves seven times in ten.
-fn step_walk(rng: &mut Rng, units: &mut i64, step: i64, min: i64, max: i64) {
-    if rng.percent(70) {
-        let delta = rng.below(2 * step as u64 + 1) as i64 - step;
-        *units = (*units + delta).clamp(min, max);
-    }
-}
-
 /// Remote-write series for `ticks` consecutive scrapes of `targets`,
 /// starting at `first_tick`; series without samples are left out.
 pub fn batch(
@@ -729,4 +1018,214 @@ pub fn batch(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use dcmon_protocol::remote_write::SeriesSamples;
+
+    use super::{Options, Spec, Stamps, Target, batch};
+
+    /// FNV-1a over every batch's labels, timestamps and value bits, and the
+    /// number of samples.
+    fn digest(spec: &Spec, targets: &mut [Target], per_write: usize) -> (u64, usize) {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut samples = 0;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= u64::from(*b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for first in (0..spec.ticks).step_by(per_write) {
+            for series in batch(spec, targets, first, per_write) {
+                for (name, value) in &series.labels {
+                    eat(name.as_bytes());
+                    eat(&[0]);
+                    eat(value.as_bytes());
+                    eat(&[1]);
+                }
+                for (t, v) in &series.samples {
+                    eat(&t.to_le_bytes());
+                    eat(&v.to_bits().to_le_bytes());
+                    samples += 1;
+                }
+            }
+        }
+        (hash, samples)
+    }
+
+    /// The side-by-side test's fleet at a fixed start.
+    fn side_by_side() -> Spec {
+        Spec {
+            hosts: 3,
+            cpus: 2,
+            gpus: 2,
+            demo_instances: 3,
+            interval_ms: 15_000,
+            start_ms: 1_780_000_020_000,
+            ticks: 480,
+            seed: 0x51de_b1de,
+        }
+    }
+
+    /// The query benchmark's fleet (CPUs filling 300 series per host) at a
+    /// fixed start, with fewer hosts and ticks.
+    fn query_bench() -> Spec {
+        let mut spec = Spec {
+            hosts: 4,
+            cpus: 0,
+            gpus: 4,
+            demo_instances: 0,
+            interval_ms: 30_000,
+            start_ms: 1_780_000_020_000,
+            ticks: 200,
+            seed: 0x7175_6572_7962_656e,
+        };
+        let fixed = Target::host(&spec, 1).series_count();
+        spec.cpus = (300usize.saturating_sub(fixed) / 8).max(1);
+        spec
+    }
+
+    /// The data the side-by-side test's known differences and the query
+    /// benchmark's figures were taken on: the digests were computed with
+    /// the generator before it had [`Options`], and its defaults must keep
+    /// giving the same samples.
+    #[test]
+    fn default_options_give_the_data_the_tests_were_tuned_with() {
+        let spec = side_by_side();
+        assert_eq!(
+            digest(&spec, &mut Target::all(&spec), 40),
+            (6_553_051_028_965_715_989, 295_620)
+        );
+        let spec = query_bench();
+        assert_eq!(
+            digest(&spec, &mut Target::all(&spec), 40),
+            (12_522_166_251_270_668_854, 234_136)
+        );
+    }
+
+    fn bench_options(series: usize, stamps: Stamps) -> Options {
+        Options {
+            stamps,
+            series_per_host: Some(series),
+            vanishing: false,
+            exact_decimals: true,
+        }
+    }
+
+    #[test]
+    fn a_host_has_exactly_the_series_asked_for_all_distinct() {
+        let spec = Spec {
+            hosts: 2,
+            cpus: 0,
+            gpus: 4,
+            ..query_bench()
+        };
+        for count in [1, 17, 100, 300, 1_001] {
+            let host = Target::host_with(&spec, &bench_options(count, Stamps::Scrape), 2);
+            let distinct: HashSet<_> = host.labels().iter().collect();
+            assert_eq!(distinct.len(), count, "{count} series asked for");
+        }
+    }
+
+    /// Without the vanishing series every series has a sample at every
+    /// tick, so what a bench sends is series × ticks.
+    #[test]
+    fn without_vanishing_series_every_series_has_every_tick() {
+        let spec = Spec {
+            hosts: 2,
+            ..query_bench()
+        };
+        let mut targets: Vec<Target> = (1..=spec.hosts)
+            .map(|h| Target::host_with(&spec, &bench_options(300, Stamps::Tick), h))
+            .collect();
+        let samples: usize = (0..spec.ticks)
+            .step_by(7)
+            .flat_map(|first| batch(&spec, &mut targets, first, 7))
+            .map(|s| s.samples.len())
+            .sum();
+        assert_eq!(samples, spec.hosts * 300 * spec.ticks);
+    }
+
+    /// Every shape carries the same values. Tick-exact stamps sit on the
+    /// ticks; scrape-shaped ones stay off whole seconds; phased ones sit
+    /// on a fixed phase but for a few milliseconds on some scrapes.
+    #[test]
+    fn every_timestamp_shape_carries_the_same_values() {
+        let spec = query_bench();
+        let scrapes = |stamps| {
+            let mut host = Target::host_with(&spec, &bench_options(300, stamps), 3);
+            batch(&spec, std::slice::from_mut(&mut host), 0, spec.ticks)
+        };
+        let tick = scrapes(Stamps::Tick);
+        let phased = scrapes(Stamps::Phased);
+        let scrape = scrapes(Stamps::Scrape);
+        let offsets = |series: &SeriesSamples| -> Vec<i64> {
+            let times = series.samples.iter().map(|(ms, _)| ms);
+            times
+                .enumerate()
+                .map(|(i, ms)| ms - spec.tick_ms(i))
+                .collect()
+        };
+        // The phase: the offset most scrapes have.
+        let first = offsets(&phased[0]);
+        let count = |o: &i64| first.iter().filter(|x| *x == o).count();
+        let phase = *first.iter().max_by_key(|o| count(o)).unwrap();
+        for ((t, p), s) in tick.iter().zip(&phased).zip(&scrape) {
+            assert_eq!(t.labels, s.labels);
+            assert_eq!(t.labels, p.labels);
+            assert!(offsets(t).iter().all(|o| *o == 0));
+            assert!(
+                offsets(s)
+                    .iter()
+                    .all(|o| (o - phase).abs() <= 40 && o % 1000 != 0)
+            );
+            let jittered = offsets(p).iter().filter(|o| **o != phase).count();
+            assert!(offsets(p).iter().all(|o| (o - phase).abs() <= 5));
+            assert!((1..spec.ticks / 4).contains(&jittered), "{jittered}");
+            // The clock series reads the timestamp itself.
+            if !t.labels.iter().any(|(_, v)| v == "node_time_seconds") {
+                for ((a, b), c) in t.samples.iter().zip(&p.samples).zip(&s.samples) {
+                    assert_eq!(a.1.to_bits(), b.1.to_bits(), "{:?}", t.labels);
+                    assert_eq!(a.1.to_bits(), c.1.to_bits(), "{:?}", t.labels);
+                }
+            }
+        }
+    }
+
+    /// With exact decimals a two-decimal gauge reads as its text would
+    /// parse; without, `units × 0.01` is off for some.
+    #[test]
+    fn exact_decimals_read_as_their_text() {
+        let spec = query_bench();
+        let load1 = |options: &Options| -> Vec<f64> {
+            let mut host = Target::host_with(&spec, options, 1);
+            batch(&spec, std::slice::from_mut(&mut host), 0, spec.ticks)
+                .into_iter()
+                .find(|s| s.labels.iter().any(|(_, v)| v == "node_load1"))
+                .expect("node_load1")
+                .samples
+                .iter()
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let exact = load1(&bench_options(300, Stamps::Scrape));
+        assert!(
+            exact
+                .iter()
+                .all(|v| format!("{v:.2}").parse::<f64>() == Ok(*v))
+        );
+        let plain = load1(&Options {
+            series_per_host: Some(300),
+            ..Options::default()
+        });
+        assert!(
+            plain
+                .iter()
+                .any(|v| format!("{v:.2}").parse::<f64>() != Ok(*v))
+        );
+    }
 }
