@@ -140,9 +140,8 @@ pub async fn alerts(State(state): State<Arc<AppState>>) -> Json<JsonValue> {
 /// refused (400, naming file, group and rule) and the rules running go on.
 pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<JsonValue>, ApiError> {
     let rules = Arc::clone(&state.rules);
-    let loaded = tokio::task::spawn_blocking(move || rules.reload())
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "reload task failed"))?;
+    // A refused file is an answer of its own (400, below), not an error.
+    let loaded = super::blocking("reload", move || Ok::<_, ApiError>(rules.reload())).await?;
     match loaded {
         Ok(()) => Ok(Json(json!({"status": "success"}))),
         Err(err) => {
