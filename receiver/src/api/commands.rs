@@ -203,9 +203,12 @@ struct CommandList {
     data: Vec<CommandRecord>,
 }
 
+// Named apart from the shipping crate's `Batch` (samples on their way);
+// the document keeps the name `Batch`.
 #[derive(utoipa::ToSchema)]
+#[schema(as = Batch)]
 #[allow(dead_code)]
-struct Batch {
+struct BatchAnswer {
     status: super::openapi::Success,
     #[schema(inline)]
     data: BatchData,
@@ -304,7 +307,7 @@ fn parse_targets(value: Value) -> Result<BatchTargets, ApiError> {
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The batch.", body = Batch),
+        (status = 200, description = "The batch.", body = BatchAnswer),
         (status = 404, description = "No such batch.", body = Error),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
@@ -333,7 +336,7 @@ pub async fn batch(
     security(("adminToken" = [])),
     params(("id" = i64, Path)),
     responses(
-        (status = 200, description = "The batch after cancelling.", body = Batch),
+        (status = 200, description = "The batch after cancelling.", body = BatchAnswer),
         (status = 404, description = "No such batch.", body = Error),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),

@@ -27,14 +27,14 @@ impl ForwardMetrics {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+type UpstreamLabels = Vec<(&'static str, String)>;
 
 fn encode_family(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     kind: MetricType,
-    series: Vec<(Labels, f64)>,
+    series: Vec<(UpstreamLabels, f64)>,
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, kind)?;
     for (labels, value) in series {
@@ -51,8 +51,8 @@ impl Collector for ForwardMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = dcmon_ship::now_ms();
         let upstream =
-            |m: &EndpointMetrics| -> Labels { vec![("upstream", m.endpoint().to_owned())] };
-        let each = |value: &dyn Fn(&EndpointMetrics) -> f64| -> Vec<(Labels, f64)> {
+            |m: &EndpointMetrics| -> UpstreamLabels { vec![("upstream", m.endpoint().to_owned())] };
+        let each = |value: &dyn Fn(&EndpointMetrics) -> f64| -> Vec<(UpstreamLabels, f64)> {
             self.upstreams
                 .iter()
                 .map(|m| (upstream(m), value(m)))
