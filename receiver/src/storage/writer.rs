@@ -1,6 +1,11 @@
-//! The writer thread: the only code that writes to the database. It groups
-//! queued appends into one transaction, runs compaction in slices between
-//! appends, and runs retention.
+//! The writer thread: the only code that writes samples (series, head log,
+//! chunks, metadata) to the database. It groups queued appends into one
+//! transaction, runs compaction in slices between appends, and runs
+//! retention. The clients, tokens and command stores write their own
+//! tables in the same file through connections of their own: their writes
+//! are small and rare, SQLite's write lock orders them with this thread's
+//! (`busy_timeout` waits for it), and none of them touches the sample
+//! tables (the shared `settings` table holds each one's own keys).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
