@@ -2,22 +2,22 @@
 //! memory (per series, in arrival order) for reads and compaction, and in
 //! the `head_log` table for durability; on start the log is replayed.
 
-use rustc_hash::FxHashMap;
-
 use super::chunk::RawSample;
+use super::id_map::IdMap;
 use super::index::SeriesId;
 
 /// In-memory head samples.
 #[derive(Debug, Default)]
 pub struct Head {
-    series: FxHashMap<SeriesId, Vec<RawSample>>,
+    /// By id: appends find their series by indexing (see [`IdMap`]).
+    series: IdMap<Vec<RawSample>>,
     total: usize,
 }
 
 impl Head {
     /// Appends samples of one series in arrival order.
     pub fn append(&mut self, id: SeriesId, samples: impl IntoIterator<Item = RawSample>) {
-        let list = self.series.entry(id).or_default();
+        let list = self.series.get_or_insert_with(id, Vec::new);
         let before = list.len();
         list.extend(samples);
         self.total += list.len() - before;
@@ -43,7 +43,7 @@ impl Head {
     /// `(series, number of samples)` for every series with head samples:
     /// the cut a compaction pass works through.
     pub fn cut(&self) -> Vec<(SeriesId, usize)> {
-        let mut cut: Vec<_> = self.series.iter().map(|(id, s)| (*id, s.len())).collect();
+        let mut cut: Vec<_> = self.series.iter().map(|(id, s)| (id, s.len())).collect();
         cut.sort_unstable();
         cut
     }
@@ -51,19 +51,19 @@ impl Head {
     /// The first `count` samples of a series, in arrival order.
     pub fn prefix(&self, id: SeriesId, count: usize) -> Vec<RawSample> {
         self.series
-            .get(&id)
+            .get(id)
             .map(|s| s[..count.min(s.len())].to_vec())
             .unwrap_or_default()
     }
 
     /// Forgets the first `count` samples of a series (now in chunks).
     pub fn drain_prefix(&mut self, id: SeriesId, count: usize) {
-        if let Some(list) = self.series.get_mut(&id) {
+        if let Some(list) = self.series.get_mut(id) {
             let count = count.min(list.len());
             list.drain(..count);
             self.total -= count;
             if list.is_empty() {
-                self.series.remove(&id);
+                self.series.remove(id);
             }
         }
     }
@@ -71,7 +71,7 @@ impl Head {
     /// A series' head samples in `[start, end]`, sorted, later writes
     /// winning over earlier ones at the same timestamp.
     pub fn range(&self, id: SeriesId, start: i64, end: i64) -> Vec<RawSample> {
-        let Some(list) = self.series.get(&id) else {
+        let Some(list) = self.series.get(id) else {
             return Vec::new();
         };
         let in_range = list
@@ -84,14 +84,14 @@ impl Head {
     /// Whether a series has a head sample in `[start, end]`.
     pub fn has_samples_in(&self, id: SeriesId, start: i64, end: i64) -> bool {
         self.series
-            .get(&id)
+            .get(id)
             .is_some_and(|s| s.iter().any(|(t, _)| *t >= start && *t <= end))
     }
 
     /// Whether a series has a head sample at or after `since`.
     pub fn has_samples_since(&self, id: SeriesId, since: i64) -> bool {
         self.series
-            .get(&id)
+            .get(id)
             .is_some_and(|s| s.iter().any(|(t, _)| *t >= since))
     }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHasher};
 
+use super::id_map::IdMap;
+
 /// Identifier of a series: its rowid in the `series` table.
 pub type SeriesId = u64;
 
@@ -81,7 +83,7 @@ type FlatLabels = Box<[u8]>;
 /// Series and postings.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    series: FxHashMap<SeriesId, Labels>,
+    series: IdMap<Labels>,
     /// Label-set hash → the series with that hash. A second series with
     /// the same 64-bit hash, which practically never happens, goes to
     /// `collided`, so the common entry sits in the map's own slot.
@@ -90,8 +92,8 @@ pub struct SeriesIndex {
     collided: FxHashMap<u64, Vec<SeriesId>>,
     /// Each series' labels flattened into one buffer: ingest compares
     /// against one contiguous allocation instead of chasing a pointer per
-    /// label string.
-    keys: Keys,
+    /// label string, and the next id's lies next to the previous one's.
+    keys: IdMap<FlatLabels>,
     postings: FxHashMap<String, BTreeMap<String, Vec<SeriesId>>>,
 }
 
@@ -123,14 +125,14 @@ impl SeriesIndex {
     /// The id of the series with exactly these (sorted) labels.
     pub fn lookup<S: AsRef<str>>(&self, hash: u64, labels: &[(S, S)]) -> Option<SeriesId> {
         let id = *self.by_hash.get(&hash)?;
-        if self.keys.matches(id, labels) {
+        if self.key_matches(id, labels) {
             return Some(id);
         }
         self.collided
             .get(&hash)?
             .iter()
             .copied()
-            .find(|&id| self.keys.matches(id, labels))
+            .find(|&id| self.key_matches(id, labels))
     }
 
     /// The series after `previous` (id + 1) if it has exactly these labels.
@@ -147,17 +149,23 @@ impl SeriesIndex {
         labels: &[(S, S)],
     ) -> Option<SeriesId> {
         let id = previous.checked_add(1)?;
-        self.keys.matches(id, labels).then_some(id)
+        self.key_matches(id, labels).then_some(id)
+    }
+
+    fn key_matches<S: AsRef<str>>(&self, id: SeriesId, labels: &[(S, S)]) -> bool {
+        self.keys
+            .get(id)
+            .is_some_and(|key| key_matches(key, labels))
     }
 
     /// Labels of a series.
     pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
-        self.series.get(&id)
+        self.series.get(id)
     }
 
     /// All series ids.
     pub fn ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
-        self.series.keys().copied()
+        self.series.iter().map(|(id, _)| id)
     }
 
     /// Adds a series. Ids must be new.
@@ -189,7 +197,7 @@ impl SeriesIndex {
             }
             Entry::Occupied(_) => self.collided.entry(hash).or_default().push(id),
         }
-        self.keys.insert(id, key, self.series.len());
+        self.keys.insert(id, key);
     }
 
     fn remove_key(&mut self, hash: u64, id: SeriesId) {
@@ -216,7 +224,7 @@ impl SeriesIndex {
 
     /// Removes a series (retention dropped its last sample).
     pub fn remove(&mut self, id: SeriesId) {
-        let Some(labels) = self.series.remove(&id) else {
+        let Some(labels) = self.series.remove(id) else {
             return;
         };
         self.remove_key(hash_labels(&labels), id);
@@ -248,7 +256,7 @@ impl SeriesIndex {
             });
         }
         let mut ids = candidates.unwrap_or_else(|| {
-            let mut all: Vec<SeriesId> = self.series.keys().copied().collect();
+            let mut all: Vec<SeriesId> = self.ids().collect();
             all.sort_unstable();
             all
         });
@@ -256,7 +264,7 @@ impl SeriesIndex {
         let rest: Vec<&Matcher> = matchers.iter().filter(|m| m.matches("")).collect();
         if !rest.is_empty() {
             ids.retain(|id| {
-                let labels = &self.series[id];
+                let labels = &self.series[*id];
                 rest.iter().all(|m| {
                     let value = labels
                         .iter()
@@ -305,56 +313,6 @@ impl SeriesIndex {
 
 /// Labels as one buffer: name, 0xff, value, 0xff, … (0xff never occurs in
 /// UTF-8, so the encoding is unambiguous).
-/// Flattened label sets by series id.
-#[derive(Debug, Default)]
-struct Keys {
-    /// Indexed by id. Ids are SQLite rowids, handed out one after another
-    /// from 1, so this is dense, and the keys of series created together
-    /// lie together.
-    dense: Vec<Option<FlatLabels>>,
-    /// Ids far past the others (rowids SQLite chose at random, or a long
-    /// churn of series), which would make `dense` mostly holes.
-    sparse: FxHashMap<SeriesId, FlatLabels>,
-}
-
-impl Keys {
-    fn get(&self, id: SeriesId) -> Option<&[u8]> {
-        match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
-            Some(slot) => slot.as_deref(),
-            None => self.sparse.get(&id).map(|key| &key[..]),
-        }
-    }
-
-    fn matches<S: AsRef<str>>(&self, id: SeriesId, labels: &[(S, S)]) -> bool {
-        self.get(id).is_some_and(|key| key_matches(key, labels))
-    }
-
-    /// Adds `id`'s key; `live` is how many series there are besides, which
-    /// bounds how far `dense` may grow.
-    fn insert(&mut self, id: SeriesId, key: FlatLabels, live: usize) {
-        let limit = live.saturating_mul(2).saturating_add(1024);
-        match usize::try_from(id) {
-            Ok(i) if i < self.dense.len() => self.dense[i] = Some(key),
-            Ok(i) if i < limit => {
-                self.dense.resize_with(i + 1, || None);
-                self.dense[i] = Some(key);
-            }
-            _ => {
-                self.sparse.insert(id, key);
-            }
-        }
-    }
-
-    fn remove(&mut self, id: SeriesId) {
-        match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
-            Some(slot) => *slot = None,
-            None => {
-                self.sparse.remove(&id);
-            }
-        }
-    }
-}
-
 fn flatten(labels: &[(String, String)]) -> FlatLabels {
     let mut key = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     for (name, value) in labels {
@@ -448,7 +406,7 @@ mod tests {
                 assert_eq!(index.lookup(7, &sets[gone]), None, "{removal:?}");
             }
             assert!(index.by_hash.is_empty() && index.collided.is_empty());
-            assert!(index.keys.dense.iter().all(Option::is_none) && index.keys.sparse.is_empty());
+            assert!(index.keys.is_empty());
         }
     }
 
@@ -465,7 +423,6 @@ mod tests {
         for &id in &ids {
             index.insert(id, set(id));
         }
-        assert!(!index.keys.sparse.is_empty(), "far ids are kept aside");
         for gone in [7, 8, 40, 5_000_000] {
             index.remove(gone);
         }

@@ -12,6 +12,7 @@
 pub mod changes;
 pub mod chunk;
 pub mod head;
+mod id_map;
 pub mod index;
 pub mod read;
 mod recent;
