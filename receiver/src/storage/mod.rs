@@ -155,7 +155,9 @@ pub struct Options {
     pub chunk_window: Duration,
     /// How often head samples are packed into chunks.
     pub compaction_interval: Duration,
-    /// Head size (samples) that triggers a compaction at once.
+    /// Head size (samples) that triggers a compaction at once; while a
+    /// pass runs, appends past it wait for the pass to drain the head, so
+    /// the head's memory stays near this bound whatever the ingest rate.
     pub head_max_samples: usize,
     /// How far back compacted samples also stay decoded in memory
     /// (`--storage.recent-window`), so the newest steps of a refreshed
@@ -603,8 +605,12 @@ impl Storage {
 
     /// Samples held (chunks and head).
     pub fn sample_count(&self) -> u64 {
-        self.shared.counters.chunk_samples.load(Ordering::Relaxed)
-            + read_lock(&self.shared.head).len() as u64
+        self.shared.counters.chunk_samples.load(Ordering::Relaxed) + self.head_samples() as u64
+    }
+
+    /// Acknowledged samples not yet packed into chunks (held in memory).
+    pub fn head_samples(&self) -> usize {
+        read_lock(&self.shared.head).len()
     }
 
     /// Compacted samples also held decoded in memory (see

@@ -343,6 +343,78 @@ fn reads_during_compaction_miss_no_acknowledged_sample() {
 }
 
 #[test]
+fn the_head_stays_bounded_when_appends_outrun_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    const SERIES: usize = 2_500;
+    const SENDERS: usize = 4;
+    const ROUNDS: i64 = 25;
+    let options = Options {
+        head_max_samples: SERIES,
+        // Only the bound starts passes.
+        compaction_interval: Duration::from_secs(3600),
+        ..options()
+    };
+    let storage = Storage::open(&dir.path().join("db.sqlite"), options).unwrap();
+    let base = 1_800_000_000_000i64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Several senders keep appends queued while every pass runs (ten
+    // slices of series each), so a pass that let them all in between its
+    // slices would end with a head several times the bound.
+    let largest_seen = rt.block_on(async {
+        let senders: Vec<_> = (0..SENDERS as i64)
+            .map(|sender| {
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    let mut largest = 0;
+                    for round in 0..ROUNDS {
+                        let ts = base + (round * SENDERS as i64 + sender) * 1000;
+                        let batch: Vec<SeriesSamples> = (0..SERIES)
+                            .map(|i| series("m", &format!("h{i}"), &[(ts, 1.0)]))
+                            .collect();
+                        storage.append(batch, Vec::new()).await.unwrap();
+                        largest = largest.max(storage.head_samples());
+                    }
+                    largest
+                })
+            })
+            .collect();
+        let mut largest = 0;
+        for sender in senders {
+            largest = largest.max(sender.await.unwrap());
+        }
+        largest
+    });
+    let passes = storage
+        .counters()
+        .compactions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // The bound, plus the queued appends let in at once (one group) in
+    // the pass's last step under the bound and once more after it.
+    let limit = SERIES + 2 * SENDERS * SERIES;
+    assert!(
+        largest_seen <= limit,
+        "head held {largest_seen} samples, over {limit} (bound {SERIES}, {passes} passes)"
+    );
+    assert!(passes >= 5, "the bound started passes ({passes})");
+    let all = [m("__name__", MatchOp::Equal, "m")];
+    let stored: usize = storage
+        .select(&all, base, base + HOUR)
+        .unwrap()
+        .iter()
+        .map(|s| s.samples.len())
+        .sum();
+    assert_eq!(
+        stored,
+        SERIES * SENDERS * ROUNDS as usize,
+        "every sample kept"
+    );
+}
+
+#[test]
 fn appends_and_retention_report_what_they_changed() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();

@@ -394,7 +394,13 @@ impl Writer {
             }
             outcome.series += slice.len();
             outcome.samples += moved;
-            // Let waiting writers in between slices.
+            // Let waiting writers in between slices while the head is
+            // under its bound; past it they wait until the pass has drained
+            // it below, so ingest faster than compaction cannot grow the
+            // head (and the memory it holds) without limit.
+            if read_lock(&self.shared.head).len() >= self.shared.options.head_max_samples {
+                continue;
+            }
             let mut group = Vec::new();
             self.gather_appends(jobs, &mut group);
             if !group.is_empty() {
