@@ -5,21 +5,26 @@
 use super::chunk::RawSample;
 use super::id_map::IdMap;
 use super::index::SeriesId;
+use super::packed::Packed;
 
 /// In-memory head samples.
 #[derive(Debug, Default)]
 pub struct Head {
-    /// By id: appends find their series by indexing (see [`IdMap`]).
-    series: IdMap<Vec<RawSample>>,
+    /// By id: appends find their series by indexing (see [`IdMap`]);
+    /// packed, so a head of a given memory holds more samples and
+    /// compaction meets more samples per series and pass.
+    series: IdMap<Packed>,
     total: usize,
 }
 
 impl Head {
     /// Appends samples of one series in arrival order.
     pub fn append(&mut self, id: SeriesId, samples: impl IntoIterator<Item = RawSample>) {
-        let list = self.series.get_or_insert_with(id, Vec::new);
+        let list = self.series.get_or_insert_with(id, Packed::default);
         let before = list.len();
-        list.extend(samples);
+        for sample in samples {
+            list.push(sample);
+        }
         self.total += list.len() - before;
     }
 
@@ -52,7 +57,7 @@ impl Head {
     pub fn prefix(&self, id: SeriesId, count: usize) -> Vec<RawSample> {
         self.series
             .get(id)
-            .map(|s| s[..count.min(s.len())].to_vec())
+            .map(|s| s.iter().take(count).collect())
             .unwrap_or_default()
     }
 
@@ -60,7 +65,7 @@ impl Head {
     pub fn drain_prefix(&mut self, id: SeriesId, count: usize) {
         if let Some(list) = self.series.get_mut(id) {
             let count = count.min(list.len());
-            list.drain(..count);
+            list.drain_prefix(count);
             self.total -= count;
             if list.is_empty() {
                 self.series.remove(id);
@@ -74,10 +79,7 @@ impl Head {
         let Some(list) = self.series.get(id) else {
             return Vec::new();
         };
-        let in_range = list
-            .iter()
-            .copied()
-            .filter(|(t, _)| *t >= start && *t <= end);
+        let in_range = list.iter().filter(|(t, _)| *t >= start && *t <= end);
         merge(Vec::new(), in_range)
     }
 
@@ -85,14 +87,14 @@ impl Head {
     pub fn has_samples_in(&self, id: SeriesId, start: i64, end: i64) -> bool {
         self.series
             .get(id)
-            .is_some_and(|s| s.iter().any(|(t, _)| *t >= start && *t <= end))
+            .is_some_and(|s| s.iter().any(|(t, _)| t >= start && t <= end))
     }
 
     /// Whether a series has a head sample at or after `since`.
     pub fn has_samples_since(&self, id: SeriesId, since: i64) -> bool {
         self.series
             .get(id)
-            .is_some_and(|s| s.iter().any(|(t, _)| *t >= since))
+            .is_some_and(|s| s.iter().any(|(t, _)| t >= since))
     }
 
     /// Forgets samples older than `cutoff` (retention).
@@ -111,10 +113,10 @@ impl Head {
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
         self.series
             .values()
-            .flatten()
+            .flat_map(Packed::iter)
             .fold(None, |acc, (t, _)| match acc {
-                None => Some((*t, *t)),
-                Some((lo, hi)) => Some((lo.min(*t), hi.max(*t))),
+                None => Some((t, t)),
+                Some((lo, hi)) => Some((lo.min(t), hi.max(t))),
             })
     }
 }

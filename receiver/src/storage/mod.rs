@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod head;
 mod id_map;
 pub mod index;
+mod packed;
 pub mod read;
 mod recent;
 pub mod schema;
@@ -176,7 +177,9 @@ impl Default for Options {
             retention: Duration::from_secs(7 * 24 * 3600),
             chunk_window: Duration::from_secs(6 * 3600),
             compaction_interval: Duration::from_secs(60),
-            head_max_samples: 1_000_000,
+            // About 30 MB packed; compaction costs a fixed amount per
+            // series and pass, so a bigger head makes it cheaper per sample.
+            head_max_samples: 4_000_000,
             // Past a 5-minute rate window plus a step or two of a dashboard.
             recent_window: Duration::from_secs(15 * 60),
             retention_interval: Duration::from_secs(600),
