@@ -5,7 +5,7 @@
 use super::chunk::RawSample;
 use super::id_map::IdMap;
 use super::index::SeriesId;
-use super::packed::Packed;
+use super::packed::{Packed, put_varint};
 
 /// In-memory head samples.
 #[derive(Debug, Default)]
@@ -201,14 +201,6 @@ pub fn decode_log(blob: &[u8]) -> Result<Vec<LogEntry>, String> {
         return Err("head log blob: trailing bytes".into());
     }
     Ok(entries)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
