@@ -97,7 +97,7 @@ pub async fn stats(
     Ok(Json(json!({
         "series": storage.series_count(),
         "samples": samples,
-        "head_samples": samples - counters.chunk_samples.load(Ordering::Relaxed),
+        "head_samples": storage.head_samples(),
         "recent_samples": storage.recent_samples(),
         "db_bytes": db_bytes,
         "bytes_per_sample": if samples > 0 { db_bytes as f64 / samples as f64 } else { 0.0 },

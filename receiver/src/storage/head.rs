@@ -2,7 +2,7 @@
 //! memory (per series, in arrival order) for reads and compaction, and in
 //! the `head_log` table for durability; on start the log is replayed.
 
-use super::chunk::RawSample;
+use super::chunk::{RawSample, unzigzag, zigzag};
 use super::id_map::IdMap;
 use super::index::SeriesId;
 use super::packed::{Packed, put_varint};
@@ -165,7 +165,7 @@ pub fn encode_log(entries: &[LogEntry]) -> Vec<u8> {
     for (id, ts, bits) in entries {
         put_varint(&mut raw, *id);
         let delta = ts.wrapping_sub(last_ts);
-        put_varint(&mut raw, ((delta << 1) ^ (delta >> 63)) as u64);
+        put_varint(&mut raw, zigzag(delta));
         raw.extend_from_slice(&bits.to_le_bytes());
         last_ts = *ts;
     }
@@ -184,7 +184,7 @@ pub fn decode_log(blob: &[u8]) -> Result<Vec<LogEntry>, String> {
     for _ in 0..count {
         let id = get_varint(&raw, &mut pos)?;
         let zig = get_varint(&raw, &mut pos)?;
-        let delta = ((zig >> 1) as i64) ^ -((zig & 1) as i64);
+        let delta = unzigzag(zig);
         let ts = last_ts.wrapping_add(delta);
         let bytes = raw
             .get(pos..pos + 8)

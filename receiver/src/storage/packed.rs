@@ -23,7 +23,7 @@
 //! Any order of timestamps round-trips (arithmetic wraps); the codec only
 //! packs, merging and sorting stay with the head's readers.
 
-use super::chunk::RawSample;
+use super::chunk::{RawSample, unzigzag, zigzag};
 
 /// What the next sample is written against.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,14 +164,6 @@ impl Iterator for Iter<'_> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
     }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Appends `v` as a LEB128 varint (also the head log's integer coding).

@@ -157,7 +157,7 @@ impl Writer {
                 self.gather_appends(jobs, &mut group);
                 self.append_group(group);
                 // Bound the head's memory under heavy ingest, whatever the schedule.
-                if read_lock(&self.shared.head).len() >= self.shared.options.head_max_samples {
+                if self.head_full() {
                     let _ = self.compact_logged(jobs);
                 }
             }
@@ -182,6 +182,12 @@ impl Writer {
             }
             Job::Shutdown => self.stopping = true,
         }
+    }
+
+    /// Whether the head holds its bound of samples or more: compaction is
+    /// due, and appends wait for it.
+    fn head_full(&self) -> bool {
+        read_lock(&self.shared.head).len() >= self.shared.options.head_max_samples
     }
 
     /// Takes further queued appends (up to the group size) without waiting;
@@ -398,7 +404,7 @@ impl Writer {
             // under its bound; past it they wait until the pass has drained
             // it below, so ingest faster than compaction cannot grow the
             // head (and the memory it holds) without limit.
-            if read_lock(&self.shared.head).len() >= self.shared.options.head_max_samples {
+            if self.head_full() {
                 continue;
             }
             let mut group = Vec::new();

@@ -1,13 +1,14 @@
 //! Integer helpers of the format: zigzag, bit lengths and field sizes,
 //! exact division by a common divisor, the median.
 
+/// Also the head's and the head log's signed-integer coding.
 #[inline]
-pub(super) fn zigzag(x: i64) -> u64 {
+pub(in crate::storage) fn zigzag(x: i64) -> u64 {
     ((x << 1) ^ (x >> 63)) as u64
 }
 
 #[inline]
-pub(super) fn unzigzag(u: u64) -> i64 {
+pub(in crate::storage) fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 

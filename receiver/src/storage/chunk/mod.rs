@@ -122,7 +122,7 @@ mod values;
 mod workload;
 mod xor;
 
-use arith::{unzigzag, zigzag};
+pub(in crate::storage) use arith::{unzigzag, zigzag};
 use bits::{BitReader, BitWriter};
 use timestamps::{decode_times, encode_times};
 use values::{decode_values, encode_values};
