@@ -198,9 +198,11 @@ fn truncate(mut text: String, max: usize) -> String {
 /// Unix milliseconds `expires_in` after `now_ms`, refused rather than
 /// wrapped when it does not fit.
 pub fn expiry_ms(now_ms: i64, expires_in: Duration) -> Result<i64, QueueError> {
-    i64::try_from(expires_in.as_millis())
+    // Added in i128 (a u128 of milliseconds from a Duration fits it), so
+    // only a sum past i64 is refused, not a long duration from a negative clock.
+    i128::try_from(expires_in.as_millis())
         .ok()
-        .and_then(|ms| now_ms.checked_add(ms))
+        .and_then(|ms| i64::try_from(i128::from(now_ms) + ms).ok())
         .ok_or(QueueError::BadExpiry)
 }
 
@@ -616,6 +618,11 @@ mod tests {
             expiry_ms(i64::MAX, Duration::from_millis(1)),
             Err(QueueError::BadExpiry)
         ));
+        // A duration past i64 milliseconds still fits from a negative clock.
+        assert_eq!(
+            expiry_ms(-2, Duration::from_millis(i64::MAX as u64 + 1)).unwrap(),
+            i64::MAX - 1
+        );
     }
 
     proptest! {
