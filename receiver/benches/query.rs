@@ -5,6 +5,9 @@
 //! run, printed as a table with ratios. It asserts nothing; it notes where
 //! a peer's answer differs from dcmon's.
 //!
+//! A latency is the time from sending a request to receiving the last
+//! byte of its answer; the bench's own parsing of the JSON is not timed.
+//!
 //! Cold runs pass `nocache=1` (dcmon and VictoriaMetrics honour it;
 //! Prometheus has no cache), so they time evaluation. Each range query is
 //! then also timed warm, as a dashboard refresh: after one cached run, a
@@ -320,9 +323,22 @@ fn range_answer(
     system: &System,
     http: &reqwest::blocking::Client,
     query: &str,
-    (start, end, step): (i64, i64, i64),
+    window: (i64, i64, i64),
     nocache: bool,
 ) -> Answer {
+    timed_range_answer(system, http, query, window, nocache).1
+}
+
+/// [`range_answer`] with the time from sending the request to receiving
+/// the last byte of its answer (parsing it, the same client work for
+/// every system, is not timed).
+fn timed_range_answer(
+    system: &System,
+    http: &reqwest::blocking::Client,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    nocache: bool,
+) -> (Duration, Answer) {
     let mut params = vec![
         ("query", query.to_owned()),
         ("start", peers::seconds(start)),
@@ -332,10 +348,15 @@ fn range_answer(
     if nocache {
         params.push(("nocache", "1".to_owned()));
     }
-    match system.read.get(http, "/api/v1/query_range", &params) {
+    let path = "/api/v1/query_range";
+    let started = Instant::now();
+    let body = system.read.get_body(http, path, &params);
+    let took = started.elapsed();
+    let answer = match body.and_then(|b| b.json(path)) {
         Ok(body) => Answer::from_json(&body),
         Err(e) => Answer::Error(e),
-    }
+    };
+    (took, answer)
 }
 
 /// The warnings and infos a system's answer carries (an answer with any
@@ -413,9 +434,8 @@ fn warm_refresh(
         write_next_samples(system, http, labels, at_ms)?;
         let steps = (at_ms - start + step - 1).div_euclid(step);
         later = (start, start + steps * step, step);
-        let t = Instant::now();
-        let answer = range_answer(system, http, query, later, false);
-        samples.push(t.elapsed());
+        let (took, answer) = timed_range_answer(system, http, query, later, false);
+        samples.push(took);
         last = Some(answer);
     }
     let mut note = None;
@@ -590,25 +610,30 @@ fn run() -> Result<(), String> {
         let mut notes = Vec::new();
         let mut reference: Option<Answer> = None;
         for system in &systems {
-            let once = || -> Result<Option<Answer>, String> {
+            // One run: how long the answer took to arrive, and the answer
+            // (range queries only).
+            let once = || -> Result<(Duration, Option<Answer>), String> {
                 match &probe {
                     Probe::Range(q) => {
-                        match range_answer(system, &http, q, (start, end, step), true) {
-                            Answer::Error(e) => Err(e),
-                            answer => Ok(Some(answer)),
+                        match timed_range_answer(system, &http, q, (start, end, step), true) {
+                            (_, Answer::Error(e)) => Err(e),
+                            (took, answer) => Ok((took, Some(answer))),
                         }
                     }
                     Probe::Get(path, params) => {
-                        let body = system.read.get(&http, path, params)?;
+                        let started = Instant::now();
+                        let body = system.read.get_body(&http, path, params)?;
+                        let took = started.elapsed();
+                        let body = body.json(path)?;
                         if body["status"] != "success" {
                             return Err(body.to_string());
                         }
-                        Ok(None)
+                        Ok((took, None))
                     }
                 }
             };
             let answer = match once() {
-                Ok(a) => a,
+                Ok((_, a)) => a,
                 Err(e) => {
                     notes.push(format!("{} failed: {e}", system.name));
                     times.push(None);
@@ -620,9 +645,7 @@ fn run() -> Result<(), String> {
             };
             let mut samples = Vec::with_capacity(runs);
             for _ in 0..runs {
-                let t = Instant::now();
-                once()?;
-                samples.push(t.elapsed());
+                samples.push(once()?.0);
             }
             times.push(Some(median(samples)));
             if let (Probe::Range(q), "dcmon") = (&probe, system.name) {

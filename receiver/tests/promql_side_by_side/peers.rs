@@ -215,19 +215,25 @@ impl Endpoint {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, String> {
+        self.get_body(client, path, params)?.json(path)
+    }
+
+    /// GET `path` with `params`: the status and the whole body, unparsed
+    /// (what a benchmark times: the answer, not the client's parsing).
+    pub fn get_body(
+        &self,
+        client: &Client,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Body, String> {
         let mut request = client.get(format!("{}{path}", self.base)).query(params);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         let response = request.send().map_err(|e| format!("{path}: {e}"))?;
         let status = response.status();
-        let body = response.bytes().map_err(|e| format!("{path}: {e}"))?;
-        serde_json::from_slice(&body).map_err(|e| {
-            format!(
-                "{path}: {status}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            )
-        })
+        let bytes = response.bytes().map_err(|e| format!("{path}: {e}"))?;
+        Ok(Body { status, bytes })
     }
 
     /// Runs a range query and parses the answer.
@@ -314,5 +320,26 @@ pub fn parse_value(text: &str) -> f64 {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         v => v.parse().unwrap_or(f64::NAN),
+    }
+}
+
+/// An HTTP answer as received.
+pub struct Body {
+    /// The status.
+    pub status: reqwest::StatusCode,
+    /// The whole body.
+    pub bytes: axum::body::Bytes,
+}
+
+impl Body {
+    /// The body as JSON (`what` names the request in errors).
+    pub fn json(&self, what: &str) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            format!(
+                "{what}: {}: not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(300)])
+            )
+        })
     }
 }
