@@ -134,17 +134,41 @@ pub(super) struct BitReader<'a> {
     /// Bits consumed; may run past the end, which reads as zeros and is
     /// reported as truncation.
     pub(super) pos: usize,
+    /// Whether long dense sequences are written in lanes (format 3).
+    pub(super) lanes: bool,
 }
 
 impl<'a> BitReader<'a> {
+    /// A reader of `data` in the format this build writes.
     pub(super) fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self {
+            data,
+            pos: 0,
+            lanes: true,
+        }
+    }
+
+    /// A reader of the same data at bit `pos`.
+    pub(super) fn at(&self, pos: usize) -> Self {
+        Self { pos, ..*self }
+    }
+
+    /// Bits of data, read or not.
+    pub(super) fn bits_total(&self) -> usize {
+        self.data.len() * 8
     }
 
     /// The next 64 bits (at least 57 of them meaningful), MSB-first.
     #[inline]
     pub(super) fn peek(&self) -> u64 {
-        let tail = self.data.get(self.pos >> 3..).unwrap_or(&[]);
+        self.peek_at(self.pos)
+    }
+
+    /// The 64 bits from bit `pos` (at least 57 of them meaningful),
+    /// MSB-first, zeros past the end.
+    #[inline]
+    pub(super) fn peek_at(&self, pos: usize) -> u64 {
+        let tail = self.data.get(pos >> 3..).unwrap_or(&[]);
         let word = match tail.first_chunk::<8>() {
             Some(w) => u64::from_be_bytes(*w),
             None => {
@@ -153,7 +177,7 @@ impl<'a> BitReader<'a> {
                 u64::from_be_bytes(w)
             }
         };
-        word << (self.pos & 7)
+        word << (pos & 7)
     }
 
     /// Reads `n <= 57` bits.

@@ -8,8 +8,9 @@
 //! want a short table.
 
 use super::ChunkError;
-use super::arith::{bit_len, gamma_bits};
+use super::arith::{bit_len, gamma_bits, unzigzag};
 use super::bits::{BitReader, BitWriter};
+use super::seq::{LANES, lane_start};
 
 /// Largest `d`: at most 32 values get symbols of their own.
 const MAX_DIRECT_BITS: u32 = 5;
@@ -141,6 +142,28 @@ pub(super) struct Lens {
     pub(super) hi: usize,
     pub(super) direct: u32,
     pub(super) bits: u64,
+}
+
+impl Lens {
+    /// Bits the codes of some residuals take (their counts by value below
+    /// 32, `small`, and by bit length), without the table.
+    pub(super) fn payload_bits(&self, small: &[u32; 32], lengths: &[u32; 65]) -> u64 {
+        let d = self.direct;
+        let direct = 1usize << d;
+        let own: u64 = small[..direct]
+            .iter()
+            .zip(&self.lens[..direct])
+            .map(|(&c, &l)| u64::from(c) * u64::from(l))
+            .sum();
+        let shared: u64 = (d + 1..=64)
+            .map(|b| {
+                let s = direct + (b - d - 1) as usize;
+                u64::from(lengths[b as usize])
+                    * u64::from(u32::from(self.lens[s]) + extra_bits(s, d))
+            })
+            .sum();
+        own + shared
+    }
 }
 
 /// Length-limited Huffman code lengths for symbol counts (at least one
@@ -320,10 +343,16 @@ impl Code {
     }
 }
 
+/// Entries a decoding table has room for: one per code of the longest length.
+const TABLE_SIZE: usize = 1 << MAX_CODE_LEN;
+
 /// The decoder's side of a Huffman table: entries indexed by the next
 /// `maxlen` bits, each `length | extra bits << 4 | direct value << 10`.
+/// Only the first `1 << maxlen` are filled; the array is the longest
+/// table's size so that an index taken from a word's top bits is in
+/// bounds without a check in the decoding loop.
 pub(super) struct Table {
-    pub(super) entries: Vec<u16>,
+    pub(super) entries: Box<[u16; TABLE_SIZE]>,
     pub(super) maxlen: u32,
     /// Most bits one residual takes (code and extra bits).
     pub(super) max_bits: u32,
@@ -348,9 +377,11 @@ impl Table {
             let value = if extra == 0 { s as u16 } else { 0 };
             u16::from(len) | (extra as u16) << 4 | value << 10
         };
+        let mut entries = Box::new([0u16; TABLE_SIZE]);
         if lo == hi {
+            entries[0] = entry(lo, 0);
             return Ok(Self {
-                entries: vec![entry(lo, 0)],
+                entries,
                 maxlen: 0,
                 max_bits: extra_bits(lo, d),
             });
@@ -377,7 +408,9 @@ impl Table {
                 prev = l;
             }
         }
-        let kraft: u32 = lens
+        // Only `lo..=hi` can have codes: the rest of the work looks there.
+        let present = &lens[lo..=hi];
+        let kraft: u32 = present
             .iter()
             .filter(|&&l| l > 0)
             .map(|&l| 1u32 << (MAX_CODE_LEN - l))
@@ -385,10 +418,9 @@ impl Table {
         if kraft != 1 << MAX_CODE_LEN {
             return Err(r.corrupt("Huffman code lengths do not form a complete code"));
         }
-        let maxlen = u32::from(lens.iter().copied().max().unwrap_or(0));
+        let maxlen = u32::from(present.iter().copied().max().unwrap_or(0));
         let codes = canonical_codes(&lens);
-        let mut entries = vec![0u16; 1 << maxlen];
-        for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate() {
+        for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate().take(hi + 1).skip(lo) {
             if l > 0 {
                 let shift = maxlen - u32::from(l);
                 let start = usize::from(c) << shift;
@@ -407,27 +439,53 @@ impl Table {
         })
     }
 
-    /// Reads `count` residuals, each passed through `finish` onto `out`:
-    /// several from each 64-bit look at the stream when they are short
-    /// enough, else one by one ([`Table::read_value`]); the same values
-    /// and the same position either way.
-    #[inline]
+    /// Fills `out` with residuals, each zigzag-decoded when `signed` and
+    /// multiplied by `scale`: several from each 64-bit look at the stream
+    /// when they are short enough, else one by one
+    /// ([`Table::read_value`]); the same values and the same position
+    /// either way.
     pub(super) fn read_values(
         &self,
         r: &mut BitReader<'_>,
-        count: usize,
-        out: &mut Vec<i64>,
-        finish: impl Fn(u64) -> i64,
+        out: &mut [i64],
+        signed: bool,
+        scale: i64,
     ) {
+        // One loop per signedness, so the loop body has no branch on it.
+        if signed {
+            self.read_values_as::<true>(r, out, scale);
+        } else {
+            self.read_values_as::<false>(r, out, scale);
+        }
+    }
+
+    #[inline(always)]
+    fn read_values_as<const SIGNED: bool>(
+        &self,
+        r: &mut BitReader<'_>,
+        out: &mut [i64],
+        scale: i64,
+    ) {
+        let finish = |u: u64| {
+            let x = if SIGNED { unzigzag(u) } else { u as i64 };
+            x.wrapping_mul(scale)
+        };
         // A look yields at least 57 meaningful bits.
         let per_look = (57 / self.max_bits.max(1)).min(8) as usize;
-        let mut left = count;
+        let mut rest: &mut [i64] = out;
         if per_look >= 2 {
-            while left >= per_look {
-                let mut word = r.peek();
+            let entries: &[u16; TABLE_SIZE] = &self.entries;
+            let narrow = u32::from(MAX_CODE_LEN) - self.maxlen;
+            let mut looks = rest.chunks_exact_mut(per_look);
+            let mut pos = r.pos;
+            for look in &mut looks {
+                let mut word = r.peek_at(pos);
                 let mut used = 0;
-                for _ in 0..per_look {
-                    let e = self.entries[((word >> 1) >> (63 - self.maxlen)) as usize];
+                for slot in look {
+                    // The top MAX_CODE_LEN bits, narrowed to maxlen: in
+                    // bounds for the array whatever the word holds.
+                    let index = (word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow;
+                    let e = entries[index as usize];
                     let len = u32::from(e & 15);
                     let extra = u32::from((e >> 4) & 63);
                     let value = if extra == 0 {
@@ -435,25 +493,111 @@ impl Table {
                     } else {
                         (1u64 << extra) | (((word << len) >> 1) >> (63 - extra))
                     };
-                    out.push(finish(value));
+                    *slot = finish(value);
                     // At most 28 bits: the shift stays within the word.
                     word <<= len + extra;
                     used += len + extra;
                 }
-                r.pos += used as usize;
-                left -= per_look;
+                pos += used as usize;
+            }
+            r.pos = pos;
+            rest = looks.into_remainder();
+        }
+        for slot in rest {
+            *slot = finish(self.read_value(r));
+        }
+    }
+
+    /// Fills `out` from the lanes of a dense sequence starting at bit
+    /// positions `starts` ([`super::seq`]), each residual zigzag-decoded
+    /// when `signed` and multiplied by `scale`: the lanes are followed in
+    /// step, a residual of each in turn, so their lookups overlap. Leaves
+    /// `r` after the last lane; `false` when a lane does not end where the
+    /// next one starts.
+    pub(super) fn read_lanes(
+        &self,
+        r: &mut BitReader<'_>,
+        starts: &[usize; LANES],
+        out: &mut [i64],
+        signed: bool,
+        scale: i64,
+    ) -> bool {
+        if signed {
+            self.read_lanes_as::<true>(r, starts, out, scale)
+        } else {
+            self.read_lanes_as::<false>(r, starts, out, scale)
+        }
+    }
+
+    #[inline(always)]
+    fn read_lanes_as<const SIGNED: bool>(
+        &self,
+        r: &mut BitReader<'_>,
+        starts: &[usize; LANES],
+        out: &mut [i64],
+        scale: i64,
+    ) -> bool {
+        let finish = |u: u64| {
+            let x = if SIGNED { unzigzag(u) } else { u as i64 };
+            x.wrapping_mul(scale)
+        };
+        let count = out.len();
+        let common = count / LANES;
+        let mut pos = *starts;
+        let mut done = 0;
+        // A look yields at least 57 meaningful bits.
+        let per_look = (57 / self.max_bits.max(1)).min(8) as usize;
+        if per_look >= 2 {
+            let entries: &[u16; TABLE_SIZE] = &self.entries;
+            let narrow = u32::from(MAX_CODE_LEN) - self.maxlen;
+            let first: [usize; LANES] = std::array::from_fn(|k| lane_start(count, k));
+            while done + per_look <= common {
+                let mut words: [u64; LANES] = std::array::from_fn(|k| r.peek_at(pos[k]));
+                let mut used = [0u32; LANES];
+                for j in done..done + per_look {
+                    for k in 0..LANES {
+                        let word = words[k];
+                        let index = (word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow;
+                        let e = entries[index as usize];
+                        let len = u32::from(e & 15);
+                        let extra = u32::from((e >> 4) & 63);
+                        // Without a branch: which symbols have raw bits
+                        // follows the data, so a branch would be guessed
+                        // wrong often.
+                        let raw = (1u64 << extra) | (((word << len) >> 1) >> (63 - extra));
+                        let has_raw = u64::from(extra != 0).wrapping_neg();
+                        let value = u64::from(e >> 10) | (raw & has_raw);
+                        out[first[k] + j] = finish(value);
+                        // At most 28 bits: the shift stays within the word.
+                        words[k] = word << (len + extra);
+                        used[k] += len + extra;
+                    }
+                }
+                for (at, used) in pos.iter_mut().zip(used) {
+                    *at += used as usize;
+                }
+                done += per_look;
             }
         }
-        for _ in 0..left {
-            out.push(finish(self.read_value(r)));
+        // What is left of each lane, a residual at a time.
+        for (k, at) in pos.iter_mut().enumerate() {
+            let (from, to) = (lane_start(count, k), lane_start(count, k + 1));
+            let mut lane = r.at(*at);
+            for slot in &mut out[from + done..to] {
+                *slot = finish(self.read_value(&mut lane));
+            }
+            *at = lane.pos;
         }
+        r.pos = pos[LANES - 1];
+        pos[..LANES - 1] == starts[1..]
     }
 
     /// Reads one residual: its code, then any bits below its leading one.
     #[inline]
     pub(super) fn read_value(&self, r: &mut BitReader<'_>) -> u64 {
         let word = r.peek();
-        let e = self.entries[((word >> 1) >> (63 - self.maxlen)) as usize];
+        let narrow = u32::from(MAX_CODE_LEN) - self.maxlen;
+        let e = self.entries[((word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow) as usize];
         let len = u32::from(e & 15);
         let extra = u32::from((e >> 4) & 63);
         if extra == 0 {

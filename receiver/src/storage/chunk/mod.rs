@@ -37,9 +37,10 @@
 //! 240 samples a chunk) that is about 0.9 bytes a sample, against 2.7 for
 //! Gorilla.
 //!
-//! # Layout (version 1)
+//! # Layout (versions 3 and 1)
 //!
-//! Byte 0 is the format version. The rest is one MSB-first bit stream,
+//! Byte 0 is the format version: 3, which this build writes, or 1, the
+//! same without lanes, which it still reads. The rest is one MSB-first bit stream,
 //! zero-padded to a whole byte; trailing bytes and nonzero padding are
 //! errors. `u(k)` is a k-bit field, `gamma` an Elias gamma code, `uvar` an
 //! unsigned integer as `(b + 1):gamma` for its bit length `b` and then the
@@ -72,7 +73,11 @@
 //! exception := index gap:uvar  (1 [the stale marker] | 0 bits:u(64))
 //! round     := (e + 1):gamma  m:uvar                      (m * 10^e)
 //! seq(c)    := signed:u(1)  (gcd - 1):uvar  sparse:u(1) ...
-//!   dense    code  c * symbol
+//!   dense    code  [version 3, c >= 128: lanes]  c * symbol
+//!   lanes    len0:uvar  (len1 - len0):svar  (len2 - len0):svar
+//!            (the symbols are in four lanes, consecutive parts of the
+//!            sequence, the first c % 4 one symbol longer; len is a lane's
+//!            bits; the decoder reads the four at once)
 //!   sparse   nz:uvar  [nz > 0: code(gaps) code(values)  nz * (gap value)]
 //!            (the residuals between are zero)
 //! code      := d:gamma  (lo + 1):gamma  (hi - lo + 1):gamma  [lo < hi: length
@@ -89,13 +94,13 @@
 //!
 //! ```text
 //! chunk     := 2:u8  (len:leb128  segment)+
-//! segment   := a whole version-1 chunk of `len` bytes, not empty; each
+//! segment   := a whole chunk (version 3 or 1) of `len` bytes, not empty; each
 //!              segment's samples start after the previous one's end
 //! ```
 //!
 //! A window still being written gets each compaction's new samples as one
 //! more segment ([`append`]): only those are encoded, not the whole window
-//! again. Storage re-encodes a window into one version-1 chunk once it is
+//! again. Storage re-encodes a window into one unsegmented chunk once it is
 //! closed, or once it has [`MAX_SEGMENTS`] segments, so segments cost
 //! space only in the newest windows.
 //!
@@ -131,8 +136,13 @@ use values::{decode_values, encode_values};
 /// (so NaN payloads such as Prometheus stale markers 0x7ff0000000000002 survive bit-exactly).
 pub type RawSample = (i64, u64);
 
-/// The format version this build writes and reads (the chunk's first byte).
-const VERSION: u8 = 1;
+/// The format version this build writes (the chunk's first byte): 3, long
+/// dense sequences in lanes ([`seq`]). It reads 1 as well, the same
+/// format without lanes.
+const VERSION: u8 = 3;
+
+/// The first format, still read.
+const VERSION_WITHOUT_LANES: u8 = 1;
 
 /// First byte of a chunk made of segments.
 const SEGMENTED: u8 = 2;
@@ -151,7 +161,11 @@ pub enum ChunkError {
     #[error("empty chunk: the format version byte is missing")]
     Empty,
     /// The first byte names a format this build does not know.
-    #[error("unsupported chunk format version {0} (this build reads version {v})", v = VERSION)]
+    #[error(
+        "unsupported chunk format version {0} (this build reads versions {old} and {v})",
+        old = VERSION_WITHOUT_LANES,
+        v = VERSION
+    )]
     UnsupportedVersion(u8),
     /// The bit stream ends before the samples it declares.
     #[error("truncated chunk: the data ends before the last sample")]
@@ -231,7 +245,7 @@ pub fn append(chunk: &[u8], newer: &[RawSample]) -> Vec<u8> {
     out
 }
 
-/// How many segments `chunk` has (1 for a version-1 chunk). Reads the
+/// How many segments `chunk` has (1 for an unsegmented chunk). Reads the
 /// framing only.
 pub fn segments(chunk: &[u8]) -> Result<usize, ChunkError> {
     if chunk.first() != Some(&SEGMENTED) {
@@ -297,14 +311,15 @@ fn decode_after(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<
     Ok(())
 }
 
-/// Decodes a version-1 chunk onto `out`, whose first `before` samples are
+/// Decodes a chunk of one segment onto `out`, whose first `before` samples are
 /// not the chunk's.
 fn decode_segment(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
     let (&version, body) = data.split_first().ok_or(ChunkError::Empty)?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_WITHOUT_LANES {
         return Err(ChunkError::UnsupportedVersion(version));
     }
     let mut r = BitReader::new(body);
+    r.lanes = version == VERSION;
     let mut scratch = Vec::new();
     loop {
         let n = r.get_uvar()?;

@@ -91,7 +91,7 @@ fn long_chunks_are_split_into_blocks() {
 fn decode_errors() {
     assert_eq!(decode(&[]), Err(ChunkError::Empty));
     assert_eq!(decode(&[0]), Err(ChunkError::UnsupportedVersion(0)));
-    assert_eq!(decode(&[3, 0]), Err(ChunkError::UnsupportedVersion(3)));
+    assert_eq!(decode(&[4, 0]), Err(ChunkError::UnsupportedVersion(4)));
     assert_eq!(decode(&[VERSION]), Err(ChunkError::Truncated));
 
     let samples = regular(&[f(1.5), f(2.5), f(2.75)]);
@@ -435,4 +435,29 @@ fn segment_errors() {
     // Segments out of time order.
     let backwards = append(&encode(&later), &first);
     assert!(matches!(decode(&backwards), Err(ChunkError::Corrupt(_))));
+}
+
+#[test]
+fn version_1_chunks_still_decode() {
+    // Chunks the first format (no lanes) wrote for the workload series,
+    // each of 300 samples from `Rng::new(1000 + kind)`: storage written
+    // by earlier builds is read as it was.
+    let written = include_str!("testdata/version1.hex");
+    let mut chunks = 0;
+    for (kind, line) in written.lines().enumerate() {
+        let bytes: Vec<u8> = (0..line.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(bytes[0], 1);
+        let mut rng = Rng::new(1000 + kind as u64);
+        let samples = workload::series(&mut rng, kind, 300);
+        assert_eq!(decode(&bytes).unwrap(), samples, "kind {kind}");
+        // Written again, it is the current format, with the same samples.
+        let again = encode(&samples);
+        assert_eq!(again[0], VERSION);
+        assert_eq!(decode(&again).unwrap(), samples);
+        chunks += 1;
+    }
+    assert_eq!(chunks, workload::KINDS);
 }

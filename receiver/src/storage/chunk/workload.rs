@@ -270,7 +270,8 @@ fn gorilla_bits(samples: &[RawSample]) -> u64 {
 fn realistic_workload_size() {
     // The figure the format is tuned for: 240 samples a chunk (2 h of
     // 30 s scrapes). Shorter and longer chunks are reported too.
-    for (per_chunk, limit) in [(240, 0.92), (120, 1.015), (1000, 0.86)] {
+    // (The lane lengths of format 3 take about 0.005 bytes/sample at 240.)
+    for (per_chunk, limit) in [(240, 0.93), (120, 1.015), (1000, 0.86)] {
         let mut rng = Rng::new(2024);
         let mut bytes = [0usize; 4];
         let mut samples = [0usize; 4];
