@@ -7,7 +7,7 @@ use std::io::Write;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::promql::value::format_float;
+use crate::promql::value::write_float;
 use crate::promql::{QueryResult, Value};
 
 /// A finished query answer (`{"status":"success","data":{…}}`).
@@ -74,20 +74,38 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
 fn seconds(out: &mut Vec<u8>, ms: i64) {
     let sign = if ms < 0 { "-" } else { "" };
     let (whole, frac) = (ms.unsigned_abs() / 1000, ms.unsigned_abs() % 1000);
-    let _ = if frac == 0 {
-        write!(out, "{sign}{whole}")
-    } else {
-        let digits = format!("{frac:03}");
-        write!(out, "{sign}{whole}.{}", digits.trim_end_matches('0'))
-    };
+    let _ = write!(out, "{sign}{whole}");
+    if frac != 0 {
+        // Three digits, trailing zeros dropped.
+        let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);
+        let used = if digits[2] != b'0' {
+            3
+        } else if digits[1] != b'0' {
+            2
+        } else {
+            1
+        };
+        out.push(b'.');
+        out.extend_from_slice(&digits[..used]);
+    }
 }
 
 fn point(out: &mut Vec<u8>, ms: i64, value: f64) {
     out.push(b'[');
     seconds(out, ms);
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(format_float(value).as_bytes());
+    write_float(&mut Utf8(out), value);
     out.extend_from_slice(b"\"]");
+}
+
+/// A byte buffer that text is written onto without a copy in between.
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
@@ -164,5 +182,29 @@ mod tests {
             matrix["data"]["result"][0]["values"],
             serde_json::json!([[1.001, "+Inf"], [2.01, "-0.5"]])
         );
+    }
+
+    #[test]
+    fn times_are_seconds_without_trailing_zeros() {
+        let text = |ms: i64| {
+            let mut out = Vec::new();
+            seconds(&mut out, ms);
+            String::from_utf8(out).unwrap()
+        };
+        let cases = [
+            (0, "0"),
+            (1000, "1"),
+            (1500, "1.5"),
+            (1010, "1.01"),
+            (1001, "1.001"),
+            (1100, "1.1"),
+            (-1, "-0.001"),
+            (-1500, "-1.5"),
+            (1_733_356_800_000, "1733356800"),
+            (i64::MIN, "-9223372036854775.808"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(text(ms), want, "{ms} ms");
+        }
     }
 }

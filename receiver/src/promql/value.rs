@@ -102,29 +102,28 @@ pub fn with_label(labels: &[(String, String)], name: &str, value: &str) -> Label
     out.into()
 }
 
-/// Formats a float the way Prometheus's API and `count_values` do:
-/// shortest round-trip decimal, `+Inf`, `-Inf`, `NaN`.
+/// Formats a float the way Prometheus's API writes sample values: the
+/// shortest round-trip decimal, in exponent form below 1e-6 and from 1e21
+/// on, `+Inf`, `-Inf`, `NaN`.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// [`format_float`] onto `out`, which an answer of many points reuses.
+pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
+    let _ = if v.is_nan() {
+        out.write_str("NaN")
     } else if v == f64::INFINITY {
-        "+Inf".to_owned()
+        out.write_str("+Inf")
     } else if v == f64::NEG_INFINITY {
-        "-Inf".to_owned()
+        out.write_str("-Inf")
+    } else if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
+        write!(out, "{v}")
     } else {
-        let plain = format!("{v}");
-        // Go switches to exponent form for exponents < -4 or >= 21.
-        let exp = if v == 0.0 {
-            0
-        } else {
-            v.abs().log10().floor() as i32
-        };
-        if (-4..21).contains(&exp) {
-            plain
-        } else {
-            go_exponent(&format!("{v:e}"))
-        }
-    }
+        out.write_str(&go_exponent(&format!("{v:e}")))
+    };
 }
 
 /// Rust's `1e21` / `1.5e-7` → Go's `1e+21` / `1.5e-07`.
@@ -240,6 +239,30 @@ mod tests {
         assert_eq!(format_float(1.5e-7), "1.5e-07");
         assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_float(123456.0), "123456");
+        assert_eq!(format_float(-0.0), "-0");
+    }
+
+    #[test]
+    fn the_exponent_form_starts_where_prometheus_starts_it() {
+        // Prometheus's API writes 'f' from 1e-6 up to 1e21, 'e' outside:
+        // each side of both edges, and the doubles next to them.
+        let below = |v: f64| f64::from_bits(v.to_bits() - 1);
+        let above = |v: f64| f64::from_bits(v.to_bits() + 1);
+        assert_eq!(format_float(1e-6), "0.000001");
+        assert_eq!(format_float(-1e-6), "-0.000001");
+        let (small, edge) = (format_float(below(1e-6)), format_float(above(1e-6)));
+        assert!(small.starts_with("9.99999") && small.ends_with("e-07"), "{small}");
+        assert!(edge.starts_with("0.00000100000"), "{edge}");
+        assert_eq!(small.parse::<f64>().unwrap(), below(1e-6));
+        assert_eq!(edge.parse::<f64>().unwrap(), above(1e-6));
+        assert_eq!(format_float(9.5e-5), "0.000095");
+        assert_eq!(format_float(5e-7), "5e-07");
+        assert_eq!(format_float(below(1e21)), "999999999999999900000");
+        assert_eq!(format_float(1e21), "1e+21");
+        assert_eq!(format_float(-1e21), "-1e+21");
+        assert_eq!(format_float(above(1e21)), "1.0000000000000001e+21");
+        assert_eq!(format_float(f64::MAX), "1.7976931348623157e+308");
+        assert_eq!(format_float(5e-324), "5e-324");
     }
 
     #[test]
