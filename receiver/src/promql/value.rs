@@ -120,10 +120,47 @@ pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
     } else if v == f64::NEG_INFINITY {
         out.write_str("-Inf")
     } else if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
-        write!(out, "{v}")
+        // Ryu's shortest digits, ties to even as Go's (the standard
+        // library's `{}` rounds them up: Prometheus writes
+        // 571922000821932.25 as `571922000821932.2`, `{}` as `…932.3`),
+        // and several times faster: an answer may hold millions of values.
+        // Ryu writes `1234.0` where Go writes `1234`, and an exponent
+        // outside about 1e-5..1e16, laid out plainly here.
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(v);
+        match text.split_once('e') {
+            None => out.write_str(text.strip_suffix(".0").unwrap_or(text)),
+            Some((mantissa, exponent)) => {
+                out.write_str(&plain_decimal(mantissa, exponent.parse().unwrap_or(0)))
+            }
+        }
     } else {
         out.write_str(&go_exponent(&format!("{v:e}")))
     };
+}
+
+/// `mantissa × 10^exponent` (a mantissa such as `-1.25`) without an
+/// exponent: `1.25`, `2` → `125`; `1.25`, `-7` → `0.000000125`.
+fn plain_decimal(mantissa: &str, exponent: i32) -> String {
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    // Digits before the decimal point.
+    let whole = exponent + 1;
+    if whole <= 0 {
+        let zeros = "0".repeat(whole.unsigned_abs() as usize);
+        format!("{sign}0.{zeros}{digits}")
+    } else if whole as usize >= digits.len() {
+        let zeros = "0".repeat(whole as usize - digits.len());
+        format!("{sign}{digits}{zeros}")
+    } else {
+        let (int, frac) = digits.split_at(whole as usize);
+        format!("{sign}{int}.{frac}")
+    }
 }
 
 /// Rust's `1e21` / `1.5e-7` → Go's `1e+21` / `1.5e-07`.
@@ -251,7 +288,10 @@ mod tests {
         assert_eq!(format_float(1e-6), "0.000001");
         assert_eq!(format_float(-1e-6), "-0.000001");
         let (small, edge) = (format_float(below(1e-6)), format_float(above(1e-6)));
-        assert!(small.starts_with("9.99999") && small.ends_with("e-07"), "{small}");
+        assert!(
+            small.starts_with("9.99999") && small.ends_with("e-07"),
+            "{small}"
+        );
         assert!(edge.starts_with("0.00000100000"), "{edge}");
         assert_eq!(small.parse::<f64>().unwrap(), below(1e-6));
         assert_eq!(edge.parse::<f64>().unwrap(), above(1e-6));
@@ -263,6 +303,70 @@ mod tests {
         assert_eq!(format_float(above(1e21)), "1.0000000000000001e+21");
         assert_eq!(format_float(f64::MAX), "1.7976931348623157e+308");
         assert_eq!(format_float(5e-324), "5e-324");
+    }
+
+    /// The standard library's plain formatting, kept as the reference:
+    /// the same shortest digits as [`write_float`], except that where two
+    /// are equally near it rounds up, and Go to even.
+    fn plain_reference(v: f64) -> String {
+        if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
+            format!("{v}")
+        } else {
+            format_float(v)
+        }
+    }
+
+    /// `ours` is the reference's answer, or the other digit of a tie.
+    fn agrees(v: f64, ours: &str) -> Result<(), String> {
+        let reference = plain_reference(v);
+        if ours == reference {
+            return Ok(());
+        }
+        let (a, b) = (ours.as_bytes(), reference.as_bytes());
+        let tie = a.len() == b.len()
+            && a[..a.len() - 1] == b[..b.len() - 1]
+            && a[a.len() - 1].abs_diff(b[b.len() - 1]) == 1
+            && (a[a.len() - 1] - b'0') % 2 == 0
+            && ours.parse::<f64>() == Ok(v);
+        if tie {
+            Ok(())
+        } else {
+            Err(format!("{v:e}: {ours} against {reference}"))
+        }
+    }
+
+    #[test]
+    fn ties_go_to_even_as_in_prometheus() {
+        // What Prometheus 2.42 answers for `vector(571922000821932.25)`.
+        assert_eq!(format_float(571922000821932.25), "571922000821932.2");
+        assert_eq!(format_float(1e17), "100000000000000000");
+        assert_eq!(format_float(1.5e-6), "0.0000015");
+        assert_eq!(format_float(-2.5e20), "-250000000000000000000");
+        assert_eq!(format_float(1.25e16), "12500000000000000");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_double_is_written_as_the_reference_writes_it(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            if let Err(e) = agrees(v, &format_float(v)) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+
+        #[test]
+        fn metric_like_doubles_are_written_as_the_reference_writes_them(
+            units in 0u64..1u64 << 53,
+            scale in -6i32..23,
+            negative in proptest::prelude::any::<bool>(),
+        ) {
+            // Decimals as exporters print them, and large counters.
+            let v = units as f64 / 10f64.powi(scale) * if negative { -1.0 } else { 1.0 };
+            if let Err(e) = agrees(v, &format_float(v)) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
     }
 
     #[test]
