@@ -7,7 +7,7 @@ use std::io::Write;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::promql::value::write_float;
+use crate::promql::value::{Digits, write_float};
 use crate::promql::{QueryResult, Value};
 
 /// A finished query answer (`{"status":"success","data":{…}}`).
@@ -74,7 +74,8 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
 fn seconds(out: &mut Vec<u8>, ms: i64) {
     let sign = if ms < 0 { "-" } else { "" };
     let (whole, frac) = (ms.unsigned_abs() / 1000, ms.unsigned_abs() % 1000);
-    let _ = write!(out, "{sign}{whole}");
+    out.extend_from_slice(sign.as_bytes());
+    out.extend_from_slice(Digits::new(whole).bytes());
     if frac != 0 {
         // Three digits, trailing zeros dropped.
         let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);

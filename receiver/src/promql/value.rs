@@ -119,7 +119,14 @@ pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
         out.write_str("+Inf")
     } else if v == f64::NEG_INFINITY {
         out.write_str("-Inf")
-    } else if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        // Whole numbers (counts, bytes, states) are their digits: no
+        // shorter decimal is within half a double's spacing of them.
+        if v.is_sign_negative() {
+            let _ = out.write_str("-");
+        }
+        out.write_str(Digits::new(v.abs() as u64).as_str())
+    } else if (1e-6..1e21).contains(&v.abs()) {
         // Ryu's shortest digits, ties to even as Go's (the standard
         // library's `{}` rounds them up: Prometheus writes
         // 571922000821932.25 as `571922000821932.2`, `{}` as `…932.3`),
@@ -137,6 +144,42 @@ pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
     } else {
         out.write_str(&go_exponent(&format!("{v:e}")))
     };
+}
+
+/// The decimal digits of an integer, written without the formatting
+/// machinery (an answer writes millions of numbers).
+#[derive(Debug, Clone, Copy)]
+pub struct Digits {
+    buf: [u8; 20],
+    from: usize,
+}
+
+impl Digits {
+    /// The digits of `n`.
+    pub fn new(mut n: u64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut from = buf.len();
+        loop {
+            from -= 1;
+            buf[from] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Self { buf, from }
+    }
+
+    /// The digits as bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.from..]
+    }
+
+    /// The digits as text.
+    pub fn as_str(&self) -> &str {
+        // ASCII digits only.
+        std::str::from_utf8(self.bytes()).unwrap_or_default()
+    }
 }
 
 /// `mantissa × 10^exponent` (a mantissa such as `-1.25`) without an
