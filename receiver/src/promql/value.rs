@@ -369,7 +369,7 @@ mod tests {
         let tie = a.len() == b.len()
             && a[..a.len() - 1] == b[..b.len() - 1]
             && a[a.len() - 1].abs_diff(b[b.len() - 1]) == 1
-            && (a[a.len() - 1] - b'0') % 2 == 0
+            && (a[a.len() - 1] - b'0').is_multiple_of(2)
             && ours.parse::<f64>() == Ok(v);
         if tie {
             Ok(())
@@ -381,7 +381,11 @@ mod tests {
     #[test]
     fn ties_go_to_even_as_in_prometheus() {
         // What Prometheus 2.42 answers for `vector(571922000821932.25)`.
-        assert_eq!(format_float(571922000821932.25), "571922000821932.2");
+        // (The double is exactly 571922000821932.25.)
+        assert_eq!(
+            format_float(571_922_000_821_932.0 + 0.25),
+            "571922000821932.2"
+        );
         assert_eq!(format_float(1e17), "100000000000000000");
         assert_eq!(format_float(1.5e-6), "0.0000015");
         assert_eq!(format_float(-2.5e20), "-250000000000000000000");
