@@ -343,6 +343,25 @@ impl Code {
     }
 }
 
+/// The residual whose code starts `word`, and the bits it takes (code and
+/// raw bits, at most 28 for tables read several residuals a look: the
+/// caller's shift stays within the word). `narrow` is `MAX_CODE_LEN -
+/// maxlen`.
+#[inline(always)]
+fn short_residual(entries: &[u16; TABLE_SIZE], narrow: u32, word: u64) -> (u64, u32) {
+    // The top MAX_CODE_LEN bits, narrowed to maxlen: in bounds for the
+    // array whatever the word holds.
+    let index = (word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow;
+    let e = entries[index as usize];
+    let len = u32::from(e & 15);
+    let extra = u32::from((e >> 4) & 63);
+    // Without a branch: which symbols have raw bits follows the data, so
+    // a branch would be guessed wrong often.
+    let raw = (1u64 << extra) | (((word << len) >> 1) >> (63 - extra));
+    let has_raw = u64::from(extra != 0).wrapping_neg();
+    (u64::from(e >> 10) | (raw & has_raw), len + extra)
+}
+
 /// Entries a decoding table has room for: one per code of the longest length.
 const TABLE_SIZE: usize = 1 << MAX_CODE_LEN;
 
@@ -482,21 +501,10 @@ impl Table {
                 let mut word = r.peek_at(pos);
                 let mut used = 0;
                 for slot in look {
-                    // The top MAX_CODE_LEN bits, narrowed to maxlen: in
-                    // bounds for the array whatever the word holds.
-                    let index = (word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow;
-                    let e = entries[index as usize];
-                    let len = u32::from(e & 15);
-                    let extra = u32::from((e >> 4) & 63);
-                    let value = if extra == 0 {
-                        u64::from(e >> 10)
-                    } else {
-                        (1u64 << extra) | (((word << len) >> 1) >> (63 - extra))
-                    };
+                    let (value, bits) = short_residual(entries, narrow, word);
                     *slot = finish(value);
-                    // At most 28 bits: the shift stays within the word.
-                    word <<= len + extra;
-                    used += len + extra;
+                    word <<= bits;
+                    used += bits;
                 }
                 pos += used as usize;
             }
@@ -556,21 +564,10 @@ impl Table {
                 let mut used = [0u32; LANES];
                 for j in done..done + per_look {
                     for k in 0..LANES {
-                        let word = words[k];
-                        let index = (word >> (64 - u32::from(MAX_CODE_LEN))) >> narrow;
-                        let e = entries[index as usize];
-                        let len = u32::from(e & 15);
-                        let extra = u32::from((e >> 4) & 63);
-                        // Without a branch: which symbols have raw bits
-                        // follows the data, so a branch would be guessed
-                        // wrong often.
-                        let raw = (1u64 << extra) | (((word << len) >> 1) >> (63 - extra));
-                        let has_raw = u64::from(extra != 0).wrapping_neg();
-                        let value = u64::from(e >> 10) | (raw & has_raw);
+                        let (value, bits) = short_residual(entries, narrow, words[k]);
                         out[first[k] + j] = finish(value);
-                        // At most 28 bits: the shift stays within the word.
-                        words[k] = word << (len + extra);
-                        used[k] += len + extra;
+                        words[k] <<= bits;
+                        used[k] += bits;
                     }
                 }
                 for (at, used) in pos.iter_mut().zip(used) {
