@@ -470,58 +470,20 @@ impl Table {
         signed: bool,
         scale: i64,
     ) {
-        // One loop per signedness, so the loop body has no branch on it.
+        // One stream is one lane, which always ends where it ends.
+        let start = [r.pos];
         if signed {
-            self.read_values_as::<true>(r, out, scale);
+            self.read_lanes_as::<true, 1>(r, &start, out, scale);
         } else {
-            self.read_values_as::<false>(r, out, scale);
-        }
-    }
-
-    #[inline(always)]
-    fn read_values_as<const SIGNED: bool>(
-        &self,
-        r: &mut BitReader<'_>,
-        out: &mut [i64],
-        scale: i64,
-    ) {
-        let finish = |u: u64| {
-            let x = if SIGNED { unzigzag(u) } else { u as i64 };
-            x.wrapping_mul(scale)
-        };
-        // A look yields at least 57 meaningful bits.
-        let per_look = (57 / self.max_bits.max(1)).min(8) as usize;
-        let mut rest: &mut [i64] = out;
-        if per_look >= 2 {
-            let entries: &[u16; TABLE_SIZE] = &self.entries;
-            let narrow = u32::from(MAX_CODE_LEN) - self.maxlen;
-            let mut looks = rest.chunks_exact_mut(per_look);
-            let mut pos = r.pos;
-            for look in &mut looks {
-                let mut word = r.peek_at(pos);
-                let mut used = 0;
-                for slot in look {
-                    let (value, bits) = short_residual(entries, narrow, word);
-                    *slot = finish(value);
-                    word <<= bits;
-                    used += bits;
-                }
-                pos += used as usize;
-            }
-            r.pos = pos;
-            rest = looks.into_remainder();
-        }
-        for slot in rest {
-            *slot = finish(self.read_value(r));
+            self.read_lanes_as::<false, 1>(r, &start, out, scale);
         }
     }
 
     /// Fills `out` from the lanes of a dense sequence starting at bit
-    /// positions `starts` ([`super::seq`]), each residual zigzag-decoded
-    /// when `signed` and multiplied by `scale`: the lanes are followed in
-    /// step, a residual of each in turn, so their lookups overlap. Leaves
-    /// `r` after the last lane; `false` when a lane does not end where the
-    /// next one starts.
+    /// positions `starts` ([`super::seq`]), as [`Table::read_values`]
+    /// does one stream: the lanes are followed in step, a residual of each
+    /// in turn, so their lookups overlap. Leaves `r` after the last lane;
+    /// `false` when a lane does not end where the next one starts.
     pub(super) fn read_lanes(
         &self,
         r: &mut BitReader<'_>,
@@ -530,18 +492,19 @@ impl Table {
         signed: bool,
         scale: i64,
     ) -> bool {
+        // One loop per signedness, so the loop body has no branch on it.
         if signed {
-            self.read_lanes_as::<true>(r, starts, out, scale)
+            self.read_lanes_as::<true, LANES>(r, starts, out, scale)
         } else {
-            self.read_lanes_as::<false>(r, starts, out, scale)
+            self.read_lanes_as::<false, LANES>(r, starts, out, scale)
         }
     }
 
     #[inline(always)]
-    fn read_lanes_as<const SIGNED: bool>(
+    fn read_lanes_as<const SIGNED: bool, const N: usize>(
         &self,
         r: &mut BitReader<'_>,
-        starts: &[usize; LANES],
+        starts: &[usize; N],
         out: &mut [i64],
         scale: i64,
     ) -> bool {
@@ -550,7 +513,7 @@ impl Table {
             x.wrapping_mul(scale)
         };
         let count = out.len();
-        let common = count / LANES;
+        let common = count / N;
         let mut pos = *starts;
         let mut done = 0;
         // A look yields at least 57 meaningful bits.
@@ -558,12 +521,12 @@ impl Table {
         if per_look >= 2 {
             let entries: &[u16; TABLE_SIZE] = &self.entries;
             let narrow = u32::from(MAX_CODE_LEN) - self.maxlen;
-            let first: [usize; LANES] = std::array::from_fn(|k| lane_start(count, k));
+            let first: [usize; N] = std::array::from_fn(|k| lane_start(count, N, k));
             while done + per_look <= common {
-                let mut words: [u64; LANES] = std::array::from_fn(|k| r.peek_at(pos[k]));
-                let mut used = [0u32; LANES];
+                let mut words: [u64; N] = std::array::from_fn(|k| r.peek_at(pos[k]));
+                let mut used = [0u32; N];
                 for j in done..done + per_look {
-                    for k in 0..LANES {
+                    for k in 0..N {
                         let (value, bits) = short_residual(entries, narrow, words[k]);
                         out[first[k] + j] = finish(value);
                         words[k] <<= bits;
@@ -578,15 +541,15 @@ impl Table {
         }
         // What is left of each lane, a residual at a time.
         for (k, at) in pos.iter_mut().enumerate() {
-            let (from, to) = (lane_start(count, k), lane_start(count, k + 1));
+            let (from, to) = (lane_start(count, N, k), lane_start(count, N, k + 1));
             let mut lane = r.at(*at);
             for slot in &mut out[from + done..to] {
                 *slot = finish(self.read_value(&mut lane));
             }
             *at = lane.pos;
         }
-        r.pos = pos[LANES - 1];
-        pos[..LANES - 1] == starts[1..]
+        r.pos = pos[N - 1];
+        pos[..N - 1] == starts[1..]
     }
 
     /// Reads one residual: its code, then any bits below its leading one.

@@ -25,10 +25,10 @@ pub(super) const LANES: usize = 4;
 /// lengths cost in bits is not won back in decoding time.
 pub(super) const LANE_MIN: usize = 128;
 
-/// Where lane `k` of `count` residuals starts: the first `count % LANES`
-/// lanes take one residual more than the rest.
-pub(super) fn lane_start(count: usize, k: usize) -> usize {
-    k * (count / LANES) + k.min(count % LANES)
+/// Where lane `k` of `count` residuals in `lanes` lanes starts: the first
+/// `count % lanes` take one residual more than the rest.
+pub(super) fn lane_start(count: usize, lanes: usize, k: usize) -> usize {
+    k * (count / lanes) + k.min(count % lanes)
 }
 
 /// The cheapest of candidate residual sequences, each with the header bits
@@ -82,7 +82,7 @@ impl SeqPlan {
         let mut lengths = [[0u32; 65]; LANES];
         let mut small = [[0u32; 33]; LANES];
         let n = xs.len();
-        let starts: [usize; LANES] = std::array::from_fn(|k| lane_start(n, k));
+        let starts: [usize; LANES] = std::array::from_fn(|k| lane_start(n, LANES, k));
         for i in 0..n / LANES {
             for k in 0..LANES {
                 let u = unsigned(xs[starts[k] + i]);
