@@ -7,7 +7,7 @@ use std::io::Write;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::promql::value::{Digits, write_float};
+use crate::promql::text::{write_point, write_seconds};
 use crate::promql::{QueryResult, Value};
 
 /// A finished query answer (`{"status":"success","data":{…}}`).
@@ -22,16 +22,16 @@ impl IntoResponse for QueryAnswer {
 
 /// Encodes `result` in Prometheus's response shape.
 pub fn encode(result: &QueryResult) -> QueryAnswer {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(size_hint(&result.value));
     let t = result.time_ms;
     out.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
     out.extend_from_slice(result.value.type_name().as_bytes());
     out.extend_from_slice(br#"","result":"#);
     match &result.value {
-        Value::Scalar(v) => point(&mut out, t, *v),
+        Value::Scalar(v) => write_point(&mut out, t, *v),
         Value::String(s) => {
             out.push(b'[');
-            seconds(&mut out, t);
+            write_seconds(&mut out, t);
             out.push(b',');
             string(&mut out, s);
             out.push(b']');
@@ -42,18 +42,29 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
                 out.extend_from_slice(br#"{"metric":"#);
                 labels(out, &s.labels);
                 out.extend_from_slice(br#","value":"#);
-                point(out, t, s.value);
+                write_point(out, t, s.value);
                 out.push(b'}');
             });
             out.push(b']');
         }
         Value::Matrix(series) => {
             out.push(b'[');
-            comma_separated(&mut out, series, |out, s| {
+            comma_separated(&mut out, series.iter().enumerate(), |out, (i, s)| {
                 out.extend_from_slice(br#"{"metric":"#);
                 labels(out, &s.labels);
                 out.extend_from_slice(br#","values":["#);
-                comma_separated(out, &s.points, |out, (ms, v)| point(out, *ms, *v));
+                // Leading points the cache holds written are copied.
+                let written = result.written.get(i).and_then(Option::as_ref);
+                let copied = written.map_or(0, |w| w.count());
+                if let Some(written) = written {
+                    out.extend_from_slice(written.bytes());
+                }
+                for (j, (ms, v)) in s.points.iter().enumerate().skip(copied) {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_point(out, *ms, *v);
+                }
                 out.extend_from_slice(b"]}");
             });
             out.push(b']');
@@ -70,42 +81,15 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
     QueryAnswer(out)
 }
 
-/// Seconds with millisecond precision, without a trailing `.0`.
-fn seconds(out: &mut Vec<u8>, ms: i64) {
-    let sign = if ms < 0 { "-" } else { "" };
-    let (whole, frac) = (ms.unsigned_abs() / 1000, ms.unsigned_abs() % 1000);
-    out.extend_from_slice(sign.as_bytes());
-    out.extend_from_slice(Digits::new(whole).bytes());
-    if frac != 0 {
-        // Three digits, trailing zeros dropped.
-        let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);
-        let used = if digits[2] != b'0' {
-            3
-        } else if digits[1] != b'0' {
-            2
-        } else {
-            1
-        };
-        out.push(b'.');
-        out.extend_from_slice(&digits[..used]);
-    }
-}
-
-fn point(out: &mut Vec<u8>, ms: i64, value: f64) {
-    out.push(b'[');
-    seconds(out, ms);
-    out.extend_from_slice(b",\"");
-    write_float(&mut Utf8(out), value);
-    out.extend_from_slice(b"\"]");
-}
-
-/// A byte buffer that text is written onto without a copy in between.
-struct Utf8<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Utf8<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+/// About the answer's size, so that a large one is not copied as its
+/// buffer grows: a point takes some 20-30 bytes, a label set ~100.
+fn size_hint(value: &Value) -> usize {
+    const POINT: usize = 28;
+    const SERIES: usize = 128;
+    256 + match value {
+        Value::Vector(samples) => samples.len() * (SERIES + POINT),
+        Value::Matrix(series) => series.iter().map(|s| SERIES + s.points.len() * POINT).sum(),
+        Value::Scalar(_) | Value::String(_) => 0,
     }
 }
 
@@ -149,6 +133,7 @@ mod tests {
             time_ms,
             warnings: vec!["w".into()],
             infos: Vec::new(),
+            written: Vec::new(),
         };
         serde_json::from_slice(&encode(&result).0).unwrap()
     }
@@ -183,29 +168,5 @@ mod tests {
             matrix["data"]["result"][0]["values"],
             serde_json::json!([[1.001, "+Inf"], [2.01, "-0.5"]])
         );
-    }
-
-    #[test]
-    fn times_are_seconds_without_trailing_zeros() {
-        let text = |ms: i64| {
-            let mut out = Vec::new();
-            seconds(&mut out, ms);
-            String::from_utf8(out).unwrap()
-        };
-        let cases = [
-            (0, "0"),
-            (1000, "1"),
-            (1500, "1.5"),
-            (1010, "1.01"),
-            (1001, "1.001"),
-            (1100, "1.1"),
-            (-1, "-0.001"),
-            (-1500, "-1.5"),
-            (1_733_356_800_000, "1733356800"),
-            (i64::MIN, "-9223372036854775.808"),
-        ];
-        for (ms, want) in cases {
-            assert_eq!(text(ms), want, "{ms} ms");
-        }
     }
 }

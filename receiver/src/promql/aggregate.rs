@@ -13,9 +13,8 @@ use rustc_hash::FxHashMap;
 
 use super::QueryError;
 use super::eval::Evaluator;
-use super::value::{
-    KahanSum, METRIC_NAME, Sample, Value, format_float, mean, quantile, variance, with_label,
-};
+use super::text::format_float;
+use super::value::{KahanSum, METRIC_NAME, Sample, Value, mean, quantile, variance, with_label};
 use crate::storage::index::Labels;
 
 /// Evaluates `agg` at `t`.

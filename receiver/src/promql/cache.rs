@@ -42,6 +42,7 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use super::eval::{Annotations, Limits};
+use super::text::{PointsText, WrittenPoints};
 use super::value::{Series, Value};
 use super::{Engine, QueryError, QueryResult, duration_ms, plan};
 use crate::storage::changes::Changes;
@@ -159,6 +160,10 @@ struct Part {
     last_ms: i64,
     /// Sorted by labels, as the engine answers; points within the steps.
     series: Vec<Series>,
+    /// Each series' points as the answer writes them, so that a refresh
+    /// copies them instead of writing them again (for a light panel,
+    /// writing the answer takes longer than evaluating its new steps).
+    text: Vec<Arc<PointsText>>,
     /// The warnings and infos evaluating these steps gave.
     notes: Annotations,
 }
@@ -341,12 +346,12 @@ impl QueryCache {
         let (fresh, fresh_notes) = evaluate(split + range.step_ms, range.end_ms)?;
         let (older, mut notes) = match hit {
             Some((part, last_ms)) => (
-                steps_of(&part.series, range.start_ms, last_ms),
+                steps_of(part.pieces(), range.start_ms, last_ms),
                 part.notes.clone(),
             ),
             None => (Vec::new(), Annotations::default()),
         };
-        let stored = merge(older, stored_new);
+        let mut stored = merge(older, stored_new);
         notes.extend(stored_notes);
         if let Some(last_ms) = storable {
             // An entry that still holds every storable step, none of them
@@ -359,19 +364,16 @@ impl QueryCache {
             });
             match intact {
                 Some((part, _)) => self.confirm(&key, part, changes.epoch),
-                None => self.store(
-                    key,
-                    Part {
-                        first_ms: range.start_ms,
-                        last_ms,
-                        series: steps_of(&stored, range.start_ms, last_ms),
-                        notes: notes.clone(),
-                    },
-                    changes.epoch,
-                ),
+                None => {
+                    let part = Part::new(&mut stored, range.start_ms, last_ms, notes.clone());
+                    self.store(key, part, changes.epoch);
+                }
             }
         }
-        let series = merge(stored, fresh);
+        let (series, written) = merge(stored, fresh)
+            .into_iter()
+            .map(|piece| (piece.series, piece.written))
+            .unzip();
         notes.extend(fresh_notes);
         let (warnings, infos) = (
             notes.warnings.into_iter().collect(),
@@ -382,6 +384,7 @@ impl QueryCache {
             time_ms: range.start_ms,
             warnings,
             infos,
+            written,
         })
     }
 
@@ -447,17 +450,80 @@ fn usable_steps(part: &Part, range: Range, reach: i64, changes: &Changes) -> Opt
     range.step_at_or_before(last)
 }
 
-/// The points of `series` at steps `first_ms..=last_ms`; series left with
-/// none are dropped, as the engine drops series without points.
-fn steps_of(series: &[Series], first_ms: i64, last_ms: i64) -> Vec<Series> {
+/// A series of an answer being put together, with the answer text of
+/// its leading points where a cached part holds it.
+#[derive(Debug)]
+struct Piece {
+    series: Series,
+    written: Option<WrittenPoints>,
+}
+
+impl Part {
+    /// The part of `pieces` (an answer's series) at steps
+    /// `first_ms..=last_ms`, with its points written; the pieces are
+    /// changed to take their text from it.
+    fn new(pieces: &mut [Piece], first_ms: i64, last_ms: i64, notes: Annotations) -> Self {
+        let kept = steps_of(
+            pieces.iter().map(|p| (&p.series, p.written.clone())),
+            first_ms,
+            last_ms,
+        );
+        let text: Vec<Arc<PointsText>> = kept
+            .iter()
+            .map(|piece| {
+                let written = piece.written.as_ref();
+                let new = &piece.series.points[written.map_or(0, WrittenPoints::count)..];
+                Arc::new(PointsText::extended(written, new))
+            })
+            .collect();
+        // Every piece's steps start at `first_ms` or later, so what is
+        // kept of one is its leading points.
+        let mut pieces = pieces.iter_mut().peekable();
+        for (piece, text) in kept.iter().zip(&text) {
+            while pieces
+                .next_if(|p| p.series.labels != piece.series.labels)
+                .is_some()
+            {}
+            if let Some(answer) = pieces.next() {
+                answer.written = Some(WrittenPoints::new(Arc::clone(text), 0..text.points()));
+            }
+        }
+        Self {
+            first_ms,
+            last_ms,
+            series: kept.into_iter().map(|p| p.series).collect(),
+            text,
+            notes,
+        }
+    }
+
+    /// Its series with all their points written.
+    fn pieces(&self) -> impl Iterator<Item = (&Series, Option<WrittenPoints>)> {
+        self.series.iter().zip(&self.text).map(|(series, text)| {
+            let all = WrittenPoints::new(Arc::clone(text), 0..series.points.len());
+            (series, Some(all))
+        })
+    }
+}
+
+/// The points of each series at steps `first_ms..=last_ms`, with the
+/// text of those among its written ones; series left with none are
+/// dropped, as the engine drops series without points.
+fn steps_of<'a>(
+    series: impl Iterator<Item = (&'a Series, Option<WrittenPoints>)>,
+    first_ms: i64,
+    last_ms: i64,
+) -> Vec<Piece> {
     series
-        .iter()
-        .filter_map(|s| {
+        .filter_map(|(s, written)| {
             let from = s.points.partition_point(|(t, _)| *t < first_ms);
             let to = s.points.partition_point(|(t, _)| *t <= last_ms);
-            (from < to).then(|| Series {
-                labels: Arc::clone(&s.labels),
-                points: s.points[from..to].to_vec(),
+            (from < to).then(|| Piece {
+                series: Series {
+                    labels: Arc::clone(&s.labels),
+                    points: s.points[from..to].to_vec(),
+                },
+                written: written.map(|w| w.within(from..to)),
             })
         })
         .collect()
@@ -475,23 +541,26 @@ fn into_matrix(value: Value) -> Result<Vec<Series>, QueryError> {
 
 /// Both answers' series by label set, in label order; `older`'s steps all
 /// precede `newer`'s.
-fn merge(older: Vec<Series>, newer: Vec<Series>) -> Vec<Series> {
+fn merge(older: Vec<Piece>, newer: Vec<Series>) -> Vec<Piece> {
     let mut out = Vec::with_capacity(older.len().max(newer.len()));
     let mut older = older.into_iter().peekable();
     let mut newer = newer.into_iter().peekable();
     loop {
         let order = match (older.peek(), newer.peek()) {
-            (Some(a), Some(b)) => a.labels.cmp(&b.labels),
+            (Some(a), Some(b)) => a.series.labels.cmp(&b.labels),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => break,
         };
         match order {
             std::cmp::Ordering::Less => out.extend(older.next()),
-            std::cmp::Ordering::Greater => out.extend(newer.next()),
+            std::cmp::Ordering::Greater => out.extend(newer.next().map(|series| Piece {
+                series,
+                written: None,
+            })),
             std::cmp::Ordering::Equal => {
                 if let (Some(mut a), Some(b)) = (older.next(), newer.next()) {
-                    a.points.extend(b.points);
+                    a.series.points.extend(b.points);
                     out.push(a);
                 }
             }
@@ -517,7 +586,8 @@ fn part_bytes(key: &Key, part: &Part) -> usize {
                     .sum::<usize>()
                 + s.points.len() * std::mem::size_of::<(i64, f64)>()
         })
-        .sum();
+        .sum::<usize>()
+        + part.text.iter().map(|t| t.heap_bytes()).sum::<usize>();
     let notes: usize = (part.notes.warnings.iter())
         .chain(&part.notes.infos)
         .map(|text| text.len() + SERIES_OVERHEAD)

@@ -6,8 +6,11 @@ use dcmon_protocol::remote_write::SeriesSamples;
 use proptest::prelude::*;
 
 use super::{CacheStats, QueryCache, Refusal, cacheable};
+use crate::promql::text::{PointsText, WrittenPoints};
 use crate::promql::{Engine, EngineOptions, QueryResult, Value, parse};
 use crate::storage::{Options, Storage};
+
+use std::sync::Arc;
 
 const MINUTE: i64 = 60_000;
 
@@ -96,11 +99,37 @@ fn answer(result: QueryResult) -> Answer {
 }
 
 fn cached(engine: &Engine, cache: &QueryCache, q: &str, start: i64, end: i64, step: i64) -> Answer {
-    answer(
-        engine
-            .range_query_cached(q, start, end, step, Some(cache))
-            .unwrap(),
-    )
+    let result = engine
+        .range_query_cached(q, start, end, step, Some(cache))
+        .unwrap();
+    written_points(&result);
+    answer(result)
+}
+
+/// How many points of `result` come with their answer text, after
+/// checking that text against the points' own.
+fn written_points(result: &QueryResult) -> usize {
+    let Value::Matrix(series) = &result.value else {
+        return 0;
+    };
+    assert!(result.written.len() <= series.len());
+    let mut count = 0;
+    for (series, written) in series.iter().zip(&result.written) {
+        let Some(written) = written else { continue };
+        let points = &series.points[..written.count()];
+        let own = WrittenPoints::new(
+            Arc::new(PointsText::extended(None, points)),
+            0..points.len(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(written.bytes()),
+            String::from_utf8_lossy(own.bytes()),
+            "{:?}",
+            series.labels
+        );
+        count += written.count();
+    }
+    count
 }
 
 fn fresh(engine: &Engine, q: &str, start: i64, end: i64, step: i64) -> Answer {
@@ -206,9 +235,27 @@ fn a_refresh_with_a_later_end_is_served_from_the_cache() {
     assert_eq!(first, fresh(&engine, q, 5 * MINUTE, 20 * MINUTE, 30_000));
     assert_eq!(cache.stats().misses, 1);
     assert_eq!(cache.stats().entries, 1);
-    let later = cached(&engine, &cache, q, 6 * MINUTE, 25 * MINUTE, 30_000);
-    assert_eq!(later, fresh(&engine, q, 6 * MINUTE, 25 * MINUTE, 30_000));
+    let later = engine
+        .range_query_cached(q, 6 * MINUTE, 25 * MINUTE, 30_000, Some(&cache))
+        .unwrap();
     assert_eq!(cache.stats().hits, 1);
+    // Every step is long past, so all are stored, with their text, and
+    // the answer copies it: the same, byte for byte, as a fresh answer
+    // written point by point.
+    let Value::Matrix(series) = &later.value else {
+        panic!("not a matrix");
+    };
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    assert!(points > 0);
+    assert_eq!(written_points(&later), points);
+    let again = engine
+        .range_query(q, 6 * MINUTE, 25 * MINUTE, 30_000)
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", crate::api::query_json::encode(&later)),
+        format!("{:?}", crate::api::query_json::encode(&again))
+    );
+    assert_eq!(answer(later), answer(again));
     // Another grid of steps (start moved by half a step) is another entry.
     cached(&engine, &cache, q, 6 * MINUTE + 15_000, 25 * MINUTE, 30_000);
     assert_eq!(cache.stats().misses, 2);

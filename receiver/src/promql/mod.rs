@@ -27,6 +27,7 @@ mod range_fns;
 mod selector;
 #[cfg(test)]
 mod tests;
+pub mod text;
 pub mod value;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use self::aggregate::valid_label_name;
 pub use self::cache::QueryCache;
 pub use self::depth::MAX_DEPTH;
 pub use self::error::{QueryError, QueryErrorKind};
+pub use self::text::WrittenPoints;
 pub use self::value::{Sample, Series, Value};
 use crate::storage::Storage;
 
@@ -91,6 +93,9 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Informational notes about the query (`PromQL info: …`).
     pub infos: Vec<String>,
+    /// For a matrix, per series (missing: none), its leading points as
+    /// the answer writes them, when the query cache holds that text.
+    pub written: Vec<Option<WrittenPoints>>,
 }
 
 /// Evaluates PromQL over a storage.
@@ -215,6 +220,7 @@ impl Engine {
             time_ms,
             warnings: notes.warnings.into_iter().collect(),
             infos: notes.infos.into_iter().collect(),
+            written: Vec::new(),
         })
     }
 
@@ -286,6 +292,7 @@ impl Engine {
             time_ms: start_ms,
             warnings: notes.warnings.into_iter().collect(),
             infos: notes.infos.into_iter().collect(),
+            written: Vec::new(),
         })
     }
 

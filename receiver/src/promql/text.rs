@@ -1,0 +1,463 @@
+//! Numbers as Prometheus's API writes them: sample values (Go's shortest
+//! `'f'`/`'e'` forms, `NaN`, `+Inf`), times in seconds, and whole
+//! `[time,"value"]` points, which a range answer writes by the million and
+//! the query cache keeps already written for the steps it serves again.
+
+use std::sync::Arc;
+
+/// Formats a float the way Prometheus's API writes sample values: the
+/// shortest round-trip decimal, in exponent form below 1e-6 and from 1e21
+/// on, `+Inf`, `-Inf`, `NaN`.
+pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// [`format_float`] onto `out`, which an answer of many points reuses.
+pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
+    let mut buf = [0; FLOAT_TEXT_MAX];
+    let len = put_float(&mut buf, v);
+    // ASCII only: digits, signs, `.`, `e`, `NaN`, `Inf`.
+    let _ = out.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+}
+
+/// The longest text [`put_float`] writes: 17 significant digits laid out
+/// plainly down to 1e-6 (`-0.0000012345678901234567`, 25 bytes) or in
+/// exponent form (`-1.2345678901234567e-308`, 24 bytes).
+const FLOAT_TEXT_MAX: usize = 32;
+
+/// Writes the text of `v` at the start of `out` (at least
+/// [`FLOAT_TEXT_MAX`] bytes) and returns its length. An answer writes
+/// millions of values, so the common forms are built in place, without
+/// the formatting machinery or an allocation.
+fn put_float(out: &mut [u8], v: f64) -> usize {
+    let out = &mut out[..FLOAT_TEXT_MAX];
+    if v.is_nan() {
+        put(out, b"NaN")
+    } else if v == f64::INFINITY {
+        put(out, b"+Inf")
+    } else if v == f64::NEG_INFINITY {
+        put(out, b"-Inf")
+    } else if v.abs() < 1e15 && (v as i64) as f64 == v {
+        // Whole numbers (counts, bytes, states) are their digits: no
+        // shorter decimal is within half a double's spacing of them. (A
+        // cast, not `fract()`: that is a library call on the baseline
+        // x86-64 this is built for.)
+        let sign = usize::from(v.is_sign_negative());
+        out[0] = b'-';
+        sign + put_digits(&mut out[sign..], v.abs() as u64)
+    } else if (1e-6..1e21).contains(&v.abs()) {
+        // Ryu's shortest digits, ties to even as Go's (the standard
+        // library's `{}` rounds them up: Prometheus writes
+        // 571922000821932.25 as `571922000821932.2`, `{}` as `…932.3`),
+        // and several times faster. Ryu writes `1234.0` where Go writes
+        // `1234`, and an exponent outside about 1e-5..1e16, laid out
+        // plainly here.
+        let mut buffer = ryu::Buffer::new();
+        let digits = buffer.format_finite(v);
+        match digits.bytes().rposition(|b| b == b'e') {
+            None => put(out, digits.strip_suffix(".0").unwrap_or(digits).as_bytes()),
+            Some(e) => put(
+                out,
+                plain_decimal(&digits[..e], digits[e + 1..].parse().unwrap_or(0)).as_bytes(),
+            ),
+        }
+    } else {
+        put(out, go_exponent(&format!("{v:e}")).as_bytes())
+    }
+}
+
+/// Copies `bytes` to the start of `out`; every float's text fits (see
+/// [`FLOAT_TEXT_MAX`]), and one that did not would be cut, not panic.
+fn put(out: &mut [u8], bytes: &[u8]) -> usize {
+    let n = bytes.len().min(out.len());
+    out[..n].copy_from_slice(&bytes[..n]);
+    n
+}
+
+/// `00`, `01`, … `99`: digits are written two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `n` at the start of `out` (which must
+/// hold 20 bytes, the most a `u64` takes) and returns how many.
+fn put_digits(out: &mut [u8], mut n: u64) -> usize {
+    let len = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut end = len;
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        out[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        out[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        out[end - 1] = b'0' + n as u8;
+    }
+    len
+}
+
+/// `mantissa × 10^exponent` (a mantissa such as `-1.25`) without an
+/// exponent: `1.25`, `2` → `125`; `1.25`, `-7` → `0.000000125`.
+fn plain_decimal(mantissa: &str, exponent: i32) -> String {
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    // Digits before the decimal point.
+    let whole = exponent + 1;
+    if whole <= 0 {
+        let zeros = "0".repeat(whole.unsigned_abs() as usize);
+        format!("{sign}0.{zeros}{digits}")
+    } else if whole as usize >= digits.len() {
+        let zeros = "0".repeat(whole as usize - digits.len());
+        format!("{sign}{digits}{zeros}")
+    } else {
+        let (int, frac) = digits.split_at(whole as usize);
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+/// Rust's `1e21` / `1.5e-7` → Go's `1e+21` / `1.5e-07`.
+fn go_exponent(rust: &str) -> String {
+    let (mantissa, exp) = rust.split_once('e').unwrap_or((rust, "0"));
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exp),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+/// Seconds with millisecond precision, without a trailing `.0`.
+pub fn write_seconds(out: &mut Vec<u8>, ms: i64) {
+    let mut buf = [0u8; SECONDS_MAX];
+    let len = put_seconds(&mut buf, ms);
+    out.extend_from_slice(&buf[..len]);
+}
+
+/// The longest time [`put_seconds`] writes: `-9223372036854775.808`.
+const SECONDS_MAX: usize = 21;
+
+/// [`write_seconds`] at the start of `out` (at least [`SECONDS_MAX`]
+/// bytes); returns the length.
+fn put_seconds(out: &mut [u8], ms: i64) -> usize {
+    let mut at = 0;
+    if ms < 0 {
+        out[0] = b'-';
+        at = 1;
+    }
+    let (whole, frac) = (ms.unsigned_abs() / 1000, ms.unsigned_abs() % 1000);
+    at += put_digits(&mut out[at..], whole);
+    if frac != 0 {
+        // Three digits, trailing zeros dropped.
+        let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);
+        let used = if digits[2] != b'0' {
+            3
+        } else if digits[1] != b'0' {
+            2
+        } else {
+            1
+        };
+        out[at] = b'.';
+        out[at + 1..at + 4].copy_from_slice(&digits);
+        at += 1 + used;
+    }
+    at
+}
+
+/// The longest `[time,"value"]` pair.
+const POINT_MAX: usize = 1 + SECONDS_MAX + 2 + FLOAT_TEXT_MAX + 2;
+
+/// One `[time,"value"]` pair, written in place: room for the longest is
+/// added to `out` and what was not used cut off again. A matrix answer
+/// writes one per point, and appends of small pieces of varying length
+/// cost more than the digits.
+pub fn write_point(out: &mut Vec<u8>, ms: i64, value: f64) {
+    let from = out.len();
+    out.resize(from + POINT_MAX, 0);
+    let buf = &mut out[from..];
+    buf[0] = b'[';
+    let mut at = 1 + put_seconds(&mut buf[1..], ms);
+    buf[at..at + 2].copy_from_slice(b",\"");
+    at += 2;
+    at += put_float(&mut buf[at..], value);
+    buf[at..at + 2].copy_from_slice(b"\"]");
+    out.truncate(from + at + 2);
+}
+
+/// The points of a series written as an answer's `values` list holds
+/// them (`[t,"v"],[t,"v"]`), with where each starts, so that any run of
+/// consecutive points can be copied out as text.
+#[derive(Debug, Default)]
+pub struct PointsText {
+    bytes: Vec<u8>,
+    /// Offset of each point's `[` in `bytes`.
+    starts: Vec<u32>,
+}
+
+impl PointsText {
+    /// The text of `written`'s points followed by that of `points`.
+    pub fn extended(written: Option<&WrittenPoints>, points: &[(i64, f64)]) -> Self {
+        let mut text = Self::default();
+        if let Some(written) = written.filter(|w| w.count() > 0) {
+            let bytes = written.bytes();
+            text.bytes
+                .reserve(bytes.len() + points.len() * POINT_TYPICAL);
+            text.bytes.extend_from_slice(bytes);
+            let base = written.text.starts[written.from];
+            let starts = &written.text.starts[written.from..written.to];
+            text.starts.extend(starts.iter().map(|s| s - base));
+        } else {
+            text.bytes.reserve(points.len() * POINT_TYPICAL);
+        }
+        text.starts.reserve(points.len());
+        for &(ms, value) in points {
+            if !text.starts.is_empty() {
+                text.bytes.push(b',');
+            }
+            // An answer over 4 GiB is refused long before (max samples).
+            text.starts
+                .push(u32::try_from(text.bytes.len()).unwrap_or(u32::MAX));
+            write_point(&mut text.bytes, ms, value);
+        }
+        text
+    }
+
+    /// How many points it holds.
+    pub fn points(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Memory taken, for the cache's bound.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.starts.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+/// About the length of one written point.
+const POINT_TYPICAL: usize = 24;
+
+/// Points `from..to` of a shared [`PointsText`]: a series' leading
+/// points whose answer text the query cache already holds.
+#[derive(Debug, Clone)]
+pub struct WrittenPoints {
+    text: Arc<PointsText>,
+    from: usize,
+    to: usize,
+}
+
+impl WrittenPoints {
+    /// Points `range` of `text` (cut to what it holds).
+    pub fn new(text: Arc<PointsText>, range: std::ops::Range<usize>) -> Self {
+        let to = range.end.min(text.points());
+        let from = range.start.min(to);
+        Self { text, from, to }
+    }
+
+    /// How many points.
+    pub fn count(&self) -> usize {
+        self.to - self.from
+    }
+
+    /// Those of its points that lie in `range`, counted from its first.
+    pub fn within(&self, range: std::ops::Range<usize>) -> Self {
+        let to = self.from + range.end.min(self.count());
+        let from = (self.from + range.start).min(to);
+        Self::new(Arc::clone(&self.text), from..to)
+    }
+
+    /// Their text, without a comma before or after.
+    pub fn bytes(&self) -> &[u8] {
+        if self.from == self.to {
+            return &[];
+        }
+        let starts = &self.text.starts;
+        let start = starts[self.from] as usize;
+        let end = match starts.get(self.to) {
+            // Up to the comma before the next point.
+            Some(&next) => next as usize - 1,
+            None => self.text.bytes.len(),
+        };
+        &self.text.bytes[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_like_go() {
+        assert_eq!(format_float(1.0), "1");
+        assert_eq!(format_float(0.1), "0.1");
+        assert_eq!(format_float(1e21), "1e+21");
+        assert_eq!(format_float(1.5e-7), "1.5e-07");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_float(123456.0), "123456");
+        assert_eq!(format_float(-0.0), "-0");
+    }
+
+    #[test]
+    fn the_exponent_form_starts_where_prometheus_starts_it() {
+        // Prometheus's API writes 'f' from 1e-6 up to 1e21, 'e' outside:
+        // each side of both edges, and the doubles next to them.
+        let below = |v: f64| f64::from_bits(v.to_bits() - 1);
+        let above = |v: f64| f64::from_bits(v.to_bits() + 1);
+        assert_eq!(format_float(1e-6), "0.000001");
+        assert_eq!(format_float(-1e-6), "-0.000001");
+        let (small, edge) = (format_float(below(1e-6)), format_float(above(1e-6)));
+        assert!(
+            small.starts_with("9.99999") && small.ends_with("e-07"),
+            "{small}"
+        );
+        assert!(edge.starts_with("0.00000100000"), "{edge}");
+        assert_eq!(small.parse::<f64>().unwrap(), below(1e-6));
+        assert_eq!(edge.parse::<f64>().unwrap(), above(1e-6));
+        assert_eq!(format_float(9.5e-5), "0.000095");
+        assert_eq!(format_float(5e-7), "5e-07");
+        assert_eq!(format_float(below(1e21)), "999999999999999900000");
+        assert_eq!(format_float(1e21), "1e+21");
+        assert_eq!(format_float(-1e21), "-1e+21");
+        assert_eq!(format_float(above(1e21)), "1.0000000000000001e+21");
+        assert_eq!(format_float(f64::MAX), "1.7976931348623157e+308");
+        assert_eq!(format_float(5e-324), "5e-324");
+    }
+
+    /// The standard library's plain formatting, kept as the reference:
+    /// the same shortest digits as [`write_float`], except that where two
+    /// are equally near it rounds up, and Go to even.
+    fn plain_reference(v: f64) -> String {
+        if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
+            format!("{v}")
+        } else {
+            format_float(v)
+        }
+    }
+
+    /// `ours` is the reference's answer, or the other digit of a tie.
+    fn agrees(v: f64, ours: &str) -> Result<(), String> {
+        let reference = plain_reference(v);
+        if ours == reference {
+            return Ok(());
+        }
+        let (a, b) = (ours.as_bytes(), reference.as_bytes());
+        let tie = a.len() == b.len()
+            && a[..a.len() - 1] == b[..b.len() - 1]
+            && a[a.len() - 1].abs_diff(b[b.len() - 1]) == 1
+            && (a[a.len() - 1] - b'0').is_multiple_of(2)
+            && ours.parse::<f64>() == Ok(v);
+        if tie {
+            Ok(())
+        } else {
+            Err(format!("{v:e}: {ours} against {reference}"))
+        }
+    }
+
+    #[test]
+    fn ties_go_to_even_as_in_prometheus() {
+        // What Prometheus 2.42 answers for `vector(571922000821932.25)`.
+        // (The double is exactly 571922000821932.25.)
+        assert_eq!(
+            format_float(571_922_000_821_932.0 + 0.25),
+            "571922000821932.2"
+        );
+        assert_eq!(format_float(1e17), "100000000000000000");
+        assert_eq!(format_float(1.5e-6), "0.0000015");
+        assert_eq!(format_float(-2.5e20), "-250000000000000000000");
+        assert_eq!(format_float(1.25e16), "12500000000000000");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_double_is_written_as_the_reference_writes_it(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            if let Err(e) = agrees(v, &format_float(v)) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+
+        #[test]
+        fn metric_like_doubles_are_written_as_the_reference_writes_them(
+            units in 0u64..1u64 << 53,
+            scale in -6i32..23,
+            negative in proptest::prelude::any::<bool>(),
+        ) {
+            // Decimals as exporters print them, and large counters.
+            let v = units as f64 / 10f64.powi(scale) * if negative { -1.0 } else { 1.0 };
+            if let Err(e) = agrees(v, &format_float(v)) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn times_are_seconds_without_trailing_zeros() {
+        let text = |ms: i64| {
+            let mut out = Vec::new();
+            write_seconds(&mut out, ms);
+            String::from_utf8(out).unwrap()
+        };
+        let cases = [
+            (0, "0"),
+            (1000, "1"),
+            (1500, "1.5"),
+            (1010, "1.01"),
+            (1001, "1.001"),
+            (1100, "1.1"),
+            (-1, "-0.001"),
+            (-1500, "-1.5"),
+            (1_733_356_800_000, "1733356800"),
+            (i64::MIN, "-9223372036854775.808"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(text(ms), want, "{ms} ms");
+        }
+    }
+
+    fn text_of(points: &[(i64, f64)]) -> Vec<u8> {
+        let text = Arc::new(PointsText::extended(None, points));
+        WrittenPoints::new(text, 0..points.len()).bytes().to_vec()
+    }
+
+    proptest::proptest! {
+        /// Any run of written points copies out as the text of just those
+        /// points, and text extended from it as that of the longer run.
+        #[test]
+        fn written_runs_copy_out_as_their_own_text(
+            points in proptest::collection::vec(
+                (proptest::prelude::any::<i64>(), proptest::prelude::any::<f64>()),
+                0..40,
+            ),
+            cuts in proptest::prelude::any::<[usize; 3]>(),
+        ) {
+            let mut cuts = cuts.map(|c| c % (points.len() + 1));
+            cuts.sort_unstable();
+            let [a, b, c] = cuts;
+            let all = WrittenPoints::new(Arc::new(PointsText::extended(None, &points)), 0..points.len());
+            let run = all.within(a..b);
+            proptest::prop_assert_eq!(run.count(), b - a);
+            proptest::prop_assert_eq!(run.bytes(), &text_of(&points[a..b])[..]);
+            let longer = Arc::new(PointsText::extended(Some(&run), &points[b..c]));
+            let longer = WrittenPoints::new(longer, 0..c - a);
+            proptest::prop_assert_eq!(longer.bytes(), &text_of(&points[a..c])[..]);
+        }
+    }
+
+    #[test]
+    fn points_are_written_as_the_answer_lists_them() {
+        let text = text_of(&[(1_500, 2.0), (-1, f64::NAN), (3_000, 0.25)]);
+        assert_eq!(text, br#"[1.5,"2"],[-0.001,"NaN"],[3,"0.25"]"#);
+        assert!(text_of(&[]).is_empty());
+    }
+}
