@@ -54,6 +54,10 @@ use crate::storage::changes::Changes;
 /// such write would cut the entry back anyway.
 pub const FRESH_HORIZON_MS: i64 = 60_000;
 
+/// An entry is stored again once more than this many of a request's
+/// storable steps are not in it.
+const RESTORE_AFTER_STEPS: i64 = 2;
+
 /// Why a query is not cached. Each refers to a step whose value may
 /// depend on something other than samples at or before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,9 +366,18 @@ impl QueryCache {
                         .earliest_written
                         .is_none_or(|written| written > part.last_ms)
             });
-            match intact {
-                Some((part, _)) => self.confirm(&key, part, changes.epoch),
-                None => {
+            // An entry that serves all but a few of them is kept as it is:
+            // storing again copies every point and its text, which costs
+            // more than evaluating those few steps again on the next
+            // refresh. (It keeps its epoch, so the writes that cut it
+            // still cut it.)
+            let nearly = hit.filter(|(_, usable_ms)| {
+                (last_ms - usable_ms) / range.step_ms <= RESTORE_AFTER_STEPS
+            });
+            match (intact, nearly) {
+                (Some((part, _)), _) => self.confirm(&key, part, changes.epoch),
+                (None, Some(_)) => {}
+                (None, None) => {
                     let part = Part::new(&mut stored, range.start_ms, last_ms, notes.clone());
                     self.store(key, part, changes.epoch);
                 }

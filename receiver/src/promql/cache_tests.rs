@@ -262,6 +262,33 @@ fn a_refresh_with_a_later_end_is_served_from_the_cache() {
 }
 
 #[test]
+fn an_entry_missing_only_its_last_steps_is_kept_and_still_cut() {
+    let (engine, _dir) = engine();
+    let cache = QueryCache::new(1 << 20);
+    let q = "sum by (job) (rate(c_total[1m]))";
+    let (start, end, step) = (0, 20 * MINUTE, 30_000);
+    cached(&engine, &cache, q, start, end, step);
+    let bytes = cache.stats().bytes;
+    // A late sample that changes the last step only.
+    write(&engine, "c_total", "i1", &[(end - 1_000, 1e6)]);
+    for refresh in 1..=2 {
+        let answer_now = engine
+            .range_query_cached(q, start, end, step, Some(&cache))
+            .unwrap();
+        assert_eq!(cache.stats().hits, refresh);
+        // The entry is not stored again: its text serves every step but
+        // the last, which is evaluated afresh each time.
+        let Value::Matrix(series) = &answer_now.value else {
+            panic!("not a matrix");
+        };
+        assert_eq!(series.len(), 1);
+        assert_eq!(written_points(&answer_now), series[0].points.len() - 1);
+        assert_eq!(cache.stats().bytes, bytes);
+        assert_eq!(answer(answer_now), fresh(&engine, q, start, end, step));
+    }
+}
+
+#[test]
 fn a_late_sample_in_a_cached_window_changes_the_next_answer() {
     let (engine, _dir) = engine();
     let cache = QueryCache::new(1 << 20);
