@@ -473,38 +473,31 @@ struct Piece {
 
 impl Part {
     /// The part of `pieces` (an answer's series) at steps
-    /// `first_ms..=last_ms`, with its points written; the pieces are
-    /// changed to take their text from it.
+    /// `first_ms..=last_ms`, with its points written; each piece whose
+    /// kept points lead it takes their text from the part.
     fn new(pieces: &mut [Piece], first_ms: i64, last_ms: i64, notes: Annotations) -> Self {
-        let kept = steps_of(
-            pieces.iter().map(|p| (&p.series, p.written.clone())),
-            first_ms,
-            last_ms,
-        );
-        let text: Vec<Arc<PointsText>> = kept
-            .iter()
-            .map(|piece| {
-                let written = piece.written.as_ref();
-                let new = &piece.series.points[written.map_or(0, WrittenPoints::count)..];
-                Arc::new(PointsText::extended(written, new))
-            })
-            .collect();
-        // Every piece's steps start at `first_ms` or later, so what is
-        // kept of one is its leading points.
-        let mut pieces = pieces.iter_mut().peekable();
-        for (piece, text) in kept.iter().zip(&text) {
-            while pieces
-                .next_if(|p| p.series.labels != piece.series.labels)
-                .is_some()
-            {}
-            if let Some(answer) = pieces.next() {
-                answer.written = Some(WrittenPoints::new(Arc::clone(text), 0..text.points()));
+        let (mut series, mut text) = (Vec::new(), Vec::new());
+        for piece in pieces {
+            let Some((from, kept)) =
+                piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms)
+            else {
+                continue;
+            };
+            let written = kept.written.as_ref();
+            let new = &kept.series.points[written.map_or(0, WrittenPoints::count)..];
+            let kept_text = Arc::new(PointsText::extended(written, new));
+            // An answer's steps start at `first_ms`, so this always holds.
+            if from == 0 {
+                let all = 0..kept_text.points();
+                piece.written = Some(WrittenPoints::new(Arc::clone(&kept_text), all));
             }
+            series.push(kept.series);
+            text.push(kept_text);
         }
         Self {
             first_ms,
             last_ms,
-            series: kept.into_iter().map(|p| p.series).collect(),
+            series,
             text,
             notes,
         }
@@ -528,18 +521,30 @@ fn steps_of<'a>(
     last_ms: i64,
 ) -> Vec<Piece> {
     series
-        .filter_map(|(s, written)| {
-            let from = s.points.partition_point(|(t, _)| *t < first_ms);
-            let to = s.points.partition_point(|(t, _)| *t <= last_ms);
-            (from < to).then(|| Piece {
-                series: Series {
-                    labels: Arc::clone(&s.labels),
-                    points: s.points[from..to].to_vec(),
-                },
-                written: written.map(|w| w.within(from..to)),
-            })
-        })
+        .filter_map(|(s, written)| piece_steps(s, written, first_ms, last_ms))
+        .map(|(_, piece)| piece)
         .collect()
+}
+
+/// [`steps_of`] one series, with the index of its first kept point.
+fn piece_steps(
+    s: &Series,
+    written: Option<WrittenPoints>,
+    first_ms: i64,
+    last_ms: i64,
+) -> Option<(usize, Piece)> {
+    let from = s.points.partition_point(|(t, _)| *t < first_ms);
+    let to = s.points.partition_point(|(t, _)| *t <= last_ms);
+    (from < to).then(|| {
+        let piece = Piece {
+            series: Series {
+                labels: Arc::clone(&s.labels),
+                points: s.points[from..to].to_vec(),
+            },
+            written: written.map(|w| w.within(from..to)),
+        };
+        (from, piece)
+    })
 }
 
 fn into_matrix(value: Value) -> Result<Vec<Series>, QueryError> {

@@ -9,17 +9,10 @@ use std::sync::Arc;
 /// shortest round-trip decimal, in exponent form below 1e-6 and from 1e21
 /// on, `+Inf`, `-Inf`, `NaN`.
 pub fn format_float(v: f64) -> String {
-    let mut out = String::new();
-    write_float(&mut out, v);
-    out
-}
-
-/// [`format_float`] onto `out`, which an answer of many points reuses.
-pub fn write_float(out: &mut impl std::fmt::Write, v: f64) {
     let mut buf = [0; FLOAT_TEXT_MAX];
     let len = put_float(&mut buf, v);
     // ASCII only: digits, signs, `.`, `e`, `NaN`, `Inf`.
-    let _ = out.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
 /// The longest text [`put_float`] writes: 17 significant digits laid out
@@ -45,6 +38,7 @@ fn put_float(out: &mut [u8], v: f64) -> usize {
         // cast, not `fract()`: that is a library call on the baseline
         // x86-64 this is built for.)
         let sign = usize::from(v.is_sign_negative());
+        // Without a branch: the digits overwrite it when there is no sign.
         out[0] = b'-';
         sign + put_digits(&mut out[sign..], v.abs() as u64)
     } else if (1e-6..1e21).contains(&v.abs()) {
@@ -334,7 +328,7 @@ mod tests {
     }
 
     /// The standard library's plain formatting, kept as the reference:
-    /// the same shortest digits as [`write_float`], except that where two
+    /// the same shortest digits as [`format_float`], except that where two
     /// are equally near it rounds up, and Go to even.
     fn plain_reference(v: f64) -> String {
         if v == 0.0 || (1e-6..1e21).contains(&v.abs()) {
