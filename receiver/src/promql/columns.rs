@@ -580,9 +580,23 @@ impl Walk<'_> {
     /// for a series with `samples`.
     fn points(&self, samples: &[(i64, f64)]) -> Vec<(usize, f64)> {
         let name = self.name;
+        // Most series have neither stale markers nor a falling value: one
+        // pass without branches says so, and only those that do pay for
+        // the passes that handle them.
+        let (stale, falls) = samples.windows(2).fold(
+            (
+                samples.first().is_some_and(|(_, v)| selector::is_stale(*v)),
+                false,
+            ),
+            |(stale, falls), pair| {
+                (
+                    stale | selector::is_stale(pair[1].1),
+                    falls | (pair[1].1 < pair[0].1),
+                )
+            },
+        );
         // Stale markers are never part of a window.
-        let samples: Cow<'_, [(i64, f64)]> = if samples.iter().any(|(_, v)| selector::is_stale(*v))
-        {
+        let samples: Cow<'_, [(i64, f64)]> = if stale {
             Cow::Owned(
                 samples
                     .iter()
@@ -595,7 +609,9 @@ impl Walk<'_> {
         };
         // `rate` and `increase` correct for counter resets: with the
         // resets listed once, a window's change needs no pass over it.
-        let resets: Vec<usize> = if self.counter {
+        // Dropping markers makes the samples either side of one neighbours,
+        // which may fall: series with markers are checked in full.
+        let resets: Vec<usize> = if self.counter && (falls || stale) {
             (1..samples.len())
                 .filter(|&j| samples[j].1 < samples[j - 1].1)
                 .collect()
@@ -604,6 +620,8 @@ impl Walk<'_> {
         };
         let mut next_reset = 0;
         let (mut from, mut to) = (0, 0);
+        // `rate`'s divisor, the window's length in seconds, worked out once.
+        let rate_seconds = (name == "rate").then_some(self.range as f64 / 1000.0);
         // A sample is in the windows of at most range / step + 1 steps.
         let reach = usize::try_from(self.range / self.query.step_ms.max(1)).unwrap_or(usize::MAX);
         let mut points = Vec::with_capacity(
@@ -639,7 +657,14 @@ impl Walk<'_> {
                 for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
                     delta += samples[j - 1].1;
                 }
-                Some(range_fns::extrapolate(window, delta, true, name == "rate"))
+                // A window whose start saturated is shorter than `range`.
+                let seconds = match end_ms.checked_sub(self.range) {
+                    Some(_) => rate_seconds,
+                    None => {
+                        (name == "rate").then(|| end_ms.saturating_sub(start_ms) as f64 / 1000.0)
+                    }
+                };
+                Some(range_fns::extrapolate_over(window, delta, true, seconds))
             } else {
                 range_fns::apply(name, window, self.param, t)
             };

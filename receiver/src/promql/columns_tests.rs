@@ -83,10 +83,16 @@ fn fleet() -> Vec<SeriesSamples> {
         for cpu in ["0", "1"] {
             for mode in ["user", "system", "idle"] {
                 let mut value = rng.modulo(1000) as f64;
+                // h1's counters restart only in their gap: the one reset's
+                // two samples have the stale marker between them.
+                let mut restarted = false;
                 let samples = times
                     .iter()
                     .map(|&t| {
-                        if rng.per_mille(8) {
+                        if host == 1 && t >= 57 * MINUTE && !restarted {
+                            restarted = true;
+                            value = rng.modulo(5) as f64;
+                        } else if host != 1 && rng.per_mille(8) {
                             value = rng.modulo(5) as f64;
                         } else {
                             value += rng.modulo(1500) as f64 / 100.0;
@@ -611,4 +617,14 @@ fn the_sample_limit_fails_alike() {
     let err = expected.0.as_ref().unwrap_err();
     assert_eq!(err.message, QueryError::too_many_samples().message);
     assert_same(query, &expected, &got).unwrap();
+}
+
+/// h1's counters fall only across their stale marker: a window holding
+/// both sides must count that reset, as the step evaluator does.
+#[test]
+fn a_reset_across_a_stale_marker_is_counted_alike() {
+    for function in ["rate", "increase"] {
+        let query = format!("{function}(node_cpu_seconds_total{{instance=\"h1\"}}[20m])");
+        check(&query, (50 * MINUTE, 80 * MINUTE, MINUTE), 50_000_000, true).unwrap();
+    }
 }

@@ -125,7 +125,20 @@ fn extrapolated_delta(w: Window<'_>, is_counter: bool, is_rate: bool) -> Option<
 /// The end of [`extrapolated_delta`] for a window of at least two points
 /// whose change, counter resets corrected, is `delta` (the value at the
 /// end minus the first, plus in time order the value before each reset).
-pub fn extrapolate(w: Window<'_>, delta: f64, is_counter: bool, is_rate: bool) -> f64 {
+fn extrapolate(w: Window<'_>, delta: f64, is_counter: bool, is_rate: bool) -> f64 {
+    let seconds = is_rate.then(|| w.end_ms.saturating_sub(w.start_ms) as f64 / 1000.0);
+    extrapolate_over(w, delta, is_counter, seconds)
+}
+
+/// [`extrapolate`] given, for a rate, the window's length in seconds
+/// (the same at every step of a range query: worked out once there).
+#[inline]
+pub fn extrapolate_over(
+    w: Window<'_>,
+    delta: f64,
+    is_counter: bool,
+    rate_seconds: Option<f64>,
+) -> f64 {
     let points = w.points;
     let (first_t, first_v) = points[0];
     let (last_t, _) = points[points.len() - 1];
@@ -147,8 +160,8 @@ pub fn extrapolate(w: Window<'_>, delta: f64, is_counter: bool, is_rate: bool) -
         to_end = average_interval / 2.0;
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= w.end_ms.saturating_sub(w.start_ms) as f64 / 1000.0;
+    if let Some(seconds) = rate_seconds {
+        factor /= seconds;
     }
     delta * factor
 }

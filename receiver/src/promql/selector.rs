@@ -20,6 +20,9 @@ pub fn latest(samples: &[(i64, f64)], t: i64, lookback_ms: i64) -> Option<(i64, 
     (ts > t.saturating_sub(lookback_ms) && !is_stale(value)).then_some((ts, value))
 }
 
+/// Samples [`position_after`] walks one by one before galloping.
+const NEAR: usize = 16;
+
 /// `samples.partition_point(|(ts, _)| *ts <= t)`, searched outward from
 /// `hint` first. A range query asks each series at steadily increasing
 /// times; starting next to the previous step's answer touches a few
@@ -45,7 +48,17 @@ pub fn position_after(samples: &[(i64, f64)], t: i64, hint: usize) -> usize {
             step *= 2;
         }
     }
-    // Every sample before `lo` is at or before `t`: gallop forwards.
+    // Every sample before `lo` is at or before `t`. The next step's
+    // answer is usually a few samples on: walk there one by one (a loop
+    // whose branch is predicted until it ends, where galloping guesses
+    // wrong at about every probe), then gallop if it is further.
+    let near = n.min(lo + NEAR);
+    while lo < near && samples[lo].0 <= t {
+        lo += 1;
+    }
+    if lo < near {
+        return lo;
+    }
     let mut step = 1;
     loop {
         let probe = lo + step - 1;
