@@ -350,7 +350,13 @@ impl QueryCache {
         let (fresh, fresh_notes) = evaluate(split + range.step_ms, range.end_ms)?;
         let (older, mut notes) = match hit {
             Some((part, last_ms)) => (
-                steps_of(part.pieces(), range.start_ms, last_ms),
+                steps_of(
+                    part.pieces(),
+                    range.start_ms,
+                    last_ms,
+                    usize::try_from(range.end_ms.saturating_sub(last_ms) / range.step_ms)
+                        .unwrap_or(0),
+                ),
                 part.notes.clone(),
             ),
             None => (Vec::new(), Annotations::default()),
@@ -479,7 +485,7 @@ impl Part {
         let (mut series, mut text) = (Vec::new(), Vec::new());
         for piece in pieces {
             let Some((from, kept)) =
-                piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms)
+                piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms, 0)
             else {
                 continue;
             };
@@ -513,15 +519,18 @@ impl Part {
 }
 
 /// The points of each series at steps `first_ms..=last_ms`, with the
-/// text of those among its written ones; series left with none are
-/// dropped, as the engine drops series without points.
+/// text of those among its written ones and room for `room` more points
+/// (the steps an answer adds after them: growing a copy copies it again);
+/// series left with none are dropped, as the engine drops series without
+/// points.
 fn steps_of<'a>(
     series: impl Iterator<Item = (&'a Series, Option<WrittenPoints>)>,
     first_ms: i64,
     last_ms: i64,
+    room: usize,
 ) -> Vec<Piece> {
     series
-        .filter_map(|(s, written)| piece_steps(s, written, first_ms, last_ms))
+        .filter_map(|(s, written)| piece_steps(s, written, first_ms, last_ms, room))
         .map(|(_, piece)| piece)
         .collect()
 }
@@ -532,14 +541,17 @@ fn piece_steps(
     written: Option<WrittenPoints>,
     first_ms: i64,
     last_ms: i64,
+    room: usize,
 ) -> Option<(usize, Piece)> {
     let from = s.points.partition_point(|(t, _)| *t < first_ms);
     let to = s.points.partition_point(|(t, _)| *t <= last_ms);
     (from < to).then(|| {
+        let mut points = Vec::with_capacity(to - from + room);
+        points.extend_from_slice(&s.points[from..to]);
         let piece = Piece {
             series: Series {
                 labels: Arc::clone(&s.labels),
-                points: s.points[from..to].to_vec(),
+                points,
             },
             written: written.map(|w| w.within(from..to)),
         };

@@ -232,8 +232,10 @@ fn huffman_lengths(counts: &[u32; SYMBOLS]) -> Lens {
     }
 }
 
-/// Canonical codes for code lengths (as in DEFLATE).
-fn canonical_codes(lens: &[u8; SYMBOLS]) -> [u16; SYMBOLS] {
+/// Canonical codes for code lengths (as in DEFLATE), in the order of
+/// `lens`: of all the symbols, or of a run of them outside which every
+/// length is 0 (absent symbols take no code), which costs less to walk.
+fn canonical_codes(lens: &[u8]) -> [u16; SYMBOLS] {
     let mut per_len = [0u16; MAX_CODE_LEN as usize + 1];
     for &l in lens {
         per_len[usize::from(l)] += 1;
@@ -438,8 +440,8 @@ impl Table {
             return Err(r.corrupt("Huffman code lengths do not form a complete code"));
         }
         let maxlen = u32::from(present.iter().copied().max().unwrap_or(0));
-        let codes = canonical_codes(&lens);
-        for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate().take(hi + 1).skip(lo) {
+        let codes = canonical_codes(present);
+        for (s, (&l, &c)) in (lo..).zip(present.iter().zip(&codes)) {
             if l > 0 {
                 let shift = maxlen - u32::from(l);
                 let start = usize::from(c) << shift;
