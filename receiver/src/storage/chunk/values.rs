@@ -307,8 +307,8 @@ fn fill_decimal(
 ) {
     if exceptions.is_empty() {
         if p == 1.0 {
-            // Whole numbers (counts, bytes): `x / 1.0` is `x`, and a
-            // division per sample is most of this loop's time.
+            // Whole numbers (counts, bytes): `x / 1.0` is `x`, so the
+            // division per sample is left out.
             for (s, m) in out.iter_mut().zip(mantissas) {
                 s.1 = (m as f64).to_bits();
             }
