@@ -11,6 +11,7 @@
 
 pub mod changes;
 pub mod chunk;
+mod chunk_rows;
 pub mod head;
 mod id_map;
 pub mod index;
@@ -392,12 +393,12 @@ impl Storage {
             changes: ChangeLog::new(),
             metadata: RwLock::new(FxHashMap::default()),
         });
-        writer::load(&conn, &shared)?;
+        let open_windows = writer::load(&conn, &shared)?;
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("storage-writer".into())
-            .spawn(move || writer::Writer::new(conn, thread_shared).run(rx))
+            .spawn(move || writer::Writer::new(conn, thread_shared, open_windows).run(rx))
             .map_err(|e| StorageError::Io(format!("starting the writer thread: {e}")))?;
         Ok(Storage {
             shared,
@@ -706,11 +707,6 @@ fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `series_id << 24 | window`: the chunk's rowid.
-fn chunk_key(series: index::SeriesId, window: i64) -> i64 {
-    ((series as i64) << 24) | (window & 0xff_ffff)
 }
 
 /// The window number of a timestamp.

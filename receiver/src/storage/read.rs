@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dcmon_protocol::remote_write::{FamilyMetadata, metric_kind};
 use rayon::prelude::*;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::chunk::{self, RawSample};
 use super::index::{Labels, Matcher, SeriesId};
-use super::{Storage, StorageError, chunk_key, read_lock, window_of};
+use super::{Storage, StorageError, chunk_rows, read_lock, window_of};
 
 /// One series and its samples in the requested range.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,13 +173,7 @@ impl Storage {
 
     /// Oldest and newest sample timestamps, if any sample is stored.
     pub fn time_bounds(&self) -> Result<Option<TimeBounds>, StorageError> {
-        let from_chunks: (Option<i64>, Option<i64>) = self.with_reader(|conn| {
-            Ok(
-                conn.query_row("SELECT MIN(min_ts), MAX(max_ts) FROM chunks", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?,
-            )
-        })?;
+        let from_chunks = self.with_reader(chunk_rows::time_bounds)?;
         let from_head = read_lock(&self.shared.head).time_bounds();
         let oldest = [from_chunks.0, from_head.map(|b| b.0)]
             .into_iter()
@@ -242,19 +236,12 @@ impl Storage {
         let window = self.shared.options.chunk_window;
         let (first_window, last_window) = (window_of(start_ms, window), window_of(end_ms, window));
         self.with_reader(|conn| {
-            let mut overlapping = conn.prepare_cached(
-                "SELECT 1 FROM chunks WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 LIMIT 1",
-            )?;
             for (id, labels) in unsure {
                 if found.len() >= max {
                     break;
                 }
-                let hit = overlapping.exists(params![
-                    chunk_key(id, first_window),
-                    chunk_key(id, last_window),
-                    start_ms,
-                    end_ms
-                ])?;
+                let hit =
+                    chunk_rows::any_in(conn, id, (first_window, last_window), (start_ms, end_ms))?;
                 if hit {
                     found.push(labels);
                 }
@@ -419,39 +406,37 @@ fn read_chunks(
     range: &ChunkRange,
     more: usize,
 ) -> Result<Vec<(i64, f64)>, StorageError> {
-    // Chunks wholly outside the range are not even fetched.
-    let mut load = conn.prepare_cached(
-        "SELECT data, min_ts, max_ts, count FROM chunks \
-         WHERE key >= ?1 AND key <= ?2 AND max_ts >= ?3 AND min_ts <= ?4 ORDER BY key",
-    )?;
-    let mut rows = load.query(params![
-        chunk_key(id, range.first_window),
-        chunk_key(id, range.last_window),
-        range.start_ms,
-        range.end_ms
-    ])?;
     // Every chunk decodes into one buffer; only those straddling an end
-    // of the range are cut.
+    // of the range are cut. Chunks wholly outside the range are not even
+    // fetched.
     let mut raw: Vec<RawSample> = Vec::new();
-    while let Some(row) = rows.next()? {
-        let (min_ts, max_ts): (i64, i64) = (row.get(1)?, row.get(2)?);
-        let corrupt =
-            |e: &dyn std::fmt::Display| StorageError::Corrupt(format!("series {id}: {e}"));
-        let data = row.get_ref(0)?.as_blob().map_err(|e| corrupt(&e))?;
-        // The stored count is a hint only: the chunk says what it holds.
-        let count: i64 = row.get(3)?;
-        raw.reserve(usize::try_from(count).unwrap_or(0).min(MAX_RESERVE) + more);
-        let first = raw.len();
-        chunk::decode_into(data, &mut raw).map_err(|e| corrupt(&e))?;
-        if min_ts < range.start_ms || max_ts > range.end_ms {
-            // Decoded timestamps are strictly increasing: the range is one
-            // slice of them.
-            let decoded = &raw[first..];
-            let from = decoded.partition_point(|s| s.0 < range.start_ms);
-            let to = decoded.partition_point(|s| s.0 <= range.end_ms).max(from);
-            raw.truncate(first + to);
-            raw.drain(first..first + from);
-        }
+    let in_order = chunk_rows::for_each_in(
+        conn,
+        id,
+        (range.first_window, range.last_window),
+        (range.start_ms, range.end_ms),
+        |data, min_ts, max_ts, count| {
+            // The stored count is a hint only: the chunk says what it holds.
+            raw.reserve(usize::try_from(count).unwrap_or(0).min(MAX_RESERVE) + more);
+            let first = raw.len();
+            chunk::decode_into(data, &mut raw)
+                .map_err(|e| StorageError::Corrupt(format!("series {id}: {e}")))?;
+            if min_ts < range.start_ms || max_ts > range.end_ms {
+                // Decoded timestamps are strictly increasing: the range is
+                // one slice of them.
+                let decoded = &raw[first..];
+                let from = decoded.partition_point(|s| s.0 < range.start_ms);
+                let to = decoded.partition_point(|s| s.0 <= range.end_ms).max(from);
+                raw.truncate(first + to);
+                raw.drain(first..first + from);
+            }
+            Ok(())
+        },
+    )?;
+    if !in_order {
+        // Windows do not overlap in time: ordering by time puts the
+        // chunks back in window order.
+        raw.sort_unstable_by_key(|s| s.0);
     }
     Ok(raw
         .into_iter()

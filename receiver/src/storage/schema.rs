@@ -9,7 +9,7 @@
 //! - `chunks(key, min_ts, max_ts, count, data)`: compressed samples of one
 //!   series in one time window. `key = series_id << 24 | window number`, so a
 //!   series' chunks are adjacent and in time order in the rowid b-tree, and
-//!   no separate index is needed.
+//!   no separate index is needed (until version 6).
 //! - `metadata(family, type, help, unit)`: what senders say about metric
 //!   families.
 //!
@@ -27,6 +27,11 @@
 //! Version 5 adds `command_batches` and `command_batch_members`: commands
 //! created together for many hosts, a command in at most one batch.
 //!
+//! Version 6 keys chunks window first, `key = window << 39 | series_id`,
+//! and keeps each series' newest, growing window apart in `open_chunks`
+//! (same columns; see `chunk_rows` for why). Every version-5 chunk moves
+//! to `chunks` under its new key.
+//!
 //! Samples are stored as `f64::to_bits()` (inside chunks and log blobs),
 //! never as REAL: SQLite turns NaN into NULL, which would lose stale markers.
 
@@ -35,7 +40,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
 /// Migration `n` (1-based) brings a database from version `n-1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -124,6 +129,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX command_batch_members_by_batch ON command_batch_members (batch_id, command_id);
 ",
+    "
+    CREATE TABLE chunks_by_window (
+        key    INTEGER PRIMARY KEY,
+        min_ts INTEGER NOT NULL,
+        max_ts INTEGER NOT NULL,
+        count  INTEGER NOT NULL,
+        data   BLOB NOT NULL
+    );
+    INSERT INTO chunks_by_window (key, min_ts, max_ts, count, data)
+        SELECT ((key & 16777215) << 39) | (key >> 24), min_ts, max_ts, count, data
+        FROM chunks ORDER BY 1;
+    DROP TABLE chunks;
+    ALTER TABLE chunks_by_window RENAME TO chunks;
+    CREATE TABLE open_chunks (
+        key    INTEGER PRIMARY KEY,
+        min_ts INTEGER NOT NULL,
+        max_ts INTEGER NOT NULL,
+        count  INTEGER NOT NULL,
+        data   BLOB NOT NULL
+    );
+",
 ];
 
 /// Page size of a new database file. Chunk rows are a few hundred bytes
@@ -178,6 +204,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Creates the tables of schema `version` (an older release's database),
+/// for migration tests.
+#[cfg(test)]
+pub(super) fn create_at_version(conn: &Connection, version: i64) {
+    for sql in &MIGRATIONS[..version as usize] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +263,15 @@ mod tests {
                 [],
             )
             .unwrap();
+            // Series 7's chunks in windows 83,000 and 83,001, keyed series
+            // first as versions 1 to 5 key them.
+            for window in [83_001i64, 83_000] {
+                conn.execute(
+                    "INSERT INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?2, 1, x'01')",
+                    rusqlite::params![7 << 24 | window, window],
+                )
+                .unwrap();
+            }
             if from >= 2 {
                 conn.execute(
                     "INSERT INTO tokens (name, scope, hash, created_ms) VALUES ('grafana', 'read', x'00', 1)",
@@ -253,8 +298,25 @@ mod tests {
                 .query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(tokens, i64::from(from >= 2), "from version {from}");
+            let chunks: Vec<(i64, i64)> = conn
+                .prepare("SELECT key, min_ts FROM chunks ORDER BY key")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                chunks,
+                [(83_000 << 39 | 7, 83_000), (83_001 << 39 | 7, 83_001)],
+                "chunks keyed window first, from version {from}"
+            );
             // The newest tables exist and are empty.
-            for table in ["commands", "command_batches", "command_batch_members"] {
+            for table in [
+                "commands",
+                "command_batches",
+                "command_batch_members",
+                "open_chunks",
+            ] {
                 let rows: i64 = conn
                     .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                     .unwrap();

@@ -456,6 +456,45 @@ fn appends_and_retention_report_what_they_changed() {
     rt.block_on(storage.close());
 }
 
+/// The two chunk tables' rule (see `chunk_rows`): a window's row is in
+/// one of them, a series has at most one open window, and it is not older
+/// than any of its closed ones.
+fn assert_chunk_layout(path: &std::path::Path) {
+    use std::collections::BTreeMap;
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let keys = |table: &str| -> Vec<i64> {
+        conn.prepare(&format!("SELECT key FROM {table}"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (closed, open) = (keys("chunks"), keys("open_chunks"));
+    let series_window = |key: i64| (key & ((1 << 39) - 1), key >> 39);
+    let mut newest_closed = BTreeMap::new();
+    for &key in &closed {
+        assert!(!open.contains(&key), "window row {key} in both tables");
+        let (series, window) = series_window(key);
+        let newest = newest_closed.entry(series).or_insert(window);
+        *newest = window.max(*newest);
+    }
+    let mut open_of = BTreeMap::new();
+    for &key in &open {
+        let (series, window) = series_window(key);
+        assert!(
+            open_of.insert(series, window).is_none(),
+            "series {series} has two open windows"
+        );
+        if let Some(closed) = newest_closed.get(&series) {
+            assert!(
+                window >= *closed,
+                "series {series}: open window {window} behind closed {closed}"
+            );
+        }
+    }
+}
+
 /// One step of [`recent_tails_never_change_an_answer`].
 #[derive(Debug, Clone)]
 enum Step {
@@ -528,6 +567,7 @@ proptest::proptest! {
                 Step::Compact => {
                     rt.block_on(storage.compact()).unwrap();
                     in_head.iter_mut().for_each(|pending| pending.clear());
+                    assert_chunk_layout(&path);
                 }
                 Step::Retention(minutes) => {
                     let cutoff = now - minutes * 60_000;
@@ -536,6 +576,7 @@ proptest::proptest! {
                     for samples in &mut model {
                         samples.retain(|t, _| *t >= cutoff);
                     }
+                    assert_chunk_layout(&path);
                 }
                 Step::Reopen => {
                     rt.block_on(storage.close());
@@ -711,18 +752,25 @@ fn an_open_window_grows_by_segments_and_is_written_whole_once_closed() {
         },
     )
     .unwrap();
-    let chunks = || -> Vec<(i64, usize)> {
+    // (samples, segments, table) of every chunk row, in window order.
+    let chunks = || -> Vec<(i64, usize, &str)> {
         let conn = rusqlite::Connection::open(&path).unwrap();
         let mut stmt = conn
-            .prepare("SELECT count, data FROM chunks ORDER BY key")
+            .prepare(
+                "SELECT key, count, data, 'closed' FROM chunks
+                 UNION ALL SELECT key, count, data, 'open' FROM open_chunks ORDER BY 1",
+            )
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))
-            .unwrap()
-            .map(|row| {
-                let (count, data) = row.unwrap();
-                (count, chunk::segments(&data).unwrap())
-            })
-            .collect()
+        stmt.query_map([], |r| {
+            Ok((r.get(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, String>(3)?))
+        })
+        .unwrap()
+        .map(|row| {
+            let (count, data, table) = row.unwrap();
+            let table = if table == "open" { "open" } else { "closed" };
+            (count, chunk::segments(&data).unwrap(), table)
+        })
+        .collect()
     };
     let mut sent = Vec::new();
     let mut pass = |from: i64, to: i64| {
@@ -738,15 +786,17 @@ fn an_open_window_grows_by_segments_and_is_written_whole_once_closed() {
     // limit, where the window is written whole and starts again.
     for p in 0..10 {
         pass(p * 10, p * 10 + 10);
-        let (count, segments) = chunks()[0];
+        let (count, segments, table) = chunks()[0];
+        assert_eq!(table, "open");
         assert_eq!(count, (p + 1) * 10);
         assert_eq!(segments, (p as usize) % chunk::MAX_SEGMENTS + 1, "pass {p}");
     }
     let window_samples = window / 30_000;
     pass(100, window_samples);
-    // The next window's first samples close the first one.
+    // The next window's first samples close the first one: it moves to
+    // the closed table, written whole.
     pass(window_samples, window_samples + 10);
-    assert_eq!(chunks(), [(window_samples, 1), (10, 1)]);
+    assert_eq!(chunks(), [(window_samples, 1, "closed"), (10, 1, "open")]);
     assert_eq!(
         dump(
             &storage,
@@ -794,4 +844,76 @@ fn a_recent_tail_gains_the_samples_each_in_order_pass_appends() {
             "pass {pass}"
         );
     }
+}
+
+#[test]
+fn a_version_5_databases_chunks_are_read_and_grown_after_migration() {
+    use super::chunk;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let window = 6 * HOUR;
+    let first = 1_800_000_000_000i64 / window;
+    let at = |k: i64| (first * window + k * 60_000, (k % 11) as f64);
+    // Two windows of series 1, keyed series first as version 5 keys them.
+    let old: Vec<(i64, f64)> = (0..2 * window / 60_000).map(at).collect();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        super::schema::create_at_version(&conn, 5);
+        conn.execute(
+            r#"INSERT INTO series (id, labels) VALUES (1, '[["__name__","m"],["instance","a"],["job","dcmon"]]')"#,
+            [],
+        )
+        .unwrap();
+        for number in [first, first + 1] {
+            let raw: Vec<(i64, u64)> = old
+                .iter()
+                .filter(|(t, _)| t.div_euclid(window) == number)
+                .map(|(t, v)| (*t, v.to_bits()))
+                .collect();
+            conn.execute(
+                "INSERT INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    1 << 24 | number,
+                    raw[0].0,
+                    raw[raw.len() - 1].0,
+                    raw.len() as i64,
+                    chunk::encode(&raw)
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let storage = Storage::open(
+        &path,
+        Options {
+            retention: Duration::from_secs(365 * 24 * 3600),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let all = [m("__name__", MatchOp::Equal, "m")];
+    let bits = |samples: &[(i64, f64)]| -> Vec<(i64, u64)> {
+        samples.iter().map(|(t, v)| (*t, v.to_bits())).collect()
+    };
+    let (start, end) = (first * window, (first + 4) * window);
+    assert_eq!(
+        dump(&storage, &all, start, end),
+        [("a".to_owned(), bits(&old))]
+    );
+    // A late sample into the older window, and the next window's first.
+    let mut sent = old.clone();
+    let late = (first * window + 30_000, 99.0);
+    let next = at(2 * window / 60_000 + 3);
+    rt.block_on(storage.append(vec![series("m", "a", &[late, next])], vec![]))
+        .unwrap();
+    rt.block_on(storage.compact()).unwrap();
+    sent.extend([late, next]);
+    sent.sort_by_key(|s| s.0);
+    assert_eq!(
+        dump(&storage, &all, start, end),
+        [("a".to_owned(), bits(&sent))]
+    );
+    assert_chunk_layout(&path);
+    rt.block_on(storage.close());
 }

@@ -14,14 +14,16 @@ use std::time::{Duration, Instant};
 
 use dcmon_protocol::remote_write::{FamilyMetadata, metric_kind};
 use rusqlite::{Connection, OptionalExtension, params};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::chunk::{self, RawSample};
+use super::chunk_rows::{self, Table};
 use super::head::{self, LogEntry};
 use super::index::{Labels, SeriesId, hash_labels};
 use super::{
     AppendOutcome, CompactionOutcome, Job, PreparedAppend, RetentionOutcome, Shared, StorageError,
-    chunk_key, now_ms, read_lock, window_of, window_span, write_lock,
+    now_ms, read_lock, window_of, window_span, write_lock,
 };
 
 /// A window compaction rewrote, for the series' recent tail: the new
@@ -44,8 +46,12 @@ const GROUP_JOBS: usize = 512;
 /// Most series compacted per transaction, so appends are not held up long.
 const COMPACTION_SLICE: usize = 250;
 
-/// Rebuilds the in-memory index and head from the database.
-pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageError> {
+/// Rebuilds the in-memory index and head from the database; returns each
+/// series' open window, for the writer.
+pub(super) fn load(
+    conn: &Connection,
+    shared: &Shared,
+) -> Result<FxHashMap<SeriesId, i64>, StorageError> {
     let mut index = write_lock(&shared.index);
     let mut statement = conn.prepare("SELECT id, labels FROM series")?;
     let rows = statement.query_map([], |row| {
@@ -92,10 +98,7 @@ pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageErro
             }
         }
     }
-    let chunk_samples: i64 =
-        conn.query_row("SELECT COALESCE(SUM(count), 0) FROM chunks", [], |r| {
-            r.get(0)
-        })?;
+    let chunk_samples = chunk_rows::sample_count(conn)?;
     shared
         .counters
         .chunk_samples
@@ -106,7 +109,7 @@ pub(super) fn load(conn: &Connection, shared: &Shared) -> Result<(), StorageErro
         chunk_samples,
         "storage opened"
     );
-    Ok(())
+    chunk_rows::open_windows(conn)
 }
 
 pub(super) struct Writer {
@@ -115,6 +118,8 @@ pub(super) struct Writer {
     /// Jobs taken off the queue while grouping appends, to run next.
     deferred: VecDeque<Job>,
     stopping: bool,
+    /// Each series' open window (see `chunk_rows`), as committed.
+    open_windows: FxHashMap<SeriesId, i64>,
 }
 
 type AppendJob = (
@@ -123,12 +128,17 @@ type AppendJob = (
 );
 
 impl Writer {
-    pub(super) fn new(conn: Connection, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        open_windows: FxHashMap<SeriesId, i64>,
+    ) -> Self {
         Self {
             conn,
             shared,
             deferred: VecDeque::new(),
             stopping: false,
+            open_windows,
         }
     }
 
@@ -435,6 +445,11 @@ impl Writer {
     /// Packs one slice of series into chunks in one transaction; returns
     /// the samples moved and, when recent tails are kept (from
     /// `keep_from`), the new content of each rewritten window for them.
+    ///
+    /// A window's row stays in the table it is in. A new one is open when
+    /// it is the series' newest (the series' open window before it then
+    /// closes), closed otherwise (a window behind the series' open one, or
+    /// an older window of a backlog written in one pass).
     fn compact_slice(
         &mut self,
         slice: &[(SeriesId, usize)],
@@ -445,26 +460,16 @@ impl Writer {
         let mut moved = 0;
         let mut chunk_delta: i64 = 0;
         let mut tails = Vec::new();
+        // Open windows this slice moves; applied once it has committed.
+        let mut opened = Vec::new();
         {
             let head = read_lock(&self.shared.head);
             let recent = read_lock(&self.shared.recent);
-            let mut load =
-                tx.prepare_cached("SELECT count, min_ts, max_ts, data FROM chunks WHERE key = ?1")?;
-            let mut previous = tx.prepare_cached(
-                "SELECT key, data FROM chunks WHERE key < ?1 AND key >= ?2 ORDER BY key DESC LIMIT 1",
-            )?;
-            let mut rewrite = tx.prepare_cached("UPDATE chunks SET data = ?2 WHERE key = ?1")?;
-            let mut store = tx.prepare_cached(
-                "INSERT OR REPLACE INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut newer_chunk = tx.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM chunks WHERE key > ?1 AND key < ?2)",
-            )?;
             for (id, count) in slice {
                 let samples = head.prefix(*id, *count);
                 moved += samples.len();
-                // Oldest window first: a series' tail may start only at the
-                // newest window written, and only if no chunk is newer.
+                // Oldest window first: a series' tail may start only at its
+                // open window.
                 let mut by_window: BTreeMap<i64, Vec<RawSample>> = BTreeMap::new();
                 for sample in samples {
                     by_window
@@ -473,25 +478,31 @@ impl Writer {
                         .push(sample);
                 }
                 let newest = by_window.keys().next_back().copied();
+                let mut open_window = self.open_windows.get(id).copied();
                 for (window_number, newer) in by_window {
                     // Sorted, one sample per timestamp, the last sent winning.
                     let newer = head::merge(Vec::new(), newer);
-                    let key = chunk_key(*id, window_number);
-                    let existing: Option<(i64, i64, i64, Vec<u8>)> = load
-                        .query_row(params![key], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .optional()?;
+                    let key = chunk_rows::key(*id, window_number);
+                    let existing = chunk_rows::load(&tx, key)?;
+                    let table = match &existing {
+                        Some((table, _)) => *table,
+                        None if Some(window_number) == newest
+                            && open_window.is_none_or(|open| open < window_number) =>
+                        {
+                            Table::Open
+                        }
+                        None => Table::Closed,
+                    };
                     let corrupt =
                         |e: chunk::ChunkError| StorageError::Corrupt(format!("chunk {key}: {e}"));
                     let span = window_span(window_number, window);
                     let tail_from = keep_from.filter(|k| span.1 > *k);
                     // The window's samples after this pass: decoded only
                     // where they are needed (a merge, or a recent tail).
-                    let (old_count, count, first, last, data, merged) = match existing {
-                        Some((old_count, old_min, old_max, data))
-                            if newer[0].0 > old_max
-                                && chunk::segments(&data).map_err(corrupt)?
+                    let (old_count, row, merged) = match existing {
+                        Some((Table::Open, old))
+                            if newer[0].0 > old.max_ts
+                                && chunk::segments(&old.data).map_err(corrupt)?
                                     < chunk::MAX_SEGMENTS =>
                         {
                             // In order: the new samples become one more
@@ -509,72 +520,47 @@ impl Writer {
                                     None
                                 }
                                 Some(_) => {
-                                    let mut all = chunk::decode(&data).map_err(corrupt)?;
+                                    let mut all = chunk::decode(&old.data).map_err(corrupt)?;
                                     all.extend_from_slice(&newer);
                                     Some(all)
                                 }
                                 None => None,
                             };
-                            let count = old_count + newer.len() as i64;
-                            let last = newer[newer.len() - 1].0;
-                            (
-                                old_count,
-                                count,
-                                old_min,
-                                last,
-                                chunk::append(&data, &newer),
-                                merged,
-                            )
+                            let row = chunk_rows::Row {
+                                count: old.count + newer.len() as i64,
+                                min_ts: old.min_ts,
+                                max_ts: newer[newer.len() - 1].0,
+                                data: chunk::append(&old.data, &newer),
+                            };
+                            (old.count, row, merged)
                         }
-                        Some((old_count, _, _, data)) => {
+                        Some((_, old)) => {
                             let merged =
-                                head::merge(chunk::decode(&data).map_err(corrupt)?, newer.clone());
-                            let (first, last) = (merged[0].0, merged[merged.len() - 1].0);
-                            let data = chunk::encode(&merged);
-                            (
-                                old_count,
-                                merged.len() as i64,
-                                first,
-                                last,
-                                data,
-                                Some(merged),
-                            )
+                                head::merge(chunk::decode(&old.data).map_err(corrupt)?, newer);
+                            (old.count, whole_row(&merged), Some(merged))
                         }
                         None => {
-                            // The series' first samples in this window: the
-                            // window before it is most likely closed now, and
-                            // written whole once if it was written in segments.
-                            let before: Option<(i64, Vec<u8>)> = previous
-                                .query_row(params![key, chunk_key(*id, 0)], |r| {
-                                    Ok((r.get(0)?, r.get(1)?))
-                                })
-                                .optional()?;
-                            if let Some((before_key, before_data)) = before {
-                                let corrupt_before = |e: chunk::ChunkError| {
-                                    StorageError::Corrupt(format!("chunk {before_key}: {e}"))
-                                };
-                                if chunk::segments(&before_data).map_err(corrupt_before)? > 1 {
-                                    let samples =
-                                        chunk::decode(&before_data).map_err(corrupt_before)?;
-                                    rewrite
-                                        .execute(params![before_key, chunk::encode(&samples)])?;
+                            if table == Table::Open {
+                                // The series' first samples in a newer
+                                // window: the window before closes.
+                                if let Some(open) = open_window {
+                                    chunk_rows::close(&tx, chunk_rows::key(*id, open))?;
                                 }
+                                open_window = Some(window_number);
+                                opened.push((*id, window_number));
                             }
-                            let (first, last) = (newer[0].0, newer[newer.len() - 1].0);
-                            let data = chunk::encode(&newer);
-                            (0, newer.len() as i64, first, last, data, Some(newer))
+                            (0, whole_row(&newer), Some(newer))
                         }
                     };
-                    store.execute(params![key, first, last, count, data])?;
-                    chunk_delta += count - old_count;
+                    chunk_rows::store(&tx, table, key, &row)?;
+                    chunk_delta += row.count - old_count;
                     if let (Some(keep_from), Some(merged)) = (tail_from, merged) {
-                        let start_from = if recent.has(*id) || Some(window_number) != newest {
-                            None
-                        } else {
-                            let newer: bool = newer_chunk
-                                .query_row(params![key, chunk_key(*id + 1, 0)], |r| r.get(0))?;
-                            (!newer).then_some(keep_from)
-                        };
+                        // An open window is the series' newest chunk: a tail
+                        // may start there.
+                        let start_from = (table == Table::Open
+                            && Some(window_number) == newest
+                            && !recent.has(*id))
+                        .then_some(keep_from);
                         let kept = merged.partition_point(|s| s.0 < keep_from);
                         tails.push(TailUpdate {
                             id: *id,
@@ -588,6 +574,7 @@ impl Writer {
             }
         }
         tx.commit()?;
+        self.open_windows.extend(opened);
         let counters = &self.shared.counters;
         if chunk_delta >= 0 {
             counters
@@ -643,58 +630,41 @@ impl Writer {
              SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
             params![RETENTION_CUTOFF_SETTING, cutoff],
         )?;
+        // Windows before the cutoff's go whole, in one key range.
+        let (samples, rows) = chunk_rows::before(&tx, first_kept_window)?;
+        chunk_rows::delete_before(&tx, first_kept_window)?;
+        dropped_samples += samples;
+        outcome.chunks += rows as usize;
+        let mut open_windows = self.open_windows.clone();
+        open_windows.retain(|_, open| *open >= first_kept_window);
         {
-            let mut old_counts = tx.prepare_cached(
-                "SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE key >= ?1 AND key < ?2",
-            )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM chunks WHERE key >= ?1 AND key < ?2")?;
-            let mut boundary =
-                tx.prepare_cached("SELECT min_ts, count, data FROM chunks WHERE key = ?1")?;
-            let mut rewrite = tx.prepare_cached(
-                "UPDATE chunks SET min_ts = ?2, count = ?3, data = ?4 WHERE key = ?1",
-            )?;
-            let mut delete_one = tx.prepare_cached("DELETE FROM chunks WHERE key = ?1")?;
-            let mut any_left = tx.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM chunks WHERE key >= ?1 AND key < ?2)",
-            )?;
+            let last_closed = chunk_rows::last_closed_window(&tx)?;
             let mut delete_series = tx.prepare_cached("DELETE FROM series WHERE id = ?1")?;
             let head = read_lock(&self.shared.head);
             for id in ids {
-                let (start, cut, end) = (
-                    chunk_key(id, 0),
-                    chunk_key(id, first_kept_window),
-                    chunk_key(id + 1, 0),
-                );
-                let (samples, chunks): (i64, i64) =
-                    old_counts.query_row(params![start, cut], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                if chunks > 0 {
-                    delete.execute(params![start, cut])?;
-                    dropped_samples += samples;
-                    outcome.chunks += chunks as usize;
-                }
                 // The window holding the cutoff keeps only its newer samples.
-                let edge: Option<(i64, i64, Vec<u8>)> = boundary
-                    .query_row(params![cut], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?;
-                if let Some((_, count, data)) = edge.filter(|(min_ts, _, _)| *min_ts < cutoff) {
-                    let mut kept = chunk::decode(&data)
+                let cut = chunk_rows::key(id, first_kept_window);
+                let edge = chunk_rows::load(&tx, cut)?;
+                if let Some((table, row)) = edge.filter(|(_, row)| row.min_ts < cutoff) {
+                    let mut kept = chunk::decode(&row.data)
                         .map_err(|e| StorageError::Corrupt(format!("chunk {cut}: {e}")))?;
                     kept.retain(|(t, _)| *t >= cutoff);
-                    dropped_samples += count - kept.len() as i64;
+                    dropped_samples += row.count - kept.len() as i64;
                     if kept.is_empty() {
-                        delete_one.execute(params![cut])?;
+                        chunk_rows::delete(&tx, table, cut)?;
+                        if table == Table::Open {
+                            open_windows.remove(&id);
+                        }
                         outcome.chunks += 1;
                     } else {
-                        rewrite.execute(params![
-                            cut,
-                            kept[0].0,
-                            kept.len() as i64,
-                            chunk::encode(&kept)
-                        ])?;
+                        chunk_rows::store(&tx, table, cut, &whole_row(&kept))?;
                     }
                 }
-                let has_chunks: bool = any_left.query_row(params![start, end], |r| r.get(0))?;
+                let has_chunks = open_windows.contains_key(&id)
+                    || match last_closed {
+                        Some(last) => chunk_rows::has_closed(&tx, id, first_kept_window, last)?,
+                        None => false,
+                    };
                 if !has_chunks && !head.has_samples_since(id, cutoff) {
                     delete_series.execute(params![id as i64])?;
                     empty.push(id);
@@ -702,6 +672,7 @@ impl Writer {
             }
         }
         tx.commit()?;
+        self.open_windows = open_windows;
         {
             let mut head = write_lock(&self.shared.head);
             head.drop_before(cutoff);
@@ -732,5 +703,15 @@ impl Writer {
             "retention pass done"
         );
         Ok(outcome)
+    }
+}
+
+/// A chunk row holding `samples` (sorted, not empty) encoded whole.
+fn whole_row(samples: &[RawSample]) -> chunk_rows::Row {
+    chunk_rows::Row {
+        count: samples.len() as i64,
+        min_ts: samples[0].0,
+        max_ts: samples[samples.len() - 1].0,
+        data: chunk::encode(samples),
     }
 }
