@@ -73,26 +73,30 @@ pub(super) struct Row {
 /// A window's row, looked up where it is (open first).
 pub(super) fn load(tx: &Transaction<'_>, key: i64) -> Result<Option<(Table, Row)>, StorageError> {
     for table in [Table::Open, Table::Closed] {
-        let sql = match table {
-            Table::Open => "SELECT count, min_ts, max_ts, data FROM open_chunks WHERE key = ?1",
-            Table::Closed => "SELECT count, min_ts, max_ts, data FROM chunks WHERE key = ?1",
-        };
-        let row = tx
-            .prepare_cached(sql)?
-            .query_row(params![key], |r| {
-                Ok(Row {
-                    count: r.get(0)?,
-                    min_ts: r.get(1)?,
-                    max_ts: r.get(2)?,
-                    data: r.get(3)?,
-                })
-            })
-            .optional()?;
-        if let Some(row) = row {
+        if let Some(row) = load_from(tx, table, key)? {
             return Ok(Some((table, row)));
         }
     }
     Ok(None)
+}
+
+/// A window's row in `table`, if it is there.
+fn load_from(tx: &Transaction<'_>, table: Table, key: i64) -> Result<Option<Row>, StorageError> {
+    let sql = match table {
+        Table::Open => "SELECT count, min_ts, max_ts, data FROM open_chunks WHERE key = ?1",
+        Table::Closed => "SELECT count, min_ts, max_ts, data FROM chunks WHERE key = ?1",
+    };
+    Ok(tx
+        .prepare_cached(sql)?
+        .query_row(params![key], |r| {
+            Ok(Row {
+                count: r.get(0)?,
+                min_ts: r.get(1)?,
+                max_ts: r.get(2)?,
+                data: r.get(3)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Writes a window's row into `table` (replacing the one there).
@@ -128,18 +132,7 @@ pub(super) fn delete(tx: &Transaction<'_>, table: Table, key: i64) -> Result<(),
 /// Moves a series' open window to the closed table, written whole if it
 /// was written in segments.
 pub(super) fn close(tx: &Transaction<'_>, key: i64) -> Result<(), StorageError> {
-    let row = tx
-        .prepare_cached("SELECT count, min_ts, max_ts, data FROM open_chunks WHERE key = ?1")?
-        .query_row(params![key], |r| {
-            Ok(Row {
-                count: r.get(0)?,
-                min_ts: r.get(1)?,
-                max_ts: r.get(2)?,
-                data: r.get(3)?,
-            })
-        })
-        .optional()?;
-    let Some(mut row) = row else {
+    let Some(mut row) = load_from(tx, Table::Open, key)? else {
         return Ok(());
     };
     let corrupt = |e: chunk::ChunkError| StorageError::Corrupt(format!("chunk {key}: {e}"));
@@ -218,53 +211,77 @@ pub(super) fn last_closed_window(tx: &Transaction<'_>) -> Result<Option<i64>, St
     Ok(last.map(window_of_key))
 }
 
-/// The rows of one series in windows `first..=last` overlapping
-/// `[start_ms, end_ms]`, from both tables in one statement: the windows'
-/// keys are generated in the statement and each is looked up in both.
-/// Rows come closed first, then open, each part in window order.
-const SERIES_ROWS: &str = "
-    WITH RECURSIVE windows(key) AS (
-        SELECT ?1 UNION ALL SELECT key + ?5 FROM windows WHERE key < ?2
+/// The rows of the series `lo..=lo + span` in windows `first..=last`
+/// overlapping `[start_ms, end_ms]`, from both tables in one statement:
+/// the windows' key ranges are generated in the statement and each is
+/// searched in both. Rows come closed first, then open, each part in
+/// window order and by series within a window.
+const RUN_ROWS: &str = "
+    WITH RECURSIVE windows(lo) AS (
+        SELECT ?1 UNION ALL SELECT lo + ?5 FROM windows WHERE lo < ?2
     )
     SELECT c.key, c.data, c.min_ts, c.max_ts, c.count
-        FROM windows JOIN chunks AS c ON c.key = windows.key
+        FROM windows JOIN chunks AS c ON c.key BETWEEN windows.lo AND windows.lo + ?6
         WHERE c.max_ts >= ?3 AND c.min_ts <= ?4
     UNION ALL
     SELECT o.key, o.data, o.min_ts, o.max_ts, o.count
-        FROM windows JOIN open_chunks AS o ON o.key = windows.key
+        FROM windows JOIN open_chunks AS o ON o.key BETWEEN windows.lo AND windows.lo + ?6
         WHERE o.max_ts >= ?3 AND o.min_ts <= ?4";
 
-/// Calls `each(key, data, min_ts, max_ts, count)` for the series' rows in
-/// windows `first..=last` overlapping `[start_ms, end_ms]`; returns whether
-/// they came in key (so time) order.
+/// A chunk row as a read sees it.
+pub(super) struct Found<'a> {
+    pub key: i64,
+    pub data: &'a [u8],
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub count: i64,
+}
+
+/// Calls `each(position in run, row)` for the rows of the series in `run`
+/// (sorted ids) in windows `windows.0..=windows.1` overlapping
+/// `[range.0, range.1]`. Every series between the run's first and last id
+/// is searched, those not in the run skipped: a run is worth it where its
+/// ids are close together.
 pub(super) fn for_each_in(
     conn: &Connection,
-    series: SeriesId,
+    run: &[SeriesId],
     windows: (i64, i64),
     range: (i64, i64),
-    mut each: impl FnMut(&[u8], i64, i64, i64) -> Result<(), StorageError>,
-) -> Result<bool, StorageError> {
-    let mut statement = conn.prepare_cached(SERIES_ROWS)?;
+    mut each: impl FnMut(usize, Found<'_>) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let (Some(&first), Some(&last)) = (run.first(), run.last()) else {
+        return Ok(());
+    };
+    let mut statement = conn.prepare_cached(RUN_ROWS)?;
     let mut rows = statement.query(params![
-        key(series, windows.0),
-        key(series, windows.1),
+        key(first, windows.0),
+        key(first, windows.1),
         range.0,
         range.1,
-        NEXT_WINDOW
+        NEXT_WINDOW,
+        (last - first) as i64
     ])?;
-    let mut in_order = true;
-    let mut previous = i64::MIN;
     while let Some(row) = rows.next()? {
         let key: i64 = row.get(0)?;
-        in_order &= key > previous;
-        previous = key;
+        let Ok(position) = run.binary_search(&series_of_key(key)) else {
+            continue;
+        };
         let data = row
             .get_ref(1)?
             .as_blob()
             .map_err(|e| StorageError::Corrupt(format!("chunk {key}: {e}")))?;
-        each(data, row.get(2)?, row.get(3)?, row.get(4)?)?;
+        each(
+            position,
+            Found {
+                key,
+                data,
+                min_ts: row.get(2)?,
+                max_ts: row.get(3)?,
+                count: row.get(4)?,
+            },
+        )?;
     }
-    Ok(in_order)
+    Ok(())
 }
 
 /// Whether the series has a row in windows `first..=last` overlapping
@@ -275,13 +292,14 @@ pub(super) fn any_in(
     windows: (i64, i64),
     range: (i64, i64),
 ) -> Result<bool, StorageError> {
-    let mut statement = conn.prepare_cached(&format!("{SERIES_ROWS} LIMIT 1"))?;
+    let mut statement = conn.prepare_cached(&format!("{RUN_ROWS} LIMIT 1"))?;
     Ok(statement.exists(params![
         key(series, windows.0),
         key(series, windows.1),
         range.0,
         range.1,
-        NEXT_WINDOW
+        NEXT_WINDOW,
+        0
     ])?)
 }
 

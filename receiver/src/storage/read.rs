@@ -155,20 +155,29 @@ impl Storage {
         budget: &ReadBudget,
         map: impl Fn(Cow<'_, SeriesData>) -> R + Sync,
     ) -> Result<Option<Vec<R>>, StorageError> {
-        let tasks: Vec<Result<Option<Vec<R>>, StorageError>> = selection.series[part]
+        let series = &selection.series[part];
+        // Read in series id order: series whose ids are close together
+        // have their chunks side by side in each window, where one search
+        // finds them all.
+        let mut order: Vec<usize> = (0..series.len()).collect();
+        order.sort_by_key(|&i| series[i].chunk_id());
+        let tasks: Vec<Result<Option<Positioned<R>>, StorageError>> = order
             .par_chunks(SERIES_PER_TASK)
             .map(|batch| {
-                self.with_reader(|conn| read_batch(conn, batch, &selection.range, budget, &map))
+                self.with_reader(|conn| {
+                    read_batch(conn, series, batch, &selection.range, budget, &map)
+                })
             })
             .collect();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(series.len());
         for task in tasks {
             match task? {
                 Some(read) => out.extend(read),
                 None => return Ok(None),
             }
         }
-        Ok(Some(out))
+        out.sort_unstable_by_key(|(position, _)| *position);
+        Ok(Some(out.into_iter().map(|(_, mapped)| mapped).collect()))
     }
 
     /// Oldest and newest sample timestamps, if any sample is stored.
@@ -297,6 +306,16 @@ enum Pending {
     Chunks(SeriesId, Labels, Vec<RawSample>),
 }
 
+impl Pending {
+    /// The series whose chunks are to be read (none when answered).
+    fn chunk_id(&self) -> Option<SeriesId> {
+        match self {
+            Pending::Chunks(id, _, _) => Some(*id),
+            Pending::Read(_) => None,
+        }
+    }
+}
+
 /// The chunks and samples a selection reads.
 #[derive(Debug)]
 struct ChunkRange {
@@ -359,25 +378,42 @@ impl ReadBudget {
     }
 }
 
-/// Reads a batch of series from the chunks on `conn` and maps each with
-/// samples; `None` once the budget is spent, here or in another task.
+/// Mapped series, each with its position in the part of a selection read.
+type Positioned<R> = Vec<(usize, R)>;
+
+/// Reads the series at `batch` (positions in `series`, in id order) from
+/// the chunks on `conn` and maps each with samples, with its position;
+/// `None` once the budget is spent, here or in another task.
 fn read_batch<R>(
     conn: &Connection,
-    batch: &[Pending],
+    series: &[Pending],
+    batch: &[usize],
     range: &ChunkRange,
     budget: &ReadBudget,
     map: &impl Fn(Cow<'_, SeriesData>) -> R,
-) -> Result<Option<Vec<R>>, StorageError> {
+) -> Result<Option<Positioned<R>>, StorageError> {
+    if budget.is_spent() {
+        return Ok(None);
+    }
+    let wanted: Vec<(SeriesId, usize)> = batch
+        .iter()
+        .filter_map(|&i| match &series[i] {
+            Pending::Chunks(id, _, newer) => Some((*id, newer.len())),
+            Pending::Read(_) => None,
+        })
+        .collect();
+    let mut from_chunks = read_chunks(conn, &wanted, range)?.into_iter();
     let mut out = Vec::with_capacity(batch.len());
-    for pending in batch {
+    for &position in batch {
         if budget.is_spent() {
             return Ok(None);
         }
         // Series answered from memory are lent, not copied.
-        let series = match pending {
+        let series = match &series[position] {
             Pending::Read(series) => Cow::Borrowed(series),
-            Pending::Chunks(id, labels, newer) => {
-                let samples = merge_newer(read_chunks(conn, *id, range, newer.len())?, newer);
+            Pending::Chunks(_, labels, newer) => {
+                let older = from_chunks.next().unwrap_or_default();
+                let samples = merge_newer(older, newer);
                 if !budget.take(samples.len()) {
                     return Ok(None);
                 }
@@ -388,7 +424,7 @@ fn read_batch<R>(
             }
         };
         if !series.samples.is_empty() {
-            out.push(map(series));
+            out.push((position, map(series)));
         }
     }
     Ok(Some(out))
@@ -398,50 +434,81 @@ fn read_batch<R>(
 /// not allocate much).
 const MAX_RESERVE: usize = 1 << 16;
 
-/// One series' chunk samples in the range, in time order, with room for
-/// `more` samples after them.
+/// Ids further apart than this are read by separate searches: a search
+/// over a run of ids also passes the rows of the ids in between.
+const RUN_GAP: SeriesId = 4;
+
+/// The chunk samples in the range of each `(series, room)` of `wanted`
+/// (sorted by id), in time order, each with room for `room` samples
+/// after them.
 fn read_chunks(
     conn: &Connection,
-    id: SeriesId,
+    wanted: &[(SeriesId, usize)],
     range: &ChunkRange,
-    more: usize,
-) -> Result<Vec<(i64, f64)>, StorageError> {
-    // Every chunk decodes into one buffer; only those straddling an end
-    // of the range are cut. Chunks wholly outside the range are not even
-    // fetched.
-    let mut raw: Vec<RawSample> = Vec::new();
-    let in_order = chunk_rows::for_each_in(
-        conn,
-        id,
-        (range.first_window, range.last_window),
-        (range.start_ms, range.end_ms),
-        |data, min_ts, max_ts, count| {
-            // The stored count is a hint only: the chunk says what it holds.
-            raw.reserve(usize::try_from(count).unwrap_or(0).min(MAX_RESERVE) + more);
-            let first = raw.len();
-            chunk::decode_into(data, &mut raw)
-                .map_err(|e| StorageError::Corrupt(format!("series {id}: {e}")))?;
-            if min_ts < range.start_ms || max_ts > range.end_ms {
-                // Decoded timestamps are strictly increasing: the range is
-                // one slice of them.
-                let decoded = &raw[first..];
-                let from = decoded.partition_point(|s| s.0 < range.start_ms);
-                let to = decoded.partition_point(|s| s.0 <= range.end_ms).max(from);
-                raw.truncate(first + to);
-                raw.drain(first..first + from);
-            }
-            Ok(())
-        },
-    )?;
-    if !in_order {
-        // Windows do not overlap in time: ordering by time puts the
-        // chunks back in window order.
-        raw.sort_unstable_by_key(|s| s.0);
+) -> Result<Vec<Vec<(i64, f64)>>, StorageError> {
+    let mut raws: Vec<Vec<RawSample>> = wanted.iter().map(|_| Vec::new()).collect();
+    let mut last_keys = vec![i64::MIN; wanted.len()];
+    let mut in_order = vec![true; wanted.len()];
+    let ids: Vec<SeriesId> = wanted.iter().map(|(id, _)| *id).collect();
+    let mut start = 0;
+    while start < ids.len() {
+        let mut end = start + 1;
+        while end < ids.len() && ids[end] - ids[end - 1] <= RUN_GAP {
+            end += 1;
+        }
+        chunk_rows::for_each_in(
+            conn,
+            &ids[start..end],
+            (range.first_window, range.last_window),
+            (range.start_ms, range.end_ms),
+            |position, found| {
+                let k = start + position;
+                in_order[k] &= found.key > last_keys[k];
+                last_keys[k] = found.key;
+                decode_in_range(&mut raws[k], &found, range, wanted[k].1)
+                    .map_err(|e| StorageError::Corrupt(format!("series {}: {e}", ids[k])))
+            },
+        )?;
+        start = end;
     }
-    Ok(raw
+    Ok(raws
         .into_iter()
-        .map(|(t, bits)| (t, f64::from_bits(bits)))
+        .zip(in_order)
+        .map(|(mut raw, in_order)| {
+            if !in_order {
+                // Windows do not overlap in time: ordering by time puts
+                // the chunks back in window order.
+                raw.sort_unstable_by_key(|s| s.0);
+            }
+            raw.into_iter()
+                .map(|(t, bits)| (t, f64::from_bits(bits)))
+                .collect()
+        })
         .collect())
+}
+
+/// Appends a chunk's samples in the range to `raw`, with room for `room`
+/// more; only a chunk straddling an end of the range is cut.
+fn decode_in_range(
+    raw: &mut Vec<RawSample>,
+    found: &chunk_rows::Found<'_>,
+    range: &ChunkRange,
+    room: usize,
+) -> Result<(), chunk::ChunkError> {
+    // The stored count is a hint only: the chunk says what it holds.
+    raw.reserve(usize::try_from(found.count).unwrap_or(0).min(MAX_RESERVE) + room);
+    let first = raw.len();
+    chunk::decode_into(found.data, raw)?;
+    if found.min_ts < range.start_ms || found.max_ts > range.end_ms {
+        // Decoded timestamps are strictly increasing: the range is one
+        // slice of them.
+        let decoded = &raw[first..];
+        let from = decoded.partition_point(|s| s.0 < range.start_ms);
+        let to = decoded.partition_point(|s| s.0 <= range.end_ms).max(from);
+        raw.truncate(first + to);
+        raw.drain(first..first + from);
+    }
+    Ok(())
 }
 
 /// `older` (from chunks) with `newer` (the head's copy: sorted, one sample

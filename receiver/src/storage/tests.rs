@@ -917,3 +917,67 @@ fn a_version_5_databases_chunks_are_read_and_grown_after_migration() {
     assert_chunk_layout(&path);
     rt.block_on(storage.close());
 }
+
+#[test]
+fn a_read_of_series_picked_among_others_gets_each_ones_samples() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let storage = Storage::open(
+        &path,
+        Options {
+            chunk_window: Duration::from_secs(3600),
+            recent_window: Duration::ZERO,
+            ..options()
+        },
+    )
+    .unwrap();
+    let now = super::now_ms();
+    let start = now - 3 * HOUR;
+    // Twelve series numbered in order, three hours (three or four windows)
+    // of a sample a minute, each with values of its own; the last minutes
+    // stay in the head.
+    let mut sent: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    let mut batch = |from: i64, to: i64| {
+        let request: Vec<SeriesSamples> = (0..12)
+            .map(|k| {
+                let samples: Vec<(i64, f64)> = (from..to)
+                    .map(|i| (start + i * 60_000 + k, (k * 1000 + i) as f64))
+                    .collect();
+                let name = format!("h{k}");
+                sent.entry(name.clone())
+                    .or_default()
+                    .extend(samples.iter().map(|(t, v)| (*t, v.to_bits())));
+                series("m", &name, &samples)
+            })
+            .collect();
+        rt.block_on(storage.append(request, vec![])).unwrap();
+    };
+    batch(0, 170);
+    rt.block_on(storage.compact()).unwrap();
+    batch(170, 180);
+    // Ids 1, 3, 4, 8 and 12: runs of neighbours and a loner, with series
+    // in between that are not asked for.
+    let picked = [m("instance", MatchOp::Regex, "h0|h2|h3|h7|h11")];
+    let want: Vec<(String, Vec<(i64, u64)>)> = ["h0", "h11", "h2", "h3", "h7"]
+        .iter()
+        .map(|name| (name.to_string(), sent[*name].clone()))
+        .collect();
+    assert_eq!(dump(&storage, &picked, start, now), want);
+    // A range inside the middle window cuts each series' chunks alike.
+    let (from, to) = (start + 70 * 60_000, start + 100 * 60_000);
+    let inside: Vec<(String, Vec<(i64, u64)>)> = want
+        .iter()
+        .map(|(name, samples)| {
+            let kept = samples
+                .iter()
+                .copied()
+                .filter(|(t, _)| (from..=to).contains(t))
+                .collect();
+            (name.clone(), kept)
+        })
+        .collect();
+    assert_eq!(dump(&storage, &picked, from, to), inside);
+    rt.block_on(storage.close());
+}
