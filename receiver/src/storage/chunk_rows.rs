@@ -189,26 +189,37 @@ pub(super) fn delete_before(tx: &Transaction<'_>, window: i64) -> Result<(), Sto
     Ok(())
 }
 
-/// Whether the series has a closed row in windows `first..=last`.
+/// Whether the series has a closed row in window `first` or later. Each
+/// search lands on the next row that exists, so windows without rows are
+/// skipped however far apart the rows are.
 pub(super) fn has_closed(
     tx: &Transaction<'_>,
     series: SeriesId,
     first: i64,
-    last: i64,
 ) -> Result<bool, StorageError> {
-    let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE key = ?1")?;
-    for window in first..=last {
-        if exists.exists(params![key(series, window)])? {
+    let mut next =
+        tx.prepare_cached("SELECT key FROM chunks WHERE key >= ?1 ORDER BY key LIMIT 1")?;
+    let mut window = first;
+    while window <= LAST_WINDOW {
+        let found: Option<i64> = next
+            .query_row(params![key(series, window)], |r| r.get(0))
+            .optional()?;
+        let Some(found) = found else {
+            return Ok(false);
+        };
+        let (at, other) = (window_of_key(found), series_of_key(found));
+        if other == series {
             return Ok(true);
         }
+        // A later window: the series may be further on in it, unless the
+        // row found is already past the series.
+        window = if at > window && other < series {
+            at
+        } else {
+            at + 1
+        };
     }
     Ok(false)
-}
-
-/// The newest window with a closed row, if any.
-pub(super) fn last_closed_window(tx: &Transaction<'_>) -> Result<Option<i64>, StorageError> {
-    let last: Option<i64> = tx.query_row("SELECT MAX(key) FROM chunks", [], |r| r.get(0))?;
-    Ok(last.map(window_of_key))
 }
 
 /// The rows of the series `lo..=lo + span` in windows `first..=last`
@@ -337,5 +348,25 @@ mod tests {
         let last = key((1 << SERIES_BITS) - 1, LAST_WINDOW);
         assert!(last > 0, "the largest key is a positive i64");
         assert_eq!(window_of_key(last), LAST_WINDOW);
+    }
+
+    #[test]
+    fn a_closed_row_is_found_however_far_apart_the_windows_are() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::create_at_version(&conn, super::super::schema::CURRENT_VERSION);
+        let tx = conn.transaction().unwrap();
+        for (series, window) in [(9, 50), (5, 100), (3, 1 << 20)] {
+            tx.execute(
+                "INSERT INTO chunks (key, min_ts, max_ts, count, data) VALUES (?1, 0, 0, 1, x'00')",
+                params![key(series, window)],
+            )
+            .unwrap();
+        }
+        let has = |series, first| has_closed(&tx, series, first).unwrap();
+        assert!(has(5, 0) && has(5, 100) && !has(5, 101));
+        assert!(has(9, 0) && !has(9, 51));
+        // Found past two earlier rows of other series, a million windows on.
+        assert!(has(3, 0) && has(3, 1 << 20) && !has(3, (1 << 20) + 1));
+        assert!(!has(7, 0) && !has(4, 0));
     }
 }

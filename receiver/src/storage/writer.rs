@@ -638,7 +638,6 @@ impl Writer {
         let mut open_windows = self.open_windows.clone();
         open_windows.retain(|_, open| *open >= first_kept_window);
         {
-            let last_closed = chunk_rows::last_closed_window(&tx)?;
             let mut delete_series = tx.prepare_cached("DELETE FROM series WHERE id = ?1")?;
             let head = read_lock(&self.shared.head);
             for id in ids {
@@ -661,10 +660,7 @@ impl Writer {
                     }
                 }
                 let has_chunks = open_windows.contains_key(&id)
-                    || match last_closed {
-                        Some(last) => chunk_rows::has_closed(&tx, id, first_kept_window, last)?,
-                        None => false,
-                    };
+                    || chunk_rows::has_closed(&tx, id, first_kept_window)?;
                 if !has_chunks && !head.has_samples_since(id, cutoff) {
                     delete_series.execute(params![id as i64])?;
                     empty.push(id);
