@@ -264,14 +264,7 @@ pub(super) fn for_each_in(
         return Ok(());
     };
     let mut statement = conn.prepare_cached(RUN_ROWS)?;
-    let mut rows = statement.query(params![
-        key(first, windows.0),
-        key(first, windows.1),
-        range.0,
-        range.1,
-        NEXT_WINDOW,
-        (last - first) as i64
-    ])?;
+    let mut rows = statement.query(run_params((first, last), windows, range))?;
     while let Some(row) = rows.next()? {
         let key: i64 = row.get(0)?;
         let Ok(position) = run.binary_search(&series_of_key(key)) else {
@@ -303,15 +296,21 @@ pub(super) fn any_in(
     windows: (i64, i64),
     range: (i64, i64),
 ) -> Result<bool, StorageError> {
-    let mut statement = conn.prepare_cached(&format!("{RUN_ROWS} LIMIT 1"))?;
-    Ok(statement.exists(params![
-        key(series, windows.0),
-        key(series, windows.1),
+    // `exists` stops at the first row: the statement goes no further.
+    let mut statement = conn.prepare_cached(RUN_ROWS)?;
+    Ok(statement.exists(run_params((series, series), windows, range))?)
+}
+
+/// [`RUN_ROWS`]'s parameters for the series `ids.0..=ids.1`.
+fn run_params(ids: (SeriesId, SeriesId), windows: (i64, i64), range: (i64, i64)) -> [i64; 6] {
+    [
+        key(ids.0, windows.0),
+        key(ids.0, windows.1),
         range.0,
         range.1,
         NEXT_WINDOW,
-        0
-    ])?)
+        (ids.1 - ids.0) as i64,
+    ]
 }
 
 /// Oldest and newest timestamps in both tables.

@@ -254,10 +254,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("old.db");
             let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..from as usize] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", from).unwrap();
+            create_at_version(&conn, from);
             conn.execute(
                 "INSERT INTO series (id, labels) VALUES (7, '[[\"__name__\",\"up\"]]')",
                 [],

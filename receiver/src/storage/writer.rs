@@ -635,8 +635,9 @@ impl Writer {
         chunk_rows::delete_before(&tx, first_kept_window)?;
         dropped_samples += samples;
         outcome.chunks += rows as usize;
-        let mut open_windows = self.open_windows.clone();
-        open_windows.retain(|_, open| *open >= first_kept_window);
+        // Open rows the cutoff's window trims to nothing; the open windows
+        // before it went with the range above.
+        let mut emptied_open = Vec::new();
         {
             let mut delete_series = tx.prepare_cached("DELETE FROM series WHERE id = ?1")?;
             let head = read_lock(&self.shared.head);
@@ -644,6 +645,10 @@ impl Writer {
                 // The window holding the cutoff keeps only its newer samples.
                 let cut = chunk_rows::key(id, first_kept_window);
                 let edge = chunk_rows::load(&tx, cut)?;
+                let mut open_left = self
+                    .open_windows
+                    .get(&id)
+                    .is_some_and(|open| *open >= first_kept_window);
                 if let Some((table, row)) = edge.filter(|(_, row)| row.min_ts < cutoff) {
                     let mut kept = chunk::decode(&row.data)
                         .map_err(|e| StorageError::Corrupt(format!("chunk {cut}: {e}")))?;
@@ -652,15 +657,15 @@ impl Writer {
                     if kept.is_empty() {
                         chunk_rows::delete(&tx, table, cut)?;
                         if table == Table::Open {
-                            open_windows.remove(&id);
+                            emptied_open.push(id);
+                            open_left = false;
                         }
                         outcome.chunks += 1;
                     } else {
                         chunk_rows::store(&tx, table, cut, &whole_row(&kept))?;
                     }
                 }
-                let has_chunks = open_windows.contains_key(&id)
-                    || chunk_rows::has_closed(&tx, id, first_kept_window)?;
+                let has_chunks = open_left || chunk_rows::has_closed(&tx, id, first_kept_window)?;
                 if !has_chunks && !head.has_samples_since(id, cutoff) {
                     delete_series.execute(params![id as i64])?;
                     empty.push(id);
@@ -668,7 +673,11 @@ impl Writer {
             }
         }
         tx.commit()?;
-        self.open_windows = open_windows;
+        self.open_windows
+            .retain(|_, open| *open >= first_kept_window);
+        for id in emptied_open {
+            self.open_windows.remove(&id);
+        }
         {
             let mut head = write_lock(&self.shared.head);
             head.drop_before(cutoff);
