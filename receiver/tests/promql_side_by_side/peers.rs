@@ -154,12 +154,17 @@ impl Peer {
     }
 }
 
-/// An HTTP client for test traffic.
+/// An HTTP client for test traffic. It asks for answers as they are:
+/// Prometheus and VictoriaMetrics gzip an answer when the client accepts
+/// it and dcmon does not, so with compression the query bench would time
+/// the peers' compressing (and the client's inflating) against dcmon's
+/// plain answer rather than the three systems' evaluation.
 pub fn client() -> Client {
     // reqwest's TLS (built in with the exporter's) needs a rustls provider.
     dcmon_web::install_crypto_provider();
     Client::builder()
         .timeout(Duration::from_secs(120))
+        .no_gzip()
         .build()
         .unwrap()
 }
