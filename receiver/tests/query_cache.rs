@@ -136,3 +136,92 @@ fn a_cache_size_of_zero_turns_the_cache_off() {
         0.0
     );
 }
+
+/// `/api/v1/query_range`'s body over `[start, end]` at a 15 s step as
+/// sent, with its Content-Encoding, for a client that does or does not
+/// accept gzip.
+fn raw_range(
+    receiver: &Receiver,
+    query: &str,
+    (start, end): (i64, i64),
+    gzip: bool,
+) -> (Option<String>, Vec<u8>) {
+    let params = [
+        ("query", query.to_owned()),
+        ("start", format!("{}", start as f64 / 1000.0)),
+        ("end", format!("{}", end as f64 / 1000.0)),
+        ("step", "15".to_owned()),
+    ];
+    dcmon_web::install_crypto_provider();
+    let plain = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let response = plain
+        .get(receiver.url("/api/v1/query_range"))
+        .query(&params)
+        .header("accept-encoding", if gzip { "gzip" } else { "identity" })
+        .bearer_auth(&receiver.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    let encoding = headers
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (encoding, response.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn gzip_answers_unzip_to_the_plain_answer_cached_or_not() {
+    use std::io::Read;
+    let receiver = Receiver::start(&[]);
+    // Six hours of two counters every 15 s, ending an hour ago: long
+    // enough for whole blocks of the cache's compressed text (256 steps,
+    // 64 minutes at this step).
+    let now = now_ms();
+    let first = (now - 7 * 3_600_000).div_euclid(STEP_MS) * STEP_MS;
+    for (instance, slope) in [("a", 3.25), ("b", 5.5)] {
+        let samples: Vec<(i64, f64)> = (0..1_440)
+            .map(|k| (first + k * 15_000, (k as f64) * slope))
+            .collect();
+        let sent = series(
+            &[("__name__", "probe_total"), ("instance", instance)],
+            &samples,
+        );
+        assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
+    }
+    let query = "rate(probe_total[2m])";
+    let gunzip = |body: &[u8]| {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut text)
+            .expect("a valid gzip member");
+        text
+    };
+    // A miss (stored), then hits with the start moved by steps, so the
+    // served points start at several places in a compressed block; the
+    // end moves with it.
+    let end = first + 6 * 3_600_000;
+    for moved in [0, 1, 7, 256, 300] {
+        let range = (first + 600_000 + moved * 15_000, end + moved * 15_000);
+        let (encoding, zipped) = raw_range(&receiver, query, range, true);
+        assert_eq!(encoding.as_deref(), Some("gzip"));
+        let (encoding, plain) = raw_range(&receiver, query, range, false);
+        assert_eq!(encoding, None);
+        assert!(plain.len() > 10_000, "{}", plain.len());
+        assert!(
+            zipped.len() < plain.len() / 2,
+            "{} of {}",
+            zipped.len(),
+            plain.len()
+        );
+        assert_eq!(
+            String::from_utf8(gunzip(&zipped)).unwrap(),
+            String::from_utf8(plain).unwrap(),
+            "moved {moved} steps"
+        );
+    }
+    assert!(counter(&receiver, "dcmon_receiver_query_cache_hits_total") >= 8.0);
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
+use dcmon_protocol::exposition;
 use promql_parser::parser::Expr;
 use serde_json::{Value as JsonValue, json};
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -264,6 +265,7 @@ pub async fn query(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<QueryAnswer, ApiError> {
+    let gzip = accepts_gzip(&request);
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let time = params.time_or("time", now_ms())?;
@@ -274,9 +276,15 @@ pub async fn query(
         .run(timeout, move |engine| {
             engine
                 .instant_query(&expr, time)
-                .map(|r| query_json::encode(&r))
+                .map(|r| query_json::encode(&r, gzip))
         })
         .await
+}
+
+/// Whether the client takes a gzipped answer.
+fn accepts_gzip(request: &Request) -> bool {
+    let header = request.headers().get(axum::http::header::ACCEPT_ENCODING);
+    exposition::accepts_gzip(header.and_then(|h| h.to_str().ok()))
 }
 
 /// `GET|POST /api/v1/query_range`
@@ -284,6 +292,7 @@ pub async fn query_range(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<QueryAnswer, ApiError> {
+    let gzip = accepts_gzip(&request);
     let params = Params::from_request(request).await?;
     let expr = required_query(&params)?;
     let start = params.time("start")?;
@@ -303,7 +312,7 @@ pub async fn query_range(
         .run(timeout, move |engine| {
             engine
                 .range_query_cached(&expr, start, end, step, cache.as_deref())
-                .map(|r| query_json::encode(&r))
+                .map(|r| query_json::encode(&r, gzip))
         })
         .await
 }

@@ -1,28 +1,43 @@
 //! The JSON body of query answers, written straight into a byte buffer: a
 //! large matrix would take several times its size as a `serde_json::Value`
-//! tree, and the receiver runs on small boxes.
+//! tree, and the receiver runs on small boxes. Gzipped when the client
+//! accepts it, as Prometheus does (Grafana always asks): the points the
+//! query cache holds come already compressed.
 
 use std::io::Write;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::promql::gzip::GzipWriter;
 use crate::promql::text::{write_point, write_seconds};
-use crate::promql::{QueryResult, Value};
+use crate::promql::{QueryResult, Value, WrittenPoints};
 
 /// A finished query answer (`{"status":"success","data":{…}}`).
 #[derive(Debug)]
-pub struct QueryAnswer(Vec<u8>);
+pub struct QueryAnswer {
+    body: Vec<u8>,
+    gzip: bool,
+}
 
 impl IntoResponse for QueryAnswer {
     fn into_response(self) -> Response {
-        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+        let json = (header::CONTENT_TYPE, "application/json");
+        // The body depends on the request's Accept-Encoding either way.
+        let vary = (header::VARY, "Accept-Encoding");
+        if self.gzip {
+            ([json, vary, (header::CONTENT_ENCODING, "gzip")], self.body).into_response()
+        } else {
+            ([json, vary], self.body).into_response()
+        }
     }
 }
 
-/// Encodes `result` in Prometheus's response shape.
-pub fn encode(result: &QueryResult) -> QueryAnswer {
+/// Encodes `result` in Prometheus's response shape, gzipped when `gzip`.
+pub fn encode(result: &QueryResult, gzip: bool) -> QueryAnswer {
     let mut out = Vec::with_capacity(size_hint(&result.value));
+    // Where the cache's written points go, when they are not copied in.
+    let mut marks: Vec<(usize, &WrittenPoints)> = Vec::new();
     let t = result.time_ms;
     out.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
     out.extend_from_slice(result.value.type_name().as_bytes());
@@ -56,8 +71,10 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
                 // Leading points the cache holds written are copied.
                 let written = result.written.get(i).and_then(Option::as_ref);
                 let copied = written.map_or(0, |w| w.count());
-                if let Some(written) = written {
-                    out.extend_from_slice(written.bytes());
+                match written {
+                    Some(written) if gzip => marks.push((out.len(), written)),
+                    Some(written) => out.extend_from_slice(written.bytes()),
+                    None => {}
                 }
                 for (j, (ms, v)) in s.points.iter().enumerate().skip(copied) {
                     if j > 0 {
@@ -78,7 +95,21 @@ pub fn encode(result: &QueryResult) -> QueryAnswer {
         }
     }
     out.push(b'}');
-    QueryAnswer(out)
+    if !gzip {
+        return QueryAnswer { body: out, gzip };
+    }
+    let mut gz = GzipWriter::new();
+    let mut at = 0;
+    for (mark, written) in marks {
+        gz.text(&out[at..mark]);
+        written.gzip_into(&mut gz);
+        at = mark;
+    }
+    gz.text(&out[at..]);
+    QueryAnswer {
+        body: gz.finish(),
+        gzip,
+    }
 }
 
 /// About the answer's size, so that a large one is not copied as its
@@ -135,7 +166,7 @@ mod tests {
             infos: Vec::new(),
             written: Vec::new(),
         };
-        serde_json::from_slice(&encode(&result).0).unwrap()
+        serde_json::from_slice(&encode(&result, false).body).unwrap()
     }
 
     #[test]

@@ -40,9 +40,10 @@ use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
+use rayon::prelude::*;
 
 use super::eval::{Annotations, Limits};
-use super::text::{PointsText, WrittenPoints};
+use super::text::{BLOCK_STEPS, PointsText, WrittenPoints};
 use super::value::{Series, Value};
 use super::{Engine, QueryError, QueryResult, duration_ms, plan};
 use crate::storage::changes::Changes;
@@ -384,7 +385,13 @@ impl QueryCache {
                 (Some((part, _)), _) => self.confirm(&key, part, changes.epoch),
                 (None, Some(_)) => {}
                 (None, None) => {
-                    let part = Part::new(&mut stored, range.start_ms, last_ms, notes.clone());
+                    let part = Part::new(
+                        &mut stored,
+                        range.start_ms,
+                        last_ms,
+                        range.step_ms,
+                        notes.clone(),
+                    );
                     self.store(key, part, changes.epoch);
                 }
             }
@@ -479,27 +486,34 @@ struct Piece {
 
 impl Part {
     /// The part of `pieces` (an answer's series) at steps
-    /// `first_ms..=last_ms`, with its points written; each piece whose
-    /// kept points lead it takes their text from the part.
-    fn new(pieces: &mut [Piece], first_ms: i64, last_ms: i64, notes: Annotations) -> Self {
-        let (mut series, mut text) = (Vec::new(), Vec::new());
-        for piece in pieces {
-            let Some((from, kept)) =
-                piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms, 0)
-            else {
-                continue;
-            };
-            let written = kept.written.as_ref();
-            let new = &kept.series.points[written.map_or(0, WrittenPoints::count)..];
-            let kept_text = Arc::new(PointsText::extended(written, new));
-            // An answer's steps start at `first_ms`, so this always holds.
-            if from == 0 {
-                let all = 0..kept_text.points();
-                piece.written = Some(WrittenPoints::new(Arc::clone(&kept_text), all));
-            }
-            series.push(kept.series);
-            text.push(kept_text);
-        }
+    /// `first_ms..=last_ms`, with its points written (series in
+    /// parallel: compressing the text's blocks is most of it); each
+    /// piece whose kept points lead it takes their text from the part.
+    fn new(
+        pieces: &mut [Piece],
+        first_ms: i64,
+        last_ms: i64,
+        step_ms: i64,
+        notes: Annotations,
+    ) -> Self {
+        let span_ms = step_ms.saturating_mul(BLOCK_STEPS);
+        let kept: Vec<Option<(Series, Arc<PointsText>)>> = pieces
+            .par_iter_mut()
+            .map(|piece| {
+                let (from, kept) =
+                    piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms, 0)?;
+                let written = kept.written.as_ref();
+                let new = &kept.series.points[written.map_or(0, WrittenPoints::count)..];
+                let kept_text = Arc::new(PointsText::extended(written, new, span_ms));
+                // An answer's steps start at `first_ms`, so this always holds.
+                if from == 0 {
+                    let all = 0..kept_text.points();
+                    piece.written = Some(WrittenPoints::new(Arc::clone(&kept_text), all));
+                }
+                Some((kept.series, kept_text))
+            })
+            .collect();
+        let (series, text) = kept.into_iter().flatten().unzip();
         Self {
             first_ms,
             last_ms,

@@ -118,7 +118,7 @@ fn written_points(result: &QueryResult) -> usize {
         let Some(written) = written else { continue };
         let points = &series.points[..written.count()];
         let own = WrittenPoints::new(
-            Arc::new(PointsText::extended(None, points)),
+            Arc::new(PointsText::extended(None, points, 1)),
             0..points.len(),
         );
         assert_eq!(
@@ -126,6 +126,11 @@ fn written_points(result: &QueryResult) -> usize {
             String::from_utf8_lossy(own.bytes()),
             "{:?}",
             series.labels
+        );
+        // Its compressed blocks hold the same text.
+        assert_eq!(
+            String::from_utf8_lossy(&crate::promql::text::tests::gzipped_text(written)),
+            String::from_utf8_lossy(own.bytes()),
         );
         count += written.count();
     }
@@ -252,8 +257,8 @@ fn a_refresh_with_a_later_end_is_served_from_the_cache() {
         .range_query(q, 6 * MINUTE, 25 * MINUTE, 30_000)
         .unwrap();
     assert_eq!(
-        format!("{:?}", crate::api::query_json::encode(&later)),
-        format!("{:?}", crate::api::query_json::encode(&again))
+        format!("{:?}", crate::api::query_json::encode(&later, false)),
+        format!("{:?}", crate::api::query_json::encode(&again, false))
     );
     assert_eq!(answer(later), answer(again));
     // Another grid of steps (start moved by half a step) is another entry.

@@ -18,6 +18,7 @@ mod depth;
 mod error;
 mod eval;
 mod functions;
+pub mod gzip;
 mod histogram;
 mod label_fns;
 pub mod plan;

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use super::gzip::{Deflated, GzipWriter};
+
 /// Formats a float the way Prometheus's API writes sample values: the
 /// shortest round-trip decimal, in exponent form below 1e-6 and from 1e21
 /// on, `+Inf`, `-Inf`, `NaN`.
@@ -191,19 +193,43 @@ pub fn write_point(out: &mut Vec<u8>, ms: i64, value: f64) {
 
 /// The points of a series written as an answer's `values` list holds
 /// them (`[t,"v"],[t,"v"]`), with where each starts, so that any run of
-/// consecutive points can be copied out as text.
+/// consecutive points can be copied out as text; and the same text in
+/// blocks compressed apart, for gzip answers.
 #[derive(Debug, Default)]
 pub struct PointsText {
     bytes: Vec<u8>,
     /// Offset of each point's `[` in `bytes`.
     starts: Vec<u32>,
+    /// Consecutive, covering every point.
+    blocks: Vec<Block>,
 }
 
+/// The points whose times fall in one span of [`BLOCK_STEPS`] steps (on a
+/// grid of absolute time, so that a later text of the same series, which
+/// may start further on, has the same blocks and reuses their
+/// compressed text). Its points start where the previous block's end.
+#[derive(Debug)]
+struct Block {
+    /// Which span: the points' time divided by the span's length.
+    span: i64,
+    /// The index after its last point.
+    end: u32,
+    /// Its points' text, without a comma before or after.
+    deflated: Arc<Deflated>,
+}
+
+/// Steps in a block's span: a block's text is some KiB, which deflate
+/// compresses nearly as well alone as in a long stream.
+pub const BLOCK_STEPS: i64 = 256;
+
 impl PointsText {
-    /// The text of `written`'s points followed by that of `points`.
-    pub fn extended(written: Option<&WrittenPoints>, points: &[(i64, f64)]) -> Self {
+    /// The text of `written`'s points followed by that of `points`, in
+    /// blocks of `span_ms` (a query's step times [`BLOCK_STEPS`]);
+    /// blocks wholly within `written` are taken from its text.
+    pub fn extended(written: Option<&WrittenPoints>, points: &[(i64, f64)], span_ms: i64) -> Self {
+        let written = written.filter(|w| w.count() > 0);
         let mut text = Self::default();
-        if let Some(written) = written.filter(|w| w.count() > 0) {
+        if let Some(written) = written {
             let bytes = written.bytes();
             text.bytes
                 .reserve(bytes.len() + points.len() * POINT_TYPICAL);
@@ -224,7 +250,65 @@ impl PointsText {
                 .push(u32::try_from(text.bytes.len()).unwrap_or(u32::MAX));
             write_point(&mut text.bytes, ms, value);
         }
+        text.blocks = text.blocks_of(written, points, span_ms.max(1));
         text
+    }
+
+    /// The blocks of this text, which holds `written`'s points then
+    /// `points`.
+    fn blocks_of(
+        &self,
+        written: Option<&WrittenPoints>,
+        points: &[(i64, f64)],
+        span_ms: i64,
+    ) -> Vec<Block> {
+        // (span, end, compressed text when it can be kept)
+        let mut runs: Vec<(i64, usize, Option<Arc<Deflated>>)> = Vec::new();
+        if let Some(w) = written {
+            for (from, to, block) in w.blocks() {
+                let whole = from >= w.from && to <= w.to;
+                runs.push((
+                    block.span,
+                    to.min(w.to) - w.from,
+                    whole.then(|| Arc::clone(&block.deflated)),
+                ));
+            }
+        }
+        for (i, &(ms, _)) in points.iter().enumerate() {
+            let span = ms.div_euclid(span_ms);
+            let end = self.starts.len() - points.len() + i + 1;
+            match runs.last_mut() {
+                // A block the new points add to is compressed again.
+                Some(last) if last.0 == span => *last = (span, end, None),
+                _ => runs.push((span, end, None)),
+            }
+        }
+        debug_assert_eq!(runs.last().map_or(0, |r| r.1), self.starts.len());
+        let mut from = 0;
+        runs.into_iter()
+            .map(|(span, end, kept)| {
+                let deflated =
+                    kept.unwrap_or_else(|| Arc::new(Deflated::of(self.slice(from, end))));
+                from = end;
+                Block {
+                    span,
+                    end: u32::try_from(end).unwrap_or(u32::MAX),
+                    deflated,
+                }
+            })
+            .collect()
+    }
+
+    /// The text of points `from..to` (`from < to`), without a comma
+    /// before or after.
+    fn slice(&self, from: usize, to: usize) -> &[u8] {
+        let start = self.starts[from] as usize;
+        let end = match self.starts.get(to) {
+            // Up to the comma before the next point.
+            Some(&next) => next as usize - 1,
+            None => self.bytes.len(),
+        };
+        &self.bytes[start..end]
     }
 
     /// How many points it holds.
@@ -232,9 +316,17 @@ impl PointsText {
         self.starts.len()
     }
 
-    /// Memory taken, for the cache's bound.
+    /// Memory taken, for the cache's bound (blocks shared with an older
+    /// text are counted in both).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.starts.capacity() * std::mem::size_of::<u32>()
+        const BLOCK_OVERHEAD: usize = 64;
+        self.bytes.capacity()
+            + self.starts.capacity() * std::mem::size_of::<u32>()
+            + self
+                .blocks
+                .iter()
+                .map(|b| b.deflated.heap_bytes() + BLOCK_OVERHEAD)
+                .sum::<usize>()
     }
 }
 
@@ -275,19 +367,44 @@ impl WrittenPoints {
         if self.from == self.to {
             return &[];
         }
-        let starts = &self.text.starts;
-        let start = starts[self.from] as usize;
-        let end = match starts.get(self.to) {
-            // Up to the comma before the next point.
-            Some(&next) => next as usize - 1,
-            None => self.text.bytes.len(),
-        };
-        &self.text.bytes[start..end]
+        self.text.slice(self.from, self.to)
+    }
+
+    /// Writes [`WrittenPoints::bytes`] to a gzip answer: the blocks
+    /// wholly among these points as compressed before, the rest as text.
+    pub fn gzip_into(&self, gz: &mut GzipWriter) {
+        for (i, (from, to, block)) in self.blocks().enumerate() {
+            if i > 0 {
+                gz.text(b",");
+            }
+            if from >= self.from && to <= self.to {
+                gz.deflated(&block.deflated);
+            } else {
+                gz.text(self.text.slice(from.max(self.from), to.min(self.to)));
+            }
+        }
+    }
+
+    /// The text's blocks holding any of these points, with the indices
+    /// of their points.
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize, &Block)> {
+        let mut from = 0;
+        self.text
+            .blocks
+            .iter()
+            .map(move |block| {
+                let start = from;
+                from = block.end as usize;
+                (start, block.end as usize, block)
+            })
+            .skip_while(|&(_, to, _)| to <= self.from)
+            // None for no points: a block may hold `from` inside it.
+            .take_while(|&(from, _, _)| from < self.to && self.from < self.to)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -420,8 +537,20 @@ mod tests {
     }
 
     fn text_of(points: &[(i64, f64)]) -> Vec<u8> {
-        let text = Arc::new(PointsText::extended(None, points));
+        let text = Arc::new(PointsText::extended(None, points, 1));
         WrittenPoints::new(text, 0..points.len()).bytes().to_vec()
+    }
+
+    /// The text `written` puts in a gzip answer, unzipped.
+    pub(crate) fn gzipped_text(written: &WrittenPoints) -> Vec<u8> {
+        use std::io::Read;
+        let mut gz = GzipWriter::new();
+        written.gzip_into(&mut gz);
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&gz.finish()[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        text
     }
 
     proptest::proptest! {
@@ -438,14 +567,59 @@ mod tests {
             let mut cuts = cuts.map(|c| c % (points.len() + 1));
             cuts.sort_unstable();
             let [a, b, c] = cuts;
-            let all = WrittenPoints::new(Arc::new(PointsText::extended(None, &points)), 0..points.len());
+            let all = WrittenPoints::new(Arc::new(PointsText::extended(None, &points, 1)), 0..points.len());
             let run = all.within(a..b);
             proptest::prop_assert_eq!(run.count(), b - a);
             proptest::prop_assert_eq!(run.bytes(), &text_of(&points[a..b])[..]);
-            let longer = Arc::new(PointsText::extended(Some(&run), &points[b..c]));
+            let longer = Arc::new(PointsText::extended(Some(&run), &points[b..c], 1));
             let longer = WrittenPoints::new(longer, 0..c - a);
             proptest::prop_assert_eq!(longer.bytes(), &text_of(&points[a..c])[..]);
         }
+
+        /// The same with points in blocks of several: the gzip text of a
+        /// run, and of a text extended from it (whose blocks within the
+        /// run are reused), is the plain text.
+        #[test]
+        fn blocks_gzip_as_the_text(
+            seconds in proptest::collection::vec(0..300i64, 0..60),
+            span in 1..40i64,
+            cuts in proptest::prelude::any::<[usize; 4]>(),
+        ) {
+            let points: Vec<(i64, f64)> = seconds.iter().map(|&s| (s * 1000, s as f64 / 7.0)).collect();
+            let span_ms = span * 1000;
+            let mut cuts = cuts.map(|c| c % (points.len() + 1));
+            cuts.sort_unstable();
+            let [a, b, c, d] = cuts;
+            let all = WrittenPoints::new(Arc::new(PointsText::extended(None, &points, span_ms)), 0..points.len());
+            proptest::prop_assert_eq!(gzipped_text(&all), text_of(&points));
+            let run = all.within(a..c);
+            proptest::prop_assert_eq!(gzipped_text(&run), text_of(&points[a..c]));
+            let inner = run.within(b - a..c - a);
+            proptest::prop_assert_eq!(gzipped_text(&inner), text_of(&points[b..c]));
+            let longer = Arc::new(PointsText::extended(Some(&inner), &points[c..d], span_ms));
+            let longer = WrittenPoints::new(longer, 0..d - b);
+            proptest::prop_assert_eq!(gzipped_text(&longer), text_of(&points[b..d]));
+            proptest::prop_assert_eq!(gzipped_text(&longer.within(1..d - b)), text_of(points.get(b + 1..d).unwrap_or(&[])));
+        }
+    }
+
+    #[test]
+    fn whole_blocks_are_reused_when_the_text_grows() {
+        // A point a minute, blocks of ten minutes.
+        let points: Vec<(i64, f64)> = (0..45).map(|i| (i * 60_000, i as f64)).collect();
+        let span_ms = 600_000;
+        let first = Arc::new(PointsText::extended(None, &points[..33], span_ms));
+        assert_eq!(first.blocks.len(), 4);
+        // Served from the 5th point on (a later start), then 12 more.
+        let served = WrittenPoints::new(Arc::clone(&first), 5..33);
+        let longer = PointsText::extended(Some(&served), &points[33..], span_ms);
+        let ends: Vec<u32> = longer.blocks.iter().map(|b| b.end).collect();
+        assert_eq!(ends, [5, 15, 25, 35, 40]);
+        let shared: Vec<bool> = (longer.blocks.iter().zip(&first.blocks))
+            .map(|(new, old)| Arc::ptr_eq(&new.deflated, &old.deflated))
+            .collect();
+        // The first block lost points, the last gained some.
+        assert_eq!(shared, [false, true, true, false]);
     }
 
     #[test]
