@@ -23,7 +23,10 @@
 //! `BENCH_RUNS` timed runs per query (5, after one warm-up),
 //! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
 //! `BENCH_FILTER` (only the queries containing this text), `BENCH_STEP`
-//! in seconds (default: Grafana's, about 1,400 points over the span).
+//! in seconds (default: Grafana's, about 1,400 points over the span),
+//! `BENCH_GZIP=1` (ask for gzipped answers, as Grafana does: each system
+//! then compresses them, and the time to unzip, client work, is not
+//! counted; by default answers are plain).
 
 #[path = "../tests/promql_side_by_side/peers.rs"]
 mod peers;
@@ -63,6 +66,8 @@ struct System {
     write: Endpoint,
     read: Endpoint,
     process: Process,
+    /// Whether queries accept gzipped answers (`BENCH_GZIP=1`).
+    gzip: bool,
 }
 
 /// What keeps a system running; dropping it stops the system.
@@ -141,6 +146,7 @@ fn start_dcmon() -> Result<System, String> {
             _dir: Some(dir),
             peer: None,
         },
+        gzip: false,
     })
 }
 
@@ -159,6 +165,7 @@ fn start_peer(kind: Kind, name: &'static str) -> Result<System, String> {
             _dir: None,
             peer: Some(peer),
         },
+        gzip: false,
     })
 }
 
@@ -350,7 +357,7 @@ fn timed_range_answer(
     }
     let path = "/api/v1/query_range";
     let started = Instant::now();
-    let body = system.read.get_body(http, path, &params);
+    let body = system.read.get_body_as(http, path, &params, system.gzip);
     let took = started.elapsed();
     let answer = match body.and_then(|b| b.json(path)) {
         Ok(body) => Answer::from_json(&body),
@@ -492,6 +499,7 @@ fn run() -> Result<(), String> {
         env_parse("BENCH_HOURS", 24f64)?
     };
     let runs = env_parse("BENCH_RUNS", 5usize)?.max(1);
+    let gzip = env_parse("BENCH_GZIP", 0u8)? == 1;
     if hosts == 0 || series == 0 || hours.is_nan() || hours <= 0.0 {
         return Err("BENCH_HOSTS, BENCH_SERIES and BENCH_HOURS must be positive".into());
     }
@@ -549,6 +557,9 @@ fn run() -> Result<(), String> {
             );
         }
     }
+    for system in &mut systems {
+        system.gzip = gzip;
+    }
     for system in &systems {
         let took = load(&spec, system)?;
         println!(
@@ -590,9 +601,14 @@ fn run() -> Result<(), String> {
         _ => ((end - start) / 1_400).max(INTERVAL_MS).div_euclid(1000) * 1000,
     };
     println!(
-        "queries over {:.1} h at a {} s step; median of {runs} runs after one warm-up",
+        "queries over {:.1} h at a {} s step; median of {runs} runs after one warm-up; answers {}",
         (end - start) as f64 / 3_600_000.0,
-        step / 1000
+        step / 1000,
+        if gzip {
+            "gzipped (Accept-Encoding: gzip, as Grafana asks; unzipping not timed)"
+        } else {
+            "plain"
+        }
     );
     let http = client();
     let labels: Vec<Vec<(String, String)>> = (1..=spec.hosts)
@@ -622,7 +638,7 @@ fn run() -> Result<(), String> {
                     }
                     Probe::Get(path, params) => {
                         let started = Instant::now();
-                        let body = system.read.get_body(&http, path, params)?;
+                        let body = system.read.get_body_as(&http, path, params, system.gzip)?;
                         let took = started.elapsed();
                         let body = body.json(path)?;
                         if body["status"] != "success" {

@@ -231,14 +231,37 @@ impl Endpoint {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Body, String> {
+        self.get_body_as(client, path, params, false)
+    }
+
+    /// [`Endpoint::get_body`], accepting a gzipped answer when `gzip`,
+    /// as Grafana does (the body stays compressed until parsed).
+    pub fn get_body_as(
+        &self,
+        client: &Client,
+        path: &str,
+        params: &[(&str, String)],
+        gzip: bool,
+    ) -> Result<Body, String> {
         let mut request = client.get(format!("{}{path}", self.base)).query(params);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if gzip {
+            request = request.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        }
         let response = request.send().map_err(|e| format!("{path}: {e}"))?;
         let status = response.status();
+        let gzipped = response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v == "gzip");
         let bytes = response.bytes().map_err(|e| format!("{path}: {e}"))?;
-        Ok(Body { status, bytes })
+        Ok(Body {
+            status,
+            bytes,
+            gzipped,
+        })
     }
 
     /// Runs a range query and parses the answer.
@@ -332,18 +355,30 @@ pub fn parse_value(text: &str) -> f64 {
 pub struct Body {
     /// The status.
     pub status: reqwest::StatusCode,
-    /// The whole body.
+    /// The whole body, as sent.
     pub bytes: axum::body::Bytes,
+    /// Whether it is gzipped (`Content-Encoding: gzip`).
+    pub gzipped: bool,
 }
 
 impl Body {
     /// The body as JSON (`what` names the request in errors).
     pub fn json(&self, what: &str) -> Result<serde_json::Value, String> {
-        serde_json::from_slice(&self.bytes).map_err(|e| {
+        let mut text = Vec::new();
+        let bytes: &[u8] = if self.gzipped {
+            use std::io::Read;
+            flate2::read::GzDecoder::new(&self.bytes[..])
+                .read_to_end(&mut text)
+                .map_err(|e| format!("{what}: {}: bad gzip body: {e}", self.status))?;
+            &text
+        } else {
+            &self.bytes
+        };
+        serde_json::from_slice(bytes).map_err(|e| {
             format!(
                 "{what}: {}: not JSON ({e}): {}",
                 self.status,
-                String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(300)])
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
             )
         })
     }
