@@ -22,6 +22,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM, TokenId};
@@ -607,6 +608,11 @@ impl Walk<'_> {
         } else {
             Cow::Borrowed(samples)
         };
+        match name {
+            "max_over_time" => return self.extremes(&samples, |a, b| a > b),
+            "min_over_time" => return self.extremes(&samples, |a, b| a < b),
+            _ => {}
+        }
         // `rate` and `increase` correct for counter resets: with the
         // resets listed once, a window's change needs no pass over it.
         // Dropping markers makes the samples either side of one neighbours,
@@ -631,8 +637,7 @@ impl Walk<'_> {
         for i in 0..self.steps {
             // Below `end_ms` by construction (see `step_count`).
             let t = self.query.step_time(i);
-            let end_ms = self.pinned.unwrap_or(t).saturating_sub(self.offset);
-            let start_ms = end_ms.saturating_sub(self.range);
+            let (start_ms, end_ms) = self.window(i);
             from = selector::position_after(&samples, start_ms, from);
             to = selector::position_after(&samples, end_ms, to);
             let window = &samples[from..to.max(from)];
@@ -670,6 +675,60 @@ impl Walk<'_> {
             };
             if let Some(value) = value {
                 points.push((i, value));
+            }
+        }
+        points
+    }
+}
+
+impl Walk<'_> {
+    /// `(start, end)` of each step's window, `(start, end]` in ms.
+    fn window(&self, i: usize) -> (i64, i64) {
+        let end_ms = self
+            .pinned
+            .unwrap_or(self.query.step_time(i))
+            .saturating_sub(self.offset);
+        (end_ms.saturating_sub(self.range), end_ms)
+    }
+
+    /// `max_over_time` (`better` is `>`) or `min_over_time` (`<`) at every
+    /// step, from a queue of the window's candidates: indices of values
+    /// each not beaten by any later one, so the best is at its front, and
+    /// each sample goes in and out once instead of every window scanning
+    /// all its samples. Equal values all stay, the earlier in front, so
+    /// the best is the window's first best value, as [`range_fns::apply`]
+    /// picks it (`0` and `-0` are equal but written apart); NaN is never a
+    /// candidate, and a window of only NaN is NaN.
+    fn extremes(
+        &self,
+        samples: &[(i64, f64)],
+        better: impl Fn(f64, f64) -> bool,
+    ) -> Vec<(usize, f64)> {
+        let mut points = Vec::with_capacity(self.steps.min(samples.len()));
+        let mut queue: VecDeque<usize> = VecDeque::new();
+        let (mut from, mut to) = (0, 0);
+        for i in 0..self.steps {
+            // Windows only move forward: their ends rise with the steps.
+            let (start_ms, end_ms) = self.window(i);
+            from = selector::position_after(samples, start_ms, from);
+            let end = selector::position_after(samples, end_ms, to);
+            for j in to.max(from)..end {
+                let v = samples[j].1;
+                if v.is_nan() {
+                    continue;
+                }
+                while queue.back().is_some_and(|&b| better(v, samples[b].1)) {
+                    queue.pop_back();
+                }
+                queue.push_back(j);
+            }
+            to = end.max(from);
+            while queue.front().is_some_and(|&f| f < from) {
+                queue.pop_front();
+            }
+            if from < to {
+                let best = queue.front().map_or(f64::NAN, |&f| samples[f].1);
+                points.push((i, best));
             }
         }
         points

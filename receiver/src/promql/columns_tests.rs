@@ -119,6 +119,11 @@ fn fleet() -> Vec<SeriesSamples> {
                     if rng.per_mille(5) {
                         return (t, f64::NAN);
                     }
+                    // An idle GPU's zeros of both signs: equal, but
+                    // written apart, so which of them a window picks shows.
+                    if host == 3 && gpu == "0" {
+                        return (t, if rng.per_mille(500) { 0.0 } else { -0.0 });
+                    }
                     if !rng.per_mille(300) {
                         value += (rng.modulo(7) as f64 - 3.0) * 0.25;
                     }
