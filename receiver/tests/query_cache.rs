@@ -42,14 +42,16 @@ fn counter(receiver: &Receiver, name: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-#[test]
-fn a_refreshed_dashboard_is_served_from_the_cache_and_sees_late_samples() {
-    let receiver = Receiver::start(&[]);
-    // Two hours of a counter on two hosts every 15 s, ending 5 minutes ago.
-    let now = now_ms();
-    let first = (now - 2 * 3_600_000).div_euclid(STEP_MS) * STEP_MS;
-    for (instance, slope) in [("a", 3.0), ("b", 5.0)] {
-        let samples: Vec<(i64, f64)> = (0..460)
+/// `probe_total` on each `(instance, slope)`: `count` samples every 15 s
+/// from `first`, rising by `slope` each.
+fn write_counters<const N: usize>(
+    receiver: &Receiver,
+    first: i64,
+    count: i64,
+    instances: [(&str, f64); N],
+) {
+    for (instance, slope) in instances {
+        let samples: Vec<(i64, f64)> = (0..count)
             .map(|k| (first + k * 15_000, (k as f64) * slope))
             .collect();
         let sent = series(
@@ -58,6 +60,15 @@ fn a_refreshed_dashboard_is_served_from_the_cache_and_sees_late_samples() {
         );
         assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
     }
+}
+
+#[test]
+fn a_refreshed_dashboard_is_served_from_the_cache_and_sees_late_samples() {
+    let receiver = Receiver::start(&[]);
+    // Two hours of a counter on two hosts every 15 s, ending 5 minutes ago.
+    let now = now_ms();
+    let first = (now - 2 * 3_600_000).div_euclid(STEP_MS) * STEP_MS;
+    write_counters(&receiver, first, 460, [("a", 3.0), ("b", 5.0)]);
     let query = "sum by (instance) (rate(probe_total[2m]))";
     let start = first + 10 * STEP_MS;
     let end = first + 90 * STEP_MS;
@@ -182,16 +193,7 @@ fn gzip_answers_unzip_to_the_plain_answer_cached_or_not() {
     // 64 minutes at this step).
     let now = now_ms();
     let first = (now - 7 * 3_600_000).div_euclid(STEP_MS) * STEP_MS;
-    for (instance, slope) in [("a", 3.25), ("b", 5.5)] {
-        let samples: Vec<(i64, f64)> = (0..1_440)
-            .map(|k| (first + k * 15_000, (k as f64) * slope))
-            .collect();
-        let sent = series(
-            &[("__name__", "probe_total"), ("instance", instance)],
-            &samples,
-        );
-        assert_eq!(receiver.write(Version::V1, &[sent]).status, 204);
-    }
+    write_counters(&receiver, first, 1_440, [("a", 3.25), ("b", 5.5)]);
     let query = "rate(probe_total[2m])";
     let gunzip = |body: &[u8]| {
         let mut text = Vec::new();
