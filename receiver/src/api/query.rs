@@ -196,10 +196,14 @@ const UPSTREAM_DESCRIPTION: &str = "As in Prometheus's HTTP API (parameters, res
 /// How the operations always answered here are described.
 const LOCAL_DESCRIPTION: &str = "As in Prometheus's HTTP API (parameters, response `data`); see the linked documentation. GET with query parameters or POST with a form body.";
 
+/// How `query` is described: as [`UPSTREAM_DESCRIPTION`], with how its
+/// answers are encoded.
+const QUERY_DESCRIPTION: &str = "As in Prometheus's HTTP API (parameters, response `data`); see the linked documentation. GET with query parameters or POST with a form body. An answer evaluated here is gzipped when `Accept-Encoding` allows it. With `--query.upstream.url`, answered by that upstream unless every selector names the receiver's own series (503 `unavailable` when the upstream cannot be reached; its own errors come back with its status, the message naming it).";
+
 get_and_post! {
     query(state: State<Arc<AppState>>, request: Request) -> Result<QueryAnswer, ApiError>;
     query_get = "queryGet", query_post = "queryPost";
-    path = "/api/v1/query", summary = "Instant query", description = UPSTREAM_DESCRIPTION,
+    path = "/api/v1/query", summary = "Instant query", description = QUERY_DESCRIPTION,
     params(), responses = query_answers
 }
 
@@ -207,7 +211,7 @@ get_and_post! {
     query_range(state: State<Arc<AppState>>, request: Request) -> Result<QueryAnswer, ApiError>;
     query_range_get = "queryRangeGet", query_range_post = "queryRangePost";
     path = "/api/v1/query_range", summary = "Range query",
-    description = "As in Prometheus's HTTP API (parameters, response `data`); see the linked documentation. GET with query parameters or POST with a form body. `nocache=1` bypasses the range-query cache (`--query.cache-size`). With `--query.upstream.url`, answered by that upstream unless every selector names the receiver's own series (503 `unavailable` when the upstream cannot be reached; its own errors come back with its status, the message naming it).",
+    description = "As in Prometheus's HTTP API (parameters, response `data`); see the linked documentation. GET with query parameters or POST with a form body. `nocache=1` bypasses the range-query cache (`--query.cache-size`). An answer evaluated here is gzipped when `Accept-Encoding` allows it. With `--query.upstream.url`, answered by that upstream unless every selector names the receiver's own series (503 `unavailable` when the upstream cannot be reached; its own errors come back with its status, the message naming it).",
     params(), responses = query_answers
 }
 

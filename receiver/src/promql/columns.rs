@@ -32,7 +32,7 @@ use rustc_hash::FxHashMap;
 use super::eval::{Annotations, Evaluator, distinct_by_construction, duplicate_labelset};
 use super::functions::NonCounters;
 use super::plan::{Query, offset_ms};
-use super::range_fns::{self, CounterWindow, Window};
+use super::range_fns::{self, Window};
 use super::value::{self, KahanSum, Sample, Value};
 use super::{QueryError, aggregate, duration_ms, selector};
 use crate::storage::index::Labels;
@@ -634,12 +634,6 @@ impl Walk<'_> {
             self.steps
                 .min(samples.len().saturating_mul(reach.saturating_add(1))),
         );
-        // A counter's windows, worked out together after the walk.
-        let (mut counter_steps, mut counter_windows) = (Vec::new(), Vec::new());
-        if self.counter {
-            counter_steps.reserve(points.capacity());
-            counter_windows.reserve(points.capacity());
-        }
         for i in 0..self.steps {
             // Below `end_ms` by construction (see `step_count`).
             let t = self.query.step_time(i);
@@ -655,45 +649,33 @@ impl Walk<'_> {
                 start_ms,
                 end_ms,
             };
-            if !self.counter {
-                if let Some(value) = range_fns::apply(name, window, self.param, t) {
-                    points.push((i, value));
+            let value = if self.counter {
+                if window.points.len() < 2 {
+                    continue;
                 }
-                continue;
-            }
-            let window = window.points;
-            if window.len() < 2 {
-                continue;
-            }
-            // Resets inside the window: pairs (j - 1, j) both in it.
-            while resets.get(next_reset).is_some_and(|&j| j <= from) {
-                next_reset += 1;
-            }
-            let (first, last) = (window[0], window[window.len() - 1]);
-            let mut delta = last.1 - first.1;
-            for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
-                delta += samples[j - 1].1;
-            }
-            // A window whose start saturated is shorter than `range`.
-            let seconds = match end_ms.checked_sub(self.range) {
-                Some(_) => rate_seconds,
-                None => (name == "rate").then(|| end_ms.saturating_sub(start_ms) as f64 / 1000.0),
+                // Resets inside the window: pairs (j - 1, j) both in it.
+                while resets.get(next_reset).is_some_and(|&j| j <= from) {
+                    next_reset += 1;
+                }
+                let last = window.points[window.points.len() - 1].1;
+                let mut delta = last - window.points[0].1;
+                for &j in resets[next_reset..].iter().take_while(|&&j| j < to) {
+                    delta += samples[j - 1].1;
+                }
+                // A window whose start saturated is shorter than `range`.
+                let seconds = match end_ms.checked_sub(self.range) {
+                    Some(_) => rate_seconds,
+                    None => {
+                        (name == "rate").then(|| end_ms.saturating_sub(start_ms) as f64 / 1000.0)
+                    }
+                };
+                Some(range_fns::extrapolate_over(window, delta, true, seconds))
+            } else {
+                range_fns::apply(name, window, self.param, t)
             };
-            counter_steps.push(i);
-            counter_windows.push(CounterWindow {
-                first_ms: first.0,
-                last_ms: last.0,
-                start_ms,
-                end_ms,
-                intervals: (window.len() - 1) as f64,
-                first: first.1,
-                delta,
-                seconds: seconds.unwrap_or(1.0),
-            });
-        }
-        if self.counter {
-            let values = range_fns::extrapolate_counters(&counter_windows);
-            points.extend(counter_steps.into_iter().zip(values));
+            if let Some(value) = value {
+                points.push((i, value));
+            }
         }
         points
     }

@@ -134,7 +134,7 @@ fn extrapolate(w: Window<'_>, delta: f64, is_counter: bool, is_rate: bool) -> f6
 /// [`extrapolate`] given, for a rate, the window's length in seconds
 /// (the same at every step of a range query: worked out once there).
 #[inline]
-fn extrapolate_over(
+pub fn extrapolate_over(
     w: Window<'_>,
     delta: f64,
     is_counter: bool,
@@ -165,57 +165,6 @@ fn extrapolate_over(
         factor /= seconds;
     }
     delta * factor
-}
-
-/// What [`extrapolate_over`] reads of a counter's window: many windows'
-/// results are then worked out by [`extrapolate_counters`] in one loop.
-#[derive(Debug, Clone, Copy)]
-pub struct CounterWindow {
-    /// Times of its first and last points (at least two points).
-    pub first_ms: i64,
-    pub last_ms: i64,
-    /// Its bounds.
-    pub start_ms: i64,
-    pub end_ms: i64,
-    /// Its number of points less one.
-    pub intervals: f64,
-    /// Its first value.
-    pub first: f64,
-    /// Its change, resets corrected.
-    pub delta: f64,
-    /// `rate`'s divisor, the window's length in seconds; 1 for `increase`
-    /// (a division by 1 changes nothing).
-    pub seconds: f64,
-}
-
-/// [`extrapolate_over`] of a counter for each of `windows`, the same
-/// operations in the same order, without branches: one window's chain of
-/// divisions waits on the one before, and a branch on its result stops
-/// the processor from starting the next window's meanwhile, which left a
-/// fleet `rate` waiting on divisions most of its walk.
-pub fn extrapolate_counters(windows: &[CounterWindow]) -> Vec<f64> {
-    windows
-        .iter()
-        .map(|w| {
-            let sampled = (w.last_ms - w.first_ms) as f64 / 1000.0;
-            let to_start = w.first_ms.saturating_sub(w.start_ms) as f64 / 1000.0;
-            let to_end = w.end_ms.saturating_sub(w.last_ms) as f64 / 1000.0;
-            let average_interval = sampled / w.intervals;
-            let threshold = average_interval * 1.1;
-            let half = average_interval / 2.0;
-            let to_start = if to_start >= threshold {
-                half
-            } else {
-                to_start
-            };
-            let to_zero = sampled * (w.first / w.delta);
-            let towards_zero = (w.delta > 0.0) & (w.first >= 0.0) & (to_zero < to_start);
-            let to_start = if towards_zero { to_zero } else { to_start };
-            let to_end = if to_end >= threshold { half } else { to_end };
-            let factor = (sampled + to_start + to_end) / sampled / w.seconds;
-            w.delta * factor
-        })
-        .collect()
 }
 
 /// `irate` and `idelta`: from the last two samples only.
@@ -285,46 +234,6 @@ mod tests {
         };
         // 90 over 45m, extended by the zero point / half interval: 100.
         assert_eq!(apply("increase", w, 0.0, 3_000_000), Some(100.0));
-    }
-
-    proptest::proptest! {
-        /// The batch of counter windows gives, bit for bit, what each
-        /// window gives alone.
-        #[test]
-        fn counter_windows_extrapolate_as_one_window_does(
-            times in proptest::collection::vec(0..400_000i64, 2..12),
-            values in proptest::collection::vec(-5..50i32, 12),
-            bounds in (0..200_000i64, 0..200_000i64),
-            rate in proptest::prelude::any::<bool>(),
-        ) {
-            let mut times = times;
-            times.sort_unstable();
-            times.dedup();
-            proptest::prop_assume!(times.len() >= 2);
-            let points: Vec<(i64, f64)> =
-                times.iter().zip(&values).map(|(&t, &v)| (t, f64::from(v))).collect();
-            let (first, last) = (points[0], points[points.len() - 1]);
-            let w = Window {
-                points: &points,
-                start_ms: first.0 - bounds.0,
-                end_ms: last.0 + bounds.1,
-            };
-            // Any change will do: the function only scales it.
-            let delta = last.1 - first.1 + f64::from(values[11]);
-            let seconds = rate.then(|| (w.end_ms - w.start_ms) as f64 / 1000.0);
-            let one = extrapolate_over(w, delta, true, seconds);
-            let batch = extrapolate_counters(&[CounterWindow {
-                first_ms: first.0,
-                last_ms: last.0,
-                start_ms: w.start_ms,
-                end_ms: w.end_ms,
-                intervals: (points.len() - 1) as f64,
-                first: first.1,
-                delta,
-                seconds: seconds.unwrap_or(1.0),
-            }]);
-            proptest::prop_assert_eq!(one.to_bits(), batch[0].to_bits());
-        }
     }
 
     #[test]
