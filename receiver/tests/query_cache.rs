@@ -10,14 +10,19 @@ use crate::common::{Receiver, client, now_ms, series};
 
 const STEP_MS: i64 = 60_000;
 
-/// `/api/v1/query_range`'s whole body; panics unless it answers 200.
-fn range(receiver: &Receiver, query: &str, start: i64, end: i64, nocache: bool) -> Value {
-    let mut params = vec![
+/// The parameters of a range query over `[start, end]` (ms).
+fn range_params(query: &str, start: i64, end: i64, step_ms: i64) -> Vec<(&'static str, String)> {
+    vec![
         ("query", query.to_owned()),
         ("start", format!("{}", start as f64 / 1000.0)),
         ("end", format!("{}", end as f64 / 1000.0)),
-        ("step", format!("{}", STEP_MS / 1000)),
-    ];
+        ("step", format!("{}", step_ms as f64 / 1000.0)),
+    ]
+}
+
+/// `/api/v1/query_range`'s whole body; panics unless it answers 200.
+fn range(receiver: &Receiver, query: &str, start: i64, end: i64, nocache: bool) -> Value {
+    let mut params = range_params(query, start, end, STEP_MS);
     if nocache {
         params.push(("nocache", "1".to_owned()));
     }
@@ -157,12 +162,7 @@ fn raw_range(
     (start, end): (i64, i64),
     gzip: bool,
 ) -> (Option<String>, Vec<u8>) {
-    let params = [
-        ("query", query.to_owned()),
-        ("start", format!("{}", start as f64 / 1000.0)),
-        ("end", format!("{}", end as f64 / 1000.0)),
-        ("step", "15".to_owned()),
-    ];
+    let params = range_params(query, start, end, 15_000);
     dcmon_web::install_crypto_provider();
     let plain = reqwest::blocking::Client::builder()
         .no_gzip()

@@ -608,10 +608,16 @@ impl Walk<'_> {
         } else {
             Cow::Borrowed(samples)
         };
-        match name {
-            "max_over_time" => return self.extremes(&samples, |a, b| a > b),
-            "min_over_time" => return self.extremes(&samples, |a, b| a < b),
-            _ => {}
+        // Windows spanning many steps share most of their samples: a
+        // queue of candidates visits each sample once instead of once per
+        // window. Over few steps the plain walk below costs less than the
+        // queue's branches.
+        if self.range / self.query.step_ms.max(1) >= QUEUE_FROM_OVERLAP {
+            match name {
+                "max_over_time" => return self.extremes(&samples, |a, b| a > b),
+                "min_over_time" => return self.extremes(&samples, |a, b| a < b),
+                _ => {}
+            }
         }
         // `rate` and `increase` correct for counter resets: with the
         // resets listed once, a window's change needs no pass over it.
@@ -679,9 +685,7 @@ impl Walk<'_> {
         }
         points
     }
-}
 
-impl Walk<'_> {
     /// `(start, end)` of each step's window, `(start, end]` in ms.
     fn window(&self, i: usize) -> (i64, i64) {
         let end_ms = self
@@ -692,34 +696,18 @@ impl Walk<'_> {
     }
 
     /// `max_over_time` (`better` is `>`) or `min_over_time` (`<`) at every
-    /// step. Where windows overlap by several steps, from a queue of the
-    /// window's candidates: indices of values each not beaten by any later
-    /// one, so the best is at its front, and each sample goes in and out
-    /// once instead of every window scanning all its samples. Equal values
-    /// all stay, the earlier in front, so the best is the window's first
-    /// best value, as [`range_fns::extreme`] picks it (`0` and `-0` are
-    /// equal but written apart); NaN is never a candidate, and a window of
-    /// only NaN is NaN. Where they overlap little, scanning each window
-    /// costs less than the queue's branches.
+    /// step, from a queue of the window's candidates: indices of values
+    /// each not beaten by any later one, so the best is at its front, and
+    /// each sample goes in and out once. Equal values all stay, the earlier
+    /// in front, so the best is the window's first best value, as the step
+    /// evaluator picks it (`0` and `-0` are equal but written apart); NaN
+    /// is never a candidate, and a window of only NaN is NaN.
     fn extremes(
         &self,
         samples: &[(i64, f64)],
         better: impl Fn(f64, f64) -> bool,
     ) -> Vec<(usize, f64)> {
         let mut points = Vec::with_capacity(self.steps.min(samples.len()));
-        if self.range / self.query.step_ms.max(1) < QUEUE_FROM_OVERLAP {
-            let (mut from, mut to) = (0, 0);
-            for i in 0..self.steps {
-                let (start_ms, end_ms) = self.window(i);
-                from = selector::position_after(samples, start_ms, from);
-                to = selector::position_after(samples, end_ms, to);
-                if from < to {
-                    let values = samples[from..to].iter().map(|p| p.1);
-                    points.push((i, range_fns::extreme(values, &better)));
-                }
-            }
-            return points;
-        }
         let mut queue: VecDeque<usize> = VecDeque::new();
         let (mut from, mut to) = (0, 0);
         for i in 0..self.steps {
@@ -751,7 +739,7 @@ impl Walk<'_> {
 }
 
 /// Steps a window spans from which `min_over_time` and `max_over_time`
-/// keep a queue of candidates rather than scan each window.
+/// keep a queue of candidates rather than walk each window.
 const QUEUE_FROM_OVERLAP: i64 = 8;
 
 /// One aggregation group's state.

@@ -633,3 +633,15 @@ fn a_reset_across_a_stale_marker_is_counted_alike() {
         check(&query, (50 * MINUTE, 80 * MINUTE, MINUTE), 50_000_000, true).unwrap();
     }
 }
+
+#[test]
+fn window_extremes_equal_step_by_step_walked_or_queued() {
+    // Over the idle GPU's zeros of both signs, and the others with NaN:
+    // windows spanning 1 and 2 steps are walked, 20 steps queued.
+    for function in ["max_over_time", "min_over_time"] {
+        for (range, step) in [("1m", MINUTE), ("1m", 30_000), ("20m", MINUTE)] {
+            let query = format!("{function}(gpu_temp[{range}])");
+            check(&query, (0, SPAN_MS, step), 50_000_000, true).unwrap();
+        }
+    }
+}

@@ -28,8 +28,8 @@ const COMPRESS_FROM: usize = 512;
 /// costs little at this size).
 const PIECE: usize = 128 * 1024;
 
-/// Longest stored block (its length field has 16 bits).
-const STORED_MAX: usize = 0xffff;
+// A short run fits one stored block (its length field has 16 bits).
+const _: () = assert!(COMPRESS_FROM <= u16::MAX as usize);
 
 /// A gzip member's header: deflate, no name or time, unknown system.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -64,11 +64,8 @@ impl Deflated {
             loop {
                 let before = c.total_in();
                 // Only a full output buffer stops a sync flush early.
-                if c.compress_vec(&text[consumed..], &mut bytes, FlushCompress::Sync)
-                    .is_err()
-                {
-                    unreachable!("deflate refused its own state");
-                }
+                c.compress_vec(&text[consumed..], &mut bytes, FlushCompress::Sync)
+                    .expect("deflate refused its own state");
                 consumed += usize::try_from(c.total_in() - before).unwrap_or(0);
                 if consumed == text.len() && bytes.len() < bytes.capacity() {
                     break;
@@ -156,13 +153,13 @@ impl GzipWriter {
             return;
         }
         if text.len() < COMPRESS_FROM {
-            for block in text.chunks(STORED_MAX) {
-                self.out.push(0);
-                let len = block.len() as u16;
-                self.out.extend_from_slice(&len.to_le_bytes());
-                self.out.extend_from_slice(&(!len).to_le_bytes());
-                self.out.extend_from_slice(block);
-            }
+            // A stored block: type 0 (the pieces before end on a byte
+            // boundary), the length and its complement, the text.
+            let len = text.len() as u16;
+            self.out.push(0);
+            self.out.extend_from_slice(&len.to_le_bytes());
+            self.out.extend_from_slice(&(!len).to_le_bytes());
+            self.out.extend_from_slice(&text);
             self.crc.update(&text);
             self.len += text.len() as u64;
         } else {
@@ -237,7 +234,7 @@ mod tests {
             text.len()
         );
         assert_eq!(gunzip(&member).unwrap(), text);
-        // Stored blocks hold at most 64 KiB - 1 each.
+        // Short runs stored, on either side of an empty piece.
         let short: Vec<u8> = vec![b'x'; COMPRESS_FROM - 1];
         let mut gz = GzipWriter::new();
         gz.text(&short);

@@ -93,7 +93,7 @@ pub fn apply(name: &str, w: Window<'_>, param: f64, t_ms: i64) -> Option<f64> {
 
 /// The first best value (`better(a, b)`: `a` beats `b`), NaN only when
 /// every value is NaN.
-pub fn extreme(mut values: impl Iterator<Item = f64>, better: impl Fn(f64, f64) -> bool) -> f64 {
+fn extreme(mut values: impl Iterator<Item = f64>, better: impl Fn(f64, f64) -> bool) -> f64 {
     let mut best = values.next().unwrap_or(f64::NAN);
     for v in values {
         if better(v, best) || best.is_nan() {

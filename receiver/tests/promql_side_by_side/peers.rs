@@ -154,11 +154,10 @@ impl Peer {
     }
 }
 
-/// An HTTP client for test traffic. It asks for answers as they are:
-/// Prometheus and VictoriaMetrics gzip an answer when the client accepts
-/// it and dcmon does not, so with compression the query bench would time
-/// the peers' compressing (and the client's inflating) against dcmon's
-/// plain answer rather than the three systems' evaluation.
+/// An HTTP client for test traffic. It asks for answers as they are (all
+/// three systems gzip an answer for a client that accepts it), so that
+/// the query bench times evaluation and transfer alone unless it asks for
+/// gzip itself ([`Endpoint::get_body_as`]).
 pub fn client() -> Client {
     // reqwest's TLS (built in with the exporter's) needs a rustls provider.
     dcmon_web::install_crypto_provider();
