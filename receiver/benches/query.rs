@@ -5,6 +5,10 @@
 //! run, printed as a table with ratios. It asserts nothing; it notes where
 //! a peer's answer differs from dcmon's.
 //!
+//! Timing starts once every system has finished its background work
+//! after the load (compaction, merges): until then a query would share
+//! the machine's cores with it, whichever system it went to.
+//!
 //! A latency is the time from sending a request to receiving the last
 //! byte of its answer; the bench's own parsing of the JSON is not timed.
 //!
@@ -24,6 +28,7 @@
 //! `BENCH_ONLY` (comma list of `dcmon`, `prometheus`, `victoriametrics`),
 //! `BENCH_FILTER` (only the queries containing this text), `BENCH_STEP`
 //! in seconds (default: Grafana's, about 1,400 points over the span),
+//! `BENCH_DCMON_BIN` (another dcmon-receiver binary to run),
 //! `BENCH_GZIP=1` (ask for gzipped answers, as Grafana does: each system
 //! then compresses them, and the time to unzip, client work, is not
 //! counted; by default answers are plain).
@@ -33,7 +38,7 @@ mod peers;
 
 mod support;
 
-use support::{env_parse, now_ms};
+use support::{cpu_time, env_parse, now_ms};
 
 use dcmon_protocol::remote_write::SeriesSamples;
 
@@ -103,7 +108,10 @@ fn start_dcmon() -> Result<System, String> {
     let addr = free_addr();
     let db = dir.path().join("dcmon.db");
     let token_file = dir.path().join("token");
-    let child = Command::new(env!("CARGO_BIN_EXE_dcmon-receiver"))
+    // Another build may be named, to compare two on one machine.
+    let program = std::env::var("BENCH_DCMON_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dcmon-receiver").to_owned());
+    let child = Command::new(program)
         .args([
             "--web.listen-address",
             &addr,
@@ -236,6 +244,47 @@ fn settle(system: &System) -> Result<(), String> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Longest wait for the systems' background work to end.
+const QUIET_WAIT: Duration = Duration::from_secs(900);
+
+/// How long every system must stay quiet when Prometheus is one: longer
+/// than a minute, as it looks for head blocks to compact once a minute.
+const QUIET_HOLD: Duration = Duration::from_secs(65);
+
+/// Waits until no system works in the background (a peer's compaction
+/// or merges after the load can take a core for minutes, and a query timed
+/// then, on any system, shares the machine with it): quiet is each
+/// process under a twentieth of a core in every two seconds for
+/// `hold`. Gives the busy systems' names if they are still busy after
+/// [`QUIET_WAIT`].
+fn quiet(systems: &[System], hold: Duration) -> Result<(), String> {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let deadline = Instant::now() + QUIET_WAIT;
+    let pids: Vec<(&str, u32)> = systems
+        .iter()
+        .filter_map(|s| Some((s.name, s.process.pid()?)))
+        .collect();
+    let mut quiet_since = Instant::now();
+    loop {
+        let before: Vec<Duration> = pids.iter().map(|&(_, pid)| cpu_time(pid)).collect();
+        std::thread::sleep(WINDOW);
+        let busy: Vec<&str> = pids
+            .iter()
+            .zip(before)
+            .filter(|&(&(_, pid), before)| cpu_time(pid).saturating_sub(before) > WINDOW / 20)
+            .map(|(&(name, _), _)| name)
+            .collect();
+        if !busy.is_empty() {
+            if Instant::now() > deadline {
+                return Err(busy.join(", "));
+            }
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= hold {
+            return Ok(());
+        }
     }
 }
 
@@ -577,6 +626,19 @@ fn run() -> Result<(), String> {
             system.name,
             started.elapsed().as_secs_f64()
         );
+    }
+    let started = Instant::now();
+    let hold = if systems.iter().any(|s| s.name == "prometheus") {
+        QUIET_HOLD
+    } else {
+        Duration::ZERO
+    };
+    match quiet(&systems, hold) {
+        Ok(()) => println!(
+            "all quiet for {hold:?} after {:.1} s more",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(busy) => println!("still busy after {QUIET_WAIT:?}: {busy}; timing anyway"),
     }
 
     // Peak RSS while loading, then afresh for the queries.
