@@ -25,6 +25,15 @@ use dcmon_receiver::self_scrape;
 use dcmon_receiver::serve;
 use dcmon_receiver::storage::{Storage, now_ms};
 
+/// mimalloc rather than the C library's allocator: a query holds a few
+/// hundred kilobytes of samples per series it reads, freed once mapped, and
+/// glibc hands blocks that size back to the kernel when freed, so the next
+/// series faults its pages in again and a growing vector is copied more
+/// often; mimalloc keeps them for reuse. Measured on the 7-day fleet
+/// `histogram_quantile` (query bench, dcmon alone): 39–43 ms against 47–48.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::parse_from(std::env::args_os().collect()) {
         Ok(cli) => cli,
