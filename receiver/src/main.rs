@@ -30,7 +30,8 @@ use dcmon_receiver::storage::{Storage, now_ms};
 /// glibc hands blocks that size back to the kernel when freed, so the next
 /// series faults its pages in again and a growing vector is copied more
 /// often; mimalloc keeps them for reuse. Measured on the 7-day fleet
-/// `histogram_quantile` (query bench, dcmon alone): 39–43 ms against 47–48.
+/// `histogram_quantile` (query bench, dcmon alone, builds alternating):
+/// 39–43 ms against 40–48.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
