@@ -438,17 +438,33 @@ const MAX_RESERVE: usize = 1 << 16;
 /// over a run of ids also passes the rows of the ids in between.
 const RUN_GAP: SeriesId = 4;
 
+/// A chunk row copied out of its statement: its bytes are in the batch's
+/// buffer at `bytes`.
+struct Fetched {
+    /// Position of its series in the batch.
+    series: usize,
+    key: i64,
+    bytes: Range<usize>,
+    min_ts: i64,
+    max_ts: i64,
+    count: i64,
+}
+
 /// The chunk samples in the range of each `(series, room)` of `wanted`
 /// (sorted by id), in time order, each with room for `room` samples
 /// after them.
+///
+/// Every row is fetched before any is decoded, so that each series'
+/// samples are allocated once for all its chunks (as the rows say) rather
+/// than grown window by window, copying what was decoded at each growth;
+/// the rows' bytes, compressed, are a small part of that.
 fn read_chunks(
     conn: &Connection,
     wanted: &[(SeriesId, usize)],
     range: &ChunkRange,
 ) -> Result<Vec<Vec<(i64, f64)>>, StorageError> {
-    let mut raws: Vec<Vec<RawSample>> = wanted.iter().map(|_| Vec::new()).collect();
-    let mut last_keys = vec![i64::MIN; wanted.len()];
-    let mut in_order = vec![true; wanted.len()];
+    let mut bytes = Vec::new();
+    let mut rows = Vec::new();
     let ids: Vec<SeriesId> = wanted.iter().map(|(id, _)| *id).collect();
     let mut start = 0;
     while start < ids.len() {
@@ -462,14 +478,45 @@ fn read_chunks(
             (range.first_window, range.last_window),
             (range.start_ms, range.end_ms),
             |position, found| {
-                let k = start + position;
-                in_order[k] &= found.key > last_keys[k];
-                last_keys[k] = found.key;
-                decode_in_range(&mut raws[k], &found, range, wanted[k].1)
-                    .map_err(|e| StorageError::Corrupt(format!("series {}: {e}", ids[k])))
+                let at = bytes.len();
+                bytes.extend_from_slice(found.data);
+                rows.push(Fetched {
+                    series: start + position,
+                    key: found.key,
+                    bytes: at..bytes.len(),
+                    min_ts: found.min_ts,
+                    max_ts: found.max_ts,
+                    count: found.count,
+                });
+                Ok(())
             },
         )?;
         start = end;
+    }
+    // The stored counts are a hint only: each chunk says what it holds.
+    let mut sizes: Vec<usize> = wanted.iter().map(|(_, room)| *room).collect();
+    for row in &rows {
+        let hint = usize::try_from(row.count).unwrap_or(0).min(MAX_RESERVE);
+        sizes[row.series] = sizes[row.series].saturating_add(hint);
+    }
+    let mut raws: Vec<Vec<RawSample>> = sizes.into_iter().map(Vec::with_capacity).collect();
+    let mut last_keys = vec![i64::MIN; wanted.len()];
+    let mut in_order = vec![true; wanted.len()];
+    // Rows come window by window: in each, the series of one target share
+    // their timestamps, decoded once.
+    let mut memo = chunk::TimesMemo::new();
+    for row in &rows {
+        let k = row.series;
+        in_order[k] &= row.key > last_keys[k];
+        last_keys[k] = row.key;
+        decode_in_range(
+            &mut raws[k],
+            row,
+            &bytes[row.bytes.clone()],
+            range,
+            &mut memo,
+        )
+        .map_err(|e| StorageError::Corrupt(format!("series {}: {e}", ids[k])))?;
     }
     Ok(raws
         .into_iter()
@@ -487,19 +534,18 @@ fn read_chunks(
         .collect())
 }
 
-/// Appends a chunk's samples in the range to `raw`, with room for `room`
-/// more; only a chunk straddling an end of the range is cut.
+/// Appends the samples of `row` (whose bytes are `data`) in the range to
+/// `raw`; only a chunk straddling an end of the range is cut.
 fn decode_in_range(
     raw: &mut Vec<RawSample>,
-    found: &chunk_rows::Found<'_>,
+    row: &Fetched,
+    data: &[u8],
     range: &ChunkRange,
-    room: usize,
+    memo: &mut chunk::TimesMemo,
 ) -> Result<(), chunk::ChunkError> {
-    // The stored count is a hint only: the chunk says what it holds.
-    raw.reserve(usize::try_from(found.count).unwrap_or(0).min(MAX_RESERVE) + room);
     let first = raw.len();
-    chunk::decode_into(found.data, raw)?;
-    if found.min_ts < range.start_ms || found.max_ts > range.end_ms {
+    chunk::decode_into_with(data, raw, memo)?;
+    if row.min_ts < range.start_ms || row.max_ts > range.end_ms {
         // Decoded timestamps are strictly increasing: the range is one
         // slice of them.
         let decoded = &raw[first..];

@@ -109,13 +109,15 @@
 //! `bits` is the bit stream and its field codes, `arith` the integer
 //! helpers. A block is its timestamps (`timestamps`) and its values
 //! (`values`, with `xor` as the fallback); both predict and hand the
-//! residuals to `seq`, which writes them with the codes of `huffman`. The
+//! residuals to `seq`, which writes them with the codes of `huffman`.
+//! `memo` keeps a reader's decoded times for the next chunk with the same. The
 //! test-only `testkit`, `workload` and `pinned` hold shared test inputs, the
 //! size benchmark and the pinned encodings.
 
 mod arith;
 mod bits;
 mod huffman;
+mod memo;
 #[cfg(test)]
 mod pinned;
 mod seq;
@@ -129,6 +131,7 @@ mod xor;
 
 pub(in crate::storage) use arith::{unzigzag, zigzag};
 use bits::{BitReader, BitWriter};
+pub use memo::TimesMemo;
 use timestamps::{decode_times, encode_times};
 use values::{decode_values, encode_values};
 
@@ -218,8 +221,28 @@ pub fn decode(data: &[u8]) -> Result<Vec<RawSample>, ChunkError> {
 /// [`decode`], appending the samples to `out` (a reader decoding many
 /// chunks reuses one buffer). On error `out` is left as it was.
 pub fn decode_into(data: &[u8], out: &mut Vec<RawSample>) -> Result<(), ChunkError> {
+    decode_into_checked(data, out, None)
+}
+
+/// [`decode_into`] for a reader decoding many chunks, many of them with
+/// the same timestamps (the series of one scrape): times decoded for an
+/// earlier chunk that began with the same bits come from `memo`. The
+/// result is [`decode_into`]'s, error or samples.
+pub fn decode_into_with(
+    data: &[u8],
+    out: &mut Vec<RawSample>,
+    memo: &mut TimesMemo,
+) -> Result<(), ChunkError> {
+    decode_into_checked(data, out, Some(memo))
+}
+
+fn decode_into_checked(
+    data: &[u8],
+    out: &mut Vec<RawSample>,
+    memo: Option<&mut TimesMemo>,
+) -> Result<(), ChunkError> {
     let before = out.len();
-    let result = decode_after(data, out, before);
+    let result = decode_after(data, out, before, memo);
     if result.is_err() {
         out.truncate(before);
     }
@@ -291,9 +314,14 @@ fn next_segment(rest: &[u8]) -> Result<(&[u8], &[u8]), ChunkError> {
 
 /// Decodes `data`'s samples onto `out`, whose first `before` samples are
 /// not the chunk's.
-fn decode_after(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
+fn decode_after(
+    data: &[u8],
+    out: &mut Vec<RawSample>,
+    before: usize,
+    mut memo: Option<&mut TimesMemo>,
+) -> Result<(), ChunkError> {
     if data.first() != Some(&SEGMENTED) {
-        return decode_segment(data, out, before);
+        return decode_segment(data, out, before, memo);
     }
     let mut rest = &data[1..];
     if rest.is_empty() {
@@ -306,14 +334,19 @@ fn decode_after(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<
             return Err(ChunkError::Corrupt("segment inside a segment"));
         }
         // The same `before`: a segment must start after the last one ends.
-        decode_segment(segment, out, before)?;
+        decode_segment(segment, out, before, memo.as_deref_mut())?;
     }
     Ok(())
 }
 
 /// Decodes a chunk of one segment onto `out`, whose first `before` samples are
 /// not the chunk's.
-fn decode_segment(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Result<(), ChunkError> {
+fn decode_segment(
+    data: &[u8],
+    out: &mut Vec<RawSample>,
+    before: usize,
+    mut memo: Option<&mut TimesMemo>,
+) -> Result<(), ChunkError> {
     let (&version, body) = data.split_first().ok_or(ChunkError::Empty)?;
     if version != VERSION && version != VERSION_WITHOUT_LANES {
         return Err(ChunkError::UnsupportedVersion(version));
@@ -338,13 +371,44 @@ fn decode_segment(data: &[u8], out: &mut Vec<RawSample>, before: usize) -> Resul
         if out[before..].last().is_some_and(|&(last, _)| t0 <= last) {
             return Err(r.corrupt("timestamps not strictly increasing"));
         }
-        decode_times(&mut r, n, t0, out, &mut scratch)?;
+        // Only a first block's times can be the memo's: its bits are the
+        // chunk's first.
+        match memo.take() {
+            Some(memo) => decode_first_times(memo, data, &mut r, (n, t0), out, &mut scratch)?,
+            None => decode_times(&mut r, n, t0, out, &mut scratch)?,
+        }
         decode_values(&mut r, &mut out[start..], &mut scratch)?;
         if r.get(1) == 0 {
             break;
         }
     }
     r.finish()
+}
+
+/// [`decode_times`] of the first block of `chunk` (read by `r` after its
+/// version byte), from `memo` where an earlier chunk began with the same
+/// bits, and kept there otherwise.
+fn decode_first_times(
+    memo: &mut TimesMemo,
+    chunk: &[u8],
+    r: &mut BitReader<'_>,
+    (n, t0): (usize, i64),
+    out: &mut Vec<RawSample>,
+    scratch: &mut Vec<i64>,
+) -> Result<(), ChunkError> {
+    if let Some((times, bits)) = memo.find(chunk) {
+        // The same bits gave the same count and first time; checked all
+        // the same, as this is cheap.
+        if times.len() == n && times.first() == Some(&t0) && bits >= 8 + r.pos {
+            out.extend(times.iter().map(|&t| (t, 0)));
+            r.pos = bits - 8;
+            return Ok(());
+        }
+    }
+    let start = out.len();
+    decode_times(r, n, t0, out, scratch)?;
+    memo.keep(chunk, 8 + r.pos, out[start..].iter().map(|s| s.0));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -405,6 +405,50 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Chunks of one scrape's series (the same timestamps, other values),
+    /// and damaged copies of them, decoded in turn with one memo: each
+    /// gives exactly what decoding it alone gives, samples or error.
+    #[test]
+    fn prop_a_memo_changes_no_decoding(
+        times in arb_series(),
+        others in proptest::collection::vec(arb_series(), 1..5),
+        damage in proptest::collection::vec((any::<usize>(), any::<usize>(), 0u8..4), 0..8),
+    ) {
+        let mut chunks = vec![encode(&times)];
+        for other in &others {
+            let values = other.iter().map(|s| s.1).chain(std::iter::repeat(f(1.0)));
+            let shared: Vec<RawSample> = times.iter().map(|s| s.0).zip(values).collect();
+            chunks.push(encode(&shared));
+        }
+        let whole = chunks.len();
+        for (pick, at, how) in damage {
+            let mut chunk = chunks[pick % whole].clone();
+            match how {
+                0 => {
+                    let bit = at % (chunk.len() * 8);
+                    chunk[bit / 8] ^= 0x80 >> (bit % 8);
+                }
+                1 => chunk.truncate(at % (chunk.len() + 1)),
+                2 => chunk = append(&chunk, &[(i64::MAX, f(2.0))]),
+                _ => chunk.push(0),
+            }
+            chunks.push(chunk);
+        }
+        let mut memo = TimesMemo::new();
+        for chunk in chunks.iter().chain(&chunks) {
+            // Onto samples already there, as a reader appends.
+            let mut with = vec![(i64::MIN, 0)];
+            let mut alone = with.clone();
+            let result = decode_into_with(chunk, &mut with, &mut memo);
+            prop_assert_eq!(result, decode_into(chunk, &mut alone));
+            prop_assert_eq!(with, alone);
+        }
+        // The other series' chunks took the first's times at least.
+        prop_assert!(memo.hits() >= others.len(), "{} hits", memo.hits());
+    }
+}
+
 #[test]
 fn segment_errors() {
     let first = regular(&[f(1.0), f(2.0)]);
