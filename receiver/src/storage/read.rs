@@ -156,6 +156,17 @@ impl Storage {
         map: impl Fn(Cow<'_, SeriesData>) -> R + Sync,
     ) -> Result<Option<Vec<R>>, StorageError> {
         let series = &selection.series[part];
+        if let Some(held) = in_memory(series) {
+            // Nothing to read, and little to map: on this thread, as
+            // waking the pool's threads would cost more than the work.
+            if held <= SAMPLES_MAPPED_HERE {
+                let mapped = series.iter().filter_map(|pending| match pending {
+                    Pending::Read(s) if !s.samples.is_empty() => Some(map(Cow::Borrowed(s))),
+                    _ => None,
+                });
+                return Ok(Some(mapped.collect()));
+            }
+        }
         // Read in series id order: series whose ids are close together
         // have their chunks side by side in each window, where one search
         // finds them all.
@@ -276,6 +287,20 @@ impl Storage {
 /// taking a connection and a statement, few enough to spread a part of a
 /// selection over every core.
 const SERIES_PER_TASK: usize = 8;
+
+/// Most samples of a part answered from memory that its reader maps on
+/// its own thread (a refresh's newest steps: a few samples per series).
+const SAMPLES_MAPPED_HERE: usize = 1 << 14;
+
+/// The samples `series` hold, if all are answered from memory already.
+fn in_memory(series: &[Pending]) -> Option<usize> {
+    series
+        .iter()
+        .try_fold(0usize, |held, pending| match pending {
+            Pending::Read(s) => Some(held + s.samples.len()),
+            Pending::Chunks(..) => None,
+        })
+}
 
 /// The series a selector matches, in label order, with what the head held
 /// for them when it was taken; their chunks are read on demand.
