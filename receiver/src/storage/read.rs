@@ -527,8 +527,10 @@ fn read_chunks(
     let mut raws: Vec<Vec<RawSample>> = sizes.into_iter().map(Vec::with_capacity).collect();
     let mut last_keys = vec![i64::MIN; wanted.len()];
     let mut in_order = vec![true; wanted.len()];
-    // Rows come window by window: in each, the series of one target share
-    // their timestamps, decoded once.
+    // Decoded window by window, whatever runs the ids fell into: in each
+    // window the series of one target share their timestamps, which the
+    // memo then decodes once. A series' own rows stay in window order.
+    rows.sort_by_key(|row| (chunk_rows::window_of_key(row.key), row.series));
     let mut memo = chunk::TimesMemo::new();
     for row in &rows {
         let k = row.series;
