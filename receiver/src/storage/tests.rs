@@ -981,3 +981,57 @@ fn a_read_of_series_picked_among_others_gets_each_ones_samples() {
     assert_eq!(dump(&storage, &picked, from, to), inside);
     rt.block_on(storage.close());
 }
+
+#[test]
+fn series_of_one_scrape_read_back_their_own_samples() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let storage = Storage::open(
+        &path,
+        Options {
+            chunk_window: Duration::from_secs(3600),
+            recent_window: Duration::ZERO,
+            ..options()
+        },
+    )
+    .unwrap();
+    let now = super::now_ms();
+    let start = now - 3 * HOUR;
+    // Two hosts of six series each, scraped every 30 s with jitter: a
+    // host's series share each scrape's timestamp (and so the first bits
+    // of each window's chunks), the hosts' timestamps differ. One series
+    // misses every seventh scrape, so its chunks begin otherwise.
+    let stamp =
+        |host: i64, i: i64| start + i * 30_000 + host * 7_000 + (i * 7_919 + host) % 81 - 40;
+    let mut sent: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    let request: Vec<SeriesSamples> = (0..12i64)
+        .map(|k| {
+            let host = k / 6;
+            let samples: Vec<(i64, f64)> = (0..360)
+                .filter(|i| k != 4 || i % 7 != 3)
+                .map(|i| (stamp(host, i), (k * 100_000 + i * (k + 1)) as f64 / 4.0))
+                .collect();
+            let name = format!("h{host}s{k:02}");
+            sent.insert(
+                name.clone(),
+                samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+            );
+            series("m", &name, &samples)
+        })
+        .collect();
+    rt.block_on(storage.append(request, vec![])).unwrap();
+    rt.block_on(storage.compact()).unwrap();
+    let every = [m("__name__", MatchOp::Equal, "m")];
+    let want: Vec<(String, Vec<(i64, u64)>)> = sent.clone().into_iter().collect();
+    assert_eq!(dump(&storage, &every, start - HOUR, now), want);
+    // Ids far apart (read by separate searches) still meet window by window.
+    let spaced = [m("instance", MatchOp::Regex, "h0s00|h0s04|h1s06|h1s11")];
+    let want: Vec<(String, Vec<(i64, u64)>)> = ["h0s00", "h0s04", "h1s06", "h1s11"]
+        .iter()
+        .map(|name| (name.to_string(), sent[*name].clone()))
+        .collect();
+    assert_eq!(dump(&storage, &spaced, start - HOUR, now), want);
+    rt.block_on(storage.close());
+}
