@@ -156,16 +156,19 @@ impl Storage {
         map: impl Fn(Cow<'_, SeriesData>) -> R + Sync,
     ) -> Result<Option<Vec<R>>, StorageError> {
         let series = &selection.series[part];
-        if let Some(held) = in_memory(series) {
+        if let Some(held) = in_memory(series)
+            && held <= SAMPLES_MAPPED_HERE
+        {
             // Nothing to read, and little to map: on this thread, as
             // waking the pool's threads would cost more than the work.
-            if held <= SAMPLES_MAPPED_HERE {
-                let mapped = series.iter().filter_map(|pending| match pending {
-                    Pending::Read(s) if !s.samples.is_empty() => Some(map(Cow::Borrowed(s))),
-                    _ => None,
-                });
-                return Ok(Some(mapped.collect()));
+            if budget.is_spent() {
+                return Ok(None);
             }
+            let mapped = series.iter().filter_map(|pending| match pending {
+                Pending::Read(s) if !s.samples.is_empty() => Some(map(Cow::Borrowed(s))),
+                _ => None,
+            });
+            return Ok(Some(mapped.collect()));
         }
         // Read in series id order: series whose ids are close together
         // have their chunks side by side in each window, where one search
