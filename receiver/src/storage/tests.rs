@@ -918,21 +918,27 @@ fn a_version_5_databases_chunks_are_read_and_grown_after_migration() {
     rt.block_on(storage.close());
 }
 
-#[test]
-fn a_read_of_series_picked_among_others_gets_each_ones_samples() {
-    use std::collections::BTreeMap;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.sqlite");
-    let rt = runtime();
-    let storage = Storage::open(
-        &path,
+/// Storage with one-hour windows and no recent tails: a few hours of
+/// samples span several windows, and every read of them reads chunks.
+fn hourly_windows_without_tails(path: &std::path::Path) -> Storage {
+    Storage::open(
+        path,
         Options {
             chunk_window: Duration::from_secs(3600),
             recent_window: Duration::ZERO,
             ..options()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_read_of_series_picked_among_others_gets_each_ones_samples() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let rt = runtime();
+    let storage = hourly_windows_without_tails(&path);
     let now = super::now_ms();
     let start = now - 3 * HOUR;
     // Twelve series numbered in order, three hours (three or four windows)
@@ -988,15 +994,7 @@ fn series_of_one_scrape_read_back_their_own_samples() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let rt = runtime();
-    let storage = Storage::open(
-        &path,
-        Options {
-            chunk_window: Duration::from_secs(3600),
-            recent_window: Duration::ZERO,
-            ..options()
-        },
-    )
-    .unwrap();
+    let storage = hourly_windows_without_tails(&path);
     let now = super::now_ms();
     let start = now - 3 * HOUR;
     // Two hosts of six series each, scraped every 30 s with jitter: a
