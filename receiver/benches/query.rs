@@ -11,6 +11,9 @@
 //!
 //! A latency is the time from sending a request to receiving the last
 //! byte of its answer; the bench's own parsing of the JSON is not timed.
+//! Reads are timed with a client that reads on the calling thread (ureq),
+//! so that a light answer's figure is the server's, not a client runtime's
+//! hand-offs.
 //!
 //! Cold runs pass `nocache=1` (dcmon and VictoriaMetrics honour it;
 //! Prometheus has no cache), so they time evaluation. Each range query is
@@ -48,7 +51,7 @@ use dcmon_testkit::fleet::{self, Spec, Target};
 use dcmon_testkit::{KillOnDrop, free_addr};
 use std::time::{Duration, Instant};
 
-use peers::{Answer, Endpoint, Kind, Peer, client, installed};
+use peers::{Answer, Endpoint, Kind, Peer, client, installed, timing_client};
 
 const INTERVAL_MS: i64 = 30_000;
 /// Scrapes per remote-write request (one host per request).
@@ -377,12 +380,12 @@ fn probes(start: i64, end: i64) -> Vec<Probe> {
 /// A range query's answer, with `nocache=1` when `nocache`.
 fn range_answer(
     system: &System,
-    http: &reqwest::blocking::Client,
+    agent: &ureq::Agent,
     query: &str,
     window: (i64, i64, i64),
     nocache: bool,
 ) -> Answer {
-    timed_range_answer(system, http, query, window, nocache).1
+    timed_range_answer(system, agent, query, window, nocache).1
 }
 
 /// [`range_answer`] with the time from sending the request to receiving
@@ -390,7 +393,7 @@ fn range_answer(
 /// every system, is not timed).
 fn timed_range_answer(
     system: &System,
-    http: &reqwest::blocking::Client,
+    agent: &ureq::Agent,
     query: &str,
     (start, end, step): (i64, i64, i64),
     nocache: bool,
@@ -406,7 +409,9 @@ fn timed_range_answer(
     }
     let path = "/api/v1/query_range";
     let started = Instant::now();
-    let body = system.read.get_body_as(http, path, &params, system.gzip);
+    let body = system
+        .read
+        .get_body_timed(agent, path, &params, system.gzip);
     let took = started.elapsed();
     let answer = match body.and_then(|b| b.json(path)) {
         Ok(body) => Answer::from_json(&body),
@@ -470,7 +475,7 @@ fn write_next_samples(
 #[allow(clippy::too_many_arguments)]
 fn warm_refresh(
     system: &System,
-    http: &reqwest::blocking::Client,
+    (http, agent): (&reqwest::blocking::Client, &ureq::Agent),
     spec: &Spec,
     labels: &[Vec<(String, String)>],
     query: &str,
@@ -478,7 +483,7 @@ fn warm_refresh(
     runs: usize,
     written: &mut i64,
 ) -> Result<(Duration, Option<String>), String> {
-    if let Answer::Error(e) = range_answer(system, http, query, (start, end, step), false) {
+    if let Answer::Error(e) = range_answer(system, agent, query, (start, end, step), false) {
         return Err(e);
     }
     let mut samples = Vec::with_capacity(runs);
@@ -490,14 +495,14 @@ fn warm_refresh(
         write_next_samples(system, http, labels, at_ms)?;
         let steps = (at_ms - start + step - 1).div_euclid(step);
         later = (start, start + steps * step, step);
-        let (took, answer) = timed_range_answer(system, http, query, later, false);
+        let (took, answer) = timed_range_answer(system, agent, query, later, false);
         samples.push(took);
         last = Some(answer);
     }
     let mut note = None;
     if system.name == "dcmon"
         && let Some(warm) = last
-        && !same(&warm, &range_answer(system, http, query, later, true))
+        && !same(&warm, &range_answer(system, agent, query, later, true))
     {
         note = Some("dcmon's warm answer differs from its nocache=1 answer".to_owned());
     }
@@ -673,6 +678,7 @@ fn run() -> Result<(), String> {
         }
     );
     let http = client();
+    let agent = timing_client();
     let labels: Vec<Vec<(String, String)>> = (1..=spec.hosts)
         .flat_map(|h| Target::host(&spec, h).labels().to_vec())
         .collect();
@@ -693,14 +699,16 @@ fn run() -> Result<(), String> {
             let once = || -> Result<(Duration, Option<Answer>), String> {
                 match &probe {
                     Probe::Range(q) => {
-                        match timed_range_answer(system, &http, q, (start, end, step), true) {
+                        match timed_range_answer(system, &agent, q, (start, end, step), true) {
                             (_, Answer::Error(e)) => Err(e),
                             (took, answer) => Ok((took, Some(answer))),
                         }
                     }
                     Probe::Get(path, params) => {
                         let started = Instant::now();
-                        let body = system.read.get_body_as(&http, path, params, system.gzip)?;
+                        let body = system
+                            .read
+                            .get_body_timed(&agent, path, params, system.gzip)?;
                         let took = started.elapsed();
                         let body = body.json(path)?;
                         if body["status"] != "success" {
@@ -731,7 +739,17 @@ fn run() -> Result<(), String> {
             }
             if let Probe::Range(q) = &probe {
                 let window = (start, end, step);
-                match warm_refresh(system, &http, &spec, &labels, q, window, runs, &mut written) {
+                let clients = (&http, &agent);
+                match warm_refresh(
+                    system,
+                    clients,
+                    &spec,
+                    &labels,
+                    q,
+                    window,
+                    runs,
+                    &mut written,
+                ) {
                     Ok((took, note)) => {
                         warm_times.push(Some(took));
                         notes.extend(note);

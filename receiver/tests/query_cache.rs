@@ -181,7 +181,12 @@ fn raw_range(
     let encoding = headers
         .get("content-encoding")
         .map(|v| v.to_str().unwrap().to_owned());
-    (encoding, response.bytes().unwrap().to_vec())
+    // Sent in pieces (the cache's text is not copied into one buffer),
+    // but with its length, as one buffer would be.
+    let length: usize = headers["content-length"].to_str().unwrap().parse().unwrap();
+    let body = response.bytes().unwrap().to_vec();
+    assert_eq!(length, body.len());
+    (encoding, body)
 }
 
 #[test]

@@ -72,6 +72,7 @@ pub mod openapi;
 pub mod query;
 pub mod query_json;
 pub mod query_params;
+pub mod query_threads;
 pub mod rules;
 pub mod write;
 pub mod write_limits;

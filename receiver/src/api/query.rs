@@ -21,6 +21,7 @@ use super::openapi::{
 };
 use super::query_json::{self, QueryAnswer};
 use super::query_params::{MAX_TIME_MS, MIN_TIME_MS, Params, bad_param};
+use super::query_threads::QueryThreads;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind, OrInternal};
 use crate::promql::cache::CacheStats;
@@ -29,13 +30,14 @@ use crate::storage::index::{Labels, Matcher};
 use crate::storage::now_ms;
 
 /// The engine as the API uses it: a bound on queries run at once, each on
-/// its own thread with a stack sized for the deepest query accepted, and a
-/// switch that cancels them all at shutdown.
+/// a thread of its own with a stack sized for the deepest query accepted,
+/// and a switch that cancels them all at shutdown.
 #[derive(Debug, Clone)]
 pub struct QueryService {
     engine: Engine,
     cache: Arc<QueryCache>,
     slots: Arc<Semaphore>,
+    threads: Arc<QueryThreads>,
     shutdown: Arc<Shutdown>,
 }
 
@@ -52,10 +54,12 @@ impl QueryService {
     /// (within their timeout) for a slot. Range queries use `cache`.
     pub fn new(engine: Engine, max_concurrency: usize, cache: QueryCache) -> Self {
         let flag = Arc::new(AtomicBool::new(false));
+        let max_concurrency = max_concurrency.max(1);
         Self {
             engine: engine.with_cancel(Arc::clone(&flag)),
             cache: Arc::new(cache),
-            slots: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(max_concurrency)),
+            threads: QueryThreads::new(max_concurrency, crate::promql::QUERY_STACK_BYTES),
             shutdown: Arc::new(Shutdown {
                 flag,
                 started: watch::Sender::new(false),
@@ -78,7 +82,7 @@ impl QueryService {
         self.shutdown.started.send_replace(true);
     }
 
-    /// Runs `f` on a thread of its own once a slot is free. The request's
+    /// Runs `f` on a query thread once a slot is free. The request's
     /// deadline (its `timeout`, at most `--query.timeout`) covers the wait
     /// for a slot, parsing and evaluation: past it the request is answered
     /// at once, and the evaluation stops at its next check.
@@ -123,10 +127,8 @@ impl QueryService {
             .with_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
             .with_cancel(Arc::clone(&cancel.0));
         let (answer, answered) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("dcmon-query".to_owned())
-            .stack_size(crate::promql::QUERY_STACK_BYTES)
-            .spawn(move || {
+        self.threads
+            .run(move || {
                 // The slot stays taken until the work really ends.
                 let _permit = permit;
                 let _ = answer.send(f(engine));

@@ -2,22 +2,44 @@
 //! large matrix would take several times its size as a `serde_json::Value`
 //! tree, and the receiver runs on small boxes. Gzipped when the client
 //! accepts it, as Prometheus does (Grafana always asks): the points the
-//! query cache holds come already compressed.
+//! query cache holds come already compressed. Plain, they are sent from
+//! the cache's own buffers, not copied: a refreshed panel's answer is
+//! mostly points the cache holds, and copying a megabyte of them took
+//! longer than evaluating the refresh's new steps.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 
 use crate::promql::gzip::GzipWriter;
 use crate::promql::text::{write_point, write_seconds};
 use crate::promql::{QueryResult, Value, WrittenPoints};
 
-/// A finished query answer (`{"status":"success","data":{…}}`).
+/// A finished query answer (`{"status":"success","data":{…}}`): its body
+/// as consecutive pieces.
 #[derive(Debug)]
 pub struct QueryAnswer {
-    body: Vec<u8>,
+    pieces: Pieces,
     gzip: bool,
+}
+
+impl QueryAnswer {
+    /// The whole body in one buffer (for tests and small answers).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces
+            .parts
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .collect()
+    }
 }
 
 impl IntoResponse for QueryAnswer {
@@ -25,18 +47,61 @@ impl IntoResponse for QueryAnswer {
         let json = (header::CONTENT_TYPE, "application/json");
         // The body depends on the request's Accept-Encoding either way.
         let vary = (header::VARY, "Accept-Encoding");
+        let body = Body::new(self.pieces);
         if self.gzip {
-            ([json, vary, (header::CONTENT_ENCODING, "gzip")], self.body).into_response()
+            ([json, vary, (header::CONTENT_ENCODING, "gzip")], body).into_response()
         } else {
-            ([json, vary], self.body).into_response()
+            ([json, vary], body).into_response()
         }
+    }
+}
+
+/// A body sent piece by piece, its length known (so the answer carries a
+/// `Content-Length`, as one buffer's would).
+#[derive(Debug, Default)]
+struct Pieces {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Pieces {
+    fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.remaining += part.len() as u64;
+            self.parts.push_back(part);
+        }
+    }
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.parts.pop_front().map(|part| {
+            this.remaining -= part.len() as u64;
+            Ok(Frame::data(part))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 
 /// Encodes `result` in Prometheus's response shape, gzipped when `gzip`.
 pub fn encode(result: &QueryResult, gzip: bool) -> QueryAnswer {
     let mut out = Vec::with_capacity(size_hint(&result.value));
-    // Where the cache's written points go, when they are not copied in.
+    // Where the cache's written points go: `out` holds the text around
+    // them.
     let mut marks: Vec<(usize, &WrittenPoints)> = Vec::new();
     let t = result.time_ms;
     out.extend_from_slice(br#"{"status":"success","data":{"resultType":""#);
@@ -71,10 +136,8 @@ pub fn encode(result: &QueryResult, gzip: bool) -> QueryAnswer {
                 // Leading points the cache holds written are copied.
                 let written = result.written.get(i).and_then(Option::as_ref);
                 let copied = written.map_or(0, |w| w.count());
-                match written {
-                    Some(written) if gzip => marks.push((out.len(), written)),
-                    Some(written) => out.extend_from_slice(written.bytes()),
-                    None => {}
+                if let Some(written) = written {
+                    marks.push((out.len(), written));
                 }
                 for (j, (ms, v)) in s.points.iter().enumerate().skip(copied) {
                     if j > 0 {
@@ -95,21 +158,28 @@ pub fn encode(result: &QueryResult, gzip: bool) -> QueryAnswer {
         }
     }
     out.push(b'}');
-    if !gzip {
-        return QueryAnswer { body: out, gzip };
+    let mut pieces = Pieces::default();
+    if gzip {
+        let mut gz = GzipWriter::new();
+        let mut at = 0;
+        for (mark, written) in marks {
+            gz.text(&out[at..mark]);
+            written.gzip_into(&mut gz);
+            at = mark;
+        }
+        gz.text(&out[at..]);
+        pieces.push(Bytes::from(gz.finish()));
+    } else {
+        let out = Bytes::from(out);
+        let mut at = 0;
+        for (mark, written) in marks {
+            pieces.push(out.slice(at..mark));
+            pieces.push(written.shared());
+            at = mark;
+        }
+        pieces.push(out.slice(at..));
     }
-    let mut gz = GzipWriter::new();
-    let mut at = 0;
-    for (mark, written) in marks {
-        gz.text(&out[at..mark]);
-        written.gzip_into(&mut gz);
-        at = mark;
-    }
-    gz.text(&out[at..]);
-    QueryAnswer {
-        body: gz.finish(),
-        gzip,
-    }
+    QueryAnswer { pieces, gzip }
 }
 
 /// About the answer's size, so that a large one is not copied as its
@@ -166,7 +236,7 @@ mod tests {
             infos: Vec::new(),
             written: Vec::new(),
         };
-        serde_json::from_slice(&encode(&result, false).body).unwrap()
+        serde_json::from_slice(&encode(&result, false).to_vec()).unwrap()
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::gzip::{Deflated, GzipWriter};
 
 /// Formats a float the way Prometheus's API writes sample values: the
@@ -197,7 +199,10 @@ pub fn write_point(out: &mut Vec<u8>, ms: i64, value: f64) {
 /// blocks compressed apart, for gzip answers.
 #[derive(Debug, Default)]
 pub struct PointsText {
-    bytes: Vec<u8>,
+    /// Shared, so that an answer can send a run of points as it is.
+    bytes: Bytes,
+    /// The memory `bytes` takes (its buffer may be longer than the text).
+    bytes_heap: usize,
     /// Offset of each point's `[` in `bytes`.
     starts: Vec<u32>,
     /// Consecutive, covering every point.
@@ -229,27 +234,29 @@ impl PointsText {
     pub fn extended(written: Option<&WrittenPoints>, points: &[(i64, f64)], span_ms: i64) -> Self {
         let written = written.filter(|w| w.count() > 0);
         let mut text = Self::default();
+        let mut bytes = Vec::new();
         if let Some(written) = written {
-            let bytes = written.bytes();
-            text.bytes
-                .reserve(bytes.len() + points.len() * POINT_TYPICAL);
-            text.bytes.extend_from_slice(bytes);
+            let old = written.bytes();
+            bytes.reserve(old.len() + points.len() * POINT_TYPICAL);
+            bytes.extend_from_slice(old);
             let base = written.text.starts[written.from];
             let starts = &written.text.starts[written.from..written.to];
             text.starts.extend(starts.iter().map(|s| s - base));
         } else {
-            text.bytes.reserve(points.len() * POINT_TYPICAL);
+            bytes.reserve(points.len() * POINT_TYPICAL);
         }
         text.starts.reserve(points.len());
         for &(ms, value) in points {
             if !text.starts.is_empty() {
-                text.bytes.push(b',');
+                bytes.push(b',');
             }
             // An answer over 4 GiB is refused long before (max samples).
             text.starts
-                .push(u32::try_from(text.bytes.len()).unwrap_or(u32::MAX));
-            write_point(&mut text.bytes, ms, value);
+                .push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+            write_point(&mut bytes, ms, value);
         }
+        text.bytes_heap = bytes.capacity();
+        text.bytes = Bytes::from(bytes);
         text.blocks = text.blocks_of(written, points, span_ms.max(1));
         text
     }
@@ -302,13 +309,18 @@ impl PointsText {
     /// The text of points `from..to` (`from < to`), without a comma
     /// before or after.
     fn slice(&self, from: usize, to: usize) -> &[u8] {
+        &self.bytes[self.span(from, to)]
+    }
+
+    /// Where [`PointsText::slice`] lies in `bytes`.
+    fn span(&self, from: usize, to: usize) -> std::ops::Range<usize> {
         let start = self.starts[from] as usize;
         let end = match self.starts.get(to) {
             // Up to the comma before the next point.
             Some(&next) => next as usize - 1,
             None => self.bytes.len(),
         };
-        &self.bytes[start..end]
+        start..end
     }
 
     /// How many points it holds.
@@ -320,7 +332,7 @@ impl PointsText {
     /// text are counted in both).
     pub fn heap_bytes(&self) -> usize {
         const BLOCK_OVERHEAD: usize = 64;
-        self.bytes.capacity()
+        self.bytes_heap
             + self.starts.capacity() * std::mem::size_of::<u32>()
             + self
                 .blocks
@@ -368,6 +380,15 @@ impl WrittenPoints {
             return &[];
         }
         self.text.slice(self.from, self.to)
+    }
+
+    /// [`WrittenPoints::bytes`] as a shared buffer: an answer sends it
+    /// without copying it.
+    pub fn shared(&self) -> Bytes {
+        if self.from == self.to {
+            return Bytes::new();
+        }
+        self.text.bytes.slice(self.text.span(self.from, self.to))
     }
 
     /// Writes [`WrittenPoints::bytes`] to a gzip answer: the blocks
