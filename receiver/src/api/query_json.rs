@@ -133,16 +133,18 @@ pub fn encode(result: &QueryResult, gzip: bool) -> QueryAnswer {
                 out.extend_from_slice(br#"{"metric":"#);
                 labels(out, &s.labels);
                 out.extend_from_slice(br#","values":["#);
-                // Leading points the cache holds written are copied.
+                // Leading points the cache lends go in as it holds them.
                 let written = result.written.get(i).and_then(Option::as_ref);
-                let copied = written.map_or(0, |w| w.count());
-                if let Some(written) = written {
+                let mut first = true;
+                if let Some(written) = written.filter(|w| w.count() > 0) {
                     marks.push((out.len(), written));
+                    first = false;
                 }
-                for (j, (ms, v)) in s.points.iter().enumerate().skip(copied) {
-                    if j > 0 {
+                for (ms, v) in &s.points {
+                    if !first {
                         out.push(b',');
                     }
+                    first = false;
                     write_point(out, *ms, *v);
                 }
                 out.extend_from_slice(b"]}");

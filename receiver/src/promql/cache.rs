@@ -47,6 +47,8 @@ use super::text::{BLOCK_STEPS, PointsText, WrittenPoints};
 use super::value::{Series, Value};
 use super::{Engine, QueryError, QueryResult, duration_ms, plan};
 use crate::storage::changes::Changes;
+use crate::storage::index::Labels;
+use crate::storage::search::{partition_point_from_end, partition_point_from_start};
 
 /// Steps newer than this before now are evaluated afresh and not stored.
 /// Not needed for correctness (writes invalidate), but the newest steps
@@ -163,11 +165,12 @@ struct Key {
 struct Part {
     first_ms: i64,
     last_ms: i64,
-    /// Sorted by labels, as the engine answers; points within the steps.
-    series: Vec<Series>,
-    /// Each series' points as the answer writes them, so that a refresh
-    /// copies them instead of writing them again (for a light panel,
-    /// writing the answer takes longer than evaluating its new steps).
+    /// Each series' labels, sorted as the engine answers.
+    labels: Vec<Labels>,
+    /// Each series' points within the steps, and the same as the answer
+    /// writes them: a refresh lends both instead of copying the points
+    /// and writing them again (for a light panel, either takes longer
+    /// than evaluating its new steps).
     text: Vec<Arc<PointsText>>,
     /// The warnings and infos evaluating these steps gave.
     notes: Annotations,
@@ -351,8 +354,7 @@ impl QueryCache {
         let (fresh, fresh_notes) = evaluate(split + range.step_ms, range.end_ms)?;
         let (older, mut notes) = match hit {
             Some((part, last_ms)) => (
-                steps_of(
-                    part.pieces(),
+                part.steps(
                     range.start_ms,
                     last_ms,
                     usize::try_from(range.end_ms.saturating_sub(last_ms) / range.step_ms)
@@ -476,19 +478,20 @@ fn usable_steps(part: &Part, range: Range, reach: i64, changes: &Changes) -> Opt
     range.step_at_or_before(last)
 }
 
-/// A series of an answer being put together, with the answer text of
-/// its leading points where a cached part holds it.
+/// A series of an answer being put together: its leading points (with
+/// their answer text) lent by a cached part, then its own points.
 #[derive(Debug)]
 struct Piece {
+    /// Its labels, and the points after `written`'s.
     series: Series,
     written: Option<WrittenPoints>,
 }
 
 impl Part {
-    /// The part of `pieces` (an answer's series) at steps
-    /// `first_ms..=last_ms`, with its points written (series in
-    /// parallel: compressing the text's blocks is most of it); each
-    /// piece whose kept points lead it takes their text from the part.
+    /// The part of `pieces` (an answer's series, all starting at
+    /// `first_ms`) at steps `first_ms..=last_ms`, with its points written
+    /// (series in parallel: compressing the text's blocks is most of it).
+    /// Each piece then lends the stored points instead of holding them.
     fn new(
         pieces: &mut [Piece],
         first_ms: i64,
@@ -497,80 +500,68 @@ impl Part {
         notes: Annotations,
     ) -> Self {
         let span_ms = step_ms.saturating_mul(BLOCK_STEPS);
-        let kept: Vec<Option<(Series, Arc<PointsText>)>> = pieces
+        let kept: Vec<Option<(Labels, Arc<PointsText>)>> = pieces
             .par_iter_mut()
             .map(|piece| {
-                let (from, kept) =
-                    piece_steps(&piece.series, piece.written.clone(), first_ms, last_ms, 0)?;
-                let written = kept.written.as_ref();
-                let new = &kept.series.points[written.map_or(0, WrittenPoints::count)..];
-                let kept_text = Arc::new(PointsText::extended(written, new, span_ms));
-                // An answer's steps start at `first_ms`, so this always holds.
-                if from == 0 {
-                    let all = 0..kept_text.points();
-                    piece.written = Some(WrittenPoints::new(Arc::clone(&kept_text), all));
+                let own = &mut piece.series.points;
+                let written = piece.written.as_ref().filter(|w| w.count() > 0);
+                // The lent points at or before the last step. All of them,
+                // but for a part stored beyond a step now storable (the
+                // clock went back): the answer then keeps lending its own.
+                let lent =
+                    written.map_or(0, |w| w.points().partition_point(|(t, _)| *t <= last_ms));
+                let whole = written.is_none_or(|w| lent == w.count());
+                let to = if whole {
+                    own.partition_point(|(t, _)| *t <= last_ms)
+                } else {
+                    0
+                };
+                if lent + to == 0 {
+                    return None;
                 }
-                Some((kept.series, kept_text))
+                let kept = written.map(|w| w.within(0..lent));
+                let text = Arc::new(PointsText::extended(kept.as_ref(), &own[..to], span_ms));
+                if whole {
+                    own.drain(..to);
+                    piece.written = Some(WrittenPoints::new(Arc::clone(&text), 0..text.len()));
+                }
+                Some((Arc::clone(&piece.series.labels), text))
             })
             .collect();
-        let (series, text) = kept.into_iter().flatten().unzip();
+        let (labels, text) = kept.into_iter().flatten().unzip();
         Self {
             first_ms,
             last_ms,
-            series,
+            labels,
             text,
             notes,
         }
     }
 
-    /// Its series with all their points written.
-    fn pieces(&self) -> impl Iterator<Item = (&Series, Option<WrittenPoints>)> {
-        self.series.iter().zip(&self.text).map(|(series, text)| {
-            let all = WrittenPoints::new(Arc::clone(text), 0..series.points.len());
-            (series, Some(all))
-        })
+    /// Its series at steps `first_ms..=last_ms`, lent, with room for
+    /// `room` more points of their own (the steps an answer adds after
+    /// them: growing a vector copies it); series left with none are
+    /// dropped, as the engine drops series without points.
+    fn steps(&self, first_ms: i64, last_ms: i64, room: usize) -> Vec<Piece> {
+        self.labels
+            .iter()
+            .zip(&self.text)
+            .filter_map(|(labels, text)| {
+                // A refresh starts a few steps into the part and ends
+                // near its end.
+                let points = text.points();
+                let from = partition_point_from_start(points, |(t, _)| *t < first_ms);
+                let to = partition_point_from_end(points, |(t, _)| *t <= last_ms);
+                (from < to).then(|| Piece {
+                    series: Series {
+                        labels: Arc::clone(labels),
+                        points: Vec::with_capacity(room),
+                    },
+                    written: Some(WrittenPoints::new(Arc::clone(text), from..to)),
+                })
+            })
+            .collect()
     }
-}
-
-/// The points of each series at steps `first_ms..=last_ms`, with the
-/// text of those among its written ones and room for `room` more points
-/// (the steps an answer adds after them: growing a copy copies it again);
-/// series left with none are dropped, as the engine drops series without
-/// points.
-fn steps_of<'a>(
-    series: impl Iterator<Item = (&'a Series, Option<WrittenPoints>)>,
-    first_ms: i64,
-    last_ms: i64,
-    room: usize,
-) -> Vec<Piece> {
-    series
-        .filter_map(|(s, written)| piece_steps(s, written, first_ms, last_ms, room))
-        .map(|(_, piece)| piece)
-        .collect()
-}
-
-/// [`steps_of`] one series, with the index of its first kept point.
-fn piece_steps(
-    s: &Series,
-    written: Option<WrittenPoints>,
-    first_ms: i64,
-    last_ms: i64,
-    room: usize,
-) -> Option<(usize, Piece)> {
-    let from = s.points.partition_point(|(t, _)| *t < first_ms);
-    let to = s.points.partition_point(|(t, _)| *t <= last_ms);
-    (from < to).then(|| {
-        let mut points = Vec::with_capacity(to - from + room);
-        points.extend_from_slice(&s.points[from..to]);
-        let piece = Piece {
-            series: Series {
-                labels: Arc::clone(&s.labels),
-                points,
-            },
-            written: written.map(|w| w.within(from..to)),
-        };
-        (from, piece)
-    })
 }
 
 fn into_matrix(value: Value) -> Result<Vec<Series>, QueryError> {
@@ -620,15 +611,14 @@ fn part_bytes(key: &Key, part: &Part) -> usize {
     const LABEL_OVERHEAD: usize = 48;
     const ENTRY_OVERHEAD: usize = 256;
     let series: usize = part
-        .series
+        .labels
         .iter()
-        .map(|s| {
+        .map(|labels| {
             SERIES_OVERHEAD
-                + s.labels
+                + labels
                     .iter()
                     .map(|(n, v)| n.len() + v.len() + LABEL_OVERHEAD)
                     .sum::<usize>()
-                + s.points.len() * std::mem::size_of::<(i64, f64)>()
         })
         .sum::<usize>()
         + part.text.iter().map(|t| t.heap_bytes()).sum::<usize>();

@@ -80,8 +80,10 @@ type Answer = (
 );
 
 fn answer(result: QueryResult) -> Answer {
-    let Value::Matrix(series) = result.value else {
-        panic!("not a matrix: {:?}", result.value);
+    let (warnings, infos) = (result.warnings.clone(), result.infos.clone());
+    let value = result.whole_value();
+    let Value::Matrix(series) = value else {
+        panic!("not a matrix: {value:?}");
     };
     (
         series
@@ -93,8 +95,8 @@ fn answer(result: QueryResult) -> Answer {
                 )
             })
             .collect(),
-        result.warnings,
-        result.infos,
+        warnings,
+        infos,
     )
 }
 
@@ -106,8 +108,9 @@ fn cached(engine: &Engine, cache: &QueryCache, q: &str, start: i64, end: i64, st
     answer(result)
 }
 
-/// How many points of `result` come with their answer text, after
-/// checking that text against the points' own.
+/// How many points of `result` the cache lends with their answer text,
+/// after checking that text against the points' own and that the
+/// series' own points follow them.
 fn written_points(result: &QueryResult) -> usize {
     let Value::Matrix(series) = &result.value else {
         return 0;
@@ -116,7 +119,10 @@ fn written_points(result: &QueryResult) -> usize {
     let mut count = 0;
     for (series, written) in series.iter().zip(&result.written) {
         let Some(written) = written else { continue };
-        let points = &series.points[..written.count()];
+        let points = written.points();
+        if let (Some(lent), Some(own)) = (points.last(), series.points.first()) {
+            assert!(lent.0 < own.0, "{:?}", series.labels);
+        }
         let own = WrittenPoints::new(
             Arc::new(PointsText::extended(None, points, 1)),
             0..points.len(),
@@ -250,12 +256,16 @@ fn a_refresh_with_a_later_end_is_served_from_the_cache() {
     let Value::Matrix(series) = &later.value else {
         panic!("not a matrix");
     };
-    let points: usize = series.iter().map(|s| s.points.len()).sum();
-    assert!(points > 0);
-    assert_eq!(written_points(&later), points);
+    assert!(series.iter().all(|s| s.points.is_empty()));
     let again = engine
         .range_query(q, 6 * MINUTE, 25 * MINUTE, 30_000)
         .unwrap();
+    let Value::Matrix(fresh_series) = &again.value else {
+        panic!("not a matrix");
+    };
+    let points: usize = fresh_series.iter().map(|s| s.points.len()).sum();
+    assert!(points > 0);
+    assert_eq!(written_points(&later), points);
     assert_eq!(
         String::from_utf8(crate::api::query_json::encode(&later, false).to_vec()).unwrap(),
         String::from_utf8(crate::api::query_json::encode(&again, false).to_vec()).unwrap()
@@ -287,9 +297,26 @@ fn an_entry_missing_only_its_last_steps_is_kept_and_still_cut() {
             panic!("not a matrix");
         };
         assert_eq!(series.len(), 1);
-        assert_eq!(written_points(&answer_now), series[0].points.len() - 1);
+        assert_eq!(series[0].points.len(), 1);
+        // Written as one answer: the lent text, a comma, the own point.
+        let again = engine.range_query(q, start, end, step).unwrap();
+        let text = |result: &QueryResult, gzip: bool| {
+            let body = crate::api::query_json::encode(result, gzip).to_vec();
+            if !gzip {
+                return body;
+            }
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+                .unwrap();
+            text
+        };
+        for gzip in [false, true] {
+            assert_eq!(text(&answer_now, gzip), text(&again, false));
+        }
+        let whole = fresh(&engine, q, start, end, step);
+        assert_eq!(written_points(&answer_now), whole.0[0].1.len() - 1);
         assert_eq!(cache.stats().bytes, bytes);
-        assert_eq!(answer(answer_now), fresh(&engine, q, start, end, step));
+        assert_eq!(answer(answer_now), whole);
     }
 }
 

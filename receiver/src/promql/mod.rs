@@ -21,6 +21,7 @@ mod functions;
 pub mod gzip;
 mod histogram;
 mod label_fns;
+mod parsed;
 pub mod plan;
 #[cfg(test)]
 mod property_tests;
@@ -94,9 +95,29 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Informational notes about the query (`PromQL info: …`).
     pub infos: Vec<String>,
-    /// For a matrix, per series (missing: none), its leading points as
-    /// the answer writes them, when the query cache holds that text.
+    /// For a matrix, per series (missing: none), its leading points and
+    /// their answer text, lent by the query cache; the series' `points`
+    /// are those after them. [`QueryResult::whole_value`] puts them back.
     pub written: Vec<Option<WrittenPoints>>,
+}
+
+impl QueryResult {
+    /// The value with each series' lent points back in front of its own.
+    pub fn whole_value(self) -> Value {
+        match self.value {
+            Value::Matrix(mut series) => {
+                for (s, written) in series.iter_mut().zip(self.written) {
+                    if let Some(written) = written {
+                        let own = std::mem::take(&mut s.points);
+                        s.points = written.points().to_vec();
+                        s.points.extend(own);
+                    }
+                }
+                Value::Matrix(series)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Evaluates PromQL over a storage.
@@ -105,6 +126,8 @@ pub struct Engine {
     storage: Storage,
     options: Arc<EngineOptions>,
     cancel: Vec<Arc<AtomicBool>>,
+    /// Shared by its copies (one per request).
+    parsed: Arc<parsed::ParsedQueries>,
 }
 
 impl Engine {
@@ -114,6 +137,7 @@ impl Engine {
             storage,
             options: Arc::new(options),
             cancel: Vec::new(),
+            parsed: Arc::default(),
         }
     }
 
@@ -160,7 +184,7 @@ impl Engine {
                 query.len()
             )));
         }
-        parse(query)
+        self.parsed.get_or_parse(query, parse)
     }
 
     /// What stops a query starting now: its deadline and cancel flags.

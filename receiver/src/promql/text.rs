@@ -193,12 +193,15 @@ pub fn write_point(out: &mut Vec<u8>, ms: i64, value: f64) {
     out.truncate(from + at + 2);
 }
 
-/// The points of a series written as an answer's `values` list holds
-/// them (`[t,"v"],[t,"v"]`), with where each starts, so that any run of
-/// consecutive points can be copied out as text; and the same text in
-/// blocks compressed apart, for gzip answers.
+/// The points of a series, and the same written as an answer's `values`
+/// list holds them (`[t,"v"],[t,"v"]`), with where each starts, so that
+/// any run of consecutive points can be sent out as text; and the same
+/// text in blocks compressed apart, for gzip answers.
 #[derive(Debug, Default)]
 pub struct PointsText {
+    /// The points themselves, oldest first: an answer served from the
+    /// cache lends them instead of copying them.
+    points: Vec<(i64, f64)>,
     /// Shared, so that an answer can send a run of points as it is.
     bytes: Bytes,
     /// The memory `bytes` takes (its buffer may be longer than the text).
@@ -235,7 +238,10 @@ impl PointsText {
         let written = written.filter(|w| w.count() > 0);
         let mut text = Self::default();
         let mut bytes = Vec::new();
+        text.points
+            .reserve(written.map_or(0, WrittenPoints::count) + points.len());
         if let Some(written) = written {
+            text.points.extend_from_slice(written.points());
             let old = written.bytes();
             bytes.reserve(old.len() + points.len() * POINT_TYPICAL);
             bytes.extend_from_slice(old);
@@ -255,6 +261,7 @@ impl PointsText {
                 .push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
             write_point(&mut bytes, ms, value);
         }
+        text.points.extend_from_slice(points);
         text.bytes_heap = bytes.capacity();
         text.bytes = Bytes::from(bytes);
         text.blocks = text.blocks_of(written, points, span_ms.max(1));
@@ -324,8 +331,18 @@ impl PointsText {
     }
 
     /// How many points it holds.
-    pub fn points(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// All its points.
+    pub fn points(&self) -> &[(i64, f64)] {
+        &self.points
     }
 
     /// Memory taken, for the cache's bound (blocks shared with an older
@@ -333,6 +350,7 @@ impl PointsText {
     pub fn heap_bytes(&self) -> usize {
         const BLOCK_OVERHEAD: usize = 64;
         self.bytes_heap
+            + self.points.capacity() * std::mem::size_of::<(i64, f64)>()
             + self.starts.capacity() * std::mem::size_of::<u32>()
             + self
                 .blocks
@@ -346,7 +364,7 @@ impl PointsText {
 const POINT_TYPICAL: usize = 24;
 
 /// Points `from..to` of a shared [`PointsText`]: a series' leading
-/// points whose answer text the query cache already holds.
+/// points, and their answer text, as the query cache holds them.
 #[derive(Debug, Clone)]
 pub struct WrittenPoints {
     text: Arc<PointsText>,
@@ -357,7 +375,7 @@ pub struct WrittenPoints {
 impl WrittenPoints {
     /// Points `range` of `text` (cut to what it holds).
     pub fn new(text: Arc<PointsText>, range: std::ops::Range<usize>) -> Self {
-        let to = range.end.min(text.points());
+        let to = range.end.min(text.len());
         let from = range.start.min(to);
         Self { text, from, to }
     }
@@ -372,6 +390,11 @@ impl WrittenPoints {
         let to = self.from + range.end.min(self.count());
         let from = (self.from + range.start).min(to);
         Self::new(Arc::clone(&self.text), from..to)
+    }
+
+    /// The points themselves.
+    pub fn points(&self) -> &[(i64, f64)] {
+        &self.text.points[self.from..self.to]
     }
 
     /// Their text, without a comma before or after.

@@ -19,6 +19,7 @@ mod packed;
 pub mod read;
 mod recent;
 pub mod schema;
+pub mod search;
 mod writer;
 
 use std::path::{Path, PathBuf};

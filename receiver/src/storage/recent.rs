@@ -22,6 +22,7 @@ use rustc_hash::FxHashMap;
 
 use super::chunk::RawSample;
 use super::index::SeriesId;
+use super::search::partition_point_from_end;
 
 /// One series' chunk samples at or after `from`, sorted.
 #[derive(Debug)]
@@ -48,8 +49,9 @@ impl Recent {
     /// of them (`None`: read the chunks).
     pub fn range(&self, id: SeriesId, start: i64, end: i64) -> Option<&[RawSample]> {
         let tail = self.tails.get(&id).filter(|t| t.from <= start)?;
-        let from = tail.samples.partition_point(|s| s.0 < start);
-        let to = tail.samples.partition_point(|s| s.0 <= end);
+        // A tail is read for the newest minutes of its hours.
+        let from = partition_point_from_end(&tail.samples, |s| s.0 < start);
+        let to = partition_point_from_end(&tail.samples, |s| s.0 <= end);
         Some(&tail.samples[from..to.max(from)])
     }
 
