@@ -2,10 +2,9 @@
 //!
 //! Evaluation recurses over the query's tree, so it runs on a thread with a
 //! stack sized for the deepest query accepted, not on the async runtime.
-//! Starting such a thread costs more than a dashboard refresh served from
-//! the answer cache spends evaluating (about 0.1–0.2 ms against a few
-//! tens of microseconds), so a thread that finished a query waits a while
-//! for the next one. The caller bounds how many run at once (the query
+//! Starting such a thread took 0.1–0.2 ms, as long as a dashboard refresh
+//! served from the answer cache spends evaluating, so a thread that
+//! finished a query waits a while for the next one. The caller bounds how many run at once (the query
 //! slots); at most that many wait idle, and an idle thread ends after
 //! [`IDLE_FOR`] without work or once its pool is gone.
 
