@@ -32,8 +32,10 @@ pub struct QueryAnswer {
 }
 
 impl QueryAnswer {
-    /// The whole body in one buffer (for tests and small answers).
-    pub fn to_vec(&self) -> Vec<u8> {
+    /// The whole body in one buffer, for tests: the server sends the
+    /// pieces as they are.
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
         self.pieces
             .parts
             .iter()

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long an idle thread waits for work before it ends.
-pub const IDLE_FOR: Duration = Duration::from_secs(30);
+const IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Work for one thread.
 type Job = Box<dyn FnOnce() + Send>;
