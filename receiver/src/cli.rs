@@ -106,6 +106,12 @@ pub struct Cli {
     #[arg(long = "storage.recent-window", default_value = "15m", value_parser = parse_duration)]
     pub recent_window: Duration,
 
+    /// Memory for compressed chunks of closed windows read lately, so
+    /// reads that come back to them skip the database file (e.g. 64MiB;
+    /// 0 turns the cache off).
+    #[arg(long = "storage.chunk-cache-size", default_value = "64MiB", value_parser = parse_bytes)]
+    pub chunk_cache_size: u64,
+
     /// How often data past the retention window is dropped.
     #[arg(long = "storage.retention-interval", default_value = "10m", value_parser = parse_duration)]
     pub retention_interval: Duration,
@@ -530,6 +536,7 @@ impl Cli {
                 recent_window: self.recent_window,
                 retention_interval: self.retention_interval,
                 max_series: self.max_series,
+                chunk_cache_bytes: self.chunk_cache_size,
                 ..storage::Options::default()
             },
             command_result_timeout: self.result_timeout,

@@ -58,6 +58,9 @@ pub struct Metrics {
     storage_failing: Family<OperationLabels, Gauge>,
     storage_failures: Counter<u64, AtomicU64>,
     query_cache: QueryCacheMetrics,
+    chunk_cache_hits: Counter<u64, AtomicU64>,
+    chunk_cache_misses: Counter<u64, AtomicU64>,
+    chunk_cache_bytes: Gauge,
     /// Rule evaluation, under Prometheus's names (no prefix).
     pub rules: crate::rules::RuleMetrics,
 }
@@ -98,6 +101,9 @@ impl Default for Metrics {
             storage_failing: Family::default(),
             storage_failures: Counter::default(),
             query_cache: QueryCacheMetrics::default(),
+            chunk_cache_hits: Counter::default(),
+            chunk_cache_misses: Counter::default(),
+            chunk_cache_bytes: Gauge::default(),
             rules,
             registry: Registry::default(),
         };
@@ -197,6 +203,21 @@ impl Default for Metrics {
             "Entries the query cache holds",
             metrics.query_cache.entries.clone(),
         );
+        registry.register(
+            "chunk_cache_hits",
+            "Closed chunk rows (or their absence) a read found in the chunk cache",
+            metrics.chunk_cache_hits.clone(),
+        );
+        registry.register(
+            "chunk_cache_misses",
+            "Closed chunk rows a read looked for in the database file",
+            metrics.chunk_cache_misses.clone(),
+        );
+        registry.register(
+            "chunk_cache_bytes",
+            "Approximate bytes the chunk cache holds (--storage.chunk-cache-size)",
+            metrics.chunk_cache_bytes.clone(),
+        );
         Metrics {
             registry: root,
             ..metrics
@@ -260,6 +281,11 @@ impl Metrics {
         self.query_cache
             .entries
             .set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
+        let chunks = storage.chunk_cache_stats();
+        sync(&self.chunk_cache_hits, chunks.hits);
+        sync(&self.chunk_cache_misses, chunks.misses);
+        self.chunk_cache_bytes
+            .set(i64::try_from(chunks.bytes).unwrap_or(i64::MAX));
         let failing = storage.failing();
         for operation in ["write", "compaction", "retention"] {
             let failed = failing.iter().any(|f| f.operation == operation);

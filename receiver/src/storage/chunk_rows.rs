@@ -248,23 +248,53 @@ pub(super) struct Found<'a> {
     pub count: i64,
 }
 
-/// Calls `each(position in run, row)` for the rows of the series in `run`
-/// (sorted ids) in windows `windows.0..=windows.1` overlapping
-/// `[range.0, range.1]`. Every series between the run's first and last id
-/// is searched, those not in the run skipped: a run is worth it where its
+/// The rows of the series `lo..=lo + span`: closed ones in windows
+/// `closed` (none when empty), open ones in windows `open`, whatever
+/// their times, from both tables in one statement (one snapshot). Each
+/// window's key range is generated in the statement and searched. Rows
+/// come closed first, then open, each part in window order and by series
+/// within a window; the last column says which table a row is from.
+const PART_ROWS: &str = "
+    WITH RECURSIVE closed_windows(lo) AS (
+        SELECT ?1 WHERE ?1 <= ?2 UNION ALL SELECT lo + ?3 FROM closed_windows WHERE lo < ?2
+    ), open_windows(lo) AS (
+        SELECT ?4 UNION ALL SELECT lo + ?3 FROM open_windows WHERE lo < ?5
+    )
+    SELECT c.key, c.data, c.min_ts, c.max_ts, c.count, 0
+        FROM closed_windows JOIN chunks AS c
+        ON c.key BETWEEN closed_windows.lo AND closed_windows.lo + ?6
+    UNION ALL
+    SELECT o.key, o.data, o.min_ts, o.max_ts, o.count, 1
+        FROM open_windows JOIN open_chunks AS o
+        ON o.key BETWEEN open_windows.lo AND open_windows.lo + ?6";
+
+/// Calls `each(position in run, table, row)` for the closed rows of the
+/// series in `run` (sorted ids) in windows `closed.0..=closed.1` (none if
+/// `None`) and their open rows in windows `open.0..=open.1`, whatever the
+/// rows' times. Every series between the run's first and last id is
+/// searched, those not in the run skipped: a run is worth it where its
 /// ids are close together.
 pub(super) fn for_each_in(
     conn: &Connection,
     run: &[SeriesId],
-    windows: (i64, i64),
-    range: (i64, i64),
-    mut each: impl FnMut(usize, Found<'_>) -> Result<(), StorageError>,
+    closed: Option<(i64, i64)>,
+    open: (i64, i64),
+    mut each: impl FnMut(usize, Table, Found<'_>) -> Result<(), StorageError>,
 ) -> Result<(), StorageError> {
     let (Some(&first), Some(&last)) = (run.first(), run.last()) else {
         return Ok(());
     };
-    let mut statement = conn.prepare_cached(RUN_ROWS)?;
-    let mut rows = statement.query(run_params((first, last), windows, range))?;
+    // An empty window range for the closed part: its first key past its last.
+    let closed = closed.map_or((1, 0), |(a, b)| (key(first, a), key(first, b)));
+    let mut statement = conn.prepare_cached(PART_ROWS)?;
+    let mut rows = statement.query(params![
+        closed.0,
+        closed.1,
+        NEXT_WINDOW,
+        key(first, open.0),
+        key(first, open.1),
+        (last - first) as i64,
+    ])?;
     while let Some(row) = rows.next()? {
         let key: i64 = row.get(0)?;
         let Ok(position) = run.binary_search(&series_of_key(key)) else {
@@ -274,8 +304,14 @@ pub(super) fn for_each_in(
             .get_ref(1)?
             .as_blob()
             .map_err(|e| StorageError::Corrupt(format!("chunk {key}: {e}")))?;
+        let table = if row.get::<_, i64>(5)? == 0 {
+            Table::Closed
+        } else {
+            Table::Open
+        };
         each(
             position,
+            table,
             Found {
                 key,
                 data,

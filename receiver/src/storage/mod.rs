@@ -11,6 +11,7 @@
 
 pub mod changes;
 pub mod chunk;
+mod chunk_cache;
 mod chunk_rows;
 pub mod head;
 mod id_map;
@@ -33,6 +34,8 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use self::changes::{ChangeLog, Changes};
+use self::chunk_cache::ChunkCache;
+pub use self::chunk_cache::ChunkCacheStats;
 use self::head::Head;
 use self::index::SeriesIndex;
 use self::recent::Recent;
@@ -171,6 +174,9 @@ pub struct Options {
     /// Most series stored at once (`--storage.max-series`); appends that
     /// would add series beyond it are refused. 0: no limit.
     pub max_series: usize,
+    /// Bytes of closed chunk rows kept in memory for reads
+    /// (`--storage.chunk-cache-size`); 0 turns the cache off.
+    pub chunk_cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -186,6 +192,9 @@ impl Default for Options {
             recent_window: Duration::from_secs(15 * 60),
             retention_interval: Duration::from_secs(600),
             max_series: 1_000_000,
+            // A week of a few hundred series per host on 20 hosts is about
+            // 120 MB of chunks: a dashboard's share of it fits.
+            chunk_cache_bytes: 64 << 20,
         }
     }
 }
@@ -274,6 +283,8 @@ struct Shared {
     failing: Mutex<Vec<Failure>>,
     /// What appends and retention changed, for caches of query answers.
     changes: ChangeLog,
+    /// Closed chunk rows read lately.
+    chunk_cache: ChunkCache,
     /// The metadata table's content, by family: an append stores only
     /// what differs from it.
     metadata: RwLock<FxHashMap<String, FamilyMetadata>>,
@@ -384,6 +395,7 @@ impl Storage {
         let conn = schema::open_writer(path)?;
         let shared = Arc::new(Shared {
             path: path.to_owned(),
+            chunk_cache: ChunkCache::new(options.chunk_cache_bytes),
             options,
             index: RwLock::new(SeriesIndex::default()),
             head: RwLock::new(Head::default()),
@@ -650,6 +662,11 @@ impl Storage {
     /// Writer counters.
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// The chunk cache's counters.
+    pub fn chunk_cache_stats(&self) -> ChunkCacheStats {
+        self.shared.chunk_cache.stats()
     }
 
     /// Bytes the database occupies on disk (main file and WAL).

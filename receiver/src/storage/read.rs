@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use rusqlite::Connection;
 
 use super::chunk::{self, RawSample};
+use super::chunk_cache::{self, ChunkCache, RunRow};
 use super::index::{Labels, Matcher, SeriesId};
 use super::{Storage, StorageError, chunk_rows, read_lock, window_of};
 
@@ -179,7 +180,8 @@ impl Storage {
             .par_chunks(SERIES_PER_TASK)
             .map(|batch| {
                 self.with_reader(|conn| {
-                    read_batch(conn, series, batch, &selection.range, budget, &map)
+                    let source = (conn, &self.shared.chunk_cache);
+                    read_batch(source, series, batch, &selection.range, budget, &map)
                 })
             })
             .collect();
@@ -413,7 +415,7 @@ type Positioned<R> = Vec<(usize, R)>;
 /// the chunks on `conn` and maps each with samples, with its position;
 /// `None` once the budget is spent, here or in another task.
 fn read_batch<R>(
-    conn: &Connection,
+    source: (&Connection, &ChunkCache),
     series: &[Pending],
     batch: &[usize],
     range: &ChunkRange,
@@ -430,7 +432,7 @@ fn read_batch<R>(
             Pending::Read(_) => None,
         })
         .collect();
-    let mut from_chunks = read_chunks(conn, &wanted, range)?.into_iter();
+    let mut from_chunks = read_chunks(source, &wanted, range)?.into_iter();
     let mut out = Vec::with_capacity(batch.len());
     for &position in batch {
         if budget.is_spent() {
@@ -466,32 +468,19 @@ const MAX_RESERVE: usize = 1 << 16;
 /// over a run of ids also passes the rows of the ids in between.
 const RUN_GAP: SeriesId = 4;
 
-/// A chunk row copied out of its statement: its bytes are in the batch's
-/// buffer at `bytes`.
-struct Fetched {
-    /// Position of its series in the batch.
-    series: usize,
-    key: i64,
-    bytes: Range<usize>,
-    min_ts: i64,
-    max_ts: i64,
-    count: i64,
-}
-
 /// The chunk samples in the range of each `(series, room)` of `wanted`
 /// (sorted by id), in time order, each with room for `room` samples
 /// after them.
 ///
-/// Every row is fetched before any is decoded, so that each series'
+/// Every row is found before any is decoded, so that each series'
 /// samples are allocated once for all its chunks (as the rows say) rather
 /// than grown window by window, copying what was decoded at each growth;
 /// the rows' bytes, compressed, are a small part of that.
 fn read_chunks(
-    conn: &Connection,
+    (conn, cache): (&Connection, &ChunkCache),
     wanted: &[(SeriesId, usize)],
     range: &ChunkRange,
 ) -> Result<Vec<Vec<(i64, f64)>>, StorageError> {
-    let mut bytes = Vec::new();
     let mut rows = Vec::new();
     let ids: Vec<SeriesId> = wanted.iter().map(|(id, _)| *id).collect();
     let mut start = 0;
@@ -500,32 +489,24 @@ fn read_chunks(
         while end < ids.len() && ids[end] - ids[end - 1] <= RUN_GAP {
             end += 1;
         }
-        chunk_rows::for_each_in(
+        let found = chunk_cache::read_run(
             conn,
+            cache,
             &ids[start..end],
             (range.first_window, range.last_window),
             (range.start_ms, range.end_ms),
-            |position, found| {
-                let at = bytes.len();
-                bytes.extend_from_slice(found.data);
-                rows.push(Fetched {
-                    series: start + position,
-                    key: found.key,
-                    bytes: at..bytes.len(),
-                    min_ts: found.min_ts,
-                    max_ts: found.max_ts,
-                    count: found.count,
-                });
-                Ok(())
-            },
         )?;
+        rows.extend(found.into_iter().map(|mut row| {
+            row.position += start;
+            row
+        }));
         start = end;
     }
     // The stored counts are a hint only: each chunk says what it holds.
     let mut sizes: Vec<usize> = wanted.iter().map(|(_, room)| *room).collect();
     for row in &rows {
         let hint = usize::try_from(row.count).unwrap_or(0).min(MAX_RESERVE);
-        sizes[row.series] = sizes[row.series].saturating_add(hint);
+        sizes[row.position] = sizes[row.position].saturating_add(hint);
     }
     let mut raws: Vec<Vec<RawSample>> = sizes.into_iter().map(Vec::with_capacity).collect();
     let mut last_keys = vec![i64::MIN; wanted.len()];
@@ -533,20 +514,14 @@ fn read_chunks(
     // Decoded window by window, whatever runs the ids fell into: in each
     // window the series of one target share their timestamps, which the
     // memo then decodes once. A series' own rows stay in window order.
-    rows.sort_by_key(|row| (chunk_rows::window_of_key(row.key), row.series));
+    rows.sort_by_key(|row| (chunk_rows::window_of_key(row.key), row.position));
     let mut memo = chunk::TimesMemo::new();
     for row in &rows {
-        let k = row.series;
+        let k = row.position;
         in_order[k] &= row.key > last_keys[k];
         last_keys[k] = row.key;
-        decode_in_range(
-            &mut raws[k],
-            row,
-            &bytes[row.bytes.clone()],
-            range,
-            &mut memo,
-        )
-        .map_err(|e| StorageError::Corrupt(format!("series {}: {e}", ids[k])))?;
+        decode_in_range(&mut raws[k], row, range, &mut memo)
+            .map_err(|e| StorageError::Corrupt(format!("series {}: {e}", ids[k])))?;
     }
     Ok(raws
         .into_iter()
@@ -564,17 +539,16 @@ fn read_chunks(
         .collect())
 }
 
-/// Appends the samples of `row` (whose bytes are `data`) in the range to
+/// Appends the samples of `row` in the range to
 /// `raw`; only a chunk straddling an end of the range is cut.
 fn decode_in_range(
     raw: &mut Vec<RawSample>,
-    row: &Fetched,
-    data: &[u8],
+    row: &RunRow,
     range: &ChunkRange,
     memo: &mut chunk::TimesMemo,
 ) -> Result<(), chunk::ChunkError> {
     let first = raw.len();
-    chunk::decode_into_with(data, raw, memo)?;
+    chunk::decode_into_with(&row.data, raw, memo)?;
     if row.min_ts < range.start_ms || row.max_ts > range.end_ms {
         // Decoded timestamps are strictly increasing: the range is one
         // slice of them.

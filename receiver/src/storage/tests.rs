@@ -269,11 +269,37 @@ fn select_within_gives_up_past_its_budget() {
 /// under it (a read must see each sample in the head or in a chunk).
 #[test]
 fn reads_during_compaction_miss_no_acknowledged_sample() {
+    reads_race_compaction(options(), 5_000, 1000);
+}
+
+/// As above with windows closing all the time (a minute's window, half a
+/// minute a round): every pass moves rows into `chunks`, which the chunk
+/// cache must forget before a read can trust it.
+#[test]
+fn reads_while_windows_close_miss_no_acknowledged_sample() {
+    let options = Options {
+        chunk_window: Duration::from_secs(60),
+        ..options()
+    };
+    let storage = reads_race_compaction(options, 500, 30_000);
+    let cache = storage.chunk_cache_stats();
+    assert!(
+        cache.hits > 0 && cache.misses > 0,
+        "reads went through the chunk cache: {cache:?}"
+    );
+}
+
+/// Appends a sample to each of `SERIES` series per round (at most
+/// [`ROUNDS`]), `round_ms` apart, and compacts over and over, while reads
+/// check they see every sample acknowledged before they began.
+const ROUNDS: i64 = 1000;
+
+#[allow(non_snake_case)]
+fn reads_race_compaction(options: Options, SERIES: usize, round_ms: i64) -> Storage {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
-    let storage = Storage::open(&path, options()).unwrap();
+    let storage = Storage::open(&path, options).unwrap();
     let base = 1_800_000_000_000i64;
-    const SERIES: usize = 5_000;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -287,9 +313,9 @@ fn reads_during_compaction_miss_no_acknowledged_sample() {
         let (storage, acknowledged, stop) = (storage.clone(), acknowledged.clone(), stop.clone());
         rt.spawn(async move {
             let mut round = 0i64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < ROUNDS {
                 let batch: Vec<SeriesSamples> = (0..SERIES)
-                    .map(|i| series("m", &format!("h{i}"), &[(base + round * 1000, 1.0)]))
+                    .map(|i| series("m", &format!("h{i}"), &[(base + round * round_ms, 1.0)]))
                     .collect();
                 storage.append(batch, Vec::new()).await.unwrap();
                 acknowledged.fetch_add(SERIES, std::sync::atomic::Ordering::SeqCst);
@@ -313,7 +339,7 @@ fn reads_during_compaction_miss_no_acknowledged_sample() {
         reads += 1;
         let before = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
         let read: usize = storage
-            .select(&all, base, base + 1_000_000_000)
+            .select(&all, base, base + ROUNDS * round_ms)
             .unwrap()
             .iter()
             .map(|s| s.samples.len())
@@ -340,6 +366,7 @@ fn reads_during_compaction_miss_no_acknowledged_sample() {
         "{} of {reads} reads missed acknowledged samples (acknowledged, read): {short:?}",
         short.len()
     );
+    storage
 }
 
 #[test]
@@ -524,14 +551,22 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 
-    /// Reads answered from the recent tails equal a model of every
-    /// acknowledged sample, through appends in and out of order,
-    /// compactions, retention and reopening, with windows small and large.
+    /// Reads answered from the recent tails and the chunk cache equal a
+    /// model of every acknowledged sample, through appends in and out of
+    /// order, compactions, retention and reopening, with windows small and
+    /// large.
     #[test]
     fn recent_tails_never_change_an_answer(
         steps in proptest::collection::vec(step(), 1..40),
         chunk_minutes in proptest::prop_oneof![proptest::strategy::Just(60u64), proptest::strategy::Just(360)],
         recent_minutes in proptest::prop_oneof![proptest::strategy::Just(20u64), proptest::strategy::Just(180)],
+        // The chunk cache off, small enough to evict all the time, and as
+        // the receiver runs.
+        chunk_cache_bytes in proptest::prop_oneof![
+            proptest::strategy::Just(0u64),
+            proptest::strategy::Just(2048),
+            proptest::strategy::Just(64 << 20),
+        ],
     ) {
         use std::collections::BTreeMap;
         let dir = tempfile::tempdir().unwrap();
@@ -539,6 +574,7 @@ proptest::proptest! {
         let options = Options {
             chunk_window: Duration::from_secs(chunk_minutes * 60),
             recent_window: Duration::from_secs(recent_minutes * 60),
+            chunk_cache_bytes,
             ..options()
         };
         let retention_ms = options.retention.as_millis() as i64;

@@ -462,6 +462,8 @@ impl Writer {
         let mut tails = Vec::new();
         // Open windows this slice moves; applied once it has committed.
         let mut opened = Vec::new();
+        // Closed rows this slice writes, for the chunk cache.
+        let mut closed_keys = Vec::new();
         {
             let head = read_lock(&self.shared.head);
             let recent = read_lock(&self.shared.recent);
@@ -544,7 +546,9 @@ impl Writer {
                                 // The series' first samples in a newer
                                 // window: the window before closes.
                                 if let Some(open) = open_window {
-                                    chunk_rows::close(&tx, chunk_rows::key(*id, open))?;
+                                    let closing = chunk_rows::key(*id, open);
+                                    chunk_rows::close(&tx, closing)?;
+                                    closed_keys.push(closing);
                                 }
                                 open_window = Some(window_number);
                                 opened.push((*id, window_number));
@@ -553,6 +557,9 @@ impl Writer {
                         }
                     };
                     chunk_rows::store(&tx, table, key, &row)?;
+                    if table == Table::Closed {
+                        closed_keys.push(key);
+                    }
                     chunk_delta += row.count - old_count;
                     if let (Some(keep_from), Some(merged)) = (tail_from, merged) {
                         // An open window is the series' newest chunk: a tail
@@ -573,7 +580,15 @@ impl Writer {
                 }
             }
         }
+        // Before the commit: readers must not trust cached rows from here
+        // until the keys are forgotten, when `change` ends.
+        let change = (!closed_keys.is_empty()).then(|| {
+            let mut change = self.shared.chunk_cache.begin_change();
+            closed_keys.iter().for_each(|key| change.touch(*key));
+            change
+        });
         tx.commit()?;
+        drop(change);
         self.open_windows.extend(opened);
         let counters = &self.shared.counters;
         if chunk_delta >= 0 {
@@ -672,7 +687,11 @@ impl Writer {
                 }
             }
         }
+        // Every window up to the cutoff's may have lost rows or samples.
+        let mut change = self.shared.chunk_cache.begin_change();
+        change.touch_through(first_kept_window);
         tx.commit()?;
+        drop(change);
         self.open_windows
             .retain(|_, open| *open >= first_kept_window);
         for id in emptied_open {
