@@ -211,39 +211,64 @@ pub fn extreme(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
 /// strictly better (or the top is NaN and it is not). The heap moves as Go's
 /// `container/heap` moves it, so ties resolve as they do there.
 fn select_k(input: Vec<Sample>, grouping: &Grouper<'_, '_>, k: f64, largest: bool) -> Vec<Sample> {
-    if k < 1.0 {
+    let Some(k) = k_count(k) else {
         return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut values = Vec::new();
+    for (_, members) in groups(input, grouping) {
+        values.clear();
+        values.extend(members.iter().map(|s| s.value));
+        let chosen = best_k(&values, k, largest);
+        let mut members: Vec<Option<Sample>> = members.into_iter().map(Some).collect();
+        out.extend(chosen.into_iter().filter_map(|i| members[i].take()));
     }
-    let k = if k >= usize::MAX as f64 {
+    out
+}
+
+/// `topk`/`bottomk`'s parameter as a count (`None`: below 1, none kept);
+/// the caller has refused NaN.
+pub fn k_count(k: f64) -> Option<usize> {
+    if k < 1.0 {
+        return None;
+    }
+    Some(if k >= usize::MAX as f64 {
         usize::MAX
     } else {
         k as usize
-    };
+    })
+}
+
+/// Which of one group's `values` (in the order its members come) `topk`
+/// (`largest`) or `bottomk` keeps, as positions in `values`, best first:
+/// Prometheus's heap, which decides among equal values, and its stable
+/// sort of the heap. Shared by the step evaluator and the by-series one.
+pub fn best_k(values: &[f64], k: usize, largest: bool) -> Vec<usize> {
     // Prometheus's heap order: a NaN is below everything.
     let worse = |a: f64, b: f64| a.is_nan() || if largest { a < b } else { a > b };
-    let mut out = Vec::new();
-    for (_, members) in groups(input, grouping) {
-        let mut heap: Vec<Sample> = Vec::new();
-        for s in members {
-            if heap.len() < k {
-                heap.push(s);
-                let last = heap.len() - 1;
-                sift_up(&mut heap, last, &|a, b| worse(a.value, b.value));
-            } else if worse(heap[0].value, s.value) && !s.value.is_nan() {
-                heap[0] = s;
-                sift_down(&mut heap, 0, &|a, b| worse(a.value, b.value));
-            }
+    let below = |a: &usize, b: &usize| worse(values[*a], values[*b]);
+    let mut heap: Vec<usize> = Vec::new();
+    for (i, &v) in values.iter().enumerate() {
+        if heap.len() < k {
+            heap.push(i);
+            let last = heap.len() - 1;
+            sift_up(&mut heap, last, &below);
+        } else if worse(values[heap[0]], v) && !v.is_nan() {
+            heap[0] = i;
+            sift_down(&mut heap, 0, &below);
         }
-        // Best first; equal values keep their heap order.
-        heap.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
-            (true, true) => Ordering::Equal,
-            _ if worse(b.value, a.value) => Ordering::Less,
-            _ if worse(a.value, b.value) => Ordering::Greater,
-            _ => Ordering::Equal,
-        });
-        out.extend(heap);
     }
-    out
+    // Best first; equal values keep their heap order.
+    heap.sort_by(|&a, &b| {
+        let (a, b) = (values[a], values[b]);
+        match (a.is_nan(), b.is_nan()) {
+            (true, true) => Ordering::Equal,
+            _ if worse(b, a) => Ordering::Less,
+            _ if worse(a, b) => Ordering::Greater,
+            _ => Ordering::Equal,
+        }
+    });
+    heap
 }
 
 /// Moves `heap[at]` up while it is below its parent (`below(a, b)`: `a`

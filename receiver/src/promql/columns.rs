@@ -25,7 +25,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM, TokenId};
+use promql_parser::parser::token::{
+    T_BOTTOMK, T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM, T_TOPK, TokenId,
+};
 use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector, VectorSelector};
 use rustc_hash::FxHashMap;
 
@@ -142,11 +144,22 @@ pub fn supported(expr: &Expr) -> bool {
         Expr::VectorSelector(_) => true,
         Expr::Call(call) => range_call(call).is_some(),
         Expr::Aggregate(agg) => {
-            agg.param.is_none()
-                && aggregate::plain_reducer(agg.op.id()).is_some()
-                && supported(&agg.expr)
+            let plain = agg.param.is_none() && aggregate::plain_reducer(agg.op.id()).is_some();
+            (plain || k_literal(agg).is_some()) && supported(&agg.expr)
         }
         _ => false,
+    }
+}
+
+/// `topk`/`bottomk`'s parameter, where it is a number written in the
+/// query (any other is evaluated step by step).
+fn k_literal(agg: &AggregateExpr) -> Option<f64> {
+    if !matches!(agg.op.id(), T_TOPK | T_BOTTOMK) {
+        return None;
+    }
+    match unwrap_parens(agg.param.as_deref()?) {
+        Expr::NumberLiteral(n) if !n.val.is_nan() => Some(n.val),
+        _ => None,
     }
 }
 
@@ -364,7 +377,10 @@ impl Columns<'_, '_> {
                 Some(shape) => self.range_function(call, &shape, notes, sink),
                 None => Err(Stop::Fallback),
             },
-            Expr::Aggregate(agg) => self.aggregate(agg, notes, sink),
+            Expr::Aggregate(agg) => match k_literal(agg) {
+                Some(k) => self.select_k(agg, k, notes, sink),
+                None => self.aggregate(agg, notes, sink),
+            },
             _ => Err(Stop::Fallback),
         }
     }
@@ -557,6 +573,101 @@ impl Columns<'_, '_> {
             };
             if !column.points.is_empty() {
                 sink(column)?;
+            }
+        }
+        Ok(failing)
+    }
+}
+
+impl Columns<'_, '_> {
+    /// `topk` and `bottomk`: at each step, each group's members with a
+    /// value there, in the step evaluator's order, go through the same
+    /// selection ([`aggregate::best_k`]); a member keeps the steps it was
+    /// chosen at, ranked as the step evaluator's output lists them (groups
+    /// in order of their first member, each best first).
+    fn select_k(
+        &self,
+        agg: &AggregateExpr,
+        k: f64,
+        notes: &mut Annotations,
+        sink: &mut Sink<'_>,
+    ) -> Result<Vec<usize>, Stop> {
+        let largest = agg.op.id() == T_TOPK;
+        let grouping = agg.modifier.as_ref();
+        let dynamic = ordered_by_step(&agg.expr);
+        let mut members: Vec<Column> = Vec::new();
+        let mut group_of: Vec<usize> = Vec::new();
+        let mut index: FxHashMap<usize, usize> = FxHashMap::default();
+        let failing = self.stream(&agg.expr, notes, &mut |column| {
+            self.hold(column.points.len())?;
+            let labels = self
+                .ev
+                .intern(aggregate::group_labels(&column.labels, grouping));
+            let next = index.len();
+            let key = Arc::as_ptr(&labels) as *const u8 as usize;
+            group_of.push(*index.entry(key).or_insert(next));
+            members.push(column);
+            Ok(())
+        })?;
+        let held: usize = members.iter().map(|m| m.points.len()).sum();
+        // Per member: the steps it is chosen at, and its ranks there.
+        let mut points: Vec<Vec<(usize, f64)>> = vec![Vec::new(); members.len()];
+        let mut ranks: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+        if let Some(k) = aggregate::k_count(k) {
+            let mut cursors = vec![0usize; members.len()];
+            // Per step: `(rank, member, value)` of the members present.
+            let mut present: Vec<(usize, usize, f64)> = Vec::new();
+            // Per group touched at this step: its members and values.
+            let mut by_group: Vec<(Vec<usize>, Vec<f64>)> = vec![Default::default(); index.len()];
+            let mut touched: Vec<usize> = Vec::new();
+            for i in 0..self.steps {
+                if i % 1024 == 0 {
+                    self.ev.check_deadline()?;
+                }
+                present.clear();
+                for (m, (member, cursor)) in members.iter().zip(cursors.iter_mut()).enumerate() {
+                    if let Some(&(step, value)) = member.points.get(*cursor)
+                        && step == i
+                    {
+                        let rank = if dynamic { member.ranks[*cursor] } else { m };
+                        present.push((rank, m, value));
+                        *cursor += 1;
+                    }
+                }
+                if dynamic {
+                    present.sort_unstable_by_key(|p| p.0);
+                }
+                for &(_, m, value) in &present {
+                    let group = &mut by_group[group_of[m]];
+                    if group.0.is_empty() {
+                        touched.push(group_of[m]);
+                    }
+                    group.0.push(m);
+                    group.1.push(value);
+                }
+                let mut rank = 0;
+                for &g in &touched {
+                    let (group_members, values) = &mut by_group[g];
+                    for best in aggregate::best_k(values, k, largest) {
+                        let member = group_members[best];
+                        points[member].push((i, values[best]));
+                        ranks[member].push(rank);
+                        rank += 1;
+                    }
+                    group_members.clear();
+                    values.clear();
+                }
+                touched.clear();
+            }
+        }
+        self.release(held);
+        for ((member, points), ranks) in members.into_iter().zip(points).zip(ranks) {
+            if !points.is_empty() {
+                sink(Column {
+                    labels: member.labels,
+                    points,
+                    ranks,
+                })?;
             }
         }
         Ok(failing)

@@ -474,12 +474,25 @@ fn aggregation(inner: impl Strategy<Value = String>) -> impl Strategy<Value = St
     (op, grouping, inner).prop_map(|(op, g, e)| format!("{op}{g} ({e})"))
 }
 
+/// `topk`/`bottomk` with a literal parameter (0 and 1.5 included: none
+/// kept, and a fraction cut), grouped as `aggregation` groups.
+fn k_aggregation(inner: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    let op = select(&["topk", "bottomk"][..]);
+    let k = select(&["1", "2", "3", "0", "1.5", "(4)", "100"][..]);
+    let grouping = select(&["", " by (instance)", " without (cpu)", " by (le)"][..]);
+    (op, grouping, k, inner).prop_map(|(op, g, k, e)| format!("{op}{g} ({k}, {e})"))
+}
+
 /// Queries made only of what is evaluated by series.
 fn whole_query() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => leaf(),
         3 => aggregation(leaf()),
         2 => aggregation(aggregation(leaf())),
+        2 => k_aggregation(leaf()),
+        2 => k_aggregation(aggregation(leaf())),
+        1 => aggregation(k_aggregation(leaf())),
+        1 => k_aggregation(k_aggregation(aggregation(leaf()))),
     ]
 }
 
@@ -493,7 +506,7 @@ fn mixed_query() -> impl Strategy<Value = String> {
             .prop_map(|(l, op, m, r)| format!("{l} {op}{m} {r}")),
         part.clone().prop_map(|p| format!("-{p}")),
         part.clone().prop_map(|p| format!("abs({p})")),
-        part.clone().prop_map(|p| format!("topk(2, {p})")),
+        part.clone().prop_map(|p| format!("topk(2, {p}) * 2")),
         range_function().prop_map(|p| format!("clamp({p}, 0, 50)")),
         select(&["0.5", "0.99"][..]).prop_map(|q| format!(
             "histogram_quantile({q}, sum by (le, instance) (rate(req_bucket[5m])))"
