@@ -7,6 +7,7 @@
 //! series' rows. This cache keeps each row read (and each row found
 //! missing) by key, bounded by bytes (`--storage.chunk-cache-size`), so a
 //! read that finds its rows here asks SQLite only for the open windows.
+//! One selection adds at most a quarter of the cache ([`Admission`]).
 //!
 //! Staying true to the file without locking readers out: every change to
 //! `chunks` is bracketed by [`ChunkCache::begin_change`] before its commit
@@ -71,6 +72,26 @@ pub(super) struct ChunkCache {
     misses: AtomicU64,
 }
 
+/// What one selection may still add to the cache, in bytes: a quarter of
+/// it. A read bigger than the cache (a fleet-wide panel over a week) would
+/// otherwise push out everything else only to miss its own rows on its
+/// next run, as a scan through an LRU does; bounded, its first quarter is
+/// kept and the other panels' rows stay.
+#[derive(Debug)]
+pub(super) struct Admission(AtomicU64);
+
+impl Admission {
+    /// Takes `bytes` of the allowance; `false` (taking nothing) when less
+    /// is left.
+    fn take(&self, bytes: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+}
+
 /// The epoch a read started at.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ticket(u64);
@@ -105,6 +126,13 @@ impl ChunkCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// A new selection's allowance.
+    pub(super) fn admission(&self) -> Admission {
+        Admission(AtomicU64::new(
+            self.rows.as_ref().map_or(0, |rows| rows.capacity() / 4),
+        ))
     }
 
     /// The counters now.
@@ -213,14 +241,21 @@ pub(super) struct RunRow {
 /// particular order.
 pub(super) fn read_run(
     conn: &Connection,
-    cache: &ChunkCache,
+    (cache, admission): (&ChunkCache, &Admission),
     run: &[SeriesId],
     windows: (i64, i64),
     range: (i64, i64),
 ) -> Result<Vec<RunRow>, StorageError> {
     if let Some((ticket, rows)) = cache.ticket()
         && windows.1 - windows.0 < MAX_WINDOWS_LOOKED_UP
-        && let Some(found) = read_run_cached(conn, cache, (ticket, rows), run, windows, range)?
+        && let Some(found) = read_run_cached(
+            conn,
+            (cache, admission),
+            (ticket, rows),
+            run,
+            windows,
+            range,
+        )?
     {
         return Ok(found);
     }
@@ -238,7 +273,7 @@ pub(super) fn read_run(
 /// meanwhile (the caller then reads the file alone).
 fn read_run_cached(
     conn: &Connection,
-    cache: &ChunkCache,
+    (cache, admission): (&ChunkCache, &Admission),
     (ticket, rows): (Ticket, &Rows),
     run: &[SeriesId],
     windows: (i64, i64),
@@ -313,7 +348,13 @@ fn read_run_cached(
         .map(|&key| (key, None))
         .collect();
     read.extend(missing);
-    cache.keep(ticket, rows, read);
+    let weight = read
+        .iter()
+        .map(|(key, entry)| ByBytes.weight(key, entry))
+        .sum();
+    if admission.take(weight) {
+        cache.keep(ticket, rows, read);
+    }
     Ok(Some(found))
 }
 
@@ -397,6 +438,11 @@ mod tests {
         let stats = cache.stats();
         assert!(stats.bytes <= 64 << 10, "{stats:?}");
         assert!(stats.entries > 10, "{stats:?}");
+        // One selection may add a quarter of it.
+        let admission = cache.admission();
+        assert!(admission.take(10 << 10) && admission.take(6 << 10));
+        assert!(!admission.take(1), "the quarter is spent");
+        assert!(cache.admission().take(16 << 10), "the next selection's own");
         // Turned off, it holds nothing and hands out no ticket.
         let off = ChunkCache::new(0);
         assert!(off.ticket().is_none());

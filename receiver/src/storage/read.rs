@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use rusqlite::Connection;
 
 use super::chunk::{self, RawSample};
-use super::chunk_cache::{self, ChunkCache, RunRow};
+use super::chunk_cache::{self, Admission, ChunkCache, RunRow};
 use super::index::{Labels, Matcher, SeriesId};
 use super::{Storage, StorageError, chunk_rows, read_lock, window_of};
 
@@ -130,6 +130,7 @@ impl Storage {
         let window = self.shared.options.chunk_window;
         Ok(Some(Selection {
             series,
+            admission: self.shared.chunk_cache.admission(),
             range: ChunkRange {
                 first_window: window_of(start_ms, window),
                 last_window: window_of(end_ms, window),
@@ -180,7 +181,7 @@ impl Storage {
             .par_chunks(SERIES_PER_TASK)
             .map(|batch| {
                 self.with_reader(|conn| {
-                    let source = (conn, &self.shared.chunk_cache);
+                    let source = (conn, (&self.shared.chunk_cache, &selection.admission));
                     read_batch(source, series, batch, &selection.range, budget, &map)
                 })
             })
@@ -313,6 +314,8 @@ fn in_memory(series: &[Pending]) -> Option<usize> {
 pub struct Selection {
     series: Vec<Pending>,
     range: ChunkRange,
+    /// What its reads may add to the chunk cache.
+    admission: Admission,
 }
 
 impl Selection {
@@ -415,7 +418,7 @@ type Positioned<R> = Vec<(usize, R)>;
 /// the chunks on `conn` and maps each with samples, with its position;
 /// `None` once the budget is spent, here or in another task.
 fn read_batch<R>(
-    source: (&Connection, &ChunkCache),
+    source: (&Connection, (&ChunkCache, &Admission)),
     series: &[Pending],
     batch: &[usize],
     range: &ChunkRange,
@@ -477,7 +480,7 @@ const RUN_GAP: SeriesId = 4;
 /// than grown window by window, copying what was decoded at each growth;
 /// the rows' bytes, compressed, are a small part of that.
 fn read_chunks(
-    (conn, cache): (&Connection, &ChunkCache),
+    (conn, cache): (&Connection, (&ChunkCache, &Admission)),
     wanted: &[(SeriesId, usize)],
     range: &ChunkRange,
 ) -> Result<Vec<Vec<(i64, f64)>>, StorageError> {
