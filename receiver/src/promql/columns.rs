@@ -577,9 +577,7 @@ impl Columns<'_, '_> {
         }
         Ok(failing)
     }
-}
 
-impl Columns<'_, '_> {
     /// `topk` and `bottomk`: at each step, each group's members with a
     /// value there, in the step evaluator's order, go through the same
     /// selection ([`aggregate::best_k`]); a member keeps the steps it was

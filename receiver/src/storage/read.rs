@@ -542,8 +542,8 @@ fn read_chunks(
         .collect())
 }
 
-/// Appends the samples of `row` in the range to
-/// `raw`; only a chunk straddling an end of the range is cut.
+/// Appends the samples of `row` in the range to `raw`; only a chunk
+/// straddling an end of the range is cut.
 fn decode_in_range(
     raw: &mut Vec<RawSample>,
     row: &RunRow,
