@@ -73,14 +73,17 @@ impl Head {
         }
     }
 
-    /// A series' head samples in `[start, end]`, sorted, later writes
-    /// winning over earlier ones at the same timestamp.
+    /// A series' head samples, if it has any (read with [`sorted_range`]).
+    pub(super) fn series(&self, id: SeriesId) -> Option<&Packed> {
+        self.series.get(id)
+    }
+
+    /// A series' head samples in `[start, end]`, as [`sorted_range`].
+    #[cfg(test)]
     pub fn range(&self, id: SeriesId, start: i64, end: i64) -> Vec<RawSample> {
-        let Some(list) = self.series.get(id) else {
-            return Vec::new();
-        };
-        let in_range = list.iter().filter(|(t, _)| *t >= start && *t <= end);
-        merge(Vec::new(), in_range)
+        self.series(id)
+            .map(|list| sorted_range(list, start, end))
+            .unwrap_or_default()
     }
 
     /// Whether a series has a head sample in `[start, end]`.
@@ -119,6 +122,13 @@ impl Head {
                 Some((lo, hi)) => Some((lo.min(t), hi.max(t))),
             })
     }
+}
+
+/// A series' head samples in `[start, end]`, sorted, later writes winning
+/// over earlier ones at the same timestamp.
+pub(super) fn sorted_range(list: &Packed, start: i64, end: i64) -> Vec<RawSample> {
+    let in_range = list.iter().filter(|(t, _)| *t >= start && *t <= end);
+    merge(Vec::new(), in_range)
 }
 
 /// Merges `newer` samples (any order; later entries win among themselves)

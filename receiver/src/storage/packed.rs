@@ -85,6 +85,12 @@ impl Packed {
         self.len == 0
     }
 
+    /// The first packed byte (0 when empty). Reading it brings the start
+    /// of the samples into the CPU's cache ahead of their decoding.
+    pub fn first_byte(&self) -> u8 {
+        self.bytes.first().copied().unwrap_or(0)
+    }
+
     /// The samples in arrival order.
     pub fn iter(&self) -> Iter<'_> {
         Iter {

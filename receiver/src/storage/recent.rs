@@ -26,9 +26,30 @@ use super::search::partition_point_from_end;
 
 /// One series' chunk samples at or after `from`, sorted.
 #[derive(Debug)]
-struct Tail {
+pub struct Tail {
     from: i64,
     samples: Vec<RawSample>,
+}
+
+impl Tail {
+    /// The chunk samples in `[start, end]`, if the tail holds all of them
+    /// (`None`: read the chunks).
+    pub fn range(&self, start: i64, end: i64) -> Option<&[RawSample]> {
+        if self.from > start {
+            return None;
+        }
+        // A tail is read for the newest minutes of its hours.
+        let from = partition_point_from_end(&self.samples, |s| s.0 < start);
+        let to = partition_point_from_end(&self.samples, |s| s.0 <= end);
+        Some(&self.samples[from..to.max(from)])
+    }
+
+    /// The newest sample's timestamp (0 when empty). Reading it brings
+    /// the newest samples, which reads look at first, into the CPU's
+    /// cache.
+    pub fn newest_ms(&self) -> i64 {
+        self.samples.last().map_or(0, |s| s.0)
+    }
 }
 
 /// Decoded copies of the series' newest chunk samples.
@@ -45,14 +66,15 @@ impl Recent {
         self.tails.contains_key(&id)
     }
 
-    /// The series' chunk samples in `[start, end]`, if its tail holds all
-    /// of them (`None`: read the chunks).
+    /// The series' tail, if it has one.
+    pub fn tail(&self, id: SeriesId) -> Option<&Tail> {
+        self.tails.get(&id)
+    }
+
+    /// The series' chunk samples in `[start, end]`, as [`Tail::range`].
+    #[cfg(test)]
     pub fn range(&self, id: SeriesId, start: i64, end: i64) -> Option<&[RawSample]> {
-        let tail = self.tails.get(&id).filter(|t| t.from <= start)?;
-        // A tail is read for the newest minutes of its hours.
-        let from = partition_point_from_end(&tail.samples, |s| s.0 < start);
-        let to = partition_point_from_end(&tail.samples, |s| s.0 <= end);
-        Some(&tail.samples[from..to.max(from)])
+        self.tail(id)?.range(start, end)
     }
 
     /// Samples held, for the receiver's own metrics.
