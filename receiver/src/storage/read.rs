@@ -570,8 +570,6 @@ fn decode_in_range(
     Ok(())
 }
 
-/// `older` (from chunks) with `newer` (the head's copy: sorted, one sample
-/// per timestamp) merged in, `newer` winning where both hold a timestamp.
 /// Each selected series' head and tail, found all before any is read.
 ///
 /// A dashboard's refresh reads a few minutes of each of many series whose
@@ -597,6 +595,8 @@ fn find_all<'a>(
     found
 }
 
+/// `older` (from chunks) with `newer` (the head's copy: sorted, one sample
+/// per timestamp) merged in, `newer` winning where both hold a timestamp.
 fn merge_newer(mut older: Vec<(i64, f64)>, newer: &[RawSample]) -> Vec<(i64, f64)> {
     let as_f64 = |&(t, bits): &RawSample| (t, f64::from_bits(bits));
     let Some(&(first_new, _)) = newer.first() else {
