@@ -144,27 +144,56 @@ pub fn extrapolate_over(
     let (first_t, first_v) = points[0];
     let (last_t, _) = points[points.len() - 1];
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let mut to_start = first_t.saturating_sub(w.start_ms) as f64 / 1000.0;
-    let mut to_end = w.end_ms.saturating_sub(last_t) as f64 / 1000.0;
-    let average_interval = sampled / (points.len() - 1) as f64;
-    let threshold = average_interval * 1.1;
-    if to_start >= threshold {
-        to_start = average_interval / 2.0;
+    let gap_to_start = first_t.saturating_sub(w.start_ms);
+    let gap_to_end = w.end_ms.saturating_sub(last_t);
+    let mut to_start = gap_to_start as f64 / 1000.0;
+    let mut to_end = gap_to_end as f64 / 1000.0;
+    let intervals = points.len() - 1;
+    // Both gaps are usually well below the threshold, which integers say
+    // without the division that finds it.
+    if !below_threshold(gap_to_start.max(gap_to_end), last_t - first_t, intervals) {
+        let average_interval = sampled / intervals as f64;
+        let threshold = average_interval * 1.1;
+        if to_start >= threshold {
+            to_start = average_interval / 2.0;
+        }
+        if to_end >= threshold {
+            to_end = average_interval / 2.0;
+        }
     }
-    if is_counter && delta > 0.0 && first_v >= 0.0 {
+    // The zero point, `sampled * (first_v / delta)`, is at least `sampled`
+    // when `first_v >= delta` (rounding keeps a quotient of at least 1 at
+    // least 1): then it is nearer only when `sampled` is, which saves the
+    // division for a counter far from zero.
+    if is_counter && delta > 0.0 && first_v >= 0.0 && !(first_v >= delta && sampled >= to_start) {
         let to_zero = sampled * (first_v / delta);
         if to_zero < to_start {
             to_start = to_zero;
         }
-    }
-    if to_end >= threshold {
-        to_end = average_interval / 2.0;
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if let Some(seconds) = rate_seconds {
         factor /= seconds;
     }
     delta * factor
+}
+
+/// Whether a gap of `gap` ms is below Prometheus's threshold for
+/// extrapolating, 1.1 times the average of `intervals` intervals over
+/// `sampled` ms, by a margin (2^-40 of the threshold) far wider than what
+/// rounding moves the float comparison by (a few units in 2^-53), so the
+/// comparison in seconds says the same. `false` when unsure, negative or
+/// too large to tell.
+fn below_threshold(gap: i64, sampled: i64, intervals: usize) -> bool {
+    let (Ok(gap), Ok(sampled)) = (u128::try_from(gap), u128::try_from(sampled)) else {
+        return false;
+    };
+    // gap < 1.1 * sampled / intervals, scaled by 10 * intervals.
+    let limit = 11 * sampled;
+    let margin = (limit >> 40) + 1;
+    (10 * gap)
+        .checked_mul(intervals as u128)
+        .is_some_and(|scaled| scaled < limit.saturating_sub(margin))
 }
 
 /// `irate` and `idelta`: from the last two samples only.
@@ -222,6 +251,118 @@ fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Prometheus's extrapolation step by step: every division done, as
+    /// the reference for [`extrapolate_over`]'s shortcuts.
+    fn extrapolate_over_reference(
+        w: Window<'_>,
+        delta: f64,
+        is_counter: bool,
+        rate_seconds: Option<f64>,
+    ) -> f64 {
+        let points = w.points;
+        let (first_t, first_v) = points[0];
+        let (last_t, _) = points[points.len() - 1];
+        let sampled = (last_t - first_t) as f64 / 1000.0;
+        let mut to_start = first_t.saturating_sub(w.start_ms) as f64 / 1000.0;
+        let mut to_end = w.end_ms.saturating_sub(last_t) as f64 / 1000.0;
+        let average_interval = sampled / (points.len() - 1) as f64;
+        let threshold = average_interval * 1.1;
+        if to_start >= threshold {
+            to_start = average_interval / 2.0;
+        }
+        if is_counter && delta > 0.0 && first_v >= 0.0 {
+            let to_zero = sampled * (first_v / delta);
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
+        if to_end >= threshold {
+            to_end = average_interval / 2.0;
+        }
+        let mut factor = (sampled + to_start + to_end) / sampled;
+        if let Some(seconds) = rate_seconds {
+            factor /= seconds;
+        }
+        delta * factor
+    }
+
+    /// A gap in ms: anywhere up to four intervals, or within a few ms of
+    /// the threshold (1.1 average intervals), where rounding decides.
+    fn gap(sampled: i64, intervals: i64) -> impl Strategy<Value = i64> {
+        let threshold = 11 * sampled / (10 * intervals);
+        prop_oneof![
+            0..=4 * sampled / intervals + 1,
+            (-3i64..=3).prop_map(move |d| (threshold + d).max(0)),
+        ]
+    }
+
+    fn window_case() -> impl Strategy<Value = (Vec<i64>, i64, i64)> {
+        (
+            prop::collection::vec(1i64..120_000, 1..12),
+            0i64..10_000_000_000,
+        )
+            .prop_flat_map(|(steps, first)| {
+                let times: Vec<i64> = steps
+                    .iter()
+                    .scan(first, |t, d| {
+                        *t += d;
+                        Some(*t)
+                    })
+                    .collect();
+                let times = [vec![first], times].concat();
+                let sampled = times[times.len() - 1] - first;
+                let intervals = times.len() as i64 - 1;
+                (
+                    Just(times),
+                    gap(sampled, intervals),
+                    gap(sampled, intervals),
+                )
+            })
+    }
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            Just(0.0),
+            Just(f64::INFINITY),
+            Just(f64::NAN),
+            -1e3f64..1e3,
+            0.0f64..1e12,
+            (0u64..1000).prop_map(|v| v as f64 * 1e-9),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The shortcuts (integer comparison with the threshold, zero point
+        /// skipped when it cannot be nearer) give the reference's bits.
+        #[test]
+        fn extrapolation_shortcuts_give_the_step_by_step_answer(
+            (times, before, after) in window_case(),
+            (first_v, delta) in (value(), value(), 0.0f64..3.0).prop_flat_map(|(v, delta, ratio)| {
+                // Near the zero point's shortcut: a first value a fraction
+                // or a few times the change.
+                prop_oneof![Just((v, delta)), Just((delta * ratio, delta))]
+            }),
+            is_counter in any::<bool>(),
+            rate_seconds in prop_oneof![Just(None), (1u32..100_000).prop_map(|s| Some(f64::from(s)))],
+        ) {
+            let points: Vec<(i64, f64)> = times.iter().map(|&t| (t, first_v)).collect();
+            let w = Window {
+                points: &points,
+                start_ms: times[0] - before,
+                end_ms: times[times.len() - 1] + after,
+            };
+            let fast = extrapolate_over(w, delta, is_counter, rate_seconds);
+            let reference = extrapolate_over_reference(w, delta, is_counter, rate_seconds);
+            prop_assert!(
+                fast.to_bits() == reference.to_bits() || (fast.is_nan() && reference.is_nan()),
+                "{fast} != {reference}"
+            );
+        }
+    }
 
     #[test]
     fn increase_extrapolates_to_the_window() {

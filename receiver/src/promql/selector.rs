@@ -20,7 +20,7 @@ pub fn latest(samples: &[(i64, f64)], t: i64, lookback_ms: i64) -> Option<(i64, 
     (ts > t.saturating_sub(lookback_ms) && !is_stale(value)).then_some((ts, value))
 }
 
-/// Samples [`position_after`] walks one by one before galloping.
+/// Samples [`search_after`] walks one by one before galloping.
 const NEAR: usize = 16;
 
 /// `samples.partition_point(|(ts, _)| *ts <= t)`, searched outward from
@@ -28,7 +28,29 @@ const NEAR: usize = 16;
 /// times; starting next to the previous step's answer touches a few
 /// neighbouring samples instead of a binary search's cache misses across
 /// the whole series. Any `hint` gives the same answer.
+#[inline]
 pub fn position_after(samples: &[(i64, f64)], t: i64, hint: usize) -> usize {
+    // A walk's next answer is most often the hint or a sample or two on:
+    // looked at here, inlined into the walk, before the search below.
+    let n = samples.len();
+    let mut lo = hint.min(n);
+    if lo == 0 || samples[lo - 1].0 <= t {
+        for _ in 0..NEAR_INLINE {
+            if lo == n || samples[lo].0 > t {
+                return lo;
+            }
+            lo += 1;
+        }
+    }
+    search_after(samples, t, lo)
+}
+
+/// Samples [`position_after`] looks at before calling the search.
+const NEAR_INLINE: usize = 3;
+
+/// [`position_after`] beyond its first few samples.
+#[inline(never)]
+fn search_after(samples: &[(i64, f64)], t: i64, hint: usize) -> usize {
     let after = |(ts, _): &(i64, f64)| *ts <= t;
     let n = samples.len();
     let mut lo = hint.min(n);
