@@ -284,7 +284,8 @@ fn reads_while_windows_close_miss_no_acknowledged_sample() {
         recent_window: Duration::ZERO,
         ..options()
     };
-    let storage = reads_race_compaction(options, 500, 30_000);
+    let round_ms = 30_000;
+    let storage = reads_race_compaction(options, 500, round_ms);
     // Whether a read during the race also hit depends on timing (a read
     // keeps rows only if no window closed while it ran, and a slow run
     // may close one during every read): that the race's reads looked
@@ -295,7 +296,7 @@ fn reads_while_windows_close_miss_no_acknowledged_sample() {
         "reads looked up the chunk cache: {during:?}"
     );
     let all = [m("__name__", MatchOp::Equal, "m")];
-    let range = (1_800_000_000_000, 1_800_000_000_000 + ROUNDS * 30_000);
+    let range = (RACE_BASE_MS, RACE_BASE_MS + ROUNDS * round_ms);
     let first = storage.select(&all, range.0, range.1).unwrap();
     let again = storage.select(&all, range.0, range.1).unwrap();
     assert_eq!(first, again);
@@ -306,17 +307,22 @@ fn reads_while_windows_close_miss_no_acknowledged_sample() {
     );
 }
 
-/// Appends a sample to each of `SERIES` series per round (at most
-/// [`ROUNDS`]), `round_ms` apart, and compacts over and over, while reads
-/// check they see every sample acknowledged before they began.
+/// Rounds of [`reads_race_compaction`] at most.
 const ROUNDS: i64 = 1000;
 
+/// The time of [`reads_race_compaction`]'s first round, ms.
+const RACE_BASE_MS: i64 = 1_800_000_000_000;
+
+/// Appends a sample to each of `SERIES` series per round (at most
+/// [`ROUNDS`]), `round_ms` apart from [`RACE_BASE_MS`], and compacts over
+/// and over, while reads check they see every sample acknowledged before
+/// they began.
 #[allow(non_snake_case)]
 fn reads_race_compaction(options: Options, SERIES: usize, round_ms: i64) -> Storage {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let storage = Storage::open(&path, options).unwrap();
-    let base = 1_800_000_000_000i64;
+    let base = RACE_BASE_MS;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
