@@ -16,7 +16,9 @@
 //! hand-offs.
 //!
 //! Cold runs pass `nocache=1` (dcmon and VictoriaMetrics honour it;
-//! Prometheus has no cache), so they time evaluation. Each range query is
+//! Prometheus has no cache), so they time evaluation. They take turns, a
+//! run on each system after another, so that the machine's moments of
+//! load fall on every system alike. Each range query is
 //! then also timed warm, as a dashboard refresh: after one cached run, a
 //! new sample 30 s after the data is written to every series and the same
 //! query runs with its end moved to the first step reading it (dcmon's
@@ -689,55 +691,80 @@ fn run() -> Result<(), String> {
         .into_iter()
         .filter(|probe| probe.title().contains(filter.as_str()));
     for probe in chosen {
-        let mut times = Vec::new();
-        let mut warm_times = Vec::new();
         let mut notes = Vec::new();
+        // One run on `system`: how long the answer took to arrive, and the
+        // answer (range queries only).
+        let once = |system: &System| -> Result<(Duration, Option<Answer>), String> {
+            match &probe {
+                Probe::Range(q) => {
+                    match timed_range_answer(system, &agent, q, (start, end, step), true) {
+                        (_, Answer::Error(e)) => Err(e),
+                        (took, answer) => Ok((took, Some(answer))),
+                    }
+                }
+                Probe::Get(path, params) => {
+                    let started = Instant::now();
+                    let body = system
+                        .read
+                        .get_body_timed(&agent, path, params, system.gzip)?;
+                    let took = started.elapsed();
+                    let body = body.json(path)?;
+                    if body["status"] != "success" {
+                        return Err(body.to_string());
+                    }
+                    Ok((took, None))
+                }
+            }
+        };
+        // A warm-up run on each system, whose answer is compared with
+        // dcmon's; a system that fails it sits the timed runs out.
+        let mut answered = Vec::with_capacity(systems.len());
         let mut reference: Option<Answer> = None;
         for system in &systems {
-            // One run: how long the answer took to arrive, and the answer
-            // (range queries only).
-            let once = || -> Result<(Duration, Option<Answer>), String> {
-                match &probe {
-                    Probe::Range(q) => {
-                        match timed_range_answer(system, &agent, q, (start, end, step), true) {
-                            (_, Answer::Error(e)) => Err(e),
-                            (took, answer) => Ok((took, Some(answer))),
+            match once(system) {
+                Ok((_, Some(answer))) => {
+                    match &reference {
+                        None => reference = Some(answer),
+                        Some(ours) if !same(ours, &answer) => {
+                            notes.push(format!("{} answers differently from dcmon", system.name));
                         }
+                        Some(_) => {}
                     }
-                    Probe::Get(path, params) => {
-                        let started = Instant::now();
-                        let body = system
-                            .read
-                            .get_body_timed(&agent, path, params, system.gzip)?;
-                        let took = started.elapsed();
-                        let body = body.json(path)?;
-                        if body["status"] != "success" {
-                            return Err(body.to_string());
-                        }
-                        Ok((took, None))
-                    }
+                    answered.push(true);
                 }
-            };
-            let answer = match once() {
-                Ok((_, a)) => a,
+                Ok((_, None)) => answered.push(true),
                 Err(e) => {
                     notes.push(format!("{} failed: {e}", system.name));
-                    times.push(None);
-                    if matches!(probe, Probe::Range(_)) {
-                        warm_times.push(None);
-                    }
+                    answered.push(false);
+                }
+            }
+        }
+        // The timed runs take turns, one run of each system after another,
+        // so that a burst of load on this shared machine falls on every
+        // system alike rather than on the one whose runs it overlapped.
+        let mut samples = vec![Vec::with_capacity(runs); systems.len()];
+        for _ in 0..runs {
+            for ((system, samples), &answered) in systems.iter().zip(&mut samples).zip(&answered) {
+                if answered {
+                    samples.push(once(system)?.0);
+                }
+            }
+        }
+        let times: Vec<Option<Duration>> = samples
+            .into_iter()
+            .zip(&answered)
+            .map(|(samples, &answered)| answered.then(|| median(samples)))
+            .collect();
+        let mut warm_times = Vec::new();
+        if let Probe::Range(q) = &probe {
+            for (system, &answered) in systems.iter().zip(&answered) {
+                if !answered {
+                    warm_times.push(None);
                     continue;
                 }
-            };
-            let mut samples = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                samples.push(once()?.0);
-            }
-            times.push(Some(median(samples)));
-            if let (Probe::Range(q), "dcmon") = (&probe, system.name) {
-                notes.extend(annotations(system, &http, q, (start, end, step)));
-            }
-            if let Probe::Range(q) = &probe {
+                if system.name == "dcmon" {
+                    notes.extend(annotations(system, &http, q, (start, end, step)));
+                }
                 let window = (start, end, step);
                 let clients = (&http, &agent);
                 match warm_refresh(
@@ -758,15 +785,6 @@ fn run() -> Result<(), String> {
                         notes.push(format!("{} warm refresh failed: {e}", system.name));
                         warm_times.push(None);
                     }
-                }
-            }
-            if let Some(answer) = answer {
-                match &reference {
-                    None => reference = Some(answer),
-                    Some(ours) if !same(ours, &answer) => {
-                        notes.push(format!("{} answers differently from dcmon", system.name));
-                    }
-                    Some(_) => {}
                 }
             }
         }
