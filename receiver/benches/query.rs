@@ -690,18 +690,17 @@ fn run() -> Result<(), String> {
     let chosen = probes(start, end)
         .into_iter()
         .filter(|probe| probe.title().contains(filter.as_str()));
+    let window = (start, end, step);
     for probe in chosen {
         let mut notes = Vec::new();
         // One run on `system`: how long the answer took to arrive, and the
         // answer (range queries only).
         let once = |system: &System| -> Result<(Duration, Option<Answer>), String> {
             match &probe {
-                Probe::Range(q) => {
-                    match timed_range_answer(system, &agent, q, (start, end, step), true) {
-                        (_, Answer::Error(e)) => Err(e),
-                        (took, answer) => Ok((took, Some(answer))),
-                    }
-                }
+                Probe::Range(q) => match timed_range_answer(system, &agent, q, window, true) {
+                    (_, Answer::Error(e)) => Err(e),
+                    (took, answer) => Ok((took, Some(answer))),
+                },
                 Probe::Get(path, params) => {
                     let started = Instant::now();
                     let body = system
@@ -742,7 +741,8 @@ fn run() -> Result<(), String> {
         // The timed runs take turns, one run of each system after another,
         // so that a burst of load on this shared machine falls on every
         // system alike rather than on the one whose runs it overlapped.
-        let mut samples = vec![Vec::with_capacity(runs); systems.len()];
+        let mut samples: Vec<Vec<Duration>> =
+            systems.iter().map(|_| Vec::with_capacity(runs)).collect();
         for _ in 0..runs {
             for ((system, samples), &answered) in systems.iter().zip(&mut samples).zip(&answered) {
                 if answered {
@@ -763,9 +763,8 @@ fn run() -> Result<(), String> {
                     continue;
                 }
                 if system.name == "dcmon" {
-                    notes.extend(annotations(system, &http, q, (start, end, step)));
+                    notes.extend(annotations(system, &http, q, window));
                 }
-                let window = (start, end, step);
                 let clients = (&http, &agent);
                 match warm_refresh(
                     system,
